@@ -1,0 +1,46 @@
+"""The package's own exceptions.
+
+Every error stgraph raises on bad input is one of these. They subclass the
+builtin a caller would expect (``ValueError`` for bad content,
+``FileNotFoundError`` for a missing file) so ``except ValueError`` keeps
+working, and their message names the file or field, what was found and what
+was expected.
+"""
+from __future__ import annotations
+
+
+class StgraphError(Exception):
+    """Base class of every error raised by stgraph on bad input."""
+
+
+class DataFormatError(StgraphError, ValueError):
+    """A data file has an unknown layout or inconsistent content."""
+
+
+class SeriesError(StgraphError, ValueError):
+    """A sensor series is invalid (timestamps, shapes, values, length)."""
+
+
+class GraphError(StgraphError, ValueError):
+    """A road graph is invalid or does not match the series it serves."""
+
+
+class ConfigError(StgraphError, ValueError):
+    """A configuration value or key is invalid."""
+
+
+class DownloadError(StgraphError, OSError):
+    """A dataset file could not be downloaded or failed verification."""
+
+
+class UnsafePickleError(StgraphError, ValueError):
+    """A pickle asked to construct an object outside the allow-list."""
+
+
+class MissingFileError(StgraphError, FileNotFoundError):
+    """A required file is absent; the message says where to put it."""
+
+
+def where(path) -> str:
+    """Format a path for an error message."""
+    return f"'{path}'" if path is not None else "<in-memory>"

@@ -1,0 +1,28 @@
+import os
+
+import pytest
+
+from stgraph.shared_data import shared_data_dir
+
+
+def _require(*parts):
+    root = shared_data_dir()
+    path = None if root is None else root.joinpath(*parts)
+    if path is None or not path.exists():
+        msg = f"real data {'/'.join(parts)} not found beside the project (../shared/data)"
+        if os.environ.get("STGRAPH_REQUIRE_SHARED_DATA"):
+            pytest.fail(msg + " and STGRAPH_REQUIRE_SHARED_DATA is set")
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture
+def metr_week_dir():
+    """``../shared/data/metr-la-week``; skips (or fails in CI) when absent."""
+    return _require("metr-la-week")
+
+
+@pytest.fixture
+def shared_graphs_dir():
+    """``../shared/data/graphs``; skips (or fails in CI) when absent."""
+    return _require("graphs")
