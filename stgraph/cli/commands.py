@@ -1,0 +1,201 @@
+"""What each ``stgraph`` command does; argument parsing lives in :mod:`stgraph.cli.main`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError, MissingFileError
+from .main import emit
+
+
+def dispatch(args) -> int:
+    if args.command == "data":
+        return {"info": data_info, "synth": data_synth, "download": data_download, "list": data_list}[args.action](args)
+    if args.command == "graph":
+        return {"build": graph_build, "info": graph_info}[args.action](args)
+    if args.command == "bench":
+        from .bench import run as bench_run
+        return bench_run(args)
+    return {"train": train, "evaluate": evaluate, "predict": predict, "plot": plot}[args.command](args)
+
+
+# ------------------------------------------------------------------------------------------ data
+def data_info(args) -> int:
+    from ..io import read_series
+
+    s = read_series(args.path, null_value=args.null_value, start=args.start, freq=args.freq)
+    info = s.summary()
+    info["path"] = str(args.path)
+    emit(info, args.json)
+    return 0
+
+
+def data_synth(args) -> int:
+    from ..synth import write_synthetic
+
+    paths = write_synthetic(args.out, num_sensors=args.sensors, days=args.days, seed=args.seed, start=args.start)
+    paths = {k: str(v) for k, v in paths.items()}
+    if args.json:
+        emit(paths, True)
+    else:
+        print(f"wrote a synthetic road network of {args.sensors} sensors x {args.days} days (seed {args.seed}):")
+        emit(paths, False)
+    return 0
+
+
+def data_download(args) -> int:
+    from ..datasets import fetch
+
+    paths = fetch(args.name, root=args.root)
+    for role, p in (paths.items() if isinstance(paths, dict) else enumerate(paths)):
+        print(f"{role}: {p}")
+    return 0
+
+
+def data_list(args) -> int:
+    from ..datasets import get_manifest, list_datasets
+
+    for name in list_datasets():
+        m = get_manifest(name)
+        print(f"{name:14s} {m.sensors:>6} sensors  {m.interval:>6}  {m.description}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ graph
+def _sensor_order(spec: str | None) -> list[str] | None:
+    """Sensor ids from a series file or a text file of ids."""
+    if spec is None:
+        return None
+    p = Path(spec)
+    if not p.is_file():
+        raise MissingFileError(f"--sensors '{spec}' not found; pass a series file or a text file of sensor ids")
+    head = p.open("rb").read(8)
+    if head.startswith(b"\x89HDF") or head.startswith(b"PK"):
+        from ..io import read_series
+        return read_series(p).sensor_ids
+    text = p.read_text().replace("\n", ",")
+    ids = [t.strip() for t in text.split(",") if t.strip()]
+    if not ids:
+        raise ConfigError(f"--sensors '{spec}' holds no sensor ids")
+    return ids
+
+
+def graph_build(args) -> int:
+    from .. import graph as G
+
+    ids = _sensor_order(args.sensors)
+    if args.adj:
+        g = G.from_adj_pickle(args.adj)
+    elif args.distances:
+        if ids is None:
+            raise ConfigError("--distances needs --sensors (the sensor order: a series file or a list of ids)")
+        g = G.from_distances(args.distances, ids, sigma=args.sigma, threshold=args.threshold, kernel=args.kernel)
+    elif args.locations:
+        lid, lat, lon = G.read_locations(args.locations)
+        if args.k is None and args.radius_km is None:
+            raise ConfigError("--locations needs --k N (nearest neighbours) or --radius-km R")
+        g = G.from_coordinates(lid, lat, lon, k=args.k, radius_km=args.radius_km, sigma=args.sigma)
+    else:
+        g = G.from_edge_list(args.edges)
+    G.write_graph(g, args.out)
+    info = G.graph_info(g)
+    print(f"wrote {args.out}: {info['nodes']} nodes, {info['edges']} edges, {info['components']} component(s)")
+    return 0
+
+
+def graph_info(args) -> int:
+    from .. import graph as G
+
+    g = G.read_graph(args.path, sensor_ids=_sensor_order(args.sensors))
+    emit(G.graph_info(g), args.json)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ runs
+def build_config(args):
+    """Defaults <- --config YAML <- named flags <- --set overrides."""
+    from ..config import RunConfig, apply_override, load_config
+
+    cfg = load_config(args.config) if args.config else RunConfig()
+    if args.data:
+        cfg.data.path = args.data
+    if args.graph:
+        cfg.data.graph = args.graph
+    if args.dataset:
+        cfg.data.dataset = args.dataset
+    if args.model:
+        cfg.model.name = args.model
+    if args.probabilistic:
+        cfg.model.probabilistic = True
+    for flag, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"),
+                       ("device", "device")):
+        v = getattr(args, flag)
+        if v is not None:
+            setattr(cfg.train, attr, v)
+    if args.no_progress:
+        cfg.train.progress = False
+    for item in args.set:
+        apply_override(cfg, item)
+    return cfg.validate()
+
+
+def train(args) -> int:
+    from ..training.run import train as train_run
+
+    cfg = build_config(args)
+    trainer = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+    st = trainer.state
+    print(f"finished: {st['epoch']} epoch(s), best validation MAE {st['best_val']:.4f} at epoch "
+          f"{st['best_epoch']}; run directory {args.out}")
+    return 0
+
+
+def evaluate(args) -> int:
+    from ..training.run import load_run
+
+    trainer = load_run(args.run_dir)
+    result = trainer.evaluate(args.split)
+    result["split"] = args.split
+    (Path(args.run_dir) / f"evaluation_{args.split}.json").write_text(json.dumps(result, indent=1))
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return 0
+    print(format_table(result, trainer.data))
+    return 0
+
+
+def format_table(result: dict, data=None) -> str:
+    """Plain-text table of a metrics dict (horizons and average)."""
+    step = None
+    if data is not None and getattr(data, "interval_minutes", None):
+        step = data.interval_minutes
+    keys = [k for k in ("mae", "rmse", "mape", "coverage90", "crps") if k in result["average"]]
+    head = f"{'horizon':>14} " + " ".join(f"{k.upper():>10}" for k in keys)
+    lines = [head, "-" * len(head)]
+    for h, vals in result["horizons"].items():
+        label = f"{h} ({int(h) * step:g} min)" if step else h
+        lines.append(f"{label:>14} " + " ".join(f"{vals[k]:>10.4f}" for k in keys))
+    lines.append(f"{'average':>14} " + " ".join(f"{result['average'][k]:>10.4f}" for k in keys))
+    return "\n".join(lines)
+
+
+def predict(args) -> int:
+    from ..forecast import forecast_at, write_forecast
+    from ..training.run import load_run
+
+    trainer = load_run(args.run_dir, data_path=args.data)
+    fc = forecast_at(trainer, args.at)
+    write_forecast(fc, args.out)
+    print(f"wrote the forecast of {len(fc.sensor_ids)} sensors x {len(fc.timestamps)} steps from "
+          f"{fc.issued_at} to {args.out}")
+    return 0
+
+
+def plot(args) -> int:
+    from ..plot import plot_run
+
+    paths = plot_run(args.run_dir, args.out, sensor=args.sensor, locations=args.locations)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0

@@ -1,0 +1,150 @@
+"""``stgraph`` command line.
+
+Every command's failure prints one line on stderr (``error: ...``) and exits
+non-zero; ``--debug`` shows the traceback. ``--json`` prints exactly one JSON
+object on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import StgraphError
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="inspect, generate and download traffic series")
+    s = p.add_subparsers(dest="action", required=True)
+    info = s.add_parser("info", help="steps, sensors, channels, start, end, interval, missing ratio")
+    info.add_argument("path")
+    info.add_argument("--json", action="store_true")
+    info.add_argument("--null-value", type=float, default=None)
+    info.add_argument("--start", default=None, help="first timestamp for files without timestamps (npz)")
+    info.add_argument("--freq", default=None, help="interval for files without timestamps, e.g. 5min")
+    syn = s.add_parser("synth", help="write the synthetic road network in METR-LA's HDF5 layout")
+    syn.add_argument("--out", required=True)
+    syn.add_argument("--sensors", type=int, default=207)
+    syn.add_argument("--days", type=int, default=7)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--start", default="2012-03-01")
+    syn.add_argument("--json", action="store_true")
+    dl = s.add_parser("download", help="download a named dataset into the cache")
+    dl.add_argument("name")
+    dl.add_argument("--root", default=None)
+    s.add_parser("list", help="named datasets with a manifest")
+
+
+def _add_graph(sub) -> None:
+    p = sub.add_parser("graph", help="build and inspect sensor road graphs")
+    s = p.add_subparsers(dest="action", required=True)
+    b = s.add_parser("build", help="build a graph and save it (.json node-link, .graphml, .pkl adj)")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--adj", help="DCRNN adj_mx.pkl")
+    src.add_argument("--distances", help="CSV from,to,cost (thresholded Gaussian kernel)")
+    src.add_argument("--locations", help="CSV sensor_id,latitude,longitude (k-nearest / radius)")
+    src.add_argument("--edges", help="edge list CSV source,target[,weight]")
+    b.add_argument("--sensors", help="sensor order: a series file, or a text file of comma/line separated ids")
+    b.add_argument("--sigma", type=float, default=None)
+    b.add_argument("--threshold", type=float, default=0.1)
+    b.add_argument("--kernel", default="gaussian", choices=["gaussian", "inverse", "binary"])
+    b.add_argument("--k", type=int, default=None, help="k nearest neighbours (with --locations)")
+    b.add_argument("--radius-km", type=float, default=None, help="radius in km (with --locations)")
+    b.add_argument("--out", required=True)
+    i = s.add_parser("info", help="nodes, edges, components, degree stats")
+    i.add_argument("path")
+    i.add_argument("--sensors", help="sensor order, needed for a distance CSV")
+    i.add_argument("--json", action="store_true")
+
+
+def _add_runs(sub) -> None:
+    t = sub.add_parser("train", help="train a model into a run directory")
+    t.add_argument("--data", help="series file (HDF5, npz, CSV)")
+    t.add_argument("--graph", help="graph file (adj pickle, distance CSV, JSON, GraphML)")
+    t.add_argument("--dataset", help="named dataset instead of --data/--graph")
+    t.add_argument("--model", default=None, help="registry name or package.module:Class (default stgt)")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--config", help="YAML config file")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device")
+    t.add_argument("--probabilistic", action="store_true", default=None)
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set model.params.hidden=32 (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    t.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
+    t.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("evaluate", help="MAE/RMSE/MAPE at horizons 3, 6, 12 and on average")
+    e.add_argument("run_dir")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("predict", help="write the forecast of every sensor (CSV or HDF5)")
+    pr.add_argument("run_dir")
+    pr.add_argument("--data", default=None, help="series to forecast from (default: the training file)")
+    pr.add_argument("--at", default=None, help="forecast from this timestamp (last input step); default the last")
+    pr.add_argument("--out", required=True, help=".csv or .h5")
+
+    pl = sub.add_parser("plot", help="forecast vs truth, error map, attention heat maps")
+    pl.add_argument("run_dir")
+    pl.add_argument("--sensor", default=None, help="sensor id (default: the one with the median error)")
+    pl.add_argument("--locations", default=None, help="CSV of sensor coordinates for the error map")
+    pl.add_argument("--out", required=True, help="PNG file")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, exit status 2."""
+
+    def error(self, message):  # noqa: D401 - argparse hook
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="stgraph", description="Spatio-temporal graph forecasting on traffic sensors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_data(sub)
+    _add_graph(sub)
+    _add_runs(sub)
+    try:
+        from .bench import add_parser as add_bench
+        add_bench(sub)
+    except ImportError:
+        pass
+    return p
+
+
+def emit(obj, as_json: bool) -> None:
+    """Print ``obj`` as one JSON object or as aligned ``key: value`` lines."""
+    if as_json:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        return
+    width = max((len(str(k)) for k in obj), default=0)
+    for k, v in obj.items():
+        print(f"{str(k).ljust(width)}  {v}")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    try:
+        from . import commands
+        return int(commands.dispatch(args) or 0)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (StgraphError, OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
+        if debug or args.debug:
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Typed run configuration: dataclasses, loadable from YAML, overridable from the CLI.
+
+A run is described by :class:`RunConfig`, a tree of three sections::
+
+    data:  where the series and graph are and how windows are cut
+    model: which model (registry name) and its keyword arguments
+    train: optimiser, schedule, epochs, seed, device, checkpointing
+
+Every field can be set in a YAML file and overridden on the command line with
+``--set section.field=value`` (the value is parsed as YAML, so ``0.001``,
+``true``, ``[0.7, 0.1, 0.2]`` work). Unknown keys are an error that suggests
+the nearest valid key; wrong types and impossible values are errors naming the
+field, the value found and what is expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the data are and how forecasting windows are cut."""
+
+    path: Optional[str] = None          #: series file (HDF5, npz, CSV)
+    graph: Optional[str] = None         #: graph file (adj pickle, distance CSV, JSON, GraphML)
+    dataset: Optional[str] = None       #: a named dataset instead of path/graph
+    root: Optional[str] = None          #: cache folder for named datasets
+    input_len: int = 12                 #: steps in (12 = 60 min at 5 min)
+    horizon: int = 12                   #: steps out
+    stride: int = 1                     #: steps between window starts
+    split: list = field(default_factory=lambda: [0.7, 0.1, 0.2])  #: train/val/test ratios of windows
+    target: Union[int, str] = 0         #: target channel (name or index)
+    null_value: Optional[float] = None  #: missing-value marker; None = the reader's default
+    start: Optional[str] = None         #: first timestamp, for files without timestamps (npz)
+    freq: Optional[str] = None          #: interval, for files without timestamps, e.g. '5min'
+
+    def validate(self) -> None:
+        _positive_int(self, "input_len", "data")
+        _positive_int(self, "horizon", "data")
+        _positive_int(self, "stride", "data")
+        if len(self.split) != 3 or any(float(r) <= 0 for r in self.split) or abs(sum(map(float, self.split)) - 1) > 1e-6:
+            raise ConfigError(f"data.split = {self.split}: expected three positive ratios (train, val, test) "
+                              f"that sum to 1, e.g. [0.7, 0.1, 0.2]")
+
+
+@dataclass
+class ModelConfig:
+    """Which model and its keyword arguments (checked against its constructor)."""
+
+    name: str = "stgt"
+    probabilistic: bool = False
+    params: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not self.name:
+            raise ConfigError("model.name is empty; expected a registry name such as 'stgt'")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"           #: 'cosine', 'multistep' or 'none'
+    milestones: list = field(default_factory=lambda: [20, 30, 40])
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    clip_grad: float = 5.0              #: max gradient norm (0 = off)
+    patience: int = 10                  #: early stopping on validation MAE (0 = off)
+    seed: int = 0
+    device: str = "auto"                #: 'auto', 'cpu', 'cuda', 'cuda:1'
+    amp: str = "auto"                   #: 'auto' (bf16 on CUDA), 'bf16', 'off'
+    compile: bool = False               #: torch.compile the model
+    threads: int = 0                    #: CPU threads for torch (0 = leave as is)
+    max_batches: int = 0                #: cap batches per epoch (0 = all), for quick runs
+    checkpoint_every: int = 0           #: also checkpoint every k batches inside an epoch (0 = epoch end only)
+    skip_nonfinite: bool = False        #: skip a batch with a non-finite loss instead of stopping
+    max_skips: int = 10                 #: with skip_nonfinite: stop after this many skipped batches
+    progress: bool = True               #: tqdm progress bar
+
+    def validate(self) -> None:
+        _positive_int(self, "epochs", "train")
+        _positive_int(self, "batch_size", "train")
+        for name in ("lr",):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f"train.{name} = {getattr(self, name)}: expected a positive number, e.g. 0.001")
+        for name in ("weight_decay", "clip_grad", "gamma"):
+            if float(getattr(self, name)) < 0:
+                raise ConfigError(f"train.{name} = {getattr(self, name)}: expected a number >= 0")
+        for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"train.{name} = {getattr(self, name)}: expected an integer >= 0")
+        _choice(self, "scheduler", ("cosine", "multistep", "none"), "train")
+        _choice(self, "amp", ("auto", "bf16", "off"), "train")
+        if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):
+            raise ConfigError(f"train.device = '{self.device}': expected 'auto', 'cpu' or 'cuda[:k]'")
+
+
+@dataclass
+class RunConfig:
+    """The whole run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "RunConfig":
+        self.data.validate()
+        self.model.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _positive_int(obj, name: str, section: str) -> None:
+    v = getattr(obj, name)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ConfigError(f"{section}.{name} = {v!r}: expected a positive integer")
+
+
+def _choice(obj, name: str, choices, section: str) -> None:
+    v = getattr(obj, name)
+    if v not in choices:
+        raise ConfigError(f"{section}.{name} = {v!r}: expected one of {list(choices)}")
+
+
+def _suggest(key: str, valid) -> str:
+    near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean '{near[0]}'?)" if near else ""
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert int -> float where harmless."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+        raise ConfigError(f"{where} = {value!r}: expected {names}, got {type(value).__name__}")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} = {value!r}: expected true or false, got {type(value).__name__}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} = {value!r}: expected an integer, got {type(value).__name__}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} = {value!r}: expected a number, got {type(value).__name__}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} = {value!r}: expected a string, got {type(value).__name__}")
+    if tp in (list,) or origin is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        raise ConfigError(f"{where} = {value!r}: expected a list, got {type(value).__name__}")
+    if tp in (dict,) or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"{where} = {value!r}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _apply(obj, mapping: dict, where: str) -> None:
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping of fields, got {type(mapping).__name__}")
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in mapping.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(str(key), names)}; valid keys: {names}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value or {}, f"{where}.{key}" if where else key)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}" if where else key))
+
+
+def config_from_dict(mapping: dict | None, base: RunConfig | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from nested mappings (unknown keys are errors)."""
+    cfg = base if base is not None else RunConfig()
+    _apply(cfg, mapping or {}, "")
+    return cfg
+
+
+def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a YAML config file into a :class:`RunConfig` (not yet validated)."""
+    p = Path(path)
+    if not p.is_file():
+        from .errors import MissingFileError
+        raise MissingFileError(f"config file '{p}' not found")
+    try:
+        mapping = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{p}' is not valid YAML: {e}") from None
+    try:
+        return config_from_dict(mapping, base)
+    except ConfigError as e:
+        raise ConfigError(f"config file '{p}': {e}") from None
+
+
+def apply_override(cfg: RunConfig, assignment: str) -> RunConfig:
+    """Apply one ``section.field=value`` override (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override '{assignment}': expected section.field=value, e.g. train.lr=0.001")
+    key, text = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    nested: Any = value
+    for part in reversed(parts):
+        nested = {part: nested}
+    if len(parts) >= 3 and parts[0] == "model" and parts[1] == "params":
+        cfg.model.params = {**cfg.model.params, **nested["model"]["params"]}
+        return cfg
+    return config_from_dict(nested, cfg)

@@ -1,0 +1,93 @@
+"""Model registry: every command finds models by name or import path.
+
+A model is any ``torch.nn.Module`` with the forward contract::
+
+    forward(x, graph, covariates) -> Tensor [B, T_out, N, C_out] | torch.distributions.Normal
+
+with ``x`` ``[B, T_in, N, C_in]`` (z-scored), ``graph`` a PyG ``Data`` with
+``edge_index`` ``[2, E]``, ``edge_weight`` ``[E]`` and ``num_nodes``, and
+``covariates`` a dict of ``tod_in``/``dow_in`` ``[B, T_in]`` and
+``tod_out``/``dow_out`` ``[B, T_out]``. Outputs are in the z-scored units of
+the target channels. Its constructor takes sizes only; the registry passes the
+ones it accepts among ``num_nodes, in_channels, out_channels, input_len,
+horizon, steps_per_day, target_channels, probabilistic`` plus the user's
+``params``.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from typing import Callable
+
+import torch
+
+from ..errors import ConfigError
+
+_REGISTRY: dict[str, type] = {}
+
+SIZE_ARGS = ("num_nodes", "in_channels", "out_channels", "input_len", "horizon",
+             "steps_per_day", "target_channels", "probabilistic")
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator adding a model under ``name``."""
+    def deco(cls: type) -> type:
+        _REGISTRY[name.lower()] = cls
+        cls.registry_name = name.lower()
+        return cls
+    return deco
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_model_class(name: str) -> type:
+    """A registered name (``stgt``) or an import path (``mypkg.mod:MyModel`` / ``mypkg.mod.MyModel``)."""
+    key = name.lower()
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    if ":" in name or "." in name:
+        mod, _, attr = name.partition(":") if ":" in name else name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"model '{name}': cannot import it ({e}); expected 'package.module:ClassName'") from None
+        if not (inspect.isclass(cls) and issubclass(cls, torch.nn.Module)):
+            raise ConfigError(f"model '{name}' is not a torch.nn.Module class")
+        return cls
+    near = difflib.get_close_matches(key, list(_REGISTRY), n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    raise ConfigError(f"unknown model '{name}'{hint}; available: {available_models()} "
+                      f"or an import path 'package.module:ClassName'")
+
+
+def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.Module:
+    """Instantiate model ``name`` with the size arguments it accepts and ``params``.
+
+    Unknown ``params`` keys are an error naming the nearest constructor argument.
+    """
+    cls = get_model_class(name)
+    sig = inspect.signature(cls.__init__)
+    accepted = [p for p in sig.parameters if p != "self"]
+    var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    kwargs = {k: v for k, v in sizes.items() if k in accepted or (var_kw and k in SIZE_ARGS)}
+    if sizes.get("probabilistic") and "probabilistic" not in kwargs:
+        raise ConfigError(f"model '{name}' has no probabilistic head; drop --probabilistic or pick 'stgt'")
+    for k, v in (params or {}).items():
+        if k in SIZE_ARGS:
+            raise ConfigError(f"model.params.{k}: sizes come from the data, not the config")
+        if k not in accepted and not var_kw:
+            near = difflib.get_close_matches(k, accepted, n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise ConfigError(f"model.params.{k}: '{name}' has no such argument{hint}; valid: {accepted}")
+        kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"model '{name}': {e}") from None
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,394 @@
+"""One trainer for every model.
+
+:class:`Trainer` fits any model that follows the registry's forward contract
+(see :mod:`stgraph.models.registry`) on a :class:`~stgraph.data.ForecastData`:
+
+* loss: masked MAE in the data's own units (speeds in mph), or the masked
+  Gaussian negative log-likelihood when the model returns a
+  ``torch.distributions.Normal``;
+* AdamW, cosine or multi-step learning-rate schedule with optional warm-up,
+  gradient clipping, early stopping on validation MAE;
+* seeds that make a CPU run repeatable, bf16 autocast and ``torch.compile``
+  when asked for and available;
+* atomic checkpoints (``last.pt`` every epoch and, with ``checkpoint_every``,
+  every k batches; ``best.pt`` on improvement) holding weights, optimiser,
+  scheduler, RNG states, scaler, config and a data/graph fingerprint;
+  ``fit(resume=True)`` continues an interrupted run exactly;
+* a tqdm bar with loss, learning rate and ETA; one row per epoch in
+  ``metrics.csv``.
+
+Models without trainable parameters (last value, historical average, VAR) are
+fitted in closed form through their ``fit_data(data)`` hook and not trained.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from ..errors import StgraphError
+from ..metrics import MetricAccumulator
+from .checkpoint import load_checkpoint, save_checkpoint
+
+
+class NonFiniteLossError(StgraphError, FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+METRIC_FIELDS = ["epoch", "train_loss", "val_mae", "val_rmse", "val_mape", "lr", "epoch_seconds",
+                 "windows_per_s", "skipped_batches"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StgraphError(f"train.device = '{name}' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) so that a CPU run is repeatable."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+class Trainer:
+    """Train and evaluate ``model`` on ``data`` over ``graph``.
+
+    Args:
+        model: a forecasting ``nn.Module`` (registry contract).
+        data: a :class:`~stgraph.data.ForecastData`.
+        graph: PyG ``Data`` with ``edge_index`` ``[2, E]``, ``edge_weight`` ``[E]``.
+        cfg: a :class:`~stgraph.config.TrainConfig`.
+        run_dir: folder for checkpoints and ``metrics.csv`` (``None``: keep nothing on disk).
+        extra_state: plain data stored in every checkpoint (config, fingerprint, ...).
+    """
+
+    def __init__(self, model, data, graph, cfg, run_dir=None, extra_state: dict | None = None):
+        self.cfg = cfg
+        self.data = data
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.model = model.to(self.device)
+        self.graph = graph.to(self.device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.extra_state = extra_state or {}
+        mean, std = data.target_stats()
+        self._mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
+        self._std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+        self.null_value = float(data.null_value)
+        self.trainable = any(p.requires_grad for p in self.model.parameters())
+        use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
+        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+        self.forward_model = self.model
+        if cfg.compile:
+            try:
+                self.forward_model = torch.compile(self.model)
+            except Exception as e:  # pragma: no cover - depends on the platform's compiler
+                print(f"warning: torch.compile unavailable ({e}); training uncompiled")
+        self.optimizer = None
+        self.scheduler = None
+        if self.trainable:
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.state = {"epoch": 0, "batch": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
+                      "skipped": 0, "running_loss": 0.0, "running_count": 0, "finished": False}
+
+    # --------------------------------------------------------------------------- schedule
+    def _lr_factor(self, epoch: int) -> float:
+        cfg = self.cfg
+        if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+            return (epoch + 1) / (cfg.warmup_epochs + 1)
+        if cfg.scheduler == "cosine":
+            span = max(1, cfg.epochs - cfg.warmup_epochs)
+            t = min(1.0, (epoch - cfg.warmup_epochs) / span)
+            return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+        if cfg.scheduler == "multistep":
+            return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+        return 1.0
+
+    # --------------------------------------------------------------------------- pieces
+    def _forward(self, batch):
+        cov = batch.covariates
+        with self.autocast():
+            out = self.forward_model(batch.x, self.graph, cov)
+        return out
+
+    def to_units(self, out):
+        """Model output (z-scored) -> data units; a ``Normal`` stays a ``Normal``."""
+        if isinstance(out, torch.distributions.Normal):
+            return torch.distributions.Normal(out.loc.float() * self._std + self._mean, out.scale.float() * self._std)
+        return out.float() * self._std + self._mean
+
+    def _mask(self, y: torch.Tensor) -> torch.Tensor:
+        if math.isnan(self.null_value):
+            return ~torch.isnan(y)
+        return (y != self.null_value) & ~torch.isnan(y)
+
+    def loss(self, out, y: torch.Tensor) -> torch.Tensor:
+        """Masked MAE (point) or masked Gaussian NLL (``Normal``), in data units."""
+        out = self.to_units(out)
+        mask = self._mask(y)
+        yz = torch.where(mask, y, torch.zeros_like(y))
+        if isinstance(out, torch.distributions.Normal):
+            per = -out.log_prob(yz)
+        else:
+            per = (out - yz).abs()
+        per = torch.where(mask, per, torch.zeros_like(per))
+        return per.sum() / mask.sum().clamp(min=1)
+
+    def _rng_state(self) -> dict:
+        st = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            st["cuda"] = torch.cuda.get_rng_state_all()
+        return st
+
+    def _set_rng_state(self, st: dict) -> None:
+        torch.set_rng_state(st["cpu"])
+        if "cuda" in st and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["cuda"])
+
+    def checkpoint_state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else {},
+            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+            "trainer": dict(self.state),
+            "rng": self._rng_state(),
+            "scaler": self.data.scaler.state_dict(),
+            **self.extra_state,
+        }
+
+    def save(self, name: str = "last.pt") -> Path | None:
+        if self.run_dir is None:
+            return None
+        return save_checkpoint(self.checkpoint_state(), self.run_dir / "checkpoints" / name)
+
+    def load_state(self, ckpt: dict) -> None:
+        """Restore weights, optimiser, scheduler, RNG and progress from a checkpoint dict."""
+        self.model.load_state_dict(ckpt["model"])
+        if self.optimizer is not None and ckpt.get("optimizer"):
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt.get("scheduler"):
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.state.update(ckpt.get("trainer", {}))
+        if "rng" in ckpt:
+            self._set_rng_state(ckpt["rng"])
+
+    def _epoch_generator(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+
+    def _append_metrics(self, row: dict) -> None:
+        if self.run_dir is None:
+            return
+        path = self.run_dir / "metrics.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def _trim_metrics(self, from_epoch: int) -> None:
+        """Drop rows of epochs that a resumed run will redo."""
+        path = None if self.run_dir is None else self.run_dir / "metrics.csv"
+        if path is None or not path.exists():
+            return
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < from_epoch]
+        with path.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+
+    # --------------------------------------------------------------------------- training
+    def fit(self, resume: bool = False) -> dict:
+        """Train until ``epochs`` or early stopping; returns the trainer state.
+
+        With ``resume`` the run continues from ``run_dir/checkpoints/last.pt``.
+        """
+        if hasattr(self.model, "fit_data"):
+            self.model.fit_data(self.data)
+        if not self.trainable:
+            self.state.update(finished=True, best_epoch=0)
+            self.save("last.pt")
+            self.save("best.pt")
+            return self.state
+        if resume:
+            last = self.run_dir / "checkpoints" / "last.pt"
+            self.load_state(load_checkpoint(last, map_location=self.device))
+            self._trim_metrics(self.state["epoch"])
+            if self.state.get("finished"):
+                return self.state
+        cfg = self.cfg
+        n_batches = len(self.data.loader("train", cfg.batch_size, shuffle=True, drop_last=True))
+        if cfg.max_batches:
+            n_batches = min(n_batches, cfg.max_batches)
+        if n_batches == 0:
+            raise StgraphError(f"the training split has fewer windows than one batch ({cfg.batch_size}); "
+                               f"lower train.batch_size or use more data")
+        total = cfg.epochs * n_batches
+        done = self.state["epoch"] * n_batches + self.state["batch"]
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total, initial=done, unit="batch", dynamic_ncols=True, leave=True)
+        try:
+            while self.state["epoch"] < cfg.epochs:
+                stop = self._train_epoch(n_batches, bar)
+                if stop:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        self.state["finished"] = True
+        self.save("last.pt")
+        return self.state
+
+    def _train_epoch(self, n_batches: int, bar) -> bool:
+        cfg = self.cfg
+        epoch = self.state["epoch"]
+        start_batch = self.state["batch"]
+        if start_batch == 0:
+            self.state["running_loss"], self.state["running_count"] = 0.0, 0
+        loader = self.data.loader("train", cfg.batch_size, shuffle=True, drop_last=True,
+                                  generator=self._epoch_generator(epoch))
+        self.model.train()
+        t0 = time.perf_counter()
+        seen = 0
+        for b, batch in enumerate(loader):
+            if b >= n_batches:
+                break
+            if b < start_batch:
+                continue
+            batch = batch.to(self.device, non_blocking=True)
+            out = self._forward(batch)
+            loss = self.loss(out, batch.y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad:
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+            else:
+                norm = torch.zeros((), device=loss.device)
+            loss_v, norm_v = torch.stack([loss.detach().float(), norm.detach().float()]).tolist()  # one sync
+            if not (math.isfinite(loss_v) and math.isfinite(norm_v)):
+                self.state["skipped"] += 1
+                if not cfg.skip_nonfinite or self.state["skipped"] > cfg.max_skips:
+                    what = "loss" if not math.isfinite(loss_v) else "gradient norm"
+                    raise NonFiniteLossError(
+                        f"non-finite {what} ({loss_v if what == 'loss' else norm_v}) at epoch {epoch + 1}, batch {b + 1}; "
+                        f"the last good checkpoint is kept in {self.run_dir}; lower train.lr, check the data for "
+                        f"extreme values, or set train.skip_nonfinite=true to skip such batches")
+                self.optimizer.zero_grad(set_to_none=True)
+            else:
+                self.optimizer.step()
+                self.state["running_loss"] += loss_v
+                self.state["running_count"] += 1
+            seen += batch.x.shape[0]
+            self.state["batch"] = b + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+                bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+            if cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 and b + 1 < n_batches:
+                self.save("last.pt")
+        seconds = time.perf_counter() - t0
+        train_loss = self.state["running_loss"] / max(1, self.state["running_count"])
+        lr = self.optimizer.param_groups[0]["lr"]
+        val = self.evaluate("val")["average"]
+        self.scheduler.step()
+        improved = val["mae"] < self.state["best_val"] - 1e-6
+        self.state.update(epoch=epoch + 1, batch=0)
+        if improved:
+            self.state.update(best_val=val["mae"], best_epoch=epoch + 1, bad_epochs=0)
+        else:
+            self.state["bad_epochs"] += 1
+        stop = bool(cfg.patience) and self.state["bad_epochs"] >= cfg.patience
+        self._append_metrics({
+            "epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_mae": round(val["mae"], 6),
+            "val_rmse": round(val["rmse"], 6), "val_mape": round(val["mape"], 6), "lr": lr,
+            "epoch_seconds": round(seconds, 3), "windows_per_s": round(seen / max(seconds, 1e-9), 2),
+            "skipped_batches": self.state["skipped"]})
+        if improved:
+            self.save("best.pt")
+        self.save("last.pt")
+        if bar is not None:
+            bar.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val MAE {val['mae']:.4f}"
+                      f"{'  *' if improved else ''}")
+        return stop
+
+    # --------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def predictions(self, split: str = "test", batch_size: int | None = None):
+        """Yield ``(forecast, y, starts)`` per batch in data units.
+
+        ``forecast`` is a tensor ``[B, T_out, N, C_out]`` or a ``Normal`` of that shape.
+        """
+        self.model.eval()
+        for batch in self.data.loader(split, batch_size or self.cfg.batch_size, shuffle=False):
+            batch = batch.to(self.device, non_blocking=True)
+            yield self.to_units(self._forward(batch)), batch.y, batch.starts
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test", horizons=(3, 6, 12)) -> dict:
+        """Masked MAE/RMSE/MAPE per horizon step and averaged (plus coverage and CRPS when probabilistic)."""
+        horizon = self.data.horizon
+        horizons = tuple(h for h in horizons if h <= horizon) or (horizon,)
+        acc = MetricAccumulator(horizon, null_value=self.null_value)
+        prob = None
+        for out, y, _ in self.predictions(split):
+            if isinstance(out, torch.distributions.Normal):
+                prob = prob if prob is not None else _ProbAccumulator(horizon, self.null_value, y.device)
+                prob.update(out, y)
+                out = out.mean
+            acc.update(out, y)
+        result = acc.compute(horizons)
+        if prob is not None:
+            extra = prob.compute(horizons)
+            for key, vals in extra["horizons"].items():
+                result["horizons"][key].update(vals)
+            result["average"].update(extra["average"])
+        return result
+
+
+class _ProbAccumulator:
+    """Streaming masked coverage of the central 90% interval and Gaussian CRPS per horizon step."""
+
+    Z90 = 1.6448536269514722
+
+    def __init__(self, horizon: int, null_value: float, device):
+        self.null_value = null_value
+        self.cover = torch.zeros(horizon, dtype=torch.float64, device=device)
+        self.crps = torch.zeros(horizon, dtype=torch.float64, device=device)
+        self.count = torch.zeros(horizon, dtype=torch.float64, device=device)
+
+    def update(self, dist: torch.distributions.Normal, y: torch.Tensor) -> None:
+        mask = ~torch.isnan(y) if math.isnan(self.null_value) else (y != self.null_value) & ~torch.isnan(y)
+        mu, sigma = dist.loc, dist.scale
+        yz = torch.where(mask, y, mu)
+        inside = ((yz - mu).abs() <= self.Z90 * sigma) & mask
+        z = (yz - mu) / sigma
+        std_normal = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
+        crps = sigma * (z * (2 * std_normal.cdf(z) - 1) + 2 * std_normal.log_prob(z).exp() - 1 / math.sqrt(math.pi))
+        crps = torch.where(mask, crps, torch.zeros_like(crps))
+        dims = [d for d in range(y.dim()) if d != 1]
+        self.cover += inside.double().sum(dim=dims)
+        self.crps += crps.double().sum(dim=dims)
+        self.count += mask.double().sum(dim=dims)
+
+    def compute(self, horizons) -> dict:
+        cover = (self.cover / self.count).tolist()
+        crps = (self.crps / self.count).tolist()
+        total = self.count.sum().clamp(min=1)
+        return {
+            "horizons": {str(h): {"coverage90": cover[h - 1], "crps": crps[h - 1]} for h in horizons},
+            "average": {"coverage90": float(self.cover.sum() / total), "crps": float(self.crps.sum() / total)},
+        }
