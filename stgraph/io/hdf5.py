@@ -1,0 +1,370 @@
+"""HDF5 series files, read and written with h5py only (no pandas / pytables).
+
+Two layouts:
+
+* **pandas frame** ("fixed" format, written by ``DataFrame.to_hdf``): METR-LA
+  ``metr-la.h5`` (group ``df``), PEMS-BAY ``pems-bay.h5`` and LargeST
+  ``ca_his_2019.h5`` (group ``t``, integer column labels). The group holds
+  ``axis0`` (column labels = sensor ids, bytes or integers), ``axis1`` (the
+  index: int64 timestamps whose unit is in its ``kind`` attribute, e.g.
+  ``b"datetime64[us]"``; plain ``b"datetime64"`` in older files means ns), and
+  for every block ``k`` the labels ``block{k}_items`` and the values
+  ``block{k}_values`` (stored ``[T, n_k]`` when its ``transposed`` attribute is
+  1). Columns are put back in ``axis0`` order. A frame is one channel.
+* **plain** (what stgraph writes by default): datasets ``values`` ``[T, N, C]``,
+  ``timestamps`` (int64 ns since the epoch), ``sensor_ids`` (UTF-8 strings) and
+  attributes ``channels`` and ``null_value``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import ConfigError, DataFormatError, MissingFileError, where
+from .read import RawTable
+from .series import Series
+
+LAYOUTS = ("plain", "pandas")
+
+
+# ======================================================================= read
+def parse_hdf5(path: str | Path, *, key: str | None = None) -> RawTable:
+    """Parse a pandas-frame or plain HDF5 series file into a :class:`RawTable`.
+
+    Args:
+        key: group holding the frame (``df``, ``t``, ``/a/b``) or the plain
+            datasets; default: the file's only frame, or the plain layout at
+            the root.
+
+    Raises:
+        DataFormatError: unreadable (truncated, corrupted) file, unknown layout,
+            several frames and no ``key``, or inconsistent content.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            group, layout = _locate(f, key, path)
+            if layout == "plain":
+                return _parse_plain(group, path)
+            return _parse_frame(group, path)
+    except OSError as exc:
+        raise DataFormatError(
+            f"{where(path)}: not a readable HDF5 file, it is truncated or corrupted (h5py: {exc}); "
+            f"re-download or re-export it") from None
+
+
+def _locate(f: h5py.File, key: str | None, path) -> tuple[h5py.Group, str]:
+    if key is not None:
+        name = "/" + str(key).strip("/")
+        if name not in f or not isinstance(f[name], h5py.Group):
+            raise DataFormatError(
+                f"{where(path)}: no group '{key}' in the file; groups found: {_groups(f)}. "
+                f"Pass one of them as key=")
+        group = f[name]
+        if "pandas_type" in group.attrs:
+            return group, "pandas"
+        if "values" in group:
+            return group, "plain"
+        raise DataFormatError(
+            f"{where(path)}: group '{key}' is neither a pandas frame (no 'pandas_type' attribute) "
+            f"nor a plain stgraph series (no 'values' dataset); it holds {sorted(group.keys())}")
+    if isinstance(f.get("values"), h5py.Dataset):
+        return f, "plain"
+    frames: list[str] = []
+    f.visititems(lambda n, o: frames.append(n) if isinstance(o, h5py.Group) and "pandas_type" in o.attrs else None)
+    if len(frames) == 1:
+        return f[frames[0]], "pandas"
+    if not frames:
+        raise DataFormatError(
+            f"{where(path)}: no pandas frame (a group with a 'pandas_type' attribute) and no 'values' "
+            f"dataset; the file holds {sorted(f.keys())}. Expected a file written by "
+            f"DataFrame.to_hdf or stgraph.io.write_series")
+    raise DataFormatError(
+        f"{where(path)}: the file holds {len(frames)} pandas frames {frames}; pass key= to pick one")
+
+
+def _groups(f: h5py.File) -> list[str]:
+    out: list[str] = []
+    f.visititems(lambda n, o: out.append(n) if isinstance(o, h5py.Group) else None)
+    return out
+
+
+def _attr_str(attrs, name: str, default: str | None = None) -> str | None:
+    if name not in attrs:
+        return default
+    v = attrs[name]
+    if isinstance(v, h5py.Empty):
+        return ""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+# -------------------------------------------------------------- pandas frame
+def _parse_frame(g: h5py.Group, path) -> RawTable:
+    gname = g.name
+    ptype = _attr_str(g.attrs, "pandas_type")
+    if ptype == "frame_table":
+        raise DataFormatError(
+            f"{where(path)}: frame '{gname}' was written with format='table'; only the fixed format "
+            f"is read. Re-save it with df.to_hdf(path, key='{gname.strip('/')}', format='fixed')")
+    if ptype != "frame":
+        raise DataFormatError(
+            f"{where(path)}: group '{gname}' has pandas_type={ptype!r}; expected 'frame' "
+            f"(a DataFrame with one column per sensor)")
+    for axis in ("axis0", "axis1"):
+        variety = _attr_str(g.attrs, f"{axis}_variety", "regular")
+        if variety != "regular":
+            raise DataFormatError(
+                f"{where(path)}: frame '{gname}' has a {variety} {axis} (MultiIndex); expected one "
+                f"level of sensor ids as columns and timestamps as index")
+    nblocks = int(g.attrs.get("nblocks", 0))
+    needed = ["axis0", "axis1"] + [f"block{k}_{p}" for k in range(nblocks) for p in ("items", "values")]
+    absent = [n for n in needed if not isinstance(g.get(n), h5py.Dataset)]
+    if absent or nblocks == 0:
+        raise DataFormatError(
+            f"{where(path)}: frame '{gname}' lacks {absent or ['blocks (nblocks=0)']}; found "
+            f"{sorted(g.keys())}. Expected axis0, axis1 and block<k>_items/block<k>_values")
+    encoding = _attr_str(g.attrs, "encoding", "UTF-8") or "UTF-8"
+    if encoding.lower() in ("none", ""):
+        encoding = "UTF-8"
+
+    columns = _labels(g["axis0"], encoding, path)
+    pos = {c: i for i, c in enumerate(columns)}
+    if len(pos) != len(columns):
+        uniq, counts = np.unique(np.asarray(columns), return_counts=True)
+        raise DataFormatError(
+            f"{where(path)}: frame '{gname}' has duplicated column labels {uniq[counts > 1][:10].tolist()}; "
+            f"every sensor id must be unique")
+    timestamps, reason = _index(g["axis1"], path)
+    T, N = g["axis1"].shape[0], len(columns)
+
+    values = np.empty((T, N), dtype=np.float32)
+    filled = np.zeros(N, dtype=np.int64)
+    for k in range(nblocks):
+        items = _labels(g[f"block{k}_items"], encoding, path)
+        ds = g[f"block{k}_values"]
+        if ds.dtype.kind not in "fiub":
+            raise DataFormatError(
+                f"{where(path)}: frame '{gname}' block {k} holds non-numeric data (HDF5 dtype {ds.dtype}) "
+                f"for columns {items[:5]}; expected numeric sensor readings only")
+        transposed = bool(int(ds.attrs.get("transposed", 0)))
+        if ds.shape != ((T, len(items)) if transposed else (len(items), T)):
+            raise DataFormatError(
+                f"{where(path)}: frame '{gname}' block{k}_values has shape {ds.shape}; expected "
+                f"{T} rows x {len(items)} columns (one per block{k}_items label)")
+        unknown = [c for c in items if c not in pos]
+        if unknown:
+            raise DataFormatError(
+                f"{where(path)}: frame '{gname}' block{k}_items labels {unknown[:5]} are not in axis0")
+        idx = np.fromiter((pos[c] for c in items), dtype=np.int64, count=len(items))
+        _copy_block(ds, transposed, values, idx)
+        np.add.at(filled, idx, 1)
+    if (filled != 1).any():
+        bad = [columns[i] for i in np.flatnonzero(filled != 1)[:5]]
+        raise DataFormatError(
+            f"{where(path)}: frame '{gname}' columns {bad} appear in no block or in several; "
+            f"expected each axis0 label in exactly one block<k>_items")
+    null = g.attrs.get("stgraph_null_value")
+    channel = _attr_str(g.attrs, "stgraph_channel")
+    return RawTable(values, timestamps, columns, [channel] if channel else None,
+                    None if null is None else float(null), reason)
+
+
+def _copy_block(ds: h5py.Dataset, transposed: bool, out: np.ndarray, idx: np.ndarray,
+                rows_per_read: int = 1 << 24) -> None:
+    """``out[:, idx] = block`` reading ~``rows_per_read`` cells at a time, so a
+    float64 block never sits in memory whole next to its float32 copy."""
+    T = out.shape[0]
+    step = max(1, rows_per_read // max(1, len(idx)))
+    for r0 in range(0, T, step):
+        r1 = min(T, r0 + step)
+        out[r0:r1, idx] = ds[r0:r1] if transposed else ds[:, r0:r1].T
+
+
+def _labels(ds: h5py.Dataset, encoding: str, path) -> list[str]:
+    """Column labels as strings: bytes decoded, integers printed."""
+    kind = _attr_str(ds.attrs, "kind", "")
+    data = ds[()]
+    if data.dtype.kind == "S":
+        try:
+            return np.char.decode(data, encoding).tolist()
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(f"{where(path)}: {ds.name} labels are not {encoding} text ({exc})") from None
+    if data.dtype.kind == "U":
+        return data.tolist()
+    if data.dtype.kind in "iu":
+        return [str(int(v)) for v in data]
+    if data.dtype.kind == "f" and np.all(np.isfinite(data)) and np.all(data == np.round(data)):
+        return [str(int(v)) for v in data]
+    raise DataFormatError(
+        f"{where(path)}: {ds.name} labels have kind {kind!r} (HDF5 dtype {data.dtype}); expected "
+        f"string or integer sensor ids")
+
+
+def _index(ds: h5py.Dataset, path) -> tuple[np.ndarray | None, str]:
+    """The frame's index as ``datetime64[ns]``, honouring its ``kind`` unit."""
+    kind = _attr_str(ds.attrs, "kind", "")
+    raw = ds[()]
+    if kind.startswith("datetime64"):
+        unit = "ns" if kind == "datetime64" else kind[len("datetime64["):-1]
+        try:
+            ts = raw.astype(np.int64).view(f"datetime64[{unit}]")
+        except TypeError:
+            raise DataFormatError(f"{where(path)}: {ds.name} has kind={kind!r}; unknown datetime unit") from None
+        # a 'tz' attribute means the values are UTC; they are kept as naive UTC
+        return ts.astype("datetime64[ns]"), ""
+    if kind == "date":  # datetime.date ordinals (day 1 = 0001-01-01)
+        return (np.datetime64("0001-01-01", "D") + (raw.astype(np.int64) - 1)).astype("datetime64[ns]"), ""
+    return None, f"the frame's index ({ds.name}) holds {kind or 'unlabelled'} values, not timestamps"
+
+
+# --------------------------------------------------------------------- plain
+def _parse_plain(g: h5py.Group, path) -> RawTable:
+    needed = ("values", "timestamps", "sensor_ids")
+    absent = [n for n in needed if not isinstance(g.get(n), h5py.Dataset)]
+    if absent:
+        raise DataFormatError(
+            f"{where(path)}: plain series lacks dataset(s) {absent}; found {sorted(g.keys())}. "
+            f"Expected values [T, N, C], timestamps (int64 ns) and sensor_ids")
+    values = g["values"][()]
+    if values.dtype.kind not in "fiub" or values.ndim not in (2, 3):
+        raise DataFormatError(
+            f"{where(path)}: dataset 'values' has dtype {values.dtype} and shape {values.shape}; "
+            f"expected numbers of shape [T, N, C]")
+    tds = g["timestamps"]
+    unit = _attr_str(tds.attrs, "unit", "ns")
+    ts = tds[()]
+    if ts.dtype.kind not in "iu" or ts.shape != (values.shape[0],):
+        raise DataFormatError(
+            f"{where(path)}: dataset 'timestamps' has dtype {ts.dtype} and shape {ts.shape}; expected "
+            f"{values.shape[0]} int64 values ({unit} since 1970-01-01)")
+    timestamps = ts.astype(np.int64).view(f"datetime64[{unit}]").astype("datetime64[ns]")
+    sds = g["sensor_ids"]
+    ids = sds.asstr()[()].tolist() if sds.dtype.kind in "SO" else [str(v) for v in sds[()]]
+    channels = g.attrs.get("channels")
+    if channels is not None:
+        channels = [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(channels)]
+    null = g.attrs.get("null_value")
+    return RawTable(values, timestamps, ids, channels, None if null is None else float(null))
+
+
+# ====================================================================== write
+def write_series(series: Series, path: str | Path, layout: str = "plain", *, key: str = "df",
+                 channel: int | str | None = None) -> Path:
+    """Write ``series`` to an HDF5 file that :func:`read_series` reads back.
+
+    Args:
+        series: the series; ``values`` ``[T, N, C]``.
+        path: the file to create (replaced if it exists; written to a
+            temporary file first so a crash never leaves half a file).
+        layout: ``"plain"`` (``values`` ``[T, N, C]`` float32, ``timestamps``
+            int64 ns, ``sensor_ids``, attrs ``channels``, ``null_value``) or
+            ``"pandas"``: a fixed-format frame, ``T`` rows x ``N`` sensor
+            columns of float32, readable by ``pandas.read_hdf(path, key)``.
+        key: group name of the pandas frame.
+        channel: with ``layout="pandas"``, the channel (name or index) to
+            write when the series has several; a frame holds one.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if layout not in LAYOUTS:
+        raise ConfigError(f"write_series: layout={layout!r} is unknown; expected one of {list(LAYOUTS)}")
+    if not path.parent.is_dir():
+        raise MissingFileError(
+            f"{where(path)}: the folder {where(path.parent)} does not exist; create it before writing")
+    series.validate()
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            if layout == "plain":
+                _write_plain(f, series)
+            else:
+                _write_frame(f, series, key, channel, path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _write_plain(f: h5py.File, s: Series) -> None:
+    f.attrs["stgraph_layout"] = "plain"
+    f.attrs["channels"] = np.array(s.channels, dtype=h5py.string_dtype("utf-8"))
+    f.attrs["null_value"] = float(s.null_value)
+    f.create_dataset("values", data=s.values.astype(np.float32))
+    ts = f.create_dataset("timestamps", data=s.timestamps.astype("datetime64[ns]").astype(np.int64))
+    ts.attrs["unit"] = "ns"
+    f.create_dataset("sensor_ids", data=np.array(s.sensor_ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+
+
+# attributes pytables puts on every node; pandas reads the file through pytables
+_EMPTY = h5py.Empty(np.dtype("S1"))
+_PICKLED_NONE = np.bytes_(b"N.")  # pytables unpickles string attrs: this reads back as None
+
+
+def _text_attr(obj, name: str, text: str) -> None:
+    """A fixed-length UTF-8 string attribute: pytables (so pandas) reads it as ``str``."""
+    raw = text.encode("utf-8")
+    obj.attrs.create(name, np.bytes_(raw), dtype=h5py.string_dtype("utf-8", max(1, len(raw))))
+
+
+def _node_attrs(obj, cls: str, version: str) -> None:
+    _text_attr(obj, "CLASS", cls)
+    obj.attrs["TITLE"] = _EMPTY
+    _text_attr(obj, "VERSION", version)
+
+
+def _write_frame(f: h5py.File, s: Series, key: str, channel, path) -> None:
+    if channel is None:
+        if s.num_channels != 1:
+            raise DataFormatError(
+                f"{where(path)}: the series has {s.num_channels} channels {s.channels} but a pandas "
+                f"frame holds one; pass channel='{s.channels[0]}' (or an index) to write one of "
+                f"them, or use layout='plain'")
+        c = 0
+    else:
+        c = s.channel_index(channel)[0]
+    name = str(key).strip("/")
+    if not name or "/" in name:
+        raise ConfigError(f"write_series: key={key!r}; expected a single group name such as 'df'")
+
+    _node_attrs(f, "GROUP", "1.0")
+    _text_attr(f, "PYTABLES_FORMAT_VERSION", "2.1")
+    g = f.create_group(name)
+    _node_attrs(g, "GROUP", "1.0")
+    for attr, val in (("pandas_type", "frame"), ("pandas_version", "0.15.2"), ("encoding", "UTF-8"),
+                      ("errors", "strict"), ("axis0_variety", "regular"), ("axis1_variety", "regular"),
+                      ("block0_items_variety", "regular")):
+        _text_attr(g, attr, val)
+    g.attrs["ndim"] = np.int64(2)
+    g.attrs["nblocks"] = np.int64(1)
+    # ignored by pandas; lets read_series restore the channel name and null convention
+    _text_attr(g, "stgraph_channel", s.channels[c])
+    g.attrs["stgraph_null_value"] = np.float64(s.null_value)
+
+    encoded = [sid.encode("utf-8") for sid in s.sensor_ids]
+    labels = np.array(encoded, dtype=f"S{max(1, max(len(b) for b in encoded))}")
+    for ds_name in ("axis0", "block0_items"):
+        ds = g.create_dataset(ds_name, data=labels)
+        _array_attrs(ds)
+        _text_attr(ds, "kind", "string")
+        ds.attrs["name"] = _PICKLED_NONE
+        ds.attrs["nan_rep"] = _EMPTY
+    ax1 = g.create_dataset("axis1", data=s.timestamps.astype("datetime64[ns]").astype(np.int64))
+    _array_attrs(ax1)
+    _text_attr(ax1, "index_class", "datetime")
+    _text_attr(ax1, "kind", "datetime64[ns]")
+    ax1.attrs["name"] = _PICKLED_NONE
+    vals = g.create_dataset("block0_values", data=np.ascontiguousarray(s.values[:, :, c], dtype=np.float32))
+    _array_attrs(vals)
+
+
+def _array_attrs(ds: h5py.Dataset) -> None:
+    _node_attrs(ds, "ARRAY", "2.4")
+    _text_attr(ds, "FLAVOR", "numpy")
+    ds.attrs["transposed"] = np.uint8(1)

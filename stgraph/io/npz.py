@@ -1,0 +1,66 @@
+"""PEMS03/04/07/08 ``.npz`` archives (and bare ``.npy`` arrays).
+
+The archive holds one array ``data`` of shape ``[T, N, C]`` (or ``[T, N]``):
+PEMS04/08 have ``C = 3`` channels (flow, occupancy, speed), PEMS03/07 one
+(flow). There are no timestamps and no sensor ids: the caller gives ``start``
+and ``freq`` (the dataset manifest knows them) and sensors are named
+``'0' .. 'N-1'``.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataFormatError, where
+from .read import NPY_SIGNATURE, RawTable
+
+#: channel names by channel count, following the PEMS0X convention
+PEMS_CHANNELS = {1: ["flow"], 3: ["flow", "occupancy", "speed"]}
+
+
+def parse_npz(path: str | Path, *, key: str | None = None) -> RawTable:
+    """Parse ``path`` (``.npz`` with array ``key``, default ``data``, or a ``.npy``).
+
+    Raises:
+        DataFormatError: corrupted archive, no such array (the message lists
+            the arrays found), object arrays, or not ``[T, N]`` / ``[T, N, C]``.
+    """
+    name = "data" if key is None else str(key)
+    is_npy = False
+    try:
+        # open the file here: np.load(path) leaks its handle when the zip is corrupted
+        with open(path, "rb") as fh:
+            is_npy = fh.read(len(NPY_SIGNATURE)) == NPY_SIGNATURE
+            fh.seek(0)
+            if is_npy:
+                data = np.load(fh, allow_pickle=False)
+            else:
+                with np.load(fh, allow_pickle=False) as archive:
+                    if name not in archive.files:
+                        raise DataFormatError(
+                            f"{where(path)}: the archive has no array '{name}'; arrays found: "
+                            f"{archive.files}. Pass key= to name the one holding the [T, N, C] readings")
+                    data = archive[name]
+    except DataFormatError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise DataFormatError(
+            f"{where(path)}: not a readable {'.npy' if is_npy else '.npz'} file, it is truncated or "
+            f"corrupted ({exc}); re-download it") from None
+    except ValueError as exc:
+        raise DataFormatError(
+            f"{where(path)}: array '{name}' cannot be loaded ({exc}); expected a numeric array "
+            f"saved without pickle") from None
+    if data.dtype.kind not in "fiub":
+        raise DataFormatError(
+            f"{where(path)}: array '{name}' has dtype {data.dtype}; expected numeric sensor readings")
+    if data.ndim not in (2, 3) or 0 in data.shape:
+        raise DataFormatError(
+            f"{where(path)}: array '{name}' has shape {data.shape}; expected [T, N, C] or [T, N] "
+            f"(time steps, sensors, channels)")
+    channels = PEMS_CHANNELS.get(1 if data.ndim == 2 else data.shape[2])
+    ids = [str(i) for i in range(data.shape[1])]
+    return RawTable(data, None, ids, channels, None, no_time_reason="a .npz array has no timestamps")
+

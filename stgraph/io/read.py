@@ -1,0 +1,284 @@
+"""Read a sensor series from any supported file: :func:`read_series`.
+
+The reader is picked by the file's CONTENT, not its name: HDF5 files start
+with the signature ``\\x89HDF\\r\\n\\x1a\\n`` (at offset 0, or 512, 1024, ... when
+the file has a user block), ``.npz`` archives with the zip signature
+``PK\\x03\\x04``, ``.npy`` arrays with ``\\x93NUMPY``, and anything else that is
+UTF-8 text is read as a wide CSV.
+
+The format modules (:mod:`.hdf5`, :mod:`.npz`, :mod:`.csv`) only parse a file
+into a :class:`RawTable`; this module applies the caller's options (``start``,
+``freq``, ``channels``, ``null_value``) in one place and builds the
+:class:`~stgraph.io.series.Series`.
+"""
+from __future__ import annotations
+
+import codecs
+import datetime as _dt
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataFormatError, MissingFileError, SeriesError, where
+from .series import Series, format_interval, infer_interval, parse_interval
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+NPY_SIGNATURE = b"\x93NUMPY"
+
+#: accepted ``format=`` names -> canonical format
+FORMATS = {"hdf5": "hdf5", "h5": "hdf5", "npz": "npz", "npy": "npz", "csv": "csv", "txt": "csv"}
+
+
+class RawTable(NamedTuple):
+    """What a format parser found in a file, before the caller's options.
+
+    Attributes:
+        values: ``[T, N, C]`` or ``[T, N]`` numeric array (any float/int dtype).
+        timestamps: ``[T]`` ``datetime64[ns]``, or ``None`` when the file has none.
+        sensor_ids: ``N`` sensor ids as strings.
+        channels: the file's own channel names, or ``None`` when it has none.
+        null_value: the file's own null convention, or ``None`` for the default 0.0.
+        no_time_reason: why ``timestamps`` is ``None`` (used in the error message).
+    """
+
+    values: np.ndarray
+    timestamps: np.ndarray | None
+    sensor_ids: list[str]
+    channels: list[str] | None = None
+    null_value: float | None = None
+    no_time_reason: str = "the file has no timestamps"
+
+
+# --------------------------------------------------------------------- sniffing
+def sniff_format(path: str | Path) -> str:
+    """``"hdf5"``, ``"npz"`` or ``"csv"`` from the first bytes of ``path``.
+
+    Raises:
+        MissingFileError: the file does not exist.
+        DataFormatError: the path is a directory, the file is empty, or its
+            content is none of the supported formats.
+    """
+    path = _existing_file(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise DataFormatError(
+            f"{where(path)}: the file is empty (0 bytes); expected an HDF5, .npz or CSV sensor "
+            f"series. Re-download or re-export it.")
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+        if _has_hdf5_signature(fh, size):
+            return "hdf5"
+    if head.startswith(ZIP_SIGNATURES) or head.startswith(NPY_SIGNATURE):
+        return "npz"
+    if head.startswith(b"\x1f\x8b"):
+        raise DataFormatError(
+            f"{where(path)}: the file is gzip-compressed; expected an uncompressed HDF5, .npz or "
+            f"CSV file. Decompress it first (gunzip).")
+    if _is_text(head, complete=len(head) == size):
+        return "csv"
+    raise DataFormatError(
+        f"{where(path)}: unknown file format (first bytes {head[:8]!r}); expected HDF5 "
+        f"(starts with {HDF5_SIGNATURE!r}), .npz (zip, starts with b'PK\\x03\\x04') or UTF-8 CSV text")
+
+
+def _has_hdf5_signature(fh, size: int) -> bool:
+    """The HDF5 superblock sits at offset 0, 512, 1024, 2048, ..."""
+    offset = 0
+    while offset + len(HDF5_SIGNATURE) <= size:
+        fh.seek(offset)
+        if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+            return True
+        offset = 512 if offset == 0 else offset * 2
+    return False
+
+
+def _is_text(head: bytes, complete: bool) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(
+            f"{where(path)}: series file not found; expected an HDF5, .npz or CSV file there. "
+            f"Check the path, or download the dataset first (stgraph data download).")
+    if path.is_dir():
+        raise DataFormatError(f"{where(path)}: is a directory; expected a series file (HDF5, .npz or CSV)")
+    return path
+
+
+# ---------------------------------------------------------------- read_series
+def read_series(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    null_value: float | None = None,
+    start: str | np.datetime64 | _dt.datetime | None = None,
+    freq: str | np.timedelta64 | _dt.timedelta | None = None,
+    channels: Sequence[str] | None = None,
+    key: str | None = None,
+) -> Series:
+    """Read a ``[T, N, C]`` sensor series from an HDF5, ``.npz``/``.npy`` or CSV file.
+
+    Args:
+        path: the file. Its format is detected from its content (see
+            :func:`sniff_format`); the suffix is not trusted.
+        format: ``"hdf5"``, ``"npz"`` or ``"csv"`` to insist on a format; the
+            content is still checked and a mismatch is an error.
+        null_value: the value that marks a missing reading in the returned
+            series (``0.0`` or ``nan``). Defaults to the file's own convention
+            (stored by :func:`write_series`), else ``0.0`` (METR-LA, PEMS-BAY,
+            PEMS0X record a dead detector as 0). NaN in a file always means
+            missing and is replaced by ``null_value``.
+        start: first timestamp, for files without timestamps (``.npz``, CSV
+            without a time column, a frame with a non-datetime index).
+        freq: sampling interval (``"5min"``, ``"1h"``, ``"1D"``, ...) with ``start``.
+            For a file that has timestamps, ``start``/``freq`` are optional and
+            checked against the file.
+        channels: names for the ``C`` channels (e.g. ``["flow", "occupancy", "speed"]``).
+        key: HDF5 group of a pandas frame (default: the only one, e.g. ``df`` or
+            ``t``) or of a plain layout; array name in an ``.npz`` (default
+            ``data``); name of the timestamp column in a CSV.
+
+    Returns:
+        A validated :class:`Series` whose ``source`` is ``path``.
+
+    Raises:
+        MissingFileError: ``path`` does not exist.
+        DataFormatError: empty, truncated or unrecognised file, inconsistent
+            content, or missing ``start``/``freq`` for a file without timestamps.
+        SeriesError: the content is not a valid series (duplicated sensor
+            ids, unsorted timestamps, ...).
+    """
+    path = _existing_file(path)
+    found = sniff_format(path)
+    if format is not None:
+        wanted = FORMATS.get(str(format).lower())
+        if wanted is None:
+            raise ConfigError(f"read_series: format={format!r} is unknown; expected one of "
+                              f"{sorted(set(FORMATS.values()))} or None to detect it from the content")
+        if wanted != found:
+            raise DataFormatError(
+                f"{where(path)}: format={format!r} was requested but the content is {found}; "
+                f"pass format=None to read it as {found}, or fix the file")
+    raw = _parser(found)(path, key=key)
+    return build_series(raw, path, null_value=null_value, start=start, freq=freq, channels=channels)
+
+
+def _parser(fmt: str):
+    # imported here: the format modules import RawTable from this module
+    if fmt == "hdf5":
+        from .hdf5 import parse_hdf5
+        return parse_hdf5
+    if fmt == "npz":
+        from .npz import parse_npz
+        return parse_npz
+    from .csv import parse_csv
+    return parse_csv
+
+
+# ----------------------------------------------------------- caller's options
+def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
+                 channels=None) -> Series:
+    """Apply the caller's options to ``raw`` and build a :class:`Series`."""
+    values = np.asarray(raw.values)
+    if values.ndim == 2:
+        values = values[:, :, None]
+    if values.ndim != 3:
+        raise DataFormatError(f"{where(path)}: values have shape {values.shape}; expected [T, N] or [T, N, C]")
+    values = values.astype(np.float32, copy=False)
+    T, N, C = values.shape
+
+    if raw.timestamps is None:
+        if start is None or freq is None:
+            missing = " and ".join(n for n, v in (("start", start), ("freq", freq)) if v is None)
+            raise DataFormatError(
+                f"{where(path)}: {raw.no_time_reason}, and no {missing} was given; pass "
+                f"start='2012-03-01 00:00' and freq='5min' (the dataset's first timestamp and "
+                f"interval), or read it through the dataset manifest which knows them")
+        timestamps = regular_timestamps(start, freq, T, path)
+    else:
+        timestamps = np.asarray(raw.timestamps).astype("datetime64[ns]")
+        _check_agrees(timestamps, start, freq, path)
+
+    if channels is not None:
+        names = [str(c) for c in ([channels] if isinstance(channels, str) else channels)]
+        if len(names) != C:
+            raise DataFormatError(
+                f"{where(path)}: channels={names} names {len(names)} channel(s) but the file has {C}; "
+                f"pass {C} name(s)" + (f" (the file calls them {raw.channels})" if raw.channels else ""))
+    elif raw.channels is not None and len(raw.channels) == C:
+        names = list(raw.channels)
+    else:
+        names = ["value"] if C == 1 else [f"channel_{i}" for i in range(C)]
+
+    null = null_value if null_value is not None else (raw.null_value if raw.null_value is not None else 0.0)
+    null = float(null)
+    if not np.isnan(null):
+        nan = np.isnan(values)
+        if nan.any():
+            values = np.where(nan, np.float32(null), values)
+    return Series(values, timestamps, list(raw.sensor_ids), names, null, str(path))
+
+
+def regular_timestamps(start, freq, steps: int, path=None) -> np.ndarray:
+    """``steps`` timestamps ``start, start + freq, ...`` as ``datetime64[ns]``."""
+    t0 = _to_datetime(start, path)
+    step = _to_timedelta(freq, path)
+    return t0 + np.arange(steps, dtype=np.int64) * step
+
+
+def _to_datetime(start, path) -> np.datetime64:
+    try:
+        if isinstance(start, str):
+            t = np.datetime64(start.strip().replace(" ", "T", 1))
+        else:
+            t = np.datetime64(start)
+        t = t.astype("datetime64[ns]")
+    except (ValueError, TypeError) as exc:
+        raise DataFormatError(
+            f"{where(path)}: start={start!r} is not a timestamp ({exc}); expected ISO 8601 "
+            f"like '2012-03-01 00:00'") from None
+    if np.isnat(t):
+        raise DataFormatError(f"{where(path)}: start={start!r} is NaT; expected a timestamp like '2012-03-01 00:00'")
+    return t
+
+
+def _to_timedelta(freq, path) -> np.timedelta64:
+    if isinstance(freq, str):
+        try:
+            step = parse_interval(freq)
+        except SeriesError as exc:
+            raise DataFormatError(f"{where(path)}: freq: {exc}") from None
+    else:
+        try:
+            step = np.timedelta64(freq).astype("timedelta64[ns]")
+        except (ValueError, TypeError):
+            raise DataFormatError(
+                f"{where(path)}: freq={freq!r} is not an interval; expected e.g. '5min', '1h', '1D'") from None
+    if int(step.astype(np.int64)) <= 0:
+        raise DataFormatError(f"{where(path)}: freq={freq!r} must be a positive interval")
+    return step
+
+
+def _check_agrees(timestamps: np.ndarray, start, freq, path) -> None:
+    """The file has its own timestamps: ``start``/``freq`` given too must match them."""
+    if start is not None and timestamps.size and _to_datetime(start, path) != timestamps[0]:
+        raise DataFormatError(
+            f"{where(path)}: the file's first timestamp is {timestamps[0]} but start={start!r} was "
+            f"passed; the file has its own timestamps, so drop start= (or fix it)")
+    if freq is not None and timestamps.size > 1:
+        step = _to_timedelta(freq, path)
+        got = infer_interval(timestamps, path)
+        if got != step:
+            raise DataFormatError(
+                f"{where(path)}: the file's interval is {format_interval(got)} but freq={freq!r} was "
+                f"passed; the file has its own timestamps, so drop freq= (or fix it)")
