@@ -1,0 +1,164 @@
+"""Convert road graphs to tensors in a series' sensor order.
+
+A model sees sensors as positions ``0..N-1`` in the order of the series'
+``sensor_ids``; the graph must cover exactly those sensors. :func:`to_pyg`
+gives PyG's ``edge_index`` / ``edge_weight``; :func:`to_adjacency` gives the
+dense ``[N, N]`` matrix DCRNN-style models use.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Sequence
+
+import networkx as nx
+import numpy as np
+import torch
+from torch_geometric.data import Data
+from torch_geometric.utils import sort_edge_index
+
+from ..errors import GraphError, where
+
+__all__ = ["to_pyg", "to_adjacency"]
+
+
+def _preview(items: Sequence[Any], limit: int = 20) -> str:
+    head = ", ".join(repr(str(x)) for x in list(items)[:limit])
+    return f"[{head}{', ...' if len(items) > limit else ''}] ({len(items)} in all)"
+
+
+def _positions(graph: nx.DiGraph, sensor_ids: Sequence[Any], drop_extra: bool) -> dict[str, int]:
+    """Map each sensor id to its position; GraphError when graph and ids differ."""
+    source = where(graph.graph.get("source"))
+    ids = [str(s) for s in sensor_ids]
+    pos = {s: i for i, s in enumerate(ids)}
+    if len(pos) != len(ids):
+        dup = sorted(s for s, c in Counter(ids).items() if c > 1)
+        raise GraphError(f"sensor_ids repeat {_preview(dup)}; expected each sensor once")
+    nodes = set(graph.nodes)
+    missing = [s for s in ids if s not in nodes]
+    extra = [] if drop_extra else sorted(str(u) for u in nodes if u not in pos)
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"in the series but not the graph: {_preview(missing)}")
+        if extra:
+            parts.append(f"in the graph but not the series: {_preview(extra)}")
+        raise GraphError(
+            f"graph {source} and sensor_ids disagree -- " + "; ".join(parts) + ". Expected "
+            "the same sensors (ids compared as str). Use the graph shipped with this "
+            "series, or pass drop_extra=True to ignore graph-only sensors"
+        )
+    return pos
+
+
+def _edge_arrays(
+    graph: nx.DiGraph, pos: dict[str, int], weight: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[Any, Any]]]:
+    """``(src, dst, weight, distance, edges)`` for edges between sensors in ``pos``.
+
+    Missing weights read as 1.0; missing distances as NaN.
+    """
+    edges = [(u, v, a) for u, v, a in graph.edges(data=True) if u in pos and v in pos]
+    src = np.fromiter((pos[u] for u, _, _ in edges), dtype=np.int64, count=len(edges))
+    dst = np.fromiter((pos[v] for _, v, _ in edges), dtype=np.int64, count=len(edges))
+    try:
+        w = np.fromiter((float(a.get(weight, 1.0)) for _, _, a in edges), dtype=np.float64, count=len(edges))
+    except (TypeError, ValueError) as exc:
+        raise GraphError(f"edge attribute '{weight}' is not numeric ({exc}); expected floats") from exc
+    d = np.fromiter(
+        (float(a["distance"]) if a.get("distance") is not None else math.nan for _, _, a in edges),
+        dtype=np.float64, count=len(edges),
+    )
+    bad = ~np.isfinite(w)
+    if bad.any():
+        k = np.nonzero(bad)[0][:5]
+        raise GraphError(
+            f"{int(bad.sum())} edges have non-finite '{weight}', e.g. "
+            f"{[(edges[i][0], edges[i][1], w[i]) for i in k]}; expected finite weights"
+        )
+    return src, dst, w, d, [(u, v) for u, v, _ in edges]
+
+
+def to_pyg(
+    graph: nx.DiGraph,
+    sensor_ids: Sequence[Any],
+    *,
+    weight: str = "weight",
+    distance: bool | None = None,
+    drop_extra: bool = False,
+) -> Data:
+    """PyG ``Data`` for ``graph`` with nodes in exactly the order of ``sensor_ids``.
+
+    Node ``i`` is ``sensor_ids[i]``; an edge ``u -> v`` becomes the column
+    ``[i_u, i_v]`` of ``edge_index`` (PyG's source-to-target flow). Edges are
+    sorted by target, then source.
+
+    Args:
+        graph: the road graph.
+        sensor_ids: the ``N`` sensor ids of the series, in its order.
+        weight: edge attribute read as the weight (missing -> 1.0).
+        distance: add ``edge_distance``; ``None`` adds it when every edge has
+            a ``distance``, ``True`` requires it.
+        drop_extra: ignore graph sensors absent from ``sensor_ids`` (and their
+            edges) instead of raising.
+
+    Returns:
+        ``Data`` with ``edge_index`` ``[2, E]`` long, ``edge_weight`` ``[E]``
+        float32, optionally ``edge_distance`` ``[E]`` float32, ``num_nodes = N``
+        and ``sensor_ids`` (list of ``N`` str).
+
+    Raises:
+        GraphError: ids in the series but not the graph or the reverse (the
+            first 20 of each are listed, with counts), repeated ids,
+            non-finite weights, or ``distance=True`` with edges lacking it.
+    """
+    pos = _positions(graph, sensor_ids, drop_extra)
+    n = len(pos)
+    src, dst, w, d, edges = _edge_arrays(graph, pos, weight)
+    missing_d = np.isnan(d)
+    if distance and missing_d.any():
+        k = np.nonzero(missing_d)[0][:5]
+        raise GraphError(
+            f"distance=True but {int(missing_d.sum())} edges have no 'distance', e.g. "
+            f"{[edges[i] for i in k]}; expected every edge to carry one. Build the graph "
+            "from a distance table or pass distance=None"
+        )
+    with_d = bool(distance) or (distance is None and len(edges) > 0 and not missing_d.any())
+    edge_index = torch.from_numpy(np.stack([src, dst])).long()
+    attrs = [torch.from_numpy(w).float()] + ([torch.from_numpy(d).float()] if with_d else [])
+    edge_index, attrs = sort_edge_index(edge_index, attrs, num_nodes=n, sort_by_row=False)
+    data = Data(edge_index=edge_index, edge_weight=attrs[0], num_nodes=n)
+    if with_d:
+        data.edge_distance = attrs[1]
+    data.sensor_ids = list(pos)
+    return data
+
+
+def to_adjacency(
+    graph: nx.DiGraph,
+    sensor_ids: Sequence[Any],
+    *,
+    weight: str = "weight",
+    drop_extra: bool = False,
+) -> np.ndarray:
+    """Dense weight matrix in the order of ``sensor_ids``.
+
+    Args:
+        graph: the road graph.
+        sensor_ids: the ``N`` sensor ids, in row order.
+        weight: edge attribute read as the weight (missing -> 1.0).
+        drop_extra: ignore graph sensors absent from ``sensor_ids``.
+
+    Returns:
+        ``[N, N]`` float32 array, ``A[i, j]`` = weight of ``sensor_ids[i] ->
+        sensor_ids[j]`` (0 where there is no edge). No diagonal is added.
+
+    Raises:
+        GraphError: as :func:`to_pyg`.
+    """
+    pos = _positions(graph, sensor_ids, drop_extra)
+    src, dst, w, _, _ = _edge_arrays(graph, pos, weight)
+    adj = np.zeros((len(pos), len(pos)), dtype=np.float32)
+    adj[src, dst] = w
+    return adj

@@ -1,0 +1,466 @@
+"""Read and write road graphs and sensor locations.
+
+* :func:`read_graph` -- any supported file, detected by suffix, else content:
+  ``.pkl`` (DCRNN ``adj_mx.pkl``), ``.json`` (node-link), ``.graphml``,
+  ``.csv``/``.txt`` tables (a ``from,to,cost`` distance table, a dense
+  ``[N, N]`` matrix such as T-GCN's ``los_adj.csv``, or an edge list);
+* :func:`write_graph` -- ``.json``, ``.graphml``, ``.csv`` edge list or a
+  DCRNN-style ``.pkl``, chosen by suffix;
+* :func:`read_node_link` / :func:`write_node_link`, :func:`read_graphml` /
+  :func:`write_graphml` -- the two lossless formats; ids stay ``str`` and
+  ``lat``/``lon``/``weight``/``distance`` survive a round trip;
+* :func:`read_locations` / :func:`attach_locations` -- DCRNN's
+  ``graph_sensor_locations.csv`` (``index,sensor_id,latitude,longitude``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from pathlib import Path
+from typing import Any, Sequence
+
+import networkx as nx
+import numpy as np
+
+from ..errors import DataFormatError, GraphError, MissingFileError, where
+from .build import (
+    _DIST_NAMES,
+    _WEIGHT_NAMES,
+    _floats,
+    _id_strings,
+    _read_table,
+    from_adj_pickle,
+    from_adjacency,
+    from_distances,
+    from_edge_list,
+)
+from .convert import to_adjacency
+from .info import validate_graph
+
+__all__ = [
+    "read_graph",
+    "write_graph",
+    "read_node_link",
+    "write_node_link",
+    "read_graphml",
+    "write_graphml",
+    "read_locations",
+    "attach_locations",
+    "GRAPH_SUFFIXES",
+]
+
+#: Suffix -> format understood by :func:`read_graph` / :func:`write_graph`.
+GRAPH_SUFFIXES = {
+    ".pkl": "pickle", ".pickle": "pickle",
+    ".json": "json",
+    ".graphml": "graphml", ".xml": "graphml",
+    ".csv": "table", ".tsv": "table", ".txt": "table", ".edges": "table", ".edgelist": "table",
+}
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise MissingFileError(
+            f"{where(path)}: {what} not found; put the file at this path or pass the right one"
+        )
+
+
+# ------------------------------------------------------------------ attributes
+def _plain(value: Any) -> Any:
+    """A JSON/GraphML-safe builtin for ``value``; ``None`` to drop it."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return None
+
+
+def _plain_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in attrs.items():
+        v = _plain(value)
+        if v is not None:
+            out[str(key)] = v
+    return out
+
+
+def _node_order(graph: nx.DiGraph) -> list[Any]:
+    """Nodes by their ``index`` attribute when it numbers them 0..N-1, else insertion order."""
+    nodes = list(graph.nodes)
+    idx = [graph.nodes[u].get("index") for u in nodes]
+    if all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in idx) and \
+            sorted(int(i) for i in idx) == list(range(len(nodes))):
+        return [u for _, u in sorted(zip((int(i) for i in idx), nodes), key=lambda t: t[0])]
+    return nodes
+
+
+def _normalise(graph: nx.Graph, source: Path) -> nx.DiGraph:
+    """Make a freshly read graph follow the package's model.
+
+    Undirected graphs become both-way DiGraphs, multigraphs collapse, node
+    keys and ``sensor_id`` become ``str``, ``index`` becomes ``int`` (file
+    order where absent), ``lat``/``lon``/``weight``/``distance`` become floats.
+    """
+    if graph.is_multigraph():
+        graph = nx.DiGraph(graph) if graph.is_directed() else nx.Graph(graph)
+    if not graph.is_directed():
+        graph = graph.to_directed()
+    out = nx.DiGraph(**{k: v for k, v in graph.graph.items()})
+    out.graph["source"] = str(source)
+    for i, (u, attrs) in enumerate(graph.nodes(data=True)):
+        key = str(u)
+        a = dict(attrs)
+        a["sensor_id"] = key
+        try:
+            a["index"] = int(a.get("index", i))
+            for name in ("lat", "lon"):
+                if a.get(name) is not None:
+                    a[name] = float(a[name])
+        except (TypeError, ValueError) as exc:
+            raise DataFormatError(
+                f"{where(source)}: node {key!r} has a non-numeric index/lat/lon ({exc}); "
+                "expected an int index and float degrees"
+            ) from exc
+        out.add_node(key, **a)
+    for u, v, attrs in graph.edges(data=True):
+        a = dict(attrs)
+        try:
+            a["weight"] = float(a.get("weight", 1.0))
+            if a.get("distance") is not None:
+                a["distance"] = float(a["distance"])
+        except (TypeError, ValueError) as exc:
+            raise DataFormatError(
+                f"{where(source)}: edge {str(u)!r} -> {str(v)!r} has a non-numeric weight/"
+                f"distance ({exc}); expected floats"
+            ) from exc
+        out.add_edge(str(u), str(v), **a)
+    return validate_graph(out, source)
+
+
+# ----------------------------------------------------------------- node-link
+def write_node_link(graph: nx.DiGraph, path: str | Path) -> Path:
+    """Write ``graph`` as node-link JSON.
+
+    Layout: ``{"directed": true, "multigraph": false, "graph": {...},
+    "nodes": [{"id": str, ...attrs}], "edges": [{"source": str,
+    "target": str, ...attrs}]}``. Attributes that are not str/int/float/bool
+    or are non-finite floats are left out.
+
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    doc = {
+        "directed": True,
+        "multigraph": False,
+        "graph": _plain_attrs(graph.graph),
+        "nodes": [{**_plain_attrs(graph.nodes[u]), "id": str(u)} for u in _node_order(graph)],
+        "edges": [
+            {**_plain_attrs(a), "source": str(u), "target": str(v)}
+            for u, v, a in graph.edges(data=True)
+        ],
+    }
+    path.write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
+    return path
+
+
+def read_node_link(path: str | Path) -> nx.DiGraph:
+    """Read node-link JSON (this package's or networkx's, ``edges`` or ``links``).
+
+    Raises:
+        MissingFileError: no such file.
+        DataFormatError: not JSON, or not the node-link layout.
+        GraphError: the graph fails :func:`~stgraph.graph.info.validate_graph`.
+    """
+    path = Path(path)
+    _require_file(path, "node-link JSON graph")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{where(path)}: not valid JSON ({exc}); expected a node-link graph") from exc
+    edges = doc.get("edges", doc.get("links")) if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list) or not isinstance(edges, list):
+        found = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise DataFormatError(
+            f"{where(path)}: JSON has {found}; expected an object with 'nodes' and 'edges' "
+            "(or 'links') lists as written by write_node_link / networkx.node_link_data"
+        )
+    g = nx.DiGraph(**(doc.get("graph") or {})) if doc.get("directed", True) else nx.Graph(**(doc.get("graph") or {}))
+    try:
+        for node in doc["nodes"]:
+            g.add_node(str(node["id"]), **{k: v for k, v in node.items() if k != "id" and v is not None})
+        nodes = set(g.nodes)
+        for e in edges:
+            u, v = str(e["source"]), str(e["target"])
+            if u not in nodes or v not in nodes:
+                raise DataFormatError(
+                    f"{where(path)}: edge {u!r} -> {v!r} names a node missing from 'nodes'; "
+                    "expected every edge endpoint to be listed"
+                )
+            g.add_edge(u, v, **{k: x for k, x in e.items() if k not in ("source", "target") and x is not None})
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DataFormatError(
+            f"{where(path)}: a node or edge lacks its 'id' / 'source' / 'target' ({exc!r}); "
+            "expected node objects with 'id' and edge objects with 'source' and 'target'"
+        ) from exc
+    return _normalise(g, path)
+
+
+# ------------------------------------------------------------------- GraphML
+def write_graphml(graph: nx.DiGraph, path: str | Path) -> Path:
+    """Write ``graph`` as GraphML (attributes restricted to str/int/float/bool).
+
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    g = nx.DiGraph(**_plain_attrs(graph.graph))
+    for u in _node_order(graph):
+        g.add_node(str(u), **_plain_attrs(graph.nodes[u]))
+    g.add_edges_from((str(u), str(v), _plain_attrs(a)) for u, v, a in graph.edges(data=True))
+    nx.write_graphml(g, path)
+    return path
+
+
+def read_graphml(path: str | Path) -> nx.DiGraph:
+    """Read GraphML; node ids are kept as strings.
+
+    Raises:
+        MissingFileError: no such file.
+        DataFormatError: not parseable GraphML.
+        GraphError: the graph fails :func:`~stgraph.graph.info.validate_graph`.
+    """
+    path = Path(path)
+    _require_file(path, "GraphML graph")
+    try:
+        g = nx.read_graphml(path, node_type=str)
+    except Exception as exc:  # ElementTree.ParseError, NetworkXError, KeyError ...
+        raise DataFormatError(
+            f"{where(path)}: not readable GraphML ({type(exc).__name__}: {exc}); expected a "
+            "GraphML document such as write_graphml produces"
+        ) from exc
+    return _normalise(g, path)
+
+
+# ----------------------------------------------------------------- locations
+def read_locations(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Read sensor positions, e.g. DCRNN's ``graph_sensor_locations.csv``.
+
+    Columns ``sensor_id`` (or ``id``), ``latitude`` (or ``lat``) and
+    ``longitude`` (or ``lon``/``lng``); an ``index`` column is allowed.
+    Without a header, columns are ``index,sensor_id,latitude,longitude`` (4)
+    or ``sensor_id,latitude,longitude`` (3).
+
+    Returns:
+        ``(ids, lat, lon)``: ``N`` ids (str) in file order and ``[N]`` float64
+        degrees.
+
+    Raises:
+        MissingFileError: no such file.
+        DataFormatError: missing columns, non-numeric or out-of-range
+            coordinates, repeated ids.
+    """
+    path = Path(path)
+    header, cells = _read_table(path)
+    ncol = cells.shape[1]
+
+    def col(names: Sequence[str], default: int | None) -> int | None:
+        if header is None:
+            return default
+        return next((header.index(n) for n in names if n in header), None)
+
+    off = 1 if ncol >= 4 else 0
+    ic = col(("sensor_id", "id", "sensor"), off)
+    la = col(("latitude", "lat"), off + 1)
+    lo = col(("longitude", "lon", "lng", "long"), off + 2)
+    if ic is None or la is None or lo is None or ncol < 3:
+        raise DataFormatError(
+            f"{where(path)}: location table has columns {header or f'({ncol} unnamed)'}; "
+            "expected sensor_id,latitude,longitude (optionally after index)"
+        )
+    ids = _id_strings(cells[:, ic])
+    lat = _floats(cells[:, la], "latitude", path)
+    lon = _floats(cells[:, lo], "longitude", path)
+    bad = ~np.isfinite(lat) | ~np.isfinite(lon) | (np.abs(lat) > 90) | (np.abs(lon) > 180)
+    if bad.any():
+        raise DataFormatError(
+            f"{where(path)}: sensors {ids[bad][:20].tolist()} have coordinates outside lat "
+            "[-90, 90] / lon [-180, 180]; expected degrees. Check the columns are not swapped"
+        )
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise DataFormatError(
+            f"{where(path)}: sensor ids repeat: {uniq[counts > 1][:20].tolist()}; expected one "
+            "row per sensor"
+        )
+    return ids.tolist(), lat, lon
+
+
+def attach_locations(
+    graph: nx.DiGraph,
+    locations: str | Path | tuple[Sequence[Any], Any, Any],
+    *,
+    strict: bool = True,
+) -> nx.DiGraph:
+    """Set ``lat`` / ``lon`` on the graph's nodes (in place).
+
+    Args:
+        graph: the road graph.
+        locations: a location CSV (see :func:`read_locations`) or
+            ``(ids, lat, lon)``.
+        strict: raise when a graph sensor has no location; else leave it
+            without coordinates. Locations of sensors not in the graph are
+            ignored.
+
+    Returns:
+        ``graph``.
+
+    Raises:
+        GraphError: with ``strict``, graph sensors missing from the locations
+            (listed).
+    """
+    if isinstance(locations, (str, Path)):
+        ids, lat, lon = read_locations(locations)
+        source = locations
+    else:
+        ids, lat, lon = locations
+        ids = [str(s) for s in ids]
+        lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+        source = None
+    pos = {s: i for i, s in enumerate(ids)}
+    missing = [u for u in graph.nodes if str(u) not in pos]
+    if missing and strict:
+        head = ", ".join(repr(str(m)) for m in missing[:20])
+        raise GraphError(
+            f"{where(source)}: no location for {len(missing)} graph sensors: [{head}"
+            f"{', ...' if len(missing) > 20 else ''}]; expected a row per sensor. Use the "
+            "location file of this dataset or pass strict=False"
+        )
+    for u in graph.nodes:
+        i = pos.get(str(u))
+        if i is not None:
+            graph.nodes[u]["lat"] = float(lat[i])
+            graph.nodes[u]["lon"] = float(lon[i])
+    return graph
+
+
+# ------------------------------------------------------------------- dispatch
+def _sniff(path: Path) -> str:
+    """Format of a file from its first bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    text = head.lstrip()
+    if head[:1] == b"\x80" or head[:2] in (b"(l", b"(d", b"(t", b"]q", b"}q"):
+        return "pickle"
+    if text[:1] in (b"{", b"["):
+        return "json"
+    if text[:1] == b"<":
+        return "graphml"
+    return "table"
+
+
+def _read_table_graph(path: Path, sensor_ids: Sequence[Any] | None, **kwargs: Any) -> nx.DiGraph:
+    header, cells = _read_table(path)
+    if header is not None and any(n in header for n in _DIST_NAMES) and \
+            not any(n in header for n in _WEIGHT_NAMES):
+        if sensor_ids is None:
+            raise GraphError(
+                f"{where(path)}: is a distance table (columns {header}); pass sensor_ids= "
+                "(e.g. the series' sensor ids) to choose the nodes and their order"
+            )
+        return from_distances(path, sensor_ids, **kwargs)
+    rows, cols = cells.shape
+    if header is None and cols >= 4 and rows == cols:
+        if sensor_ids is None:
+            raise GraphError(
+                f"{where(path)}: is a dense {rows} x {cols} matrix; pass sensor_ids= (the "
+                "ids of its rows, e.g. the series' sensor ids)"
+            )
+        return from_adjacency(_floats(cells, "matrix", path), sensor_ids, source=path)
+    return from_edge_list(path, sensor_ids=sensor_ids, **kwargs)
+
+
+def read_graph(
+    path: str | Path,
+    *,
+    sensor_ids: Sequence[Any] | None = None,
+    format: str | None = None,
+    **kwargs: Any,
+) -> nx.DiGraph:
+    """Read a road graph, choosing the reader by suffix, else by content.
+
+    Args:
+        path: the file.
+        sensor_ids: node order; required for distance tables and dense
+            matrices, optional for edge lists, ignored otherwise.
+        format: force ``'pickle'``, ``'json'``, ``'graphml'`` or ``'table'``.
+        **kwargs: passed to :func:`~stgraph.graph.build.from_distances`
+            (``sigma``, ``threshold``, ``kernel``, ``ignore_unknown``) or
+            :func:`~stgraph.graph.build.from_edge_list`.
+
+    A ``.csv`` is a distance table when its header names ``cost``/``distance``
+    (and no ``weight``), a dense matrix when it has no header and ``N >= 4``
+    rows of ``N`` values, else an edge list.
+
+    Raises:
+        MissingFileError, DataFormatError, GraphError, UnsafePickleError.
+    """
+    path = Path(path)
+    _require_file(path, "graph file")
+    fmt = format or GRAPH_SUFFIXES.get(path.suffix.lower()) or _sniff(path)
+    if fmt == "pickle":
+        return from_adj_pickle(path)
+    if fmt == "json":
+        return read_node_link(path)
+    if fmt == "graphml":
+        return read_graphml(path)
+    if fmt == "table":
+        return _read_table_graph(path, sensor_ids, **kwargs)
+    raise DataFormatError(
+        f"{where(path)}: format {fmt!r} is unknown; expected one of 'pickle', 'json', "
+        "'graphml', 'table'"
+    )
+
+
+def write_graph(graph: nx.DiGraph, path: str | Path) -> Path:
+    """Write ``graph`` in the format named by the suffix of ``path``.
+
+    ``.json`` node-link, ``.graphml``, ``.csv`` edge list
+    (``source,target,weight[,distance]``) or ``.pkl`` DCRNN-style
+    ``[ids, id_to_index, float32 [N, N] matrix]`` (nodes ordered by their
+    ``index``; no diagonal added).
+
+    Returns:
+        the path written.
+
+    Raises:
+        DataFormatError: unknown suffix.
+    """
+    path = Path(path)
+    fmt = GRAPH_SUFFIXES.get(path.suffix.lower())
+    if fmt == "json":
+        return write_node_link(graph, path)
+    if fmt == "graphml":
+        return write_graphml(graph, path)
+    if fmt == "pickle":
+        ids = [str(u) for u in _node_order(graph)]
+        adj = to_adjacency(nx.relabel_nodes(graph, str), ids)
+        with open(path, "wb") as fh:
+            pickle.dump([ids, {s: i for i, s in enumerate(ids)}, adj], fh, protocol=2)
+        return path
+    if fmt == "table" and path.suffix.lower() == ".csv":
+        with_d = graph.number_of_edges() > 0 and all(
+            a.get("distance") is not None for _, _, a in graph.edges(data=True))
+        lines = ["source,target,weight" + (",distance" if with_d else "")]
+        for u, v, a in graph.edges(data=True):
+            row = f"{u},{v},{float(a.get('weight', 1.0))!r}"
+            lines.append(row + (f",{float(a['distance'])!r}" if with_d else ""))
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+    raise DataFormatError(
+        f"{where(path)}: cannot write suffix {path.suffix!r}; expected .json, .graphml, "
+        ".csv or .pkl"
+    )
