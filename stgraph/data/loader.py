@@ -1,0 +1,385 @@
+"""Forecasting data: one scaled input tensor, one raw target tensor, batches by index.
+
+:class:`ForecastData` keeps, for the whole series:
+
+* ``inputs``  ``[T, N, C_in]`` float32, z-scored with the training-row scaler,
+  nulls set to 0 (the training mean);
+* ``targets`` ``[T, N, C_out]`` raw units, nulls kept as ``null_value`` so the
+  metrics can mask them. When the target channels are a contiguous range of a
+  writeable CPU series this is a zero-copy view of ``series.values``: mutating
+  the series afterwards changes the targets;
+* ``tod [T]`` float32 and ``dow [T]`` int64 calendar covariates.
+
+Windows are never materialised: a :class:`Batch` is read from these tensors
+with one vectorised gather per tensor (see :class:`~stgraph.data.windows.WindowIndex`).
+Windows that straddle a gap in the timestamps are dropped before splitting.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, fields
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, SeriesError
+from ..io.series import Series
+from .covariates import day_of_week, steps_per_day, time_of_day
+from .scaler import StandardScaler
+from .split import SPLIT_NAMES, Split, make_split, training_rows
+from .windows import WindowIndex, contiguous_mask, take_rows
+
+_CHUNK_ELEMENTS = 1 << 18  # row blocks of about 256k values keep temporaries small
+
+
+@dataclass
+class Batch:
+    """A batch of ``B`` windows.
+
+    Attributes:
+        x: ``[B, T_in, N, C_in]`` scaled inputs (nulls are 0).
+        y: ``[B, T_out, N, C_out]`` raw targets (nulls are ``null_value``).
+        tod_in, dow_in: ``[B, T_in]`` time of day (float32, ``[0, 1)``) and day of week (int64) of the inputs.
+        tod_out, dow_out: ``[B, T_out]`` the same for the targets.
+        starts: ``[B]`` int64 first row of each window in the series.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    tod_in: torch.Tensor
+    dow_in: torch.Tensor
+    tod_out: torch.Tensor
+    dow_out: torch.Tensor
+    starts: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def to(self, device, non_blocking: bool = False) -> "Batch":
+        """The batch on ``device`` (``non_blocking`` pays off from pinned memory)."""
+        return Batch(*(getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)))
+
+    def pin_memory(self) -> "Batch":
+        """The batch in page-locked host memory, for asynchronous copies to the GPU."""
+        return Batch(*(getattr(self, f.name).pin_memory() for f in fields(self)))
+
+    @property
+    def covariates(self) -> dict[str, torch.Tensor]:
+        """``tod_in``, ``dow_in``, ``tod_out``, ``dow_out`` as a dict (model keyword arguments)."""
+        return {"tod_in": self.tod_in, "dow_in": self.dow_in, "tod_out": self.tod_out, "dow_out": self.dow_out}
+
+
+class BatchLoader:
+    """Iterates the windows of one split in batches; ``len()`` is the number of batches.
+
+    Each batch is one vectorised gather (no worker processes, no per-sample
+    loop). With ``shuffle`` a fresh permutation is drawn from ``generator``
+    (or torch's global RNG) at the start of every pass, so a seeded generator
+    makes the order repeatable.
+    """
+
+    def __init__(self, data: "ForecastData", starts: torch.Tensor, batch_size: int, shuffle: bool = False,
+                 drop_last: bool = False, generator: torch.Generator | None = None,
+                 pin_memory: bool | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ConfigError(f"batch_size is {batch_size!r}; expected an integer >= 1, e.g. 64")
+        self.data = data
+        self.starts = starts
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.generator = generator
+        if pin_memory is None:
+            pin_memory = torch.cuda.is_available() and data.device.type == "cpu"
+        self.pin_memory = bool(pin_memory) and torch.cuda.is_available() and data.device.type == "cpu"
+
+    @property
+    def num_windows(self) -> int:
+        return int(self.starts.shape[0])
+
+    def __len__(self) -> int:
+        n, b = self.num_windows, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self.starts
+        if self.shuffle:
+            gen_device = self.generator.device if self.generator is not None else torch.device("cpu")
+            perm = torch.randperm(self.num_windows, generator=self.generator, device=gen_device)
+            order = order[perm.to(order.device)]  # one transfer per pass, not per batch
+        b = self.batch_size
+        for i in range(len(self)):
+            batch = self.data.batch(order[i * b:(i + 1) * b])
+            yield batch.pin_memory() if self.pin_memory else batch
+
+
+class ForecastData:
+    """Scaled inputs, raw targets, calendar covariates and the window split of one series.
+
+    Build it with :meth:`from_series`. Attributes:
+
+    * ``inputs [T, N, C_in]``, ``targets [T, N, C_out]``, ``tod [T]``, ``dow [T]``: see the module docstring;
+    * ``windows`` (:class:`WindowIndex`), ``split`` (:class:`Split`), ``dropped_windows`` (over time gaps);
+    * ``scaler`` (input channels), ``target_scaler`` (target channels, same training-row statistics);
+    * ``null_value``, ``steps_per_day``, ``timestamps``, ``sensor_ids``, ``channel_names``;
+    * ``input_channels`` / ``target_channels``: indices into the series' channels
+      (``input_channel_names`` / ``target_channel_names`` give the names);
+    * ``num_nodes``, ``in_channels``, ``out_channels``, ``input_len``, ``horizon``, ``device``.
+    """
+
+    def __init__(self, *, inputs: torch.Tensor, targets: torch.Tensor, tod: torch.Tensor, dow: torch.Tensor,
+                 windows: WindowIndex, split: Split, scaler: StandardScaler, target_scaler: StandardScaler,
+                 null_value: float, steps_per_day: int, timestamps: np.ndarray, sensor_ids: Sequence[str],
+                 channel_names: Sequence[str], input_channels: Sequence[int], target_channels: Sequence[int],
+                 fingerprint: str, dropped_windows: int = 0, raw_values: np.ndarray | None = None) -> None:
+        self.inputs = inputs
+        self.targets = targets
+        self.tod = tod
+        self.dow = dow
+        self.windows = windows
+        self.split = split
+        self.scaler = scaler
+        self.target_scaler = target_scaler
+        self.null_value = float(null_value)
+        self.steps_per_day = int(steps_per_day)
+        self.timestamps = timestamps
+        self.sensor_ids = list(sensor_ids)
+        self.channel_names = list(channel_names)
+        self.input_channels = [int(i) for i in input_channels]
+        self.target_channels = [int(i) for i in target_channels]
+        self.dropped_windows = int(dropped_windows)
+        self._raw_values = raw_values  # the series' own array (no copy), to re-scale the inputs
+        self._fingerprint = fingerprint
+        self._split_starts: dict[str, torch.Tensor] = {}
+
+    # ---------------------------------------------------------------- build
+    @classmethod
+    def from_series(cls, series: Series, *, input_len: int = 12, horizon: int = 12, stride: int = 1,
+                    split=(0.7, 0.1, 0.2), target: int | str | Sequence[int | str] = 0,
+                    input_channels: int | str | Sequence[int | str] | None = None,
+                    device: str | torch.device = "cpu") -> "ForecastData":
+        """Window, split, scale and place a :class:`~stgraph.io.series.Series`.
+
+        Args:
+            series: values ``[T, N, C]``.
+            input_len: ``T_in`` steps the model sees.
+            horizon: ``T_out`` steps it predicts.
+            stride: steps between consecutive window starts.
+            split: ratios ``(train, val, test)``, boundaries ``(train_end, val_end)``,
+                a mapping with those keys, or a :class:`Split`; see :mod:`stgraph.data.split`.
+            target: channel(s) to predict, by name or index.
+            input_channels: channel(s) the model sees; ``None`` means all.
+            device: where the tensors live (batches are gathered there).
+
+        Raises:
+            ConfigError: bad lengths, split, channels or device.
+            SeriesError: the series is too short, the training split is empty, or a
+                channel has no reading in the training rows.
+        """
+        if not isinstance(series, Series):
+            raise ConfigError(f"series is a {type(series).__name__}; expected a stgraph.io.series.Series")
+        device = _device(device)
+        in_idx = _channels(series, "input_channels", input_channels)
+        out_idx = _channels(series, "target", target)
+
+        windows = WindowIndex(series.num_steps, input_len, horizon, stride)
+        starts = windows.starts
+        keep = contiguous_mask(starts, series.timestamps, windows.span)
+        dropped = int((~keep).sum())
+        starts = starts[keep]
+        splits = make_split(split, starts, series.timestamps, windows.span)
+
+        rows = training_rows(splits, windows.span)
+        used = sorted(set(in_idx) | set(out_idx))  # channels nobody reads are not fitted
+        fitted = StandardScaler.fit(series.values, series.null_value, rows=rows, channels=series.channels,
+                                    index=used)
+        scaler = fitted.select([used.index(i) for i in in_idx])
+        target_scaler = fitted.select([used.index(i) for i in out_idx])
+
+        inputs = torch.empty((series.num_steps, series.num_nodes, len(in_idx)), dtype=torch.float32, device=device)
+        _scale_into(inputs, series.values, in_idx, scaler, series.null_value)
+        targets = _channel_tensor(series.values, out_idx)
+        tod = torch.from_numpy(time_of_day(series.timestamps))
+        dow = torch.from_numpy(day_of_week(series.timestamps))
+        return cls(inputs=inputs, targets=targets.to(device), tod=tod.to(device), dow=dow.to(device),
+                   windows=windows, split=splits, scaler=scaler, target_scaler=target_scaler,
+                   null_value=series.null_value, steps_per_day=steps_per_day(series.interval),
+                   timestamps=series.timestamps.copy(), sensor_ids=series.sensor_ids,
+                   channel_names=series.channels, input_channels=in_idx, target_channels=out_idx,
+                   fingerprint=_fingerprint(series), dropped_windows=dropped, raw_values=series.values)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return self.inputs.device
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.inputs.shape[1])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.inputs.shape[2])
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.targets.shape[2])
+
+    @property
+    def input_len(self) -> int:
+        return self.windows.input_len
+
+    @property
+    def horizon(self) -> int:
+        return self.windows.horizon
+
+    @property
+    def input_channel_names(self) -> list[str]:
+        return [self.channel_names[i] for i in self.input_channels]
+
+    @property
+    def target_channel_names(self) -> list[str]:
+        return [self.channel_names[i] for i in self.target_channels]
+
+    def target_stats(self) -> tuple[list[float], list[float]]:
+        """``(mean, std)`` of the target channels, each ``C_out`` floats: ``raw = z * std + mean``."""
+        return self.target_scaler.mean.tolist(), self.target_scaler.std.tolist()
+
+    def set_scaler_state(self, state: dict) -> None:
+        """Use a saved input scaler (``scaler.state_dict()``, e.g. from a checkpoint) instead of the fitted one.
+
+        The inputs are re-scaled in place from the series' raw values (nulls stay 0).
+        Target channels that are also input channels take their statistics from
+        ``state``; any other target channel keeps the statistics fitted here.
+
+        Raises:
+            ConfigError: the state does not describe this data's input channels.
+        """
+        new = StandardScaler.from_state_dict(state)
+        names = self.input_channel_names
+        if new.num_channels != self.in_channels or (new.channels is not None and new.channels != names):
+            raise ConfigError(f"scaler state has channels {new.channels or new.num_channels} but the data's inputs "
+                              f"are {names}; use the checkpoint of a run on the same channels")
+        if self._raw_values is None:
+            raise ConfigError("this ForecastData keeps no raw values to re-scale; build it with from_series")
+        _scale_into(self.inputs, self._raw_values, self.input_channels, new, self.null_value)
+        mean, std = self.target_scaler.mean.copy(), self.target_scaler.std.copy()
+        for j, c in enumerate(self.target_channels):
+            if c in self.input_channels:
+                k = self.input_channels.index(c)
+                mean[j], std[j] = new.mean[k], new.std[k]
+        self.scaler = new
+        self.target_scaler = StandardScaler(mean, std, self.target_channel_names)
+
+    def fingerprint(self) -> str:
+        """16 hex digits of sha256 over the raw values, timestamps, sensor ids, channel names and null value.
+
+        It identifies the data, not the window or split settings (checkpoints store those), and
+        is computed from the raw values so it is the same on every machine and device.
+        """
+        return self._fingerprint
+
+    # --------------------------------------------------------------- batches
+    def split_starts(self, split_name: str) -> torch.Tensor:
+        """``[n]`` int64 window starts of a split, on :attr:`device`."""
+        if split_name not in SPLIT_NAMES:
+            raise ConfigError(f"split_name is {split_name!r}; expected one of {list(SPLIT_NAMES)}")
+        got = self._split_starts.get(split_name)
+        if got is None:
+            got = torch.from_numpy(np.asarray(self.split[split_name], dtype=np.int64)).to(self.device)
+            self._split_starts[split_name] = got
+        return got
+
+    def batch(self, starts: torch.Tensor) -> Batch:
+        """The windows starting at ``starts [B]`` (int64, on :attr:`device`), one gather per tensor."""
+        rows_in = self.windows.input_rows(starts)
+        rows_out = self.windows.target_rows(starts)
+        return Batch(x=take_rows(self.inputs, rows_in), y=take_rows(self.targets, rows_out),
+                     tod_in=take_rows(self.tod, rows_in), dow_in=take_rows(self.dow, rows_in),
+                     tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts)
+
+    def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+               generator: torch.Generator | None = None, pin_memory: bool | None = None) -> BatchLoader:
+        """Batches of one split (``'train'``, ``'val'`` or ``'test'``).
+
+        ``pin_memory`` defaults to True only when CUDA is available and the data is on the CPU.
+        """
+        return BatchLoader(self, self.split_starts(split_name), batch_size, shuffle=shuffle,
+                           drop_last=drop_last, generator=generator, pin_memory=pin_memory)
+
+    def __repr__(self) -> str:
+        return (f"ForecastData(steps={self.num_steps}, nodes={self.num_nodes}, in={self.input_channel_names}, "
+                f"out={self.target_channel_names}, input_len={self.input_len}, horizon={self.horizon}, "
+                f"split={self.split.sizes()}, device={self.device})")
+
+
+# ------------------------------------------------------------------ helpers
+def _device(device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device is {device!r} ({exc}); expected e.g. 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device is {device!r} but CUDA is not available here; pass device='cpu'")
+    return dev
+
+
+def _channels(series: Series, field: str, spec) -> list[int]:
+    if spec is None:
+        return list(range(series.num_channels))
+    try:
+        idx = series.channel_index(spec)
+    except SeriesError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
+    if not idx or len(set(idx)) != len(idx):
+        raise ConfigError(f"{field} is {spec!r}; expected one or more distinct channels of {series.channels}")
+    return idx
+
+
+def _row_blocks(num_rows: int, row_size: int) -> range:
+    return range(0, num_rows, max(1, _CHUNK_ELEMENTS // max(1, row_size)))
+
+
+def _scale_into(out: torch.Tensor, values: np.ndarray, idx: list[int], scaler: StandardScaler,
+                null_value: float) -> None:
+    """Fill ``out [T, N, C_in]`` (any device) with the scaled channels ``idx`` of ``values``, nulls at 0.
+
+    Works in row blocks, so besides ``out`` only a block-sized temporary exists.
+    """
+    mean = torch.as_tensor(scaler.mean, dtype=torch.float32)
+    std = torch.as_tensor(scaler.std, dtype=torch.float32)
+    nan_null = math.isnan(null_value)
+    step = _row_blocks(out.shape[0], out.shape[1] * out.shape[2]).step
+    for a in range(0, out.shape[0], step):
+        blk = torch.from_numpy(np.ascontiguousarray(values[a:a + step][:, :, idx], dtype=np.float32))
+        null = torch.isnan(blk) if nan_null else (blk == null_value) | torch.isnan(blk)
+        out[a:a + step].copy_(blk.sub_(mean).div_(std).masked_fill_(null, 0.0))
+
+
+def _channel_tensor(values: np.ndarray, idx: list[int]) -> torch.Tensor:
+    """``[T, N, len(idx)]`` raw channels: a zero-copy view when ``idx`` is a contiguous range."""
+    lo = idx[0]
+    if idx == list(range(lo, lo + len(idx))) and values.flags.writeable and values.dtype == np.float32:
+        return torch.from_numpy(values[:, :, lo:lo + len(idx)])
+    return torch.from_numpy(np.ascontiguousarray(values[:, :, idx], dtype=np.float32))
+
+
+def _fingerprint(series: Series) -> str:
+    h = hashlib.sha256(b"stgraph-data-v1\0")
+    h.update(repr((series.values.shape, list(series.channels), repr(float(series.null_value)))).encode())
+    v = series.values
+    if v.flags.c_contiguous:
+        h.update(memoryview(v).cast("B"))
+    else:
+        step = _row_blocks(v.shape[0], v.shape[1] * v.shape[2]).step
+        for a in range(0, v.shape[0], step):
+            h.update(np.ascontiguousarray(v[a:a + step]).tobytes())
+    h.update(np.ascontiguousarray(series.timestamps.astype("datetime64[ns]").astype(np.int64)).tobytes())
+    h.update("\n".join(series.sensor_ids).encode("utf-8"))
+    return h.hexdigest()[:16]

@@ -1,0 +1,383 @@
+"""Download and unpack dataset files safely, with the standard library only.
+
+:func:`download` streams an ``http(s)`` URL into ``DEST.part``, resumes a
+partial ``.part`` with an HTTP ``Range`` request, shows a tqdm progress bar,
+checks the SHA-256 *before* the file is renamed into place (a file that fails
+is moved aside to ``DEST.corrupt`` and never used) and renames atomically.
+Redirects may only lead to ``http``/``https`` URLs, and no handler for
+``file:``, ``ftp:`` or ``data:`` URLs is ever installed.
+
+:func:`extract` unpacks ``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``
+and ``.tar.xz`` archives after checking that no member would land outside the
+target folder (absolute paths, ``..``, links pointing out, device files).
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import socket
+import stat
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from urllib.parse import urlsplit
+
+from ..errors import DownloadError
+
+__all__ = ["download", "extract", "sha256_file", "verify_file", "is_archive",
+           "SafeRedirectHandler", "build_opener", "USER_AGENT"]
+
+USER_AGENT = "stgraph-downloader/0.1 (+https://github.com; urllib)"
+CHUNK = 1 << 20
+_ALLOWED_SCHEMES = ("http", "https")
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+# ----------------------------------------------------------------- hashing
+def sha256_file(path: str | os.PathLike, *, chunk: int = CHUNK) -> str:
+    """SHA-256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: str | os.PathLike, sha256: str | None) -> str:
+    """Hash ``path``; raise :class:`DownloadError` when it differs from ``sha256``."""
+    digest = sha256_file(path)
+    if sha256 is not None and digest != sha256.lower():
+        raise DownloadError(
+            f"'{path}': sha256 mismatch: found {digest}, expected {sha256.lower()}. "
+            f"The file is damaged or is not the published file; delete it and download it again")
+    return digest
+
+
+# ----------------------------------------------------------------- opener
+def _check_scheme(url: str, what: str = "URL") -> None:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _ALLOWED_SCHEMES or not parts.netloc:
+        raise DownloadError(
+            f"refusing {what} {url!r}: scheme {parts.scheme or '(none)'!r} is not allowed; "
+            f"expected an http:// or https:// URL. Download the file by hand and put it in place")
+
+
+class SafeRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to ``http``/``https`` URLs (never ``file:``, ``ftp:`` ...)."""
+
+    max_redirections = 10
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        absolute = urllib.parse.urljoin(req.full_url, newurl)
+        parts = urlsplit(absolute)
+        if parts.scheme.lower() not in _ALLOWED_SCHEMES or not parts.netloc:
+            raise DownloadError(
+                f"refusing redirect from {req.full_url!r} to {newurl!r}: scheme "
+                f"{parts.scheme or '(none)'!r} is not allowed; only http(s) redirects are "
+                f"followed. The server is misconfigured or hostile; get the file another way")
+        # urllib copies the request headers (Range included) to the new request
+        return super().redirect_request(req, fp, code, msg, headers, absolute)
+
+
+def build_opener() -> urllib.request.OpenerDirector:
+    """An opener with HTTP(S), proxies from the environment and safe redirects only.
+
+    Unlike :func:`urllib.request.build_opener` it installs no ``file:``,
+    ``ftp:`` or ``data:`` handler, so no URL can read local files.
+    """
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(),
+                    urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(),
+                    urllib.request.HTTPDefaultErrorHandler(), SafeRedirectHandler(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+# --------------------------------------------------------------- download
+_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def _tqdm(total, initial, desc, disable):
+    try:
+        from tqdm.auto import tqdm
+    except Exception:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=desc, disable=disable, leave=False)
+
+
+class _Interrupted(Exception):
+    """The transfer stopped early; the ``.part`` file holds what arrived."""
+
+
+def _one_attempt(opener, url, part: Path, *, resume: bool, timeout: float, progress: bool,
+                 desc: str, expect_html: bool) -> None:
+    """Fetch ``url`` into ``part`` (appending when the server honours Range)."""
+    have = part.stat().st_size if (resume and part.exists()) else 0
+    if not resume and part.exists():
+        part.unlink()
+    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,
+                                               "Accept-Encoding": "identity"})
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    try:
+        resp = opener.open(req, timeout=timeout)
+    except DownloadError:
+        raise
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:
+            # our .part is at least as long as the file: start again from zero
+            part.unlink(missing_ok=True)
+            raise _Interrupted(f"server refused range bytes={have}- (416); restarting") from None
+        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; expected 200 or 206. "
+                            f"Check the URL or get the file by hand") from None
+    except urllib.error.URLError as e:
+        reason = e.reason
+        if isinstance(reason, DownloadError):
+            raise reason from None
+        raise _Interrupted(f"cannot connect to {url}: {reason}") from None
+    except (socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as e:
+        raise _Interrupted(f"{url}: {type(e).__name__}: {e}") from None
+
+    with resp:
+        final_url = resp.geturl()
+        _check_scheme(final_url, "redirect target")
+        status = getattr(resp, "status", None) or resp.getcode()
+        ctype = (resp.headers.get("Content-Type") or "").lower()
+        if ctype.startswith("text/html") and not expect_html:
+            raise DownloadError(
+                f"{url}: the server sent an HTML page (Content-Type {ctype!r}) instead of the "
+                f"file; this usually is a login, quota or 'virus scan' confirmation page "
+                f"(Google Drive, Kaggle). Open the URL in a browser, download the file by hand "
+                f"and put it at '{desc}'")
+        length = resp.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        if status == 206 and have:
+            m = _RANGE_RE.match(resp.headers.get("Content-Range") or "")
+            if not m or int(m.group(1)) != have:
+                # a range we did not ask for: throw the partial file away
+                part.unlink(missing_ok=True)
+                raise _Interrupted(
+                    f"{url}: server answered 206 with Content-Range "
+                    f"{resp.headers.get('Content-Range')!r} for bytes={have}-; restarting")
+            mode, start = "ab", have
+            total = int(m.group(3)) if m.group(3) != "*" else (have + length if length else None)
+        elif status == 200:
+            mode, start = "wb", 0  # server ignored Range (or none sent): start over
+            total = length
+        else:
+            raise DownloadError(f"{url}: unexpected HTTP status {status}; expected 200 or 206")
+
+        bar = _tqdm(total, start, desc=Path(desc).name, disable=not progress)
+        got = 0
+        try:
+            with open(part, mode) as f:
+                while True:
+                    try:
+                        block = resp.read(CHUNK)
+                    except http.client.IncompleteRead as e:
+                        if e.partial:
+                            f.write(e.partial)
+                            got += len(e.partial)
+                        raise _Interrupted(f"{url}: connection closed after "
+                                           f"{start + got} bytes") from None
+                    except (socket.timeout, TimeoutError, ConnectionError, OSError,
+                            http.client.HTTPException) as e:
+                        raise _Interrupted(f"{url}: {type(e).__name__}: {e}") from None
+                    if not block:
+                        break
+                    f.write(block)
+                    got += len(block)
+                    if bar is not None:
+                        bar.update(len(block))
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            if bar is not None:
+                bar.close()
+        expected = length if length is not None else None
+        if expected is not None and got < expected:
+            raise _Interrupted(f"{url}: received {got} of {expected} bytes")
+        if total is not None and part.stat().st_size != total:
+            if part.stat().st_size > total:
+                part.unlink(missing_ok=True)
+            raise _Interrupted(f"{url}: have {part.stat().st_size if part.exists() else 0} "
+                               f"bytes, expected {total}")
+
+
+def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
+             progress: bool = True, resume: bool = True, timeout: float = 60,
+             retries: int = 3, backoff: float = 1.0) -> Path:
+    """Download ``url`` to ``dest`` and return ``Path(dest)``.
+
+    Bytes go to ``dest + '.part'``; an existing ``.part`` is resumed with an
+    HTTP ``Range`` request (a server that answers ``200`` instead of ``206``
+    makes the download start over). A transfer cut short is retried up to
+    ``retries`` times, resuming each time. When ``sha256`` is given the whole
+    file is hashed before it is renamed into place: on a mismatch it is moved
+    to ``dest + '.corrupt'`` and :class:`DownloadError` is raised, so ``dest``
+    never holds a bad file. The rename is atomic (:func:`os.replace`).
+
+    Raises:
+        DownloadError: non-http(s) URL or redirect, HTTP error, an HTML page or
+            a Git LFS pointer instead of the file, checksum mismatch, or the
+            transfer still incomplete after ``retries`` attempts (the ``.part``
+            is kept so a later call resumes).
+    """
+    url = str(url)
+    _check_scheme(url)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    corrupt = dest.with_name(dest.name + ".corrupt")
+    expect_html = dest.suffix.lower() in (".html", ".htm")
+    opener = build_opener()
+    if sha256 is not None:
+        sha256 = sha256.strip().lower()
+
+    last: str | None = None
+    for attempt in range(max(0, int(retries)) + 1):
+        try:
+            _one_attempt(opener, url, part, resume=resume or attempt > 0, timeout=timeout,
+                         progress=progress, desc=str(dest), expect_html=expect_html)
+            break
+        except _Interrupted as e:
+            last = str(e)
+            if attempt < retries:
+                time.sleep(backoff * (attempt + 1))
+    else:
+        have = part.stat().st_size if part.exists() else 0
+        raise DownloadError(
+            f"{url}: download to '{dest}' did not complete after {retries + 1} attempt(s): "
+            f"{last}. {have} bytes are kept in '{part}'; run the download again to resume")
+
+    if part.stat().st_size < 1024:
+        with open(part, "rb") as f:
+            head = f.read(len(_LFS_POINTER))
+        if head == _LFS_POINTER:
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{url}: got a Git LFS pointer, not the file; expected the file's bytes. Use "
+                f"the repository's 'media' URL or download the file from its web page")
+    digest = sha256_file(part)
+    if sha256 is not None and digest != sha256:
+        os.replace(part, corrupt)
+        raise DownloadError(
+            f"{url}: sha256 mismatch for '{dest}': found {digest}, expected {sha256}. The "
+            f"download is corrupt or the file changed upstream; it was moved to '{corrupt}' "
+            f"and not used. Delete it and download again, or check the manifest's sha256")
+    os.replace(part, dest)
+    return dest
+
+
+# ---------------------------------------------------------------- extract
+def is_archive(path: str | os.PathLike) -> bool:
+    name = str(path).lower()
+    return name.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2",
+                          ".tar.xz", ".txz"))
+
+
+def _safe_target(root: Path, name: str, archive: Path) -> Path:
+    """``root / name`` after checking that it stays inside ``root``."""
+    if not name or "\x00" in name:
+        raise DownloadError(f"'{archive}': member with an empty or invalid name {name!r}; "
+                            f"refusing to extract")
+    posix = PurePosixPath(name.replace("\\", "/"))
+    if (posix.is_absolute() or PureWindowsPath(name).drive or name.startswith(("/", "\\"))
+            or ".." in posix.parts):
+        raise DownloadError(
+            f"'{archive}': member {name!r} would be written outside '{root}' (absolute path or "
+            f"'..'); refusing to extract. The archive is unsafe; do not unpack it by hand either")
+    target = (root / Path(*posix.parts)).resolve()
+    if target != root and root not in target.parents:
+        raise DownloadError(f"'{archive}': member {name!r} resolves to '{target}', outside "
+                            f"'{root}'; refusing to extract")
+    return target
+
+
+def _check_link(root: Path, member_path: Path, link: str, name: str, archive: Path,
+                hard: bool) -> None:
+    if not link or PurePosixPath(link).is_absolute() or PureWindowsPath(link).drive:
+        raise DownloadError(f"'{archive}': link {name!r} -> {link!r} points outside '{root}' "
+                            f"(absolute); refusing to extract")
+    base = root if hard else member_path.parent
+    target = (base / link).resolve()
+    if target != root and root not in target.parents:
+        raise DownloadError(f"'{archive}': link {name!r} -> {link!r} points outside "
+                            f"'{root}'; refusing to extract")
+
+
+def extract(archive: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
+    """Unpack ``archive`` into ``target`` and return the extracted file paths.
+
+    Every member is checked before anything is written: absolute names,
+    ``..`` components, symbolic or hard links that point outside ``target``,
+    and device/FIFO members make it raise :class:`DownloadError` with nothing
+    extracted.
+    """
+    archive = Path(archive)
+    root = Path(target)
+    root.mkdir(parents=True, exist_ok=True)
+    root = root.resolve()
+    if not archive.is_file():
+        raise DownloadError(f"'{archive}': archive not found; expected a .zip or .tar(.gz) file")
+    name = archive.name.lower()
+    out: list[Path] = []
+    if name.endswith(".zip") or (zipfile.is_zipfile(archive) and not tarfile.is_tarfile(archive)):
+        try:
+            zf = zipfile.ZipFile(archive)
+        except zipfile.BadZipFile as e:
+            raise DownloadError(f"'{archive}': not a valid zip file ({e}); delete it and "
+                                f"download it again") from None
+        with zf:
+            infos = zf.infolist()
+            for info in infos:
+                dest = _safe_target(root, info.filename, archive)
+                ftype = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip records none
+                if ftype == stat.S_IFLNK:
+                    link = zf.read(info).decode("utf-8", "replace")
+                    _check_link(root, dest, link, info.filename, archive, hard=False)
+                elif ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
+                    raise DownloadError(f"'{archive}': member {info.filename!r} is not a regular "
+                                        f"file or folder; refusing to extract")
+            for info in infos:
+                dest = _safe_target(root, info.filename, archive)
+                if info.is_dir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(dest.name + ".part")
+                with zf.open(info) as src, open(tmp, "wb") as dst:
+                    for block in iter(lambda: src.read(CHUNK), b""):
+                        dst.write(block)
+                os.replace(tmp, dest)
+                out.append(dest)
+        return out
+    try:
+        tf = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError) as e:
+        raise DownloadError(f"'{archive}': not a readable zip or tar archive ({e}); expected "
+                            f".zip, .tar, .tar.gz, .tar.bz2 or .tar.xz") from None
+    with tf:
+        members = tf.getmembers()
+        for m in members:
+            dest = _safe_target(root, m.name, archive)
+            if m.issym() or m.islnk():
+                _check_link(root, dest, m.linkname, m.name, archive, hard=m.islnk())
+            elif not (m.isfile() or m.isdir()):
+                raise DownloadError(f"'{archive}': member {m.name!r} is a device, FIFO or other "
+                                    f"special file; refusing to extract")
+        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        try:
+            tf.extractall(root, members=members, **kwargs)
+        except getattr(tarfile, "FilterError", tarfile.TarError) as e:  # pragma: no cover
+            raise DownloadError(f"'{archive}': unsafe member refused: {e}") from None
+        out = [(root / m.name).resolve() for m in members if m.isfile()]
+    return out

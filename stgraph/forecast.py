@@ -1,0 +1,116 @@
+"""Forecasts of a trained run from any point of a series, written as CSV or HDF5.
+
+:func:`forecast_at` takes the ``input_len`` steps of the run's series that end
+at ``at`` (default: the last step), and returns the next ``horizon`` steps for
+every sensor (mean, and standard deviation for probabilistic runs).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.covariates import day_of_week, time_of_day
+from .errors import ConfigError, SeriesError
+
+
+@dataclass
+class Forecast:
+    """A forecast issued at ``issued_at`` (the last observed step).
+
+    Attributes:
+        mean: ``[T_out, N, C_out]`` forecast in data units.
+        std: ``[T_out, N, C_out]`` standard deviation, or ``None`` for point models.
+        timestamps: ``[T_out]`` the forecast steps' timestamps.
+        sensor_ids: ``N`` ids; ``channels``: ``C_out`` target channel names.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray | None
+    timestamps: np.ndarray
+    sensor_ids: list[str]
+    channels: list[str]
+    issued_at: np.datetime64
+
+
+@torch.no_grad()
+def forecast_at(trainer, at: str | None = None) -> Forecast:
+    """Forecast the ``horizon`` steps after ``at`` from the run held by ``trainer``."""
+    series = trainer.prepared.series
+    data = trainer.data
+    ts = series.timestamps
+    if at is None:
+        end = len(ts) - 1
+    else:
+        try:
+            when = np.datetime64(at, "ns")
+        except ValueError:
+            raise ConfigError(f"--at '{at}' is not a timestamp; expected e.g. 2012-03-07T08:00") from None
+        end = int(np.searchsorted(ts, when, side="right")) - 1
+        if end < 0 or ts[end] != when:
+            raise SeriesError(f"--at {at}: no such step in {series.source}; it runs from {ts[0]} to {ts[-1]} "
+                              f"every {series.summary()['interval']}")
+    first = end - data.input_len + 1
+    if first < 0:
+        raise SeriesError(f"--at {at}: a forecast needs {data.input_len} steps up to it, only {end + 1} exist "
+                          f"in {series.source}; pick a later time")
+    raw = series.values[first:end + 1][:, :, list(data.input_channels)]
+    x = np.asarray(data.scaler.transform(raw), dtype=np.float32)
+    null = float(series.null_value)
+    missing = np.isnan(raw) if math.isnan(null) else (raw == null) | np.isnan(raw)
+    x[missing] = 0.0
+    step = series.interval
+    future = ts[end] + step * np.arange(1, data.horizon + 1)
+    past = ts[first:end + 1]
+    dev = trainer.device
+    cov = {
+        "tod_in": torch.as_tensor(time_of_day(past), device=dev)[None],
+        "dow_in": torch.as_tensor(day_of_week(past), device=dev)[None],
+        "tod_out": torch.as_tensor(time_of_day(future), device=dev)[None],
+        "dow_out": torch.as_tensor(day_of_week(future), device=dev)[None],
+    }
+    trainer.model.eval()
+    out = trainer.to_units(trainer.model(torch.as_tensor(x, device=dev)[None], trainer.graph, cov))
+    if isinstance(out, torch.distributions.Normal):
+        mean, std = out.mean[0].float().cpu().numpy(), out.stddev[0].float().cpu().numpy()
+    else:
+        mean, std = out[0].float().cpu().numpy(), None
+    chans = [series.channels[c] for c in data.target_channels]
+    return Forecast(mean, std, future, list(series.sensor_ids), chans, ts[end])
+
+
+def write_forecast(fc: Forecast, path: str | Path) -> Path:
+    """Write ``fc`` as long-format CSV (timestamp, sensor_id, horizon, channel, forecast[, std]) or HDF5."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    T, N, C = fc.mean.shape
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        import h5py
+        with h5py.File(path, "w") as f:
+            f["forecast"] = fc.mean
+            if fc.std is not None:
+                f["std"] = fc.std
+            f["timestamps"] = fc.timestamps.astype("datetime64[ns]").astype(np.int64)
+            f["sensor_ids"] = np.array(fc.sensor_ids, dtype=h5py.string_dtype())
+            f.attrs["channels"] = fc.channels
+            f.attrs["issued_at"] = str(fc.issued_at)
+            f.attrs["layout"] = "forecast [T_out, N, C_out]; timestamps int64 ns"
+        return path
+    if path.suffix.lower() != ".csv":
+        raise ConfigError(f"--out '{path}': expected a .csv or .h5 file")
+    stamps = np.datetime_as_string(fc.timestamps, unit="s")
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "sensor_id", "horizon", "channel", "forecast"] + (["std"] if fc.std is not None else []))
+        for t in range(T):
+            for c in range(C):
+                cols = [np.full(N, stamps[t]), fc.sensor_ids, np.full(N, t + 1), np.full(N, fc.channels[c]),
+                        np.round(fc.mean[t, :, c], 4)]
+                if fc.std is not None:
+                    cols.append(np.round(fc.std[t, :, c], 4))
+                w.writerows(zip(*cols))
+    return path

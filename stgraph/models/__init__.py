@@ -1,0 +1,1 @@
+from .stgt import STGT

@@ -1,0 +1,239 @@
+"""STGT: a spatio-temporal graph transformer (encoder-decoder) for traffic forecasting.
+
+Encoder: the observed window is embedded (input projection + time of day +
+day of week + sensor + step position) and passes through ``encoder_layers``
+blocks, each a graph attention across sensors followed by a transformer block
+along time.
+
+Decoder: one query per future step and sensor, built from the future calendar
+(time of day, day of week), the sensor embedding and the step position. The
+queries cross-attend along time to the encoder output of the same sensor (like
+GMAN's transform attention), then pass through ``decoder_layers`` blocks of
+their own. All horizon steps come out at once (no autoregression).
+
+Head: ``LayerNorm -> Linear -> GELU -> Linear`` to ``C_out`` (or ``2 * C_out``:
+mean and softplus scale). The last linear layer starts at zero and the mean
+adds a persistence term, ``g_t * x[:, -1, :, target_channels]`` with a learned
+per-step, per-channel gate ``g_t`` that starts at 1: the untrained model
+forecasts "the last reading" exactly, and training moves each horizon step
+away from persistence as far as the data asks (typically towards the mean,
+i.e. ``g_t < 1``, at long horizons).
+
+The trainer calls ``model(x, graph, covariates)``; see :meth:`STGT.forward`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Normal
+
+from ..nn.embedding import InputEmbedding
+from ..nn.spatial import SpatialGraphAttention, add_self_loops
+from ..nn.temporal import CrossAttention, TemporalTransformerBlock
+
+
+class STBlock(nn.Module):
+    r"""One spatial graph attention layer then one temporal transformer block.
+
+    Args:
+        dim, heads, ff_mult, dropout, attn_dropout: as in the two layers.
+        backend, dense_max_nodes: passed to :class:`SpatialGraphAttention`.
+
+    Shapes:
+        - input: ``x`` ``[B, T, N, D]``, ``edge_index`` ``[2, E]``,
+          ``edge_weight`` ``[E]`` or None
+        - output: ``[B, T, N, D]``; with ``return_attention=True`` also a dict
+          ``{'spatial': [E', H], 'spatial_edge_index': [2, E'],
+          'temporal': [B, N, H, T, T]}``.
+    """
+
+    def __init__(self, dim: int, heads: int, ff_mult: int, dropout: float, backend: str = "auto",
+                 dense_max_nodes: int = 1024, attn_dropout: float = 0.0):
+        super().__init__()
+        self.spatial = SpatialGraphAttention(dim, heads, dropout, ff_mult, backend, dense_max_nodes,
+                                             attn_dropout=attn_dropout)
+        self.temporal = TemporalTransformerBlock(dim, heads, ff_mult, dropout,
+                                                 attn_dropout=attn_dropout)
+
+    def reset_parameters(self) -> None:
+        self.spatial.reset_parameters()
+        self.temporal.reset_parameters()
+
+    def forward(self, x, edge_index, edge_weight=None, return_attention: bool = False):
+        if not return_attention:
+            return self.temporal(self.spatial(x, edge_index, edge_weight))
+        x, (ei, a_s) = self.spatial(x, edge_index, edge_weight, return_attention=True)
+        x, a_t = self.temporal(x, return_attention=True)
+        return x, {"spatial": a_s, "spatial_edge_index": ei, "temporal": a_t}
+
+
+class STGT(nn.Module):
+    r"""Spatio-temporal graph transformer, encoder-decoder.
+
+    Args:
+        num_nodes: number of sensors ``N``.
+        in_channels: input channels ``C_in`` of ``x``.
+        out_channels: forecast channels ``C_out``.
+        input_len: observed steps ``T_in``.
+        horizon: forecast steps ``T_out``.
+        steps_per_day: time-of-day slots (288 for 5-minute data).
+        target_channels: indices in ``x``'s channels of the ``C_out`` targets,
+            used by the persistence term; ``None`` switches persistence off.
+        hidden: model width ``D``.
+        heads: attention heads ``H`` (``D % H == 0``).
+        encoder_layers, decoder_layers: number of spatial+temporal blocks.
+        ff_mult: feed-forward hidden size is ``ff_mult * D``.
+        dropout: dropout on the input embedding and on every sublayer output.
+        spatial_backend: ``'auto'``, ``'sparse'`` or ``'dense'``
+            (see :class:`~stgraph.nn.SpatialGraphAttention`).
+        probabilistic: return a :class:`torch.distributions.Normal`.
+        node_emb_dim: stored size of the sensor embeddings (``None``: ``D``).
+        dense_max_nodes: ``'auto'`` never goes dense above this many sensors.
+        min_scale: added to the softplus scale of the probabilistic output.
+        attn_dropout: dropout on attention weights (default 0: on CPU it is
+            slower than the rest of the attention and bars the fused kernels).
+
+    Shapes:
+        - input: ``x`` ``[B, T_in, N, C_in]``; ``graph`` with ``edge_index``
+          ``[2, E]``, ``edge_weight`` ``[E]`` (optional); ``covariates`` with
+          ``tod_in``/``dow_in`` ``[B, T_in]`` and ``tod_out``/``dow_out``
+          ``[B, T_out]``
+        - output: ``[B, T_out, N, C_out]``, or ``Normal`` with ``loc`` and
+          ``scale`` ``[B, T_out, N, C_out]``.
+    """
+
+    def __init__(self, num_nodes: int, in_channels: int, out_channels: int, input_len: int,
+                 horizon: int, steps_per_day: int = 288,
+                 target_channels: Optional[Sequence[int]] = (0,), hidden: int = 64, heads: int = 4,
+                 encoder_layers: int = 2, decoder_layers: int = 1, ff_mult: int = 4,
+                 dropout: float = 0.1, spatial_backend: str = "auto", probabilistic: bool = False,
+                 node_emb_dim: Optional[int] = None, dense_max_nodes: int = 1024,
+                 min_scale: float = 1e-3, attn_dropout: float = 0.0):
+        super().__init__()
+        if target_channels is not None:
+            target_channels = tuple(int(c) for c in target_channels)
+            if len(target_channels) != out_channels:
+                raise ValueError(f"target_channels {target_channels} must name out_channels="
+                                 f"{out_channels} channels of x")
+            if any(c < 0 or c >= in_channels for c in target_channels):
+                raise ValueError(f"target_channels {target_channels} outside [0, {in_channels})")
+        self.num_nodes, self.in_channels, self.out_channels = num_nodes, in_channels, out_channels
+        self.input_len, self.horizon, self.hidden, self.heads = input_len, horizon, hidden, heads
+        self.target_channels = target_channels
+        self.probabilistic, self.min_scale = probabilistic, min_scale
+
+        self.embed = InputEmbedding(in_channels, hidden, num_nodes, steps_per_day, node_emb_dim)
+        self.pos_in = nn.Parameter(torch.empty(input_len, hidden))
+        self.pos_out = nn.Parameter(torch.empty(horizon, hidden))
+        self.drop = nn.Dropout(dropout)
+        block = lambda: STBlock(hidden, heads, ff_mult, dropout, spatial_backend, dense_max_nodes,
+                                attn_dropout)
+        self.encoder = nn.ModuleList([block() for _ in range(encoder_layers)])
+        self.cross = CrossAttention(hidden, heads, dropout, attn_dropout)
+        self.decoder = nn.ModuleList([block() for _ in range(decoder_layers)])
+        self.norm_out = nn.LayerNorm(hidden)
+        self.head_fc = nn.Linear(hidden, hidden)
+        self.head_out = nn.Linear(hidden, out_channels * (2 if probabilistic else 1))
+        self.persistence_gate = nn.Parameter(torch.empty(horizon, out_channels))
+        if target_channels is not None:
+            self.register_buffer("target_index", torch.tensor(target_channels), persistent=False)
+        else:
+            self.target_index = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier for projections, N(0, 0.02) for embeddings, zero output layer
+        (so the initial mean is exactly persistence), persistence gate 1,
+        initial probabilistic scale ~1 (z-score units)."""
+        self.embed.reset_parameters()
+        nn.init.normal_(self.pos_in, std=0.02)
+        nn.init.normal_(self.pos_out, std=0.02)
+        for blk in (*self.encoder, *self.decoder):
+            blk.reset_parameters()
+        self.cross.reset_parameters()
+        self.norm_out.reset_parameters()
+        nn.init.xavier_uniform_(self.head_fc.weight)
+        nn.init.zeros_(self.head_fc.bias)
+        nn.init.zeros_(self.head_out.weight)
+        nn.init.zeros_(self.head_out.bias)
+        if self.probabilistic:
+            with torch.no_grad():  # softplus(log(e - 1)) = 1
+                self.head_out.bias[self.out_channels:] = math.log(math.e - 1.0)
+        nn.init.ones_(self.persistence_gate)
+
+    def num_parameters(self, trainable_only: bool = True) -> int:
+        """Number of (trainable) parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def spatial_backend(self, graph) -> str:
+        """The spatial backend (``'dense'`` or ``'sparse'``) a forward on ``graph``
+        uses on the model's device."""
+        layer = (*self.encoder, *self.decoder)[0].spatial
+        g = add_self_loops(graph.edge_index, getattr(graph, "edge_weight", None), self.num_nodes)
+        return layer.resolve_backend(self.num_nodes, g.edge_index.size(1), self.pos_in.device)
+
+    def forward(self, x: torch.Tensor, graph, covariates: dict, return_attention: bool = False):
+        r"""Forecast the next ``horizon`` steps.
+
+        Args:
+            x: ``[B, T_in, N, C_in]`` z-scored inputs (missing readings = 0).
+            graph: has ``edge_index`` ``[2, E]`` (source -> target) and
+                optionally ``edge_weight`` ``[E]`` in ``(0, 1]``.
+            covariates: ``tod_in`` ``[B, T_in]`` float, ``dow_in`` ``[B, T_in]``
+                long, ``tod_out`` ``[B, T_out]``, ``dow_out`` ``[B, T_out]``.
+            return_attention: also return a dict of attention weights.
+
+        Returns:
+            ``[B, T_out, N, C_out]`` point forecast in z-score units, or a
+            ``Normal`` (``loc``/``scale`` ``[B, T_out, N, C_out]``) when
+            ``probabilistic``. With ``return_attention=True`` the pair
+            ``(output, attn)`` where ``attn`` holds, for the LAST encoder block
+            and the decoder's cross-attention:
+
+            - ``'temporal'``: ``[B, N, H, T_in, T_in]`` (query step, key step),
+            - ``'spatial'``: ``[E', H]`` per-edge weights averaged over the
+              ``B * T_in`` slices, aligned with
+            - ``'spatial_edge_index'``: ``[2, E']`` = the graph's non-loop edges
+              in input order followed by the ``N`` self loops,
+            - ``'cross'``: ``[B, N, H, T_out, T_in]``.
+        """
+        B, T, N, C = x.shape
+        if (T, N, C) != (self.input_len, self.num_nodes, self.in_channels):
+            raise ValueError(f"x must be [B, {self.input_len}, {self.num_nodes}, "
+                             f"{self.in_channels}], got {tuple(x.shape)}")
+        edge_index = graph.edge_index
+        edge_weight = getattr(graph, "edge_weight", None)
+        attn = {}
+
+        h = self.embed(x, covariates["tod_in"], covariates["dow_in"]) + self.pos_in[:, None, :]
+        h = self.drop(h)
+        for i, blk in enumerate(self.encoder):
+            if return_attention and i == len(self.encoder) - 1:
+                h, attn = blk(h, edge_index, edge_weight, return_attention=True)
+            else:
+                h = blk(h, edge_index, edge_weight)
+
+        time_out = self.embed.time(covariates["tod_out"], covariates["dow_out"])  # [B, T_out, 1, D]
+        q = time_out + self.embed.node() + self.pos_out[:, None, :]  # [B, T_out, N, D]
+        if return_attention:
+            q, attn["cross"] = self.cross(q, h, return_attention=True)
+        else:
+            q = self.cross(q, h)
+        for blk in self.decoder:
+            q = blk(q, edge_index, edge_weight)
+
+        out = self.head_out(F.gelu(self.head_fc(self.norm_out(q))))  # [B, T_out, N, C_out(*2)]
+        mean = out[..., : self.out_channels]
+        if self.target_index is not None:
+            last = x[:, -1:, :, :].index_select(-1, self.target_index)  # [B, 1, N, C_out]
+            mean = mean + self.persistence_gate[:, None, :] * last
+        if self.probabilistic:
+            scale = F.softplus(out[..., self.out_channels:]) + self.min_scale
+            result = Normal(mean, scale)
+        else:
+            result = mean
+        return (result, attn) if return_attention else result

@@ -1,0 +1,217 @@
+"""Pictures of a trained run: where the forecast holds and where it fails.
+
+:func:`plot_run` writes, next to ``out``:
+
+* ``out``: the forecast of one sensor against the truth over the test split at
+  15 and 60 minutes ahead, with the 90% band when the run is probabilistic;
+* ``<stem>_errors.png``: the test MAE of every sensor on a map of sensor
+  coordinates (or ranked bars when none are known), and the MAE by time of day;
+* ``<stem>_attention.png``: temporal and spatial attention heat maps, for
+  models that can return their attention weights.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+Z90 = 1.6448536269514722
+
+
+def _collect(trainer, sensor_index: int | None):
+    """One pass over the test split: per-sensor MAE, MAE by time of day, and one sensor's traces."""
+    data = trainer.data
+    null = float(data.null_value)
+    horizon = data.horizon
+    n = data.num_nodes
+    err_sum = torch.zeros(n, dtype=torch.float64)
+    err_cnt = torch.zeros(n, dtype=torch.float64)
+    spd = max(1, int(data.steps_per_day))
+    bins = min(spd, 48)
+    tod_sum = torch.zeros(bins, dtype=torch.float64)
+    tod_cnt = torch.zeros(bins, dtype=torch.float64)
+    traces = []
+    for out, y, starts in trainer.predictions("test"):
+        mean = out.mean if isinstance(out, torch.distributions.Normal) else out
+        std = out.stddev if isinstance(out, torch.distributions.Normal) else None
+        mask = ~torch.isnan(y) if math.isnan(null) else (y != null) & ~torch.isnan(y)
+        err = torch.where(mask, (mean - y).abs(), torch.zeros_like(y)).double().cpu()
+        m = mask.double().cpu()
+        err_sum += err.sum(dim=(0, 1, 3))
+        err_cnt += m.sum(dim=(0, 1, 3))
+        # time of day of the last horizon step
+        last_rows = (starts.cpu() + data.input_len + horizon - 1)
+        tod = data.tod[last_rows] if hasattr(data, "tod") else torch.zeros(len(starts))
+        b = (tod.cpu() * bins).long().clamp(0, bins - 1)
+        tod_sum.index_add_(0, b, err[:, -1].sum(dim=(1, 2)))
+        tod_cnt.index_add_(0, b, m[:, -1].sum(dim=(1, 2)))
+        if sensor_index is not None:
+            traces.append((starts.cpu(), mean[:, :, sensor_index, 0].float().cpu(), y[:, :, sensor_index, 0].cpu(),
+                           None if std is None else std[:, :, sensor_index, 0].float().cpu()))
+    per_sensor = (err_sum / err_cnt.clamp(min=1)).numpy()
+    per_sensor[err_cnt.numpy() == 0] = np.nan
+    by_tod = (tod_sum / tod_cnt.clamp(min=1)).numpy()
+    by_tod[tod_cnt.numpy() == 0] = np.nan
+    return per_sensor, by_tod, traces
+
+
+def _locations(trainer, locations):
+    ids = trainer.prepared.series.sensor_ids
+    if locations:
+        from .graph import read_locations
+        lid, lat, lon = read_locations(locations)
+        pos = {s: (a, o) for s, a, o in zip(lid, lat, lon)}
+    else:
+        g = trainer.prepared.nx_graph
+        pos = {} if g is None else {s: (d["lat"], d["lon"]) for s, d in g.nodes(data=True)
+                                    if d.get("lat") is not None and d.get("lon") is not None}
+    if not all(s in pos for s in ids):
+        return None
+    return np.array([pos[s][0] for s in ids], dtype=float), np.array([pos[s][1] for s in ids], dtype=float)
+
+
+def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None = None) -> list[Path]:
+    """Write the run's pictures; returns their paths. See the module docstring."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .errors import ConfigError
+    from .training.run import load_run
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    trainer = load_run(run_dir)
+    data, series = trainer.data, trainer.prepared.series
+    ids = list(series.sensor_ids)
+    per_sensor, by_tod, _ = _collect(trainer, None) if sensor is None else (None, None, None)
+    if sensor is None:
+        finite = np.where(np.isfinite(per_sensor))[0]
+        order = finite[np.argsort(per_sensor[finite])]
+        s_idx = int(order[len(order) // 2]) if len(order) else 0
+    else:
+        if str(sensor) not in ids:
+            raise ConfigError(f"--sensor '{sensor}' is not in the run's series; sensors are e.g. {ids[:8]}")
+        s_idx = ids.index(str(sensor))
+    per_sensor, by_tod, traces = _collect(trainer, s_idx)
+    written = []
+
+    # 1. forecast against truth for one sensor
+    starts = torch.cat([t[0] for t in traces]).numpy()
+    pred = torch.cat([t[1] for t in traces]).numpy()
+    true = torch.cat([t[2] for t in traces]).numpy()
+    std = None if traces[0][3] is None else torch.cat([t[3] for t in traces]).numpy()
+    ts = series.timestamps
+    horizon = data.horizon
+    steps = sorted({min(3, horizon), horizon})
+    fig, axes = plt.subplots(len(steps), 1, figsize=(12, 3.2 * len(steps)), sharex=True, squeeze=False)
+    step_min = getattr(data, "interval_minutes", None)
+    null = float(data.null_value)
+    for ax, h in zip(axes[:, 0], steps):
+        rows = starts + data.input_len + h - 1
+        t = ts[rows]
+        truth = true[:, h - 1].astype(float)
+        truth[(truth == null) if not math.isnan(null) else np.isnan(truth)] = np.nan
+        ax.plot(t, truth, color="black", lw=1.0, label="observed")
+        ax.plot(t, pred[:, h - 1], color="tab:blue", lw=1.0, label="forecast")
+        if std is not None:
+            lo, hi = pred[:, h - 1] - Z90 * std[:, h - 1], pred[:, h - 1] + Z90 * std[:, h - 1]
+            ax.fill_between(t, lo, hi, color="tab:blue", alpha=0.2, lw=0, label="90% interval")
+        ahead = f"{h * step_min:g} min" if step_min else f"{h} steps"
+        mae = np.nanmean(np.abs(pred[:, h - 1] - truth))
+        ax.set_title(f"sensor {ids[s_idx]}: {ahead} ahead (test MAE {mae:.2f})", fontsize=10)
+        ax.set_ylabel(series.channels[data.target_channels[0]])
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="lower left", fontsize=8, ncol=3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    written.append(out)
+
+    # 2. where it fails: per-sensor error map and error by time of day
+    err_path = out.with_name(out.stem + "_errors.png")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1.2, 1]})
+    loc = _locations(trainer, locations)
+    if loc is not None:
+        lat, lon = loc
+        sc = a1.scatter(lon, lat, c=per_sensor, cmap="viridis_r" if False else "magma_r", s=28, edgecolor="k", lw=0.3)
+        fig.colorbar(sc, ax=a1, label="test MAE (all horizons)")
+        a1.set_xlabel("longitude")
+        a1.set_ylabel("latitude")
+        worst = np.argsort(np.nan_to_num(per_sensor, nan=-1))[-5:]
+        for i in worst:
+            a1.annotate(ids[i], (lon[i], lat[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        a1.set_title("per-sensor error (5 worst labelled)", fontsize=10)
+    else:
+        order = np.argsort(np.nan_to_num(per_sensor, nan=-1))[::-1]
+        a1.bar(np.arange(len(order)), per_sensor[order], color="tab:red", width=1.0)
+        a1.set_xlabel("sensors, worst first")
+        a1.set_ylabel("test MAE (all horizons)")
+        a1.set_title("per-sensor error (no coordinates known)", fontsize=10)
+    hours = (np.arange(len(by_tod)) + 0.5) * 24 / len(by_tod)
+    a2.plot(hours, by_tod, marker="o", ms=3)
+    a2.set_xlabel("time of day (h)")
+    a2.set_ylabel(f"MAE at the last horizon step")
+    a2.set_title("error by time of day", fontsize=10)
+    a2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(err_path, dpi=110)
+    plt.close(fig)
+    written.append(err_path)
+
+    # 3. attention heat maps
+    att = attention_sample(trainer)
+    if att is not None:
+        att_path = out.with_name(out.stem + "_attention.png")
+        panels = [k for k in ("temporal", "spatial", "cross") if k in att]
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+        for ax, key in zip(axes[0], panels):
+            mat = att[key]
+            im = ax.imshow(mat, cmap="Blues", aspect="auto", interpolation="nearest")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+            ax.set_title({"temporal": "encoder temporal attention\n(query step x key step)",
+                          "spatial": "spatial attention\n(target sensor x source sensor)",
+                          "cross": "decoder cross-attention\n(future step x input step)"}[key], fontsize=10)
+        fig.tight_layout()
+        fig.savefig(att_path, dpi=110)
+        plt.close(fig)
+        written.append(att_path)
+    return written
+
+
+@torch.no_grad()
+def attention_sample(trainer, max_nodes: int = 60) -> dict | None:
+    """Attention maps averaged over one test batch, heads and sensors; ``None`` if the model has none.
+
+    Returns numpy matrices: ``temporal`` ``[T_in, T_in]``, ``spatial`` ``[n, n]``
+    (the first ``max_nodes`` sensors, weights of existing edges), ``cross`` ``[T_out, T_in]``.
+    """
+    import inspect
+
+    model = trainer.model
+    if "return_attention" not in inspect.signature(model.forward).parameters:
+        return None
+    model.eval()
+    batch = next(iter(trainer.data.loader("test", 16, shuffle=False))).to(trainer.device)
+    _, att = model(batch.x, trainer.graph, batch.covariates, return_attention=True)
+    out = {}
+    if att.get("temporal") is not None:
+        t = att["temporal"].float()
+        out["temporal"] = t.reshape(-1, t.shape[-2], t.shape[-1]).mean(0).cpu().numpy()
+    if att.get("cross") is not None:
+        c = att["cross"].float()
+        out["cross"] = c.reshape(-1, c.shape[-2], c.shape[-1]).mean(0).cpu().numpy()
+    if att.get("spatial") is not None:
+        w = att["spatial"].float()
+        w = w.mean(-1) if w.dim() > 1 else w
+        ei = att.get("spatial_edge_index", trainer.graph.edge_index)
+        n = min(trainer.data.num_nodes, max_nodes)
+        mat = np.full((n, n), np.nan)
+        src, dst = ei[0].cpu().numpy(), ei[1].cpu().numpy()
+        keep = (src < n) & (dst < n)
+        mat[dst[keep], src[keep]] = w.cpu().numpy()[keep]
+        out["spatial"] = mat
+    return out or None
