@@ -38,10 +38,27 @@ class Forecast:
 
 
 @torch.no_grad()
-def forecast_at(trainer, at: str | None = None) -> Forecast:
-    """Forecast the ``horizon`` steps after ``at`` from the run held by ``trainer``."""
-    series = trainer.prepared.series
+def forecast_at(trainer, at: str | None = None, series=None) -> Forecast:
+    """Forecast the ``horizon`` steps after ``at`` from the run held by ``trainer``.
+
+    Args:
+        trainer: a loaded run (:func:`stgraph.training.run.load_run`).
+        at: ISO timestamp of the last observed step; ``None``: the series' last step.
+        series: a :class:`~stgraph.io.series.Series` ``[T, N, C]`` with the run's sensors and
+            channels (e.g. the latest readings); ``None``: the series the run was trained on.
+            ``T`` may be as short as ``input_len``.
+
+    Returns:
+        a :class:`Forecast` with ``mean`` (and ``std``) ``[T_out, N, C_out]`` in data units.
+
+    Raises:
+        SeriesError: ``series`` has other sensors or channels than the run, or ``at`` is not one of its steps.
+    """
     data = trainer.data
+    if series is None:
+        series = trainer.prepared.series
+    else:
+        _check_same_layout(series, trainer.prepared.series)
     ts = series.timestamps
     if at is None:
         end = len(ts) - 1
@@ -81,6 +98,20 @@ def forecast_at(trainer, at: str | None = None) -> Forecast:
         mean, std = out[0].float().cpu().numpy(), None
     chans = [series.channels[c] for c in data.target_channels]
     return Forecast(mean, std, future, list(series.sensor_ids), chans, ts[end])
+
+
+def _check_same_layout(series, trained) -> None:
+    if list(series.sensor_ids) != list(trained.sensor_ids):
+        extra = sorted(set(series.sensor_ids) - set(trained.sensor_ids))
+        missing = sorted(set(trained.sensor_ids) - set(series.sensor_ids))
+        what = (f"{len(extra)} sensor(s) the run does not know ({extra[:5]}{'...' if len(extra) > 5 else ''}) and "
+                f"{len(missing)} it needs but are absent ({missing[:5]}{'...' if len(missing) > 5 else ''})"
+                if extra or missing else "the same sensors in another order")
+        raise SeriesError(f"{series.source}: has {what}; a forecast needs the {len(trained.sensor_ids)} sensors "
+                          f"of the training file {trained.source} in the same order")
+    if list(series.channels) != list(trained.channels):
+        raise SeriesError(f"{series.source}: channels {list(series.channels)}, but the run was trained on "
+                          f"{list(trained.channels)}")
 
 
 def write_forecast(fc: Forecast, path: str | Path) -> Path:

@@ -146,8 +146,11 @@ def train(args) -> int:
     cfg = build_config(args)
     trainer = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     st = trainer.state
-    print(f"finished: {st['epoch']} epoch(s), best validation MAE {st['best_val']:.4f} at epoch "
-          f"{st['best_epoch']}; run directory {args.out}")
+    if not trainer.trainable:
+        print(f"fitted {cfg.model.name} (nothing to train); run directory {args.out}")
+    else:
+        print(f"finished: {st['epoch']} epoch(s), best validation MAE {st['best_val']:.4f} at epoch "
+              f"{st['best_epoch']}; run directory {args.out}")
     return 0
 
 
@@ -184,8 +187,13 @@ def predict(args) -> int:
     from ..forecast import forecast_at, write_forecast
     from ..training.run import load_run
 
-    trainer = load_run(args.run_dir, data_path=args.data)
-    fc = forecast_at(trainer, args.at)
+    trainer = load_run(args.run_dir)
+    series = None
+    if args.data:
+        from ..io import read_series
+        d = trainer.run_config.data
+        series = read_series(args.data, null_value=d.null_value, start=d.start, freq=d.freq)
+    fc = forecast_at(trainer, args.at, series=series)
     write_forecast(fc, args.out)
     print(f"wrote the forecast of {len(fc.sensor_ids)} sensors x {len(fc.timestamps)} steps from "
           f"{fc.issued_at} to {args.out}")

@@ -133,8 +133,13 @@ def main(argv=None) -> int:
     debug = "--debug" in argv
     args = parser.parse_args([a for a in argv if a != "--debug"])
     try:
+        from ..runtime import tune_malloc
         from . import commands
+        tune_malloc()
         return int(commands.dispatch(args) or 0)
+    except BrokenPipeError:  # `stgraph ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

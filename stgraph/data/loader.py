@@ -240,6 +240,14 @@ class ForecastData:
         return self.windows.horizon
 
     @property
+    def interval_minutes(self) -> float | None:
+        """Minutes between consecutive steps (the median gap), ``None`` for a single step."""
+        if len(self.timestamps) < 2:
+            return None
+        gaps = np.diff(self.timestamps.astype("datetime64[ns]").astype(np.int64))
+        return float(np.median(gaps)) / 60e9
+
+    @property
     def input_channel_names(self) -> list[str]:
         return [self.channel_names[i] for i in self.input_channels]
 

@@ -34,6 +34,7 @@ from torch.distributions import Normal
 from ..nn.embedding import InputEmbedding
 from ..nn.spatial import SpatialGraphAttention, add_self_loops
 from ..nn.temporal import CrossAttention, TemporalTransformerBlock
+from .registry import register
 
 
 class STBlock(nn.Module):
@@ -71,6 +72,7 @@ class STBlock(nn.Module):
         return x, {"spatial": a_s, "spatial_edge_index": ei, "temporal": a_t}
 
 
+@register("stgt")
 class STGT(nn.Module):
     r"""Spatio-temporal graph transformer, encoder-decoder.
 

@@ -90,7 +90,14 @@ def prepare(cfg: RunConfig, data_path: str | None = None) -> Prepared:
 def model_sizes(data, probabilistic: bool) -> dict:
     return dict(num_nodes=data.num_nodes, in_channels=data.in_channels, out_channels=data.out_channels,
                 input_len=data.input_len, horizon=data.horizon, steps_per_day=data.steps_per_day,
-                target_channels=tuple(data.target_channels), probabilistic=probabilistic)
+                target_channels=target_positions(data), probabilistic=probabilistic)
+
+
+def target_positions(data) -> tuple | None:
+    """Where each target channel sits among the model's input channels (``None`` if one is not an input)."""
+    if not all(c in data.input_channels for c in data.target_channels):
+        return None
+    return tuple(data.input_channels.index(c) for c in data.target_channels)
 
 
 def make_model(cfg: RunConfig, data) -> torch.nn.Module:

@@ -74,6 +74,9 @@ class Trainer:
     def __init__(self, model, data, graph, cfg, run_dir=None, extra_state: dict | None = None):
         self.cfg = cfg
         self.data = data
+        if torch.device(resolve_device(cfg.device)).type == "cpu":
+            from ..runtime import tune_malloc
+            tune_malloc()
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
