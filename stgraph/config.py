@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -95,11 +97,13 @@ class TrainConfig:
         _positive_int(self, "epochs", "train")
         _positive_int(self, "batch_size", "train")
         for name in ("lr",):
-            if not float(getattr(self, name)) > 0:
-                raise ConfigError(f"train.{name} = {getattr(self, name)}: expected a positive number, e.g. 0.001")
+            v = float(getattr(self, name))
+            if not (v > 0 and math.isfinite(v)):
+                raise ConfigError(f"train.{name} = {getattr(self, name)}: expected a positive finite number, e.g. 0.001")
         for name in ("weight_decay", "clip_grad", "gamma"):
-            if float(getattr(self, name)) < 0:
-                raise ConfigError(f"train.{name} = {getattr(self, name)}: expected a number >= 0")
+            v = float(getattr(self, name))
+            if not (v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"train.{name} = {getattr(self, name)}: expected a finite number >= 0")
         for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"train.{name} = {getattr(self, name)}: expected an integer >= 0")
@@ -143,12 +147,15 @@ def _positive_int(obj, name: str, section: str) -> None:
 def _choice(obj, name: str, choices, section: str) -> None:
     v = getattr(obj, name)
     if v not in choices:
-        raise ConfigError(f"{section}.{name} = {v!r}: expected one of {list(choices)}")
+        raise ConfigError(f"{section}.{name} = {v!r}{_suggest(str(v), choices)}: expected one of {list(choices)}")
 
 
 def _suggest(key: str, valid) -> str:
     near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     return f" (did you mean '{near[0]}'?)" if near else ""
+
+
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -181,6 +188,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         raise ConfigError(f"{where} = {value!r}: expected a number, got {type(value).__name__}")
     if tp is str:
         if isinstance(value, str):
@@ -204,6 +213,9 @@ def _apply(obj, mapping: dict, where: str) -> None:
     names = [f.name for f in dataclasses.fields(obj)]
     for key, value in mapping.items():
         if key not in names:
+            if not where:
+                raise ConfigError(f"unknown section '{key}'{_suggest(str(key), names)}; valid sections: {names} "
+                                  f"(each holds fields, e.g. train: {{lr: 0.001}})")
             raise ConfigError(f"{where}: unknown key '{key}'{_suggest(str(key), names)}; valid keys: {names}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
@@ -245,10 +257,22 @@ def apply_override(cfg: RunConfig, assignment: str) -> RunConfig:
     except yaml.YAMLError:
         value = text
     parts = key.strip().split(".")
+    sections = [f.name for f in dataclasses.fields(RunConfig)]
+    if len(parts) < 2 or parts[0] not in sections:
+        every = [f"{sec}.{f.name}" for sec in sections for f in dataclasses.fields(getattr(cfg, sec))]
+        near = difflib.get_close_matches(key.strip(), every, n=1, cutoff=0.5) or \
+            [k for k in every if k.split(".", 1)[1] == parts[-1]][:1]
+        hint = f" (did you mean '{near[0]}'?)" if near else \
+            (f" (a model argument? write model.params.{parts[0]}=...)" if len(parts) == 1 else "")
+        raise ConfigError(f"override '{assignment}': unknown key '{key.strip()}'{hint}; expected "
+                          f"section.field=value with section one of {sections}, e.g. train.lr=0.001")
     nested: Any = value
     for part in reversed(parts):
         nested = {part: nested}
     if len(parts) >= 3 and parts[0] == "model" and parts[1] == "params":
         cfg.model.params = {**cfg.model.params, **nested["model"]["params"]}
         return cfg
-    return config_from_dict(nested, cfg)
+    try:
+        return config_from_dict(nested, cfg)
+    except ConfigError as e:
+        raise ConfigError(f"override '{assignment}': {e}") from None

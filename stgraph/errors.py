@@ -41,6 +41,11 @@ class MissingFileError(StgraphError, FileNotFoundError):
     """A required file is absent; the message says where to put it."""
 
 
+class StgraphWarning(UserWarning):
+    """Input stgraph accepts but that probably is not what the analyst meant
+    (e.g. a sensor with no reading at all); the message says what to check."""
+
+
 def where(path) -> str:
     """Format a path for an error message."""
     return f"'{path}'" if path is not None else "<in-memory>"

@@ -26,3 +26,11 @@ def metr_week_dir():
 def shared_graphs_dir():
     """``../shared/data/graphs``; skips (or fails in CI) when absent."""
     return _require("graphs")
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """A 10-sensor, 2-day synthetic road network in METR-LA's layout (files: data, adj, locations, ...)."""
+    from stgraph.synth import write_synthetic
+
+    return write_synthetic(tmp_path_factory.mktemp("tiny_synth"), num_sensors=10, days=2, seed=3)

@@ -109,11 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_graph(sub)
     _add_runs(sub)
-    try:
-        from .bench import add_parser as add_bench
-        add_bench(sub)
-    except ImportError:
-        pass
+    from .bench import add_parser as add_bench
+    add_bench(sub)
     return p
 
 

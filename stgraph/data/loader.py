@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass, fields
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, SeriesError
-from ..io.series import Series
+from ..errors import ConfigError, SeriesError, StgraphWarning, where
+from ..io.series import Series, null_mask
 from .covariates import day_of_week, steps_per_day, time_of_day
 from .scaler import StandardScaler
 from .split import SPLIT_NAMES, Split, make_split, training_rows
@@ -153,6 +154,8 @@ class ForecastData:
         self._raw_values = raw_values  # the series' own array (no copy), to re-scale the inputs
         self._fingerprint = fingerprint
         self._split_starts: dict[str, torch.Tensor] = {}
+        #: sensors whose target channels hold no reading at all (see :func:`_dead_sensors`)
+        self.dead_sensors: list[str] = []
 
     # ---------------------------------------------------------------- build
     @classmethod
@@ -184,14 +187,20 @@ class ForecastData:
         in_idx = _channels(series, "input_channels", input_channels)
         out_idx = _channels(series, "target", target)
 
-        windows = WindowIndex(series.num_steps, input_len, horizon, stride)
+        try:
+            windows = WindowIndex(series.num_steps, input_len, horizon, stride)
+        except SeriesError as exc:
+            raise SeriesError(f"{where(series.source)}: {exc} (data.input_len / data.horizon)") from None
         starts = windows.starts
         keep = contiguous_mask(starts, series.timestamps, windows.span)
         dropped = int((~keep).sum())
         starts = starts[keep]
         splits = make_split(split, starts, series.timestamps, windows.span)
-
-        rows = training_rows(splits, windows.span)
+        try:
+            rows = training_rows(splits, windows.span)
+        except SeriesError as exc:
+            raise SeriesError(f"{where(series.source)}: {exc} ({len(starts)} windows in all"
+                              f"{f', {dropped} dropped over time gaps' if dropped else ''})") from None
         used = sorted(set(in_idx) | set(out_idx))  # channels nobody reads are not fitted
         fitted = StandardScaler.fit(series.values, series.null_value, rows=rows, channels=series.channels,
                                     index=used)
@@ -203,12 +212,15 @@ class ForecastData:
         targets = _channel_tensor(series.values, out_idx)
         tod = torch.from_numpy(time_of_day(series.timestamps))
         dow = torch.from_numpy(day_of_week(series.timestamps))
-        return cls(inputs=inputs, targets=targets.to(device), tod=tod.to(device), dow=dow.to(device),
+        dead = _dead_sensors(series, out_idx)
+        data = cls(inputs=inputs, targets=targets.to(device), tod=tod.to(device), dow=dow.to(device),
                    windows=windows, split=splits, scaler=scaler, target_scaler=target_scaler,
                    null_value=series.null_value, steps_per_day=steps_per_day(series.interval),
                    timestamps=series.timestamps.copy(), sensor_ids=series.sensor_ids,
                    channel_names=series.channels, input_channels=in_idx, target_channels=out_idx,
                    fingerprint=_fingerprint(series), dropped_windows=dropped, raw_values=series.values)
+        data.dead_sensors = dead
+        return data
 
     # ------------------------------------------------------------ properties
     @property
@@ -376,6 +388,30 @@ def _channel_tensor(values: np.ndarray, idx: list[int]) -> torch.Tensor:
     if idx == list(range(lo, lo + len(idx))) and values.flags.writeable and values.dtype == np.float32:
         return torch.from_numpy(values[:, :, lo:lo + len(idx)])
     return torch.from_numpy(np.ascontiguousarray(values[:, :, idx], dtype=np.float32))
+
+
+def _dead_sensors(series: Series, channels: list[int]) -> list[str]:
+    """Sensors whose ``channels`` are null at every step; warns (:class:`StgraphWarning`) naming them.
+
+    They are kept (the loss and the metrics mask them out), but their forecasts
+    mean nothing, and a wrong ``null_value`` or sensor order usually is the cause.
+    """
+    values = series.values
+    seen = np.zeros(series.num_nodes, dtype=bool)
+    step = _row_blocks(values.shape[0], values.shape[1] * len(channels)).step
+    for a in range(0, values.shape[0], step):
+        blk = values[a:a + step][:, :, channels]
+        seen |= (~null_mask(blk, series.null_value)).any(axis=(0, 2))
+    dead = [series.sensor_ids[i] for i in np.flatnonzero(~seen)]
+    if dead:
+        names = [series.channels[c] for c in channels]
+        warnings.warn(StgraphWarning(
+            f"{where(series.source)}: {len(dead)} of {series.num_nodes} sensor(s) have no reading at all in "
+            f"{names} (every value is the null value {series.null_value}): {dead[:20]}"
+            f"{' ...' if len(dead) > 20 else ''}; they are kept but masked out of the loss and the metrics, "
+            f"so their forecasts mean nothing. Drop them (Series.select_sensors) or check null_value"),
+            stacklevel=3)
+    return dead
 
 
 def _fingerprint(series: Series) -> str:

@@ -73,7 +73,8 @@ class SafeRedirectHandler(urllib.request.HTTPRedirectHandler):
 
     max_redirections = 10
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    @staticmethod
+    def _check(req, newurl: str) -> str:
         absolute = urllib.parse.urljoin(req.full_url, newurl)
         parts = urlsplit(absolute)
         if parts.scheme.lower() not in _ALLOWED_SCHEMES or not parts.netloc:
@@ -81,6 +82,19 @@ class SafeRedirectHandler(urllib.request.HTTPRedirectHandler):
                 f"refusing redirect from {req.full_url!r} to {newurl!r}: scheme "
                 f"{parts.scheme or '(none)'!r} is not allowed; only http(s) redirects are "
                 f"followed. The server is misconfigured or hostile; get the file another way")
+        return absolute
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        # checked here, before urllib's own check, so every refused scheme gets the same message
+        newurl = headers.get("location") or headers.get("uri")
+        if newurl:
+            self._check(req, newurl)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        absolute = self._check(req, newurl)
         # urllib copies the request headers (Range included) to the new request
         return super().redirect_request(req, fp, code, msg, headers, absolute)
 

@@ -157,7 +157,18 @@ def _read_table(path: str | Path) -> tuple[list[str] | None, np.ndarray]:
             f"{where(path)}: table not found; expected a CSV file here. Put the file at "
             "this path or pass the right one"
         )
-    text = path.read_text(encoding="utf-8-sig")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise DataFormatError(
+            f"{where(path)}: is a binary file (first bytes {raw[:8]!r}), not a text table; expected a "
+            "CSV such as from,to,cost or source,target,weight")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(
+            f"{where(path)}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); expected "
+            "a UTF-8 CSV table. Save it as 'CSV UTF-8' or convert it (iconv -f CP1252 -t UTF-8)"
+        ) from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise DataFormatError(f"{where(path)}: the table is empty; expected at least one row")
@@ -481,7 +492,7 @@ def from_distances(
         rows = np.nonzero(bad)[0][:5]
         raise DataFormatError(
             f"{where(source)}: {int(bad.sum())} distances are negative or not finite, e.g. "
-            f"{[(frm[r], to[r], float(dist[r])) for r in rows]} (from, to, distance); "
+            f"{[(str(frm[r]), str(to[r]), float(dist[r])) for r in rows]} (from, to, distance); "
             "expected distances >= 0. Fix or drop those rows"
         )
     fi, fok = _lookup(ids_arr, frm)

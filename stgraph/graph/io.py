@@ -362,6 +362,21 @@ def _sniff(path: Path) -> str:
     return "table"
 
 
+def _refuse_series_file(path: Path) -> None:
+    """An HDF5 / numpy file given as the graph is almost always the series: say so."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    kind = ("an HDF5 file" if head.startswith(b"\x89HDF") else
+            "a zip/.npz archive" if head.startswith(b"PK\x03\x04") else
+            "a .npy array" if head.startswith(b"\x93NUMPY") else None)
+    if kind is not None:
+        raise DataFormatError(
+            f"{where(path)}: is {kind} (a sensor series?), not a road graph; expected DCRNN's "
+            "adj_mx.pkl, a distance CSV (from,to,cost), an edge list CSV, node-link JSON or "
+            "GraphML. Did you swap the series (--data) and the graph (--graph)?"
+        )
+
+
 def _read_table_graph(path: Path, sensor_ids: Sequence[Any] | None, **kwargs: Any) -> nx.DiGraph:
     header, cells = _read_table(path)
     if header is not None and any(n in header for n in _DIST_NAMES) and \
@@ -369,7 +384,8 @@ def _read_table_graph(path: Path, sensor_ids: Sequence[Any] | None, **kwargs: An
         if sensor_ids is None:
             raise GraphError(
                 f"{where(path)}: is a distance table (columns {header}); pass sensor_ids= "
-                "(e.g. the series' sensor ids) to choose the nodes and their order"
+                "(e.g. the series' sensor ids; on the command line --sensors SERIES_FILE) to choose "
+                "the nodes and their order"
             )
         return from_distances(path, sensor_ids, **kwargs)
     rows, cols = cells.shape
@@ -377,7 +393,7 @@ def _read_table_graph(path: Path, sensor_ids: Sequence[Any] | None, **kwargs: An
         if sensor_ids is None:
             raise GraphError(
                 f"{where(path)}: is a dense {rows} x {cols} matrix; pass sensor_ids= (the "
-                "ids of its rows, e.g. the series' sensor ids)"
+                "ids of its rows, e.g. the series' sensor ids; on the command line --sensors SERIES_FILE)"
             )
         return from_adjacency(_floats(cells, "matrix", path), sensor_ids, source=path)
     return from_edge_list(path, sensor_ids=sensor_ids, **kwargs)
@@ -410,6 +426,7 @@ def read_graph(
     """
     path = Path(path)
     _require_file(path, "graph file")
+    _refuse_series_file(path)
     fmt = format or GRAPH_SUFFIXES.get(path.suffix.lower()) or _sniff(path)
     if fmt == "pickle":
         return from_adj_pickle(path)

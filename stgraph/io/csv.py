@@ -103,6 +103,9 @@ def _rows(path) -> tuple[list[list[str]], list[int]]:
                 lines.append(reader.line_num)
     except _csv.Error as exc:
         raise DataFormatError(f"{where(path)}: line {reader.line_num}: malformed CSV ({exc})") from None
+    if not rows:
+        raise DataFormatError(f"{where(path)}: every line is empty (only delimiters {delim!r}); expected a "
+                              f"CSV with a header of sensor ids and one row per time step")
     return rows, lines
 
 

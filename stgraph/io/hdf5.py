@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import ConfigError, DataFormatError, MissingFileError, where
+from ..errors import ConfigError, DataFormatError, MissingFileError, StgraphError, where
 from .read import RawTable
 from .series import Series
 
@@ -49,10 +49,14 @@ def parse_hdf5(path: str | Path, *, key: str | None = None) -> RawTable:
             if layout == "plain":
                 return _parse_plain(group, path)
             return _parse_frame(group, path)
-    except OSError as exc:
+    except StgraphError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        # h5py reports damage as OSError, and as RuntimeError / KeyError / ValueError
+        # when a corrupted object header is met while walking the file
         raise DataFormatError(
-            f"{where(path)}: not a readable HDF5 file, it is truncated or corrupted (h5py: {exc}); "
-            f"re-download or re-export it") from None
+            f"{where(path)}: not a readable HDF5 file, it is truncated or corrupted (h5py "
+            f"{type(exc).__name__}: {exc}); re-download or re-export it") from None
 
 
 def _locate(f: h5py.File, key: str | None, path) -> tuple[h5py.Group, str]:
@@ -78,11 +82,46 @@ def _locate(f: h5py.File, key: str | None, path) -> tuple[h5py.Group, str]:
         return f[frames[0]], "pandas"
     if not frames:
         raise DataFormatError(
-            f"{where(path)}: no pandas frame (a group with a 'pandas_type' attribute) and no 'values' "
-            f"dataset; the file holds {sorted(f.keys())}. Expected a file written by "
-            f"DataFrame.to_hdf or stgraph.io.write_series")
+            f"{where(path)}: none of the known HDF5 layouts: no pandas frame and no 'values' dataset; "
+            f"the file holds {sorted(f.keys())} ({_inventory(f)}). Expected either "
+            f"a pandas frame (a group with a 'pandas_type' attribute holding axis0, axis1, "
+            f"block0_values, as DataFrame.to_hdf writes, e.g. METR-LA's 'df') or the plain layout "
+            f"(datasets 'values' [T, N, C], 'timestamps', 'sensor_ids', as stgraph.io.write_series "
+            f"writes){_hint(f)}")
     raise DataFormatError(
         f"{where(path)}: the file holds {len(frames)} pandas frames {frames}; pass key= to pick one")
+
+
+def _inventory(f: h5py.File, limit: int = 12) -> str:
+    """``"datasets speed (288, 207) float32, meta/ids (207,) |S6; groups meta"`` for messages."""
+    datasets: list[str] = []
+    groups: list[str] = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            datasets.append(f"{name} {obj.shape} {obj.dtype}")
+        elif isinstance(obj, h5py.Group):
+            groups.append(name)
+    f.visititems(visit)
+    if not datasets and not groups:
+        return "an empty file (no groups, no datasets)"
+    parts = []
+    if datasets:
+        parts.append("datasets " + ", ".join(datasets[:limit]) + (" ..." if len(datasets) > limit else ""))
+    if groups:
+        parts.append("groups " + ", ".join(groups[:limit]) + (" ..." if len(groups) > limit else ""))
+    return "; ".join(parts)
+
+
+def _hint(f: h5py.File) -> str:
+    """Point at a 2-D/3-D numeric dataset that may hold the readings."""
+    found: list[str] = []
+    f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim in (2, 3)
+                 and o.dtype.kind in "fiu" else None)
+    if not found:
+        return ""
+    return (f". '{found[0]}' may hold the readings: rewrite it with stgraph.io.write_series "
+            f"(Series(values, timestamps, sensor_ids)) or DataFrame.to_hdf")
 
 
 def _groups(f: h5py.File) -> list[str]:

@@ -20,6 +20,21 @@ from .read import NPY_SIGNATURE, RawTable
 PEMS_CHANNELS = {1: ["flow"], 3: ["flow", "occupancy", "speed"]}
 
 
+def _check_members(names: list[str], path) -> None:
+    """A zip that holds no ``.npy`` member is not a numpy archive: say what it is."""
+    if any(n.endswith(".npy") for n in names):
+        return
+    if "xl/workbook.xml" in names or "[Content_Types].xml" in names and any(n.startswith("xl/") for n in names):
+        raise DataFormatError(
+            f"{where(path)}: is an Excel workbook (.xlsx), not a .npz or CSV series; export the sheet "
+            f"with 'Save As' -> 'CSV UTF-8' (one column per sensor, one row per time step) and read that")
+    shown = names[:10]
+    raise DataFormatError(
+        f"{where(path)}: is a zip archive without numpy arrays (members: {shown}"
+        f"{' ...' if len(names) > 10 else ''}); expected a .npz holding an array 'data' [T, N, C]. "
+        f"Unzip it and read the series file inside")
+
+
 def parse_npz(path: str | Path, *, key: str | None = None) -> RawTable:
     """Parse ``path`` (``.npz`` with array ``key``, default ``data``, or a ``.npy``).
 
@@ -37,6 +52,8 @@ def parse_npz(path: str | Path, *, key: str | None = None) -> RawTable:
             if is_npy:
                 data = np.load(fh, allow_pickle=False)
             else:
+                _check_members(zipfile.ZipFile(fh).namelist(), path)
+                fh.seek(0)
                 with np.load(fh, allow_pickle=False) as archive:
                     if name not in archive.files:
                         raise DataFormatError(

@@ -76,8 +76,25 @@ def sniff_format(path: str | Path) -> str:
         raise DataFormatError(
             f"{where(path)}: the file is gzip-compressed; expected an uncompressed HDF5, .npz or "
             f"CSV file. Decompress it first (gunzip).")
+    if (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5) or head.startswith((b"(lp", b"(dp")):
+        raise DataFormatError(
+            f"{where(path)}: is a Python pickle (a road graph such as DCRNN's adj_mx.pkl?), not a sensor "
+            f"series; expected an HDF5, .npz or CSV series. Pass a pickle as the graph (--graph), "
+            f"the series as the data (--data)")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataFormatError(
+            f"{where(path)}: is UTF-16 text (what Excel writes as 'Unicode Text'); expected UTF-8. "
+            f"Save it as 'CSV UTF-8', or convert it: iconv -f UTF-16 -t UTF-8")
     if _is_text(head, complete=len(head) == size):
         return "csv"
+    bad = _not_utf8(head, complete=len(head) == size)
+    if bad is not None:
+        offset, byte = bad
+        line = head[:offset].count(b"\n") + 1
+        raise DataFormatError(
+            f"{where(path)}: looks like text but is not UTF-8 (byte 0x{byte:02x} at offset {offset}, "
+            f"line {line}); expected a UTF-8 CSV. Save it as 'CSV UTF-8', "
+            f"or convert it, e.g. iconv -f CP1252 -t UTF-8")
     raise DataFormatError(
         f"{where(path)}: unknown file format (first bytes {head[:8]!r}); expected HDF5 "
         f"(starts with {HDF5_SIGNATURE!r}), .npz (zip, starts with b'PK\\x03\\x04') or UTF-8 CSV text")
@@ -102,6 +119,23 @@ def _is_text(head: bytes, complete: bool) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _not_utf8(head: bytes, complete: bool) -> tuple[int, int] | None:
+    """``(offset, byte)`` of the first non-UTF-8 byte of text in another 8-bit
+    encoding (CP1252, Latin-1); ``None`` when ``head`` does not look like text."""
+    if b"\x00" in head:
+        return None
+    printable = sum(1 for b in head if b >= 0x20 or b in (0x09, 0x0A, 0x0D))
+    if not head or printable < 0.95 * len(head):
+        return None
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+    except UnicodeDecodeError as exc:
+        if sum(1 for b in head if b >= 0x80) > 0.1 * len(head):
+            return None  # mostly high bytes: binary, not text
+        return exc.start, head[exc.start]
+    return None
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -194,7 +228,13 @@ def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
         values = values[:, :, None]
     if values.ndim != 3:
         raise DataFormatError(f"{where(path)}: values have shape {values.shape}; expected [T, N] or [T, N, C]")
-    values = values.astype(np.float32, copy=False)
+    if values.dtype.kind == "f" and values.dtype.itemsize > 4:
+        with np.errstate(over="ignore", invalid="ignore"):
+            narrow = values.astype(np.float32)
+        _check_float32_range(values, narrow, raw.sensor_ids, path)
+        values = narrow
+    else:
+        values = values.astype(np.float32, copy=False)
     T, N, C = values.shape
 
     if raw.timestamps is None:
@@ -227,6 +267,22 @@ def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
         if nan.any():
             values = np.where(nan, np.float32(null), values)
     return Series(values, timestamps, list(raw.sensor_ids), names, null, str(path))
+
+
+def _check_float32_range(wide: np.ndarray, narrow: np.ndarray, sensor_ids, path,
+                         rows_per_check: int = 4096) -> None:
+    """A finite float64 reading that became inf in float32 is an error (checked in row blocks)."""
+    for a in range(0, narrow.shape[0], rows_per_check):
+        inf = np.isinf(narrow[a:a + rows_per_check])
+        if not inf.any():
+            continue
+        over = inf & np.isfinite(wide[a:a + rows_per_check])
+        if over.any():
+            t, n, c = (int(i) for i in np.argwhere(over)[0])
+            raise DataFormatError(
+                f"{where(path)}: value {float(wide[a + t, n, c])!r} at step {a + t}, sensor "
+                f"'{sensor_ids[n]}' is beyond the float32 range (+-3.4e38) stgraph computes in; "
+                f"expected sensor readings (fix the value or mark it missing)")
 
 
 def regular_timestamps(start, freq, steps: int, path=None) -> np.ndarray:

@@ -226,10 +226,12 @@ def infer_interval(timestamps: np.ndarray, source=None) -> np.timedelta64:
     off = np.flatnonzero(d % step)
     if off.size:
         i = int(off[0])
+        t = np.asarray(timestamps).astype("datetime64[ns]")
         raise SeriesError(
-            f"{where(source)}: irregular sampling: step {i} -> {i + 1} is {np.timedelta64(int(d[i]), 'ns')} "
-            f"which is not a multiple of the smallest step {format_interval(np.timedelta64(step, 'ns'))}; "
-            f"resample the series to a regular interval")
+            f"{where(source)}: irregular sampling: rows {i} -> {i + 1} ({iso(t[i])} -> {iso(t[i + 1])}) are "
+            f"{format_interval(np.timedelta64(int(d[i]), 'ns'))} apart, which is not a multiple of the smallest "
+            f"step {format_interval(np.timedelta64(step, 'ns'))} ({off.size} such step(s)); resample the series "
+            f"to a regular interval")
     return np.timedelta64(step, "ns")
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from .registry import register
 
 FULL_MAX_FEATURES = 6144
-RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # times mean(diag(X^T X))
+RIDGE_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # times mean(diag(X^T X))
 
 
 @register("var")

@@ -9,12 +9,13 @@ previous checkpoint intact.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import torch
 
-from ..errors import DataFormatError, MissingFileError
+from ..errors import DataFormatError, MissingFileError, UnsafePickleError
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
@@ -45,11 +46,35 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"checkpoint '{path}' not found; train first (stgraph train ... --out {path.parent.parent})")
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"checkpoint '{path}' is empty (0 bytes); it was not written completely. "
+                              f"Use the other checkpoint in {path.parent} or train again")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError on damage
-        raise DataFormatError(f"checkpoint '{path}' cannot be loaded ({type(e).__name__}: {str(e)[:200]}); "
-                              f"it is damaged or not an stgraph checkpoint") from None
+        raise _load_error(path, e) from None
     if not isinstance(state, dict) or "model" not in state:
         raise DataFormatError(f"checkpoint '{path}' holds no 'model' weights; not an stgraph checkpoint")
     return state
+
+
+def _load_error(path: Path, exc: Exception) -> Exception:
+    """A one-line, specific error for a checkpoint ``torch.load(weights_only=True)`` refused."""
+    text = str(exc)
+    m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported global: ([\w.]+)", text)
+    if m:
+        return UnsafePickleError(
+            f"checkpoint '{path}' refused: it asks to call '{m.group(1)}', which a checkpoint of weights "
+            f"never needs; nothing from the file was run (loaded with weights_only=True). It is not an "
+            f"stgraph checkpoint or it was tampered with; do not load it with weights_only=False unless "
+            f"you trust where it came from")
+    if "central directory" in text or "zip archive" in text or isinstance(exc, EOFError):
+        return DataFormatError(
+            f"checkpoint '{path}' is truncated or damaged (not a complete torch archive); use the other "
+            f"checkpoint in {path.parent} or train again")
+    detail = next((ln.strip() for ln in text.splitlines()[1:] if ln.strip() and "error" not in ln.lower()
+                   and "documentation" not in ln), "") if "Weights only load failed" in text else \
+        " ".join(text.split())[:200]
+    return DataFormatError(
+        f"checkpoint '{path}' cannot be loaded ({type(exc).__name__}: {detail or 'unreadable'}); it is "
+        f"damaged or not an stgraph checkpoint")

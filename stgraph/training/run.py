@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import torch
 
 from ..config import RunConfig, config_from_dict, load_config
 from ..errors import ConfigError, StgraphError
-from ..models.registry import build_model, count_parameters
+from ..models.registry import build_model, count_parameters, get_model_class
 from .checkpoint import load_checkpoint
 from .trainer import Trainer, seed_everything
 
@@ -126,6 +128,7 @@ def _check_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> 
 def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overwrite: bool = False) -> Trainer:
     """Train ``cfg`` into run directory ``out``; returns the finished :class:`Trainer`."""
     cfg.validate()
+    get_model_class(cfg.model.name)  # an unknown model fails before any file is read
     out = Path(out) if out is not None else None
     if out is not None:
         _check_run_dir(out, cfg, resume, overwrite)
@@ -154,8 +157,25 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
     trainer = Trainer(model, prep.data, prep.graph, cfg.train, out,
                       extra_state={"config": cfg.to_dict(), "fingerprint": fingerprint})
     trainer.prepared = prep
+    t0 = time.perf_counter()
     trainer.fit(resume=resume)
+    if out is not None:
+        summary = {"model": cfg.model.name, "parameters": count_parameters(model),
+                   "epochs": trainer.state["epoch"], "best_epoch": trainer.state["best_epoch"],
+                   "best_val_mae": trainer.state["best_val"] if math.isfinite(trainer.state["best_val"]) else None,
+                   "train_seconds": round(time.perf_counter() - t0, 3), "resumed": bool(resume),
+                   "device": str(trainer.device), **peak_memory(trainer.device)}
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return trainer
+
+
+def peak_memory(device) -> dict:
+    """Peak resident memory of this process (MiB) and, on CUDA, peak allocated device memory (MiB)."""
+    import resource
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.device(device).type == "cuda":
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
 
 
 def load_run(run_dir: str | Path, *, data_path: str | None = None, checkpoint: str = "best.pt",

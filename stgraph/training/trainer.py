@@ -103,7 +103,8 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.state = {"epoch": 0, "batch": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
-                      "skipped": 0, "running_loss": 0.0, "running_count": 0, "finished": False}
+                      "skipped": 0, "running_loss": 0.0, "running_count": 0, "finished": False,
+                      "early_stopped": False}
 
     # --------------------------------------------------------------------------- schedule
     def _lr_factor(self, epoch: int) -> float:
@@ -182,6 +183,9 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler"):
             self.scheduler.load_state_dict(ckpt["scheduler"])
+            # the schedule follows this config (a resumed run may have more epochs than it started with)
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+                group["lr"] = base * self._lr_factor(self.scheduler.last_epoch)
         self.state.update(ckpt.get("trainer", {}))
         if "rng" in ckpt:
             self._set_rng_state(ckpt["rng"])
@@ -200,13 +204,13 @@ class Trainer:
                 w.writeheader()
             w.writerow(row)
 
-    def _trim_metrics(self, from_epoch: int) -> None:
+    def _trim_metrics(self, epochs_done: int) -> None:
         """Drop rows of epochs that a resumed run will redo."""
         path = None if self.run_dir is None else self.run_dir / "metrics.csv"
         if path is None or not path.exists():
             return
         with path.open(newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < from_epoch]
+            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= epochs_done]
         with path.open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS)
             w.writeheader()
@@ -230,7 +234,9 @@ class Trainer:
             self.load_state(load_checkpoint(last, map_location=self.device))
             self._trim_metrics(self.state["epoch"])
             if self.state.get("finished"):
-                return self.state
+                if self.state.get("early_stopped") or self.state["epoch"] >= self.cfg.epochs:
+                    return self.state
+                self.state["finished"] = False  # extended: more epochs than the run first had
         cfg = self.cfg
         n_batches = len(self.data.loader("train", cfg.batch_size, shuffle=True, drop_last=True))
         if cfg.max_batches:
@@ -315,6 +321,7 @@ class Trainer:
         else:
             self.state["bad_epochs"] += 1
         stop = bool(cfg.patience) and self.state["bad_epochs"] >= cfg.patience
+        self.state["early_stopped"] = stop
         self._append_metrics({
             "epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_mae": round(val["mae"], 6),
             "val_rmse": round(val["rmse"], 6), "val_mape": round(val["mape"], 6), "lr": lr,

@@ -1,0 +1,335 @@
+"""``stgraph bench``: train and evaluate many models under one protocol, side by side.
+
+Every model sees the same series, graph, windows, split, scaler and masked
+metrics; each (model, seed) pair trains in its own process (its peak memory is
+its own, and a crash loses only that run) into ``OUT/runs/<model>/seed<k>``,
+from the model's paper configuration in ``stgraph/configs/<model>.yaml`` when
+there is one. A bench that stops part-way picks up where it stopped when run
+again with the same ``--out``: finished runs are reused, interrupted ones resume.
+
+Outputs in ``OUT``:
+
+* ``results.csv``: one row per model, mean and standard deviation over seeds of
+  MAE / RMSE / MAPE at horizons 3, 6, 12 and averaged, parameters, training
+  seconds and peak memory;
+* ``results.md``: the same as a Markdown table (``mean ± std``), with the
+  published figures beside them under ``--compare-published``;
+* ``per_step.csv``: every run's metrics at every horizon step;
+* ``horizon_mae.png``: test MAE against horizon for all models.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError, StgraphError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "published.yaml"
+DETERMINISTIC = ("last", "ha", "var")  # fitted in closed form: one seed says it all
+METRICS = ("mae", "rmse", "mape")
+HORIZONS = (3, 6, 12)
+
+
+class BenchError(StgraphError):
+    """One or more runs of a bench failed."""
+
+
+@dataclass
+class BenchSpec:
+    """What to compare and how.
+
+    ``overrides`` are ``section.field=value`` strings applied to every run, or
+    ``model:section.field=value`` applied to that model's runs only.
+    """
+
+    out: Path
+    models: list[str]
+    data: str | None = None
+    graph: str | None = None
+    dataset: str | None = None
+    root: str | None = None
+    epochs: int | None = None
+    seeds: int = 3
+    batch_size: int | None = None
+    device: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    use_paper_configs: bool = True
+    compare_published: bool = False
+    published_key: str | None = None
+    published_file: Path = PUBLISHED
+    progress: bool = False
+
+
+def model_config(name: str) -> Path | None:
+    """The shipped paper configuration of a model, if any."""
+    p = CONFIG_DIR / f"{name.lower()}.yaml"
+    return p if p.is_file() else None
+
+
+def _train_command(spec: BenchSpec, model: str, seed: int, run_dir: Path, resume: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "stgraph.cli.main", "train", "--model", model, "--out", str(run_dir),
+           "--seed", str(seed)]
+    cfg = model_config(model) if spec.use_paper_configs else None
+    if cfg is not None:
+        cmd += ["--config", str(cfg)]
+    if spec.dataset:
+        cmd += ["--dataset", spec.dataset] + (["--set", f"data.root={spec.root}"] if spec.root else [])
+    else:
+        cmd += ["--data", str(spec.data)] + (["--graph", str(spec.graph)] if spec.graph else [])
+    if spec.epochs is not None and model not in DETERMINISTIC:
+        cmd += ["--epochs", str(spec.epochs)]
+    if spec.batch_size is not None:
+        cmd += ["--batch-size", str(spec.batch_size)]
+    if spec.device:
+        cmd += ["--device", spec.device]
+    for item in spec.overrides:
+        target, sep, rest = item.partition(":")
+        if sep and "=" not in target:  # 'stgt:model.params.hidden=32' applies to stgt only
+            if target.lower() == model.lower():
+                cmd += ["--set", rest]
+        else:
+            cmd += ["--set", item]
+    if not spec.progress:
+        cmd.append("--no-progress")
+    cmd.append("--resume" if resume else "--overwrite")
+    return cmd
+
+
+def _evaluate(run_dir: Path) -> dict:
+    """Test metrics at every horizon step of a finished run (written to ``bench_eval.json``)."""
+    from .training.run import load_run
+
+    trainer = load_run(run_dir)
+    res = trainer.evaluate("test", horizons=tuple(range(1, trainer.data.horizon + 1)))
+    res["step_minutes"] = trainer.data.interval_minutes
+    (run_dir / "bench_eval.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def run_one(spec: BenchSpec, model: str, seed: int) -> dict:
+    """Train (or resume, or reuse) one run and evaluate it; returns a result row."""
+    run_dir = spec.out / "runs" / model.replace(":", ".").replace("/", ".") / f"seed{seed}"
+    done = run_dir / "bench_eval.json"
+    summary_path = run_dir / "train_summary.json"
+    if done.is_file() and summary_path.is_file():
+        res = json.loads(done.read_text())
+    else:
+        resume = (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "config.yaml").is_file()
+        cmd = _train_command(spec, model, seed, run_dir, resume)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if spec.progress else subprocess.PIPE,
+                              text=True)
+        if proc.returncode != 0:
+            err = (proc.stderr or "").strip().splitlines()
+            raise BenchError(f"{model} seed {seed}: training failed ({err[-1] if err else 'exit ' + str(proc.returncode)}); "
+                             f"rerun alone with: {' '.join(cmd[2:]).replace('stgraph.cli.main', 'stgraph', 1)} --debug")
+        res = _evaluate(run_dir)
+    summary = json.loads(summary_path.read_text())
+    return {"model": model, "seed": seed, "result": res, "step_minutes": res.get("step_minutes"), **{k: summary.get(k) for k in
+            ("parameters", "epochs", "train_seconds", "peak_rss_mb", "peak_cuda_mb")}}
+
+
+def run_bench(spec: BenchSpec, log=print) -> list[dict]:
+    """Run every (model, seed); returns the per-run rows (failed runs carry an ``error``)."""
+    if not spec.models:
+        raise ConfigError("--models is empty; expected e.g. last,var,stgt")
+    if not spec.dataset and not spec.data:
+        raise ConfigError("bench needs --data FILE (with --graph FILE) or --dataset NAME")
+    from .models.registry import get_model_class
+    for m in spec.models:
+        get_model_class(m)  # unknown names fail before any training
+    spec.out.mkdir(parents=True, exist_ok=True)
+    jobs = [(m, s) for m in spec.models for s in (range(1) if m in DETERMINISTIC else range(spec.seeds))]
+    rows = []
+    for i, (m, s) in enumerate(jobs, 1):
+        t0 = time.perf_counter()
+        log(f"[{i}/{len(jobs)}] {m} seed {s} ...")
+        try:
+            row = run_one(spec, m, s)
+        except (StgraphError, OSError, ValueError, RuntimeError) as e:
+            log(f"[{i}/{len(jobs)}] {m} seed {s} FAILED: {e}")
+            rows.append({"model": m, "seed": s, "error": str(e)})
+            continue
+        h = row["result"]["horizons"]
+        last = str(max(int(k) for k in h))
+        log(f"[{i}/{len(jobs)}] {m} seed {s}: test MAE@{last} {h[last]['mae']:.3f}, "
+            f"average {row['result']['average']['mae']:.3f} ({time.perf_counter() - t0:.0f} s)")
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------------- tables
+def _mean_std(vals: list[float]) -> tuple[float, float]:
+    n = len(vals)
+    mean = sum(vals) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Mean and std over seeds per model, in the order the models were given."""
+    out = []
+    for m in dict.fromkeys(r["model"] for r in rows):
+        ok = [r for r in rows if r["model"] == m and "error" not in r]
+        failed = [r for r in rows if r["model"] == m and "error" in r]
+        agg: dict = {"model": m, "seeds": len(ok), "failed": len(failed)}
+        if not ok:
+            agg["error"] = failed[0]["error"]
+            out.append(agg)
+            continue
+        agg["parameters"] = ok[0]["parameters"]
+        for key in [str(h) for h in HORIZONS] + ["average"]:
+            for met in METRICS:
+                vals = [(r["result"]["average"] if key == "average" else r["result"]["horizons"].get(key, {})).get(met)
+                        for r in ok]
+                if any(v is None for v in vals):
+                    continue
+                agg[f"{'avg' if key == 'average' else 'h' + key}_{met}"], \
+                    agg[f"{'avg' if key == 'average' else 'h' + key}_{met}_std"] = _mean_std(vals)
+        for k in ("epochs", "train_seconds", "peak_rss_mb", "peak_cuda_mb"):
+            vals = [r[k] for r in ok if r.get(k) is not None]
+            if vals:
+                agg[k] = _mean_std(vals)[0]
+        out.append(agg)
+    return out
+
+
+def load_published(path: Path = PUBLISHED) -> dict:
+    import yaml
+
+    if not Path(path).is_file():
+        raise ConfigError(f"published results file '{path}' not found; it ships in the repository's benchmarks/")
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data.get("models"), dict):
+        raise ConfigError(f"'{path}': expected a top-level 'models:' mapping of model name -> dataset -> metrics")
+    return data["models"]
+
+
+def write_csv(agg: list[dict], path: Path) -> None:
+    cols = ["model", "seeds", "failed", "parameters", "epochs"]
+    for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
+        for met in METRICS:
+            cols += [f"{key}_{met}", f"{key}_{met}_std"]
+    cols += ["train_seconds", "peak_rss_mb", "peak_cuda_mb", "error"]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for a in agg:
+            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in a.items()})
+
+
+def _cell(a: dict, key: str) -> str:
+    if key not in a:
+        return "-"
+    std = a.get(key + "_std", 0.0)
+    return f"{a[key]:.2f} ± {std:.2f}" if a.get("seeds", 1) > 1 else f"{a[key]:.2f}"
+
+
+def markdown(agg: list[dict], published: dict | None = None, published_key: str | None = None,
+             step_minutes: float | None = None) -> str:
+    """The results table in Markdown; published rows in italics under each model when given."""
+    def label(h):
+        return f"{h * step_minutes:g} min" if step_minutes else f"step {h}"
+    head = ["model", "params"]
+    for h in HORIZONS:
+        head += [f"MAE {label(h)}", f"RMSE {label(h)}", f"MAPE % {label(h)}"]
+    head += ["MAE avg", "RMSE avg", "MAPE % avg", "seeds", "train s", "peak MB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a in agg:
+        if "error" in a:
+            lines.append(f"| {a['model']} | failed: {a['error'][:80]} |" + " |" * (len(head) - 2))
+            continue
+        cells = [a["model"], f"{a['parameters']:,}"]
+        for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
+            cells += [_cell(a, f"{key}_{met}") for met in METRICS]
+        mem = a.get("peak_cuda_mb") or a.get("peak_rss_mb")
+        cells += [str(a["seeds"]), f"{a.get('train_seconds', 0):.0f}", f"{mem:.0f}" if mem else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+        pub = (published or {}).get(a["model"], {}).get(published_key or "", None)
+        if pub:
+            pc = [f"*{a['model']} published*", f"*{(published[a['model']].get('params') or {}).get(published_key, '-')}*"]
+            for h in HORIZONS:
+                vals = (pub.get("horizons") or {}).get(h) or (pub.get("horizons") or {}).get(str(h)) or {}
+                pc += [f"*{vals[m]:.2f}*" if m in vals else "-" for m in METRICS]
+            av = pub.get("average") or {}
+            pc += [f"*{av[m]:.2f}*" if m in av else "-" for m in METRICS]
+            pc += ["", "", ""]
+            lines.append("| " + " | ".join(pc) + " |")
+            if pub.get("source"):
+                lines.append("| " + f"*source: {pub['source']}*" + " |" * (len(head) - 1))
+    return "\n".join(lines)
+
+
+def write_per_step(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "seed", "step", "mae", "rmse", "mape"])
+        for r in rows:
+            if "error" in r:
+                continue
+            for k, v in sorted(r["result"]["horizons"].items(), key=lambda kv: int(kv[0])):
+                w.writerow([r["model"], r["seed"], int(k)] + [round(v[m], 5) for m in METRICS])
+
+
+def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = None) -> None:
+    """Test MAE against horizon, one line per model (mean over seeds, band = min..max)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for m in dict.fromkeys(r["model"] for r in rows):
+        ok = [r for r in rows if r["model"] == m and "error" not in r]
+        if not ok:
+            continue
+        steps = sorted(int(k) for k in ok[0]["result"]["horizons"])
+        mat = np.array([[r["result"]["horizons"][str(s)]["mae"] for s in steps] for r in ok])
+        x = np.array(steps) * (step_minutes or 1)
+        ax.plot(x, mat.mean(0), marker="o", ms=3, label=m)
+        if len(ok) > 1:
+            ax.fill_between(x, mat.min(0), mat.max(0), alpha=0.15)
+    ax.set_xlabel("horizon (minutes)" if step_minutes else "horizon (steps)")
+    ax.set_ylabel("test MAE")
+    ax.set_title("forecast error against horizon")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None) -> dict[str, Path]:
+    """Write results.csv, results.md, per_step.csv and horizon_mae.png; returns their paths."""
+    agg = aggregate(rows)
+    out = spec.out
+    step = _step_minutes(rows)
+    paths = {"csv": out / "results.csv", "md": out / "results.md", "per_step": out / "per_step.csv",
+             "plot": out / "horizon_mae.png"}
+    write_csv(agg, paths["csv"])
+    write_per_step(rows, paths["per_step"])
+    published = None
+    key = spec.published_key or (spec.dataset.lower() if spec.dataset else "metr-la")
+    if spec.compare_published:
+        published = load_published(spec.published_file)
+    text = [f"# stgraph bench: {spec.dataset or spec.data}", ""]
+    if command:
+        text += ["Command:", "", "```", command, "```", ""]
+    text += [markdown(agg, published, key, step), ""]
+    if published is not None:
+        text += [f"Rows in italics: published test results on **{key}** (full dataset, papers' training budgets) "
+                 f"from `benchmarks/published.yaml`; measured rows use the data and epochs above.", ""]
+    paths["md"].write_text("\n".join(text))
+    if any("error" not in r for r in rows):
+        plot_horizons(rows, paths["plot"], step)
+    return paths
+
+
+def _step_minutes(rows: list[dict]) -> float | None:
+    return next((r["step_minutes"] for r in rows if r.get("step_minutes")), None)

@@ -1,0 +1,55 @@
+"""``stgraph bench``: the comparison table of many models under one protocol (see :mod:`stgraph.bench`)."""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    b = sub.add_parser("bench", help="train and evaluate several models side by side; write results.csv/.md")
+    b.add_argument("--data", help="series file (HDF5, npz, CSV)")
+    b.add_argument("--graph", help="graph file")
+    b.add_argument("--dataset", help="named dataset instead of --data/--graph (files must be present or downloadable)")
+    b.add_argument("--root", help="cache folder of named datasets")
+    b.add_argument("--models", required=True, help="comma-separated registry names or import paths, "
+                                                   "e.g. last,ha,var,dcrnn,stgcn,gwnet,gman,staeformer,stid,stgt")
+    b.add_argument("--epochs", type=int, help="epochs for every learned model (default: each paper's config)")
+    b.add_argument("--seeds", type=int, default=3, help="seeds 0..k-1 per learned model (default 3)")
+    b.add_argument("--batch-size", type=int)
+    b.add_argument("--device")
+    b.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field in every run, or in one model's runs with "
+                        "MODEL:SECTION.FIELD=VALUE, e.g. stgt:model.params.hidden=32 (repeatable)")
+    b.add_argument("--no-paper-configs", action="store_true", help="use stgraph's defaults, not stgraph/configs/")
+    b.add_argument("--compare-published", action="store_true", help="put published results beside the measured")
+    b.add_argument("--published-key", help="dataset key in benchmarks/published.yaml (default: --dataset or metr-la)")
+    b.add_argument("--progress", action="store_true", help="show each run's progress bar")
+    b.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+
+
+def run(args) -> int:
+    from ..bench import BenchError, BenchSpec, run_bench, write_reports
+    from ..errors import ConfigError
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: expected at least 1")
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs {args.epochs}: expected at least 1")
+    spec = BenchSpec(out=Path(args.out), models=[m.strip() for m in args.models.split(",") if m.strip()],
+                     data=args.data, graph=args.graph, dataset=args.dataset, root=args.root, epochs=args.epochs,
+                     seeds=args.seeds, batch_size=args.batch_size, device=args.device, overrides=list(args.set),
+                     use_paper_configs=not args.no_paper_configs, compare_published=args.compare_published,
+                     published_key=args.published_key, progress=args.progress)
+    rows = run_bench(spec)
+    command = "stgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    paths = write_reports(spec, rows, command)
+    print(paths["md"].read_text())
+    for p in paths.values():
+        if p.exists():
+            print(f"wrote {p}")
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        raise BenchError(f"{len(failed)} of {len(rows)} runs failed (first: {failed[0]['error']}); "
+                         f"the table holds the others; rerun with the same --out to retry only those")
+    return 0

@@ -1,0 +1,72 @@
+"""`stgraph bench` on a tiny synthetic network, and models given by import path."""
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from stgraph.cli.main import main
+from stgraph.models.registry import build_model, count_parameters, get_model_class
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def test_registry_takes_a_user_model_by_import_path():
+    cls = get_model_class("user_model:TinyUserModel")
+    m = build_model("user_model:TinyUserModel", {"num_nodes": 5, "in_channels": 2, "out_channels": 1,
+                                                 "input_len": 12, "horizon": 3}, {"width": 4})
+    assert isinstance(m, cls) and count_parameters(m) == (24 * 4 + 4) + (4 * 3 + 3)
+    with pytest.raises(Exception, match="did you mean 'width'"):
+        build_model("user_model:TinyUserModel", {"input_len": 12, "horizon": 3, "in_channels": 1,
+                                                 "out_channels": 1}, {"widht": 4})
+    with pytest.raises(Exception, match="cannot import"):
+        get_model_class("user_model:NoSuchModel")
+
+
+def test_bench_writes_a_well_formed_table(capsys, tiny_synth, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + ":" + __import__("os").environ.get("PYTHONPATH", ""))
+    out = tmp_path / "bench"
+    argv = ["bench", "--data", str(tiny_synth["data"]), "--graph", str(tiny_synth["adj"]),
+            "--models", "last,var,user_model:TinyUserModel", "--epochs", "2", "--seeds", "2",
+            "--set", "train.max_batches=4", "--set", "train.batch_size=16", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["model"] for r in rows] == ["last", "var", "user_model:TinyUserModel"]
+    by = {r["model"]: r for r in rows}
+    assert by["last"]["seeds"] == "1" and by["user_model:TinyUserModel"]["seeds"] == "2"
+    assert int(by["user_model:TinyUserModel"]["parameters"]) == (12 * 8 + 8) + (8 * 12 + 12)
+    for r in rows:
+        for key in ("h3_mae", "h6_mae", "h12_mae", "avg_mae", "avg_rmse", "avg_mape"):
+            assert float(r[key]) > 0
+        assert float(r["peak_rss_mb"]) > 0 and float(r["train_seconds"]) >= 0
+    assert float(by["user_model:TinyUserModel"]["avg_mae_std"]) > 0  # two seeds differ
+    # last value in the table equals its own evaluation
+    ev = json.loads((out / "runs" / "last" / "seed0" / "bench_eval.json").read_text())
+    assert float(by["last"]["h12_mae"]) == pytest.approx(ev["horizons"]["12"]["mae"], abs=1e-4)
+    steps = list(csv.DictReader((out / "per_step.csv").open()))
+    assert len(steps) == 12 * (1 + 1 + 2)
+    md = (out / "results.md").read_text()
+    assert "| last |" in md and "MAE 60 min" in md and "stgraph bench" in md and "| last |" in printed
+    assert (out / "horizon_mae.png").read_bytes()[:4] == b"\x89PNG"
+
+    # a rerun reuses the finished runs instead of training again
+    before = (out / "runs" / "user_model.TinyUserModel" / "seed1" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    assert main(argv) == 0
+    after = (out / "runs" / "user_model.TinyUserModel" / "seed1" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    assert before == after
+
+
+def test_bench_compare_published_puts_paper_numbers_beside(capsys, tiny_synth, tmp_path):
+    out = tmp_path / "bench"
+    assert main(["bench", "--data", str(tiny_synth["data"]), "--graph", str(tiny_synth["adj"]), "--models", "var",
+                 "--compare-published", "--out", str(out)]) == 0
+    md = (out / "results.md").read_text()
+    assert "*var published*" in md and "source:" in md
+
+
+def test_bench_rejects_unknown_models_before_training(capsys, tiny_synth, tmp_path):
+    rc = main(["bench", "--data", str(tiny_synth["data"]), "--models", "last,dcrnnn", "--out", str(tmp_path / "b")])
+    assert rc != 0 and "unknown model 'dcrnnn'" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "runs").exists()

@@ -1,0 +1,124 @@
+"""The one trainer: loss goes down, runs repeat, resume equals an uninterrupted run, checkpoints are safe."""
+import csv
+import json
+
+import pytest
+import torch
+
+from stgraph.config import RunConfig
+from stgraph.training.checkpoint import load_checkpoint
+from stgraph.training.run import load_run, train
+
+
+def _cfg(tiny_synth, **train_kw):
+    cfg = RunConfig()
+    cfg.data.path = str(tiny_synth["data"])
+    cfg.data.graph = str(tiny_synth["adj"])
+    cfg.model.name = "stgt"
+    cfg.model.params = {"hidden": 16, "heads": 2, "encoder_layers": 1, "dropout": 0.1}
+    cfg.train.batch_size = 16
+    cfg.train.progress = False
+    cfg.train.patience = 0
+    for k, v in train_kw.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def test_a_short_run_lowers_the_loss_and_logs_every_epoch(tiny_synth, tmp_path):
+    # stgt starts as the last-value forecast exactly (zero-initialised head + persistence gate)
+    untrained = _cfg(tiny_synth)
+    untrained.model.name, untrained.model.params = "last", {}
+    persistence = train(untrained, tmp_path / "last").evaluate("val")["average"]["mae"]
+    trainer = train(_cfg(tiny_synth, epochs=4, max_batches=12, lr=3e-3), tmp_path / "run")
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    vals = [float(r["val_mae"]) for r in rows]
+    assert min(vals) < 0.97 * persistence
+    assert vals[-1] < vals[0]
+    assert trainer.state["best_epoch"] == 1 + vals.index(min(vals))  # best.pt is the epoch of lowest val MAE
+    assert all(float(r["windows_per_s"]) > 0 and float(r["train_loss"]) > 0 for r in rows)
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["epochs"] == 4 and summary["peak_rss_mb"] > 0 and summary["parameters"] > 0
+
+
+def test_same_seed_gives_identical_weights(tiny_synth, tmp_path):
+    train(_cfg(tiny_synth, epochs=1, max_batches=4), tmp_path / "a")
+    train(_cfg(tiny_synth, epochs=1, max_batches=4), tmp_path / "b")
+    train(_cfg(tiny_synth, epochs=1, max_batches=4, seed=1), tmp_path / "c")
+    a, b, c = (_weights(tmp_path / k) for k in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_after_an_epoch_equals_an_uninterrupted_run(tiny_synth, tmp_path):
+    train(_cfg(tiny_synth, epochs=3, max_batches=4), tmp_path / "full")
+    train(_cfg(tiny_synth, epochs=1, max_batches=4), tmp_path / "cut")  # "interrupted" after epoch 1
+    train(_cfg(tiny_synth, epochs=3, max_batches=4), tmp_path / "cut", resume=True)
+    full, cut = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    rows = list(csv.DictReader((tmp_path / "cut" / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+
+
+def test_resume_from_a_mid_epoch_checkpoint_equals_an_uninterrupted_run(tiny_synth, tmp_path):
+    from stgraph.training import trainer as trainer_mod
+
+    train(_cfg(tiny_synth, epochs=2, max_batches=6), tmp_path / "full")
+
+    class Crash(Exception):
+        pass
+
+    calls = {"n": 0}
+    original = trainer_mod.Trainer.save
+
+    def crashing_save(self, name="last.pt"):
+        out = original(self, name)
+        calls["n"] += 1
+        if self.state["epoch"] == 1 and self.state["batch"] == 4:  # mid-epoch 2, right after a checkpoint
+            raise Crash()
+        return out
+
+    trainer_mod.Trainer.save = crashing_save
+    try:
+        with pytest.raises(Crash):
+            train(_cfg(tiny_synth, epochs=2, max_batches=6, checkpoint_every=2), tmp_path / "cut")
+    finally:
+        trainer_mod.Trainer.save = original
+    ck = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (ck["trainer"]["epoch"], ck["trainer"]["batch"]) == (1, 4)
+    train(_cfg(tiny_synth, epochs=2, max_batches=6, checkpoint_every=2), tmp_path / "cut", resume=True)
+    full, cut = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_probabilistic_run_reports_coverage_and_crps(tiny_synth, tmp_path):
+    cfg = _cfg(tiny_synth, epochs=2, max_batches=8, lr=3e-3)
+    cfg.model.probabilistic = True
+    train(cfg, tmp_path / "p")
+    res = load_run(tmp_path / "p").evaluate("test")
+    for h in ("3", "6", "12"):
+        assert set(res["horizons"][h]) >= {"mae", "rmse", "mape", "coverage90", "crps"}
+        assert 0.0 <= res["horizons"][h]["coverage90"] <= 1.0
+        assert 0.0 < res["horizons"][h]["crps"] <= res["horizons"][h]["mae"] + 1e-6  # CRPS <= MAE of the mean
+
+
+def test_evaluate_of_a_loaded_run_matches_the_trainer(tiny_synth, tmp_path):
+    trainer = train(_cfg(tiny_synth, epochs=1, max_batches=3), tmp_path / "run")
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    trainer.model.load_state_dict(best["model"])
+    direct = trainer.evaluate("test")
+    loaded = load_run(tmp_path / "run").evaluate("test")
+    assert loaded["average"]["mae"] == pytest.approx(direct["average"]["mae"], rel=1e-6)
+
+
+def test_non_finite_loss_stops_with_epoch_and_batch(tiny_synth, tmp_path):
+    from stgraph.training.trainer import NonFiniteLossError
+
+    cfg = _cfg(tiny_synth, epochs=1, max_batches=3, lr=1e30, clip_grad=0.0)
+    cfg.train.weight_decay = 0.0
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch \d+"):
+        train(cfg, tmp_path / "nan")
