@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 DEMO   ?= demo
 
-.PHONY: venv install demo test bench clean
+.PHONY: venv install demo test bench bench-zoo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# data-path memory/speed and stgt's two spatial-attention backends (a few minutes on CPU)
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_stgt_backends.py
+
+# the model-zoo table on the real METR-LA week (long on CPU; rerun to resume)
+bench-zoo: $(STAMP)
+	bash benchmarks/zoo_metr_la_week.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -20,9 +20,9 @@ from pathlib import Path
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="demo")
-    p.add_argument("--sensors", type=int, default=80)
+    p.add_argument("--sensors", type=int, default=50)
     p.add_argument("--days", type=int, default=14)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-only", action="store_true", help="stop after generating and describing the data")
     args = p.parse_args(argv)

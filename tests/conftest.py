@@ -34,3 +34,14 @@ def tiny_synth(tmp_path_factory):
     from stgraph.synth import write_synthetic
 
     return write_synthetic(tmp_path_factory.mktemp("tiny_synth"), num_sensors=10, days=2, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors run faster on one thread than on two contended ones; restore afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

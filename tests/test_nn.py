@@ -7,7 +7,6 @@ from stgraph.nn import (CrossAttention, FeedForward, InputEmbedding, NodeEmbeddi
                         SpatialGraphAttention, TemporalTransformerBlock, TimeEmbedding,
                         add_self_loops, segment_softmax)
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def random_graph(N=12, E=40, seed=0):

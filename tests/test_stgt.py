@@ -8,7 +8,6 @@ from torch_geometric.data import Data
 
 from stgraph.models import STGT
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 N, C_IN, T_IN, T_OUT = 8, 3, 6, 4
 

@@ -91,3 +91,17 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def check_input(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int, int, int]:
+    """Check ``x`` is ``[B, T_in, N, C_in]`` for ``model`` (its ``input_len``, ``num_nodes``,
+    ``in_channels``); returns ``(B, T, N, C)``.
+
+    Raises:
+        ValueError: naming the expected and the found shape.
+    """
+    want = (model.input_len, model.num_nodes, model.in_channels)
+    if x.dim() != 4 or tuple(x.shape[1:]) != want:
+        raise ValueError(f"x must be [B, {want[0]}, {want[1]}, {want[2]}] (batch, time, nodes, channels), "
+                         f"got {tuple(x.shape)}")
+    return tuple(x.shape)

@@ -34,7 +34,7 @@ from torch.distributions import Normal
 from ..nn.embedding import InputEmbedding
 from ..nn.spatial import SpatialGraphAttention, add_self_loops
 from ..nn.temporal import CrossAttention, TemporalTransformerBlock
-from .registry import register
+from .registry import check_input, register
 
 
 class STBlock(nn.Module):
@@ -203,10 +203,7 @@ class STGT(nn.Module):
               in input order followed by the ``N`` self loops,
             - ``'cross'``: ``[B, N, H, T_out, T_in]``.
         """
-        B, T, N, C = x.shape
-        if (T, N, C) != (self.input_len, self.num_nodes, self.in_channels):
-            raise ValueError(f"x must be [B, {self.input_len}, {self.num_nodes}, "
-                             f"{self.in_channels}], got {tuple(x.shape)}")
+        B, T, N, C = check_input(self, x)
         edge_index = graph.edge_index
         edge_weight = getattr(graph, "edge_weight", None)
         attn = {}
