@@ -15,6 +15,7 @@ field, the value found and what is expected.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import difflib
 import math
 import re
@@ -194,6 +195,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, (_dt.date, _dt.datetime)):
+            return value.isoformat()  # YAML reads 2012-03-01 as a date; the field wants its text
         raise ConfigError(f"{where} = {value!r}: expected a string, got {type(value).__name__}")
     if tp in (list,) or origin is list:
         if isinstance(value, (list, tuple)):

@@ -129,6 +129,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     args = parser.parse_args([a for a in argv if a != "--debug"])
+    import warnings
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
     try:
         from ..runtime import tune_malloc
         from . import commands

@@ -442,6 +442,23 @@ def read_graph(
     )
 
 
+def _check_weights_writable(graph: nx.DiGraph, path: Path) -> None:
+    """JSON and GraphML cannot hold inf/NaN; dropping such a weight would read back as 1.0."""
+    bad = []
+    for u, v, w in graph.edges(data="weight", default=1.0):
+        try:
+            ok = math.isfinite(float(w))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            bad.append((str(u), str(v), w))
+    if bad:
+        raise GraphError(
+            f"{where(path)}: not written: {len(bad)} edges have a weight that is not a finite number, "
+            f"e.g. {bad[:5]} (source, target, weight); expected finite weights. Fix or drop those edges first"
+        )
+
+
 def write_graph(graph: nx.DiGraph, path: str | Path) -> Path:
     """Write ``graph`` in the format named by the suffix of ``path``.
 
@@ -458,6 +475,7 @@ def write_graph(graph: nx.DiGraph, path: str | Path) -> Path:
     """
     path = Path(path)
     fmt = GRAPH_SUFFIXES.get(path.suffix.lower())
+    _check_weights_writable(graph, path)
     if fmt == "json":
         return write_node_link(graph, path)
     if fmt == "graphml":

@@ -243,7 +243,8 @@ def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
             raise DataFormatError(
                 f"{where(path)}: {raw.no_time_reason}, and no {missing} was given; pass "
                 f"start='2012-03-01 00:00' and freq='5min' (the dataset's first timestamp and "
-                f"interval), or read it through the dataset manifest which knows them")
+                f"interval; on the command line --start/--freq, or --set data.start=... --set "
+                f"data.freq=5min for a run), or read it through the dataset manifest which knows them")
         timestamps = regular_timestamps(start, freq, T, path)
     else:
         timestamps = np.asarray(raw.timestamps).astype("datetime64[ns]")

@@ -4,7 +4,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
 it loads with ``torch.load(..., weights_only=True)``: a checkpoint file cannot
 run code. It is written to a temporary file in the same folder, flushed to
 disk, then renamed over the old one, so a crash while writing leaves the
-previous checkpoint intact.
+previous checkpoint intact; the next successful save removes the temporary
+file a killed writer left behind.
 """
 from __future__ import annotations
 
@@ -38,7 +39,22 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _remove_stale_temps(path)
     return path
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete ``.NAME.*.tmp`` files a killed writer left beside ``path`` (one run writes
+    a run directory at a time, so any other such file is a leftover, often hundreds of MB)."""
+    for stale in path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:  # pragma: no cover - raced with another cleanup, or read-only
+            pass
+
+
+def _glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

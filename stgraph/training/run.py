@@ -106,6 +106,18 @@ def make_model(cfg: RunConfig, data) -> torch.nn.Module:
     return build_model(cfg.model.name, model_sizes(data, cfg.model.probabilistic), cfg.model.params)
 
 
+def _config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``(dotted key, old value, new value)`` of every field that differs."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append((f"{prefix}{k}", a, b))
+    return out
+
+
 def _check_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
     saved = out / "config.yaml"
     if resume:
@@ -114,8 +126,10 @@ def _check_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> 
         return
     if saved.exists() and not overwrite:
         old = load_config(saved)
-        same = old.to_dict() == cfg.to_dict()
-        what = "a run with the same config" if same else "a different run"
+        diff = _config_diff(old.to_dict(), cfg.to_dict())
+        what = ("a run with the same config" if not diff else
+                "a different run (" + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in diff[:3])
+                + ("; ..." if len(diff) > 3 else "") + ")")
         raise RunDirError(f"run directory '{out}' already holds {what}; pass --resume to continue it, "
                           f"--overwrite to replace it, or choose another --out")
     if overwrite and out.exists():

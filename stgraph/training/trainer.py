@@ -292,10 +292,16 @@ class Trainer:
                 self.state["skipped"] += 1
                 if not cfg.skip_nonfinite or self.state["skipped"] > cfg.max_skips:
                     what = "loss" if not math.isfinite(loss_v) else "gradient norm"
+                    last = None if self.run_dir is None else self.run_dir / "checkpoints" / "last.pt"
+                    kept = (f"the last good checkpoint is kept in {last}" if last is not None and last.is_file()
+                            else "no checkpoint was written yet")
+                    advice = (f"more than train.max_skips={cfg.max_skips} batches were skipped; lower train.lr or "
+                              f"check the data for extreme values" if cfg.skip_nonfinite else
+                              "lower train.lr, check the data for extreme values, or set "
+                              "train.skip_nonfinite=true to skip such batches")
                     raise NonFiniteLossError(
-                        f"non-finite {what} ({loss_v if what == 'loss' else norm_v}) at epoch {epoch + 1}, batch {b + 1}; "
-                        f"the last good checkpoint is kept in {self.run_dir}; lower train.lr, check the data for "
-                        f"extreme values, or set train.skip_nonfinite=true to skip such batches")
+                        f"non-finite {what} ({loss_v if what == 'loss' else norm_v}) at epoch {epoch + 1}, "
+                        f"batch {b + 1}; {kept}; {advice}")
                 self.optimizer.zero_grad(set_to_none=True)
             else:
                 self.optimizer.step()
