@@ -228,11 +228,17 @@ def test_channels_stats_and_saved_scaler():
         d.set_scaler_state(StandardScaler([1.0, 2.0], [1.0, 1.0], ["speed", "flow"]).state_dict())
 
 
-def test_targets_are_a_view_and_inputs_one_copy():
+def test_inputs_and_targets_are_views_of_the_series():
     s = make_series(C=2)
     d = ForecastData.from_series(s, input_len=4, horizon=3, target=[0, 1])
     assert d.targets.data_ptr() == s.values.ctypes.data  # zero copy
-    assert d.inputs.data_ptr() != s.values.ctypes.data and d.inputs.is_contiguous()
+    assert d.raw_inputs.data_ptr() == s.values.ctypes.data
+    s64 = make_series(C=2)
+    s64 = Series(s64.values.astype(np.float64), s64.timestamps, s64.sensor_ids, s64.channels, s64.null_value)
+    d64 = ForecastData.from_series(s64, input_len=4, horizon=3, target=[0, 1])
+    assert d64.raw_inputs.dtype == torch.float32 and d64.targets is d64.raw_inputs  # one shared copy
+    b, b64 = d.batch(d.split_starts("test")[:5]), d64.batch(d64.split_starts("test")[:5])
+    assert torch.allclose(b.x, b64.x, atol=1e-6) and torch.equal(b.y, b64.y)
 
 
 def test_shuffle_repeatable_and_complete():

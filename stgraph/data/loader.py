@@ -1,18 +1,20 @@
-"""Forecasting data: one scaled input tensor, one raw target tensor, batches by index.
+"""Forecasting data: the raw series once, batches gathered by index and scaled on the fly.
 
 :class:`ForecastData` keeps, for the whole series:
 
-* ``inputs``  ``[T, N, C_in]`` float32, z-scored with the training-row scaler,
-  nulls set to 0 (the training mean);
-* ``targets`` ``[T, N, C_out]`` raw units, nulls kept as ``null_value`` so the
-  metrics can mask them. When the target channels are a contiguous range of a
-  writeable CPU series this is a zero-copy view of ``series.values``: mutating
-  the series afterwards changes the targets;
+* ``raw_inputs`` ``[T, N, C_in]`` and ``targets`` ``[T, N, C_out]`` float32 in
+  data units, nulls kept as ``null_value``. When the channels are a contiguous
+  range of a writeable float32 CPU series these are zero-copy views of
+  ``series.values`` (mutating the series afterwards changes them); otherwise
+  one copy each;
 * ``tod [T]`` float32 and ``dow [T]`` int64 calendar covariates.
 
 Windows are never materialised: a :class:`Batch` is read from these tensors
-with one vectorised gather per tensor (see :class:`~stgraph.data.windows.WindowIndex`).
-Windows that straddle a gap in the timestamps are dropped before splitting.
+with one vectorised gather per tensor (see :class:`~stgraph.data.windows.WindowIndex`),
+and only the gathered inputs are z-scored with the training-row scaler (nulls
+set to 0, the training mean), so preparing METR-LA-sized data costs about the
+raw array and nothing more. Windows that straddle a gap in the timestamps are
+dropped before splitting.
 """
 from __future__ import annotations
 
@@ -121,7 +123,8 @@ class ForecastData:
 
     Build it with :meth:`from_series`. Attributes:
 
-    * ``inputs [T, N, C_in]``, ``targets [T, N, C_out]``, ``tod [T]``, ``dow [T]``: see the module docstring;
+    * ``raw_inputs [T, N, C_in]``, ``targets [T, N, C_out]``, ``tod [T]``, ``dow [T]``: see the module
+      docstring (``inputs`` computes the whole scaled input series on demand);
     * ``windows`` (:class:`WindowIndex`), ``split`` (:class:`Split`), ``dropped_windows`` (over time gaps);
     * ``scaler`` (input channels), ``target_scaler`` (target channels, same training-row statistics);
     * ``null_value``, ``steps_per_day``, ``timestamps``, ``sensor_ids``, ``channel_names``;
@@ -130,18 +133,19 @@ class ForecastData:
     * ``num_nodes``, ``in_channels``, ``out_channels``, ``input_len``, ``horizon``, ``device``.
     """
 
-    def __init__(self, *, inputs: torch.Tensor, targets: torch.Tensor, tod: torch.Tensor, dow: torch.Tensor,
+    def __init__(self, *, raw_inputs: torch.Tensor, targets: torch.Tensor, tod: torch.Tensor, dow: torch.Tensor,
                  windows: WindowIndex, split: Split, scaler: StandardScaler, target_scaler: StandardScaler,
                  null_value: float, steps_per_day: int, timestamps: np.ndarray, sensor_ids: Sequence[str],
                  channel_names: Sequence[str], input_channels: Sequence[int], target_channels: Sequence[int],
-                 fingerprint: str, dropped_windows: int = 0, raw_values: np.ndarray | None = None) -> None:
-        self.inputs = inputs
+                 fingerprint: str, dropped_windows: int = 0) -> None:
+        self.raw_inputs = raw_inputs
         self.targets = targets
         self.tod = tod
         self.dow = dow
         self.windows = windows
         self.split = split
         self.scaler = scaler
+        self._set_input_stats(scaler)
         self.target_scaler = target_scaler
         self.null_value = float(null_value)
         self.steps_per_day = int(steps_per_day)
@@ -151,7 +155,6 @@ class ForecastData:
         self.input_channels = [int(i) for i in input_channels]
         self.target_channels = [int(i) for i in target_channels]
         self.dropped_windows = int(dropped_windows)
-        self._raw_values = raw_values  # the series' own array (no copy), to re-scale the inputs
         self._fingerprint = fingerprint
         self._split_starts: dict[str, torch.Tensor] = {}
         #: sensors whose target channels hold no reading at all (see :func:`_dead_sensors`)
@@ -207,37 +210,38 @@ class ForecastData:
         scaler = fitted.select([used.index(i) for i in in_idx])
         target_scaler = fitted.select([used.index(i) for i in out_idx])
 
-        inputs = torch.empty((series.num_steps, series.num_nodes, len(in_idx)), dtype=torch.float32, device=device)
-        _scale_into(inputs, series.values, in_idx, scaler, series.null_value)
-        targets = _channel_tensor(series.values, out_idx)
+        raw_inputs = _channel_tensor(series.values, in_idx)
+        targets = raw_inputs if out_idx == in_idx else _channel_tensor(series.values, out_idx)
         tod = torch.from_numpy(time_of_day(series.timestamps))
         dow = torch.from_numpy(day_of_week(series.timestamps))
         dead = _dead_sensors(series, out_idx)
-        data = cls(inputs=inputs, targets=targets.to(device), tod=tod.to(device), dow=dow.to(device),
+        raw_inputs = raw_inputs.to(device)
+        targets = raw_inputs if out_idx == in_idx else targets.to(device)
+        data = cls(raw_inputs=raw_inputs, targets=targets, tod=tod.to(device), dow=dow.to(device),
                    windows=windows, split=splits, scaler=scaler, target_scaler=target_scaler,
                    null_value=series.null_value, steps_per_day=steps_per_day(series.interval),
                    timestamps=series.timestamps.copy(), sensor_ids=series.sensor_ids,
                    channel_names=series.channels, input_channels=in_idx, target_channels=out_idx,
-                   fingerprint=_fingerprint(series), dropped_windows=dropped, raw_values=series.values)
+                   fingerprint=_fingerprint(series), dropped_windows=dropped)
         data.dead_sensors = dead
         return data
 
     # ------------------------------------------------------------ properties
     @property
     def device(self) -> torch.device:
-        return self.inputs.device
+        return self.raw_inputs.device
 
     @property
     def num_steps(self) -> int:
-        return int(self.inputs.shape[0])
+        return int(self.raw_inputs.shape[0])
 
     @property
     def num_nodes(self) -> int:
-        return int(self.inputs.shape[1])
+        return int(self.raw_inputs.shape[1])
 
     @property
     def in_channels(self) -> int:
-        return int(self.inputs.shape[2])
+        return int(self.raw_inputs.shape[2])
 
     @property
     def out_channels(self) -> int:
@@ -274,8 +278,7 @@ class ForecastData:
     def set_scaler_state(self, state: dict) -> None:
         """Use a saved input scaler (``scaler.state_dict()``, e.g. from a checkpoint) instead of the fitted one.
 
-        The inputs are re-scaled in place from the series' raw values (nulls stay 0).
-        Target channels that are also input channels take their statistics from
+        Batches are scaled with it from then on. Target channels that are also input channels take their statistics from
         ``state``; any other target channel keeps the statistics fitted here.
 
         Raises:
@@ -286,16 +289,30 @@ class ForecastData:
         if new.num_channels != self.in_channels or (new.channels is not None and new.channels != names):
             raise ConfigError(f"scaler state has channels {new.channels or new.num_channels} but the data's inputs "
                               f"are {names}; use the checkpoint of a run on the same channels")
-        if self._raw_values is None:
-            raise ConfigError("this ForecastData keeps no raw values to re-scale; build it with from_series")
-        _scale_into(self.inputs, self._raw_values, self.input_channels, new, self.null_value)
         mean, std = self.target_scaler.mean.copy(), self.target_scaler.std.copy()
         for j, c in enumerate(self.target_channels):
             if c in self.input_channels:
                 k = self.input_channels.index(c)
                 mean[j], std[j] = new.mean[k], new.std[k]
         self.scaler = new
+        self._set_input_stats(new)
         self.target_scaler = StandardScaler(mean, std, self.target_channel_names)
+
+    def _set_input_stats(self, scaler: StandardScaler) -> None:
+        dev = self.raw_inputs.device
+        self._in_mean = torch.as_tensor(np.asarray(scaler.mean), dtype=torch.float32, device=dev)
+        self._in_std = torch.as_tensor(np.asarray(scaler.std), dtype=torch.float32, device=dev)
+
+    def scale_inputs(self, raw: torch.Tensor) -> torch.Tensor:
+        """z-score raw inputs ``[..., C_in]`` with the input scaler; nulls become 0. Returns a new tensor."""
+        null = torch.isnan(raw) if math.isnan(self.null_value) else (raw == self.null_value) | torch.isnan(raw)
+        return ((raw - self._in_mean) / self._in_std).masked_fill_(null, 0.0)
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        """``[T, N, C_in]`` the whole scaled input series. Computed on each access (a full copy):
+        batches never use it, they scale only the rows they gather."""
+        return self.scale_inputs(self.raw_inputs)
 
     def fingerprint(self) -> str:
         """16 hex digits of sha256 over the raw values, timestamps, sensor ids, channel names and null value.
@@ -320,7 +337,7 @@ class ForecastData:
         """The windows starting at ``starts [B]`` (int64, on :attr:`device`), one gather per tensor."""
         rows_in = self.windows.input_rows(starts)
         rows_out = self.windows.target_rows(starts)
-        return Batch(x=take_rows(self.inputs, rows_in), y=take_rows(self.targets, rows_out),
+        return Batch(x=self.scale_inputs(take_rows(self.raw_inputs, rows_in)), y=take_rows(self.targets, rows_out),
                      tod_in=take_rows(self.tod, rows_in), dow_in=take_rows(self.dow, rows_in),
                      tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts)
 
@@ -364,22 +381,6 @@ def _channels(series: Series, field: str, spec) -> list[int]:
 
 def _row_blocks(num_rows: int, row_size: int) -> range:
     return range(0, num_rows, max(1, _CHUNK_ELEMENTS // max(1, row_size)))
-
-
-def _scale_into(out: torch.Tensor, values: np.ndarray, idx: list[int], scaler: StandardScaler,
-                null_value: float) -> None:
-    """Fill ``out [T, N, C_in]`` (any device) with the scaled channels ``idx`` of ``values``, nulls at 0.
-
-    Works in row blocks, so besides ``out`` only a block-sized temporary exists.
-    """
-    mean = torch.as_tensor(scaler.mean, dtype=torch.float32)
-    std = torch.as_tensor(scaler.std, dtype=torch.float32)
-    nan_null = math.isnan(null_value)
-    step = _row_blocks(out.shape[0], out.shape[1] * out.shape[2]).step
-    for a in range(0, out.shape[0], step):
-        blk = torch.from_numpy(np.ascontiguousarray(values[a:a + step][:, :, idx], dtype=np.float32))
-        null = torch.isnan(blk) if nan_null else (blk == null_value) | torch.isnan(blk)
-        out[a:a + step].copy_(blk.sub_(mean).div_(std).masked_fill_(null, 0.0))
 
 
 def _channel_tensor(values: np.ndarray, idx: list[int]) -> torch.Tensor:
