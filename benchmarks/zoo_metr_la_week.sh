@@ -12,6 +12,6 @@ exec "$PY" -m stgraph.cli.main bench --data "$D/metr-la-week.h5" --graph "$D/adj
   --models last,ha,var,stid,stgcn,gwnet,dcrnn,gman,staeformer,stgt --seeds 1 --epochs 15 \
   --set stid:train.epochs=30 --set stgcn:train.epochs=10 --set gwnet:train.epochs=5 \
   --set dcrnn:train.epochs=3 --set gman:train.epochs=3 --set gman:model.params.num_blocks=1 \
-  --set staeformer:train.epochs=2 \
+  --set staeformer:train.epochs=5 \
   --set stgt:model.params.hidden=32 --set stgt:model.params.spatial_backend=sparse \
   --compare-published --out benchmarks/results/metr-la-week "$@"

@@ -324,7 +324,9 @@ def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None)
     text += [markdown(agg, published, key, step), ""]
     if published is not None:
         text += [f"Rows in italics: published test results on **{key}** (full dataset, papers' training budgets) "
-                 f"from `benchmarks/published.yaml`; measured rows use the data and epochs above.", ""]
+                 f"from `benchmarks/published.yaml`; measured rows use the data and epochs above. Their parameter "
+                 f"counts come from the same file: where no paper states one it holds a count of the official "
+                 f"code (marked `published: false` there).", ""]
     paths["md"].write_text("\n".join(text))
     if any("error" not in r for r in rows):
         plot_horizons(rows, paths["plot"], step)
