@@ -499,6 +499,18 @@ def g_truncated_pickle(d):
     return d / "cut.pkl"
 
 
+def g_pickle_huge_length(d):
+    # found by hypothesis: BINBYTES8 declaring ~2**63 bytes made the unpickler raise MemoryError
+    (d / "huge.pkl").write_bytes(b"\x80\x02M\x00\x00\x8e\x00\x00\x00\x00\x00\x00\x00\x01")
+    return d / "huge.pkl"
+
+
+def g_pickle_overflow_length(d):
+    # found by hypothesis: BINUNICODE8 with a length past the platform's maximum -> OverflowError
+    (d / "over.pkl").write_bytes(b"\x80\x02M\x00\x00\x8d\x00\x00\x00\x00\x00\x00\x00\x80")
+    return d / "over.pkl"
+
+
 def g_truncated_json(d):
     (d / "cut.json").write_text('{"directed": true, "nodes": [{"id": "a"}')
     return d / "cut.json"
@@ -527,6 +539,10 @@ GRAPH_CASES = [
     ("pickle of something else", g_pickle_dict, DataFormatError,
      ["dict.pkl", "pickle holds a dict", "[sensor_ids, sensor_id_to_index, adj_mx]"]),
     ("truncated pickle", g_truncated_pickle, DataFormatError, ["cut.pkl", "not a readable pickle"]),
+    ("pickle declaring a huge object", g_pickle_huge_length, DataFormatError,
+     ["huge.pkl", "declares an object larger than the whole file (14 bytes", "Fetch the file again"]),
+    ("pickle length past the platform maximum", g_pickle_overflow_length, DataFormatError,
+     ["over.pkl", "declares an object larger than the whole file (14 bytes", "OverflowError"]),
     ("truncated json", g_truncated_json, DataFormatError, ["cut.json", "not valid JSON"]),
 ]
 

@@ -139,6 +139,13 @@ def safe_loads(data: bytes, *, source: str | Path | None = None) -> Any:
             "expected a pickle of numpy arrays/builtin containers such as DCRNN's "
             "adj_mx.pkl. Check the file is complete and not another format"
         ) from exc
+    except (MemoryError, OverflowError) as exc:
+        # a corrupted length field: the pickle declares an object far larger than the file
+        raise DataFormatError(
+            f"{where(source)}: not a readable pickle: it declares an object larger than the whole "
+            f"file ({len(data)} bytes; {type(exc).__name__}{': ' + str(exc) if str(exc) else ''}), "
+            "so it is corrupted or not a pickle. Fetch the file again"
+        ) from exc
 
 
 def safe_load_pickle(path: str | Path) -> Any:
