@@ -43,6 +43,7 @@ def test_a_short_run_lowers_the_loss_and_logs_every_epoch(tiny_synth, tmp_path):
     assert all(float(r["windows_per_s"]) > 0 and float(r["train_loss"]) > 0 for r in rows)
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["epochs"] == 4 and summary["peak_rss_mb"] > 0 and summary["parameters"] > 0
+    assert summary["train_windows"] == len(trainer.prepared.data.split["train"]) > 0
 
 
 def test_same_seed_gives_identical_weights(tiny_synth, tmp_path):

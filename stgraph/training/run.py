@@ -177,6 +177,7 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
         summary = {"model": cfg.model.name, "parameters": count_parameters(model),
                    "epochs": trainer.state["epoch"], "best_epoch": trainer.state["best_epoch"],
                    "best_val_mae": trainer.state["best_val"] if math.isfinite(trainer.state["best_val"]) else None,
+                   "train_windows": int(prep.data.split_starts("train").numel()),
                    "train_seconds": round(time.perf_counter() - t0, 3), "resumed": bool(resume),
                    "device": str(trainer.device), **peak_memory(trainer.device)}
         (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
