@@ -1,11 +1,14 @@
 """Layers of stgraph.nn: shapes, backend equivalence, graph masking, causality."""
+import warnings
+
 import pytest
 import torch
-from torch_geometric.utils import softmax as pyg_softmax
+
+import stgraph.nn.spatial
 
 from stgraph.nn import (CrossAttention, FeedForward, InputEmbedding, NodeEmbedding,
                         SpatialGraphAttention, TemporalTransformerBlock, TimeEmbedding,
-                        add_self_loops, segment_softmax)
+                        GraphAttention, with_self_loops)
 
 
 
@@ -24,8 +27,8 @@ def spatial_pair(dim=16, heads=4, **kw):
     sparse = SpatialGraphAttention(dim, heads, backend="sparse", **kw)
     dense = SpatialGraphAttention(dim, heads, backend="dense", **kw)
     with torch.no_grad():  # make the edge bias non-trivial, then share all weights
-        sparse.edge_scale.uniform_(-2, 2)
-        sparse.loop_bias.uniform_(-1, 1)
+        sparse.attn.edge_scale.uniform_(-2, 2)
+        sparse.attn.loop_bias.uniform_(-1, 1)
     dense.load_state_dict(sparse.state_dict())
     return sparse, dense
 
@@ -101,22 +104,69 @@ def test_embeddings():
         emb(torch.randn(3, 5, 6, 2), torch.rand(3, 5), torch.randint(0, 7, (3, 5)))
 
 
+def test_feedforward_recompute_matches_plain():
+    torch.manual_seed(0)
+    ff = FeedForward(8, 3)
+    x = torch.randn(4, 5, 8, requires_grad=True)
+    y = ff(x)  # training path: hidden layer recomputed in backward
+    y.square().sum().backward()
+    got = [x.grad.clone()] + [p.grad.clone() for p in ff.parameters()]
+    x.grad = None
+    ff.zero_grad()
+    plain = x + ff.fc2(torch.nn.functional.gelu(ff.fc1(ff.norm(x))))
+    plain.square().sum().backward()
+    want = [x.grad] + [p.grad for p in ff.parameters()]
+    torch.testing.assert_close(y, plain)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_lean_dropout():
+    from stgraph.nn.lean import Dropout
+    torch.manual_seed(0)
+    d = Dropout(0.25)
+    x = torch.ones(200, 100, requires_grad=True)
+    y = d(x)
+    kept = y != 0
+    assert 0.7 < kept.float().mean() < 0.8
+    torch.testing.assert_close(y[kept], torch.full((int(kept.sum()),), 1 / 0.75))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)  # same mask in backward
+    assert torch.equal(d.eval()(x), x)
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.0)
+
+
 # ----------------------------------------------------------------- spatial
-def test_add_self_loops_and_segment_softmax():
+def test_with_self_loops():
     ei = torch.tensor([[0, 1, 1, 2, 1], [1, 2, 2, 2, 0]])  # a duplicate 1->2 and a loop 2->2
     ew = torch.tensor([0.2, 0.4, 0.8, 0.5, 0.3])
-    g = add_self_loops(ei, ew, 3)
+    g = with_self_loops(ei, ew, 3)
     assert g.edge_index[:, -3:].tolist() == [[0, 1, 2], [0, 1, 2]]
     pairs = {tuple(p): w for p, w in zip(g.edge_index.t().tolist(), g.edge_weight.tolist())}
     assert len(pairs) == g.edge_index.size(1) == 6
     assert pairs[(1, 2)] == pytest.approx(0.6) and pairs[(2, 2)] == 1.0
     assert g.is_loop.tolist() == [0, 0, 0, 1, 1, 1]
-    logits = torch.randn(6, 4, 2)
-    ref = pyg_softmax(logits, g.edge_index[1], num_nodes=3, dim=0)
-    torch.testing.assert_close(segment_softmax(logits, g.edge_index[1], 3), ref)
+    # CSR by target: the edges of target i are rowptr[i]:rowptr[i+1], in the perm order
+    assert g.csr.rowptr.tolist() == [0, 2, 4, 6]  # each node: one in-edge + its loop
+    assert torch.equal(g.edge_index[1, g.perm], g.csr.dst)
+    assert torch.equal(g.edge_index[0, g.perm], g.csr.src)
+    no_dup = with_self_loops(torch.tensor([[2, 0], [0, 1]]), None, 3)
+    assert no_dup.edge_index[:, :2].tolist() == [[2, 0], [0, 1]]  # input order kept
+    with pytest.raises(ValueError, match="outside"):
+        with_self_loops(torch.tensor([[0], [3]]), None, 3)
 
 
-@pytest.mark.parametrize("backend", ["sparse", "dense"])
+def _block(backend, dim=16, heads=4, seed=0, **kw):
+    torch.manual_seed(seed)
+    layer = SpatialGraphAttention(dim, heads, backend=backend, **kw)
+    with torch.no_grad():  # make the edge bias non-trivial
+        layer.attn.edge_scale.uniform_(-2, 2)
+        layer.attn.loop_bias.uniform_(-1, 1)
+    return layer
+
+
+@pytest.mark.parametrize("backend", ["sparse", "gather", "dense"])
 def test_spatial_shapes(backend):
     ei, ew = random_graph()
     layer = SpatialGraphAttention(16, heads=4, backend=backend).eval()
@@ -132,38 +182,74 @@ def test_spatial_shapes(backend):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_sparse_equals_dense(weighted):
+@pytest.mark.parametrize("backend", ["sparse", "dense", "flex"])
+def test_backends_equal_reference(backend, weighted):
+    """Every backend computes the plain edge-wise ('gather') function: outputs and weights."""
     ei, ew = random_graph(N=15, E=60, seed=1)
     ew = ew if weighted else None
-    sparse, dense = spatial_pair(dropout=0.3)
-    sparse.eval(), dense.eval()
+    ref = _block("gather", dropout=0.3).eval()
+    other = _block(backend, dropout=0.3).eval()
+    other.load_state_dict(ref.state_dict())
     x = torch.randn(3, 4, 15, 16)
-    ys, (eis, a_s) = sparse(x, ei, ew, return_attention=True, attention_reduce="none")
-    yd, (eid, a_d) = dense(x, ei, ew, return_attention=True, attention_reduce="none")
-    torch.testing.assert_close(ys, yd, atol=1e-5, rtol=1e-5)
-    assert torch.equal(eis, eid)
-    torch.testing.assert_close(a_s, a_d, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(sparse(x, ei, ew), dense(x, ei, ew), atol=1e-5, rtol=1e-5)  # SDPA
+    with warnings.catch_warnings(), torch.no_grad():  # flex: CPU inference only
+        warnings.simplefilter("ignore")  # flex on CPU: "running unfused" notice
+        y = other(x, ei, ew)
+    assert other.last_backend == backend
+    torch.testing.assert_close(y, ref(x, ei, ew), atol=1e-5, rtol=1e-5)
+    if backend != "flex":  # fused flex kernels do not expose the weights
+        yr, (eir, ar) = ref(x, ei, ew, return_attention=True, attention_reduce="none")
+        yo, (eio, ao) = other(x, ei, ew, return_attention=True, attention_reduce="none")
+        assert torch.equal(eir, eio)
+        torch.testing.assert_close(ao, ar, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(yo, yr, atol=1e-5, rtol=1e-5)
 
 
-def test_sparse_equals_dense_gradients_and_messy_graph():
-    ei, ew = random_graph(N=10, E=30, seed=2)
-    ei = torch.cat([ei, ei[:, :5], torch.tensor([[3], [3]])], dim=1)  # duplicates + a self loop
-    ew = torch.cat([ew, torch.rand(6)]).requires_grad_(True)  # a learned adjacency
-    sparse, dense = spatial_pair()
-    x = torch.randn(2, 3, 10, 16, requires_grad=True)
-    outs = []
-    for layer in (sparse, dense):
-        y = layer(x, ei, ew)
-        (y ** 2).sum().backward()
-        outs.append((y.detach(), x.grad.clone(), ew.grad.clone(), layer.edge_scale.grad.clone(),
-                     layer.loop_bias.grad.clone(), layer.qkv.weight.grad.clone()))
-        x.grad, ew.grad = None, None
-    for a, b in zip(*outs):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+def test_flex_reorders_and_restores():
+    """The flex path renumbers sensors by reverse Cuthill-McKee: on a path graph
+    numbered at random the band shrinks to 1, and outputs come back in input order."""
+    from stgraph.nn.flex_graph import prepare_flex
+    N = 40
+    order = torch.randperm(N, generator=torch.Generator().manual_seed(0))
+    path = torch.stack([order[:-1], order[1:]])
+    ei = torch.cat([path, path.flip(0)], dim=1)
+    g = with_self_loops(ei, None, N)
+    assert prepare_flex(g.edge_index, g.edge_weight, N, reorder=False).bandwidth > 10
+    fg = prepare_flex(g.edge_index, g.edge_weight, N)
+    assert fg.bandwidth == 1 and fg.band_weight.shape == (N, 3)
+    assert torch.equal(fg.rank[fg.order], torch.arange(N))
+    ref, flex = _block("sparse").eval(), _block("flex").eval()
+    x = torch.randn(2, 2, N, 16)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.testing.assert_close(flex(x, ei), ref(x, ei), atol=1e-5, rtol=1e-5)
+        assert flex.last_backend == "flex"
+    with pytest.warns(UserWarning, match="no FlexAttention backward on CPU"):
+        stgraph.nn.spatial._warned_flex_cpu = False
+        y = flex(x, ei)  # with gradients: the same function on the 'sparse' path
+    assert flex.last_backend == "sparse" and y.requires_grad
 
 
 @pytest.mark.parametrize("backend", ["sparse", "dense"])
+def test_gradients_equal_reference_on_messy_graph(backend):
+    """Gradients of every parameter, the input and a learned adjacency, with
+    duplicate edges, a self loop in the input and a node with no in-edges."""
+    ei, ew = random_graph(N=10, E=30, seed=2)
+    ei = ei[:, ei[1] != 9]  # node 9: its self loop only
+    ei = torch.cat([ei, ei[:, :5], torch.tensor([[3], [3]])], dim=1)  # duplicates + a self loop
+    ew = torch.cat([ew[: ei.size(1) - 6], torch.rand(6)])
+    outs = []
+    for b in ("gather", backend):
+        layer = _block(b, seed=3)
+        x = torch.randn(2, 3, 10, 16, generator=torch.Generator().manual_seed(4), requires_grad=True)
+        w = ew.clone().requires_grad_(True)  # a learned adjacency
+        y = layer(x, ei, w)
+        (y ** 2).sum().backward()
+        outs.append([y.detach(), x.grad, w.grad] + [p.grad for p in layer.parameters()])
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["sparse", "gather", "dense"])
 def test_spatial_masking(backend):
     ei, ew = random_graph(N=12, E=30, seed=3)
     layer = SpatialGraphAttention(16, heads=2, backend=backend).eval()
@@ -180,7 +266,7 @@ def test_spatial_masking(backend):
     assert not torch.allclose(layer(x_in, ei, ew)[:, :, target], y[:, :, target])
 
 
-@pytest.mark.parametrize("backend", ["sparse", "dense"])
+@pytest.mark.parametrize("backend", ["sparse", "gather", "dense"])
 def test_spatial_attention_sums_to_one(backend):
     ei, ew = random_graph(N=9, E=25, seed=4)
     layer = SpatialGraphAttention(16, heads=4, backend=backend).eval()
@@ -190,6 +276,28 @@ def test_spatial_attention_sums_to_one(backend):
     torch.testing.assert_close(sums, torch.ones(2, 3, 9, 4))
 
 
+def test_graph_attention_alone_like_pyg():
+    """The attention layer alone: no norm, residual or feed-forward; PyG-style
+    ``return_attention_weights`` returns ``(out, (edge_index, alpha))``."""
+    ei, ew = random_graph(N=6, E=12, seed=6)
+    att = GraphAttention(8, heads=2, backend="sparse").eval()
+    x = torch.randn(1, 1, 6, 8)
+    out, (ei_loop, alpha) = att(x, ei, ew, return_attention_weights=True)
+    # hand computation for node 0 from the layer's own projections
+    q, k, v = att.qkv(x[0, 0]).chunk(3, dim=-1)
+    bias = att.edge_bias(with_self_loops(ei, ew, 6))
+    mine = ei_loop[1] == 0
+    src = ei_loop[0, mine]
+    heads = []
+    for h in range(2):
+        sl = slice(4 * h, 4 * h + 4)
+        logits = (k[src, sl] @ q[0, sl]) / 2.0 + bias[mine, h]
+        a = logits.softmax(0)
+        torch.testing.assert_close(alpha[mine, h], a)
+        heads.append(a @ v[src, sl])
+    torch.testing.assert_close(out[0, 0, 0], att.proj(torch.cat(heads)))
+
+
 def test_edge_weight_bias_matters():
     ei, ew = random_graph(N=8, E=20, seed=5)
     layer = SpatialGraphAttention(16, heads=2, backend="sparse").eval()
@@ -197,19 +305,32 @@ def test_edge_weight_bias_matters():
     assert not torch.allclose(layer(x, ei, ew), layer(x, ei, torch.ones_like(ew)))
 
 
+def test_old_checkpoint_keys_load():
+    layer = _block("sparse")
+    old = {k.replace("attn.", ""): v for k, v in layer.state_dict().items()}
+    assert "qkv.weight" in old and "edge_scale" in old
+    fresh = SpatialGraphAttention(16, 4)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.attn.edge_scale, layer.attn.edge_scale)
+
+
 def test_auto_backend_and_cache():
     layer = SpatialGraphAttention(64, heads=4, backend="auto", dense_max_nodes=50)
     assert layer.resolve_backend(60, 10_000) == "sparse"  # too many nodes
-    assert layer.resolve_backend(20, 9 * 20) == "dense"  # 4*400 <= 180*64
-    assert layer.resolve_backend(40, 2 * 40) == "sparse"  # very sparse: edge-wise is cheaper
+    assert layer.resolve_backend(20, 9 * 20) == "dense"  # 4*400*4 <= 180*64: dense cheaper
+    assert layer.resolve_backend(40, 2 * 40) == "sparse"  # very sparse: edge-wise
     assert layer.resolve_backend(40, 2 * 40, "cuda") == "dense"
+    assert layer.resolve_backend(60, 2 * 60, "cuda") == "flex"  # above dense_max_nodes on CUDA
+    assert layer.resolve_backend(60, 2 * 60, needs_grad=False) == "sparse"  # no flex on CPU
     ei, ew = random_graph(N=8, E=20)
     x = torch.randn(1, 2, 8, 64)
     y = layer(x, ei, ew)
-    cached = layer._cache[4]
+    cached = layer.attn._cache[4]
     layer(x, ei, ew)
-    assert layer._cache[4] is cached  # same graph: prepared once
+    assert layer.attn._cache[4] is cached  # same graph: prepared once
     ew.mul_(0.5)  # in-place change: prepared again
     y2 = layer(x, ei, ew)
-    assert layer._cache[4] is not cached and not torch.allclose(y, y2)
+    assert layer.attn._cache[4] is not cached and not torch.allclose(y, y2)
     assert not any("cache" in k for k in layer.state_dict())
+    with pytest.raises(ValueError, match="backend must be one of"):
+        SpatialGraphAttention(16, 4, backend="fast")

@@ -64,7 +64,7 @@ import torch
 import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
-from ..nn.spatial import add_self_loops
+from ..nn.spatial import with_self_loops
 from .registry import check_input, register
 
 
@@ -213,7 +213,7 @@ def random_walk_operators(edge_index: torch.Tensor, edge_weight: torch.Tensor, n
     edges send nothing forward (backward). Duplicate edges are merged (mean
     weight); ``self_loops`` replaces self loops by weight-1 loops, else drops them.
     """
-    g = add_self_loops(edge_index, edge_weight, num_nodes)  # drops loops, merges duplicates, adds loops
+    g = with_self_loops(edge_index, edge_weight, num_nodes)  # drops loops, merges duplicates, adds loops
     ei, w = (g.edge_index, g.edge_weight) if self_loops else (g.edge_index[:, :-num_nodes],
                                                               g.edge_weight[:-num_nodes])
     src, dst = ei

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 from ..nn.embedding import InputEmbedding
-from ..nn.spatial import SpatialGraphAttention, add_self_loops
+from ..nn.lean import Dropout
+from ..nn.spatial import SpatialGraphAttention, with_self_loops
 from ..nn.temporal import CrossAttention, TemporalTransformerBlock
 from .registry import check_input, register
 
@@ -90,8 +91,8 @@ class STGT(nn.Module):
         encoder_layers, decoder_layers: number of spatial+temporal blocks.
         ff_mult: feed-forward hidden size is ``ff_mult * D``.
         dropout: dropout on the input embedding and on every sublayer output.
-        spatial_backend: ``'auto'``, ``'sparse'`` or ``'dense'``
-            (see :class:`~stgraph.nn.SpatialGraphAttention`).
+        spatial_backend: ``'auto'``, ``'sparse'``, ``'gather'``, ``'dense'`` or
+            ``'flex'`` (see :mod:`stgraph.nn.spatial`).
         probabilistic: return a :class:`torch.distributions.Normal`.
         node_emb_dim: stored size of the sensor embeddings (``None``: ``D``).
         dense_max_nodes: ``'auto'`` never goes dense above this many sensors.
@@ -131,7 +132,7 @@ class STGT(nn.Module):
         self.embed = InputEmbedding(in_channels, hidden, num_nodes, steps_per_day, node_emb_dim)
         self.pos_in = nn.Parameter(torch.empty(input_len, hidden))
         self.pos_out = nn.Parameter(torch.empty(horizon, hidden))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         block = lambda: STBlock(hidden, heads, ff_mult, dropout, spatial_backend, dense_max_nodes,
                                 attn_dropout)
         self.encoder = nn.ModuleList([block() for _ in range(encoder_layers)])
@@ -175,8 +176,9 @@ class STGT(nn.Module):
         """The spatial backend (``'dense'`` or ``'sparse'``) a forward on ``graph``
         uses on the model's device."""
         layer = (*self.encoder, *self.decoder)[0].spatial
-        g = add_self_loops(graph.edge_index, getattr(graph, "edge_weight", None), self.num_nodes)
-        return layer.resolve_backend(self.num_nodes, g.edge_index.size(1), self.pos_in.device)
+        g = with_self_loops(graph.edge_index, getattr(graph, "edge_weight", None), self.num_nodes)
+        return layer.resolve_backend(self.num_nodes, g.edge_index.size(1), self.pos_in.device,
+                                     needs_grad=self.training)
 
     def forward(self, x: torch.Tensor, graph, covariates: dict, return_attention: bool = False):
         r"""Forecast the next ``horizon`` steps.

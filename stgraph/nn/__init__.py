@@ -1,11 +1,15 @@
 """Building blocks of stgraph models. Tensors are ``[B, T, N, D]``; graphs are
 PyG ``edge_index`` ``[2, E]`` (source -> target) with ``edge_weight`` ``[E]``."""
+from .edge_attention import CSR, build_csr, edge_attention, edge_attention_weights
 from .embedding import InputEmbedding, NodeEmbedding, TimeEmbedding
-from .spatial import LoopedGraph, SpatialGraphAttention, add_self_loops, segment_softmax
+from .spatial import (BACKENDS, GraphAttention, LoopedGraph, SpatialGraphAttention, choose_backend,
+                      with_self_loops)
 from .temporal import CrossAttention, FeedForward, TemporalTransformerBlock, attention
 
 __all__ = [
+    "CSR", "build_csr", "edge_attention", "edge_attention_weights",
     "InputEmbedding", "NodeEmbedding", "TimeEmbedding",
-    "LoopedGraph", "SpatialGraphAttention", "add_self_loops", "segment_softmax",
+    "BACKENDS", "GraphAttention", "LoopedGraph", "SpatialGraphAttention", "choose_backend",
+    "with_self_loops",
     "CrossAttention", "FeedForward", "TemporalTransformerBlock", "attention",
 ]

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .init import xavier_linear
+from .lean import Dropout, mlp
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -72,6 +73,9 @@ class FeedForward(nn.Module):
         dropout: dropout on the output (not on the 4x wider hidden activation,
             whose random mask would cost more than the layer on CPU).
 
+    In training the hidden activation is recomputed in backward
+    (:func:`stgraph.nn.lean.mlp`) rather than stored.
+
     Shapes:
         - input: ``[..., D]``
         - output: ``[..., D]``
@@ -82,7 +86,7 @@ class FeedForward(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, ff_mult * dim)
         self.fc2 = nn.Linear(ff_mult * dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -90,7 +94,7 @@ class FeedForward(nn.Module):
         xavier_linear(self.fc1, self.fc2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.fc2(F.gelu(self.fc1(self.norm(x)))))
+        return x + self.dropout(mlp(self.norm(x), self.fc1, self.fc2))
 
 
 class TemporalTransformerBlock(nn.Module):
@@ -128,7 +132,7 @@ class TemporalTransformerBlock(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.ffn = FeedForward(dim, ff_mult, dropout)
         self.reset_parameters()
 
@@ -181,7 +185,7 @@ class CrossAttention(nn.Module):
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
