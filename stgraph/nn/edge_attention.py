@@ -195,6 +195,7 @@ class _EdgeAttention(torch.autograd.Function):
         return dq, dk, dv, dbias, None, None, None
 
 
+@torch.compiler.disable  # a Python loop over chunks: run eagerly inside a compiled model
 def edge_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, csr: CSR,
                    scale: Optional[float] = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                    return_lse: bool = False):

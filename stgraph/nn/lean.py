@@ -51,7 +51,7 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if torch.is_autocast_enabled() or not x.requires_grad:
+        if torch.is_autocast_enabled(x.device.type) or not x.requires_grad:
             return F.dropout(x, self.p, True)
         return _MaskDropout.apply(x, self.p)
 
@@ -92,7 +92,7 @@ def mlp(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear) -> torch.Tensor:
     Returns:
         ``[..., D_out]``.
     """
-    if (torch.is_autocast_enabled() or not torch.is_grad_enabled()
+    if (torch.is_autocast_enabled(x.device.type) or not torch.is_grad_enabled()
             or not (x.requires_grad or fc1.weight.requires_grad)):
         return fc2(F.gelu(fc1(x)))
     return _RecomputedMLP.apply(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
