@@ -287,8 +287,8 @@ def _yaml_error_text(e: yaml.YAMLError) -> str:
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None)
     if problem and mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return " ".join(str(e).split())
+        return f"at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return "(" + " ".join(str(e).split()) + ")"
 
 
 def load_yaml(source: str | Path | bytes, *, what: str = "YAML file", error=ConfigError):
@@ -319,7 +319,7 @@ def load_yaml(source: str | Path | bytes, *, what: str = "YAML file", error=Conf
     except RecursionError:
         raise error(f"{name} nests mappings/lists too deeply to read") from None
     except yaml.YAMLError as e:
-        raise error(f"{name} is not valid YAML: {_yaml_error_text(e)}") from None
+        raise error(f"{name} is not valid YAML {_yaml_error_text(e)}") from None
 
 
 def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:

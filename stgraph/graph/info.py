@@ -116,8 +116,8 @@ def validate_graph(graph: Any, source: str | Path | None = None) -> Any:
             bad.append((u, v, w))
     if bad:
         raise GraphError(
-            f"{src}: {len(bad)} edges have a weight that is negative, not finite or beyond the float32 range "
-            f"(3.4e38) models compute in, e.g. {bad[:5]} (source, target, weight); expected finite weights >= 0. "
+            f"{src}: {len(bad)} edges have a weight that is negative or not finite (or beyond the float32 "
+            f"range, 3.4e38, models compute in), e.g. {bad[:5]} (source, target, weight); expected finite weights >= 0. "
             "Fix the weights or drop those edges"
         )
     return graph

@@ -98,12 +98,9 @@ def _node_order(graph: nx.DiGraph) -> list[Any]:
     return nodes
 
 
-_PLAIN = (str, int, float, bool)
-
-
 def _graph_attrs(attrs, source, what: str) -> dict:
-    """Graph-level attributes as a plain ``{str: str/int/float/bool}`` dict; anything else (a list,
-    nested objects, networkx's constructor keyword ``incoming_graph_data``) is an error naming the file."""
+    """Graph-level attributes as a ``{str: value}`` dict; anything else (a list, a non-text key,
+    networkx's constructor keywords ``incoming_graph_data`` / ``attr``) is an error naming the file."""
     if attrs is None:
         return {}
     if not isinstance(attrs, dict):
@@ -114,9 +111,6 @@ def _graph_attrs(attrs, source, what: str) -> dict:
         if k in ("incoming_graph_data", "attr") or not isinstance(k, str):
             raise DataFormatError(f"{where(source)}: {what} holds the key {str(k)!r}, which is not a graph attribute "
                                   f"stgraph accepts (it would be passed to networkx's graph constructor); remove it")
-        if v is not None and not isinstance(v, _PLAIN):
-            raise DataFormatError(f"{where(source)}: graph attribute {k!r} in {what} is a {type(v).__name__}; "
-                                  f"expected text or a number")
         out[k] = v
     return out
 

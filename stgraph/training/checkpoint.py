@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 
 from ..errors import DataFormatError, MissingFileError, UnsafePickleError
-from ..files import atomic_path
+from .. import files
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically (:func:`stgraph.files.atomic_path`: temp file + fsync + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             torch.save(state, fh)
     _remove_stale_temps(path)
