@@ -239,19 +239,27 @@ def run_lock(run_dir: str | os.PathLike, command: str | None = None) -> Iterator
 
 # -------------------------------------------------------------- fingerprints
 def fingerprint(*parts) -> str:
-    """16 hex digits of SHA-256 over ``parts`` (bytes, str, numpy arrays, numbers), each length-prefixed."""
+    """16 hex digits of SHA-256 over ``parts`` in order: bytes, str (UTF-8), numbers (their text),
+    numpy arrays (their bytes, C order) or iterables of those (streamed, e.g. row blocks of a large array)."""
     import numpy as np
 
     h = hashlib.sha256()
-    for p in parts:
+
+    def feed(p):
         if isinstance(p, np.ndarray):
-            b = np.ascontiguousarray(p).tobytes()
+            if p.flags.c_contiguous and p.size:
+                h.update(memoryview(p).cast("B"))  # no copy of a large array
+            else:
+                h.update(np.ascontiguousarray(p).tobytes())
         elif isinstance(p, (bytes, bytearray, memoryview)):
-            b = bytes(p)
+            h.update(p)
+        elif isinstance(p, (str, int, float)):
+            h.update(str(p).encode("utf-8"))
         else:
-            b = str(p).encode("utf-8")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
+            for q in p:
+                feed(q)
+    for part in parts:
+        feed(part)
     return h.hexdigest()[:16]
 
 

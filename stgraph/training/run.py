@@ -43,7 +43,7 @@ class Prepared:
 def graph_fingerprint(graph) -> str:
     """16 hex digits identifying a PyG graph (edges, weights, node count)."""
     return fingerprint(graph.edge_index.cpu().numpy(), graph.edge_weight.cpu().numpy().astype(np.float32),
-                       int(graph.num_nodes))
+                       str(int(graph.num_nodes)))
 
 
 def empty_graph(num_nodes: int):
