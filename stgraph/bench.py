@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, StgraphError
+from .files import atomic_open, atomic_path, atomic_write, file_fingerprint, read_json
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "published.yaml"
@@ -102,15 +103,54 @@ def _train_command(spec: BenchSpec, model: str, seed: int, run_dir: Path, resume
     return cmd
 
 
-def _evaluate(run_dir: Path) -> dict:
+def _evaluate(run_dir: Path, model: str) -> dict:
     """Test metrics at every horizon step of a finished run (written to ``bench_eval.json``)."""
+    from .models.registry import available_models
     from .training.run import load_run
 
-    trainer = load_run(run_dir)
+    # a user model's import path comes from the bench's --models, never from the run's files
+    trainer = load_run(run_dir, model=None if model.lower() in available_models() else model)
     res = trainer.evaluate("test", horizons=tuple(range(1, trainer.data.horizon + 1)))
     res["step_minutes"] = trainer.data.interval_minutes
-    (run_dir / "bench_eval.json").write_text(json.dumps(res, indent=1))
+    atomic_write(run_dir / "bench_eval.json", json.dumps(res, indent=1))
     return res
+
+
+def _inputs_fingerprint(spec: BenchSpec) -> dict:
+    """What the bench's results belong to: the data and graph files' fingerprints (or the dataset)."""
+    if spec.dataset:
+        return {"dataset": spec.dataset, "root": str(Path(spec.root).resolve()) if spec.root else None}
+    out = {}
+    for key in ("data", "graph"):
+        p = getattr(spec, key)
+        if p is None:
+            out[key] = None
+            continue
+        if not Path(p).is_file():
+            from .errors import MissingFileError
+            raise MissingFileError(f"--{key} '{p}' not found; expected a file")
+        out[key] = file_fingerprint(p)
+    return out
+
+
+def _check_bench_inputs(spec: BenchSpec) -> None:
+    """A bench folder holds the results of one data set and graph: a rerun with others is refused."""
+    record = spec.out / "bench.json"
+    now = _inputs_fingerprint(spec)
+    if record.is_file():
+        before = read_json(record, "bench file")
+        before = before.get("inputs") if isinstance(before, dict) else None
+        if before != now:
+            what = "; ".join(f"{k}: {(before or {}).get(k)!r} there, {now.get(k)!r} now"
+                             for k in sorted(set(before or {}) | set(now)) if (before or {}).get(k) != now.get(k))
+            raise ConfigError(f"bench folder '{spec.out}' holds results for other inputs ({what}; fingerprints of "
+                              f"the files' bytes); its runs would be reused as if they belonged to these. Choose "
+                              f"another --out, or delete '{spec.out}' to start over")
+        return
+    if (spec.out / "runs").is_dir() and any((spec.out / "runs").iterdir()):
+        raise ConfigError(f"bench folder '{spec.out}' holds runs but no record of their inputs (bench.json); "
+                          f"they cannot be checked against --data/--graph. Choose another --out or delete it")
+    atomic_write(record, json.dumps({"inputs": now}, indent=1))
 
 
 def run_one(spec: BenchSpec, model: str, seed: int) -> dict:
@@ -119,7 +159,7 @@ def run_one(spec: BenchSpec, model: str, seed: int) -> dict:
     done = run_dir / "bench_eval.json"
     summary_path = run_dir / "train_summary.json"
     if done.is_file() and summary_path.is_file():
-        res = json.loads(done.read_text())
+        res = read_json(done, "bench file")
     else:
         resume = (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "config.yaml").is_file()
         cmd = _train_command(spec, model, seed, run_dir, resume)
@@ -129,8 +169,8 @@ def run_one(spec: BenchSpec, model: str, seed: int) -> dict:
             err = (proc.stderr or "").strip().splitlines()
             raise BenchError(f"{model} seed {seed}: training failed ({err[-1] if err else 'exit ' + str(proc.returncode)}); "
                              f"rerun alone with: {' '.join(cmd[2:]).replace('stgraph.cli.main', 'stgraph', 1)} --debug")
-        res = _evaluate(run_dir)
-    summary = json.loads(summary_path.read_text())
+        res = _evaluate(run_dir, model)
+    summary = read_json(summary_path, "run file")
     return {"model": model, "seed": seed, "result": res, "step_minutes": res.get("step_minutes"), **{k: summary.get(k) for k in
             ("parameters", "epochs", "train_seconds", "peak_rss_mb", "peak_cuda_mb")}}
 
@@ -145,6 +185,7 @@ def run_bench(spec: BenchSpec, log=print) -> list[dict]:
     for m in spec.models:
         get_model_class(m)  # unknown names fail before any training
     spec.out.mkdir(parents=True, exist_ok=True)
+    _check_bench_inputs(spec)
     jobs = [(m, s) for m in spec.models for s in (range(1) if m in DETERMINISTIC else range(spec.seeds))]
     rows = []
     for i, (m, s) in enumerate(jobs, 1):
@@ -201,11 +242,11 @@ def aggregate(rows: list[dict]) -> list[dict]:
 
 
 def load_published(path: Path = PUBLISHED) -> dict:
-    import yaml
+    from .config import load_yaml
 
     if not Path(path).is_file():
         raise ConfigError(f"published results file '{path}' not found; it ships in the repository's benchmarks/")
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = load_yaml(Path(path), what="published results file") or {}
     if not isinstance(data.get("models"), dict):
         raise ConfigError(f"'{path}': expected a top-level 'models:' mapping of model name -> dataset -> metrics")
     return data["models"]
@@ -217,7 +258,7 @@ def write_csv(agg: list[dict], path: Path) -> None:
         for met in METRICS:
             cols += [f"{key}_{met}", f"{key}_{met}_std"]
     cols += ["train_seconds", "peak_rss_mb", "peak_cuda_mb", "error"]
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for a in agg:
@@ -267,7 +308,7 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
 
 
 def write_per_step(rows: list[dict], path: Path) -> None:
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["model", "seed", "step", "mae", "rmse", "mape"])
         for r in rows:
@@ -301,7 +342,8 @@ def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = Non
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -327,7 +369,7 @@ def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None)
                  f"from `benchmarks/published.yaml`; measured rows use the data and epochs above. Their parameter "
                  f"counts come from the same file: where no paper states one it holds a count of the official "
                  f"code (marked `published: false` there).", ""]
-    paths["md"].write_text("\n".join(text))
+    atomic_write(paths["md"], "\n".join(text))
     if any("error" not in r for r in rows):
         plot_horizons(rows, paths["plot"], step)
     return paths

@@ -27,7 +27,10 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, where
+
+#: largest accepted train.seed: every generator seed derived from it (seed * 1_000_003 + epoch) fits in 63 bits
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -51,7 +54,9 @@ class DataConfig:
         _positive_int(self, "input_len", "data")
         _positive_int(self, "horizon", "data")
         _positive_int(self, "stride", "data")
-        if len(self.split) != 3 or any(float(r) <= 0 for r in self.split) or abs(sum(map(float, self.split)) - 1) > 1e-6:
+        ok = isinstance(self.split, (list, tuple)) and len(self.split) == 3 and all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in self.split)
+        if not ok or abs(sum(map(float, self.split)) - 1) > 1e-6:
             raise ConfigError(f"data.split = {self.split}: expected three positive ratios (train, val, test) "
                               f"that sum to 1, e.g. [0.7, 0.1, 0.2]")
 
@@ -106,8 +111,19 @@ class TrainConfig:
             if not (v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"train.{name} = {getattr(self, name)}: expected a finite number >= 0")
         for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips"):
-            if int(getattr(self, name)) < 0:
+            if isinstance(getattr(self, name), int) and getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} = {getattr(self, name)}: expected an integer >= 0")
+        for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ConfigError(f"train.{name} = {v!r}: expected an integer >= 0")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"train.seed = {self.seed!r}: expected an integer from 0 to {MAX_SEED} (2**32 - 1)")
+        ms = self.milestones
+        if not isinstance(ms, (list, tuple)) or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1
+                                                        for m in ms) or list(ms) != sorted(set(ms)):
+            raise ConfigError(f"train.milestones = {ms!r}: expected increasing positive integers (epochs at "
+                              f"which the multistep schedule multiplies the rate by gamma), e.g. [20, 30, 40]")
         _choice(self, "scheduler", ("cosine", "multistep", "none"), "train")
         _choice(self, "amp", ("auto", "bf16", "off"), "train")
         if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):
@@ -134,7 +150,8 @@ class RunConfig:
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text)
+            from .files import atomic_write
+            atomic_write(path, text)
         return text
 
 
@@ -234,20 +251,116 @@ def config_from_dict(mapping: dict | None, base: RunConfig | None = None) -> Run
     return cfg
 
 
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``: a few hundred bytes of nested aliases
+    expand to gigabytes) and duplicated keys (YAML would silently keep the last)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, f"alias '*{event.anchor}' refused: stgraph configs do not use anchors and aliases "
+                f"(they can expand a tiny file to gigabytes); write the values out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"key {key!r} appears twice (first at line {seen[key] + 1}); YAML would silently keep "
+                    f"the last one. Keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
+
+
+def _yaml_error_text(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None)
+    if problem and mark is not None:
+        return f"at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return "(" + " ".join(str(e).split()) + ")"
+
+
+def load_yaml(source: str | Path | bytes, *, what: str = "YAML file", error=ConfigError):
+    """Parse YAML with :class:`StrictLoader`: no aliases, no duplicated keys, UTF-8 only.
+
+    ``source`` is a :class:`~pathlib.Path` (its bytes are read, ``what`` says what the file is)
+    or the text/bytes themselves (``what`` names them). Errors are ``error`` naming the file (and line)."""
+    if isinstance(source, Path):
+        name = f"{what} {where(source)}"
+        try:
+            raw = source.read_bytes()
+        except OSError as e:
+            from .files import wrap_os_error
+            raise wrap_os_error(e, source, "read") from None
+    else:
+        name, raw = what, source
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = raw[:e.start].count(b"\n") + 1
+            raise error(f"{name} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}, line {line}); "
+                        f"save it as UTF-8 (e.g. iconv -f CP1252 -t UTF-8)") from None
+    else:
+        text = raw
+    try:
+        return yaml.load(text, Loader=StrictLoader)
+    except RecursionError:
+        raise error(f"{name} nests mappings/lists too deeply to read") from None
+    except yaml.YAMLError as e:
+        raise error(f"{name} is not valid YAML {_yaml_error_text(e)}") from None
+
+
 def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
     """Read a YAML config file into a :class:`RunConfig` (not yet validated)."""
     p = Path(path)
     if not p.is_file():
         from .errors import MissingFileError
         raise MissingFileError(f"config file '{p}' not found")
-    try:
-        mapping = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file '{p}' is not valid YAML: {e}") from None
+    mapping = load_yaml(p, what="config file") or {}
     try:
         return config_from_dict(mapping, base)
     except ConfigError as e:
         raise ConfigError(f"config file '{p}': {e}") from None
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a run's own ``config.yaml`` strictly: stgraph wrote every field, so a missing section or
+    field means the file was cut short (a full disk) or edited; that is an error naming the file."""
+    from .errors import RunDirError
+
+    p = Path(path)
+    if not p.is_file():
+        raise RunDirError(f"run file '{p}' not found")
+    try:
+        mapping = load_yaml(p, what="run file", error=RunDirError)
+    except RunDirError as e:
+        raise RunDirError(f"{e}; the run directory is damaged: train again (--overwrite)") from None
+    full = RunConfig().to_dict()
+    if not isinstance(mapping, dict):
+        raise RunDirError(f"run file '{p}' holds {type(mapping).__name__}, not the run's settings; it is truncated "
+                          f"or damaged: train again (--overwrite)")
+    missing = [f"{sec}.{k}" for sec, fields in full.items() for k in fields
+               if not isinstance(mapping.get(sec), dict) or k not in mapping[sec]]
+    if missing:
+        raise RunDirError(f"run file '{p}' is truncated or damaged: {len(missing)} field(s) missing "
+                          f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); stgraph writes all of "
+                          f"them. Train again (--overwrite)")
+    try:
+        return config_from_dict(mapping)
+    except ConfigError as e:
+        raise RunDirError(f"run file '{p}': {e}") from None
 
 
 def apply_override(cfg: RunConfig, assignment: str) -> RunConfig:
@@ -256,8 +369,10 @@ def apply_override(cfg: RunConfig, assignment: str) -> RunConfig:
         raise ConfigError(f"override '{assignment}': expected section.field=value, e.g. train.lr=0.001")
     key, text = assignment.split("=", 1)
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_yaml(text, what=f"override '{assignment}'")
+    except ConfigError as e:
+        if "alias" in str(e) or "twice" in str(e):
+            raise
         value = text
     parts = key.strip().split(".")
     sections = [f.name for f in dataclasses.fields(RunConfig)]

@@ -41,6 +41,10 @@ class MissingFileError(StgraphError, FileNotFoundError):
     """A required file is absent; the message says where to put it."""
 
 
+class RunDirError(StgraphError, ValueError):
+    """A run directory is missing, incomplete, damaged, in use or holds a different run."""
+
+
 class StgraphWarning(UserWarning):
     """Input stgraph accepts but that probably is not what the analyst meant
     (e.g. a sensor with no reading at all); the message says what to check."""

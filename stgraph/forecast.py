@@ -114,14 +114,30 @@ def _check_same_layout(series, trained) -> None:
                           f"{list(trained.channels)}")
 
 
-def write_forecast(fc: Forecast, path: str | Path) -> Path:
-    """Write ``fc`` as long-format CSV (timestamp, sensor_id, horizon, channel, forecast[, std]) or HDF5."""
+FORECAST_SUFFIXES = (".csv", ".h5", ".hdf5")
+
+
+def check_forecast_path(path: str | Path) -> Path:
+    """``path`` must end in .csv, .h5 or .hdf5 and not be a folder; checked before anything is created."""
     path = Path(path)
+    if path.suffix.lower() not in FORECAST_SUFFIXES:
+        raise ConfigError(f"--out '{path}': expected a .csv or .h5 file (suffix {path.suffix or 'none'!r})")
+    if path.is_dir():
+        raise ConfigError(f"--out '{path}' is a folder; expected a .csv or .h5 file name")
+    return path
+
+
+def write_forecast(fc: Forecast, path: str | Path) -> Path:
+    """Write ``fc`` as long-format CSV (timestamp, sensor_id, horizon, channel, forecast[, std]) or HDF5,
+    atomically (an interrupted write leaves the previous file, never half of one)."""
+    from .files import atomic_open, atomic_path
+
+    path = check_forecast_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     T, N, C = fc.mean.shape
     if path.suffix.lower() in (".h5", ".hdf5"):
         import h5py
-        with h5py.File(path, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f["forecast"] = fc.mean
             if fc.std is not None:
                 f["std"] = fc.std
@@ -131,10 +147,8 @@ def write_forecast(fc: Forecast, path: str | Path) -> Path:
             f.attrs["issued_at"] = str(fc.issued_at)
             f.attrs["layout"] = "forecast [T_out, N, C_out]; timestamps int64 ns"
         return path
-    if path.suffix.lower() != ".csv":
-        raise ConfigError(f"--out '{path}': expected a .csv or .h5 file")
     stamps = np.datetime_as_string(fc.timestamps, unit="s")
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["timestamp", "sensor_id", "horizon", "channel", "forecast"] + (["std"] if fc.std is not None else []))
         for t in range(T):

@@ -72,7 +72,20 @@ def _locations(trainer, locations):
     return np.array([pos[s][0] for s in ids], dtype=float), np.array([pos[s][1] for s in ids], dtype=float)
 
 
-def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None = None) -> list[Path]:
+PICTURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def _save(fig, path: Path) -> Path:
+    """Save ``fig`` to exactly ``path``, atomically (matplotlib would add '.png' to a name without one)."""
+    from .files import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".").lower())
+    return path
+
+
+def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None = None,
+             model: str | None = None) -> list[Path]:
     """Write the run's pictures; returns their paths. See the module docstring."""
     import matplotlib
     matplotlib.use("Agg")
@@ -82,8 +95,14 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     from .training.run import load_run
 
     out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out '{out}' is a folder; expected a picture file name such as "
+                          f"'{out / 'forecast.png'}' (the other pictures are written beside it)")
+    if out.suffix.lower() not in PICTURE_SUFFIXES:
+        raise ConfigError(f"--out '{out}': expected a picture file ending in {' / '.join(PICTURE_SUFFIXES)} "
+                          f"(suffix {out.suffix or 'none'!r})")
+    trainer = load_run(run_dir, model=model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    trainer = load_run(run_dir)
     data, series = trainer.data, trainer.prepared.series
     ids = list(series.sensor_ids)
     per_sensor, by_tod, _ = _collect(trainer, None) if sensor is None else (None, None, None)
@@ -127,12 +146,11 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     axes[0, 0].legend(loc="lower left", fontsize=8, ncol=3)
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    written.append(_save(fig, out))
     plt.close(fig)
-    written.append(out)
 
     # 2. where it fails: per-sensor error map and error by time of day
-    err_path = out.with_name(out.stem + "_errors.png")
+    err_path = out.with_name(out.stem + "_errors" + out.suffix)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1.2, 1]})
     loc = _locations(trainer, locations)
     if loc is not None:
@@ -158,14 +176,13 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     a2.set_title("error by time of day", fontsize=10)
     a2.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(err_path, dpi=110)
+    written.append(_save(fig, err_path))
     plt.close(fig)
-    written.append(err_path)
 
     # 3. attention heat maps
     att = attention_sample(trainer)
     if att is not None:
-        att_path = out.with_name(out.stem + "_attention.png")
+        att_path = out.with_name(out.stem + "_attention" + out.suffix)
         panels = [k for k in ("temporal", "spatial", "cross") if k in att]
         fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
         for ax, key in zip(axes[0], panels):
@@ -176,9 +193,8 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
                           "spatial": "spatial attention\n(target sensor x source sensor)",
                           "cross": "decoder cross-attention\n(future step x input step)"}[key], fontsize=10)
         fig.tight_layout()
-        fig.savefig(att_path, dpi=110)
+        written.append(_save(fig, att_path))
         plt.close(fig)
-        written.append(att_path)
     return written
 
 

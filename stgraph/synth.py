@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +55,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import GraphError, SeriesError
+from .files import atomic_write
 from .io.series import Series
 
 __all__ = [
@@ -885,20 +885,14 @@ def write_synthetic(out_dir, num_sensors: int = 207, days: float = 7, seed: int 
     write_series(series, paths["data"], layout="pandas")
 
     ids, id_to_ind, w = dcrnn_adj_mx(graph)
-    _atomic_write(paths["adj"], pickle.dumps([ids, id_to_ind, w], protocol=2))
+    atomic_write(paths["adj"], pickle.dumps([ids, id_to_ind, w], protocol=2))
     rows = ["from,to,cost"] + [f"{u},{v},{d:.1f}" for u, v, d in graph.graph["candidates"]]
-    _atomic_write(paths["distances"], ("\n".join(rows) + "\n").encode())
+    atomic_write(paths["distances"], ("\n".join(rows) + "\n").encode())
     nodes = _node_order(graph)
     loc = ["index,sensor_id,latitude,longitude"] + [
         f"{i},{graph.nodes[v]['sensor_id']},{graph.nodes[v]['lat']:.6f},{graph.nodes[v]['lon']:.6f}"
         for i, v in enumerate(nodes)]
-    _atomic_write(paths["locations"], ("\n".join(loc) + "\n").encode())
-    _atomic_write(paths["sensor_ids"], ",".join(ids).encode())
+    atomic_write(paths["locations"], ("\n".join(loc) + "\n").encode())
+    atomic_write(paths["sensor_ids"], ",".join(ids).encode())
     return paths
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

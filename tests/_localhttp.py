@@ -21,6 +21,7 @@ class ServerState:
     stall_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before stalling (once)
     corrupt: set[str] = field(default_factory=set)
     redirects: dict[str, str] = field(default_factory=dict)
+    endless: set[str] = field(default_factory=set)  # paths answered by a body that never ends, no Content-Length
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -44,6 +45,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", st.redirects[path])
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if path in st.endless:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            block = b"\0" * 65536
+            try:
+                while not st.release.is_set():
+                    self.wfile.write(block)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
             return
         data = st.files.get(path)
         if data is None:

@@ -470,7 +470,7 @@ def test_manifest_missing_field_and_bad_yaml(tmp_path):
         parse_manifest(data, tmp_path / "tiny.yaml")
     bad = tmp_path / "broken.yaml"
     bad.write_text("name: broken\nfiles: [\n  - oops: : :\n")
-    with pytest.raises(ConfigError, match=r"broken\.yaml.*invalid YAML at line"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml.*not valid YAML at line"):
         load_manifest(bad)
     assert parse_manifest(_GOOD, tmp_path / "tiny.yaml").name == "tiny"
 

@@ -200,7 +200,8 @@ def test_crash_inside_save_checkpoint_leaves_previous_and_no_temp(tmp_path, monk
     if fail_in == "torch.save":
         monkeypatch.setattr(ck_mod.torch, "save", boom)
     else:
-        monkeypatch.setattr(ck_mod.os, "replace", boom)
+        from stgraph import files as files_mod  # the one atomic-write helper renames
+        monkeypatch.setattr(files_mod.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt if fail_in == "torch.save" else OSError):
         save_checkpoint({"model": {"w": torch.ones(2)}}, path)
     assert path.read_bytes() == before

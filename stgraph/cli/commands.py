@@ -47,7 +47,13 @@ def data_synth(args) -> int:
 def data_download(args) -> int:
     from ..datasets import fetch
 
-    paths = fetch(args.name, root=args.root)
+    pins = {}
+    for item in args.sha256:
+        name, sep, hexd = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--sha256 {item!r}: expected FILE=HEX, e.g. --sha256 adj_mx.pkl=<64 hex digits>")
+        pins[name.strip()] = hexd.strip()
+    paths = fetch(args.name, root=args.root, sha256=pins)
     for role, p in (paths.items() if isinstance(paths, dict) else enumerate(paths)):
         print(f"{role}: {p}")
     return 0
@@ -113,6 +119,38 @@ def graph_info(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ runs
+def _dotted(mapping, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in (mapping or {}).items() if isinstance(mapping, dict) else ():
+        key = f"{prefix}{k}"
+        out.add(key)
+        if isinstance(v, dict) and key != "model.params":
+            out |= _dotted(v, key + ".")
+        elif isinstance(v, dict):
+            out |= {f"{key}.{p}" for p in v}
+    return out
+
+
+def given_settings(args) -> set[str]:
+    """Dotted config keys the command line set (--config file, named flags, --set)."""
+    from ..config import load_yaml
+
+    given = set()
+    if args.config:
+        given |= _dotted(load_yaml(Path(args.config), what="config file"))
+    for flag, key in (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
+                      ("model", "model.name"), ("probabilistic", "model.probabilistic"), ("epochs", "train.epochs"),
+                      ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
+                      ("device", "train.device")):
+        if getattr(args, flag, None) is not None:
+            given.add(key)
+    if args.no_progress:
+        given.add("train.progress")
+    for item in args.set:
+        given.add(item.split("=", 1)[0].strip())
+    return given
+
+
 def build_config(args):
     """Defaults <- --config YAML <- named flags <- --set overrides."""
     from ..config import RunConfig, apply_override, load_config
@@ -144,7 +182,8 @@ def train(args) -> int:
     from ..training.run import train as train_run
 
     cfg = build_config(args)
-    trainer = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
+    trainer = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
+                        given=given_settings(args) if args.resume else None)
     st = trainer.state
     if not trainer.trainable:
         print(f"fitted {cfg.model.name} (nothing to train); run directory {args.out}")
@@ -155,12 +194,14 @@ def train(args) -> int:
 
 
 def evaluate(args) -> int:
+    from ..files import atomic_write, run_lock
     from ..training.run import load_run
 
-    trainer = load_run(args.run_dir)
-    result = trainer.evaluate(args.split)
-    result["split"] = args.split
-    (Path(args.run_dir) / f"evaluation_{args.split}.json").write_text(json.dumps(result, indent=1))
+    with run_lock(args.run_dir):
+        trainer = load_run(args.run_dir, model=args.model)
+        result = trainer.evaluate(args.split)
+        result["split"] = args.split
+        atomic_write(Path(args.run_dir) / f"evaluation_{args.split}.json", json.dumps(result, indent=1))
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
         return 0
@@ -184,10 +225,12 @@ def format_table(result: dict, data=None) -> str:
 
 
 def predict(args) -> int:
-    from ..forecast import forecast_at, write_forecast
+    from ..forecast import check_forecast_path, forecast_at, write_forecast
     from ..training.run import load_run
 
-    trainer = load_run(args.run_dir)
+    check_forecast_path(args.out)  # before anything is read or created
+    _refuse_output_that_is_an_input(args.out, args.run_dir, args.data)
+    trainer = load_run(args.run_dir, model=args.model)
     series = None
     if args.data:
         from ..io import read_series
@@ -200,10 +243,37 @@ def predict(args) -> int:
     return 0
 
 
+def _refuse_output_that_is_an_input(out: str, run_dir: str, data: str | None) -> None:
+    """``--out`` must not be the run's data or graph, ``--data``, or a file inside the run directory."""
+    import os
+
+    from ..config import load_run_config
+    from ..errors import RunDirError
+
+    target = Path(os.path.abspath(out))
+    inputs = {"--data": data}
+    cfg_path = Path(run_dir) / "config.yaml"
+    if cfg_path.is_file():
+        cfg = load_run_config(cfg_path)
+        inputs.update({"the run's data.path": cfg.data.path, "the run's data.graph": cfg.data.graph})
+    for what, p in inputs.items():
+        if not p:
+            continue
+        p = Path(os.path.abspath(p))
+        same = p == target or (p.exists() and target.exists() and os.path.samefile(p, target))
+        if same:
+            raise ConfigError(f"--out '{out}' is {what} ('{p}'), an input of this forecast; refusing to overwrite "
+                              f"it. Choose another output file")
+    run = Path(os.path.abspath(run_dir))
+    if run == target or run in target.parents:
+        raise RunDirError(f"--out '{out}' lies inside the run directory '{run_dir}'; write the forecast elsewhere "
+                          f"(stgraph keeps a run directory to its own files)")
+
+
 def plot(args) -> int:
     from ..plot import plot_run
 
-    paths = plot_run(args.run_dir, args.out, sensor=args.sensor, locations=args.locations)
+    paths = plot_run(args.run_dir, args.out, sensor=args.sensor, locations=args.locations, model=args.model)
     for p in paths:
         print(f"wrote {p}")
     return 0

@@ -32,6 +32,8 @@ def _add_data(sub) -> None:
     dl = s.add_parser("download", help="download a named dataset into the cache")
     dl.add_argument("name")
     dl.add_argument("--root", default=None)
+    dl.add_argument("--sha256", action="append", default=[], metavar="FILE=HEX",
+                    help="pin the checksum you trust for a file the manifest cannot verify (repeatable)")
     s.add_parser("list", help="named datasets with a manifest")
 
 
@@ -81,18 +83,21 @@ def _add_runs(sub) -> None:
     e.add_argument("run_dir")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--json", action="store_true")
+    e.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
 
     pr = sub.add_parser("predict", help="write the forecast of every sensor (CSV or HDF5)")
     pr.add_argument("run_dir")
     pr.add_argument("--data", default=None, help="series to forecast from (default: the training file)")
     pr.add_argument("--at", default=None, help="forecast from this timestamp (last input step); default the last")
     pr.add_argument("--out", required=True, help=".csv or .h5")
+    pr.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
 
     pl = sub.add_parser("plot", help="forecast vs truth, error map, attention heat maps")
     pl.add_argument("run_dir")
     pl.add_argument("--sensor", default=None, help="sensor id (default: the one with the median error)")
     pl.add_argument("--locations", default=None, help="CSV of sensor coordinates for the error map")
     pl.add_argument("--out", required=True, help="PNG file")
+    pl.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,9 +150,46 @@ def main(argv=None) -> int:
     except (StgraphError, OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
         if debug or args.debug:
             raise
-        msg = " ".join(str(e).split()) or type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - the last resort: never a traceback without --debug
+        if debug or args.debug:
+            raise
+        print(f"error: stgraph {_inputs(args)} failed: {type(e).__name__}: {_one_line(e, with_type=False)}; "
+              f"this is an unexpected failure: rerun with --debug to see where, and report it", file=sys.stderr)
+        return 2
+
+
+MAX_MESSAGE = 600
+
+
+def _one_line(e: BaseException, with_type: bool = True) -> str:
+    """The exception as one line, at most MAX_MESSAGE characters."""
+    if isinstance(e, OSError) and not isinstance(e, StgraphError) and e.filename is not None:
+        msg = f"'{e.filename}': {e.strerror or e}"
+    elif isinstance(e, KeyError) and not isinstance(e, StgraphError):
+        msg = f"missing key {e}"
+    else:
+        msg = " ".join(str(e).split())
+    msg = msg or type(e).__name__
+    if isinstance(e, (MemoryError, RecursionError)) and with_type:
+        msg = f"{type(e).__name__}: {msg}"
+    if len(msg) > MAX_MESSAGE:
+        msg = msg[:MAX_MESSAGE] + f" ... ({len(msg) - MAX_MESSAGE} more characters; --debug shows all)"
+    return msg
+
+
+def _inputs(args) -> str:
+    """``train --data x.h5 --graph g.pkl --out runs/a``: the command and the files it was given."""
+    words = [str(args.command)] + ([str(args.action)] if getattr(args, "action", None) else [])
+    for name in ("run_dir", "path", "name"):
+        if getattr(args, name, None):
+            words.append(str(getattr(args, name)))
+    for name in ("data", "graph", "dataset", "config", "model", "out"):
+        v = getattr(args, name, None)
+        if v:
+            words.append(f"--{name} {v}")
+    return " ".join(words)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,6 @@ dropped before splitting.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from dataclasses import dataclass, fields
@@ -416,15 +415,12 @@ def _dead_sensors(series: Series, channels: list[int]) -> list[str]:
 
 
 def _fingerprint(series: Series) -> str:
-    h = hashlib.sha256(b"stgraph-data-v1\0")
-    h.update(repr((series.values.shape, list(series.channels), repr(float(series.null_value)))).encode())
+    from ..files import fingerprint
+
     v = series.values
-    if v.flags.c_contiguous:
-        h.update(memoryview(v).cast("B"))
-    else:
-        step = _row_blocks(v.shape[0], v.shape[1] * v.shape[2]).step
-        for a in range(0, v.shape[0], step):
-            h.update(np.ascontiguousarray(v[a:a + step]).tobytes())
-    h.update(np.ascontiguousarray(series.timestamps.astype("datetime64[ns]").astype(np.int64)).tobytes())
-    h.update("\n".join(series.sensor_ids).encode("utf-8"))
-    return h.hexdigest()[:16]
+    step = _row_blocks(v.shape[0], v.shape[1] * v.shape[2]).step
+    blocks = [v] if v.flags.c_contiguous else (v[a:a + step] for a in range(0, v.shape[0], step))
+    return fingerprint(b"stgraph-data-v1\0",
+                       repr((series.values.shape, list(series.channels), repr(float(series.null_value)))),
+                       blocks, series.timestamps.astype("datetime64[ns]").astype(np.int64),
+                       "\n".join(series.sensor_ids))

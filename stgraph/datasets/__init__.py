@@ -23,13 +23,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, DataFormatError, DownloadError, GraphError, MissingFileError
+from ..errors import (ConfigError, DataFormatError, DownloadError, GraphError, MissingFileError, StgraphError,
+                      StgraphWarning)
+from ..files import atomic_write
+from .download import DEFAULT_MAX_BYTES, extract, sha256_file
 from .download import download as download_file
-from .download import extract, sha256_file
 from .manifest import (FileSpec, GraphSpec, Manifest, MemberSpec, SubsetSpec, canonical_name,
                        get_manifest, list_datasets, load_manifest, manifest_dirs)
 
@@ -121,29 +124,58 @@ def _stamp_ok(folder: Path, rel: str, path: Path, sha: str) -> bool:
             and rec.get("mtime_ns") == st.st_mtime_ns)
 
 
-def _write_stamp(folder: Path, rel: str, path: Path, sha: str) -> None:
+def _write_stamp(folder: Path, rel: str, path: Path, sha: str, *, verified: bool = True) -> None:
     data = _stamps(folder)
     st = path.stat()
-    data[rel] = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    tmp = folder / (_STAMP + ".tmp")
+    data[rel] = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "verified": verified}
     try:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, folder / _STAMP)
-    except OSError:  # a read-only cache still works, it just re-hashes next time
+        atomic_write(folder / _STAMP, json.dumps(data, indent=1, sort_keys=True))
+    except (OSError, StgraphError):  # a read-only cache still works, it just re-hashes next time
         pass
 
 
-# ------------------------------------------------------------------- fetch
-def _existing_ok(m: Manifest, spec: FileSpec, folder: Path, dest: Path, *, can_download: bool
-                 ) -> bool:
-    """True when ``dest`` exists and passes its checksum; raise when it fails and
-    cannot be replaced; move it aside when it fails and can be re-downloaded."""
+def _pin_hint(m: Manifest, spec: FileSpec) -> str:
+    return f"`stgraph data download {m.name} --sha256 {spec.name}=HEX`"
+
+
+def _record_unverified(m: Manifest, spec: FileSpec, folder: Path, dest: Path, how: str) -> None:
+    """A file with no published checksum: say so, and remember the hash of what we have."""
+    digest = sha256_file(dest)
+    _write_stamp(folder, spec.name, dest, digest, verified=False)
+    warnings.warn(
+        f"'{dest}': {m.name}'s {_ROLE_TEXT.get(spec.role, spec.role)} file {spec.name!r} is unverified (no "
+        f"published checksum is known); {how}. Its sha256 {digest} is recorded in '{folder / _STAMP}' so a later "
+        f"change is caught; pin the checksum you trust with {_pin_hint(m, spec)}", StgraphWarning, stacklevel=3)
+
+
+def _existing_ok(m: Manifest, spec: FileSpec, folder: Path, dest: Path, *, can_download: bool,
+                 expected: str | None = None) -> bool:
+    """True when ``dest`` exists and passes its checksum (the manifest's, the user's pin or, for an
+    unverified file, the hash recorded when it was first seen); raise when it fails and cannot be
+    replaced; move it aside when it fails and can be re-downloaded."""
     if not dest.is_file():
         return False
-    if spec.sha256 is None or _stamp_ok(folder, spec.name, dest, spec.sha256):
+    if expected is None:
+        rec = _stamps(folder).get(spec.name)
+        recorded = rec.get("sha256") if isinstance(rec, dict) else None
+        if not recorded:
+            _record_unverified(m, spec, folder, dest, "it was found in place")
+            return True
+        if _stamp_ok(folder, spec.name, dest, recorded):
+            return True
+        digest = sha256_file(dest)
+        if digest == recorded:
+            _write_stamp(folder, spec.name, dest, digest, verified=False)
+            return True
+        raise DownloadError(
+            f"'{dest}': {m.name}'s {spec.name!r} changed since it was first downloaded or found: sha256 {digest}, "
+            f"recorded {recorded} in '{folder / _STAMP}'. It is unverified (no published checksum), so stgraph "
+            f"cannot tell which copy is right: delete the file to download it again, or pin the checksum you "
+            f"trust with {_pin_hint(m, spec)}")
+    if _stamp_ok(folder, spec.name, dest, expected):
         return True
     digest = sha256_file(dest)
-    if digest == spec.sha256:
+    if digest == expected:
         _write_stamp(folder, spec.name, dest, digest)
         return True
     if can_download:
@@ -151,31 +183,53 @@ def _existing_ok(m: Manifest, spec: FileSpec, folder: Path, dest: Path, *, can_d
         return False
     raise DownloadError(
         f"'{dest}': sha256 mismatch for {m.name}'s {_ROLE_TEXT.get(spec.role, spec.role)} file: "
-        f"found {digest}, expected {spec.sha256}. The file is damaged or is not the published "
+        f"found {digest}, expected {expected}. The file is damaged or is not the published "
         f"one; delete it and get it again from {m.source_of(spec.name)}")
 
 
 def _obtain(m: Manifest, spec: FileSpec, folder: Path, *, download: bool, progress: bool,
-            timeout: float, retries: int) -> tuple[Path | None, list[str]]:
+            timeout: float, retries: int, pins: dict[str, str] | None = None
+            ) -> tuple[Path | None, list[str]]:
     """Find or download one published file; ``(path or None, download errors)``."""
     dest = folder / spec.name
+    expected = (pins or {}).get(spec.name) or spec.sha256
     can_download = download and bool(spec.urls)
-    if _existing_ok(m, spec, folder, dest, can_download=can_download):
+    if _existing_ok(m, spec, folder, dest, can_download=can_download, expected=expected):
         return dest, []
     tried: list[str] = []
     if not can_download:
         return None, tried
+    cap = spec.size or spec.max_size or DEFAULT_MAX_BYTES
     for url in spec.urls:
         try:
-            download_file(url, dest, sha256=spec.sha256, progress=progress, timeout=timeout,
-                          retries=retries)
+            download_file(url, dest, sha256=expected, progress=progress, timeout=timeout,
+                          retries=retries, max_bytes=cap)
         except DownloadError as e:
             tried.append(str(e))
             continue
-        if spec.sha256 is not None:
-            _write_stamp(folder, spec.name, dest, spec.sha256)
+        if expected is not None:
+            _write_stamp(folder, spec.name, dest, expected)
+        else:
+            _record_unverified(m, spec, folder, dest, f"downloaded from {url}")
         return dest, tried
     return None, tried
+
+
+def _check_pins(m: Manifest, pins) -> dict[str, str]:
+    out = {}
+    for name, sha in (pins or {}).items():
+        spec = next((f for f in m.files if f.name == name), None)
+        if spec is None:
+            raise ConfigError(f"--sha256 {name}=...: {m.name} has no file {name!r}; its files are "
+                              f"{[f.name for f in m.files]}")
+        sha = str(sha).strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise ConfigError(f"--sha256 {name}={sha!r}: expected 64 hexadecimal digits (sha256sum FILE)")
+        if spec.sha256 is not None and spec.sha256 != sha:
+            raise ConfigError(f"--sha256 {name}={sha}: the manifest {m.path} already publishes {spec.sha256} "
+                              f"for this file; drop --sha256")
+        out[name] = sha
+    return out
 
 
 def _find_member(folder: Path, member: str) -> Path | None:
@@ -226,8 +280,12 @@ def needed_files(m: Manifest) -> set[str]:
 
 def fetch(name: str | Manifest, root: str | os.PathLike | None = None, *, download: bool = True,
           progress: bool = True, manifests=None, timeout: float = 60, retries: int = 3,
-          files=None) -> dict[str, Path]:
+          files=None, sha256: dict[str, str] | None = None) -> dict[str, Path]:
     """Locate or download the files of dataset ``name``; no parsing.
+
+    ``sha256`` pins checksums the user trusts (``{file name: hex}``) for files whose manifest
+    entry has none (``verified: false``); such files are otherwise checked against the hash
+    recorded when they were first downloaded or found, with a warning that they are unverified.
 
     ``files`` limits the work to those file or archive-member names (default:
     every file of the manifest).
@@ -260,7 +318,8 @@ def fetch(name: str | Manifest, root: str | os.PathLike | None = None, *, downlo
         folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     problems: list[tuple[Any, Path, list[str], FileSpec | None]] = []
-    kw = dict(download=download, progress=progress, timeout=timeout, retries=retries)
+    kw = dict(download=download, progress=progress, timeout=timeout, retries=retries,
+              pins=_check_pins(m, sha256))
     for spec in m.files:
         if wanted is not None and spec.name not in wanted and not (
                 {mem.name for mem in spec.members} & wanted):

@@ -13,7 +13,6 @@ target folder (absolute paths, ``..``, links pointing out, device files).
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -29,8 +28,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
 from ..errors import DownloadError
+from ..files import atomic_path, replace_file, sha256_file
 
-__all__ = ["download", "extract", "sha256_file", "verify_file", "is_archive",
+__all__ = ["download", "extract", "sha256_file", "verify_file", "is_archive", "looks_like_html", "DEFAULT_MAX_BYTES",
            "SafeRedirectHandler", "build_opener", "USER_AGENT"]
 
 USER_AGENT = "stgraph-downloader/0.1 (+https://github.com; urllib)"
@@ -40,13 +40,8 @@ _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
 # ----------------------------------------------------------------- hashing
-def sha256_file(path: str | os.PathLike, *, chunk: int = CHUNK) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+#: a download whose size no manifest states never reads more than this
+DEFAULT_MAX_BYTES = 64 * 2**30
 
 
 def verify_file(path: str | os.PathLike, sha256: str | None) -> str:
@@ -131,8 +126,21 @@ class _Interrupted(Exception):
     """The transfer stopped early; the ``.part`` file holds what arrived."""
 
 
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<!--")
+
+
+def looks_like_html(head: bytes) -> bool:
+    """True when ``head`` (the first bytes of a body) is an HTML page."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith(_HTML_STARTS)
+
+
+def _size_text(n: int) -> str:
+    return f"{n:,} bytes" + (f" ({n / 2**20:.1f} MiB)" if n >= 2**20 else "")
+
+
 def _one_attempt(opener, url, part: Path, *, resume: bool, timeout: float, progress: bool,
-                 desc: str, expect_html: bool) -> None:
+                 desc: str, expect_html: bool, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
     """Fetch ``url`` into ``part`` (appending when the server honours Range)."""
     have = part.stat().st_size if (resume and part.exists()) else 0
     if not resume and part.exists():
@@ -189,8 +197,15 @@ def _one_attempt(opener, url, part: Path, *, resume: bool, timeout: float, progr
         else:
             raise DownloadError(f"{url}: unexpected HTTP status {status}; expected 200 or 206")
 
+        if total is not None and total > max_bytes:
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{url}: the server announces {_size_text(total)} for '{desc}', more than the "
+                f"{_size_text(max_bytes)} expected; refusing to download it (check the URL, or raise the "
+                f"manifest's size/max_size if the file really grew)")
         bar = _tqdm(total, start, desc=Path(desc).name, disable=not progress)
         got = 0
+        first = True
         try:
             with open(part, mode) as f:
                 while True:
@@ -207,6 +222,23 @@ def _one_attempt(opener, url, part: Path, *, resume: bool, timeout: float, progr
                         raise _Interrupted(f"{url}: {type(e).__name__}: {e}") from None
                     if not block:
                         break
+                    if first and start == 0 and not expect_html and looks_like_html(block[:512]):
+                        f.close()
+                        part.unlink(missing_ok=True)
+                        raise DownloadError(
+                            f"{url}: the server sent an HTML page (it starts with {block[:40]!r}) instead of "
+                            f"the file (Content-Type {ctype or 'not given'!r}); this usually is an error, login "
+                            f"or confirmation page. Nothing was saved. Open the URL in a browser, download the "
+                            f"file by hand and put it at '{desc}'")
+                    first = False
+                    if start + got + len(block) > max_bytes:
+                        f.close()
+                        part.unlink(missing_ok=True)
+                        raise DownloadError(
+                            f"{url}: more than {_size_text(max_bytes)} arrived for '{desc}' (the "
+                            f"{'size the manifest states' if max_bytes != DEFAULT_MAX_BYTES else 'download cap'}); "
+                            f"the server sends an endless or wrong body. The partial file was deleted; check the "
+                            f"URL, or raise the manifest's size/max_size if the file really grew")
                     f.write(block)
                     got += len(block)
                     if bar is not None:
@@ -228,7 +260,7 @@ def _one_attempt(opener, url, part: Path, *, resume: bool, timeout: float, progr
 
 def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
              progress: bool = True, resume: bool = True, timeout: float = 60,
-             retries: int = 3, backoff: float = 1.0) -> Path:
+             retries: int = 3, backoff: float = 1.0, max_bytes: int | None = None) -> Path:
     """Download ``url`` to ``dest`` and return ``Path(dest)``.
 
     Bytes go to ``dest + '.part'``; an existing ``.part`` is resumed with an
@@ -237,7 +269,10 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
     ``retries`` times, resuming each time. When ``sha256`` is given the whole
     file is hashed before it is renamed into place: on a mismatch it is moved
     to ``dest + '.corrupt'`` and :class:`DownloadError` is raised, so ``dest``
-    never holds a bad file. The rename is atomic (:func:`os.replace`).
+    never holds a bad file. The rename is atomic (:func:`stgraph.files.replace_file`).
+    At most ``max_bytes`` (default :data:`DEFAULT_MAX_BYTES`) are read: a larger announced
+    size or an endless body is refused and the partial file deleted. A body that is an
+    HTML page (where a data file is expected) is refused whatever its Content-Type.
 
     Raises:
         DownloadError: non-http(s) URL or redirect, HTTP error, an HTML page or
@@ -260,7 +295,8 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
     for attempt in range(max(0, int(retries)) + 1):
         try:
             _one_attempt(opener, url, part, resume=resume or attempt > 0, timeout=timeout,
-                         progress=progress, desc=str(dest), expect_html=expect_html)
+                         progress=progress, desc=str(dest), expect_html=expect_html,
+                         max_bytes=int(max_bytes) if max_bytes is not None else DEFAULT_MAX_BYTES)
             break
         except _Interrupted as e:
             last = str(e)
@@ -287,7 +323,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
             f"{url}: sha256 mismatch for '{dest}': found {digest}, expected {sha256}. The "
             f"download is corrupt or the file changed upstream; it was moved to '{corrupt}' "
             f"and not used. Delete it and download again, or check the manifest's sha256")
-    os.replace(part, dest)
+    replace_file(part, dest)
     return dest
 
 
@@ -367,11 +403,9 @@ def extract(archive: str | os.PathLike, target: str | os.PathLike) -> list[Path]
                     dest.mkdir(parents=True, exist_ok=True)
                     continue
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dest.with_name(dest.name + ".part")
-                with zf.open(info) as src, open(tmp, "wb") as dst:
+                with atomic_path(dest) as tmp, zf.open(info) as src, open(tmp, "wb") as dst:
                     for block in iter(lambda: src.read(CHUNK), b""):
                         dst.write(block)
-                os.replace(tmp, dest)
                 out.append(dest)
         return out
     try:

@@ -59,7 +59,7 @@ _REQUIRED = ("name", "description", "files", "sensors", "interval", "channels",
              "null_value", "format", "graph", "citation", "source")
 _OPTIONAL = ("aliases", "steps", "start", "end", "key", "header", "calendar", "directory",
              "ids_file", "subset", "license", "notes", "page")
-_FILE_KEYS = ("name", "role", "url", "urls", "sha256", "size", "manual", "page",
+_FILE_KEYS = ("name", "role", "url", "urls", "sha256", "size", "max_size", "verified", "manual", "page",
               "instructions", "members", "notes")
 _GRAPH_KEYS = ("method", "file", "ids_file", "kernel", "sigma", "threshold",
                "symmetric", "notes")
@@ -87,7 +87,11 @@ class FileSpec:
         role: ``data``, ``graph``, ``locations``, ``ids``, ``meta`` or ``archive``.
         urls: direct download URLs, tried in order (may be empty).
         sha256: expected SHA-256 hex digest, or ``None`` when unknown.
-        size: size in bytes when known (informational, never enforced).
+        size: size in bytes when known; a download never reads more than this.
+        max_size: cap in bytes on a download whose size is not known (default
+            :data:`stgraph.datasets.download.DEFAULT_MAX_BYTES`).
+        verified: ``False`` when no published checksum is known (``sha256: null``): the
+            download says so and the hash of what arrived is recorded, so a later change is caught.
         manual: ``True`` when a person normally has to fetch the file
             (Google Drive folder, Kaggle login, Baidu share).
         page: the page a person opens to get the file.
@@ -101,6 +105,8 @@ class FileSpec:
     sha256: str | None = None
     size: int | None = None
     manual: bool = False
+    max_size: int | None = None
+    verified: bool = True
     page: str | None = None
     instructions: str | None = None
     members: tuple[MemberSpec, ...] = ()
@@ -470,6 +476,13 @@ def _check_file(chk: _Checker, i: int, raw) -> FileSpec:
                      "Compute it with `sha256sum FILE`, or set it to null when unknown")
         sha = sha.strip().lower()
     size = chk.integer(f"{fn}.size", raw.get("size"), optional=True)
+    max_size = chk.integer(f"{fn}.max_size", raw.get("max_size"), optional=True)
+    verified = raw.get("verified", sha is not None)
+    if not isinstance(verified, bool):
+        chk.fail(f"{fn}.verified", verified, "true or false")
+    if verified and sha is None:
+        chk.fail(f"{fn}.verified", verified, "false while sha256 is null",
+                 "A file without a published checksum cannot be verified; set verified: false")
     manual = chk.boolean(f"{fn}.manual", raw.get("manual"))
     page = raw.get("page")
     if page is not None:
@@ -504,7 +517,7 @@ def _check_file(chk: _Checker, i: int, raw) -> FileSpec:
         chk.missing(f"{fn}.page", "a page or instructions telling a person where to get the file "
                     "(manual: true)")
     return FileSpec(name=name, role=role, urls=tuple(urls), sha256=sha, size=size,
-                    manual=manual, page=page, instructions=instructions,
+                    max_size=max_size, verified=verified, manual=manual, page=page, instructions=instructions,
                     members=tuple(members), notes=notes)
 
 
@@ -686,23 +699,11 @@ def parse_manifest(data: Any, path: str | os.PathLike | None = None) -> Manifest
 
 def load_manifest(path: str | os.PathLike) -> Manifest:
     """Read and validate one YAML manifest file."""
-    import yaml
+    from ..config import load_yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.is_file():
         raise ConfigError(f"'{path}': manifest file not found; expected a YAML file. "
-                          f"Check the path or $STGRAPH_MANIFESTS") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"'{path}': cannot read the manifest ({e}); expected a UTF-8 YAML "
-                          f"file") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"'{path}': invalid YAML{at}: {problem}; fix the syntax "
-                          f"(indentation, quotes, ':' after keys)") from None
+                          f"Check the path or $STGRAPH_MANIFESTS")
+    data = load_yaml(path, what="manifest")
     return parse_manifest(data, path)

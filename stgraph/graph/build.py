@@ -32,7 +32,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import DataFormatError, GraphError, MissingFileError, where
-from .info import validate_graph
+from .info import FLOAT32_MAX, validate_graph
 from .safe_pickle import safe_load_pickle
 
 __all__ = [
@@ -105,6 +105,8 @@ def _as_id_list(sensor_ids: Any, field: str = "sensor_ids", source: Any = None) 
             f"{where(source)}: {field} is {sensor_ids!r}; expected a sequence of sensor ids"
         )
     seq = list(sensor_ids)
+    from ..io.series import id_strings
+    id_strings(seq, field, source, DataFormatError)  # every id a scalar (no arrays or lists)
     ids = _id_strings(np.asarray(seq, dtype=object).reshape(-1)).tolist() if seq else []
     if not ids:
         raise GraphError(f"{where(source)}: {field} is empty; expected at least one sensor id")
@@ -296,13 +298,14 @@ def from_adjacency(
             f"{where(source)}: adjacency matrix has shape {adj.shape}; expected a square "
             f"[{n}, {n}] matrix to match the {n} sensor ids. Check the ids belong to this matrix"
         )
-    bad = ~np.isfinite(adj) | (adj < 0)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(adj) | (adj < 0) | (np.abs(adj) > FLOAT32_MAX)
     if bad.any():
         i, j = np.nonzero(bad)
         cells = [(ids[a], ids[b], float(adj[a, b])) for a, b in zip(i[:5].tolist(), j[:5].tolist())]
         raise GraphError(
-            f"{where(source)}: adjacency matrix has {int(bad.sum())} negative or non-finite "
-            f"weights, e.g. {cells} (from, to, weight); expected finite weights >= 0. "
+            f"{where(source)}: adjacency matrix has {int(bad.sum())} negative, non-finite or beyond-float32 "
+            f"(> 3.4e38) weights, e.g. {cells} (from, to, weight); expected finite weights >= 0. "
             "Fix the matrix (0 means 'no edge')"
         )
     off = adj.copy()

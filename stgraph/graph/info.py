@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import math
+
+#: largest finite float32: a larger weight becomes inf in a model
+FLOAT32_MAX = 3.4028234663852886e38
 from pathlib import Path
 from typing import Any
 
@@ -106,15 +109,15 @@ def validate_graph(graph: Any, source: str | Path | None = None) -> Any:
     bad = []
     for u, v, w in graph.edges(data="weight", default=1.0):
         try:
-            ok = math.isfinite(float(w)) and float(w) >= 0
-        except (TypeError, ValueError):
+            ok = math.isfinite(float(w)) and 0 <= float(w) <= FLOAT32_MAX
+        except (TypeError, ValueError, OverflowError):
             ok = False
         if not ok:
             bad.append((u, v, w))
     if bad:
         raise GraphError(
-            f"{src}: {len(bad)} edges have a weight that is negative or not finite, e.g. "
-            f"{bad[:5]} (source, target, weight); expected finite weights >= 0. "
+            f"{src}: {len(bad)} edges have a weight that is negative or not finite (or beyond the float32 "
+            f"range, 3.4e38, models compute in), e.g. {bad[:5]} (source, target, weight); expected finite weights >= 0. "
             "Fix the weights or drop those edges"
         )
     return graph

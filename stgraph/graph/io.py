@@ -24,6 +24,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import DataFormatError, GraphError, MissingFileError, where
+from ..files import atomic_open, atomic_path, atomic_write
 from .build import (
     _DIST_NAMES,
     _WEIGHT_NAMES,
@@ -97,6 +98,23 @@ def _node_order(graph: nx.DiGraph) -> list[Any]:
     return nodes
 
 
+def _graph_attrs(attrs, source, what: str) -> dict:
+    """Graph-level attributes as a ``{str: value}`` dict; anything else (a list, a non-text key,
+    networkx's constructor keywords ``incoming_graph_data`` / ``attr``) is an error naming the file."""
+    if attrs is None:
+        return {}
+    if not isinstance(attrs, dict):
+        raise DataFormatError(f"{where(source)}: {what} is a {type(attrs).__name__}; expected an object of "
+                              f"graph attributes (name -> text or number), e.g. {{\"name\": \"metr-la\"}}")
+    out = {}
+    for k, v in attrs.items():
+        if k in ("incoming_graph_data", "attr") or not isinstance(k, str):
+            raise DataFormatError(f"{where(source)}: {what} holds the key {str(k)!r}, which is not a graph attribute "
+                                  f"stgraph accepts (it would be passed to networkx's graph constructor); remove it")
+        out[k] = v
+    return out
+
+
 def _normalise(graph: nx.Graph, source: Path) -> nx.DiGraph:
     """Make a freshly read graph follow the package's model.
 
@@ -108,7 +126,8 @@ def _normalise(graph: nx.Graph, source: Path) -> nx.DiGraph:
         graph = nx.DiGraph(graph) if graph.is_directed() else nx.Graph(graph)
     if not graph.is_directed():
         graph = graph.to_directed()
-    out = nx.DiGraph(**{k: v for k, v in graph.graph.items()})
+    out = nx.DiGraph()
+    out.graph.update(_graph_attrs(graph.graph, source, "the graph's attributes"))
     out.graph["source"] = str(source)
     for i, (u, attrs) in enumerate(graph.nodes(data=True)):
         key = str(u)
@@ -163,7 +182,7 @@ def write_node_link(graph: nx.DiGraph, path: str | Path) -> Path:
             for u, v, a in graph.edges(data=True)
         ],
     }
-    path.write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
+    atomic_write(path, json.dumps(doc, indent=1, allow_nan=False))
     return path
 
 
@@ -181,6 +200,9 @@ def read_node_link(path: str | Path) -> nx.DiGraph:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{where(path)}: not valid JSON ({exc}); expected a node-link graph") from exc
+    except RecursionError:
+        raise DataFormatError(f"{where(path)}: JSON nested too deeply to read (thousands of levels of "
+                              f"arrays/objects); expected a node-link graph") from None
     edges = doc.get("edges", doc.get("links")) if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list) or not isinstance(edges, list):
         found = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
@@ -188,7 +210,8 @@ def read_node_link(path: str | Path) -> nx.DiGraph:
             f"{where(path)}: JSON has {found}; expected an object with 'nodes' and 'edges' "
             "(or 'links') lists as written by write_node_link / networkx.node_link_data"
         )
-    g = nx.DiGraph(**(doc.get("graph") or {})) if doc.get("directed", True) else nx.Graph(**(doc.get("graph") or {}))
+    g = nx.DiGraph() if doc.get("directed", True) else nx.Graph()
+    g.graph.update(_graph_attrs(doc.get("graph"), path, "the 'graph' entry"))
     try:
         for node in doc["nodes"]:
             g.add_node(str(node["id"]), **{k: v for k, v in node.items() if k != "id" and v is not None})
@@ -221,7 +244,8 @@ def write_graphml(graph: nx.DiGraph, path: str | Path) -> Path:
     for u in _node_order(graph):
         g.add_node(str(u), **_plain_attrs(graph.nodes[u]))
     g.add_edges_from((str(u), str(v), _plain_attrs(a)) for u, v, a in graph.edges(data=True))
-    nx.write_graphml(g, path)
+    with atomic_path(path) as tmp:
+        nx.write_graphml(g, tmp)
     return path
 
 
@@ -483,7 +507,7 @@ def write_graph(graph: nx.DiGraph, path: str | Path) -> Path:
     if fmt == "pickle":
         ids = [str(u) for u in _node_order(graph)]
         adj = to_adjacency(nx.relabel_nodes(graph, str), ids)
-        with open(path, "wb") as fh:
+        with atomic_open(path, "wb") as fh:
             pickle.dump([ids, {s: i for i, s in enumerate(ids)}, adj], fh, protocol=2)
         return path
     if fmt == "table" and path.suffix.lower() == ".csv":
@@ -493,7 +517,7 @@ def write_graph(graph: nx.DiGraph, path: str | Path) -> Path:
         for u, v, a in graph.edges(data=True):
             row = f"{u},{v},{float(a.get('weight', 1.0))!r}"
             lines.append(row + (f",{float(a['distance'])!r}" if with_d else ""))
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        atomic_write(path, "\n".join(lines) + "\n")
         return path
     raise DataFormatError(
         f"{where(path)}: cannot write suffix {path.suffix!r}; expected .json, .graphml, "

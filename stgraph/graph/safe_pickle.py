@@ -111,8 +111,39 @@ class SafeUnpickler(pickle.Unpickler):
         if module == "builtins":
             import builtins
 
+            if name in ("bytes", "bytearray"):
+                return _sized(getattr(builtins, name), self.source)
             return getattr(builtins, name)
+        if (module, name) == ("numpy", "dtype"):
+            return _plain_dtype(self.source)
         return getattr(_resolve_numpy(module), name)
+
+
+def _sized(factory, source):
+    """``bytes``/``bytearray`` that refuse a length argument: ``bytearray(14_400_000_000)`` in a
+    200-byte pickle would allocate gigabytes; a pickle only ever builds them from its own bytes."""
+    def build(*args):
+        if args and isinstance(args[0], int):
+            raise DataFormatError(
+                f"{where(source)}: the pickle asks for {factory.__name__}({args[0]}), a buffer of {args[0]} "
+                "bytes the file does not hold; refusing it (a graph pickle stores its bytes, never a size)")
+        return factory(*args)
+    return build
+
+
+def _plain_dtype(source):
+    """``numpy.dtype`` limited to plain numbers and text: an object dtype would let a tiny pickle
+    ask numpy to allocate a huge array of references before any content is checked."""
+    import numpy as np
+
+    def build(*args):
+        dt = np.dtype(*args)
+        if dt.hasobject or dt.itemsize > 1 << 16:
+            raise DataFormatError(
+                f"{where(source)}: the pickle asks for numpy dtype {str(dt)[:40]}; expected numbers or text "
+                "(a graph pickle holds float/int arrays; object arrays are refused)")
+        return dt
+    return build
 
 
 def safe_loads(data: bytes, *, source: str | Path | None = None) -> Any:

@@ -32,6 +32,8 @@ _TS = re.compile(
     r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?"
     r"\s*(Z|[+-]\d{2}:?\d{2})?")
 _DATA_LIKE = re.compile(r"[+-]?\d*\.\d+(?:[eE][+-]?\d+)?")
+_NS_MIN = np.datetime64("1677-09-22T00:00:00", "s")
+_NS_MAX = np.datetime64("2262-04-11T00:00:00", "s")
 NO_TIME = ("the CSV has no timestamp column (looked for a column named timestamp/time/date/datetime, "
            "or a first column of ISO dates)")
 
@@ -163,7 +165,25 @@ def _timestamps(cells: np.ndarray, lines: np.ndarray, name: str, path) -> np.nda
         if tz and tz != "Z":
             sign = -1 if tz[0] == "-" else 1
             digits = tz[1:].replace(":", "")
-            offsets[i] = sign * (int(digits[:2]) * 60 + int(digits[2:]))
+            hh, mm = int(digits[:2]), int(digits[2:])
+            if hh > 14 or mm > 59:
+                raise DataFormatError(
+                    f"{where(path)}: line {lines[i]}, column '{name}': {str(text)!r} has the UTC offset {tz}, "
+                    f"which does not exist; expected an offset from -14:00 to +14:00 with minutes below 60")
+            offsets[i] = sign * (hh * 60 + mm)
+    try:
+        secs = np.array(iso, dtype="datetime64[s]")
+    except ValueError:
+        secs = None
+    if secs is not None:
+        # datetime64[ns] holds 1677-09-21 .. 2262-04-11; numpy wraps other years silently
+        out = (secs < _NS_MIN) | (secs > _NS_MAX)
+        if out.any():
+            i = int(np.flatnonzero(out)[0])
+            raise DataFormatError(
+                f"{where(path)}: line {lines[i]}, column '{name}': {str(cells[i])!r} is outside the range of "
+                f"timestamps stgraph handles (1677-09-22 to 2262-04-11, nanosecond precision); expected a real "
+                f"measurement time")
     try:
         ts = np.array(iso, dtype="datetime64[ns]")
     except ValueError:

@@ -17,14 +17,14 @@ Two layouts:
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError, MissingFileError, StgraphError, where
-from .read import RawTable
+from ..files import atomic_path
+from .read import RawTable, check_declared_size
 from .series import Series
 
 LAYOUTS = ("plain", "pandas")
@@ -74,7 +74,7 @@ def _locate(f: h5py.File, key: str | None, path) -> tuple[h5py.Group, str]:
         raise DataFormatError(
             f"{where(path)}: group '{key}' is neither a pandas frame (no 'pandas_type' attribute) "
             f"nor a plain stgraph series (no 'values' dataset); it holds {sorted(group.keys())}")
-    if isinstance(f.get("values"), h5py.Dataset):
+    if _dataset(f, "values", path) is not None:
         return f, "plain"
     frames: list[str] = []
     f.visititems(lambda n, o: frames.append(n) if isinstance(o, h5py.Group) and "pandas_type" in o.attrs else None)
@@ -141,6 +141,69 @@ def _attr_str(attrs, name: str, default: str | None = None) -> str | None:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
+def _attr_int(obj, name: str, path, default: int | None = None, lo: int = 0) -> int:
+    """An integer attribute; anything else is an error naming the attribute (not 'corrupted')."""
+    if name not in obj.attrs:
+        if default is None:
+            raise DataFormatError(f"{where(path)}: {obj.name} lacks the attribute '{name}'; expected an integer")
+        return default
+    v = obj.attrs[name]
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(())[()]
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and int(v) >= lo:
+        return int(v)
+    shown = repr(v)
+    raise DataFormatError(f"{where(path)}: attribute '{name}' of {obj.name} is {shown[:60]}; expected an integer "
+                          f">= {lo}")
+
+
+def _attr_float(obj, name: str, path) -> float | None:
+    if name not in obj.attrs:
+        return None
+    v = obj.attrs[name]
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(())[()]
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
+        return float(v)
+    shown = repr(v)
+    raise DataFormatError(f"{where(path)}: attribute '{name}' of {obj.name} is {shown[:60]}; expected a number")
+
+
+def _dataset(g: h5py.Group, name: str, path) -> h5py.Dataset | None:
+    """``g[name]`` when it is a dataset whose bytes are in this file and whose declared size is
+    plausible; ``None`` when absent or not a dataset.
+
+    External links, external raw storage (``create_dataset(..., external=[...])``, which reads any
+    local file as data) and virtual datasets (which map other files) are refused, naming the dataset.
+    """
+    link = g.get(name, getlink=True)
+    if link is None:
+        return None
+    full = f"{g.name.rstrip('/')}/{name}"
+    if isinstance(link, h5py.ExternalLink):
+        raise DataFormatError(
+            f"{where(path)}: '{full}' is an external link to '{link.filename}:{link.path}'; stgraph reads only "
+            f"data stored in the file itself. Copy the data into the file")
+    obj = g.get(name)
+    if not isinstance(obj, h5py.Dataset):
+        return None
+    if obj.external:
+        files = [str(e[0]) for e in obj.external]
+        raise DataFormatError(
+            f"{where(path)}: dataset '{full}' keeps its bytes in external file(s) {files[:3]}; stgraph reads "
+            f"only data stored in the file itself (external storage would read any local file as readings)")
+    if obj.is_virtual:
+        raise DataFormatError(
+            f"{where(path)}: dataset '{full}' is a virtual dataset (it maps other files); stgraph reads only "
+            f"data stored in the file itself. Save a plain copy of the data")
+    plist = obj.id.get_create_plist()
+    compressed = plist.get_nfilters() > 0
+    stored = obj.id.get_storage_size() if obj.size else 0
+    check_declared_size(obj.shape or (), obj.dtype.itemsize, f"dataset '{full}'", path,
+                        stored=stored if obj.size else None, compressed=compressed or obj.chunks is not None)
+    return obj
+
+
 # -------------------------------------------------------------- pandas frame
 def _parse_frame(g: h5py.Group, path) -> RawTable:
     gname = g.name
@@ -159,13 +222,20 @@ def _parse_frame(g: h5py.Group, path) -> RawTable:
             raise DataFormatError(
                 f"{where(path)}: frame '{gname}' has a {variety} {axis} (MultiIndex); expected one "
                 f"level of sensor ids as columns and timestamps as index")
-    nblocks = int(g.attrs.get("nblocks", 0))
-    needed = ["axis0", "axis1"] + [f"block{k}_{p}" for k in range(nblocks) for p in ("items", "values")]
-    absent = [n for n in needed if not isinstance(g.get(n), h5py.Dataset)]
-    if absent or nblocks == 0:
+    nblocks = _attr_int(g, "nblocks", path, default=0)
+    members = len(g)
+    if 2 * nblocks + 2 > members:
         raise DataFormatError(
-            f"{where(path)}: frame '{gname}' lacks {absent or ['blocks (nblocks=0)']}; found "
-            f"{sorted(g.keys())}. Expected axis0, axis1 and block<k>_items/block<k>_values")
+            f"{where(path)}: frame '{gname}' declares nblocks={nblocks}, which needs {2 * nblocks + 2} datasets, "
+            f"but the group holds {members}; the attribute is corrupted")
+    needed = ["axis0", "axis1"] + [f"block{k}_{p}" for k in range(nblocks) for p in ("items", "values")]
+    absent = [n for n in needed if _dataset(g, n, path) is None]
+    if absent or nblocks == 0:
+        found = sorted(g.keys())
+        raise DataFormatError(
+            f"{where(path)}: frame '{gname}' lacks {absent[:10] or ['blocks (nblocks=0)']}"
+            f"{' ...' if len(absent) > 10 else ''}; found {found[:10]}{' ...' if len(found) > 10 else ''}. "
+            f"Expected axis0, axis1 and block<k>_items/block<k>_values")
     encoding = _attr_str(g.attrs, "encoding", "UTF-8") or "UTF-8"
     if encoding.lower() in ("none", ""):
         encoding = "UTF-8"
@@ -179,6 +249,7 @@ def _parse_frame(g: h5py.Group, path) -> RawTable:
             f"every sensor id must be unique")
     timestamps, reason = _index(g["axis1"], path)
     T, N = g["axis1"].shape[0], len(columns)
+    check_declared_size((T, N), 4, f"frame '{gname}' ({T} steps x {N} sensors)", path)
 
     values = np.empty((T, N), dtype=np.float32)
     filled = np.zeros(N, dtype=np.int64)
@@ -189,7 +260,7 @@ def _parse_frame(g: h5py.Group, path) -> RawTable:
             raise DataFormatError(
                 f"{where(path)}: frame '{gname}' block {k} holds non-numeric data (HDF5 dtype {ds.dtype}) "
                 f"for columns {items[:5]}; expected numeric sensor readings only")
-        transposed = bool(int(ds.attrs.get("transposed", 0)))
+        transposed = bool(_attr_int(ds, "transposed", path, default=0))
         if ds.shape != ((T, len(items)) if transposed else (len(items), T)):
             raise DataFormatError(
                 f"{where(path)}: frame '{gname}' block{k}_values has shape {ds.shape}; expected "
@@ -206,7 +277,7 @@ def _parse_frame(g: h5py.Group, path) -> RawTable:
         raise DataFormatError(
             f"{where(path)}: frame '{gname}' columns {bad} appear in no block or in several; "
             f"expected each axis0 label in exactly one block<k>_items")
-    null = g.attrs.get("stgraph_null_value")
+    null = _attr_float(g, "stgraph_null_value", path)
     channel = _attr_str(g.attrs, "stgraph_channel")
     return RawTable(values, timestamps, columns, [channel] if channel else None,
                     None if null is None else float(null), reason)
@@ -263,7 +334,7 @@ def _index(ds: h5py.Dataset, path) -> tuple[np.ndarray | None, str]:
 # --------------------------------------------------------------------- plain
 def _parse_plain(g: h5py.Group, path) -> RawTable:
     needed = ("values", "timestamps", "sensor_ids")
-    absent = [n for n in needed if not isinstance(g.get(n), h5py.Dataset)]
+    absent = [n for n in needed if _dataset(g, n, path) is None]
     if absent:
         raise DataFormatError(
             f"{where(path)}: plain series lacks dataset(s) {absent}; found {sorted(g.keys())}. "
@@ -282,12 +353,16 @@ def _parse_plain(g: h5py.Group, path) -> RawTable:
             f"{values.shape[0]} int64 values ({unit} since 1970-01-01)")
     timestamps = ts.astype(np.int64).view(f"datetime64[{unit}]").astype("datetime64[ns]")
     sds = g["sensor_ids"]
+    if sds.ndim != 1 or sds.shape[0] != values.shape[1]:
+        raise DataFormatError(
+            f"{where(path)}: dataset 'sensor_ids' has shape {sds.shape}; expected ({values.shape[1]},), one id "
+            f"per sensor column of 'values'")
     ids = sds.asstr()[()].tolist() if sds.dtype.kind in "SO" else [str(v) for v in sds[()]]
     channels = g.attrs.get("channels")
     if channels is not None:
         channels = [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(channels)]
-    null = g.attrs.get("null_value")
-    return RawTable(values, timestamps, ids, channels, None if null is None else float(null))
+    null = _attr_float(g, "null_value", path)
+    return RawTable(values, timestamps, ids, channels, null)
 
 
 # ====================================================================== write
@@ -317,17 +392,12 @@ def write_series(series: Series, path: str | Path, layout: str = "plain", *, key
         raise MissingFileError(
             f"{where(path)}: the folder {where(path.parent)} does not exist; create it before writing")
     series.validate()
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             if layout == "plain":
                 _write_plain(f, series)
             else:
                 _write_frame(f, series, key, channel, path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataFormatError, where
-from .read import NPY_SIGNATURE, RawTable
+from .read import NPY_SIGNATURE, RawTable, check_declared_size
 
 #: channel names by channel count, following the PEMS0X convention
 PEMS_CHANNELS = {1: ["flow"], 3: ["flow", "occupancy", "speed"]}
@@ -35,6 +35,27 @@ def _check_members(names: list[str], path) -> None:
         f"Unzip it and read the series file inside")
 
 
+def _check_header(fh, what: str, path, *, available: int, compressed_size: int | None = None) -> None:
+    """Read the ``.npy`` header at ``fh`` and refuse a declared shape that the file cannot hold
+    (``available``: bytes after the header's start) or that exceeds the memory budget."""
+    start = fh.tell()
+    try:
+        major, _ = np.lib.format.read_magic(fh)
+        if major == 1:
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    except ValueError:
+        return  # np.load reports a damaged header itself
+    header = fh.tell() - start
+    if dtype.hasobject:
+        return  # refused by allow_pickle=False, with its own message
+    check_declared_size(shape, dtype.itemsize, what, path, stored=available - header,
+                        compressed=False)
+    if compressed_size is not None:
+        check_declared_size(shape, dtype.itemsize, what, path, stored=compressed_size, compressed=True)
+
+
 def parse_npz(path: str | Path, *, key: str | None = None) -> RawTable:
     """Parse ``path`` (``.npz`` with array ``key``, default ``data``, or a ``.npy``).
 
@@ -50,15 +71,25 @@ def parse_npz(path: str | Path, *, key: str | None = None) -> RawTable:
             is_npy = fh.read(len(NPY_SIGNATURE)) == NPY_SIGNATURE
             fh.seek(0)
             if is_npy:
+                _check_header(fh, "the .npy array", path, available=Path(path).stat().st_size)
+                fh.seek(0)
                 data = np.load(fh, allow_pickle=False)
             else:
-                _check_members(zipfile.ZipFile(fh).namelist(), path)
+                zf = zipfile.ZipFile(fh)
+                _check_members(zf.namelist(), path)
+                info = next((i for i in zf.infolist() if i.filename in (name + ".npy", name)), None)
+                if info is not None:
+                    with zf.open(info) as member:
+                        _check_header(member, f"array '{name}'", path, available=info.file_size,
+                                      compressed_size=info.compress_size if info.compress_type else None)
+                    check_declared_size((info.file_size,), 1, f"array '{name}' (uncompressed)", path,
+                                        stored=info.compress_size, compressed=bool(info.compress_type))
                 fh.seek(0)
                 with np.load(fh, allow_pickle=False) as archive:
                     if name not in archive.files:
                         raise DataFormatError(
                             f"{where(path)}: the archive has no array '{name}'; arrays found: "
-                            f"{archive.files}. Pass key= to name the one holding the [T, N, C] readings")
+                            f"{archive.files[:20]}. Pass key= to name the one holding the [T, N, C] readings")
                     data = archive[name]
     except DataFormatError:
         raise

@@ -51,6 +51,62 @@ class RawTable(NamedTuple):
     no_time_reason: str = "the file has no timestamps"
 
 
+# ------------------------------------------------------------- declared sizes
+def memory_budget() -> int:
+    """Bytes one array read from a file may take: ``$STGRAPH_MAX_ARRAY_BYTES``, else half the
+    machine's physical memory (at least 1 GiB)."""
+    import os
+
+    env = os.environ.get("STGRAPH_MAX_ARRAY_BYTES")
+    if env:
+        try:
+            return max(1, int(float(env)))
+        except ValueError:
+            raise ConfigError(f"$STGRAPH_MAX_ARRAY_BYTES = {env!r}: expected a number of bytes") from None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        total = 8 * 2**30
+    return max(2**30, total // 2)
+
+
+def _bytes_text(n: int) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def check_declared_size(shape, itemsize: int, what: str, path, *, stored: int | None = None,
+                        compressed: bool = False) -> int:
+    """Refuse an array whose declared ``shape`` would not fit in :func:`memory_budget`, or that
+    declares more bytes than the file can hold (``stored``: the bytes the file actually has for
+    it; with ``compressed`` a ratio over 1000:1 beyond 64 MB is taken as a decompression bomb).
+    Returns the declared size in bytes."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    nbytes = n * int(itemsize)
+    shown = "(" + ", ".join(str(int(d)) for d in shape) + ")"
+    budget = memory_budget()
+    if nbytes > budget:
+        raise DataFormatError(
+            f"{where(path)}: {what} declares shape {shown} = {_bytes_text(nbytes)}, more than the memory "
+            f"budget of {_bytes_text(budget)}; the file is corrupted or hostile (set $STGRAPH_MAX_ARRAY_BYTES "
+            f"if it is real)")
+    if stored is not None:
+        if not compressed and nbytes > stored:
+            raise DataFormatError(
+                f"{where(path)}: {what} declares shape {shown} = {_bytes_text(nbytes)} but the file holds "
+                f"only {_bytes_text(stored)} of it; the file is truncated or corrupted")
+        if compressed and nbytes > 64e6 and nbytes > 1000 * max(stored, 1):
+            raise DataFormatError(
+                f"{where(path)}: {what} declares shape {shown} = {_bytes_text(nbytes)} from only "
+                f"{_bytes_text(stored)} of compressed bytes (over 1000:1); refusing a likely "
+                f"decompression bomb")
+    return nbytes
+
+
 # --------------------------------------------------------------------- sniffing
 def sniff_format(path: str | Path) -> str:
     """``"hdf5"``, ``"npz"`` or ``"csv"`` from the first bytes of ``path``.

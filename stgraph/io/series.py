@@ -16,6 +16,26 @@ import numpy as np
 from ..errors import SeriesError, where
 
 
+_ID_TYPES = (str, bytes, int, np.integer, np.str_, np.bytes_)
+
+
+def id_strings(ids, field: str = "sensor_ids", source=None, error=SeriesError) -> list[str]:
+    """Sensor ids as strings; an id that is itself a list or an array (a 2-D id column) is an
+    ``error`` naming ``field``, the item and its value (``str`` would turn it into ``"['s0']"``)."""
+    if isinstance(ids, np.ndarray) and ids.ndim != 1:
+        raise error(f"{where(source)}: {field} has shape {ids.shape}; expected a flat list of sensor ids")
+    out = []
+    for i, s in enumerate(ids):
+        if isinstance(s, float) and float(s).is_integer():
+            s = int(s)
+        if not isinstance(s, _ID_TYPES) or isinstance(s, (bool, np.bool_)):
+            shown = repr(s)
+            raise error(f"{where(source)}: {field}[{i}] is a {type(s).__name__} ({shown[:60]}"
+                        f"{'...' if len(shown) > 60 else ''}); expected a sensor id (a string or an integer)")
+        out.append(s.decode("utf-8", "replace") if isinstance(s, (bytes, np.bytes_)) else str(s))
+    return out
+
+
 @dataclass
 class Series:
     """A sensor series.
@@ -41,7 +61,7 @@ class Series:
         if self.values.ndim == 2:
             self.values = self.values[:, :, None]
         self.timestamps = np.asarray(self.timestamps).astype("datetime64[ns]")
-        self.sensor_ids = [str(s) for s in self.sensor_ids]
+        self.sensor_ids = id_strings(self.sensor_ids, "sensor_ids", self.source, SeriesError)
         self.channels = [str(c) for c in self.channels]
         self.validate()
 

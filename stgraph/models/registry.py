@@ -82,11 +82,37 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
             near = difflib.get_close_matches(k, accepted, n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             raise ConfigError(f"model.params.{k}: '{name}' has no such argument{hint}; valid: {accepted}")
+        if k in sig.parameters:
+            _check_param(name, k, v, sig.parameters[k].default)
         kwargs[k] = v
     try:
         return cls(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"model '{name}': {e}") from None
+    except (TypeError, ValueError, ZeroDivisionError, AssertionError, RuntimeError) as e:
+        given = {k: v for k, v in (params or {}).items()}
+        raise ConfigError(f"model '{name}' cannot be built with model.params {given} "
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); check those values") from None
+
+
+def _check_param(model: str, key: str, value, default) -> None:
+    """A model argument must have the type of its default; an integer whose default is >= 1
+    (a width, a depth, a number of heads) must be >= 1."""
+    where = f"model.params.{key} = {value!r}"
+    if default is inspect.Parameter.empty or default is None:
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false ('{model}' defaults to {default})")
+    elif isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer ('{model}' defaults to {default})")
+        if default >= 1 and value < 1:
+            raise ConfigError(f"{where}: expected a positive integer ('{model}' defaults to {default})")
+    elif isinstance(default, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or \
+                value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where}: expected a finite number ('{model}' defaults to {default})")
+        if 0 <= default < 1 and "drop" in key and not 0 <= value < 1:
+            raise ConfigError(f"{where}: expected a probability in [0, 1) ('{model}' defaults to {default})")
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -9,36 +9,22 @@ file a killed writer left behind.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import DataFormatError, MissingFileError, UnsafePickleError
+from .. import files
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically (temp file + fsync + rename)."""
+    """Write ``state`` to ``path`` atomically (:func:`stgraph.files.atomic_path`: temp file + fsync + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with files.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
             torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     _remove_stale_temps(path)
     return path
 
@@ -71,7 +57,38 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise _load_error(path, e) from None
     if not isinstance(state, dict) or "model" not in state:
         raise DataFormatError(f"checkpoint '{path}' holds no 'model' weights; not an stgraph checkpoint")
+    _check_progress(state.get("trainer"), path)
     return state
+
+
+#: the trainer's progress counters a checkpoint stores: name -> (type, smallest value)
+_PROGRESS = {"epoch": (int, 0), "batch": (int, 0), "best_epoch": (int, -1), "bad_epochs": (int, 0),
+             "skipped": (int, 0), "running_count": (int, 0), "best_val": (float, None),
+             "running_loss": (float, None), "finished": (bool, None), "early_stopped": (bool, None)}
+
+
+def _check_progress(progress, path: Path) -> None:
+    """The ``trainer`` entry must hold the counters stgraph writes, with their types."""
+    if progress is None:
+        return
+    if not isinstance(progress, dict):
+        raise DataFormatError(f"checkpoint '{path}': 'trainer' is a {type(progress).__name__}; expected the "
+                              f"training progress (epoch, batch, ...); the checkpoint is damaged or not stgraph's")
+    for key, (tp, lo) in _PROGRESS.items():
+        if key not in progress:
+            continue
+        v = progress[key]
+        if tp is bool:
+            ok = isinstance(v, bool)
+        elif tp is int:
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= lo
+        else:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not ok:
+            want = {bool: "true or false", int: f"an integer >= {lo}", float: "a number"}[tp]
+            raise DataFormatError(f"checkpoint '{path}': trainer.{key} = {v!r}; expected {want}. The checkpoint "
+                                  f"is damaged or was edited: use the other checkpoint in {path.parent} or train "
+                                  f"again")
 
 
 def _load_error(path: Path, exc: Exception) -> Exception:

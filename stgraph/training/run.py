@@ -11,9 +11,10 @@ Layout of ``RUN_DIR``::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import RunConfig, config_from_dict, load_config
-from ..errors import ConfigError, StgraphError
+from ..config import RunConfig, config_from_dict, load_run_config
+from ..errors import ConfigError, RunDirError
 from ..models.registry import build_model, count_parameters, get_model_class
+from ..files import atomic_write, check_no_links, fingerprint, run_lock, wrap_os_error
 from .checkpoint import load_checkpoint
 from .trainer import Trainer, seed_everything
-
-
-class RunDirError(StgraphError, ValueError):
-    """A run directory is missing, incomplete or holds a different run."""
 
 
 @dataclass
@@ -43,11 +41,9 @@ class Prepared:
 
 
 def graph_fingerprint(graph) -> str:
-    h = hashlib.sha256()
-    h.update(graph.edge_index.cpu().numpy().tobytes())
-    h.update(graph.edge_weight.cpu().numpy().astype(np.float32).tobytes())
-    h.update(str(int(graph.num_nodes)).encode())
-    return h.hexdigest()[:16]
+    """16 hex digits identifying a PyG graph (edges, weights, node count)."""
+    return fingerprint(graph.edge_index.cpu().numpy(), graph.edge_weight.cpu().numpy().astype(np.float32),
+                       str(int(graph.num_nodes)))
 
 
 def empty_graph(num_nodes: int):
@@ -118,56 +114,163 @@ def _config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, obje
     return out
 
 
-def _check_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
+#: settings a resumed run may change: they decide when it stops, not what it computes
+MAY_CHANGE_ON_RESUME = ("train.epochs", "train.patience")
+#: how to run, not what: a resumed run takes these from the command line without a word
+RUNTIME_SETTINGS = ("train.progress", "train.device", "train.threads")
+#: file locations: a resumed run accepts a new location when the content is the same (fingerprints)
+PATH_SETTINGS = ("data.path", "data.graph", "data.root")
+
+
+def _absolute(cfg: RunConfig) -> RunConfig:
+    """Store file locations as absolute paths, so the run works from any working directory."""
+    for name in ("path", "graph", "root"):
+        v = getattr(cfg.data, name)
+        if v:
+            setattr(cfg.data, name, os.path.abspath(os.path.expanduser(str(v))))
+    return cfg
+
+
+def _check_run_dir(out: Path, cfg: RunConfig, overwrite: bool) -> None:
     saved = out / "config.yaml"
-    if resume:
-        if not (out / "checkpoints" / "last.pt").is_file():
-            raise RunDirError(f"cannot resume: '{out}/checkpoints/last.pt' does not exist; start without --resume")
-        return
     if saved.exists() and not overwrite:
-        old = load_config(saved)
-        diff = _config_diff(old.to_dict(), cfg.to_dict())
-        what = ("a run with the same config" if not diff else
-                "a different run (" + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in diff[:3])
-                + ("; ..." if len(diff) > 3 else "") + ")")
+        try:
+            old = load_run_config(saved).to_dict()
+        except RunDirError:
+            old = None
+        if old is None:
+            what = "a damaged run (its config.yaml cannot be read)"
+        else:
+            diff = _config_diff(old, _absolute(config_from_dict(cfg.to_dict())).to_dict())
+            what = ("a run with the same config" if not diff else
+                    "a different run (" + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in diff[:3])
+                    + ("; ..." if len(diff) > 3 else "") + ")")
         raise RunDirError(f"run directory '{out}' already holds {what}; pass --resume to continue it, "
                           f"--overwrite to replace it, or choose another --out")
-    if overwrite and out.exists():
-        for name in ("metrics.csv", "evaluation.json", "run.json", "config.yaml"):
-            (out / name).unlink(missing_ok=True)
-        for p in (out / "checkpoints").glob("*.pt"):
-            p.unlink()
 
 
-def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overwrite: bool = False) -> Trainer:
-    """Train ``cfg`` into run directory ``out``; returns the finished :class:`Trainer`."""
+def _given(diff_key: str, given) -> bool:
+    return given is None or any(diff_key == g or diff_key.startswith(g + ".") or g.startswith(diff_key + ".")
+                                for g in given)
+
+
+def _resume_config(out: Path, cfg: RunConfig, given, log) -> RunConfig:
+    """The run's saved config, with the settings a resume may change taken from ``cfg``.
+
+    ``given``: dotted keys the user set (``None``: every field of ``cfg`` counts). A given setting
+    that differs from the run and may not change is an error listing each difference."""
+    if not (out / "checkpoints" / "last.pt").is_file():
+        raise RunDirError(f"cannot resume: '{out}/checkpoints/last.pt' does not exist; start without --resume")
+    saved = load_run_config(out / "config.yaml")
+    new = _absolute(config_from_dict(cfg.to_dict()))
+    diffs = [d for d in _config_diff(saved.to_dict(), new.to_dict()) if _given(d[0], given)]
+    refused = [d for d in diffs if d[0] not in MAY_CHANGE_ON_RESUME + RUNTIME_SETTINGS + PATH_SETTINGS]
+    if refused:
+        what = "; ".join(f"{k}: {a!r} in the run, {b!r} given" for k, a, b in refused[:6])
+        raise RunDirError(
+            f"cannot resume '{out}' with other settings ({what}{'; ...' if len(refused) > 6 else ''}); only "
+            f"{' and '.join(MAY_CHANGE_ON_RESUME)} may change on --resume. Drop those options to continue the run "
+            f"as it was, or start a new run (another --out, or --overwrite)")
+    for key, old, value in diffs:
+        section, name = key.split(".", 1)
+        setattr(getattr(saved, section), name, value)
+        if key in MAY_CHANGE_ON_RESUME:
+            log(f"resume: {key} = {value!r} (the run had {old!r})")
+        elif key in PATH_SETTINGS:
+            log(f"resume: {key} = '{value}' (the run had '{old}'); accepted only if its content is the same")
+    return saved.validate()
+
+
+def _fingerprint_diff(old: dict, new: dict, cfg: RunConfig) -> str:
+    parts = []
+    if old.get("data") != new.get("data"):
+        parts.append(f"the data ({cfg.data.path or cfg.data.dataset}: fingerprint {new.get('data')}, the run's "
+                     f"{old.get('data')})")
+    if old.get("graph") != new.get("graph"):
+        parts.append(f"the graph ({cfg.data.graph or cfg.data.dataset or 'none'}: fingerprint {new.get('graph')}, "
+                     f"the run's {old.get('graph')})")
+    return " and ".join(parts)
+
+
+def _start_run_dir(out: Path, cfg: RunConfig, info: dict) -> None:
+    """Write config.yaml and run.json into a new folder beside ``out`` and rename it into place;
+    an old run there is swapped out and deleted only then (never through a link)."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out '{out}' is a file; expected a run directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.yaml").exists():
+        # a folder stgraph did not make a run of (or a start that was killed early): use it as it is
+        cfg.to_yaml(out / "config.yaml")
+        atomic_write(out / "run.json", json.dumps(info, indent=1))
+        return
+    tag = f"{os.getpid()}-{int(time.time() * 1000)}"
+    stage = out.parent / f".{out.name}.new-{tag}"
+    stage.mkdir()
+    try:
+        cfg.to_yaml(stage / "config.yaml")
+        atomic_write(stage / "run.json", json.dumps(info, indent=1))
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{tag}"
+            os.rename(out, old)
+            os.rename(stage, out)
+            shutil.rmtree(old)  # never follows links (and the run held none: check_no_links)
+        else:
+            os.rename(stage, out)
+    except OSError as e:
+        raise wrap_os_error(e, out, "create the run directory") from None
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overwrite: bool = False,
+          given=None, log=print) -> Trainer:
+    """Train ``cfg`` into run directory ``out``; returns the finished :class:`Trainer`.
+
+    Everything is checked (config, files, model) before the run directory changes: a failed start
+    leaves it as it was. ``overwrite`` replaces an old run by renaming a new folder into place.
+    ``resume`` continues the run in ``out``; ``given`` names the settings the caller set (``None``:
+    all of ``cfg``): those that differ from the run must be ones a resume may change
+    (:data:`MAY_CHANGE_ON_RESUME`), and the data and graph must have the run's fingerprints.
+    The run directory is locked (:func:`stgraph.files.run_lock`) while this runs.
+    """
     cfg.validate()
-    get_model_class(cfg.model.name)  # an unknown model fails before any file is read
-    out = Path(out) if out is not None else None
-    if out is not None:
-        _check_run_dir(out, cfg, resume, overwrite)
+    if out is None:
+        return _train(cfg, None, resume=False, fresh=False, log=log)
+    out = Path(out)
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pass one")
+    with run_lock(out):
+        check_no_links(out)
         if resume:
-            saved = load_config(out / "config.yaml")
-            saved.train.epochs = cfg.train.epochs  # allow extending a run
-            cfg = saved
+            cfg = _resume_config(out, cfg, given, log)
+        else:
+            _check_run_dir(out, cfg, overwrite)
+        return _train(_absolute(cfg), out, resume=resume, fresh=not resume, log=log)
+
+
+def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) -> Trainer:
+    get_model_class(cfg.model.name)  # an unknown model fails before any file is read
     seed_everything(cfg.train.seed)
     prep = prepare(cfg)
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
     fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         if resume:
             ck = load_checkpoint(out / "checkpoints" / "last.pt")
             if ck.get("fingerprint") and ck["fingerprint"] != fingerprint:
-                raise RunDirError(f"cannot resume '{out}': the data or graph changed since the run started "
-                                  f"(fingerprint {ck['fingerprint']} != {fingerprint})")
-        cfg.to_yaml(out / "config.yaml")
+                raise RunDirError(f"cannot resume '{out}': {_fingerprint_diff(ck['fingerprint'], fingerprint, cfg)} "
+                                  f"differ from what the run started with; pass the original files, or start a new "
+                                  f"run (another --out, or --overwrite)")
         info = {"model": cfg.model.name, "parameters": count_parameters(model),
                 "sensor_ids": list(prep.series.sensor_ids), "channels": list(prep.series.channels),
                 "target_channels": list(prep.data.target_channels), "fingerprint": fingerprint,
-                "source": str(prep.series.source)}
-        (out / "run.json").write_text(json.dumps(info, indent=1))
+                "source": os.path.abspath(str(prep.series.source))}
+        if fresh:
+            _start_run_dir(out, cfg, info)
+        else:
+            cfg.to_yaml(out / "config.yaml")
+            atomic_write(out / "run.json", json.dumps(info, indent=1))
     trainer = Trainer(model, prep.data, prep.graph, cfg.train, out,
                       extra_state={"config": cfg.to_dict(), "fingerprint": fingerprint})
     trainer.prepared = prep
@@ -180,7 +283,7 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
                    "train_windows": int(prep.data.split_starts("train").numel()),
                    "train_seconds": round(time.perf_counter() - t0, 3), "resumed": bool(resume),
                    "device": str(trainer.device), **peak_memory(trainer.device)}
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        atomic_write(out / "train_summary.json", json.dumps(summary, indent=1))
     return trainer
 
 
@@ -193,40 +296,92 @@ def peak_memory(device) -> dict:
     return out
 
 
+#: config fields a checkpoint may hold a different value of than config.yaml (a resume changed them,
+#: or they only say how to run)
+_MAY_DIFFER = MAY_CHANGE_ON_RESUME + RUNTIME_SETTINGS
+
+
+def _check_config_matches(cfg: RunConfig, ckpt: dict, cfg_path: Path, ckpt_path: Path) -> None:
+    """config.yaml must agree with the config the checkpoint was trained with."""
+    stored = ckpt.get("config")
+    if not isinstance(stored, dict):
+        return
+    try:
+        stored_cfg = config_from_dict(stored).to_dict()
+    except ConfigError as e:
+        raise RunDirError(f"checkpoint '{ckpt_path}' holds an unreadable config ({e}); it is damaged") from None
+    diff = [d for d in _config_diff(stored_cfg, cfg.to_dict()) if d[0] not in _MAY_DIFFER]
+    if diff:
+        what = "; ".join(f"{k}: {b!r} in config.yaml, {a!r} in the checkpoint" for k, a, b in diff[:4])
+        raise RunDirError(f"run file '{cfg_path}' disagrees with the checkpoint '{ckpt_path}' ({what}"
+                          f"{'; ...' if len(diff) > 4 else ''}); the run directory was edited or mixed up. "
+                          f"Restore config.yaml or train again")
+
+
+def _model_class_for(cfg: RunConfig, model: str | None, run_dir: Path):
+    """The model class of a run: a registry name from the run, or an import path from the caller only."""
+    from ..models.registry import available_models
+
+    name = cfg.model.name
+    if name.lower() in available_models():
+        if model is not None and model.lower() != name.lower():
+            raise ConfigError(f"--model {model}: the run in '{run_dir}' was trained with model '{name}'")
+        return get_model_class(name)
+    if model is None:
+        raise RunDirError(f"the run in '{run_dir}' uses the user model '{name}', which is imported by path; stgraph "
+                          f"never imports a module named in a run file. Pass --model {name} to import it")
+    if model != name:
+        raise ConfigError(f"--model {model}: the run in '{run_dir}' was trained with model '{name}'; pass that")
+    return get_model_class(model)
+
+
 def load_run(run_dir: str | Path, *, data_path: str | None = None, checkpoint: str = "best.pt",
-             device: str | None = None) -> Trainer:
+             device: str | None = None, model: str | None = None) -> Trainer:
     """Rebuild the trainer of a finished run (data re-read from the config, weights from ``checkpoint``).
 
     With ``data_path`` the series comes from another file with the same sensors
-    (for ``predict``); the scaler stays the one fitted at training time.
+    (for ``predict``); the scaler stays the one fitted at training time. ``model`` is the
+    import path of a user model (``pkg.mod:Class``): the run's own files never choose a module
+    to import. config.yaml must agree with the checkpoint, and the data (unless ``data_path``)
+    and graph must have the fingerprints the run was trained on.
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"'{run_dir}' is not a run directory (no config.yaml); train first with "
                           f"stgraph train ... --out {run_dir}")
-    cfg = load_config(run_dir / "config.yaml")
-    if device:
-        cfg.train.device = device
+    check_no_links(run_dir)
+    cfg = load_run_config(run_dir / "config.yaml")
     ckpt_path = run_dir / "checkpoints" / checkpoint
     if not ckpt_path.is_file():
         ckpt_path = run_dir / "checkpoints" / "last.pt"
     ckpt = load_checkpoint(ckpt_path)
+    _check_config_matches(cfg, ckpt, run_dir / "config.yaml", ckpt_path)
+    _model_class_for(cfg, model, run_dir)
+    if device:
+        cfg.train.device = device
     prep = prepare(cfg, data_path)
-    if data_path is None and ckpt.get("fingerprint", {}).get("data") not in (None, prep.data.fingerprint()):
+    stored = ckpt.get("fingerprint") or {}
+    if data_path is None and stored.get("data") not in (None, prep.data.fingerprint()):
         raise RunDirError(f"the data file {cfg.data.path or cfg.data.dataset} changed since '{run_dir}' was trained "
-                          f"(fingerprint differs); retrain, or pass the original file")
+                          f"(fingerprint {prep.data.fingerprint()}, the run's {stored.get('data')}); retrain, or "
+                          f"pass the original file")
+    if stored.get("graph") not in (None, graph_fingerprint(prep.graph)):
+        raise RunDirError(f"the graph {cfg.data.graph or cfg.data.dataset or '(none)'} changed since '{run_dir}' was "
+                          f"trained (fingerprint {graph_fingerprint(prep.graph)}, the run's {stored.get('graph')}); "
+                          f"its metrics would not belong to the run. Restore the original graph file, or retrain")
     if ckpt.get("scaler"):
         prep.data.set_scaler_state(ckpt["scaler"])
-    model = make_model(cfg, prep.data)
-    model.load_state_dict(ckpt["model"])
-    trainer = Trainer(model, prep.data, prep.graph, cfg.train, None)
+    net = make_model(cfg, prep.data)
+    net.load_state_dict(ckpt["model"])
+    trainer = Trainer(net, prep.data, prep.graph, cfg.train, None)
     trainer.prepared = prep
     trainer.run_config = cfg
+    trainer.run_dir_path = run_dir
     return trainer
 
 
 def config_from_run(run_dir: str | Path) -> RunConfig:
-    return load_config(Path(run_dir) / "config.yaml")
+    return load_run_config(Path(run_dir) / "config.yaml")
 
 
 __all__ = ["Prepared", "prepare", "train", "load_run", "make_model", "model_sizes", "RunDirError",

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import StgraphError
+from ..errors import RunDirError, StgraphError
+from ..files import atomic_open
 from ..metrics import MetricAccumulator
 from .checkpoint import load_checkpoint, save_checkpoint
 
@@ -193,28 +194,37 @@ class Trainer:
     def _epoch_generator(self, epoch: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
 
+    def _metric_rows(self) -> list[dict]:
+        path = None if self.run_dir is None else self.run_dir / "metrics.csv"
+        if path is None or not path.exists():
+            return []
+        try:
+            with path.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+            for r in rows:
+                int(r["epoch"])
+        except (UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError):
+            raise RunDirError(f"run file '{path}' is truncated or damaged (not the metrics table stgraph writes); "
+                              f"delete it or train again (--overwrite)") from None
+        return rows
+
+    def _write_metrics(self, rows: list[dict]) -> None:
+        with atomic_open(self.run_dir / "metrics.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
     def _append_metrics(self, row: dict) -> None:
+        """Add one epoch's row; the whole table is rewritten atomically (never half a line)."""
         if self.run_dir is None:
             return
-        path = self.run_dir / "metrics.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS)
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        self._write_metrics(self._metric_rows() + [row])
 
     def _trim_metrics(self, epochs_done: int) -> None:
         """Drop rows of epochs that a resumed run will redo."""
-        path = None if self.run_dir is None else self.run_dir / "metrics.csv"
-        if path is None or not path.exists():
+        if self.run_dir is None or not (self.run_dir / "metrics.csv").exists():
             return
-        with path.open(newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= epochs_done]
-        with path.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        self._write_metrics([r for r in self._metric_rows() if int(r["epoch"]) <= epochs_done])
 
     # --------------------------------------------------------------------------- training
     def fit(self, resume: bool = False) -> dict:
