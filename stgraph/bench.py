@@ -31,7 +31,7 @@ from pathlib import Path
 from .errors import ConfigError, StgraphError
 from .files import atomic_open, atomic_path, atomic_write, file_fingerprint, read_json
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+from .config import shipped_config
 PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "published.yaml"
 DETERMINISTIC = ("last", "ha", "var")  # fitted in closed form: one seed says it all
 METRICS = ("mae", "rmse", "mape")
@@ -70,8 +70,7 @@ class BenchSpec:
 
 def model_config(name: str) -> Path | None:
     """The shipped paper configuration of a model, if any."""
-    p = CONFIG_DIR / f"{name.lower()}.yaml"
-    return p if p.is_file() else None
+    return shipped_config(name)
 
 
 def _train_command(spec: BenchSpec, model: str, seed: int, run_dir: Path, resume: bool) -> list[str]:

@@ -98,6 +98,7 @@ class TrainConfig:
     skip_nonfinite: bool = False        #: skip a batch with a non-finite loss instead of stopping
     max_skips: int = 10                 #: with skip_nonfinite: stop after this many skipped batches
     progress: bool = True               #: tqdm progress bar
+    memory_check: bool = True           #: stop before training when the estimated peak memory does not fit
 
     def validate(self) -> None:
         _positive_int(self, "epochs", "train")
@@ -240,6 +241,8 @@ def _apply(obj, mapping: dict, where: str) -> None:
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _apply(current, value or {}, f"{where}.{key}" if where else key)
+        elif key == "params" and isinstance(current, dict) and isinstance(value, dict):
+            setattr(obj, key, {**current, **value})  # a later file adds to the model's defaults
         else:
             setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}" if where else key))
 
@@ -320,6 +323,18 @@ def load_yaml(source: str | Path | bytes, *, what: str = "YAML file", error=Conf
         raise error(f"{name} nests mappings/lists too deeply to read") from None
     except yaml.YAMLError as e:
         raise error(f"{name} is not valid YAML {_yaml_error_text(e)}") from None
+
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def shipped_config(name: str) -> Path | None:
+    """The shipped configuration ``stgraph/configs/<name>.yaml`` (a model's defaults, or a named
+    set-up such as ``stgt-large``), if there is one."""
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        return None
+    p = CONFIG_DIR / f"{name.lower()}.yaml"
+    return p if p.is_file() else None
 
 
 def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:

@@ -137,7 +137,7 @@ def given_settings(args) -> set[str]:
 
     given = set()
     if args.config:
-        given |= _dotted(load_yaml(Path(args.config), what="config file"))
+        given |= _dotted(load_yaml(config_path(args.config), what="config file"))
     for flag, key in (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
                       ("model", "model.name"), ("probabilistic", "model.probabilistic"), ("epochs", "train.epochs"),
                       ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
@@ -151,11 +151,31 @@ def given_settings(args) -> set[str]:
     return given
 
 
-def build_config(args):
-    """Defaults <- --config YAML <- named flags <- --set overrides."""
-    from ..config import RunConfig, apply_override, load_config
+def config_path(spec: str) -> Path:
+    """``--config`` value -> file: a path, or the name of a shipped config (``stgt``, ``stgt-large``,
+    ``dcrnn``, ...: ``stgraph/configs/<name>.yaml``)."""
+    from ..config import shipped_config
 
-    cfg = load_config(args.config) if args.config else RunConfig()
+    p = Path(spec)
+    if p.is_file():
+        return p
+    shipped = shipped_config(spec)
+    if shipped is not None and "/" not in spec and not spec.endswith((".yaml", ".yml")):
+        return shipped
+    return p  # load_config names the missing file
+
+
+def build_config(args):
+    """The model's shipped defaults (``stgraph/configs/<model>.yaml``) <- --config YAML <- named
+    flags <- --set overrides. One source of defaults for ``train`` and ``bench``."""
+    from ..config import RunConfig, apply_override, load_config, shipped_config
+
+    user = load_config(config_path(args.config)) if args.config else None
+    name = args.model or (user.model.name if user is not None else RunConfig().model.name)
+    shipped = shipped_config(name)
+    cfg = load_config(shipped) if shipped is not None else RunConfig()
+    if user is not None:
+        cfg = load_config(config_path(args.config), cfg)
     if args.data:
         cfg.data.path = args.data
     if args.graph:

@@ -27,7 +27,8 @@ from ..errors import ConfigError, RunDirError
 from ..models.registry import build_model, count_parameters, get_model_class
 from ..files import atomic_write, check_no_links, fingerprint, run_lock, wrap_os_error
 from .checkpoint import load_checkpoint
-from .trainer import Trainer, seed_everything
+from .memory import check_training_memory
+from .trainer import Trainer, resolve_device, seed_everything
 
 
 @dataclass
@@ -254,6 +255,8 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     prep = prepare(cfg)
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
+    check_training_memory(model, batch_size=cfg.train.batch_size, num_edges=int(prep.graph.edge_index.size(1)),
+                          device=resolve_device(cfg.train.device), log=log, enabled=cfg.train.memory_check)
     fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
     if out is not None:
         if resume:
