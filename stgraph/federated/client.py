@@ -131,6 +131,8 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
 
     out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
+    for stale in [*(out / "checkpoints").glob("*.pt"), *(out / "updates").glob("*.npz"), out / STATE]:
+        stale.unlink(missing_ok=True)  # a new federation starts from scratch
     ids = list(own) + list(border)
     sub = series.select_sensors(ids)
     values = sub.values.copy()

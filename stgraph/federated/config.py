@@ -7,6 +7,7 @@ client trains with; its ``train.epochs`` is replaced by ``local_epochs``).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -65,7 +66,9 @@ def save_federated(path: str | Path, fed: FederatedConfig, run: RunConfig) -> Pa
     """Write ``federated.yaml`` (sections ``federated`` and ``run``)."""
     path = Path(path)
     text = yaml.safe_dump({"federated": dataclasses.asdict(fed), "run": run.to_dict()}, sort_keys=False)
-    path.write_text(text)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
     return path
 
 

@@ -18,6 +18,7 @@ least one sensor.
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -153,6 +154,8 @@ def _bisect(g: nx.Graph, nodes: list[str], k: int, first: int, labels: np.ndarra
     order = _bfs_order(sub, sorted(nodes, key=pos.get))  # breadth-first halves: a connected start for KL
     start = (set(order[:na]), set(order[na:]))
     a, b = nx.algorithms.community.kernighan_lin_bisection(sub, partition=start, seed=seed)
+    if len(a) != na:  # KL swaps pairs, so the sizes hold, but the halves may come back in either order
+        a, b = b, a
     _bisect(g, sorted(a, key=pos.get), ka, first, labels, pos, seed)
     _bisect(g, sorted(b, key=pos.get), k - ka, first + ka, labels, pos, seed)
 
@@ -180,7 +183,7 @@ def cut_edges(graph: nx.DiGraph, sensor_ids: Sequence[str], labels: np.ndarray) 
 def write_partition(path: str | Path, sensor_ids: Sequence[str], labels: np.ndarray) -> Path:
     """Write CSV ``sensor_id,client`` (one row per sensor, series order)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["sensor_id", "client"])

@@ -65,6 +65,25 @@ def _coordinates(fed: FederatedConfig, ids, graph) -> np.ndarray | None:
     return np.array([[lat[pos[s]], lon[pos[s]]] for s in ids])
 
 
+def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
+    """Refuse to mix two federations in ``out``; with ``overwrite`` clear the old one's folders."""
+    import shutil
+
+    from ..training.run import RunDirError
+
+    out = Path(out)
+    if (out / "federated.yaml").exists():
+        if not overwrite:
+            raise RunDirError(f"'{out}' already holds a federated run (federated.yaml); pass --overwrite to "
+                              f"replace it, or choose another --out")
+        for d in [*out.glob("client_*"), out / "server", out / "global"]:
+            if d.is_dir():
+                shutil.rmtree(d)
+        for f in ("federated.yaml", "partition.csv", "summary.json"):
+            (out / f).unlink(missing_ok=True)
+    return out
+
+
 def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: list[int] | None = None) -> dict:
     """Partition the data and write the client folders (``clients``: only these, default all).
 
@@ -181,7 +200,7 @@ def summarise(out: Path, fed: FederatedConfig, info: dict, seconds: float, engin
     return summary
 
 
-def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = "best.pt") -> Path:
+def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = "last.pt") -> Path:
     """Write ``OUT/global``: one ordinary run over every sensor.
 
     Shared weights are the server's last global ones (every client holds them after
