@@ -44,6 +44,7 @@ class RoundLog:
         self._down = 0
         self._t0 = time.perf_counter()
         self.history: list[dict] = []
+        self.rows: list[dict] = []
 
     def configure_fit(self, server_round, parameters, client_manager):
         self._t0 = time.perf_counter()
@@ -76,6 +77,8 @@ class RoundLog:
 
     def aggregate_evaluate(self, server_round, results, failures):
         agg = super().aggregate_evaluate(server_round, results, failures)
+        if not results:
+            return agg
         seconds = round(time.perf_counter() - self._t0, 3)
         rows = []
         total_n = sum(r.num_examples for _, r in results)
@@ -90,7 +93,8 @@ class RoundLog:
         rows.append({"round": server_round, "client": "global", "val_mae": round(float(glob), 6),
                      "train_loss": None, "train_windows": sum(f["train_windows"] for f in self._fit.values()),
                      "uplink_bytes": up, "downlink_bytes": self._down, "seconds": seconds})
-        _append_rows(self.out / "rounds.csv", rows)
+        self.rows += rows
+        _write_rows(self.out / "rounds.csv", self.rows)
         self.history.append(rows[-1])
         if self.verbose:
             per = "  ".join(f"client {r['client']} {r['val_mae']:.4f}" for r in rows[:-1])
@@ -109,13 +113,13 @@ def _save_npz(path: Path, arrays: dict) -> None:
     tmp.replace(path)
 
 
-def _append_rows(path: Path, rows: list[dict]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=ROUND_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    """Rewrite the whole log (small) through a temporary file, so a crash never leaves half a row."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=ROUND_FIELDS).writeheader()
+        csv.DictWriter(fh, fieldnames=ROUND_FIELDS).writerows(rows)
+    tmp.replace(path)
 
 
 def make_strategy(fed: FederatedConfig, out: str | Path, *, record: bool = False, verbose: bool = True):
