@@ -14,6 +14,9 @@ def dispatch(args) -> int:
         return {"info": data_info, "synth": data_synth, "download": data_download, "list": data_list}[args.action](args)
     if args.command == "graph":
         return {"build": graph_build, "info": graph_info}[args.action](args)
+    if args.command == "federated":
+        from .federated import run as federated_run
+        return federated_run(args)
     if args.command == "bench":
         from .bench import run as bench_run
         return bench_run(args)

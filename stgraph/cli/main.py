@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs(sub)
     from .bench import add_parser as add_bench
     add_bench(sub)
+    from .federated import add_parser as add_federated
+    add_federated(sub)
     return p
 
 

@@ -1,0 +1,90 @@
+"""The federation's settings, beside the ordinary :class:`~stgraph.config.RunConfig` of each client.
+
+A federated run directory holds ``federated.yaml`` with two sections: ``federated``
+(this :class:`FederatedConfig`) and ``run`` (the :class:`~stgraph.config.RunConfig` every
+client trains with; its ``train.epochs`` is replaced by ``local_epochs``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from ..config import RunConfig, _apply, _choice, _positive_int, config_from_dict
+from ..errors import ConfigError, MissingFileError
+
+
+@dataclass
+class FederatedConfig:
+    """How sensors are split among clients and how the server aggregates."""
+
+    clients: int = 3                    #: K clients (road agencies)
+    partition: str = "by-region"        #: 'by-region', 'metis', 'random' or a CSV file sensor_id,client
+    partition_seed: int = 0             #: makes the partition reproducible
+    locations: Optional[str] = None     #: CSV sensor_id,latitude,longitude for by-region (default: beside the graph)
+    border_hops: int = 0                #: foreign sensors within this many road hops join a client's graph, without data
+    rounds: int = 10                    #: server rounds
+    local_epochs: int = 1               #: epochs each client trains per round
+    strategy: str = "fedavg"            #: 'fedavg' or 'fedprox'
+    proximal_mu: float = 0.01           #: FedProx's proximal weight (strategy fedprox)
+    personal: list = field(default_factory=list)  #: regexes of more parameter names kept local
+    dp_noise: float = 0.0               #: Gaussian noise multiplier of Flower's server-side DP (0 = off)
+    dp_clip: float = 1.0                #: clipping norm of the client updates when dp_noise > 0
+    address: str = "127.0.0.1:8080"     #: gRPC address of `stgraph federated server`
+    round_timeout: float = 600.0        #: seconds the server waits for the clients in a round
+
+    def validate(self) -> "FederatedConfig":
+        for name in ("clients", "rounds", "local_epochs"):
+            _positive_int(self, name, "federated")
+        _choice(self, "strategy", ("fedavg", "fedprox"), "federated")
+        if self.partition not in ("by-region", "metis", "random") and not str(self.partition).endswith(".csv"):
+            raise ConfigError(f"federated.partition = {self.partition!r}: expected 'by-region', 'metis', 'random' "
+                              f"or a partition file ending in .csv (columns sensor_id,client)")
+        if int(self.border_hops) < 0:
+            raise ConfigError(f"federated.border_hops = {self.border_hops}: expected an integer >= 0")
+        for name in ("proximal_mu", "dp_noise"):
+            if not float(getattr(self, name)) >= 0:
+                raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a number >= 0")
+        for name in ("dp_clip", "round_timeout"):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a number > 0")
+        if ":" not in str(self.address):
+            raise ConfigError(f"federated.address = {self.address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        return self
+
+
+def apply_federated_override(fed: FederatedConfig, key: str, value) -> None:
+    """Set ``federated.<key>`` (checked like a config file field)."""
+    _apply(fed, {key: value}, "federated")
+
+
+def save_federated(path: str | Path, fed: FederatedConfig, run: RunConfig) -> Path:
+    """Write ``federated.yaml`` (sections ``federated`` and ``run``)."""
+    path = Path(path)
+    text = yaml.safe_dump({"federated": dataclasses.asdict(fed), "run": run.to_dict()}, sort_keys=False)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def load_federated(path: str | Path) -> tuple[FederatedConfig, RunConfig]:
+    """Read ``federated.yaml`` back into ``(FederatedConfig, RunConfig)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"'{path}' not found; expected the federated.yaml of a federated run")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict) or set(doc) - {"federated", "run"}:
+        raise ConfigError(f"'{path}': sections {sorted(doc) if isinstance(doc, dict) else type(doc).__name__}; "
+                          f"expected 'federated' and 'run'")
+    fed = FederatedConfig()
+    try:
+        _apply(fed, doc.get("federated") or {}, "federated")
+        run = config_from_dict(doc.get("run") or {})
+    except ConfigError as e:
+        raise ConfigError(f"'{path}': {e}") from None
+    return fed.validate(), run
