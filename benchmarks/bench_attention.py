@@ -21,7 +21,8 @@ is not run: it shows the estimate, marked ``est.``. Also measured: the chunk bud
 path (``--chunk-sweep``), the CPU inference paths incl. FlexAttention, and the headline step at
 8,600 sensors, batch 8, width 64.
 
-Usage: ``python benchmarks/bench_attention.py [--rounds 2 --steps 2 --max-gb 16]``
+Usage: ``python benchmarks/bench_attention.py [--rounds 2 --steps 2 --max-gb 14] [--dry-run]``
+(8,600-sensor rows: one round of one step; 2,000: one step a round).
 -> ``benchmarks/results/attention_scaling.md``, ``attention_scaling.json``, ``attention_scaling.png``.
 """
 from __future__ import annotations
@@ -71,8 +72,8 @@ def worker(spec: dict) -> dict:
     import torch
 
     from stgraph.models.stgt import STGT
-    from stgraph.runtime import tune_malloc
-    tune_malloc()
+    from stgraph.runtime import lean_malloc, tune_malloc
+    lean_malloc() if spec.get("lean") else tune_malloc()
     torch.manual_seed(0)
     N, B = spec["nodes"], spec["batch"]
     ei, ew = build(N)
@@ -119,7 +120,8 @@ def estimate_gb(spec: dict) -> float:
     ei, _ = build(spec["nodes"])
     m = STGT(spec["nodes"], 2, 1, 12, 12, hidden=spec["hidden"], spatial_backend=spec["path"],
              recompute=spec.get("recompute", False), **spec.get("params", {}))
-    return (0.45 * 2**30 + m.estimate_train_memory(spec["batch"], int(ei.size(1)))) / 2**30
+    return (0.45 * 2**30 + m.estimate_train_memory(spec["batch"], int(ei.size(1)),
+                                                   lean=spec.get("lean", False))) / 2**30
 
 
 # ---------------------------------------------------------------------------------- the driver
@@ -167,11 +169,12 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", type=int, default=2, help="timed steps per process (after one warm-up)")
     p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--max-gb", type=float, default=16.0, help="rows estimated above this are not run")
+    p.add_argument("--max-gb", type=float, default=14.0, help="rows estimated above this are not run")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per process")
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
     p.add_argument("--batches", default=",".join(map(str, BATCHES)))
     p.add_argument("--skip-extras", action="store_true", help="only the scaling table")
+    p.add_argument("--dry-run", action="store_true", help="print the rows and their estimates, run nothing")
     p.add_argument("--out", default=str(OUT / "attention_scaling"))
     args = p.parse_args()
     if args.worker:
@@ -186,11 +189,15 @@ def main() -> int:
     for N in sizes:
         for B in batches:
             for path in PATHS:
-                spec = {"nodes": N, "batch": B, "path": path, "hidden": args.hidden, "steps": args.steps,
-                        "label": f"N={N} B={B} {path}"}
+                spec = {"nodes": N, "batch": B, "path": path, "hidden": args.hidden,
+                        "steps": args.steps if N <= 1000 else 1, "label": f"N={N} B={B} {path}"}
                 est = estimate_gb(spec)
-                if path == "sparse" and est > args.max_gb:
-                    spec = {**spec, "recompute": True, "label": spec["label"] + "+rc"}
+                # the new path falls back as `stgraph train` does: lean allocator, then recompute
+                for extra in ({"lean": True}, {"lean": True, "recompute": True}):
+                    if path != "sparse" or est <= args.max_gb:
+                        break
+                    spec = {**spec, **extra, "label": f"N={N} B={B} sparse+" + "+".join(
+                        {"lean": "lean", "recompute": "rc"}[k] for k in extra)}
                     est = estimate_gb(spec)
                 rows.append((spec, est))
                 if est <= args.max_gb:
@@ -199,23 +206,30 @@ def main() -> int:
     if not args.skip_extras:
         # the headline: 8,600 sensors, batch 8, width 64 (recompute on: see the table for why)
         extras.append({"nodes": 8600, "batch": 8, "path": "sparse", "hidden": 64, "steps": 1,
-                       "recompute": True, "label": "N=8600 B=8 D=64 sparse+rc"})
+                       "recompute": True, "lean": True, "label": "N=8600 B=8 D=64 sparse+lean+rc"})
         # chunk budget of the sparse path
         for mb in (4, 16, 64):
             extras.append({"nodes": 207, "batch": 32, "path": "sparse", "hidden": args.hidden,
                            "steps": args.steps, "label": f"chunk {mb} MiB", "chunk_mb": mb})
         # CPU inference: sparse vs dense vs flex (unfused on CPU)
-        for N in (207, 1000):
+        for N, B in ((207, 32), (1000, 8)):
             for path in ("sparse", "dense", "flex"):
-                extras.append({"nodes": N, "batch": 32, "path": path, "hidden": args.hidden,
-                               "steps": args.steps, "inference": True, "label": f"infer N={N} {path}"})
+                extras.append({"nodes": N, "batch": B, "path": path, "hidden": args.hidden,
+                               "steps": args.steps, "inference": True, "label": f"infer N={N} B={B} {path}"})
         # small graphs, training: where dense beats sparse on CPU
         for N in (30, 60, 120):
             for path in ("sparse", "dense"):
                 extras.append({"nodes": N, "batch": 32, "path": path, "hidden": args.hidden,
                                "steps": args.steps, "label": f"small N={N} {path}"})
     log(f"{len(specs)} scaling runs x {args.rounds} rounds, {len(extras)} extra runs")
-    results = interleave(specs, args.rounds, args.timeout, log)
+    if args.dry_run:
+        for spec, est in rows:
+            log(f"  {spec['label']}: estimated {est:.1f} GB{'' if spec in specs else ' (not run)'}")
+        for e in extras:
+            log(f"  extra {e['label']}: estimated {estimate_gb(e):.1f} GB")
+        return 0
+    results = interleave([s for s in specs if s["nodes"] < 8600], args.rounds, args.timeout, log)
+    results.update(interleave([s for s in specs if s["nodes"] >= 8600], 1, args.timeout, log))
     extra_results = {}
     for e in extras:
         extra_results[e["label"]] = summarise(interleave([e], 1 if e["nodes"] >= 8600 else args.rounds,
@@ -251,8 +265,10 @@ def write_markdown(payload: dict, path: Path, argv: str) -> None:
              f"CPU, {payload['threads']} threads, width {payload['hidden']}, 12 steps in / 12 out, 2 encoder + "
              f"1 decoder blocks, 4 heads. Seconds: median of {payload['steps']} timed steps x {payload['rounds']} "
              f"interleaved processes (after a warm-up step). Memory: peak RSS of the process (GB), torch and "
-             f"the graph included. `est.`: not run, estimated above {payload['max_gb']:.0f} GB. `+rc`: "
-             f"activation recompute per block. Total {payload['minutes']} min.", "",
+             f"the graph included. `est.`: not run, estimated above {payload['max_gb']:.0f} GB. `+lean`: the "
+             f"allocator that gives memory back (`stgraph.runtime.lean_malloc`); `+rc`: activation recompute "
+             f"per block (what `stgraph train` switches to when a run fits no other way). Total "
+             f"{payload['minutes']} min.", "",
              "| sensors | edges | batch | path | s / step | peak GB |", "|---|---|---|---|---|---|"]
     for r in payload["table"]:
         sec, mem = fmt_row(r)
@@ -281,7 +297,7 @@ def plot(payload: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"gather": "o--", "dense": "s:", "sparse": "^-", "sparse+rc": "^-"}
+    styles = {"gather": "o--", "dense": "s:", "sparse": "^-"}
     for B in sorted({r["batch"] for r in payload["table"]}):
         for path_name in ("gather", "dense", "sparse"):
             rows = [r for r in payload["table"] if r["batch"] == B and r["path"].split("+")[0] == path_name]

@@ -187,32 +187,44 @@ class STGT(nn.Module):
                                      needs_grad=self.training)
 
     def estimate_train_memory(self, batch_size: int, num_edges: int, device=None,
-                              recompute: Optional[bool] = None) -> int:
-        """Bytes of activation memory a training step takes (allocator retention included), from
-        measurements on CPU (``benchmarks/bench_attention.py``): about ``60 * A`` float32 numbers
-        per block kept for backward, ``A = B * T * N * D`` with ``T`` the longer of input and
-        horizon; about ``50 * A`` in all with ``recompute``; plus what the spatial backend keeps
-        on top (``'gather'``: ``8 * E' * B*T * D`` numbers a layer; ``'dense'``: ``3 * B*T * H *
-        N^2`` a layer on CPU).
+                              recompute: Optional[bool] = None, lean: bool = False) -> int:
+        """Bytes a training step adds to the process at its peak, from measurements on CPU
+        (``benchmarks/results/attention_scaling.md``), in float32 numbers per block and per
+        ``A = B * T * N * D`` (``T`` the longer of input and horizon):
+
+        ========================  ============  ==============
+        allocator                 plain blocks  ``recompute``
+        ========================  ============  ==============
+        retaining (the default)   62            50
+        lean (``lean=True``)      30            17
+        ========================  ============  ==============
+
+        The retaining allocator (:func:`stgraph.runtime.tune_malloc`) keeps freed blocks for
+        speed and its heap fragments; the lean one (:func:`stgraph.runtime.lean_malloc`) gives
+        memory back. On top: ``'gather'`` keeps ``8 * E' * B*T * D`` numbers a layer, ``'dense'``
+        ``3 * B*T * H * N^2`` a layer when training on CPU.
 
         Args:
             batch_size: ``B``; num_edges: ``E`` of the graph (self loops are added here);
-            device: where the step runs; recompute: override ``self.recompute``.
+            device: where the step runs; recompute: override ``self.recompute``;
+            lean: estimate for the lean allocator.
         """
         rc = self.recompute if recompute is None else recompute
         N, D = self.num_nodes, self.hidden
         T = max(self.input_len, self.horizon)
         blocks = len(self.encoder) + len(self.decoder)
         A = batch_size * T * N * D
-        numbers = (50 if rc else 60 * blocks) * A
+        per_block = {(False, False): 62, (False, True): 50, (True, False): 30, (True, True): 17}[(lean, rc)]
+        numbers = per_block * blocks * A
         layer = (*self.encoder, *self.decoder)[0].spatial
         E = num_edges + N
         backend = layer.resolve_backend(N, E, device, needs_grad=True)
         S = batch_size * T
+        kept = 1 if rc else blocks
         if backend == "gather":
-            numbers += (1 if rc else blocks) * 8 * E * S * D
+            numbers += kept * 8 * E * S * D
         elif backend == "dense" and torch.device(device or "cpu").type == "cpu":
-            numbers += (1 if rc else blocks) * 3 * S * self.heads * N * N
+            numbers += kept * 3 * S * self.heads * N * N
         return int(4 * numbers)
 
     def _block(self, blk, h, edge_index, edge_weight):

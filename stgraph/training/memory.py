@@ -41,7 +41,8 @@ def _gb(b: float) -> str:
 
 
 def check_training_memory(model, *, batch_size: int, num_edges: int, device, log=print,
-                          available: int | None = None, enabled: bool = True) -> int | None:
+                          available: int | None = None, enabled: bool = True,
+                          base: int | None = None) -> int | None:
     """Estimate the peak memory of training ``model`` and stop if it cannot fit.
 
     Args:
@@ -49,6 +50,8 @@ def check_training_memory(model, *, batch_size: int, num_edges: int, device, log
         batch_size: training batch size; num_edges: ``E`` of the graph; device: training device.
         available: bytes available (default: :func:`available_bytes`, or free CUDA memory).
         enabled: ``train.memory_check``; False only prints the estimate.
+        base: bytes the process holds besides the step (default: its peak RSS so far on CPU,
+            0 on CUDA).
 
     Returns:
         The estimated peak in bytes (None when the model gives no estimate).
@@ -61,31 +64,43 @@ def check_training_memory(model, *, batch_size: int, num_edges: int, device, log
         return None
     dev = torch.device(device)
     if dev.type == "cuda":
-        base = 0
+        base = 0 if base is None else base
         if available is None:
             free, _ = torch.cuda.mem_get_info(dev)
             available = free
     else:
         # what the process already holds (torch, the series, the graph) stays alive during training
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        base = held if base is None else base
         if available is None:
-            available = available_bytes() + base
-    need = base + estimate(batch_size, num_edges, dev)
+            available = available_bytes() + held
+    est = lambda b, **kw: base + estimate(b, num_edges, dev, **kw)  # noqa: E731
+    lean_ok = dev.type == "cpu"
+    need = est(batch_size)
     budget = HEADROOM * available
     log(f"estimated peak memory {_gb(need)} of {_gb(available)} available "
         f"(batch {batch_size}, {num_edges} edges)")
     if need <= budget or not enabled:
         return need
+    from ..runtime import lean_malloc
+    if lean_ok and est(batch_size, lean=True) <= budget and lean_malloc():
+        need = est(batch_size, lean=True)
+        log(f"memory: using the lean allocator to fit ({_gb(need)}); steps are about 2x slower on CPU. "
+            f"A smaller --batch-size keeps the fast one")
+        return need
+    has_rc = getattr(model, "recompute", None) is False
+    if has_rc and lean_ok and est(batch_size, lean=True, recompute=True) <= budget and lean_malloc():
+        model.recompute = True
+        need = est(batch_size, lean=True, recompute=True)
+        log(f"memory: recomputing each block in backward and using the lean allocator to fit "
+            f"({_gb(need)}); steps are about 3x slower on CPU. A smaller --batch-size is faster")
+        return need
     options = []
     b = batch_size
-    while b > 1 and base + estimate(b, num_edges, dev) > budget:
+    while b > 1 and est(b) > budget:
         b //= 2
-    if base + estimate(b, num_edges, dev) <= budget:
-        options.append(f"--batch-size {b} ({_gb(base + estimate(b, num_edges, dev))})")
-    if getattr(model, "recompute", True) is False:
-        rc = base + estimate(batch_size, num_edges, dev, recompute=True)
-        if rc <= budget:
-            options.append(f"--set model.params.recompute=true ({_gb(rc)}, about a third slower)")
+    if est(b) <= budget:
+        options.append(f"--batch-size {b} ({_gb(est(b))})")
     if hasattr(model, "hidden"):
         options.append("a smaller --set model.params.hidden=...")
     raise ConfigError(

@@ -1,0 +1,82 @@
+"""Before training: the peak-memory estimate, the stop with settings that fit, one source of defaults."""
+import pytest
+import torch
+
+from stgraph.cli.main import build_parser, main
+from stgraph.cli.commands import build_config
+from stgraph.config import load_config, shipped_config
+from stgraph.errors import ConfigError
+from stgraph.models.stgt import STGT
+from stgraph.training.memory import check_training_memory
+
+
+def stgt(**kw):
+    return STGT(50, 2, 1, 12, 12, **kw)
+
+
+def test_estimate_grows_with_batch_width_and_falls_with_recompute():
+    m = stgt(hidden=32)
+    e8, e16 = m.estimate_train_memory(8, 300), m.estimate_train_memory(16, 300)
+    assert e16 == 2 * e8  # activations are linear in the batch
+    assert stgt(hidden=64).estimate_train_memory(8, 300) == 2 * e8  # and in the width
+    # 3 blocks x 62 numbers per A = B*T*N*D, float32
+    assert e8 == 4 * 62 * 3 * (8 * 12 * 50 * 32)
+    assert m.estimate_train_memory(8, 300, recompute=True) < e8
+    # the plain edge-wise path keeps E' x S x D per layer on top
+    g = stgt(hidden=32, spatial_backend="gather").estimate_train_memory(8, 300)
+    assert g - e8 == 4 * 3 * 8 * (300 + 50) * (8 * 12) * 32
+
+
+def test_check_falls_back_to_lean_then_recompute_then_stops(monkeypatch):
+    import stgraph.runtime as rt
+    switched = []
+    monkeypatch.setattr(rt, "lean_malloc", lambda: switched.append(1) or True)
+    m = stgt(hidden=32)
+    fast = m.estimate_train_memory(32, 300)
+    lean = m.estimate_train_memory(32, 300, lean=True)
+    lean_rc = m.estimate_train_memory(32, 300, lean=True, recompute=True)
+    assert lean_rc < lean < fast
+    lines = []
+    check = lambda avail, **kw: check_training_memory(m, batch_size=32, num_edges=300, device="cpu",  # noqa: E731
+                                                      log=lines.append, available=avail, base=0, **kw)
+    assert check(2 * fast) == fast and not switched  # fits: fast allocator kept
+    assert check(int(1.02 * lean / 0.9)) == lean and switched and not m.recompute
+    assert "lean allocator" in lines[-1]
+    assert check(int(1.02 * lean_rc / 0.9)) == lean_rc and m.recompute
+    assert "recomputing each block" in lines[-1]
+    m.recompute = False
+    with pytest.raises(ConfigError) as e:
+        check(int(0.5 * lean_rc))
+    msg = str(e.value)
+    assert "would be killed for lack of memory" in msg and "--batch-size" in msg
+    assert "train.memory_check=false" in msg and lines[-1].startswith("estimated peak memory")
+    # switched off: only the estimate is printed
+    assert check(1, enabled=False) == fast
+    # a model without an estimate is not checked
+    assert check_training_memory(torch.nn.Linear(2, 2), batch_size=8, num_edges=1, device="cpu",
+                                 available=1) is None
+
+
+def test_train_refuses_before_touching_the_run_dir(capsys, tiny_synth, tmp_path):
+    out = tmp_path / "run"
+    rc = main(["train", "--data", str(tiny_synth["data"]), "--graph", str(tiny_synth["adj"]), "--model", "stgt",
+               "--out", str(out), "--epochs", "1", "--no-progress", "--batch-size", "4000000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "would be killed for lack of memory" in err and "--batch-size" in err
+    assert not out.exists()
+
+
+def test_train_defaults_come_from_the_shipped_config():
+    shipped = load_config(shipped_config("stgt"))
+    args = build_parser().parse_args(["train", "--data", "x.h5", "--out", "r", "--model", "stgt"])
+    cfg = build_config(args)
+    assert cfg.train.batch_size == shipped.train.batch_size
+    assert cfg.model.params == shipped.model.params
+    # named set-ups resolve by name; flags and --set still win
+    args = build_parser().parse_args(["train", "--data", "x.h5", "--out", "r", "--config", "stgt-large",
+                                      "--batch-size", "8", "--set", "model.params.heads=2"])
+    cfg = build_config(args)
+    large = load_config(shipped_config("stgt-large"))
+    assert cfg.train.batch_size == 8 and cfg.model.params["heads"] == 2
+    assert cfg.model.params["hidden"] == large.model.params["hidden"]  # a later file adds, not replaces
+    assert shipped_config("../etc/passwd") is None and shipped_config("nope") is None
