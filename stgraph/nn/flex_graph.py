@@ -27,6 +27,18 @@ except ImportError:  # pragma: no cover - older torch
 
 #: Tile size of the block mask (FlexAttention's default on CUDA).
 BLOCK = 128
+_compiled = None
+
+
+def _flex(device_type: str):
+    """FlexAttention as it should run on ``device_type``: compiled into fused Triton kernels on
+    CUDA (uncompiled it is a reference implementation that builds every score), eager elsewhere."""
+    global _compiled
+    if device_type != "cuda":
+        return flex_attention
+    if _compiled is None:
+        _compiled = torch.compile(flex_attention, dynamic=False)
+    return _compiled
 
 
 class FlexGraph(NamedTuple):
@@ -150,5 +162,5 @@ def flex_graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fg: 
         loop = (q_idx == kv_idx).to(score.dtype)
         return score + edge_scale[h] * torch.where(inside, w, 0.0) + loop_bias[h] * loop
 
-    out = flex_attention(q, k, v, score_mod=score_mod, block_mask=fg.block_mask)
+    out = _flex(q.device.type)(q, k, v, score_mod=score_mod, block_mask=fg.block_mask)
     return out.index_select(2, fg.rank)
