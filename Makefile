@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 DEMO   ?= demo
 
-.PHONY: venv install demo test bench bench-zoo clean
+.PHONY: venv install demo test bench bench-attention bench-zoo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_stgt_backends.py
+
+# one stgt training step per spatial-attention path at 207 .. 8,600 sensors (about 30 min on 2 cores)
+bench-attention: $(STAMP)
+	$(PY) benchmarks/bench_attention.py
 
 # the model-zoo table on the real METR-LA week (long on CPU; rerun to resume)
 bench-zoo: $(STAMP)
