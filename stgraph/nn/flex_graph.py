@@ -125,8 +125,9 @@ def _block_mask(src: torch.Tensor, dst: torch.Tensor, N: int, band_edge: torch.T
     tiles = torch.unique(dst // BLOCK * nb + src // BLOCK)
     qb, kb = tiles // nb, tiles % nb
     counts = torch.bincount(qb, minlength=nb).to(torch.int32)
-    width = int(counts.max()) if counts.numel() else 1
-    indices = torch.zeros(nb, max(width, 1), dtype=torch.int32, device=src.device)
+    # [q_blocks, kv_blocks]: each row lists its non-empty kv tiles first (BlockMask's layout; it
+    # inverts this table for the backward, so the last dimension must cover every kv block)
+    indices = torch.zeros(nb, nb, dtype=torch.int32, device=src.device)
     start = torch.cumsum(counts, 0) - counts
     slot = torch.arange(tiles.numel(), device=src.device) - start[qb].long()
     indices[qb, slot] = kb.to(torch.int32)
