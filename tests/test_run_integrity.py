@@ -26,7 +26,7 @@ import torch
 
 from _localhttp import LocalServer
 from stgraph.cli.main import main as cli_main
-from stgraph.config import RunConfig, apply_override, load_config
+from stgraph.config import RunConfig, apply_override, load_config, shipped_config
 from stgraph.errors import ConfigError, DataFormatError, DownloadError, GraphError, RunDirError, SeriesError
 from stgraph.graph import from_adj_pickle, read_graph
 from stgraph.io import Series, read_series, write_series
@@ -285,7 +285,8 @@ def test_resume_refuses_other_settings_and_says_what_differs(run, tmp_path, seri
     write_series(Series(s.values * 2, s.timestamps, s.sensor_ids, s.channels), other)
     _has(_cli(capsys, *base, "--data", other), "cannot resume", "the data", "other.h5", "fingerprint")
     out = _ok(capsys, *base, "--epochs", "7", "--set", "train.patience=3")
-    _has(out, "resume: train.epochs = 7 (the run had 50)", "resume: train.patience = 3")
+    shipped = load_config(shipped_config("last")).train.epochs  # the model's defaults (stgraph/configs/last.yaml)
+    _has(out, f"resume: train.epochs = 7 (the run had {shipped})", "resume: train.patience = 3")
     assert load_config(run / "config.yaml").train.epochs == 7
 
 
