@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .io.series import horizon_text, null_mask
+from .metrics import valid_mask
+
 Z90 = 1.6448536269514722
 
 
@@ -36,7 +39,7 @@ def _collect(trainer, sensor_index: int | None):
     for out, y, starts in trainer.predictions("test"):
         mean = out.mean if isinstance(out, torch.distributions.Normal) else out
         std = out.stddev if isinstance(out, torch.distributions.Normal) else None
-        mask = ~torch.isnan(y) if math.isnan(null) else (y != null) & ~torch.isnan(y)
+        mask = valid_mask(y, null)
         err = torch.where(mask, (mean - y).abs(), torch.zeros_like(y)).double().cpu()
         m = mask.double().cpu()
         err_sum += err.sum(dim=(0, 1, 3))
@@ -132,13 +135,13 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
         rows = starts + data.input_len + h - 1
         t = ts[rows]
         truth = true[:, h - 1].astype(float)
-        truth[(truth == null) if not math.isnan(null) else np.isnan(truth)] = np.nan
+        truth[null_mask(truth, null)] = np.nan
         ax.plot(t, truth, color="black", lw=1.0, label="observed")
         ax.plot(t, pred[:, h - 1], color="tab:blue", lw=1.0, label="forecast")
         if std is not None:
             lo, hi = pred[:, h - 1] - Z90 * std[:, h - 1], pred[:, h - 1] + Z90 * std[:, h - 1]
             ax.fill_between(t, lo, hi, color="tab:blue", alpha=0.2, lw=0, label="90% interval")
-        ahead = f"{h * step_min:g} min" if step_min else f"{h} steps"
+        ahead = horizon_text(h, step_min)
         mae = np.nanmean(np.abs(pred[:, h - 1] - truth))
         ax.set_title(f"sensor {ids[s_idx]}: {ahead} ahead (test MAE {mae:.2f})", fontsize=10)
         ax.set_ylabel(series.channels[data.target_channels[0]])

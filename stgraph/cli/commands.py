@@ -144,7 +144,7 @@ def given_settings(args) -> set[str]:
     for flag, key in (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
                       ("model", "model.name"), ("probabilistic", "model.probabilistic"), ("epochs", "train.epochs"),
                       ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
-                      ("device", "train.device")):
+                      ("device", "train.device"), ("null_value", "data.null_value")):
         if getattr(args, flag, None) is not None:
             given.add(key)
     if args.no_progress:
@@ -189,6 +189,8 @@ def build_config(args):
         cfg.model.name = args.model
     if args.probabilistic:
         cfg.model.probabilistic = True
+    if getattr(args, "null_value", None) is not None:
+        cfg.data.null_value = args.null_value
     for flag, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"),
                        ("device", "device")):
         v = getattr(args, flag)
@@ -211,6 +213,10 @@ def train(args) -> int:
     if not trainer.trainable:
         print(f"fitted {cfg.model.name} (nothing to train); run directory {args.out}")
     else:
+        if st.get("early_stopped"):
+            print(f"early stopping: validation MAE did not improve for train.patience = {cfg.train.patience} "
+                  f"epochs, so training stopped after epoch {st['epoch']} of {cfg.train.epochs} "
+                  f"(--set train.patience=0 turns it off)")
         print(f"finished: {st['epoch']} epoch(s), best validation MAE {st['best_val']:.4f} at epoch "
               f"{st['best_epoch']}; run directory {args.out}")
     return 0
@@ -220,30 +226,64 @@ def evaluate(args) -> int:
     from ..files import atomic_write, run_lock
     from ..training.run import load_run
 
+    from ..io.series import null_convention
+    from ..metrics import parse_steps
+
     with run_lock(args.run_dir):
         trainer = load_run(args.run_dir, model=args.model)
-        result = trainer.evaluate(args.split)
+        steps = parse_steps(args.steps, trainer.data.horizon) if args.steps else None
+        result = trainer.evaluate(args.split, horizons=steps)
         result["split"] = args.split
+        notice = run_notice(trainer, args.run_dir)
+        if notice:
+            result["notice"] = notice
         atomic_write(Path(args.run_dir) / f"evaluation_{args.split}.json", json.dumps(result, indent=1))
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
         return 0
+    s = trainer.prepared.series
+    if notice:
+        print(f"note: {notice}")
+    print(f"null convention: {null_convention(s.values, s.null_value, s.null_origin)}")
     print(format_table(result, trainer.data))
     return 0
 
 
+def run_notice(trainer, run_dir) -> str | None:
+    """A run that did not finish (interrupted, or still training) or that early stopping ended, in words."""
+    p = getattr(trainer, "run_progress", None) or {}
+    if not p or not trainer.trainable:
+        return None
+    epochs = trainer.run_config.train.epochs
+    best = p.get("best_epoch")
+    if not p.get("finished"):
+        return (f"the run in '{run_dir}' did not finish: {p.get('epoch', 0)} of {epochs} epoch(s) done (it was "
+                f"interrupted or is still training); these are the weights of epoch {best}, the best so far. "
+                f"Continue it with stgraph train --out {run_dir} --resume")
+    if p.get("early_stopped"):
+        return (f"early stopping ended the run at epoch {p.get('epoch')} of {epochs} (validation MAE did not improve "
+                f"for train.patience = {trainer.run_config.train.patience} epochs); these are the weights of "
+                f"epoch {best}")
+    return None
+
+
 def format_table(result: dict, data=None) -> str:
-    """Plain-text table of a metrics dict (horizons and average)."""
-    step = None
-    if data is not None and getattr(data, "interval_minutes", None):
-        step = data.interval_minutes
+    """Plain-text table of a metrics dict (horizons and average), horizons labelled in the data's own time
+    unit (``3 (3 h)``, ``1 (1 week)``); MAPE left out with a note where it means nothing."""
+    from ..io.series import horizon_text
+
+    step = getattr(data, "interval_minutes", None) if data is not None else None
     keys = [k for k in ("mae", "rmse", "mape", "coverage90", "crps") if k in result["average"]]
-    head = f"{'horizon':>14} " + " ".join(f"{k.upper():>10}" for k in keys)
+    if result.get("mape_note"):
+        keys.remove("mape")
+    head = f"{'horizon':>16} " + " ".join(f"{k.upper():>10}" for k in keys)
     lines = [head, "-" * len(head)]
     for h, vals in result["horizons"].items():
-        label = f"{h} ({int(h) * step:g} min)" if step else h
-        lines.append(f"{label:>14} " + " ".join(f"{vals[k]:>10.4f}" for k in keys))
-    lines.append(f"{'average':>14} " + " ".join(f"{result['average'][k]:>10.4f}" for k in keys))
+        label = f"{h} ({horizon_text(int(h), step)})" if step else h
+        lines.append(f"{label:>16} " + " ".join(f"{vals[k]:>10.4f}" for k in keys))
+    lines.append(f"{'average':>16} " + " ".join(f"{result['average'][k]:>10.4f}" for k in keys))
+    if result.get("mape_note"):
+        lines.append(result["mape_note"])
     return "\n".join(lines)
 
 
@@ -261,8 +301,9 @@ def predict(args) -> int:
         series = read_series(args.data, null_value=d.null_value, start=d.start, freq=d.freq)
     fc = forecast_at(trainer, args.at, series=series)
     write_forecast(fc, args.out)
+    from ..io.series import iso
     print(f"wrote the forecast of {len(fc.sensor_ids)} sensors x {len(fc.timestamps)} steps from "
-          f"{fc.issued_at} to {args.out}")
+          f"{iso(fc.issued_at)} to {args.out}")
     return 0
 
 

@@ -13,13 +13,36 @@ import sys
 from ..errors import StgraphError
 
 
+NULL_HELP = ("which readings are missing: nan (or none) = empty cells / NaN only, zeros are readings; 0 = zeros "
+             "are missing too (the METR-LA / PEMS-BAY convention); or another number. Default: the file's own "
+             "convention (0 for the METR-LA / PEMS-BAY HDF5 layout and named datasets, nan for CSV, plain HDF5 "
+             "and .npz). The same as --set data.null_value=VALUE")
+
+
+def null_value_arg(text: str):
+    """argparse type of ``--null-value``: :func:`stgraph.io.series.parse_null_value`, refused values are
+    argparse errors (one line, exit status 2)."""
+    from ..errors import ConfigError
+    from ..io.series import parse_null_value
+
+    try:
+        return parse_null_value(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_null_value(p) -> None:
+    """``--null-value {nan,none,0,<number>}`` on a command that reads a series."""
+    p.add_argument("--null-value", type=null_value_arg, default=None, metavar="{nan,none,0,NUMBER}", help=NULL_HELP)
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="inspect, generate and download traffic series")
     s = p.add_subparsers(dest="action", required=True)
     info = s.add_parser("info", help="steps, sensors, channels, start, end, interval, missing ratio")
     info.add_argument("path")
     info.add_argument("--json", action="store_true")
-    info.add_argument("--null-value", type=float, default=None)
+    add_null_value(info)
     info.add_argument("--start", default=None, help="first timestamp for files without timestamps (npz)")
     info.add_argument("--freq", default=None, help="interval for files without timestamps, e.g. 5min")
     syn = s.add_parser("synth", help="write the synthetic road network in METR-LA's HDF5 layout")
@@ -73,14 +96,17 @@ def _add_runs(sub) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--device")
     t.add_argument("--probabilistic", action="store_true", default=None)
+    add_null_value(t)
     t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set model.params.hidden=32 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
     t.add_argument("--no-progress", action="store_true")
 
-    e = sub.add_parser("evaluate", help="MAE/RMSE/MAPE at horizons 3, 6, 12 and on average")
+    e = sub.add_parser("evaluate", help="MAE/RMSE/MAPE per horizon step and on average")
     e.add_argument("run_dir")
+    e.add_argument("--steps", default=None, help="comma-separated horizon steps to report, e.g. 1,2,4 (default: "
+                                                 "every step up to 12, or 3,6,12 for 12-step 5-minute data)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--json", action="store_true")
     e.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")

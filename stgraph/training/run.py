@@ -25,6 +25,7 @@ import torch
 from ..config import RunConfig, config_from_dict, load_run_config
 from ..errors import ConfigError, RunDirError
 from ..models.registry import build_model, count_parameters, get_model_class
+from ..io.series import null_convention
 from ..files import atomic_write, check_no_links, fingerprint, run_lock, wrap_os_error
 from .checkpoint import load_checkpoint
 from .memory import check_training_memory
@@ -110,7 +111,7 @@ def _config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, obje
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _config_diff(a, b, f"{prefix}{k}.")
-        elif a != b:
+        elif a != b and not (a != a and b != b):  # NaN (data.null_value) equals NaN here
             out.append((f"{prefix}{k}", a, b))
     return out
 
@@ -253,6 +254,8 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     get_model_class(cfg.model.name)  # an unknown model fails before any file is read
     seed_everything(cfg.train.seed)
     prep = prepare(cfg)
+    s = prep.series
+    log(f"{s.source}: {null_convention(s.values, s.null_value, s.null_origin)}")
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
     check_training_memory(model, batch_size=cfg.train.batch_size, num_edges=int(prep.graph.edge_index.size(1)),
@@ -379,6 +382,9 @@ def load_run(run_dir: str | Path, *, data_path: str | None = None, checkpoint: s
     trainer = Trainer(net, prep.data, prep.graph, cfg.train, None)
     trainer.prepared = prep
     trainer.run_config = cfg
+    last = run_dir / "checkpoints" / "last.pt"
+    trainer.run_progress = dict((ckpt if ckpt_path == last or not last.is_file()
+                                 else load_checkpoint(last, map_location="cpu")).get("trainer") or {})
     trainer.run_dir_path = run_dir
     return trainer
 
