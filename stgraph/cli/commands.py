@@ -73,18 +73,22 @@ def data_list(args) -> int:
 
 # ------------------------------------------------------------------------------------------ graph
 def _sensor_order(spec: str | None) -> list[str] | None:
-    """Sensor ids from a series file or a text file of ids."""
+    """Sensor ids from a series file (HDF5, .npz, or a CSV with a row per time step) or a text file
+    of ids (comma separated on one line, or one id per line)."""
     if spec is None:
         return None
+    from ..io import read_series
+    from ..io.read import sniff_format
+
     p = Path(spec)
     if not p.is_file():
         raise MissingFileError(f"--sensors '{spec}' not found; pass a series file or a text file of sensor ids")
-    head = p.open("rb").read(8)
-    if head.startswith(b"\x89HDF") or head.startswith(b"PK"):
-        from ..io import read_series
+    if sniff_format(p) != "csv":
         return read_series(p).sensor_ids
-    text = p.read_text().replace("\n", ",")
-    ids = [t.strip() for t in text.split(",") if t.strip()]
+    lines = [ln for ln in p.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+    if len(lines) > 1 and any("," in ln for ln in lines):
+        return read_series(p).sensor_ids  # a header and rows of readings: a series
+    ids = [t.strip() for ln in lines for t in ln.split(",") if t.strip()]
     if not ids:
         raise ConfigError(f"--sensors '{spec}' holds no sensor ids")
     return ids
@@ -94,6 +98,12 @@ def graph_build(args) -> int:
     from .. import graph as G
 
     ids = _sensor_order(args.sensors)
+    if args.weights and not (args.edges or args.graph):
+        raise ConfigError(f"--weights {args.weights} declares the weights of --edges or --graph; the other builders "
+                          f"make similarities themselves (a kernel of distances)")
+    crs = G.parse_crs(args.crs)
+    if crs != "degrees" and not (args.locations or args.graph):
+        raise ConfigError(f"--crs {args.crs} applies to coordinates, read with --locations (or --graph)")
     if args.adj:
         g = G.from_adj_pickle(args.adj)
     elif args.distances:
@@ -101,15 +111,33 @@ def graph_build(args) -> int:
             raise ConfigError("--distances needs --sensors (the sensor order: a series file or a list of ids)")
         g = G.from_distances(args.distances, ids, sigma=args.sigma, threshold=args.threshold, kernel=args.kernel)
     elif args.locations:
-        lid, lat, lon = G.read_locations(args.locations)
+        lid, lat, lon = G.read_locations(args.locations, crs)
         if args.k is None and args.radius_km is None:
             raise ConfigError("--locations needs --k N (nearest neighbours) or --radius-km R")
-        g = G.from_coordinates(lid, lat, lon, k=args.k, radius_km=args.radius_km, sigma=args.sigma)
+        if ids is not None:  # only the series' sensors, in its order
+            pos = {s: i for i, s in enumerate(lid)}
+            lack = [s for s in ids if s not in pos]
+            if lack:
+                raise ConfigError(f"--locations '{args.locations}' has no row for {len(lack)} sensor(s) of --sensors "
+                                  f"'{args.sensors}': {lack[:20]}; expected a location for every sensor")
+            rows = [pos[s] for s in ids]
+            lid, lat, lon = ids, lat[rows], lon[rows]
+        g = G.from_coordinates(lid, lat, lon, k=args.k, radius_km=args.radius_km, sigma=args.sigma,
+                               crs="projected" if crs == "projected" else "degrees")
+    elif args.edges:
+        g = G.from_edge_list(args.edges, sensor_ids=ids)
     else:
-        g = G.from_edge_list(args.edges)
+        g = G.read_graph(args.graph, crs=None if crs == "degrees" else crs)
+    if args.weights:
+        g.graph["weight_meaning"] = args.weights
+    dropped = []
+    if ids is not None:
+        g, dropped = G.for_sensors(g, ids)
     G.write_graph(g, args.out)
     info = G.graph_info(g)
-    print(f"wrote {args.out}: {info['nodes']} nodes, {info['edges']} edges, {info['components']} component(s)")
+    print(f"wrote {args.out}: {info['nodes']} nodes, {info['edges']} edges, {info['components']} component(s); "
+          f"weights {info['weights']}: {info['weight_meaning']}"
+          + (f"; dropped {len(dropped)} sensor(s) not in --sensors, e.g. {dropped[:5]}" if dropped else ""))
     return 0
 
 
@@ -337,7 +365,8 @@ def _refuse_output_that_is_an_input(out: str, run_dir: str, data: str | None) ->
 def plot(args) -> int:
     from ..plot import plot_run
 
-    paths = plot_run(args.run_dir, args.out, sensor=args.sensor, locations=args.locations, model=args.model)
+    paths = plot_run(args.run_dir, args.out, sensor=args.sensor, locations=args.locations, model=args.model,
+                     crs=args.crs)
     for p in paths:
         print(f"wrote {p}")
     return 0

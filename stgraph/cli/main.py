@@ -60,6 +60,10 @@ def _add_data(sub) -> None:
     s.add_parser("list", help="named datasets with a manifest")
 
 
+CRS_HELP = ("coordinate system: degrees (latitude/longitude, default), projected (metres, Euclidean "
+            "distances), or EPSG:<code> to convert to degrees with pyproj (pip install 'stgraph[geo]')")
+
+
 def _add_graph(sub) -> None:
     p = sub.add_parser("graph", help="build and inspect sensor road graphs")
     s = p.add_subparsers(dest="action", required=True)
@@ -69,7 +73,16 @@ def _add_graph(sub) -> None:
     src.add_argument("--distances", help="CSV from,to,cost (thresholded Gaussian kernel)")
     src.add_argument("--locations", help="CSV sensor_id,latitude,longitude (k-nearest / radius)")
     src.add_argument("--edges", help="edge list CSV source,target[,weight]")
-    b.add_argument("--sensors", help="sensor order: a series file, or a text file of comma/line separated ids")
+    src.add_argument("--graph", help="an existing graph file (node-link JSON, GraphML, pickle) to restrict to "
+                                     "--sensors, declare --weights / --crs for, or convert")
+    b.add_argument("--sensors", help="keep exactly these sensors, in this order (every builder): a series file "
+                                     "(HDF5, .npz, CSV with a row per time step), or a text file of ids, comma "
+                                     "separated on one line or one per line")
+    b.add_argument("--weights", choices=["similarity", "distance"], default=None,
+                   help="what the edge weights of --edges/--graph are: similarity (larger = closer; scaled into "
+                        "[0, 1] if above 1) or distance (turned into exp(-(d/sigma)^2)). Undeclared weights above 1 "
+                        "are read as distances, with a warning")
+    b.add_argument("--crs", default="degrees", help="with --locations (or --graph): " + CRS_HELP)
     b.add_argument("--sigma", type=float, default=None)
     b.add_argument("--threshold", type=float, default=0.1)
     b.add_argument("--kernel", default="gaussian", choices=["gaussian", "inverse", "binary"])
@@ -122,6 +135,7 @@ def _add_runs(sub) -> None:
     pl.add_argument("run_dir")
     pl.add_argument("--sensor", default=None, help="sensor id (default: the one with the median error)")
     pl.add_argument("--locations", default=None, help="CSV of sensor coordinates for the error map")
+    pl.add_argument("--crs", default="degrees", help="of --locations: " + CRS_HELP)
     pl.add_argument("--out", required=True, help="PNG file")
     pl.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
 
