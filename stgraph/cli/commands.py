@@ -35,14 +35,23 @@ def data_info(args) -> int:
 
 
 def data_synth(args) -> int:
-    from ..synth import write_synthetic
+    from ..synth import write_synthetic, write_synthetic_counts
 
-    paths = write_synthetic(args.out, num_sensors=args.sensors, days=args.days, seed=args.seed, start=args.start)
+    if getattr(args, "kind", "speeds") == "counts":
+        days = args.days or 56
+        paths = write_synthetic_counts(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
+                                       start=args.start or "2012-03-05")
+        what = f"a synthetic counts network (hourly boardings) of {args.sensors} stops x {days} days"
+    else:
+        days = args.days or 7
+        paths = write_synthetic(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
+                                start=args.start or "2012-03-01")
+        what = f"a synthetic road network of {args.sensors} sensors x {days} days"
     paths = {k: str(v) for k, v in paths.items()}
     if args.json:
         emit(paths, True)
     else:
-        print(f"wrote a synthetic road network of {args.sensors} sensors x {args.days} days (seed {args.seed}):")
+        print(f"wrote {what} (seed {args.seed}):")
         emit(paths, False)
     return 0
 

@@ -45,12 +45,17 @@ def _add_data(sub) -> None:
     add_null_value(info)
     info.add_argument("--start", default=None, help="first timestamp for files without timestamps (npz)")
     info.add_argument("--freq", default=None, help="interval for files without timestamps, e.g. 5min")
-    syn = s.add_parser("synth", help="write the synthetic road network in METR-LA's HDF5 layout")
+    syn = s.add_parser("synth", help="write the synthetic road network (METR-LA's HDF5 layout) or the synthetic "
+                                     "counts network (hourly boardings, CSV + node-link graph)")
     syn.add_argument("--out", required=True)
+    syn.add_argument("--kind", choices=["speeds", "counts"], default="speeds",
+                     help="speeds: 5-minute speeds, METR-LA layout (default); counts: hourly boardings at stops "
+                          "with real zeros and daily / weekly profiles, counts.csv + graph.json (distances in metres)")
     syn.add_argument("--sensors", type=int, default=207)
-    syn.add_argument("--days", type=int, default=7)
+    syn.add_argument("--days", type=int, default=None, help="days to simulate (default 7 for speeds, 56 for counts)")
     syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--start", default="2012-03-01")
+    syn.add_argument("--start", default=None, help="first day (default 2012-03-01 for speeds, Monday 2012-03-05 "
+                                                   "for counts)")
     syn.add_argument("--json", action="store_true")
     dl = s.add_parser("download", help="download a named dataset into the cache")
     dl.add_argument("name")

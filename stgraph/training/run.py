@@ -133,6 +133,19 @@ def _absolute(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+#: model.params the data chose when the run started (:func:`choose_defaults`), if the user gave none
+CHOSEN_PARAMS = ("residual",)
+
+
+def _with_chosen(saved: dict, new: dict) -> dict:
+    """``new`` with the run's data-chosen model.params where ``new`` leaves them unset."""
+    params = dict(new["model"]["params"])
+    for k in CHOSEN_PARAMS:
+        if k in saved["model"]["params"] and k not in params:
+            params[k] = saved["model"]["params"][k]
+    return {**new, "model": {**new["model"], "params": params}}
+
+
 def _check_run_dir(out: Path, cfg: RunConfig, overwrite: bool) -> None:
     saved = out / "config.yaml"
     if saved.exists() and not overwrite:
@@ -143,7 +156,7 @@ def _check_run_dir(out: Path, cfg: RunConfig, overwrite: bool) -> None:
         if old is None:
             what = "a damaged run (its config.yaml cannot be read)"
         else:
-            diff = _config_diff(old, _absolute(config_from_dict(cfg.to_dict())).to_dict())
+            diff = _config_diff(old, _with_chosen(old, _absolute(config_from_dict(cfg.to_dict())).to_dict()))
             what = ("a run with the same config" if not diff else
                     "a different run (" + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in diff[:3])
                     + ("; ..." if len(diff) > 3 else "") + ")")
@@ -165,7 +178,8 @@ def _resume_config(out: Path, cfg: RunConfig, given, log) -> RunConfig:
         raise RunDirError(f"cannot resume: '{out}/checkpoints/last.pt' does not exist; start without --resume")
     saved = load_run_config(out / "config.yaml")
     new = _absolute(config_from_dict(cfg.to_dict()))
-    diffs = [d for d in _config_diff(saved.to_dict(), new.to_dict()) if _given(d[0], given)]
+    diffs = [d for d in _config_diff(saved.to_dict(), _with_chosen(saved.to_dict(), new.to_dict()))
+             if _given(d[0], given)]
     refused = [d for d in diffs if d[0] not in MAY_CHANGE_ON_RESUME + RUNTIME_SETTINGS + PATH_SETTINGS]
     if refused:
         what = "; ".join(f"{k}: {a!r} in the run, {b!r} given" for k, a, b in refused[:6])
@@ -256,6 +270,8 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     prep = prepare(cfg)
     s = prep.series
     log(f"{s.source}: {null_convention(s.values, s.null_value, s.null_origin)}")
+    if fresh or out is None:
+        choose_defaults(cfg, prep.data, log)
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
     check_training_memory(model, batch_size=cfg.train.batch_size, num_edges=int(prep.graph.edge_index.size(1)),
@@ -291,6 +307,22 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
                    "device": str(trainer.device), **peak_memory(trainer.device)}
         atomic_write(out / "train_summary.json", json.dumps(summary, indent=1))
     return trainer
+
+
+def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
+    """Settings the data decide, written into ``cfg`` (so ``config.yaml`` records them): stgt's
+    ``model.params.residual`` when not given is ``'blend'`` (last value and seasonal average, learned)
+    where the seasonal average beats last value on the validation windows, else ``'last'``
+    (:func:`stgraph.models.seasonal.choose_residual`)."""
+    if cfg.model.name != "stgt" or "residual" in cfg.model.params or target_positions(data) is None:
+        return cfg
+    from ..models.seasonal import choose_residual
+
+    choice, last_mae, ha_mae = choose_residual(data)
+    cfg.model.params = {**cfg.model.params, "residual": choice}
+    log(f"stgt residual: {choice} (validation MAE over all steps: last value {last_mae:.4g}, seasonal average "
+        f"{ha_mae:.4g}; --set model.params.residual=last|blend chooses)")
+    return cfg
 
 
 def peak_memory(device) -> dict:

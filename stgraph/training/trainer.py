@@ -230,8 +230,7 @@ class Trainer:
 
         With ``resume`` the run continues from ``run_dir/checkpoints/last.pt``.
         """
-        if hasattr(self.model, "fit_data"):
-            self.model.fit_data(self.data)
+        fit_closed_form(self.model, self.data)
         if not self.trainable:
             self.state.update(finished=True, best_epoch=0)
             self.save("last.pt")
@@ -384,6 +383,17 @@ class Trainer:
                 result["horizons"][key].update(vals)
             result["average"].update(extra["average"])
         return result
+
+
+def fit_closed_form(module: torch.nn.Module, data) -> None:
+    """Call ``fit_data(data)`` on ``module`` if it has one, else on each of its children that has one
+    (recursively): closed-form models (VAR, HA) and closed-form parts of networks (stgt's seasonal
+    residual) are fitted before training."""
+    if hasattr(module, "fit_data"):
+        module.fit_data(data)
+        return
+    for child in module.children():
+        fit_closed_form(child, data)
 
 
 class _ProbAccumulator:
