@@ -2,7 +2,6 @@
 meaning, projected coordinates, graph build --sensors, plots, small items, seasonal residual for stgt."""
 import json
 import math
-import warnings
 
 import h5py
 import networkx as nx

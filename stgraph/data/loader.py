@@ -18,7 +18,6 @@ dropped before splitting.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, fields
 from typing import Iterator, Sequence
