@@ -184,7 +184,7 @@ class Series:
             "end": iso(self.timestamps[-1]),
             "interval": format_interval(self.interval) if self.num_steps > 1 else None,
             "missing_ratio": round(self.missing_ratio, 6),
-            "null_value": None if np.isnan(self.null_value) else self.null_value,
+            "null_value": "nan" if np.isnan(self.null_value) else self.null_value,
             "zero_ratio": round(float((self.values == 0).mean()), 6),
             "null_convention": null_convention(self.values, self.null_value, self.null_origin),
         }
