@@ -285,7 +285,7 @@ def test_resume_refuses_other_settings_and_says_what_differs(run, tmp_path, seri
     write_series(Series(s.values * 2, s.timestamps, s.sensor_ids, s.channels), other)
     _has(_cli(capsys, *base, "--data", other), "cannot resume", "the data", "other.h5", "fingerprint")
     out = _ok(capsys, *base, "--epochs", "7", "--set", "train.patience=3")
-    _has(out, "resume: train.epochs = 7 (the run had 50)", "resume: train.patience = 3")
+    _has(out, "resume: train.epochs = 7 (the run had 1)", "resume: train.patience = 3")  # last.yaml: 1 epoch
     assert load_config(run / "config.yaml").train.epochs == 7
 
 
