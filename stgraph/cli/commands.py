@@ -274,14 +274,15 @@ def evaluate(args) -> int:
         notice = run_notice(trainer, args.run_dir)
         if notice:
             result["notice"] = notice
+        s = trainer.prepared.series
+        result["null_convention"] = null_convention(s.values, s.null_value, s.null_origin)
         atomic_write(Path(args.run_dir) / f"evaluation_{args.split}.json", json.dumps(result, indent=1))
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
         return 0
-    s = trainer.prepared.series
     if notice:
         print(f"note: {notice}")
-    print(f"null convention: {null_convention(s.values, s.null_value, s.null_origin)}")
+    print(f"null convention: {result['null_convention']}")
     print(format_table(result, trainer.data))
     return 0
 
