@@ -137,6 +137,22 @@ def test_item2_horizons_in_the_data_unit():
     assert "3 (3 h)" in table and "min" not in table
 
 
+def test_item2_bench_columns_and_axis_in_the_data_unit(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from stgraph.bench import markdown, plot_horizons
+    res = {"horizons": {str(h): {"mae": float(h), "rmse": float(h), "mape": 1.0} for h in range(1, 13)},
+           "average": {"mae": 6.5, "rmse": 6.5, "mape": 1.0}}
+    rows = [{"model": "ha", "seed": 0, "result": res, "parameters": 10, "seeds": 1}]
+    md = markdown([{"model": "ha", "parameters": 10, "seeds": 1, "h3_mae": 3.0}], step_minutes=60)
+    assert "MAE 3 h" in md and "MAE 12 h" in md and "min" not in md
+    shown = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: shown.append(fig))
+    plot_horizons(rows, tmp_path / "h.png", step_minutes=10080)
+    ax = shown[0].axes[0]
+    assert ax.get_xlabel() == "horizon (weeks)" and list(ax.lines[0].get_xdata()) == list(range(1, 13))
+
+
 # ============================================================ 3. evaluate steps, MAPE
 def test_item3_default_steps_and_mape_note():
     from stgraph.metrics import MetricAccumulator, default_steps, parse_steps

@@ -272,11 +272,11 @@ _DURATIONS = [(7 * 86400, "week", "weeks"), (86400, "day", "days"), (3600, "h", 
 
 
 def duration_unit(step_seconds: float) -> tuple[str, float]:
-    """The data's own time unit: the largest unit that divides the interval ``step_seconds``:
-    ``300`` -> ``("min", 60)``, ``3600`` -> ``("h", 3600)``, ``604800`` -> ``("week", 604800)``."""
-    for size, one, _ in _DURATIONS:
+    """The data's own time unit (an axis label): the largest unit that divides the interval
+    ``step_seconds``: ``300`` -> ``("min", 60)``, ``3600`` -> ``("h", 3600)``, ``604800`` -> ``("weeks", 604800)``."""
+    for size, _, many in _DURATIONS:
         if step_seconds >= size and abs(step_seconds / size - round(step_seconds / size)) < 1e-9:
-            return one, float(size)
+            return many, float(size)
     return "s", 1.0
 
 
@@ -284,9 +284,9 @@ def duration_text(seconds: float, step_seconds: float | None = None) -> str:
     """A duration in the unit of the interval ``step_seconds`` (default: of ``seconds`` itself):
     ``(3600, 300)`` -> ``"60 min"``, ``(10800, 3600)`` -> ``"3 h"``, ``(604800, 604800)`` -> ``"1 week"``,
     ``(1209600, 604800)`` -> ``"2 weeks"``. The one formatter for horizon labels (evaluate, plots, bench)."""
-    one, size = duration_unit(step_seconds if step_seconds else seconds)
+    many, size = duration_unit(step_seconds if step_seconds else seconds)
+    one = next(o for s, o, m in _DURATIONS if s == size)
     n = seconds / size
-    many = next(m for s, o, m in _DURATIONS if o == one)
     return f"{n:g} {one if n == 1 else many}"
 
 
