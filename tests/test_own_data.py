@@ -261,6 +261,32 @@ def test_item4_metre_weights_no_longer_starve_self_loops(tmp_path, capsys):
     assert read_graph(tmp_path / "g.json").graph["weight_meaning"] == "distance"
 
 
+def test_item4_self_loops_keep_attention_with_metre_weights():
+    """Raw metres as the attention bias starve every self loop (the reported failure); the same graph
+    through edge_similarity leaves each sensor a real share of attention to itself."""
+    from torch_geometric.data import Data
+
+    from stgraph.graph import edge_similarity
+    from stgraph.models.stgt import STGT
+    torch.manual_seed(0)
+    n, rng = 30, np.random.default_rng(0)
+    pairs = [(int(j), i) for i in range(n) for j in rng.choice(n, 3, replace=False) if j != i]
+    d = rng.uniform(24, 1991, len(pairs))
+    model = STGT(n, 1, 1, 12, 12, hidden=16).eval()
+    x = torch.randn(2, 12, n, 1)
+    cov = {"tod_in": torch.rand(2, 12), "dow_in": torch.zeros(2, 12, dtype=torch.long),
+           "tod_out": torch.rand(2, 12), "dow_out": torch.zeros(2, 12, dtype=torch.long)}
+    share = {}
+    for name, w in (("metres", d), ("similarity", edge_similarity(d, "distance")[0])):
+        g = Data(edge_index=torch.tensor(pairs).T, edge_weight=torch.tensor(w, dtype=torch.float32), num_nodes=n)
+        with torch.no_grad():
+            _, att = model(x, g, cov, return_attention=True)
+        ei = att["spatial_edge_index"]
+        share[name] = att["spatial"].mean(-1)[ei[0] == ei[1]]
+    assert (share["metres"] < 1e-3).all()  # what the issue saw: no self attention at all
+    assert (share["similarity"] > 0.1).all()
+
+
 # ============================================================ 5. projected coordinates
 UTM = "sensor_id,lat,lon\na,3768000,385000\nb,3771000,389000\nc,3768000,389000\n"
 
