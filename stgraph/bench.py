@@ -32,6 +32,7 @@ from .errors import ConfigError, StgraphError
 from .files import atomic_open, atomic_path, atomic_write, file_fingerprint, read_json
 
 from .config import shipped_config
+from .io.series import duration_unit, horizon_text
 PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "published.yaml"
 DETERMINISTIC = ("last", "ha", "var")  # fitted in closed form: one seed says it all
 METRICS = ("mae", "rmse", "mape")
@@ -275,7 +276,7 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
              step_minutes: float | None = None) -> str:
     """The results table in Markdown; published rows in italics under each model when given."""
     def label(h):
-        return f"{h * step_minutes:g} min" if step_minutes else f"step {h}"
+        return horizon_text(h, step_minutes)
     head = ["model", "params"]
     for h in HORIZONS:
         head += [f"MAE {label(h)}", f"RMSE {label(h)}", f"MAPE % {label(h)}"]
@@ -324,6 +325,7 @@ def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = Non
     import matplotlib.pyplot as plt
     import numpy as np
 
+    unit, unit_seconds = duration_unit(step_minutes * 60) if step_minutes else ("steps", 1.0)
     fig, ax = plt.subplots(figsize=(8, 5))
     for m in dict.fromkeys(r["model"] for r in rows):
         ok = [r for r in rows if r["model"] == m and "error" not in r]
@@ -331,11 +333,11 @@ def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = Non
             continue
         steps = sorted(int(k) for k in ok[0]["result"]["horizons"])
         mat = np.array([[r["result"]["horizons"][str(s)]["mae"] for s in steps] for r in ok])
-        x = np.array(steps) * (step_minutes or 1)
+        x = np.array(steps) * (step_minutes * 60 / unit_seconds if step_minutes else 1)
         ax.plot(x, mat.mean(0), marker="o", ms=3, label=m)
         if len(ok) > 1:
             ax.fill_between(x, mat.min(0), mat.max(0), alpha=0.15)
-    ax.set_xlabel("horizon (minutes)" if step_minutes else "horizon (steps)")
+    ax.set_xlabel(f"horizon ({unit})")
     ax.set_ylabel("test MAE")
     ax.set_title("forecast error against horizon")
     ax.grid(alpha=0.3)

@@ -46,7 +46,7 @@ class DataConfig:
     stride: int = 1                     #: steps between window starts
     split: list = field(default_factory=lambda: [0.7, 0.1, 0.2])  #: train/val/test ratios of windows
     target: Union[int, str] = 0         #: target channel (name or index)
-    null_value: Optional[float] = None  #: missing-value marker; None = the reader's default
+    null_value: Optional[float] = None  #: missing-value marker: nan, 0 or a number; None = the file format's own
     start: Optional[str] = None         #: first timestamp, for files without timestamps (npz)
     freq: Optional[str] = None          #: interval, for files without timestamps, e.g. '5min'
 
@@ -179,6 +179,9 @@ _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; convert int -> float where harmless."""
+    if where == "data.null_value":  # one spelling everywhere: nan, none, 0, <number>, auto
+        from .io.series import parse_null_value
+        return parse_null_value(value, where)
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)

@@ -131,6 +131,7 @@ def write_forecast(fc: Forecast, path: str | Path) -> Path:
     """Write ``fc`` as long-format CSV (timestamp, sensor_id, horizon, channel, forecast[, std]) or HDF5,
     atomically (an interrupted write leaves the previous file, never half of one)."""
     from .files import atomic_open, atomic_path
+    from .io.series import iso
 
     path = check_forecast_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +145,7 @@ def write_forecast(fc: Forecast, path: str | Path) -> Path:
             f["timestamps"] = fc.timestamps.astype("datetime64[ns]").astype(np.int64)
             f["sensor_ids"] = np.array(fc.sensor_ids, dtype=h5py.string_dtype())
             f.attrs["channels"] = fc.channels
-            f.attrs["issued_at"] = str(fc.issued_at)
+            f.attrs["issued_at"] = iso(fc.issued_at)
             f.attrs["layout"] = "forecast [T_out, N, C_out]; timestamps int64 ns"
         return path
     stamps = np.datetime_as_string(fc.timestamps, unit="s")

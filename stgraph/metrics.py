@@ -30,15 +30,51 @@ from typing import Sequence
 import torch
 
 from .errors import ConfigError, SeriesError
+from .io.series import null_mask
 
 DEFAULT_HORIZONS = (3, 6, 12)
 
+#: share of valid true values that are 0 above which MAPE is reported as meaningless
+MAPE_MAX_ZERO_SHARE = 0.01
+
+
+def default_steps(horizon: int, step_minutes: float | None = None) -> list[int]:
+    """The horizon steps ``evaluate`` reports by default: the papers' 3, 6, 12 (15 / 30 / 60 min) for
+    12-step 5-minute data; every step for a horizon of at most 12 steps otherwise (a 4-step weekly
+    forecast shows steps 1-4); for longer horizons 3, 6, 12 and the last step."""
+    if horizon > 12 or (step_minutes == 5 and horizon == 12):
+        return sorted({h for h in DEFAULT_HORIZONS if h <= horizon} | {horizon})
+    return list(range(1, horizon + 1))
+
+
+def parse_steps(text: str, horizon: int) -> list[int]:
+    """``--steps 1,2,4`` -> ``[1, 2, 4]``, checked against the ``horizon`` predicted steps."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    try:
+        steps = [int(t) for t in items]
+    except ValueError:
+        raise ConfigError(f"--steps {text!r}: expected comma-separated step numbers, e.g. 1,2,4") from None
+    return _check_horizons(steps, horizon)
+
+
+def mape_note(valid: float, zeros: float, negatives: float) -> str | None:
+    """Why MAPE means nothing here (``None`` when it does): negative true values (centred or z-scored
+    data), or more than :data:`MAPE_MAX_ZERO_SHARE` of them 0 (counts), where it is undefined."""
+    if not valid:
+        return None
+    if negatives:
+        return (f"MAPE left out: {100 * negatives / valid:.1f}% of the true values are negative (centred or "
+                f"z-scored data?), so a percentage error has no meaningful base; read MAE / RMSE")
+    if zeros / valid > MAPE_MAX_ZERO_SHARE:
+        return (f"MAPE left out: {100 * zeros / valid:.1f}% of the true values are 0, where a percentage error "
+                f"is undefined (MAPE skips them and is dominated by the smallest non-zero values); read MAE / RMSE")
+    return None
+
 
 def valid_mask(true: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
-    """Bool tensor shaped like ``true``: True where the reading is valid (not null, not NaN)."""
-    if math.isnan(null_value):
-        return ~torch.isnan(true)
-    return (true != null_value) & ~torch.isnan(true)
+    """Bool tensor shaped like ``true``: True where the reading is valid (not null, not NaN); the
+    negation of :func:`stgraph.io.series.null_mask`."""
+    return ~null_mask(true, null_value)
 
 
 def _pair(pred, true) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +145,7 @@ class MetricAccumulator:
 
     def reset(self) -> None:
         """Forget every batch seen."""
-        self._sums: torch.Tensor | None = None  # [5, T_out]: abs, sq, ape, count, ape_count
+        self._sums: torch.Tensor | None = None  # [6, T_out]: abs, sq, ape, count, ape_count, negatives
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, true: torch.Tensor) -> None:
@@ -132,7 +168,7 @@ class MetricAccumulator:
         ape = torch.where(mp, err / torch.where(mp, true.abs(), torch.ones_like(zero)), zero)
         f64 = torch.float64
         sums = torch.stack([err.sum(dims, dtype=f64), (err * err).sum(dims, dtype=f64), ape.sum(dims, dtype=f64),
-                            m.sum(dims, dtype=f64), mp.sum(dims, dtype=f64)])
+                            m.sum(dims, dtype=f64), mp.sum(dims, dtype=f64), (m & (true < 0)).sum(dims, dtype=f64)])
         self._sums = sums if self._sums is None else self._sums + sums
 
     def compute(self, horizons: Sequence[int] | None = None) -> dict:
@@ -140,7 +176,8 @@ class MetricAccumulator:
 
         ``horizons`` (default: the constructor's) picks the reported steps;
         ``average`` pools every entry of every step (not a mean of per-step
-        metrics). MAPE is in percent. A step with no valid entry gives NaN.
+        metrics). MAPE is in percent. A step with no valid entry gives NaN. When MAPE means nothing
+        for these true values (see :func:`mape_note`) the dict also holds ``"mape_note"`` saying why.
         """
         if self._sums is None:
             raise SeriesError("no batch was added to the MetricAccumulator; call update(pred, true) first")
@@ -149,10 +186,13 @@ class MetricAccumulator:
         if hs is None:
             hs = [h for h in DEFAULT_HORIZONS if h <= steps] or [steps]
         hs = _check_horizons(hs, steps)
-        abs_s, sq_s, ape_s, cnt, ape_cnt = self._sums.cpu().tolist()  # the one transfer
+        abs_s, sq_s, ape_s, cnt, ape_cnt, neg = self._sums.cpu().tolist()  # the one transfer
         out = {"horizons": {str(h): _finish(abs_s[h - 1], sq_s[h - 1], ape_s[h - 1], cnt[h - 1], ape_cnt[h - 1])
                             for h in hs}}
         out["average"] = _finish(sum(abs_s), sum(sq_s), sum(ape_s), sum(cnt), sum(ape_cnt))
+        note = mape_note(sum(cnt), sum(cnt) - sum(ape_cnt), sum(neg))
+        if note:
+            out["mape_note"] = note
         return out
 
 

@@ -11,11 +11,13 @@
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .io.series import horizon_text, null_mask
+from .metrics import valid_mask
 
 Z90 = 1.6448536269514722
 
@@ -36,7 +38,7 @@ def _collect(trainer, sensor_index: int | None):
     for out, y, starts in trainer.predictions("test"):
         mean = out.mean if isinstance(out, torch.distributions.Normal) else out
         std = out.stddev if isinstance(out, torch.distributions.Normal) else None
-        mask = ~torch.isnan(y) if math.isnan(null) else (y != null) & ~torch.isnan(y)
+        mask = valid_mask(y, null)
         err = torch.where(mask, (mean - y).abs(), torch.zeros_like(y)).double().cpu()
         m = mask.double().cpu()
         err_sum += err.sum(dim=(0, 1, 3))
@@ -57,22 +59,38 @@ def _collect(trainer, sensor_index: int | None):
     return per_sensor, by_tod, traces
 
 
-def _locations(trainer, locations):
+def _locations(trainer, locations, crs: str = "degrees"):
+    """``(y, x, crs)`` of every sensor (latitude / longitude, or northing / easting metres when
+    ``crs`` is projected), or ``None`` when some sensor has no position."""
+    from .graph.coords import parse_crs
+
     ids = trainer.prepared.series.sensor_ids
     if locations:
         from .graph import read_locations
-        lid, lat, lon = read_locations(locations)
+        crs = parse_crs(crs)
+        lid, lat, lon = read_locations(locations, crs)
+        crs = "projected" if crs == "projected" else "degrees"
         pos = {s: (a, o) for s, a, o in zip(lid, lat, lon)}
     else:
         g = trainer.prepared.nx_graph
+        crs = "degrees" if g is None else g.graph.get("crs", "degrees")
         pos = {} if g is None else {s: (d["lat"], d["lon"]) for s, d in g.nodes(data=True)
                                     if d.get("lat") is not None and d.get("lon") is not None}
     if not all(s in pos for s in ids):
         return None
-    return np.array([pos[s][0] for s in ids], dtype=float), np.array([pos[s][1] for s in ids], dtype=float)
+    return (np.array([pos[s][0] for s in ids], dtype=float), np.array([pos[s][1] for s in ids], dtype=float),
+            crs)
 
 
 PICTURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+#: per-sensor bars drawn (and named) when no coordinates are known
+MAX_BARS = 60
+
+
+def sub_daily(data) -> bool:
+    """True when the data have several steps a day, so an error-by-time-of-day panel means something."""
+    step = getattr(data, "interval_minutes", None)
+    return bool(step) and step < 24 * 60
 
 
 def _save(fig, path: Path) -> Path:
@@ -85,11 +103,12 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None = None,
-             model: str | None = None) -> list[Path]:
+             model: str | None = None, crs: str = "degrees") -> list[Path]:
     """Write the run's pictures; returns their paths. See the module docstring."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from .errors import ConfigError
     from .training.run import load_run
@@ -132,13 +151,13 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
         rows = starts + data.input_len + h - 1
         t = ts[rows]
         truth = true[:, h - 1].astype(float)
-        truth[(truth == null) if not math.isnan(null) else np.isnan(truth)] = np.nan
+        truth[null_mask(truth, null)] = np.nan
         ax.plot(t, truth, color="black", lw=1.0, label="observed")
         ax.plot(t, pred[:, h - 1], color="tab:blue", lw=1.0, label="forecast")
         if std is not None:
             lo, hi = pred[:, h - 1] - Z90 * std[:, h - 1], pred[:, h - 1] + Z90 * std[:, h - 1]
             ax.fill_between(t, lo, hi, color="tab:blue", alpha=0.2, lw=0, label="90% interval")
-        ahead = f"{h * step_min:g} min" if step_min else f"{h} steps"
+        ahead = horizon_text(h, step_min)
         mae = np.nanmean(np.abs(pred[:, h - 1] - truth))
         ax.set_title(f"sensor {ids[s_idx]}: {ahead} ahead (test MAE {mae:.2f})", fontsize=10)
         ax.set_ylabel(series.channels[data.target_channels[0]])
@@ -152,29 +171,41 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     # 2. where it fails: per-sensor error map and error by time of day
     err_path = out.with_name(out.stem + "_errors" + out.suffix)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1.2, 1]})
-    loc = _locations(trainer, locations)
+    loc = _locations(trainer, locations, crs)
     if loc is not None:
-        lat, lon = loc
-        sc = a1.scatter(lon, lat, c=per_sensor, cmap="viridis_r" if False else "magma_r", s=28, edgecolor="k", lw=0.3)
+        from .graph.coords import axis_labels
+
+        lat, lon, where_crs = loc
+        sc = a1.scatter(lon, lat, c=per_sensor, cmap="magma_r", s=28, edgecolor="k", lw=0.3)
         fig.colorbar(sc, ax=a1, label="test MAE (all horizons)")
-        a1.set_xlabel("longitude")
-        a1.set_ylabel("latitude")
+        xlabel, ylabel = axis_labels(where_crs)
+        a1.set_xlabel(xlabel)
+        a1.set_ylabel(ylabel)
         worst = np.argsort(np.nan_to_num(per_sensor, nan=-1))[-5:]
         for i in worst:
             a1.annotate(ids[i], (lon[i], lat[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         a1.set_title("per-sensor error (5 worst labelled)", fontsize=10)
     else:
-        order = np.argsort(np.nan_to_num(per_sensor, nan=-1))[::-1]
-        a1.bar(np.arange(len(order)), per_sensor[order], color="tab:red", width=1.0)
-        a1.set_xlabel("sensors, worst first")
+        order = np.argsort(np.nan_to_num(per_sensor, nan=-1))[::-1][:MAX_BARS]
+        a1.bar(np.arange(len(order)), per_sensor[order], color="tab:red", width=0.8)
+        a1.set_xticks(np.arange(len(order)))
+        a1.set_xticklabels([ids[i] for i in order], rotation=90, fontsize=max(4, min(8, 400 // max(len(order), 1))))
+        shown = f"the {len(order)} worst of {len(ids)}" if len(order) < len(ids) else "worst first"
+        a1.set_xlabel(f"sensor ({shown})")
         a1.set_ylabel("test MAE (all horizons)")
         a1.set_title("per-sensor error (no coordinates known)", fontsize=10)
-    hours = (np.arange(len(by_tod)) + 0.5) * 24 / len(by_tod)
-    a2.plot(hours, by_tod, marker="o", ms=3)
-    a2.set_xlabel("time of day (h)")
-    a2.set_ylabel(f"MAE at the last horizon step")
-    a2.set_title("error by time of day", fontsize=10)
-    a2.grid(alpha=0.3)
+    if sub_daily(data):
+        hours = (np.arange(len(by_tod)) + 0.5) * 24 / len(by_tod)
+        a2.plot(hours, by_tod, marker="o", ms=3)
+        a2.set_xlabel("time of day (h)")
+        a2.set_ylabel("MAE at the last horizon step")
+        a2.set_title("error by time of day", fontsize=10)
+        a2.grid(alpha=0.3)
+    else:
+        a2.set_axis_off()
+        a2.text(0.5, 0.5, f"no time-of-day panel: the data are sampled every\n"
+                          f"{horizon_text(1, data.interval_minutes)}, not several times a day",
+                ha="center", va="center", fontsize=10, transform=a2.transAxes)
     fig.tight_layout()
     written.append(_save(fig, err_path))
     plt.close(fig)
@@ -189,6 +220,8 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
             mat = att[key]
             im = ax.imshow(mat, cmap="Blues", aspect="auto", interpolation="nearest")
             fig.colorbar(im, ax=ax, fraction=0.046)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and sensors are whole numbers
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title({"temporal": "encoder temporal attention\n(query step x key step)",
                           "spatial": "spatial attention\n(target sensor x source sensor)",
                           "cross": "decoder cross-attention\n(future step x input step)"}[key], fontsize=10)

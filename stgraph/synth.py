@@ -8,7 +8,11 @@ cross. :func:`simulate_speeds` produces METR-LA-like 5-minute speeds on any
 such graph: free flow around 60-70 mph, rush hours whose strength depends on
 the direction of travel (inbound in the morning, outbound in the evening),
 lighter weekends, incidents whose queue spreads upstream, sensor noise and
-dead detectors recorded as ``0``. :func:`generate` does both and
+dead detectors recorded as ``0``. :func:`simulate_counts` produces hourly
+passenger boardings at the same points read as stops: counts with real zeros
+(most night hours), strong daily and weekly profiles and spatially correlated
+stops; :func:`write_synthetic_counts` writes them as a CSV with a distance-
+weighted node-link graph. :func:`generate` does both and
 :func:`write_synthetic` writes the files in the layout of the DCRNN release
 (``metr-la.h5``-style HDF5, ``adj_mx.pkl``, ``distances_la_2012.csv``-style
 distances, sensor locations and ids).
@@ -61,6 +65,7 @@ from .io.series import Series
 __all__ = [
     "PRESETS", "LA_CENTRE", "Incident", "Outage", "SimulationLog",
     "make_road_network", "simulate_speeds", "generate", "write_synthetic",
+    "simulate_counts", "write_synthetic_counts",
     "dcrnn_adj_mx", "haversine_m", "preset",
 ]
 
@@ -896,3 +901,80 @@ def write_synthetic(out_dir, num_sensors: int = 207, days: float = 7, seed: int 
     atomic_write(paths["sensor_ids"], ",".join(ids).encode())
     return paths
 
+
+
+# =============================================================================
+# Hourly passenger counts
+# =============================================================================
+def simulate_counts(graph: nx.DiGraph, start="2012-03-05", days: int = 56, seed: int = 0) -> Series:
+    """Hourly boardings at every node of ``graph`` read as a stop: ``[T, N, 1]`` whole counts >= 0.
+
+    Each stop ``i`` has a size ``lam_i`` (log-normal, smoothed along the road links so neighbours are
+    alike) and a commuter mix ``a_i`` (towards the centre: busier mornings; away: busier evenings).
+    Weekday rate: ``lam_i * (a_i * am(h) + (1 - a_i) * pm(h) + 0.35 * midday(h) + night(h))`` with
+    Gaussian bumps at 08:00, 17:30 and 13:00 and a near-zero night; Saturdays and Sundays carry a
+    midday bump at 40% / 30% of it. The rate is multiplied by a network-wide factor per day
+    (weather, events) and a per-stop AR(1) factor on the log scale (``phi = 0.8`` an hour), and the
+    count drawn from a Poisson law: zeros are real readings (every night hour at small stops), and
+    nothing is missing (``null_value`` NaN: zeros are values). Deterministic in ``seed``.
+    """
+    if int(days) != days or days < 1:
+        raise SeriesError(f"days must be a whole number >= 1, got {days}")
+    rng = _rng(seed, 7)
+    nodes = _node_order(graph)
+    n = len(nodes)
+    ids = [str(graph.nodes[v].get("sensor_id", v)) for v in nodes]
+    ts = _timestamps(start, days, 60)
+    T = ts.size
+    preds = _road_predecessors(graph, nodes)
+    lam = np.exp(_smooth_on_graph(rng.normal(1.6, 0.9, n), preds, rounds=1))
+    mix = np.clip(0.5 + 0.35 * _inbound_score(graph, nodes, rng), 0.1, 0.9)
+    hour = ((ts - ts.astype("datetime64[D]")).astype("timedelta64[m]").astype(np.int64) / 60.0).astype(np.float32)
+    dow = ((ts.astype("datetime64[D]").astype(np.int64) + 3) % 7)  # Monday = 0
+    am, pm = _gauss(hour, np.array([8.0]), np.array([1.3]))[:, 0], _gauss(hour, np.array([17.5]), np.array([1.8]))[:, 0]
+    mid = _gauss(hour, np.array([13.0]), np.array([3.0]))[:, 0]
+    night = np.where((hour >= 1) & (hour < 5), 0.01, 0.06).astype(np.float32)
+    weekday = (mix[None, :] * am[:, None] + (1 - mix[None, :]) * pm[:, None] + 0.35 * mid[:, None] + night[:, None])
+    weekend_scale = np.select([dow == 5, dow == 6], [0.4, 0.3], 0.0)
+    weekend = (mid[:, None] + night[:, None]) * weekend_scale[:, None]
+    rate = lam[None, :] * np.where((dow < 5)[:, None], weekday, weekend)
+    day_factor = np.exp(rng.normal(0.0, 0.15, days))[np.arange(T) // 24]
+    log_ar = np.zeros((T, n))
+    eps = rng.normal(0.0, 0.25 * math.sqrt(1 - 0.8 ** 2), (T, n))
+    log_ar[0] = rng.normal(0.0, 0.25, n)
+    for t in range(1, T):  # the AR(1) recursion over time, vectorised over stops
+        log_ar[t] = 0.8 * log_ar[t - 1] + eps[t]
+    counts = rng.poisson(rate * day_factor[:, None] * np.exp(log_ar)).astype(np.float32)
+    return Series(counts[:, :, None], ts, ids, ["boardings"], float("nan"), source=None,
+                  null_origin="synthetic counts: nothing is missing, zeros are real")
+
+
+def write_synthetic_counts(out_dir, num_sensors: int = 207, days: int = 56, seed: int = 0,
+                           start="2012-03-05") -> dict[str, Path]:
+    """The synthetic counts network as a user would bring it: ``counts.csv`` (a ``timestamp`` column and
+    one column of hourly boardings per stop; no null convention, so zeros are readings), ``graph.json``
+    (node-link; edge ``weight`` = road distance in metres, declared ``weight_meaning: distance``) and
+    ``graph_sensor_locations.csv``. Returns ``{'data', 'graph', 'locations'}`` -> path."""
+    from .files import atomic_open
+    from .graph import write_graph
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    road = make_road_network(num_sensors, seed)
+    series = simulate_counts(road, start=start, days=days, seed=seed)
+    paths = {"data": out / "counts.csv", "graph": out / "graph.json", "locations": out / "graph_sensor_locations.csv"}
+    stamps = np.datetime_as_string(series.timestamps, unit="s")
+    values = series.values[:, :, 0].astype(np.int64)
+    with atomic_open(paths["data"], "w", newline="") as fh:
+        fh.write("timestamp," + ",".join(series.sensor_ids) + "\n")
+        np.savetxt(fh, np.column_stack([stamps, values.astype(str)]), fmt="%s", delimiter=",")
+    g = nx.DiGraph(weight_meaning="distance")
+    for v in _node_order(road):
+        a = road.nodes[v]
+        g.add_node(str(a["sensor_id"]), lat=float(a["lat"]), lon=float(a["lon"]))
+    for u, v, a in road.edges(data=True):
+        g.add_edge(str(road.nodes[u]["sensor_id"]), str(road.nodes[v]["sensor_id"]), weight=float(a["distance"]))
+    write_graph(g, paths["graph"])
+    loc = ["sensor_id,latitude,longitude"] + [f"{v},{a['lat']:.6f},{a['lon']:.6f}" for v, a in g.nodes(data=True)]
+    atomic_write(paths["locations"], ("\n".join(loc) + "\n").encode())
+    return paths

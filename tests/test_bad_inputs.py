@@ -367,7 +367,7 @@ def test_nan_where_null_is_zero_in_a_file_is_read_as_missing(tmp_path):
     """The clean recovery: a file's NaN always means missing, stored as the null value."""
     p = tmp_path / "gaps.csv"
     p.write_text(HEADER + "2020-01-01 00:00,1,nan,3\n2020-01-01 00:05,,5,NA\n")
-    s = read_series(p)
+    s = read_series(p, null_value=0.0)
     assert s.null_value == 0.0 and not np.isnan(s.values).any()
     assert s.missing_mask()[:, :, 0].tolist() == [[False, True, False], [True, False, True]]
 

@@ -445,6 +445,7 @@ def test_graph_info_hand():
     assert info == {
         "nodes": 6, "edges": 5, "components": 3, "min_degree": 0, "max_degree": 3,
         "mean_degree": 10 / 6, "self_loops": 1, "has_coordinates": False,
+        "weights": "1 .. 1", "weight_meaning": "similarity (all in [0, 1]; 1 .. 1), used as is", "coordinates": "none",
     }
     assert graph_info(nx.DiGraph())["components"] == 0
 
@@ -524,7 +525,8 @@ def test_from_adjacency_direct():
 @given(n=st.integers(2, 8), seed=st.integers(0, 2**32 - 1), density=st.floats(0.2, 0.9))
 def test_matrix_graph_pyg_round_trip(n, seed, density):
     rng = np.random.default_rng(seed)
-    adj = np.where(rng.random((n, n)) < density, rng.random((n, n)).astype(np.float32) + 0.01, 0.0)
+    # similarities in (0, 1]: weights above 1 would be read as distances (edge_similarity)
+    adj = np.where(rng.random((n, n)) < density, rng.random((n, n)).astype(np.float32) * 0.99 + 0.01, 0.0)
     adj[0, 1] = 0.5  # at least one off-diagonal edge
     ids = [f"s{k:02d}" for k in range(n)]
     g = from_adjacency(adj, ids)

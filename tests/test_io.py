@@ -192,7 +192,7 @@ def test_npz_pems_channels_and_timeline(tmp_path):
     assert s.shape == (10, 5, 3) and s.channels == ["flow", "occupancy", "speed"]
     assert s.sensor_ids == ["0", "1", "2", "3", "4"]
     assert s.timestamps[-1] == np.datetime64("2018-01-01T00:45")
-    assert s.values[4, 1, 0] == 0.0 and s.values[3, 2, 1] == np.float32(data[3, 2, 1])
+    assert np.isnan(s.null_value) and np.isnan(s.values[4, 1, 0]) and s.values[3, 2, 1] == np.float32(data[3, 2, 1])
     np.savez_compressed(tmp_path / "pems07.npz", data=data[:, :, 0])
     one = read_series(tmp_path / "pems07.npz", start="2017-05-01", freq="1D", channels=["veh"])
     assert one.shape == (10, 5, 1) and one.channels == ["veh"] and one.interval == np.timedelta64(1, "D")
@@ -233,8 +233,9 @@ def test_csv_with_timestamp_column(tmp_path):
     s = read_series(p)
     assert s.sensor_ids == ["717447", "717446"] and s.shape == (3, 2, 1)
     assert s.interval == np.timedelta64(1, "h")
-    np.testing.assert_array_equal(s.values[:, :, 0], [[1.5, 2], [0, 0], [3, 4.25]])
-    assert np.isnan(read_series(p, null_value=float("nan")).values[1, 0, 0])
+    np.testing.assert_array_equal(s.values[:, :, 0], [[1.5, 2], [np.nan, np.nan], [3, 4.25]])
+    assert np.isnan(s.null_value)  # a CSV carries no convention: empty cells are missing, zeros are not
+    np.testing.assert_array_equal(read_series(p, null_value=0.0).values[:, :, 0], [[1.5, 2], [0, 0], [3, 4.25]])
     with pytest.raises(DataFormatError, match=r"first timestamp is 2020-01-01T00:00.*start='2021-01-01'"):
         read_series(p, start="2021-01-01")
     with pytest.raises(DataFormatError, match=r"interval is 1h but freq='5min'"):

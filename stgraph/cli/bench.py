@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     b.add_argument("--seeds", type=int, default=3, help="seeds 0..k-1 per learned model (default 3)")
     b.add_argument("--batch-size", type=int)
     b.add_argument("--device")
+    from .main import add_null_value
+    add_null_value(b)
     b.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config field in every run, or in one model's runs with "
                         "MODEL:SECTION.FIELD=VALUE, e.g. stgt:model.params.hidden=32 (repeatable)")
@@ -26,6 +28,14 @@ def add_parser(sub) -> None:
     b.add_argument("--published-key", help="dataset key in benchmarks/published.yaml (default: --dataset or metr-la)")
     b.add_argument("--progress", action="store_true", help="show each run's progress bar")
     b.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+
+
+def null_override(args) -> list[str]:
+    """``--null-value X`` as the override ``data.null_value=X`` (``.nan`` for NaN), or nothing."""
+    v = getattr(args, "null_value", None)
+    if v is None:
+        return []
+    return [f"data.null_value={'.nan' if v != v else repr(float(v))}"]
 
 
 def run(args) -> int:
@@ -38,7 +48,8 @@ def run(args) -> int:
         raise ConfigError(f"--epochs {args.epochs}: expected at least 1")
     spec = BenchSpec(out=Path(args.out), models=[m.strip() for m in args.models.split(",") if m.strip()],
                      data=args.data, graph=args.graph, dataset=args.dataset, root=args.root, epochs=args.epochs,
-                     seeds=args.seeds, batch_size=args.batch_size, device=args.device, overrides=list(args.set),
+                     seeds=args.seeds, batch_size=args.batch_size, device=args.device,
+                     overrides=null_override(args) + list(args.set),
                      use_paper_configs=not args.no_paper_configs, compare_published=args.compare_published,
                      published_key=args.published_key, progress=args.progress)
     rows = run_bench(spec)

@@ -35,14 +35,23 @@ def data_info(args) -> int:
 
 
 def data_synth(args) -> int:
-    from ..synth import write_synthetic
+    from ..synth import write_synthetic, write_synthetic_counts
 
-    paths = write_synthetic(args.out, num_sensors=args.sensors, days=args.days, seed=args.seed, start=args.start)
+    if getattr(args, "kind", "speeds") == "counts":
+        days = args.days or 56
+        paths = write_synthetic_counts(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
+                                       start=args.start or "2012-03-05")
+        what = f"a synthetic counts network (hourly boardings) of {args.sensors} stops x {days} days"
+    else:
+        days = args.days or 7
+        paths = write_synthetic(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
+                                start=args.start or "2012-03-01")
+        what = f"a synthetic road network of {args.sensors} sensors x {days} days"
     paths = {k: str(v) for k, v in paths.items()}
     if args.json:
         emit(paths, True)
     else:
-        print(f"wrote a synthetic road network of {args.sensors} sensors x {args.days} days (seed {args.seed}):")
+        print(f"wrote {what} (seed {args.seed}):")
         emit(paths, False)
     return 0
 
@@ -73,18 +82,22 @@ def data_list(args) -> int:
 
 # ------------------------------------------------------------------------------------------ graph
 def _sensor_order(spec: str | None) -> list[str] | None:
-    """Sensor ids from a series file or a text file of ids."""
+    """Sensor ids from a series file (HDF5, .npz, or a CSV with a row per time step) or a text file
+    of ids (comma separated on one line, or one id per line)."""
     if spec is None:
         return None
+    from ..io import read_series
+    from ..io.read import sniff_format
+
     p = Path(spec)
     if not p.is_file():
         raise MissingFileError(f"--sensors '{spec}' not found; pass a series file or a text file of sensor ids")
-    head = p.open("rb").read(8)
-    if head.startswith(b"\x89HDF") or head.startswith(b"PK"):
-        from ..io import read_series
+    if sniff_format(p) != "csv":
         return read_series(p).sensor_ids
-    text = p.read_text().replace("\n", ",")
-    ids = [t.strip() for t in text.split(",") if t.strip()]
+    lines = [ln for ln in p.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+    if len(lines) > 1 and any("," in ln for ln in lines):
+        return read_series(p).sensor_ids  # a header and rows of readings: a series
+    ids = [t.strip() for ln in lines for t in ln.split(",") if t.strip()]
     if not ids:
         raise ConfigError(f"--sensors '{spec}' holds no sensor ids")
     return ids
@@ -94,6 +107,12 @@ def graph_build(args) -> int:
     from .. import graph as G
 
     ids = _sensor_order(args.sensors)
+    if args.weights and not (args.edges or args.graph):
+        raise ConfigError(f"--weights {args.weights} declares the weights of --edges or --graph; the other builders "
+                          f"make similarities themselves (a kernel of distances)")
+    crs = G.parse_crs(args.crs)
+    if crs != "degrees" and not (args.locations or args.graph):
+        raise ConfigError(f"--crs {args.crs} applies to coordinates, read with --locations (or --graph)")
     if args.adj:
         g = G.from_adj_pickle(args.adj)
     elif args.distances:
@@ -101,15 +120,33 @@ def graph_build(args) -> int:
             raise ConfigError("--distances needs --sensors (the sensor order: a series file or a list of ids)")
         g = G.from_distances(args.distances, ids, sigma=args.sigma, threshold=args.threshold, kernel=args.kernel)
     elif args.locations:
-        lid, lat, lon = G.read_locations(args.locations)
+        lid, lat, lon = G.read_locations(args.locations, crs)
         if args.k is None and args.radius_km is None:
             raise ConfigError("--locations needs --k N (nearest neighbours) or --radius-km R")
-        g = G.from_coordinates(lid, lat, lon, k=args.k, radius_km=args.radius_km, sigma=args.sigma)
+        if ids is not None:  # only the series' sensors, in its order
+            pos = {s: i for i, s in enumerate(lid)}
+            lack = [s for s in ids if s not in pos]
+            if lack:
+                raise ConfigError(f"--locations '{args.locations}' has no row for {len(lack)} sensor(s) of --sensors "
+                                  f"'{args.sensors}': {lack[:20]}; expected a location for every sensor")
+            rows = [pos[s] for s in ids]
+            lid, lat, lon = ids, lat[rows], lon[rows]
+        g = G.from_coordinates(lid, lat, lon, k=args.k, radius_km=args.radius_km, sigma=args.sigma,
+                               crs="projected" if crs == "projected" else "degrees")
+    elif args.edges:
+        g = G.from_edge_list(args.edges, sensor_ids=ids)
     else:
-        g = G.from_edge_list(args.edges)
+        g = G.read_graph(args.graph, crs=None if crs == "degrees" else crs)
+    if args.weights:
+        g.graph["weight_meaning"] = args.weights
+    dropped = []
+    if ids is not None:
+        g, dropped = G.for_sensors(g, ids)
     G.write_graph(g, args.out)
     info = G.graph_info(g)
-    print(f"wrote {args.out}: {info['nodes']} nodes, {info['edges']} edges, {info['components']} component(s)")
+    print(f"wrote {args.out}: {info['nodes']} nodes, {info['edges']} edges, {info['components']} component(s); "
+          f"weights {info['weights']}: {info['weight_meaning']}"
+          + (f"; dropped {len(dropped)} sensor(s) not in --sensors, e.g. {dropped[:5]}" if dropped else ""))
     return 0
 
 
@@ -144,7 +181,7 @@ def given_settings(args) -> set[str]:
     for flag, key in (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
                       ("model", "model.name"), ("probabilistic", "model.probabilistic"), ("epochs", "train.epochs"),
                       ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
-                      ("device", "train.device")):
+                      ("device", "train.device"), ("null_value", "data.null_value")):
         if getattr(args, flag, None) is not None:
             given.add(key)
     if args.no_progress:
@@ -189,6 +226,8 @@ def build_config(args):
         cfg.model.name = args.model
     if args.probabilistic:
         cfg.model.probabilistic = True
+    if getattr(args, "null_value", None) is not None:
+        cfg.data.null_value = args.null_value
     for flag, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"),
                        ("device", "device")):
         v = getattr(args, flag)
@@ -211,6 +250,10 @@ def train(args) -> int:
     if not trainer.trainable:
         print(f"fitted {cfg.model.name} (nothing to train); run directory {args.out}")
     else:
+        if st.get("early_stopped"):
+            print(f"early stopping: validation MAE did not improve for train.patience = {cfg.train.patience} "
+                  f"epochs, so training stopped after epoch {st['epoch']} of {cfg.train.epochs} "
+                  f"(--set train.patience=0 turns it off)")
         print(f"finished: {st['epoch']} epoch(s), best validation MAE {st['best_val']:.4f} at epoch "
               f"{st['best_epoch']}; run directory {args.out}")
     return 0
@@ -220,30 +263,65 @@ def evaluate(args) -> int:
     from ..files import atomic_write, run_lock
     from ..training.run import load_run
 
+    from ..io.series import null_convention
+    from ..metrics import parse_steps
+
     with run_lock(args.run_dir):
         trainer = load_run(args.run_dir, model=args.model)
-        result = trainer.evaluate(args.split)
+        steps = parse_steps(args.steps, trainer.data.horizon) if args.steps else None
+        result = trainer.evaluate(args.split, horizons=steps)
         result["split"] = args.split
+        notice = run_notice(trainer, args.run_dir)
+        if notice:
+            result["notice"] = notice
+        s = trainer.prepared.series
+        result["null_convention"] = null_convention(s.values, s.null_value, s.null_origin)
         atomic_write(Path(args.run_dir) / f"evaluation_{args.split}.json", json.dumps(result, indent=1))
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
         return 0
+    if notice:
+        print(f"note: {notice}")
+    print(f"null convention: {result['null_convention']}")
     print(format_table(result, trainer.data))
     return 0
 
 
+def run_notice(trainer, run_dir) -> str | None:
+    """A run that did not finish (interrupted, or still training) or that early stopping ended, in words."""
+    p = getattr(trainer, "run_progress", None) or {}
+    if not p or not trainer.trainable:
+        return None
+    epochs = trainer.run_config.train.epochs
+    best = p.get("best_epoch")
+    if not p.get("finished"):
+        return (f"the run in '{run_dir}' did not finish: {p.get('epoch', 0)} of {epochs} epoch(s) done (it was "
+                f"interrupted or is still training); these are the weights of epoch {best}, the best so far. "
+                f"Continue it with stgraph train --out {run_dir} --resume")
+    if p.get("early_stopped"):
+        return (f"early stopping ended the run at epoch {p.get('epoch')} of {epochs} (validation MAE did not improve "
+                f"for train.patience = {trainer.run_config.train.patience} epochs); these are the weights of "
+                f"epoch {best}")
+    return None
+
+
 def format_table(result: dict, data=None) -> str:
-    """Plain-text table of a metrics dict (horizons and average)."""
-    step = None
-    if data is not None and getattr(data, "interval_minutes", None):
-        step = data.interval_minutes
+    """Plain-text table of a metrics dict (horizons and average), horizons labelled in the data's own time
+    unit (``3 (3 h)``, ``1 (1 week)``); MAPE left out with a note where it means nothing."""
+    from ..io.series import horizon_text
+
+    step = getattr(data, "interval_minutes", None) if data is not None else None
     keys = [k for k in ("mae", "rmse", "mape", "coverage90", "crps") if k in result["average"]]
-    head = f"{'horizon':>14} " + " ".join(f"{k.upper():>10}" for k in keys)
+    if result.get("mape_note"):
+        keys.remove("mape")
+    head = f"{'horizon':>16} " + " ".join(f"{k.upper():>10}" for k in keys)
     lines = [head, "-" * len(head)]
     for h, vals in result["horizons"].items():
-        label = f"{h} ({int(h) * step:g} min)" if step else h
-        lines.append(f"{label:>14} " + " ".join(f"{vals[k]:>10.4f}" for k in keys))
-    lines.append(f"{'average':>14} " + " ".join(f"{result['average'][k]:>10.4f}" for k in keys))
+        label = f"{h} ({horizon_text(int(h), step)})" if step else h
+        lines.append(f"{label:>16} " + " ".join(f"{vals[k]:>10.4f}" for k in keys))
+    lines.append(f"{'average':>16} " + " ".join(f"{result['average'][k]:>10.4f}" for k in keys))
+    if result.get("mape_note"):
+        lines.append(result["mape_note"])
     return "\n".join(lines)
 
 
@@ -261,8 +339,9 @@ def predict(args) -> int:
         series = read_series(args.data, null_value=d.null_value, start=d.start, freq=d.freq)
     fc = forecast_at(trainer, args.at, series=series)
     write_forecast(fc, args.out)
+    from ..io.series import iso
     print(f"wrote the forecast of {len(fc.sensor_ids)} sensors x {len(fc.timestamps)} steps from "
-          f"{fc.issued_at} to {args.out}")
+          f"{iso(fc.issued_at)} to {args.out}")
     return 0
 
 
@@ -296,7 +375,8 @@ def _refuse_output_that_is_an_input(out: str, run_dir: str, data: str | None) ->
 def plot(args) -> int:
     from ..plot import plot_run
 
-    paths = plot_run(args.run_dir, args.out, sensor=args.sensor, locations=args.locations, model=args.model)
+    paths = plot_run(args.run_dir, args.out, sensor=args.sensor, locations=args.locations, model=args.model,
+                     crs=args.crs)
     for p in paths:
         print(f"wrote {p}")
     return 0

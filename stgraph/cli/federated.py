@@ -38,6 +38,8 @@ def _federation_args(p, *, data: bool) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a run config field, e.g. --set model.params.hidden=32 (repeatable)")
+    from .main import add_null_value
+    add_null_value(p)
 
 
 def add_parser(sub) -> None:
@@ -88,11 +90,13 @@ def federated_config(args):
 
 def run_config(args):
     """The clients' ``RunConfig``: defaults <- --config <- flags <- --set (as ``stgraph train``)."""
+    from .bench import null_override
     from .commands import build_config
 
     ns = argparse.Namespace(config=args.config, data=args.data, graph=args.graph, dataset=args.dataset,
                             model=args.model, probabilistic=None, epochs=None, batch_size=None, lr=None,
-                            seed=args.seed, device=None, no_progress=True, set=args.set)
+                            seed=args.seed, device=None, no_progress=True,
+                            set=null_override(args) + list(args.set))
     return build_config(ns)
 
 

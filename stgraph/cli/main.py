@@ -13,21 +13,49 @@ import sys
 from ..errors import StgraphError
 
 
+NULL_HELP = ("which readings are missing: nan (or none) = empty cells / NaN only, zeros are readings; 0 = zeros "
+             "are missing too (the METR-LA / PEMS-BAY convention); or another number. Default: the file's own "
+             "convention (0 for the METR-LA / PEMS-BAY HDF5 layout and named datasets, nan for CSV, plain HDF5 "
+             "and .npz). The same as --set data.null_value=VALUE")
+
+
+def null_value_arg(text: str):
+    """argparse type of ``--null-value``: :func:`stgraph.io.series.parse_null_value`, refused values are
+    argparse errors (one line, exit status 2)."""
+    from ..errors import ConfigError
+    from ..io.series import parse_null_value
+
+    try:
+        return parse_null_value(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_null_value(p) -> None:
+    """``--null-value {nan,none,0,<number>}`` on a command that reads a series."""
+    p.add_argument("--null-value", type=null_value_arg, default=None, metavar="{nan,none,0,NUMBER}", help=NULL_HELP)
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="inspect, generate and download traffic series")
     s = p.add_subparsers(dest="action", required=True)
     info = s.add_parser("info", help="steps, sensors, channels, start, end, interval, missing ratio")
     info.add_argument("path")
     info.add_argument("--json", action="store_true")
-    info.add_argument("--null-value", type=float, default=None)
+    add_null_value(info)
     info.add_argument("--start", default=None, help="first timestamp for files without timestamps (npz)")
     info.add_argument("--freq", default=None, help="interval for files without timestamps, e.g. 5min")
-    syn = s.add_parser("synth", help="write the synthetic road network in METR-LA's HDF5 layout")
+    syn = s.add_parser("synth", help="write the synthetic road network (METR-LA's HDF5 layout) or the synthetic "
+                                     "counts network (hourly boardings, CSV + node-link graph)")
     syn.add_argument("--out", required=True)
+    syn.add_argument("--kind", choices=["speeds", "counts"], default="speeds",
+                     help="speeds: 5-minute speeds, METR-LA layout (default); counts: hourly boardings at stops "
+                          "with real zeros and daily / weekly profiles, counts.csv + graph.json (distances in metres)")
     syn.add_argument("--sensors", type=int, default=207)
-    syn.add_argument("--days", type=int, default=7)
+    syn.add_argument("--days", type=int, default=None, help="days to simulate (default 7 for speeds, 56 for counts)")
     syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--start", default="2012-03-01")
+    syn.add_argument("--start", default=None, help="first day (default 2012-03-01 for speeds, Monday 2012-03-05 "
+                                                   "for counts)")
     syn.add_argument("--json", action="store_true")
     dl = s.add_parser("download", help="download a named dataset into the cache")
     dl.add_argument("name")
@@ -35,6 +63,10 @@ def _add_data(sub) -> None:
     dl.add_argument("--sha256", action="append", default=[], metavar="FILE=HEX",
                     help="pin the checksum you trust for a file the manifest cannot verify (repeatable)")
     s.add_parser("list", help="named datasets with a manifest")
+
+
+CRS_HELP = ("coordinate system: degrees (latitude/longitude, default), projected (metres, Euclidean "
+            "distances), or EPSG:<code> to convert to degrees with pyproj (pip install 'stgraph[geo]')")
 
 
 def _add_graph(sub) -> None:
@@ -46,7 +78,16 @@ def _add_graph(sub) -> None:
     src.add_argument("--distances", help="CSV from,to,cost (thresholded Gaussian kernel)")
     src.add_argument("--locations", help="CSV sensor_id,latitude,longitude (k-nearest / radius)")
     src.add_argument("--edges", help="edge list CSV source,target[,weight]")
-    b.add_argument("--sensors", help="sensor order: a series file, or a text file of comma/line separated ids")
+    src.add_argument("--graph", help="an existing graph file (node-link JSON, GraphML, pickle) to restrict to "
+                                     "--sensors, declare --weights / --crs for, or convert")
+    b.add_argument("--sensors", help="keep exactly these sensors, in this order (every builder): a series file "
+                                     "(HDF5, .npz, CSV with a row per time step), or a text file of ids, comma "
+                                     "separated on one line or one per line")
+    b.add_argument("--weights", choices=["similarity", "distance"], default=None,
+                   help="what the edge weights of --edges/--graph are: similarity (larger = closer; scaled into "
+                        "[0, 1] if above 1) or distance (turned into exp(-(d/sigma)^2)). Undeclared weights above 1 "
+                        "are read as distances, with a warning")
+    b.add_argument("--crs", default="degrees", help="with --locations (or --graph): " + CRS_HELP)
     b.add_argument("--sigma", type=float, default=None)
     b.add_argument("--threshold", type=float, default=0.1)
     b.add_argument("--kernel", default="gaussian", choices=["gaussian", "inverse", "binary"])
@@ -73,14 +114,17 @@ def _add_runs(sub) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--device")
     t.add_argument("--probabilistic", action="store_true", default=None)
+    add_null_value(t)
     t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set model.params.hidden=32 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
     t.add_argument("--no-progress", action="store_true")
 
-    e = sub.add_parser("evaluate", help="MAE/RMSE/MAPE at horizons 3, 6, 12 and on average")
+    e = sub.add_parser("evaluate", help="MAE/RMSE/MAPE per horizon step and on average")
     e.add_argument("run_dir")
+    e.add_argument("--steps", default=None, help="comma-separated horizon steps to report, e.g. 1,2,4 (default: "
+                                                 "every step up to 12, or 3,6,12 for 12-step 5-minute data)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--json", action="store_true")
     e.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
@@ -96,6 +140,7 @@ def _add_runs(sub) -> None:
     pl.add_argument("run_dir")
     pl.add_argument("--sensor", default=None, help="sensor id (default: the one with the median error)")
     pl.add_argument("--locations", default=None, help="CSV of sensor coordinates for the error map")
+    pl.add_argument("--crs", default="degrees", help="of --locations: " + CRS_HELP)
     pl.add_argument("--out", required=True, help="PNG file")
     pl.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
 

@@ -18,7 +18,6 @@ dropped before splitting.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, fields
 from typing import Iterator, Sequence
@@ -304,7 +303,7 @@ class ForecastData:
 
     def scale_inputs(self, raw: torch.Tensor) -> torch.Tensor:
         """z-score raw inputs ``[..., C_in]`` with the input scaler; nulls become 0. Returns a new tensor."""
-        null = torch.isnan(raw) if math.isnan(self.null_value) else (raw == self.null_value) | torch.isnan(raw)
+        null = null_mask(raw, self.null_value)
         return ((raw - self._in_mean) / self._in_std).masked_fill_(null, 0.0)
 
     @property

@@ -397,7 +397,8 @@ def _with(series, **changes):
     from ..io import Series
 
     kw = dict(values=series.values, timestamps=series.timestamps, sensor_ids=series.sensor_ids,
-              channels=series.channels, null_value=series.null_value, source=series.source)
+              channels=series.channels, null_value=series.null_value, source=series.source,
+              null_origin=series.null_origin)
     kw.update(changes)
     return Series(**kw)
 
@@ -580,6 +581,7 @@ def load(name: str | Manifest, root: str | os.PathLike | None = None, *, downloa
         series = _with(series, values=series.values[:, cols, :], sensor_ids=ids)
     if m.calendar == "weekdays":
         series = _with(series, timestamps=_weekday_stamps(m, series.values.shape[0], data_path))
+    series.null_origin = f"the {m.name} manifest's convention"
     n = len(series.sensor_ids)
     if n != m.sensors:
         raise DataFormatError(

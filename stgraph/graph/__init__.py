@@ -18,9 +18,11 @@ from .build import (
     from_coordinates,
     from_distances,
     from_edge_list,
+    for_sensors,
     haversine_km,
 )
-from .convert import to_adjacency, to_pyg
+from .coords import axis_labels, check_coordinates, parse_crs
+from .convert import WEIGHT_MEANINGS, edge_similarity, to_adjacency, to_pyg
 from .info import graph_info, has_coordinates, validate_graph
 from .io import (
     attach_locations,
@@ -44,6 +46,10 @@ __all__ = [
     "from_coordinates",
     "from_distances",
     "from_edge_list",
+    "for_sensors",
+    "axis_labels",
+    "check_coordinates",
+    "parse_crs",
     "graph_info",
     "has_coordinates",
     "haversine_km",
@@ -54,6 +60,8 @@ __all__ = [
     "safe_load_pickle",
     "safe_loads",
     "to_adjacency",
+    "WEIGHT_MEANINGS",
+    "edge_similarity",
     "to_pyg",
     "validate_graph",
     "write_graph",

@@ -577,6 +577,7 @@ def from_coordinates(
     radius_km: float | None = None,
     sigma: float | None = None,
     symmetric: bool = True,
+    crs: str = "degrees",
 ) -> nx.DiGraph:
     """k-nearest-neighbour or radius graph on sensor positions.
 
@@ -599,6 +600,9 @@ def from_coordinates(
         radius_km: link pairs at most this far apart.
         sigma: Gaussian width in km.
         symmetric: for ``k``, also add each edge's reverse.
+        crs: ``"degrees"`` (``lat``/``lon``), ``"projected"`` (``lat``/``lon`` hold northing /
+            easting metres: Euclidean distances, ``graph.graph["crs"] = "projected"``) or
+            ``"EPSG:<code>"`` (converted to degrees with pyproj); see :mod:`stgraph.graph.coords`.
 
     Returns:
         DiGraph with ``N`` nodes.
@@ -616,18 +620,14 @@ def from_coordinates(
             f"from_coordinates: got {n} ids, {la.size} latitudes and {lo.size} longitudes; "
             "expected one latitude and longitude per id"
         )
-    bad = ~np.isfinite(la) | ~np.isfinite(lo) | (np.abs(la) > 90) | (np.abs(lo) > 180)
-    if bad.any():
-        raise GraphError(
-            f"from_coordinates: sensors {_preview(np.asarray(ids)[bad])} have coordinates "
-            "outside lat [-90, 90] / lon [-180, 180] or not finite; expected degrees. "
-            "Check the latitude/longitude columns are not swapped or missing"
-        )
+    from .coords import check_coordinates, pairwise_km
+
+    la, lo, crs = check_coordinates(ids, la, lo, crs, "from_coordinates", GraphError)
     if k is None and radius_km is None:
         raise GraphError("from_coordinates: pass k= (nearest neighbours) or radius_km=; got neither")
     if k is not None and not (1 <= int(k) < n):
         raise GraphError(f"from_coordinates: k is {k}; expected 1 <= k < {n} (the number of sensors)")
-    dmat = haversine_km(la[:, None], lo[:, None], la[None, :], lo[None, :])
+    dmat = pairwise_km(la, lo, crs)
     cand = ~np.eye(n, dtype=bool)
     if radius_km is not None:
         cand &= dmat <= float(radius_km)
@@ -660,6 +660,8 @@ def from_coordinates(
     for i, sid in enumerate(ids):
         g.nodes[sid]["lat"] = float(la[i])
         g.nodes[sid]["lon"] = float(lo[i])
+    if crs == "projected":
+        g.graph["crs"] = "projected"
     validate_graph(g, None)
     return g
 
@@ -741,3 +743,25 @@ def from_edge_list(
     g = _make_graph(ids, si, ti, weight, dist, source=None if source is None else str(source))
     validate_graph(g, source)
     return g
+
+
+# ------------------------------------------------------------------ sensor order
+def for_sensors(graph: nx.DiGraph, sensor_ids: Sequence[Any]) -> tuple[nx.DiGraph, list[str]]:
+    """``graph`` restricted to ``sensor_ids``, nodes in that order (``index`` = position): what
+    ``graph build --sensors`` does with every builder. Returns ``(graph, dropped ids)``.
+
+    Raises:
+        GraphError: sensors of ``sensor_ids`` that the graph lacks (listed, with the count).
+    """
+    from .convert import _positions
+
+    ids = _as_id_list(sensor_ids)
+    _positions(graph, ids, drop_extra=True)  # every sensor must be in the graph
+    keep = set(ids)
+    out = nx.DiGraph(**graph.graph)
+    for i, s in enumerate(ids):
+        out.add_node(s, **{**graph.nodes[s], "sensor_id": s, "index": i})
+    out.add_edges_from((u, v, a) for u, v, a in graph.edges(data=True) if u in keep and v in keep)
+    dropped = [str(u) for u in graph.nodes if u not in keep]
+    validate_graph(out, graph.graph.get("source"))
+    return out, dropped

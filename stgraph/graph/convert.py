@@ -19,7 +19,60 @@ from torch_geometric.utils import sort_edge_index
 
 from ..errors import GraphError, where
 
-__all__ = ["to_pyg", "to_adjacency"]
+__all__ = ["to_pyg", "to_adjacency", "edge_similarity", "WEIGHT_MEANINGS"]
+
+#: what an edge ``weight`` can mean; declared in ``graph.graph["weight_meaning"]`` (``graph build --weights``)
+WEIGHT_MEANINGS = ("similarity", "distance")
+
+
+def edge_similarity(w: np.ndarray, meaning: str | None = None, source: Any = None,
+                    warn: bool = True) -> tuple[np.ndarray, str]:
+    """Edge weights as the similarities in [0, 1] that models use (attention bias, diffusion weights).
+
+    * ``meaning='similarity'``: used as is when every weight is at most 1; larger ones are divided by
+      the largest weight (with a warning saying so);
+    * ``meaning='distance'``: turned into ``exp(-(d / sigma)^2)``, ``sigma`` the std of the distances
+      (their mean when all are equal): the Gaussian kernel of :func:`~stgraph.graph.build.distance_kernel`
+      (DCRNN's), without a threshold so no given edge is dropped;
+    * ``None`` (undeclared): weights in [0, 1] are similarities; any weight above 1 cannot be one, so the
+      weights are read as distances as above, with a warning that says what was done and how to declare.
+
+    Returns ``(similarities, what was done)``; the text is what ``graph info`` reports.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    if meaning is not None and meaning not in WEIGHT_MEANINGS:
+        raise GraphError(f"graph {where(source)}: weight_meaning is {meaning!r}; expected one of "
+                         f"{list(WEIGHT_MEANINGS)} (or none, to infer it from the weights)")
+    if w.size == 0:
+        return w, "no edges"
+    lo, hi = float(w.min()), float(w.max())
+    span = f"{lo:g} .. {hi:g}"
+    declare = ("declare what the weights are with stgraph graph build ... --weights distance|similarity "
+               "(or the graph attribute weight_meaning)")
+    if meaning == "similarity" or (meaning is None and hi <= 1.0):
+        if hi <= 1.0:
+            return w, f"similarity ({'declared' if meaning else 'all in [0, 1]'}; {span}), used as is"
+        done = f"similarities {span} divided by the largest, {hi:g}, to lie in [0, 1]"
+        if warn:
+            import warnings
+            from ..errors import StgraphWarning
+            warnings.warn(f"graph {where(source)}: {done}", StgraphWarning, stacklevel=2)
+        return w / hi, done
+    from .build import distance_kernel
+
+    sigma = float(w.std()) or float(w.mean()) or 1.0
+    out = distance_kernel(w, kernel="gaussian", sigma=sigma)
+    done = (f"turned into similarities exp(-(d / sigma)^2), sigma = {sigma:.4g} (their std); similarities "
+            f"now {float(out.min()):.3g} .. {float(out.max()):.3g}")
+    if meaning == "distance":
+        done = f"distances {span} (declared) {done}"
+    else:
+        done = f"undeclared weights above 1 ({span}) read as distances and {done}"
+        if warn:
+            import warnings
+            from ..errors import StgraphWarning
+            warnings.warn(f"graph {where(source)}: {done}; {declare}", StgraphWarning, stacklevel=2)
+    return out, done
 
 
 def _preview(items: Sequence[Any], limit: int = 20) -> str:
@@ -105,7 +158,8 @@ def to_pyg(
 
     Returns:
         ``Data`` with ``edge_index`` ``[2, E]`` long, ``edge_weight`` ``[E]``
-        float32, optionally ``edge_distance`` ``[E]`` float32, ``num_nodes = N``
+        float32 similarities in [0, 1] (see :func:`edge_similarity`: distances are turned into
+        similarities, undeclared weights above 1 are read as distances), optionally ``edge_distance`` ``[E]`` float32, ``num_nodes = N``
         and ``sensor_ids`` (list of ``N`` str).
 
     Raises:
@@ -116,6 +170,7 @@ def to_pyg(
     pos = _positions(graph, sensor_ids, drop_extra)
     n = len(pos)
     src, dst, w, d, edges = _edge_arrays(graph, pos, weight)
+    w, _ = edge_similarity(w, graph.graph.get("weight_meaning"), graph.graph.get("source"))
     missing_d = np.isnan(d)
     if distance and missing_d.any():
         k = np.nonzero(missing_d)[0][:5]
@@ -159,6 +214,7 @@ def to_adjacency(
     """
     pos = _positions(graph, sensor_ids, drop_extra)
     src, dst, w, _, _ = _edge_arrays(graph, pos, weight)
+    w, _ = edge_similarity(w, graph.graph.get("weight_meaning"), graph.graph.get("source"))
     adj = np.zeros((len(pos), len(pos)), dtype=np.float32)
     adj[src, dst] = w
     return adj

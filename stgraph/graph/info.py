@@ -48,8 +48,14 @@ def graph_info(graph: nx.DiGraph) -> dict[str, Any]:
         weakly connected components; 0 for an empty graph), ``min_degree``,
         ``max_degree`` (int), ``mean_degree`` (float; ``2 * edges / nodes``),
         ``self_loops`` (int) and ``has_coordinates`` (bool: every node has
-        finite ``lat``/``lon``). Degree statistics are 0 for an empty graph.
+        finite ``lat``/``lon``), ``weights`` (``"min .. max"`` of the edge weights as stored),
+        ``weight_meaning`` (what they are and what the models will use, see
+        :func:`~stgraph.graph.convert.edge_similarity`) and ``coordinates`` (degrees or projected
+        metres, when known). Degree statistics are 0 for an empty graph.
     """
+    from .convert import edge_similarity
+
+    weights = [float(w) for _, _, w in graph.edges(data="weight", default=1.0)]
     n = graph.number_of_nodes()
     degrees = [d for _, d in graph.degree()]
     if graph.is_directed():
@@ -65,6 +71,10 @@ def graph_info(graph: nx.DiGraph) -> dict[str, Any]:
         "mean_degree": float(sum(degrees) / n) if n else 0.0,
         "self_loops": nx.number_of_selfloops(graph),
         "has_coordinates": has_coordinates(graph),
+        "weights": f"{min(weights):g} .. {max(weights):g}" if weights else "none",
+        "weight_meaning": edge_similarity(weights, graph.graph.get("weight_meaning"), graph.graph.get("source"),
+                                          warn=False)[1],
+        "coordinates": graph.graph.get("crs", "degrees") if has_coordinates(graph) else "none",
     }
 
 

@@ -37,6 +37,7 @@ from .build import (
     from_edge_list,
 )
 from .convert import to_adjacency
+from .coords import check_coordinates, parse_crs
 from .info import validate_graph
 
 __all__ = [
@@ -115,7 +116,24 @@ def _graph_attrs(attrs, source, what: str) -> dict:
     return out
 
 
-def _normalise(graph: nx.Graph, source: Path) -> nx.DiGraph:
+def _check_node_coordinates(graph: nx.DiGraph, source, crs: str | None = None) -> None:
+    """Node ``lat`` / ``lon`` are checked like a location file's: degrees unless ``crs`` (or the graph's
+    own attribute ``crs``) says ``projected`` (an ``EPSG:<code>`` is converted to degrees)."""
+    nodes = [(u, a) for u, a in graph.nodes(data=True) if a.get("lat") is not None and a.get("lon") is not None]
+    if not nodes:
+        return
+    crs = parse_crs(crs or graph.graph.get("crs"))
+    ids = [u for u, _ in nodes]
+    lat, lon, crs = check_coordinates(ids, [a["lat"] for _, a in nodes], [a["lon"] for _, a in nodes], crs, source)
+    for (u, _), y, x in zip(nodes, lat, lon):
+        graph.nodes[u]["lat"], graph.nodes[u]["lon"] = float(y), float(x)
+    if crs == "projected":
+        graph.graph["crs"] = "projected"
+    else:
+        graph.graph.pop("crs", None)
+
+
+def _normalise(graph: nx.Graph, source: Path, crs: str | None = None) -> nx.DiGraph:
     """Make a freshly read graph follow the package's model.
 
     Undirected graphs become both-way DiGraphs, multigraphs collapse, node
@@ -144,6 +162,7 @@ def _normalise(graph: nx.Graph, source: Path) -> nx.DiGraph:
                 "expected an int index and float degrees"
             ) from exc
         out.add_node(key, **a)
+    _check_node_coordinates(out, source, crs)
     for u, v, attrs in graph.edges(data=True):
         a = dict(attrs)
         try:
@@ -186,7 +205,7 @@ def write_node_link(graph: nx.DiGraph, path: str | Path) -> Path:
     return path
 
 
-def read_node_link(path: str | Path) -> nx.DiGraph:
+def read_node_link(path: str | Path, crs: str | None = None) -> nx.DiGraph:
     """Read node-link JSON (this package's or networkx's, ``edges`` or ``links``).
 
     Raises:
@@ -229,7 +248,7 @@ def read_node_link(path: str | Path) -> nx.DiGraph:
             f"{where(path)}: a node or edge lacks its 'id' / 'source' / 'target' ({exc!r}); "
             "expected node objects with 'id' and edge objects with 'source' and 'target'"
         ) from exc
-    return _normalise(g, path)
+    return _normalise(g, path, crs)
 
 
 # ------------------------------------------------------------------- GraphML
@@ -249,7 +268,7 @@ def write_graphml(graph: nx.DiGraph, path: str | Path) -> Path:
     return path
 
 
-def read_graphml(path: str | Path) -> nx.DiGraph:
+def read_graphml(path: str | Path, crs: str | None = None) -> nx.DiGraph:
     """Read GraphML; node ids are kept as strings.
 
     Raises:
@@ -266,21 +285,25 @@ def read_graphml(path: str | Path) -> nx.DiGraph:
             f"{where(path)}: not readable GraphML ({type(exc).__name__}: {exc}); expected a "
             "GraphML document such as write_graphml produces"
         ) from exc
-    return _normalise(g, path)
+    return _normalise(g, path, crs)
 
 
 # ----------------------------------------------------------------- locations
-def read_locations(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+def read_locations(path: str | Path, crs: str = "degrees") -> tuple[list[str], np.ndarray, np.ndarray]:
     """Read sensor positions, e.g. DCRNN's ``graph_sensor_locations.csv``.
 
-    Columns ``sensor_id`` (or ``id``), ``latitude`` (or ``lat``) and
-    ``longitude`` (or ``lon``/``lng``); an ``index`` column is allowed.
+    Columns ``sensor_id`` (or ``id``), ``latitude`` (or ``lat``, ``y``, ``northing``) and
+    ``longitude`` (or ``lon``/``lng``, ``x``, ``easting``); an ``index`` column is allowed.
     Without a header, columns are ``index,sensor_id,latitude,longitude`` (4)
     or ``sensor_id,latitude,longitude`` (3).
 
+    Args:
+        crs: ``"degrees"``, ``"projected"`` (metres) or ``"EPSG:<code>"`` (converted to degrees), see
+            :mod:`stgraph.graph.coords`; checked as everywhere else.
+
     Returns:
-        ``(ids, lat, lon)``: ``N`` ids (str) in file order and ``[N]`` float64
-        degrees.
+        ``(ids, a, b)``: ``N`` ids (str) in file order and ``[N]`` float64 latitude / longitude
+        degrees (or northing / easting metres with ``crs="projected"``).
 
     Raises:
         MissingFileError: no such file.
@@ -298,8 +321,8 @@ def read_locations(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]
 
     off = 1 if ncol >= 4 else 0
     ic = col(("sensor_id", "id", "sensor"), off)
-    la = col(("latitude", "lat"), off + 1)
-    lo = col(("longitude", "lon", "lng", "long"), off + 2)
+    la = col(("latitude", "lat", "y", "northing"), off + 1)
+    lo = col(("longitude", "lon", "lng", "long", "x", "easting"), off + 2)
     if ic is None or la is None or lo is None or ncol < 3:
         raise DataFormatError(
             f"{where(path)}: location table has columns {header or f'({ncol} unnamed)'}; "
@@ -308,12 +331,7 @@ def read_locations(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]
     ids = _id_strings(cells[:, ic])
     lat = _floats(cells[:, la], "latitude", path)
     lon = _floats(cells[:, lo], "longitude", path)
-    bad = ~np.isfinite(lat) | ~np.isfinite(lon) | (np.abs(lat) > 90) | (np.abs(lon) > 180)
-    if bad.any():
-        raise DataFormatError(
-            f"{where(path)}: sensors {ids[bad][:20].tolist()} have coordinates outside lat "
-            "[-90, 90] / lon [-180, 180]; expected degrees. Check the columns are not swapped"
-        )
+    lat, lon, _ = check_coordinates(ids, lat, lon, crs, path)
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         raise DataFormatError(
@@ -328,6 +346,7 @@ def attach_locations(
     locations: str | Path | tuple[Sequence[Any], Any, Any],
     *,
     strict: bool = True,
+    crs: str = "degrees",
 ) -> nx.DiGraph:
     """Set ``lat`` / ``lon`` on the graph's nodes (in place).
 
@@ -338,6 +357,8 @@ def attach_locations(
         strict: raise when a graph sensor has no location; else leave it
             without coordinates. Locations of sensors not in the graph are
             ignored.
+        crs: the locations' coordinate system (:mod:`stgraph.graph.coords`); ``projected``
+            is recorded as ``graph.graph["crs"]``.
 
     Returns:
         ``graph``.
@@ -347,13 +368,13 @@ def attach_locations(
             (listed).
     """
     if isinstance(locations, (str, Path)):
-        ids, lat, lon = read_locations(locations)
+        ids, lat, lon = read_locations(locations, crs)
         source = locations
     else:
         ids, lat, lon = locations
         ids = [str(s) for s in ids]
-        lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
         source = None
+        lat, lon, _ = check_coordinates(ids, lat, lon, crs, source)
     pos = {s: i for i, s in enumerate(ids)}
     missing = [u for u in graph.nodes if str(u) not in pos]
     if missing and strict:
@@ -368,6 +389,8 @@ def attach_locations(
         if i is not None:
             graph.nodes[u]["lat"] = float(lat[i])
             graph.nodes[u]["lon"] = float(lon[i])
+    if parse_crs(crs) == "projected":
+        graph.graph["crs"] = "projected"
     return graph
 
 
@@ -428,6 +451,7 @@ def read_graph(
     *,
     sensor_ids: Sequence[Any] | None = None,
     format: str | None = None,
+    crs: str | None = None,
     **kwargs: Any,
 ) -> nx.DiGraph:
     """Read a road graph, choosing the reader by suffix, else by content.
@@ -437,6 +461,8 @@ def read_graph(
         sensor_ids: node order; required for distance tables and dense
             matrices, optional for edge lists, ignored otherwise.
         format: force ``'pickle'``, ``'json'``, ``'graphml'`` or ``'table'``.
+        crs: coordinate system of node ``lat``/``lon`` in JSON / GraphML (default: the graph's own
+            ``crs`` attribute, else degrees); see :mod:`stgraph.graph.coords`.
         **kwargs: passed to :func:`~stgraph.graph.build.from_distances`
             (``sigma``, ``threshold``, ``kernel``, ``ignore_unknown``) or
             :func:`~stgraph.graph.build.from_edge_list`.
@@ -455,9 +481,9 @@ def read_graph(
     if fmt == "pickle":
         return from_adj_pickle(path)
     if fmt == "json":
-        return read_node_link(path)
+        return read_node_link(path, crs)
     if fmt == "graphml":
-        return read_graphml(path)
+        return read_graphml(path, crs)
     if fmt == "table":
         return _read_table_graph(path, sensor_ids, **kwargs)
     raise DataFormatError(

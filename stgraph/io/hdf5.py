@@ -279,8 +279,10 @@ def _parse_frame(g: h5py.Group, path) -> RawTable:
             f"expected each axis0 label in exactly one block<k>_items")
     null = _attr_float(g, "stgraph_null_value", path)
     channel = _attr_str(g.attrs, "stgraph_channel")
+    # a pandas frame is the METR-LA / PEMS-BAY / LargeST layout: a dead detector is recorded as 0
+    origin = "stored in the file" if null is not None else "the METR-LA / PEMS-BAY HDF5 layout's convention"
     return RawTable(values, timestamps, columns, [channel] if channel else None,
-                    None if null is None else float(null), reason)
+                    0.0 if null is None else float(null), reason, origin)
 
 
 def _copy_block(ds: h5py.Dataset, transposed: bool, out: np.ndarray, idx: np.ndarray,
@@ -362,7 +364,7 @@ def _parse_plain(g: h5py.Group, path) -> RawTable:
     if channels is not None:
         channels = [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(channels)]
     null = _attr_float(g, "null_value", path)
-    return RawTable(values, timestamps, ids, channels, null)
+    return RawTable(values, timestamps, ids, channels, null, null_origin="stored in the file")
 
 
 # ====================================================================== write

@@ -39,8 +39,10 @@ class RawTable(NamedTuple):
         timestamps: ``[T]`` ``datetime64[ns]``, or ``None`` when the file has none.
         sensor_ids: ``N`` sensor ids as strings.
         channels: the file's own channel names, or ``None`` when it has none.
-        null_value: the file's own null convention, or ``None`` for the default 0.0.
+        null_value: the file's own null convention, or ``None`` when the format carries none
+            (then NaN / empty cells are missing and zeros are readings).
         no_time_reason: why ``timestamps`` is ``None`` (used in the error message).
+        null_origin: where ``null_value`` comes from, for messages.
     """
 
     values: np.ndarray
@@ -49,6 +51,7 @@ class RawTable(NamedTuple):
     channels: list[str] | None = None
     null_value: float | None = None
     no_time_reason: str = "the file has no timestamps"
+    null_origin: str | None = None
 
 
 # ------------------------------------------------------------- declared sizes
@@ -224,10 +227,14 @@ def read_series(
         format: ``"hdf5"``, ``"npz"`` or ``"csv"`` to insist on a format; the
             content is still checked and a mismatch is an error.
         null_value: the value that marks a missing reading in the returned
-            series (``0.0`` or ``nan``). Defaults to the file's own convention
-            (stored by :func:`write_series`), else ``0.0`` (METR-LA, PEMS-BAY,
-            PEMS0X record a dead detector as 0). NaN in a file always means
-            missing and is replaced by ``null_value``.
+            series (``nan``, ``0.0`` or another number; any spelling of
+            :func:`~stgraph.io.series.parse_null_value`). Defaults to the file's
+            own convention: the one stored by :func:`write_series`, ``0.0``
+            for the METR-LA / PEMS-BAY pandas-HDF5 layout (a dead detector is
+            recorded as 0), and NaN for formats that carry no convention (CSV,
+            plain HDF5, ``.npz`` read without a manifest): empty cells and NaN
+            are missing, zeros are readings. NaN in a file always means missing
+            and is replaced by ``null_value``.
         start: first timestamp, for files without timestamps (``.npz``, CSV
             without a time column, a frame with a non-datetime index).
         freq: sampling interval (``"5min"``, ``"1h"``, ``"1D"``, ...) with ``start``.
@@ -260,7 +267,7 @@ def read_series(
                 f"{where(path)}: format={format!r} was requested but the content is {found}; "
                 f"pass format=None to read it as {found}, or fix the file")
     raw = _parser(found)(path, key=key)
-    return build_series(raw, path, null_value=null_value, start=start, freq=freq, channels=channels)
+    return build_series(raw, path, null_value=null_value, start=start, freq=freq, channels=channels, fmt=found)
 
 
 def _parser(fmt: str):
@@ -277,7 +284,7 @@ def _parser(fmt: str):
 
 # ----------------------------------------------------------- caller's options
 def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
-                 channels=None) -> Series:
+                 channels=None, fmt: str | None = None) -> Series:
     """Apply the caller's options to ``raw`` and build a :class:`Series`."""
     values = np.asarray(raw.values)
     if values.ndim == 2:
@@ -317,13 +324,23 @@ def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
     else:
         names = ["value"] if C == 1 else [f"channel_{i}" for i in range(C)]
 
-    null = null_value if null_value is not None else (raw.null_value if raw.null_value is not None else 0.0)
-    null = float(null)
+    from .series import parse_null_value
+
+    given = parse_null_value(null_value, "null_value")
+    if given is not None:
+        null, origin = given, "as given"
+    elif raw.null_value is not None:
+        null, origin = float(raw.null_value), raw.null_origin or "the file's own convention"
+    else:
+        null, origin = float("nan"), f"the default for a {_FORMAT_NAMES.get(fmt, 'file')} that declares no convention"
     if not np.isnan(null):
         nan = np.isnan(values)
         if nan.any():
             values = np.where(nan, np.float32(null), values)
-    return Series(values, timestamps, list(raw.sensor_ids), names, null, str(path))
+    return Series(values, timestamps, list(raw.sensor_ids), names, null, str(path), origin)
+
+
+_FORMAT_NAMES = {"hdf5": "plain HDF5 file", "npz": ".npz archive", "csv": "CSV file"}
 
 
 def _check_float32_range(wide: np.ndarray, narrow: np.ndarray, sensor_ids, path,

@@ -55,6 +55,7 @@ class Series:
     channels: list[str] = field(default_factory=lambda: ["value"])
     null_value: float = 0.0
     source: str | None = None
+    null_origin: str | None = None  #: where the null convention came from (for messages), e.g. "the CSV default"
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float32)
@@ -170,7 +171,7 @@ class Series:
             raise SeriesError(f"{where(self.source)}: sensors not in the series: {missing[:20]}")
         idx = np.array([pos[str(s)] for s in sensor_ids])
         return Series(self.values[:, idx], self.timestamps, [str(s) for s in sensor_ids],
-                      self.channels, self.null_value, self.source)
+                      self.channels, self.null_value, self.source, self.null_origin)
 
     def summary(self) -> dict:
         """What ``stgraph data info`` prints."""
@@ -183,15 +184,67 @@ class Series:
             "end": iso(self.timestamps[-1]),
             "interval": format_interval(self.interval) if self.num_steps > 1 else None,
             "missing_ratio": round(self.missing_ratio, 6),
-            "null_value": None if np.isnan(self.null_value) else self.null_value,
+            "null_value": "nan" if np.isnan(self.null_value) else self.null_value,
+            "zero_ratio": round(float((self.values == 0).mean()), 6),
+            "null_convention": null_convention(self.values, self.null_value, self.null_origin),
         }
 
 
-def null_mask(values: np.ndarray, null_value: float) -> np.ndarray:
-    """True where ``values`` equals ``null_value`` (or is NaN when it is NaN)."""
-    if np.isnan(null_value):
-        return np.isnan(values)
-    return (values == null_value) | np.isnan(values)
+def null_mask(values, null_value: float):
+    """True where a reading is missing: NaN always, and ``values == null_value`` for a numeric
+    ``null_value``. The one null test of the package: works on numpy arrays and torch tensors
+    (on any device) alike; :func:`stgraph.metrics.valid_mask` is its negation."""
+    nan = values != values
+    if null_value != null_value:
+        return nan
+    return (values == null_value) | nan
+
+
+#: the spellings every command accepts for a null convention (``--null-value``, ``--set data.null_value=``)
+NULL_SPELLINGS = "nan (or none: only empty cells / NaN are missing, zeros are readings), 0, or another number"
+
+
+def parse_null_value(value, what: str = "--null-value"):
+    """A null convention as given by a user -> ``float`` (``nan`` or a number) or ``None`` (the file
+    format's default). ``nan``, ``.nan``, ``NaN``, ``none``, ``null-nan`` -> NaN (empty cells and NaN are
+    missing, zeros are readings); ``0``, ``-1``, ``9999`` -> that number (it marks a missing reading, NaN
+    too); ``auto``, ``default``, ``None`` -> ``None``. Anything else is a :class:`ConfigError` naming
+    ``what``, the value and the accepted spellings."""
+    from ..errors import ConfigError
+
+    if value is None:
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        v = float(value)
+    else:
+        text = str(value).strip().lower()
+        if text in ("auto", "default"):
+            return None
+        if text in ("nan", ".nan", "none", "null-nan", "na"):
+            return float("nan")
+        try:
+            v = float(text)
+        except ValueError:
+            raise ConfigError(f"{what} = {value!r}: expected {NULL_SPELLINGS}, or auto for the file "
+                              f"format's own convention") from None
+    if np.isinf(v):
+        raise ConfigError(f"{what} = {value!r}: expected {NULL_SPELLINGS}; an infinite marker is not allowed")
+    return v
+
+
+def null_convention(values, null_value: float, origin: str | None = None) -> str:
+    """One line saying which readings count as missing, the share of zeros, and the flag that changes it."""
+    zeros = float((np.asarray(values) == 0).mean()) if np.size(values) else 0.0
+    share = f"{100 * zeros:.1f}% of the readings are 0"
+    src = f" ({origin})" if origin else ""
+    if null_value != null_value:
+        return (f"missing = empty cells / NaN{src}; zeros are readings: {share}; "
+                f"--null-value 0 (or --set data.null_value=0) treats 0 as missing")
+    if null_value == 0:
+        return (f"missing = 0 and NaN{src}: {share} and are dropped from the loss and the metrics; "
+                f"--null-value nan (or --set data.null_value=nan) keeps zeros as readings")
+    return (f"missing = {null_value:g} and NaN{src}; {share}; --null-value nan (or --set data.null_value=nan) "
+            f"counts only empty cells / NaN as missing")
 
 
 def iso(ts: np.datetime64) -> str:
@@ -212,6 +265,35 @@ def format_interval(delta: np.timedelta64) -> str:
         if sec % size == 0:
             return f"{sec // size}{name}"
     return f"{sec}s"  # pragma: no cover - the 's' unit always divides
+
+
+_DURATIONS = [(7 * 86400, "week", "weeks"), (86400, "day", "days"), (3600, "h", "h"), (60, "min", "min"),
+              (1, "s", "s")]
+
+
+def duration_unit(step_seconds: float) -> tuple[str, float]:
+    """The data's own time unit (an axis label): the largest unit that divides the interval
+    ``step_seconds``: ``300`` -> ``("min", 60)``, ``3600`` -> ``("h", 3600)``, ``604800`` -> ``("weeks", 604800)``."""
+    for size, _, many in _DURATIONS:
+        if step_seconds >= size and abs(step_seconds / size - round(step_seconds / size)) < 1e-9:
+            return many, float(size)
+    return "s", 1.0
+
+
+def duration_text(seconds: float, step_seconds: float | None = None) -> str:
+    """A duration in the unit of the interval ``step_seconds`` (default: of ``seconds`` itself):
+    ``(3600, 300)`` -> ``"60 min"``, ``(10800, 3600)`` -> ``"3 h"``, ``(604800, 604800)`` -> ``"1 week"``,
+    ``(1209600, 604800)`` -> ``"2 weeks"``. The one formatter for horizon labels (evaluate, plots, bench)."""
+    many, size = duration_unit(step_seconds if step_seconds else seconds)
+    one = next(o for s, o, m in _DURATIONS if s == size)
+    n = seconds / size
+    return f"{n:g} {one if n == 1 else many}"
+
+
+def horizon_text(step: int, step_minutes: float | None) -> str:
+    """Horizon step ``step`` as a duration in the data's unit (``"60 min"`` at 5 minutes, ``"3 h"`` hourly,
+    ``"1 week"`` weekly), or ``"step 3"`` when the interval is unknown."""
+    return duration_text(step * step_minutes * 60, step_minutes * 60) if step_minutes else f"step {step}"
 
 
 def parse_interval(text: str) -> np.timedelta64:

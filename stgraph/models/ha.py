@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..metrics import valid_mask
 from .registry import register
 
 
@@ -50,7 +51,7 @@ class HistoricalAverage(nn.Module):
         from ..data import training_rows
         lo, hi = training_rows(data.split, data.windows.span)
         y = data.targets[lo:hi].float()  # [T, N, C] raw, a view
-        valid = ~torch.isnan(y) if data.null_value != data.null_value else (y != data.null_value) & ~torch.isnan(y)
+        valid = valid_mask(y, data.null_value)
         y = torch.where(valid, y, torch.zeros_like(y))
         slots = self.slot(data.tod[lo:hi], data.dow[lo:hi]).to(y.device)
         S, (N, C) = self.table.shape[0], y.shape[1:]

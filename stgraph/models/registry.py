@@ -116,7 +116,14 @@ def _check_param(model: str, key: str, value, default) -> None:
 
 
 def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Trainable parameters; for a model fitted in closed form (no trainable parameter: VAR, HA) the
+    fitted coefficients it keeps, i.e. its floating-point persistent buffers of more than one value
+    (VAR's ``weight`` and ``bias``, HA's ``table``); 0 for last value, which keeps none."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if trainable:
+        return trainable
+    return sum(b.numel() for b in model.state_dict().values()
+               if torch.is_tensor(b) and b.is_floating_point() and b.numel() > 1)
 
 
 def check_input(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int, int, int]:

@@ -120,7 +120,8 @@ class STGT(nn.Module):
                  encoder_layers: int = 2, decoder_layers: int = 1, ff_mult: int = 4,
                  dropout: float = 0.1, spatial_backend: str = "auto", probabilistic: bool = False,
                  node_emb_dim: Optional[int] = None, dense_max_nodes: int = 1024,
-                 min_scale: float = 1e-3, attn_dropout: float = 0.0, recompute: bool = False):
+                 min_scale: float = 1e-3, attn_dropout: float = 0.0, recompute: bool = False,
+                 residual: str = "last"):
         super().__init__()
         if target_channels is not None:
             target_channels = tuple(int(c) for c in target_channels)
@@ -152,6 +153,17 @@ class STGT(nn.Module):
             self.register_buffer("target_index", torch.tensor(target_channels), persistent=False)
         else:
             self.target_index = None
+        # residual='last': persistence, gate_h * last value (the default, and what runs without the
+        # argument were trained with); residual='blend': a learned blend of last value and the seasonal
+        # average, started at the least-squares blend of the two (SeasonalResidual.fit_data).
+        if residual not in ("last", "blend"):
+            raise ValueError(f"residual is {residual!r}; expected 'last' or 'blend'")
+        self.residual = residual
+        self.seasonal = None
+        if residual == "blend" and target_channels is not None:
+            from .seasonal import SeasonalResidual
+            self.seasonal = SeasonalResidual(num_nodes, out_channels, horizon, steps_per_day, target_channels)
+            self.persistence_gate.requires_grad_(False)  # the blend's gate_last takes its place
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -173,6 +185,8 @@ class STGT(nn.Module):
             with torch.no_grad():  # softplus(log(e - 1)) = 1
                 self.head_out.bias[self.out_channels:] = math.log(math.e - 1.0)
         nn.init.ones_(self.persistence_gate)
+        if getattr(self, "seasonal", None) is not None:
+            self.seasonal.reset_parameters()
 
     def num_parameters(self, trainable_only: bool = True) -> int:
         """Number of (trainable) parameters."""
@@ -283,7 +297,10 @@ class STGT(nn.Module):
         mean = out[..., : self.out_channels]
         if self.target_index is not None:
             last = x[:, -1:, :, :].index_select(-1, self.target_index)  # [B, 1, N, C_out]
-            mean = mean + self.persistence_gate[:, None, :] * last
+            if self.seasonal is not None:
+                mean = mean + self.seasonal(last, covariates)
+            else:
+                mean = mean + self.persistence_gate[:, None, :] * last
         if self.probabilistic:
             scale = F.softplus(out[..., self.out_channels:]) + self.min_scale
             result = Normal(mean, scale)

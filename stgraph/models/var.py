@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from ..metrics import valid_mask
 from .registry import register
 
 FULL_MAX_FEATURES = 6144
@@ -102,7 +103,7 @@ class VectorAutoregression(nn.Module):
         def z_batches(split):
             for b in data.loader(split, batch_size):
                 y = b.y.double()
-                valid = ~torch.isnan(y) if null != null else (y != null) & ~torch.isnan(y)
+                valid = valid_mask(y, null)
                 yield b.x.double(), (y - mean) / std, valid, y
 
         xtx = xty = sx = sy = None

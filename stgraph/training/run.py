@@ -25,6 +25,7 @@ import torch
 from ..config import RunConfig, config_from_dict, load_run_config
 from ..errors import ConfigError, RunDirError
 from ..models.registry import build_model, count_parameters, get_model_class
+from ..io.series import null_convention
 from ..files import atomic_write, check_no_links, fingerprint, run_lock, wrap_os_error
 from .checkpoint import load_checkpoint
 from .memory import check_training_memory
@@ -110,7 +111,7 @@ def _config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, obje
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _config_diff(a, b, f"{prefix}{k}.")
-        elif a != b:
+        elif a != b and not (a != a and b != b):  # NaN (data.null_value) equals NaN here
             out.append((f"{prefix}{k}", a, b))
     return out
 
@@ -132,6 +133,19 @@ def _absolute(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+#: model.params the data chose when the run started (:func:`choose_defaults`), if the user gave none
+CHOSEN_PARAMS = ("residual",)
+
+
+def _with_chosen(saved: dict, new: dict) -> dict:
+    """``new`` with the run's data-chosen model.params where ``new`` leaves them unset."""
+    params = dict(new["model"]["params"])
+    for k in CHOSEN_PARAMS:
+        if k in saved["model"]["params"] and k not in params:
+            params[k] = saved["model"]["params"][k]
+    return {**new, "model": {**new["model"], "params": params}}
+
+
 def _check_run_dir(out: Path, cfg: RunConfig, overwrite: bool) -> None:
     saved = out / "config.yaml"
     if saved.exists() and not overwrite:
@@ -142,7 +156,7 @@ def _check_run_dir(out: Path, cfg: RunConfig, overwrite: bool) -> None:
         if old is None:
             what = "a damaged run (its config.yaml cannot be read)"
         else:
-            diff = _config_diff(old, _absolute(config_from_dict(cfg.to_dict())).to_dict())
+            diff = _config_diff(old, _with_chosen(old, _absolute(config_from_dict(cfg.to_dict())).to_dict()))
             what = ("a run with the same config" if not diff else
                     "a different run (" + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in diff[:3])
                     + ("; ..." if len(diff) > 3 else "") + ")")
@@ -164,7 +178,8 @@ def _resume_config(out: Path, cfg: RunConfig, given, log) -> RunConfig:
         raise RunDirError(f"cannot resume: '{out}/checkpoints/last.pt' does not exist; start without --resume")
     saved = load_run_config(out / "config.yaml")
     new = _absolute(config_from_dict(cfg.to_dict()))
-    diffs = [d for d in _config_diff(saved.to_dict(), new.to_dict()) if _given(d[0], given)]
+    diffs = [d for d in _config_diff(saved.to_dict(), _with_chosen(saved.to_dict(), new.to_dict()))
+             if _given(d[0], given)]
     refused = [d for d in diffs if d[0] not in MAY_CHANGE_ON_RESUME + RUNTIME_SETTINGS + PATH_SETTINGS]
     if refused:
         what = "; ".join(f"{k}: {a!r} in the run, {b!r} given" for k, a, b in refused[:6])
@@ -253,6 +268,10 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     get_model_class(cfg.model.name)  # an unknown model fails before any file is read
     seed_everything(cfg.train.seed)
     prep = prepare(cfg)
+    s = prep.series
+    log(f"{s.source}: {null_convention(s.values, s.null_value, s.null_origin)}")
+    if fresh or out is None:
+        choose_defaults(cfg, prep.data, log)
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
     check_training_memory(model, batch_size=cfg.train.batch_size, num_edges=int(prep.graph.edge_index.size(1)),
@@ -288,6 +307,22 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
                    "device": str(trainer.device), **peak_memory(trainer.device)}
         atomic_write(out / "train_summary.json", json.dumps(summary, indent=1))
     return trainer
+
+
+def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
+    """Settings the data decide, written into ``cfg`` (so ``config.yaml`` records them): stgt's
+    ``model.params.residual`` when not given is ``'blend'`` (last value and seasonal average, learned)
+    where the seasonal average beats last value on the validation windows, else ``'last'``
+    (:func:`stgraph.models.seasonal.choose_residual`)."""
+    if cfg.model.name != "stgt" or "residual" in cfg.model.params or target_positions(data) is None:
+        return cfg
+    from ..models.seasonal import choose_residual
+
+    choice, last_mae, ha_mae = choose_residual(data)
+    cfg.model.params = {**cfg.model.params, "residual": choice}
+    log(f"stgt residual: {choice} (validation MAE over all steps: last value {last_mae:.4g}, seasonal average "
+        f"{ha_mae:.4g}; --set model.params.residual=last|blend chooses)")
+    return cfg
 
 
 def peak_memory(device) -> dict:
@@ -379,6 +414,9 @@ def load_run(run_dir: str | Path, *, data_path: str | None = None, checkpoint: s
     trainer = Trainer(net, prep.data, prep.graph, cfg.train, None)
     trainer.prepared = prep
     trainer.run_config = cfg
+    last = run_dir / "checkpoints" / "last.pt"
+    trainer.run_progress = dict((ckpt if ckpt_path == last or not last.is_file()
+                                 else load_checkpoint(last, map_location="cpu")).get("trainer") or {})
     trainer.run_dir_path = run_dir
     return trainer
 

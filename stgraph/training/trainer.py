@@ -32,7 +32,7 @@ import torch
 
 from ..errors import RunDirError, StgraphError
 from ..files import atomic_open
-from ..metrics import MetricAccumulator
+from ..metrics import MetricAccumulator, default_steps, valid_mask
 from .checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -134,9 +134,7 @@ class Trainer:
         return out.float() * self._std + self._mean
 
     def _mask(self, y: torch.Tensor) -> torch.Tensor:
-        if math.isnan(self.null_value):
-            return ~torch.isnan(y)
-        return (y != self.null_value) & ~torch.isnan(y)
+        return valid_mask(y, self.null_value)
 
     def loss(self, out, y: torch.Tensor) -> torch.Tensor:
         """Masked MAE (point) or masked Gaussian NLL (``Normal``), in data units."""
@@ -232,8 +230,7 @@ class Trainer:
 
         With ``resume`` the run continues from ``run_dir/checkpoints/last.pt``.
         """
-        if hasattr(self.model, "fit_data"):
-            self.model.fit_data(self.data)
+        fit_closed_form(self.model, self.data)
         if not self.trainable:
             self.state.update(finished=True, best_epoch=0)
             self.save("last.pt")
@@ -364,9 +361,12 @@ class Trainer:
             yield self.to_units(self._forward(batch)), batch.y, batch.starts
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test", horizons=(3, 6, 12)) -> dict:
-        """Masked MAE/RMSE/MAPE per horizon step and averaged (plus coverage and CRPS when probabilistic)."""
+    def evaluate(self, split: str = "test", horizons=None) -> dict:
+        """Masked MAE/RMSE/MAPE per horizon step and averaged (plus coverage and CRPS when probabilistic).
+        ``horizons`` (1-based steps) default to :func:`stgraph.metrics.default_steps` for this data."""
         horizon = self.data.horizon
+        if horizons is None:
+            horizons = default_steps(horizon, self.data.interval_minutes)
         horizons = tuple(h for h in horizons if h <= horizon) or (horizon,)
         acc = MetricAccumulator(horizon, null_value=self.null_value)
         prob = None
@@ -385,6 +385,17 @@ class Trainer:
         return result
 
 
+def fit_closed_form(module: torch.nn.Module, data) -> None:
+    """Call ``fit_data(data)`` on ``module`` if it has one, else on each of its children that has one
+    (recursively): closed-form models (VAR, HA) and closed-form parts of networks (stgt's seasonal
+    residual) are fitted before training."""
+    if hasattr(module, "fit_data"):
+        module.fit_data(data)
+        return
+    for child in module.children():
+        fit_closed_form(child, data)
+
+
 class _ProbAccumulator:
     """Streaming masked coverage of the central 90% interval and Gaussian CRPS per horizon step."""
 
@@ -397,7 +408,7 @@ class _ProbAccumulator:
         self.count = torch.zeros(horizon, dtype=torch.float64, device=device)
 
     def update(self, dist: torch.distributions.Normal, y: torch.Tensor) -> None:
-        mask = ~torch.isnan(y) if math.isnan(self.null_value) else (y != self.null_value) & ~torch.isnan(y)
+        mask = valid_mask(y, self.null_value)
         mu, sigma = dist.loc, dist.scale
         yz = torch.where(mask, y, mu)
         inside = ((yz - mu).abs() <= self.Z90 * sigma) & mask

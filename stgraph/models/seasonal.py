@@ -1,0 +1,112 @@
+"""The residual a forecasting network starts from: last value, or a learned blend of last value and
+the seasonal (time-of-week) average.
+
+:class:`SeasonalResidual` is stgt's ``residual='blend'``: per horizon step ``h`` and channel,
+``gate_last[h] * last + gate_seasonal[h] * HA(slot of step h)`` where ``HA`` is the package's
+historical average (:class:`~stgraph.models.ha.HistoricalAverage`, fitted in closed form on the
+training rows). :meth:`SeasonalResidual.fit_data` starts the two gates at the least-squares blend
+of the two closed-form forecasts over the training windows, so the network starts from the better
+of last value and HA (or a mix) at every step and learns from there.
+
+:func:`choose_residual` is the data-driven default: ``'blend'`` when the seasonal average beats last
+value on the validation windows (pooled MAE over all steps), else ``'last'`` (METR-LA-like speeds,
+where last value wins by far and stgt stays exactly what it was).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..metrics import valid_mask
+from .ha import HistoricalAverage
+
+#: ridge added to the 2x2 normal equations of the gate fit (z-score units)
+GATE_RIDGE = 1e-3
+
+
+class SeasonalResidual(nn.Module):
+    """``gate_last * last + gate_seasonal * seasonal average`` per horizon step.
+
+    Args:
+        num_nodes, out_channels, horizon, steps_per_day: sizes (see :class:`HistoricalAverage`).
+        target_channels: positions of the ``C_out`` targets among the inputs' channels.
+
+    Shapes:
+        - input: ``last`` ``[B, 1, N, C_out]`` (z-scored last observed targets), ``covariates`` with
+          ``tod_out`` / ``dow_out`` ``[B, T_out]``
+        - output: ``[B, T_out, N, C_out]``
+    """
+
+    def __init__(self, num_nodes: int, out_channels: int, horizon: int, steps_per_day: int,
+                 target_channels: Sequence[int]):
+        super().__init__()
+        self.average = HistoricalAverage(num_nodes, out_channels, steps_per_day)
+        self.gate_last = nn.Parameter(torch.empty(horizon, out_channels))
+        self.gate_seasonal = nn.Parameter(torch.empty(horizon, out_channels))
+        self.register_buffer("target_index", torch.tensor(list(target_channels)), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Pure persistence until :meth:`fit_data` runs (gates 1 and 0, empty table)."""
+        self.average.reset_parameters()
+        nn.init.ones_(self.gate_last)
+        nn.init.zeros_(self.gate_seasonal)
+
+    def forward(self, last: torch.Tensor, covariates: dict) -> torch.Tensor:
+        seasonal = self.average(None, None, covariates).to(last.dtype)  # [B, T_out, N, C_out]
+        return self.gate_last[:, None, :] * last + self.gate_seasonal[:, None, :] * seasonal
+
+    @torch.no_grad()
+    def fit_data(self, data, batch_size: int = 256) -> None:
+        """Fit the seasonal table on the training rows, then the gates by least squares over the training
+        windows (per step and channel, valid targets only, in z-score units)."""
+        self.average.fit_data(data)
+        mean, std = (torch.tensor(v, dtype=torch.float64, device=self.gate_last.device) for v in data.target_stats())
+        H, C = self.gate_last.shape
+        sums = torch.zeros(5, H, C, dtype=torch.float64, device=self.gate_last.device)  # ll, ls, ss, ly, sy
+        for b in data.loader("train", batch_size):
+            b = b.to(self.gate_last.device)
+            last = b.x[:, -1:, :, :].index_select(-1, self.target_index).double()  # [B, 1, N, C]
+            seas = self.average(None, None, b.covariates).double()  # [B, H, N, C]
+            y = b.y.double()
+            m = valid_mask(y, data.null_value).double()
+            yz = torch.where(m > 0, (y - mean) / std, torch.zeros_like(y))
+            last = last.expand_as(seas)
+            dims = (0, 2)
+            sums += torch.stack([(m * last * last).sum(dims), (m * last * seas).sum(dims),
+                                 (m * seas * seas).sum(dims), (m * last * yz).sum(dims),
+                                 (m * seas * yz).sum(dims)])
+        ll, ls, ss, ly, sy = sums
+        count = max(float(len(data.split_starts("train"))) * data.num_nodes, 1.0)
+        r = GATE_RIDGE * count
+        det = (ll + r) * (ss + r) - ls * ls
+        ok = det > 0
+        a = torch.where(ok, ((ss + r) * ly - ls * sy) / det.clamp(min=1e-12), torch.ones_like(ll))
+        b = torch.where(ok, ((ll + r) * sy - ls * ly) / det.clamp(min=1e-12), torch.zeros_like(ll))
+        self.gate_last.copy_(a.float())
+        self.gate_seasonal.copy_(b.float())
+
+
+@torch.no_grad()
+def choose_residual(data, batch_size: int = 256) -> tuple[str, float, float]:
+    """``('blend' | 'last', last-value MAE, seasonal-average MAE)`` on the validation windows (pooled over
+    every step, data units): ``'blend'`` when the seasonal average is the better closed-form forecast."""
+    from ..metrics import MetricAccumulator
+    from .last import LastValue
+
+    targets = tuple(data.input_channels.index(c) for c in data.target_channels)
+    ha = HistoricalAverage(data.num_nodes, data.out_channels, data.steps_per_day)
+    ha.fit_data(data)
+    last = LastValue(data.horizon, targets)
+    mean, std = (torch.tensor(v, dtype=torch.float32) for v in data.target_stats())
+    split = "val" if len(data.split_starts("val")) else "train"
+    accs = {"last": MetricAccumulator(data.horizon, data.null_value),
+            "ha": MetricAccumulator(data.horizon, data.null_value)}
+    for b in data.loader(split, batch_size):
+        b = b.to("cpu")
+        for name, model in (("last", last), ("ha", ha)):
+            accs[name].update(model(b.x, None, b.covariates).float() * std + mean, b.y)
+    mae = {k: acc.compute([1])["average"]["mae"] for k, acc in accs.items()}
+    return ("blend" if mae["ha"] < mae["last"] else "last"), mae["last"], mae["ha"]
