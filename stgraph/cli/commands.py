@@ -205,14 +205,31 @@ def train(args) -> int:
     from ..training.run import train as train_run
 
     cfg = build_config(args)
+    if args.devices is not None and args.devices != 1:
+        return _launch_devices(args)
     trainer = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
                         given=given_settings(args) if args.resume else None)
     st = trainer.state
+    if not trainer.dist.is_main:  # the other data-parallel processes: rank 0 reports
+        return 0
     if not trainer.trainable:
         print(f"fitted {cfg.model.name} (nothing to train); run directory {args.out}")
     else:
         print(f"finished: {st['epoch']} epoch(s), best validation MAE {st['best_val']:.4f} at epoch "
               f"{st['best_epoch']}; run directory {args.out}")
+    return 0
+
+
+def _launch_devices(args) -> int:
+    """``stgraph train --devices K``: the same command in K processes under torchrun (the settings were
+    checked here first, so a wrong option fails once, before any process starts)."""
+    from ..errors import StgraphError
+    from ..training.distributed import launch
+
+    rc = launch(args.devices, args.argv)
+    if rc != 0:
+        raise StgraphError(f"training in {args.devices} processes under torchrun failed (exit status {rc}); the "
+                           f"processes' messages are above. Continue the run with --resume once it is fixed")
     return 0
 
 

@@ -80,11 +80,21 @@ class BatchLoader:
     loop). With ``shuffle`` a fresh permutation is drawn from ``generator``
     (or torch's global RNG) at the start of every pass, so a seeded generator
     makes the order repeatable.
+
+    ``start``: batches before it are skipped without being gathered (a resumed epoch; the
+    permutation is still drawn whole, so the order is the uninterrupted one).
+    ``shard=(rank, world)``: the distributed sampler of data-parallel training. Every batch of
+    ``batch_size`` windows (the global batch, from the one permutation, whatever ``world`` is) is
+    split into ``world`` near-equal parts (``torch.tensor_split``) and this loader yields part
+    ``rank`` (``[batch_size / world]`` windows when ``world`` divides ``batch_size``), skipping an
+    empty part; over the ``world`` processes every window of the split comes once per pass.
+    ``len()`` stays the number of global batches.
     """
 
     def __init__(self, data: "ForecastData", starts: torch.Tensor, batch_size: int, shuffle: bool = False,
                  drop_last: bool = False, generator: torch.Generator | None = None,
-                 pin_memory: bool | None = None) -> None:
+                 pin_memory: bool | None = None, start: int = 0,
+                 shard: tuple[int, int] | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ConfigError(f"batch_size is {batch_size!r}; expected an integer >= 1, e.g. 64")
         self.data = data
@@ -93,6 +103,17 @@ class BatchLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.generator = generator
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+            raise ConfigError(f"start is {start!r}; expected the index of the first batch, an integer >= 0")
+        self.start = int(start)
+        if shard is not None:
+            ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
+                  and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shard)
+                  and 0 <= shard[0] < shard[1])
+            if not ok:
+                raise ConfigError(f"shard is {shard!r}; expected (rank, world) with 0 <= rank < world")
+            shard = (int(shard[0]), int(shard[1]))
+        self.shard = shard
         if pin_memory is None:
             pin_memory = torch.cuda.is_available() and data.device.type == "cpu"
         self.pin_memory = bool(pin_memory) and torch.cuda.is_available() and data.device.type == "cpu"
@@ -112,8 +133,13 @@ class BatchLoader:
             perm = torch.randperm(self.num_windows, generator=self.generator, device=gen_device)
             order = order[perm.to(order.device)]  # one transfer per pass, not per batch
         b = self.batch_size
-        for i in range(len(self)):
-            batch = self.data.batch(order[i * b:(i + 1) * b])
+        for i in range(self.start, len(self)):
+            idx = order[i * b:(i + 1) * b]
+            if self.shard is not None:
+                idx = torch.tensor_split(idx, self.shard[1])[self.shard[0]]
+                if idx.numel() == 0:
+                    continue
+            batch = self.data.batch(idx)
             yield batch.pin_memory() if self.pin_memory else batch
 
 
@@ -341,13 +367,16 @@ class ForecastData:
                      tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts)
 
     def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-               generator: torch.Generator | None = None, pin_memory: bool | None = None) -> BatchLoader:
-        """Batches of one split (``'train'``, ``'val'`` or ``'test'``).
+               generator: torch.Generator | None = None, pin_memory: bool | None = None, start: int = 0,
+               shard: tuple[int, int] | None = None) -> BatchLoader:
+        """Batches of one split (``'train'``, ``'val'`` or ``'test'``); see :class:`BatchLoader` for
+        ``start`` (skip batches) and ``shard=(rank, world)`` (data-parallel part of every batch).
 
         ``pin_memory`` defaults to True only when CUDA is available and the data is on the CPU.
         """
         return BatchLoader(self, self.split_starts(split_name), batch_size, shuffle=shuffle,
-                           drop_last=drop_last, generator=generator, pin_memory=pin_memory)
+                           drop_last=drop_last, generator=generator, pin_memory=pin_memory, start=start,
+                           shard=shard)
 
     def __repr__(self) -> str:
         return (f"ForecastData(steps={self.num_steps}, nodes={self.num_nodes}, in={self.input_channel_names}, "

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ..config import RunConfig, config_from_dict, load_run_config
 from ..errors import ConfigError, RunDirError
 from ..models.registry import build_model, count_parameters, get_model_class
 from ..files import atomic_write, check_no_links, fingerprint, run_lock, wrap_os_error
+from . import distributed
 from .checkpoint import load_checkpoint
 from .memory import check_training_memory
 from .trainer import Trainer, resolve_device, seed_everything
@@ -233,20 +235,32 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
     all of ``cfg``): those that differ from the run must be ones a resume may change
     (:data:`MAY_CHANGE_ON_RESUME`), and the data and graph must have the run's fingerprints.
     The run directory is locked (:func:`stgraph.files.run_lock`) while this runs.
+
+    Under ``torchrun`` every process calls this; they join the process group
+    (:func:`stgraph.training.distributed.session`) and train data parallel. Rank 0 alone checks,
+    locks and writes the run directory and prints; the others only read it (``resume``).
     """
     cfg.validate()
-    if out is None:
-        return _train(cfg, None, resume=False, fresh=False, log=log)
-    out = Path(out)
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one")
-    with run_lock(out):
-        check_no_links(out)
-        if resume:
-            cfg = _resume_config(out, cfg, given, log)
-        else:
-            _check_run_dir(out, cfg, overwrite)
-        return _train(_absolute(cfg), out, resume=resume, fresh=not resume, log=log)
+    with distributed.session(cfg.train.device) as dist:
+        if not dist.is_main:
+            log = _quiet
+        if out is None:
+            return _train(cfg, None, resume=False, fresh=False, log=log)
+        out = Path(out)
+        with run_lock(out) if dist.is_main else nullcontext():
+            if dist.is_main:
+                check_no_links(out)
+            if resume:
+                cfg = _resume_config(out, cfg, given, log)
+            elif dist.is_main:
+                _check_run_dir(out, cfg, overwrite)
+            return _train(_absolute(cfg), out, resume=resume, fresh=not resume, log=log)
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The ``log`` of a process other than rank 0: it prints nothing."""
 
 
 def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) -> Trainer:
@@ -255,9 +269,13 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     prep = prepare(cfg)
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
-    check_training_memory(model, batch_size=cfg.train.batch_size, num_edges=int(prep.graph.edge_index.size(1)),
-                          device=resolve_device(cfg.train.device), log=log, enabled=cfg.train.memory_check)
+    dist = distributed.current()
+    check_training_memory(model, batch_size=dist.per_rank_batch(cfg.train.batch_size),
+                          num_edges=int(prep.graph.edge_index.size(1)),
+                          device=resolve_device(distributed.device_for(cfg.train.device)), log=log,
+                          enabled=cfg.train.memory_check)
     fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
+    writes = out is not None and dist.is_main
     if out is not None:
         if resume:
             ck = load_checkpoint(out / "checkpoints" / "last.pt")
@@ -269,9 +287,9 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
                 "sensor_ids": list(prep.series.sensor_ids), "channels": list(prep.series.channels),
                 "target_channels": list(prep.data.target_channels), "fingerprint": fingerprint,
                 "source": os.path.abspath(str(prep.series.source))}
-        if fresh:
+        if fresh and writes:
             _start_run_dir(out, cfg, info)
-        else:
+        elif writes:
             cfg.to_yaml(out / "config.yaml")
             atomic_write(out / "run.json", json.dumps(info, indent=1))
     trainer = Trainer(model, prep.data, prep.graph, cfg.train, out,
@@ -279,13 +297,13 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     trainer.prepared = prep
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
-    if out is not None:
+    if writes:
         summary = {"model": cfg.model.name, "parameters": count_parameters(model),
                    "epochs": trainer.state["epoch"], "best_epoch": trainer.state["best_epoch"],
                    "best_val_mae": trainer.state["best_val"] if math.isfinite(trainer.state["best_val"]) else None,
                    "train_windows": int(prep.data.split_starts("train").numel()),
                    "train_seconds": round(time.perf_counter() - t0, 3), "resumed": bool(resume),
-                   "device": str(trainer.device), **peak_memory(trainer.device)}
+                   "device": str(trainer.device), "processes": dist.world, **peak_memory(trainer.device)}
         atomic_write(out / "train_summary.json", json.dumps(summary, indent=1))
     return trainer
 
