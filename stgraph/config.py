@@ -49,9 +49,14 @@ class DataConfig:
     null_value: Optional[float] = None  #: missing-value marker; None = the reader's default
     start: Optional[str] = None         #: first timestamp, for files without timestamps (npz)
     freq: Optional[str] = None          #: interval, for files without timestamps, e.g. '5min'
+    lazy: bool = False                  #: leave an HDF5 series in its file, read windows in chunks (larger than memory)
+    cache_mb: int = 256                 #: with lazy: MiB of row chunks kept in memory (per process)
 
     def validate(self) -> None:
         _positive_int(self, "input_len", "data")
+        _positive_int(self, "cache_mb", "data")
+        if not isinstance(self.lazy, bool):
+            raise ConfigError(f"data.lazy = {self.lazy!r}: expected true or false")
         _positive_int(self, "horizon", "data")
         _positive_int(self, "stride", "data")
         ok = isinstance(self.split, (list, tuple)) and len(self.split) == 3 and all(

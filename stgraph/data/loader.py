@@ -15,6 +15,12 @@ and only the gathered inputs are z-scored with the training-row scaler (nulls
 set to 0, the training mean), so preparing METR-LA-sized data costs about the
 raw array and nothing more. Windows that straddle a gap in the timestamps are
 dropped before splitting.
+
+From a lazy series (``read_series(path, lazy=True)``) ``raw_inputs`` and ``targets``
+are :class:`~stgraph.io.lazy.H5Channels` views of the HDF5 file instead of tensors:
+the scaler, the fingerprint and the dead-sensor check stream over row blocks, and
+every batch is gathered from the file through the chunk cache (on the CPU), giving
+the same batches as the loaded series.
 """
 from __future__ import annotations
 
@@ -412,7 +418,10 @@ def _row_blocks(num_rows: int, row_size: int) -> range:
 
 
 def _channel_tensor(values: np.ndarray, idx: list[int]) -> torch.Tensor:
-    """``[T, N, len(idx)]`` raw channels: a zero-copy view when ``idx`` is a contiguous range."""
+    """``[T, N, len(idx)]`` raw channels: a zero-copy view when ``idx`` is a contiguous range; for a lazy
+    series (:class:`~stgraph.io.lazy.H5Values`) the view of those channels in the file."""
+    if not isinstance(values, np.ndarray):
+        return values.channels(idx)
     lo = idx[0]
     if idx == list(range(lo, lo + len(idx))) and values.flags.writeable and values.dtype == np.float32:
         return torch.from_numpy(values[:, :, lo:lo + len(idx)])
@@ -448,7 +457,8 @@ def _fingerprint(series: Series) -> str:
 
     v = series.values
     step = _row_blocks(v.shape[0], v.shape[1] * v.shape[2]).step
-    blocks = [v] if v.flags.c_contiguous else (v[a:a + step] for a in range(0, v.shape[0], step))
+    whole = isinstance(v, np.ndarray) and v.flags.c_contiguous  # else row blocks (a lazy series: read in order)
+    blocks = [v] if whole else (v[a:a + step] for a in range(0, v.shape[0], step))
     return fingerprint(b"stgraph-data-v1\0",
                        repr((series.values.shape, list(series.channels), repr(float(series.null_value)))),
                        blocks, series.timestamps.astype("datetime64[ns]").astype(np.int64),

@@ -104,17 +104,25 @@ class Series:
                 raise SeriesError(
                     f"{src}: timestamps are {kind} at row {i + 1}: {self.timestamps[i]} then "
                     f"{self.timestamps[i + 1]}; sort the rows by time and drop duplicates")
-        nan_is_null = bool(np.isnan(self.null_value))
         if allow_nonfinite is None:
-            allow_nonfinite = nan_is_null
+            allow_nonfinite = bool(np.isnan(self.null_value))
+        self._check_all_values(allow_nonfinite)
+
+    def _check_all_values(self, allow_nonfinite: bool) -> None:
+        self._check_values(self.values, 0, allow_nonfinite)
+
+    def _check_values(self, v: np.ndarray, first_step: int, allow_nonfinite: bool) -> None:
+        """No ``inf`` in rows ``v [t, N, C]`` (which start at step ``first_step``), nor NaN unless allowed."""
+        src = where(self.source)
         if np.isinf(v).any():
             t, n, c = np.argwhere(np.isinf(v))[0]
-            raise SeriesError(f"{src}: infinite value at step {t}, sensor '{self.sensor_ids[n]}', channel {c}")
+            raise SeriesError(f"{src}: infinite value at step {first_step + t}, sensor '{self.sensor_ids[n]}', "
+                              f"channel {c}")
         if not allow_nonfinite and np.isnan(v).any():
             t, n, c = np.argwhere(np.isnan(v))[0]
             raise SeriesError(
-                f"{src}: NaN at step {t}, sensor '{self.sensor_ids[n]}' while null_value is {self.null_value}; "
-                f"pass null_value=nan to treat NaN as missing, or fill it")
+                f"{src}: NaN at step {first_step + t}, sensor '{self.sensor_ids[n]}' while null_value is "
+                f"{self.null_value}; pass null_value=nan to treat NaN as missing, or fill it")
 
     # --------------------------------------------------------------- derived
     @property
@@ -185,6 +193,52 @@ class Series:
             "missing_ratio": round(self.missing_ratio, 6),
             "null_value": None if np.isnan(self.null_value) else self.null_value,
         }
+
+
+class LazySeries(Series):
+    """A :class:`Series` whose ``values`` stay in an HDF5 file (``read_series(path, lazy=True)``).
+
+    ``values`` is an :class:`~stgraph.io.lazy.H5Values`: ``shape`` ``[T, N, C]``, row slices
+    ``values[a:b]`` read from the file, batches of windows gathered through its chunk cache. The
+    values are checked in one streaming pass over row blocks when the series is made; everything
+    that needs the whole array at once (``missing_mask``, ``select_sensors``) is refused with a
+    message, and :class:`~stgraph.data.ForecastData` reads it in blocks and batches.
+    """
+
+    def __post_init__(self) -> None:
+        self.timestamps = np.asarray(self.timestamps).astype("datetime64[ns]")
+        self.sensor_ids = id_strings(self.sensor_ids, "sensor_ids", self.source, SeriesError)
+        self.channels = [str(c) for c in self.channels]
+        self.validate()
+
+    def row_blocks(self, rows_per_block: int | None = None):
+        """Yield ``(first_step, values[first_step:first_step + k])`` over the whole series, ``k`` rows of about
+        1 MB (or ``rows_per_block``): ``[k, N, C]`` float32 arrays read in order."""
+        T, N, C = self.values.shape
+        step = rows_per_block or max(1, (1 << 18) // max(1, N * C))
+        for a in range(0, T, step):
+            yield a, self.values[a:a + step]
+
+    def _check_all_values(self, allow_nonfinite: bool) -> None:
+        """The value checks of :meth:`Series.validate` in one streaming pass over row blocks."""
+        for a, blk in self.row_blocks():
+            self._check_values(blk, a, allow_nonfinite)
+
+    def _refuse(self, what: str):
+        raise SeriesError(f"{where(self.source)}: {what} needs the whole [T, N, C] array in memory, and this series "
+                          f"is lazy (read_series(..., lazy=True), data.lazy); read it with lazy=False for that")
+
+    def missing_mask(self) -> np.ndarray:
+        self._refuse("missing_mask()")
+
+    @property
+    def missing_ratio(self) -> float:
+        """Fraction of missing readings, counted in one streaming pass."""
+        missing = sum(int(null_mask(blk, self.null_value).sum()) for _, blk in self.row_blocks())
+        return missing / float(np.prod(self.values.shape))
+
+    def select_sensors(self, sensor_ids: Sequence[str]) -> "Series":
+        self._refuse("select_sensors()")
 
 
 def null_mask(values: np.ndarray, null_value: float) -> np.ndarray:

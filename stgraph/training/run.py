@@ -70,7 +70,8 @@ def load_series_and_graph(cfg: RunConfig, data_path: str | None = None):
         path = data_path or d.path
         if not path:
             raise ConfigError("data.path is not set: pass --data FILE (or --dataset NAME)")
-        series = read_series(path, null_value=d.null_value, start=d.start, freq=d.freq)
+        series = read_series(path, null_value=d.null_value, start=d.start, freq=d.freq,
+                             **(dict(lazy=True, cache_bytes=d.cache_mb << 20) if d.lazy else {}))
         if d.graph:
             nx_graph = read_graph(d.graph, sensor_ids=series.sensor_ids)
     graph = to_pyg(nx_graph, series.sensor_ids) if nx_graph is not None else empty_graph(series.num_nodes)
@@ -120,7 +121,7 @@ def _config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, obje
 #: settings a resumed run may change: they decide when it stops, not what it computes
 MAY_CHANGE_ON_RESUME = ("train.epochs", "train.patience")
 #: how to run, not what: a resumed run takes these from the command line without a word
-RUNTIME_SETTINGS = ("train.progress", "train.device", "train.threads")
+RUNTIME_SETTINGS = ("train.progress", "train.device", "train.threads", "data.lazy", "data.cache_mb")
 #: file locations: a resumed run accepts a new location when the content is the same (fingerprints)
 PATH_SETTINGS = ("data.path", "data.graph", "data.root")
 
