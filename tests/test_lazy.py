@@ -164,7 +164,7 @@ def test_lazy_errors_name_the_file_and_what_is_expected(tmp_path, tiny_synth):
 
 
 def test_lazy_run_from_the_config(tmp_path, tiny_synth):
-    """``--set data.lazy=true`` trains from the file; a resume may switch it (a runtime setting)."""
+    """``--set data.lazy=true`` (with 2 loader worker processes) trains from the file to the weights of the loaded run."""
     from stgraph.cli.main import main as cli_main
     from stgraph.training.checkpoint import load_checkpoint
 
@@ -172,9 +172,24 @@ def test_lazy_run_from_the_config(tmp_path, tiny_synth):
             "--batch-size", "8", "--device", "cpu", "--no-progress", "--set", "model.params.hidden=8",
             "--set", "train.max_batches=3"]
     assert cli_main(base + ["--out", str(tmp_path / "a")]) == 0
-    assert cli_main(base + ["--out", str(tmp_path / "b"), "--set", "data.lazy=true", "--set", "data.cache_mb=1"]) == 0
+    assert cli_main(base + ["--out", str(tmp_path / "b"), "--set", "data.lazy=true", "--set", "data.cache_mb=1",
+                            "--set", "train.workers=2"]) == 0
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
     assert a["fingerprint"] == b["fingerprint"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert b["config"]["data"]["lazy"] is True
+
+
+def test_worker_processes_prefetch_the_same_batches(tmp_path):
+    path = write_series(_series(T=400, C=1, seed=3), tmp_path / "s.h5", chunk_rows=6)
+    with pytest.warns(UserWarning):
+        data = ForecastData.from_series(read_series(path, lazy=True, cache_bytes=1 << 14))
+    g = [torch.Generator().manual_seed(4) for _ in range(2)]
+    ref = list(data.loader("train", 16, shuffle=True, generator=g[0], start=2, shard=(1, 2)))
+    got = list(data.loader("train", 16, shuffle=True, generator=g[1], start=2, shard=(1, 2), workers=2))
+    assert len(got) == len(ref) > 3
+    assert all(torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.starts, b.starts)
+               for a, b in zip(got, ref))
+    with pytest.raises(ConfigError, match=r"workers is -1; expected an integer >= 0"):
+        data.loader("train", 16, workers=-1)

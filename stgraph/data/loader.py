@@ -95,12 +95,17 @@ class BatchLoader:
     ``rank`` (``[batch_size / world]`` windows when ``world`` divides ``batch_size``), skipping an
     empty part; over the ``world`` processes every window of the split comes once per pass.
     ``len()`` stays the number of global batches.
+
+    ``workers > 0``: the batches are gathered in that many worker processes (``torch.utils.data``,
+    started by ``fork`` for each pass; each opens a lazy series' file itself) while the caller uses
+    the previous ones, ``prefetch`` batches ahead per worker; they come in the same order, with the
+    same content, as without workers. Worth it for a lazy series, whose batches are read from disk.
     """
 
     def __init__(self, data: "ForecastData", starts: torch.Tensor, batch_size: int, shuffle: bool = False,
                  drop_last: bool = False, generator: torch.Generator | None = None,
                  pin_memory: bool | None = None, start: int = 0,
-                 shard: tuple[int, int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None, workers: int = 0, prefetch: int = 2) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ConfigError(f"batch_size is {batch_size!r}; expected an integer >= 1, e.g. 64")
         self.data = data
@@ -120,6 +125,10 @@ class BatchLoader:
                 raise ConfigError(f"shard is {shard!r}; expected (rank, world) with 0 <= rank < world")
             shard = (int(shard[0]), int(shard[1]))
         self.shard = shard
+        for name, v, lo in (("workers", workers, 0), ("prefetch", prefetch, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ConfigError(f"{name} is {v!r}; expected an integer >= {lo}")
+        self.workers, self.prefetch = int(workers), int(prefetch)
         if pin_memory is None:
             pin_memory = torch.cuda.is_available() and data.device.type == "cpu"
         self.pin_memory = bool(pin_memory) and torch.cuda.is_available() and data.device.type == "cpu"
@@ -133,20 +142,57 @@ class BatchLoader:
         return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self) -> Iterator[Batch]:
+        parts = self._parts()
+        if self.workers and parts:
+            yield from self._prefetched(parts)
+            return
+        for idx in parts:
+            batch = self.data.batch(idx)
+            yield batch.pin_memory() if self.pin_memory else batch
+
+    def _parts(self) -> list[torch.Tensor]:
+        """The window starts ``[b]`` of every batch this pass yields (one permutation drawn now)."""
         order = self.starts
         if self.shuffle:
             gen_device = self.generator.device if self.generator is not None else torch.device("cpu")
             perm = torch.randperm(self.num_windows, generator=self.generator, device=gen_device)
             order = order[perm.to(order.device)]  # one transfer per pass, not per batch
         b = self.batch_size
+        parts = []
         for i in range(self.start, len(self)):
             idx = order[i * b:(i + 1) * b]
             if self.shard is not None:
                 idx = torch.tensor_split(idx, self.shard[1])[self.shard[0]]
                 if idx.numel() == 0:
                     continue
-            batch = self.data.batch(idx)
-            yield batch.pin_memory() if self.pin_memory else batch
+            parts.append(idx)
+        return parts
+
+    def _prefetched(self, parts: list[torch.Tensor]) -> Iterator[Batch]:
+        import multiprocessing
+
+        from torch.utils.data import DataLoader
+
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        loader = DataLoader(_Batches(self.data, parts), batch_size=None, shuffle=False,
+                            num_workers=min(self.workers, len(parts)), prefetch_factor=self.prefetch,
+                            pin_memory=self.pin_memory, multiprocessing_context=method,
+                            generator=torch.Generator().manual_seed(0))  # leaves the global RNG (dropout) alone
+        yield from loader
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Batch ``i`` of one pass of a :class:`BatchLoader`: what its worker processes gather."""
+
+    def __init__(self, data: "ForecastData", parts: list[torch.Tensor]) -> None:
+        self.data = data
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.data.batch(self.parts[i])
 
 
 class ForecastData:
@@ -374,15 +420,16 @@ class ForecastData:
 
     def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                generator: torch.Generator | None = None, pin_memory: bool | None = None, start: int = 0,
-               shard: tuple[int, int] | None = None) -> BatchLoader:
+               shard: tuple[int, int] | None = None, workers: int = 0, prefetch: int = 2) -> BatchLoader:
         """Batches of one split (``'train'``, ``'val'`` or ``'test'``); see :class:`BatchLoader` for
-        ``start`` (skip batches) and ``shard=(rank, world)`` (data-parallel part of every batch).
+        ``start`` (skip batches), ``shard=(rank, world)`` (data-parallel part of every batch) and
+        ``workers`` / ``prefetch`` (batches gathered ahead in worker processes).
 
         ``pin_memory`` defaults to True only when CUDA is available and the data is on the CPU.
         """
         return BatchLoader(self, self.split_starts(split_name), batch_size, shuffle=shuffle,
                            drop_last=drop_last, generator=generator, pin_memory=pin_memory, start=start,
-                           shard=shard)
+                           shard=shard, workers=workers, prefetch=prefetch)
 
     def __repr__(self) -> str:
         return (f"ForecastData(steps={self.num_steps}, nodes={self.num_nodes}, in={self.input_channel_names}, "

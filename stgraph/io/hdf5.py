@@ -433,14 +433,53 @@ def write_series(series: Series, path: str | Path, layout: str = "plain", *, key
 
 
 def _write_plain(f: h5py.File, s: Series, chunk_rows: int | None = None) -> None:
+    values = _plain_layout(f, s.timestamps, s.sensor_ids, s.channels, s.null_value, chunk_rows)
+    values[...] = s.values
+
+
+def _plain_layout(f: h5py.File, timestamps, sensor_ids, channels, null_value, chunk_rows):
+    """Attributes, ``timestamps`` and ``sensor_ids`` of the plain layout; returns the empty float32
+    ``values`` dataset ``[T, N, C]`` (chunked ``[chunk_rows, N, C]`` unless ``None``) to fill."""
+    T, N, C = len(timestamps), len(sensor_ids), len(channels)
     f.attrs["stgraph_layout"] = "plain"
-    f.attrs["channels"] = np.array(s.channels, dtype=h5py.string_dtype("utf-8"))
-    f.attrs["null_value"] = float(s.null_value)
-    f.create_dataset("values", data=s.values.astype(np.float32),
-                     chunks=None if chunk_rows is None else (chunk_rows, *s.values.shape[1:]))
-    ts = f.create_dataset("timestamps", data=s.timestamps.astype("datetime64[ns]").astype(np.int64))
+    f.attrs["channels"] = np.array(list(channels), dtype=h5py.string_dtype("utf-8"))
+    f.attrs["null_value"] = float(null_value)
+    values = f.create_dataset("values", shape=(T, N, C), dtype=np.float32,
+                              chunks=None if chunk_rows is None else (min(chunk_rows, T), N, C))
+    ts = f.create_dataset("timestamps", data=np.asarray(timestamps).astype("datetime64[ns]").astype(np.int64))
     ts.attrs["unit"] = "ns"
-    f.create_dataset("sensor_ids", data=np.array(s.sensor_ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+    f.create_dataset("sensor_ids", data=np.array(list(sensor_ids), dtype=object), dtype=h5py.string_dtype("utf-8"))
+    return values
+
+
+def write_series_blocks(path: str | Path, timestamps, sensor_ids, channels, blocks, *, null_value: float = 0.0,
+                        chunk_rows: int | None = None) -> Path:
+    """Write a series too large to hold in memory, in stgraph's plain layout, from row blocks.
+
+    Args:
+        timestamps: ``[T]`` (``datetime64``); sensor_ids: ``N`` ids; channels: ``C`` names.
+        blocks: an iterable of ``[t_k, N, C]`` arrays whose ``t_k`` add up to ``T``, in time order.
+        chunk_rows: HDF5 chunk along time (what a lazy read fetches at a time); ``None``: contiguous.
+
+    The file is written to a temporary file and renamed into place (:func:`stgraph.files.atomic_path`).
+    Raises :class:`DataFormatError` naming the block whose shape or row count is wrong.
+    """
+    path = Path(path)
+    T, N, C = len(timestamps), len(sensor_ids), len(channels)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            values = _plain_layout(f, timestamps, sensor_ids, channels, null_value, chunk_rows)
+            row = 0
+            for k, blk in enumerate(blocks):
+                blk = np.asarray(blk, dtype=np.float32)
+                if blk.ndim != 3 or blk.shape[1:] != (N, C) or row + blk.shape[0] > T:
+                    raise DataFormatError(f"{where(path)}: block {k} has shape {blk.shape} at row {row}; expected "
+                                          f"[t, {N}, {C}] with at most {T - row} rows left of {T}")
+                values[row:row + blk.shape[0]] = blk
+                row += blk.shape[0]
+            if row != T:
+                raise DataFormatError(f"{where(path)}: the blocks hold {row} rows; expected {T} (one per timestamp)")
+    return path
 
 
 # attributes pytables puts on every node; pandas reads the file through pytables

@@ -22,6 +22,7 @@ How the one :class:`~stgraph.training.trainer.Trainer` divides the work (see :fu
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -109,7 +110,9 @@ def session(device: str = "auto") -> Iterator[Dist]:
     """Join the process group torchrun describes (if any, and none is joined yet) for the block.
 
     The backend is ``nccl`` when ``device`` resolves to CUDA, else ``gloo``. The group is left when the
-    block ends (only if this call joined it). Outside torchrun this yields ``Dist()`` and does nothing.
+    block ends (only if this call joined it), after a barrier when the block ended without an error, so
+    that no process tears its group down while another still uses it. Outside torchrun this yields
+    ``Dist()`` and does nothing.
     """
     dist = torch.distributed
     if not under_torchrun() or (dist.is_available() and dist.is_initialized()):
@@ -126,9 +129,14 @@ def session(device: str = "auto") -> Iterator[Dist]:
     if cuda:
         torch.cuda.set_device(torch.device(dev))
     dist.init_process_group(backend="nccl" if cuda else "gloo")
+    ok = False
     try:
         yield current()
+        ok = True
     finally:
+        if ok:
+            dist.barrier()  # every process has finished its collectives (rank 0 also its files)
+        gc.collect()  # a DDP wrapper left in a reference cycle would keep the group alive until exit
         dist.destroy_process_group()
 
 

@@ -121,7 +121,7 @@ def _config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, obje
 #: settings a resumed run may change: they decide when it stops, not what it computes
 MAY_CHANGE_ON_RESUME = ("train.epochs", "train.patience")
 #: how to run, not what: a resumed run takes these from the command line without a word
-RUNTIME_SETTINGS = ("train.progress", "train.device", "train.threads", "data.lazy", "data.cache_mb")
+RUNTIME_SETTINGS = ("train.progress", "train.device", "train.threads", "train.workers", "data.lazy", "data.cache_mb")
 #: file locations: a resumed run accepts a new location when the content is the same (fingerprints)
 PATH_SETTINGS = ("data.path", "data.graph", "data.root")
 

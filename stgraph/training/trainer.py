@@ -275,6 +275,14 @@ class Trainer:
 
         With ``resume`` the run continues from ``run_dir/checkpoints/last.pt``.
         """
+        try:
+            return self._fit(resume)
+        finally:
+            # drop the DDP wrapper: it holds the process group, which must go before the interpreter
+            # does (gloo's threads abort the process when they are torn down at exit)
+            self.train_model = self.forward_model
+
+    def _fit(self, resume: bool) -> dict:
         if hasattr(self.model, "fit_data"):
             self.model.fit_data(self.data)
         if not self.trainable:
@@ -325,7 +333,8 @@ class Trainer:
         # gathers its part of every global batch, from the batch a resumed epoch stopped at
         loader = self.data.loader("train", cfg.batch_size, shuffle=True, drop_last=True,
                                   generator=self._epoch_generator(epoch), start=start_batch,
-                                  shard=(self.dist.rank, self.dist.world) if self.dist.enabled else None)
+                                  shard=(self.dist.rank, self.dist.world) if self.dist.enabled else None,
+                                  workers=cfg.workers)
         self.model.train()
         t0 = time.perf_counter()
         seen = 0
@@ -408,7 +417,8 @@ class Trainer:
         """
         self.model.eval()
         part = (self.dist.rank, self.dist.world) if shard and self.dist.enabled else None
-        for batch in self.data.loader(split, batch_size or self.cfg.batch_size, shuffle=False, shard=part):
+        for batch in self.data.loader(split, batch_size or self.cfg.batch_size, shuffle=False, shard=part,
+                                      workers=self.cfg.workers):
             batch = batch.to(self.device, non_blocking=True)
             yield self.to_units(self._forward(batch)), batch.y, batch.starts
 
