@@ -136,15 +136,15 @@ def main(argv=None) -> int:
         lines.append(f"| {mode} | {r['prepare_s']:.1f} | {r['windows_per_s']:.0f} | {gb(r['peak'])} | {gb(r['added'])} |")
     lines += ["", "`prepare` = `read_series` + `ForecastData.from_series` (value checks, fingerprint, dead-sensor scan, "
               "scaler fit: streaming passes over the file when lazy). `added` = peak RSS minus the resident size "
-              "after imports.", "",
-              "Command:", "", "```bash",
+              "after imports.", ""]
+    if rows.get("lazy", {}).get("cache"):
+        c = rows["lazy"]["cache"]
+        lines += [f"Lazy chunk cache: {c['chunk_reads']} chunk reads, {c['cache_hits']} hits, {c['chunk_rows']} rows "
+                  f"a chunk.", ""]
+    lines += ["Command:", "", "```bash",
               f"OMP_NUM_THREADS=1 python benchmarks/bench_out_of_core.py --sensors {args.sensors} --days {args.days} "
               f"--chunk-rows {args.chunk_rows} --cache-mb {args.cache_mb} --batches {args.batches} "
               f"--batch-size {args.batch_size}", "```", ""]
-    if "lazy" in rows and rows["lazy"]["cache"]:
-        c = rows["lazy"]["cache"]
-        lines.insert(-6, f"\nLazy chunk cache: {c['chunk_reads']} chunk reads, {c['cache_hits']} hits, "
-                         f"{c['chunk_rows']} rows a chunk.")
     from stgraph.files import atomic_write
     atomic_write(out, "\n".join(lines))
     print(f"wrote {out}")

@@ -193,3 +193,20 @@ def test_worker_processes_prefetch_the_same_batches(tmp_path):
                for a, b in zip(got, ref))
     with pytest.raises(ConfigError, match=r"workers is -1; expected an integer >= 0"):
         data.loader("train", 16, workers=-1)
+
+
+def test_write_series_blocks_streams_a_series_to_the_plain_layout(tmp_path):
+    from stgraph.errors import DataFormatError
+    from stgraph.io import write_series_blocks
+
+    s = _series(T=100, C=2, seed=5)
+    path = write_series_blocks(tmp_path / "b.h5", s.timestamps, s.sensor_ids, s.channels,
+                               (s.values[a:a + 30] for a in range(0, 100, 30)), chunk_rows=8)
+    back = read_series(path)
+    assert np.array_equal(back.values, s.values) and back.channels == s.channels
+    assert read_series(path, lazy=True).values.chunk_rows == 8
+    with pytest.raises(DataFormatError, match=r"the blocks hold 90 rows; expected 100"):
+        write_series_blocks(tmp_path / "c.h5", s.timestamps, s.sensor_ids, s.channels, [s.values[:90]])
+    with pytest.raises(DataFormatError, match=r"block 0 has shape \(10, 9, 1\) at row 0; expected \[t, 9, 2\]"):
+        write_series_blocks(tmp_path / "c.h5", s.timestamps, s.sensor_ids, s.channels, [s.values[:10, :, :1]])
+    assert not (tmp_path / "c.h5").exists()  # nothing half-written is left
