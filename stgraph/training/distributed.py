@@ -127,6 +127,11 @@ def session(device: str = "auto") -> Iterator[Dist]:
     dev = device_for(device)
     cuda = dev.startswith("cuda")
     if cuda:
+        index = torch.device(dev).index or 0
+        if index >= torch.cuda.device_count():
+            raise StgraphError(f"this process (LOCAL_RANK {os.environ['LOCAL_RANK']}) would train on {dev} but this "
+                               f"machine has {torch.cuda.device_count()} GPU(s); start at most that many processes a "
+                               f"node (--nproc-per-node / --devices), or train on the CPU (--device cpu)")
         torch.cuda.set_device(torch.device(dev))
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     ok = False
