@@ -245,8 +245,10 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one")
     with distributed.session(cfg.train.device) as dist:
-        if not dist.is_main:
+        if not dist.is_main:  # rank 0 speaks for all: the others print no log and no warning
             log = _quiet
+            import warnings
+            warnings.simplefilter("ignore")
         if out is None:
             return _train(cfg, None, resume=False, fresh=False, log=log)
         out = Path(out)
