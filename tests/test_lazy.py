@@ -159,6 +159,8 @@ def test_lazy_errors_name_the_file_and_what_is_expected(tmp_path, tiny_synth):
         lazy.values[[1, 2]]
     with pytest.raises(ConfigError, match=r"chunk_rows=0; expected a number of time steps >= 1"):
         write_series(read_series(tiny_synth["data"]), tmp_path / "x.h5", chunk_rows=0)
+    with pytest.raises(SeriesError, match=r"ForecastData.inputs would hold the whole scaled \[T, N, C_in\] series"):
+        ForecastData.from_series(lazy).inputs
     with pytest.raises(ConfigError, match=r"cache_bytes = 0: expected a positive number of bytes"):
         read_series(tiny_synth["data"], lazy=True, cache_bytes=0)
 

@@ -389,6 +389,9 @@ class ForecastData:
     def inputs(self) -> torch.Tensor:
         """``[T, N, C_in]`` the whole scaled input series. Computed on each access (a full copy):
         batches never use it, they scale only the rows they gather."""
+        if not isinstance(self.raw_inputs, torch.Tensor):
+            raise SeriesError("ForecastData.inputs would hold the whole scaled [T, N, C_in] series in memory, and this "
+                              "data is lazy (read_series(..., lazy=True)); gather batches (loader, batch) instead")
         return self.scale_inputs(self.raw_inputs)
 
     def fingerprint(self) -> str:
