@@ -49,9 +49,14 @@ class DataConfig:
     null_value: Optional[float] = None  #: missing-value marker: nan, 0 or a number; None = the file format's own
     start: Optional[str] = None         #: first timestamp, for files without timestamps (npz)
     freq: Optional[str] = None          #: interval, for files without timestamps, e.g. '5min'
+    lazy: bool = False                  #: leave an HDF5 series in its file, read windows in chunks (larger than memory)
+    cache_mb: int = 256                 #: with lazy: MiB of row chunks kept in memory (per process)
 
     def validate(self) -> None:
         _positive_int(self, "input_len", "data")
+        _positive_int(self, "cache_mb", "data")
+        if not isinstance(self.lazy, bool):
+            raise ConfigError(f"data.lazy = {self.lazy!r}: expected true or false")
         _positive_int(self, "horizon", "data")
         _positive_int(self, "stride", "data")
         ok = isinstance(self.split, (list, tuple)) and len(self.split) == 3 and all(
@@ -99,6 +104,7 @@ class TrainConfig:
     max_skips: int = 10                 #: with skip_nonfinite: stop after this many skipped batches
     progress: bool = True               #: tqdm progress bar
     memory_check: bool = True           #: stop before training when the estimated peak memory does not fit
+    workers: int = 0                    #: worker processes gathering batches ahead (0 = in the training process)
 
     def validate(self) -> None:
         _positive_int(self, "epochs", "train")
@@ -111,10 +117,10 @@ class TrainConfig:
             v = float(getattr(self, name))
             if not (v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"train.{name} = {getattr(self, name)}: expected a finite number >= 0")
-        for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips"):
+        for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips", "workers"):
             if isinstance(getattr(self, name), int) and getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} = {getattr(self, name)}: expected an integer >= 0")
-        for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips"):
+        for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips", "workers"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise ConfigError(f"train.{name} = {v!r}: expected an integer >= 0")

@@ -171,6 +171,15 @@ class MetricAccumulator:
                             m.sum(dims, dtype=f64), mp.sum(dims, dtype=f64), (m & (true < 0)).sum(dims, dtype=f64)])
         self._sums = sums if self._sums is None else self._sums + sums
 
+    def all_reduce(self, num_steps: int, device=None) -> None:
+        """Add the sums and counts of every process of the default ``torch.distributed`` group
+        (data-parallel evaluation: each process saw a part of the windows). A process that saw no
+        batch takes part with zeros ``[5, num_steps]`` on ``device``. Afterwards :meth:`compute` gives,
+        on every process, the figures of all the windows."""
+        if self._sums is None:
+            self._sums = torch.zeros(5, int(num_steps), dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(self._sums, op=torch.distributed.ReduceOp.SUM)
+
     def compute(self, horizons: Sequence[int] | None = None) -> dict:
         """``{"horizons": {"3": {"mae", "rmse", "mape"}, ...}, "average": {...}}`` as Python floats.
 

@@ -54,7 +54,7 @@ def test_item1_csv_zeros_are_readings_by_default(tmp_path):
     assert zeros > 0.3
     s0 = read_series(p, null_value="0")
     assert s0.null_value == 0.0 and s0.missing_mask().sum() == (s0.values == 0).sum() + 0
-    assert "dropped from the loss and the metrics" in null_convention(s0.values, 0.0, "as given")
+    assert "dropped from the loss and the metrics" in null_convention(s0.zero_ratio, 0.0, "as given")
 
 
 def test_item1_format_defaults(tmp_path, metr_week_dir):

@@ -244,9 +244,13 @@ def train(args) -> int:
     from ..training.run import train as train_run
 
     cfg = build_config(args)
+    if args.devices is not None and args.devices != 1:
+        return _launch_devices(args)
     trainer = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
                         given=given_settings(args) if args.resume else None)
     st = trainer.state
+    if not trainer.dist.is_main:  # the other data-parallel processes: rank 0 reports
+        return 0
     if not trainer.trainable:
         print(f"fitted {cfg.model.name} (nothing to train); run directory {args.out}")
     else:
@@ -256,6 +260,19 @@ def train(args) -> int:
                   f"(--set train.patience=0 turns it off)")
         print(f"finished: {st['epoch']} epoch(s), best validation MAE {st['best_val']:.4f} at epoch "
               f"{st['best_epoch']}; run directory {args.out}")
+    return 0
+
+
+def _launch_devices(args) -> int:
+    """``stgraph train --devices K``: the same command in K processes under torchrun (the settings were
+    checked here first, so a wrong option fails once, before any process starts)."""
+    from ..errors import StgraphError
+    from ..training.distributed import launch
+
+    rc = launch(args.devices, args.argv)
+    if rc != 0:
+        raise StgraphError(f"training in {args.devices} processes under torchrun failed (exit status {rc}); the "
+                           f"processes' messages are above. Continue the run with --resume once it is fixed")
     return 0
 
 
@@ -275,7 +292,7 @@ def evaluate(args) -> int:
         if notice:
             result["notice"] = notice
         s = trainer.prepared.series
-        result["null_convention"] = null_convention(s.values, s.null_value, s.null_origin)
+        result["null_convention"] = null_convention(s.zero_ratio, s.null_value, s.null_origin)
         atomic_write(Path(args.run_dir) / f"evaluation_{args.split}.json", json.dumps(result, indent=1))
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")

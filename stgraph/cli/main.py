@@ -120,6 +120,10 @@ def _add_runs(sub) -> None:
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--devices", type=int, default=None, metavar="K",
+                   help="train data parallel in K processes on this machine: runs `torchrun --standalone "
+                        "--nproc-per-node K -m stgraph train ...` (one GPU each, or K CPU processes with gloo); "
+                        "train.batch_size stays the global batch")
 
     e = sub.add_parser("evaluate", help="MAE/RMSE/MAPE per horizon step and on average")
     e.add_argument("run_dir")
@@ -181,6 +185,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.argv = [a for a in argv if a != "--debug"]  # `train --devices K` relaunches the command under torchrun
     import warnings
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
     try:

@@ -15,6 +15,12 @@ and only the gathered inputs are z-scored with the training-row scaler (nulls
 set to 0, the training mean), so preparing METR-LA-sized data costs about the
 raw array and nothing more. Windows that straddle a gap in the timestamps are
 dropped before splitting.
+
+From a lazy series (``read_series(path, lazy=True)``) ``raw_inputs`` and ``targets``
+are :class:`~stgraph.io.lazy.H5Channels` views of the HDF5 file instead of tensors:
+the scaler, the fingerprint and the dead-sensor check stream over row blocks, and
+every batch is gathered from the file through the chunk cache (on the CPU), giving
+the same batches as the loaded series.
 """
 from __future__ import annotations
 
@@ -79,11 +85,26 @@ class BatchLoader:
     loop). With ``shuffle`` a fresh permutation is drawn from ``generator``
     (or torch's global RNG) at the start of every pass, so a seeded generator
     makes the order repeatable.
+
+    ``start``: batches before it are skipped without being gathered (a resumed epoch; the
+    permutation is still drawn whole, so the order is the uninterrupted one).
+    ``shard=(rank, world)``: the distributed sampler of data-parallel training. Every batch of
+    ``batch_size`` windows (the global batch, from the one permutation, whatever ``world`` is) is
+    split into ``world`` near-equal parts (``torch.tensor_split``) and this loader yields part
+    ``rank`` (``[batch_size / world]`` windows when ``world`` divides ``batch_size``), skipping an
+    empty part; over the ``world`` processes every window of the split comes once per pass.
+    ``len()`` stays the number of global batches.
+
+    ``workers > 0``: the batches are gathered in that many worker processes (``torch.utils.data``,
+    started by ``fork`` for each pass; each opens a lazy series' file itself) while the caller uses
+    the previous ones, ``prefetch`` batches ahead per worker; they come in the same order, with the
+    same content, as without workers. Worth it for a lazy series, whose batches are read from disk.
     """
 
     def __init__(self, data: "ForecastData", starts: torch.Tensor, batch_size: int, shuffle: bool = False,
                  drop_last: bool = False, generator: torch.Generator | None = None,
-                 pin_memory: bool | None = None) -> None:
+                 pin_memory: bool | None = None, start: int = 0,
+                 shard: tuple[int, int] | None = None, workers: int = 0, prefetch: int = 2) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ConfigError(f"batch_size is {batch_size!r}; expected an integer >= 1, e.g. 64")
         self.data = data
@@ -92,6 +113,21 @@ class BatchLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.generator = generator
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+            raise ConfigError(f"start is {start!r}; expected the index of the first batch, an integer >= 0")
+        self.start = int(start)
+        if shard is not None:
+            ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
+                  and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shard)
+                  and 0 <= shard[0] < shard[1])
+            if not ok:
+                raise ConfigError(f"shard is {shard!r}; expected (rank, world) with 0 <= rank < world")
+            shard = (int(shard[0]), int(shard[1]))
+        self.shard = shard
+        for name, v, lo in (("workers", workers, 0), ("prefetch", prefetch, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ConfigError(f"{name} is {v!r}; expected an integer >= {lo}")
+        self.workers, self.prefetch = int(workers), int(prefetch)
         if pin_memory is None:
             pin_memory = torch.cuda.is_available() and data.device.type == "cpu"
         self.pin_memory = bool(pin_memory) and torch.cuda.is_available() and data.device.type == "cpu"
@@ -105,15 +141,57 @@ class BatchLoader:
         return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self) -> Iterator[Batch]:
+        parts = self._parts()
+        if self.workers and parts:
+            yield from self._prefetched(parts)
+            return
+        for idx in parts:
+            batch = self.data.batch(idx)
+            yield batch.pin_memory() if self.pin_memory else batch
+
+    def _parts(self) -> list[torch.Tensor]:
+        """The window starts ``[b]`` of every batch this pass yields (one permutation drawn now)."""
         order = self.starts
         if self.shuffle:
             gen_device = self.generator.device if self.generator is not None else torch.device("cpu")
             perm = torch.randperm(self.num_windows, generator=self.generator, device=gen_device)
             order = order[perm.to(order.device)]  # one transfer per pass, not per batch
         b = self.batch_size
-        for i in range(len(self)):
-            batch = self.data.batch(order[i * b:(i + 1) * b])
-            yield batch.pin_memory() if self.pin_memory else batch
+        parts = []
+        for i in range(self.start, len(self)):
+            idx = order[i * b:(i + 1) * b]
+            if self.shard is not None:
+                idx = torch.tensor_split(idx, self.shard[1])[self.shard[0]]
+                if idx.numel() == 0:
+                    continue
+            parts.append(idx)
+        return parts
+
+    def _prefetched(self, parts: list[torch.Tensor]) -> Iterator[Batch]:
+        import multiprocessing
+
+        from torch.utils.data import DataLoader
+
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        loader = DataLoader(_Batches(self.data, parts), batch_size=None, shuffle=False,
+                            num_workers=min(self.workers, len(parts)), prefetch_factor=self.prefetch,
+                            pin_memory=self.pin_memory, multiprocessing_context=method,
+                            generator=torch.Generator().manual_seed(0))  # leaves the global RNG (dropout) alone
+        yield from loader
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Batch ``i`` of one pass of a :class:`BatchLoader`: what its worker processes gather."""
+
+    def __init__(self, data: "ForecastData", parts: list[torch.Tensor]) -> None:
+        self.data = data
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.data.batch(self.parts[i])
 
 
 class ForecastData:
@@ -310,6 +388,9 @@ class ForecastData:
     def inputs(self) -> torch.Tensor:
         """``[T, N, C_in]`` the whole scaled input series. Computed on each access (a full copy):
         batches never use it, they scale only the rows they gather."""
+        if not isinstance(self.raw_inputs, torch.Tensor):
+            raise SeriesError("ForecastData.inputs would hold the whole scaled [T, N, C_in] series in memory, and this "
+                              "data is lazy (read_series(..., lazy=True)); gather batches (loader, batch) instead")
         return self.scale_inputs(self.raw_inputs)
 
     def fingerprint(self) -> str:
@@ -340,13 +421,17 @@ class ForecastData:
                      tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts)
 
     def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-               generator: torch.Generator | None = None, pin_memory: bool | None = None) -> BatchLoader:
-        """Batches of one split (``'train'``, ``'val'`` or ``'test'``).
+               generator: torch.Generator | None = None, pin_memory: bool | None = None, start: int = 0,
+               shard: tuple[int, int] | None = None, workers: int = 0, prefetch: int = 2) -> BatchLoader:
+        """Batches of one split (``'train'``, ``'val'`` or ``'test'``); see :class:`BatchLoader` for
+        ``start`` (skip batches), ``shard=(rank, world)`` (data-parallel part of every batch) and
+        ``workers`` / ``prefetch`` (batches gathered ahead in worker processes).
 
         ``pin_memory`` defaults to True only when CUDA is available and the data is on the CPU.
         """
         return BatchLoader(self, self.split_starts(split_name), batch_size, shuffle=shuffle,
-                           drop_last=drop_last, generator=generator, pin_memory=pin_memory)
+                           drop_last=drop_last, generator=generator, pin_memory=pin_memory, start=start,
+                           shard=shard, workers=workers, prefetch=prefetch)
 
     def __repr__(self) -> str:
         return (f"ForecastData(steps={self.num_steps}, nodes={self.num_nodes}, in={self.input_channel_names}, "
@@ -382,7 +467,10 @@ def _row_blocks(num_rows: int, row_size: int) -> range:
 
 
 def _channel_tensor(values: np.ndarray, idx: list[int]) -> torch.Tensor:
-    """``[T, N, len(idx)]`` raw channels: a zero-copy view when ``idx`` is a contiguous range."""
+    """``[T, N, len(idx)]`` raw channels: a zero-copy view when ``idx`` is a contiguous range; for a lazy
+    series (:class:`~stgraph.io.lazy.H5Values`) the view of those channels in the file."""
+    if not isinstance(values, np.ndarray):
+        return values.channels(idx)
     lo = idx[0]
     if idx == list(range(lo, lo + len(idx))) and values.flags.writeable and values.dtype == np.float32:
         return torch.from_numpy(values[:, :, lo:lo + len(idx)])
@@ -418,7 +506,8 @@ def _fingerprint(series: Series) -> str:
 
     v = series.values
     step = _row_blocks(v.shape[0], v.shape[1] * v.shape[2]).step
-    blocks = [v] if v.flags.c_contiguous else (v[a:a + step] for a in range(0, v.shape[0], step))
+    whole = isinstance(v, np.ndarray) and v.flags.c_contiguous  # else row blocks (a lazy series: read in order)
+    blocks = [v] if whole else (v[a:a + step] for a in range(0, v.shape[0], step))
     return fingerprint(b"stgraph-data-v1\0",
                        repr((series.values.shape, list(series.channels), repr(float(series.null_value)))),
                        blocks, series.timestamps.astype("datetime64[ns]").astype(np.int64),

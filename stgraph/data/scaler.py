@@ -50,13 +50,17 @@ class StandardScaler:
         """Fit on ``values [T, N, C]`` rows ``[start, stop)`` (all rows when ``None``), skipping nulls.
 
         ``index`` restricts the fit to those channels (in that order); ``channels``
-        names the channels of ``values``. Reduces in row blocks with float64
-        sums, so no full-size temporary is made.
+        names the channels of ``values``. One streaming pass over row blocks: each
+        block's count, mean and sum of squared deviations (float64) are merged into
+        the running ones (Chan et al.'s pairwise update), so no full-size temporary is
+        made and ``values`` may be a lazy array (:class:`~stgraph.io.lazy.H5Values`),
+        read once.
 
         Raises:
             SeriesError: ``values`` is not 3-D, or a channel has no non-null reading in the rows.
         """
-        values = np.asarray(values)
+        if not hasattr(values, "take_rows"):  # a lazy array is read block by block, never whole
+            values = np.asarray(values)
         if values.ndim != 3:
             raise SeriesError(f"scaler values have shape {values.shape}; expected [T, N, C]")
         start, stop = (0, values.shape[0]) if rows is None else (int(rows[0]), int(rows[1]))
@@ -71,25 +75,30 @@ class StandardScaler:
         blocks = [(a, min(a + step, stop)) for a in range(start, stop, step)]
 
         count = np.zeros(C, dtype=np.int64)
-        total = np.zeros(C, dtype=np.float64)
+        mean = np.zeros(C, dtype=np.float64)
+        m2 = np.zeros(C, dtype=np.float64)
         for a, b in blocks:
             blk = values[a:b][:, :, index]
             ok = ~null_mask(blk, null_value)
-            count += ok.sum(axis=(0, 1))
-            total += np.where(ok, blk, 0).sum(axis=(0, 1), dtype=np.float64)
+            n_b = ok.sum(axis=(0, 1))
+            seen = n_b > 0
+            if not seen.any():
+                continue
+            mean_b = np.where(ok, blk, 0).sum(axis=(0, 1), dtype=np.float64) / np.maximum(n_b, 1)
+            dev = np.where(ok, blk - mean_b, 0.0)
+            m2_b = np.einsum("tnc,tnc->c", dev, dev)
+            n = count + n_b
+            delta = mean_b - mean
+            w = np.where(seen, n_b / np.maximum(n, 1), 0.0)
+            mean = mean + delta * w
+            m2 = m2 + np.where(seen, m2_b + delta * delta * count * w, 0.0)
+            count = n
         empty = np.flatnonzero(count == 0)
         if empty.size:
             names = [channels[i] if channels is not None else i for i in empty]
             raise SeriesError(f"channel(s) {names} have no non-null reading in training rows "
                               f"[{start}, {stop}); cannot fit the scaler; check null_value or the split")
-        mean = total / count
-        sq = np.zeros(C, dtype=np.float64)
-        for a, b in blocks:
-            blk = values[a:b][:, :, index]
-            ok = ~null_mask(blk, null_value)
-            dev = np.where(ok, blk - mean.astype(blk.dtype), 0)
-            sq += np.einsum("tnc,tnc->c", dev, dev, dtype=np.float64)
-        return cls(mean, np.sqrt(sq / count), channels)
+        return cls(mean, np.sqrt(m2 / count), channels)
 
     # -------------------------------------------------------------- transform
     @property

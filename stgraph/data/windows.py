@@ -103,8 +103,12 @@ def take_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``values[rows]`` for ``values [T, ...]`` and ``rows [B, L]`` -> ``[B, L, ...]``, one gather.
 
     Same result as advanced indexing, done as one ``index_select`` on the
-    flattened rows, which is about twice as fast on CPU.
+    flattened rows, which is about twice as fast on CPU. A lazy array (``values``
+    with a ``take_rows`` method, e.g. :class:`~stgraph.io.lazy.H5Channels`) gathers
+    the rows from its file.
     """
+    if not isinstance(values, torch.Tensor):
+        return values.take_rows(rows)
     return values.index_select(0, rows.reshape(-1)).view(*rows.shape, *values.shape[1:])
 
 

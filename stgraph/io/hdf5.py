@@ -31,13 +31,18 @@ LAYOUTS = ("plain", "pandas")
 
 
 # ======================================================================= read
-def parse_hdf5(path: str | Path, *, key: str | None = None) -> RawTable:
+def parse_hdf5(path: str | Path, *, key: str | None = None, lazy: bool = False,
+               cache_bytes: int | None = None) -> RawTable:
     """Parse a pandas-frame or plain HDF5 series file into a :class:`RawTable`.
 
     Args:
         key: group holding the frame (``df``, ``t``, ``/a/b``) or the plain
             datasets; default: the file's only frame, or the plain layout at
             the root.
+        lazy: leave the readings in the file: ``values`` is an
+            :class:`~stgraph.io.lazy.H5Values` (``[T, N, C]``, read in row chunks through an LRU
+            cache of ``cache_bytes``); the memory budget does not apply. A frame must then hold its
+            sensors in one block, in ``axis0`` order (METR-LA, PEMS-BAY, LargeST, write_series).
 
     Raises:
         DataFormatError: unreadable (truncated, corrupted) file, unknown layout,
@@ -45,10 +50,11 @@ def parse_hdf5(path: str | Path, *, key: str | None = None) -> RawTable:
     """
     try:
         with h5py.File(path, "r") as f:
-            group, layout = _locate(f, key, path)
+            group, layout = _locate(f, key, path, lazy)
+            opened = None if not lazy else {} if cache_bytes is None else dict(cache_bytes=cache_bytes)
             if layout == "plain":
-                return _parse_plain(group, path)
-            return _parse_frame(group, path)
+                return _parse_plain(group, path, opened)
+            return _parse_frame(group, path, opened)
     except StgraphError:
         raise
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
@@ -59,7 +65,7 @@ def parse_hdf5(path: str | Path, *, key: str | None = None) -> RawTable:
             f"{type(exc).__name__}: {exc}); re-download or re-export it") from None
 
 
-def _locate(f: h5py.File, key: str | None, path) -> tuple[h5py.Group, str]:
+def _locate(f: h5py.File, key: str | None, path, lazy: bool = False) -> tuple[h5py.Group, str]:
     if key is not None:
         name = "/" + str(key).strip("/")
         if name not in f or not isinstance(f[name], h5py.Group):
@@ -74,7 +80,7 @@ def _locate(f: h5py.File, key: str | None, path) -> tuple[h5py.Group, str]:
         raise DataFormatError(
             f"{where(path)}: group '{key}' is neither a pandas frame (no 'pandas_type' attribute) "
             f"nor a plain stgraph series (no 'values' dataset); it holds {sorted(group.keys())}")
-    if _dataset(f, "values", path) is not None:
+    if _dataset(f, "values", path, budget=not lazy) is not None:
         return f, "plain"
     frames: list[str] = []
     f.visititems(lambda n, o: frames.append(n) if isinstance(o, h5py.Group) and "pandas_type" in o.attrs else None)
@@ -169,9 +175,10 @@ def _attr_float(obj, name: str, path) -> float | None:
     raise DataFormatError(f"{where(path)}: attribute '{name}' of {obj.name} is {shown[:60]}; expected a number")
 
 
-def _dataset(g: h5py.Group, name: str, path) -> h5py.Dataset | None:
+def _dataset(g: h5py.Group, name: str, path, budget: bool = True) -> h5py.Dataset | None:
     """``g[name]`` when it is a dataset whose bytes are in this file and whose declared size is
-    plausible; ``None`` when absent or not a dataset.
+    plausible (within the memory budget unless ``budget=False``: a lazy read); ``None`` when absent or
+    not a dataset.
 
     External links, external raw storage (``create_dataset(..., external=[...])``, which reads any
     local file as data) and virtual datasets (which map other files) are refused, naming the dataset.
@@ -200,12 +207,14 @@ def _dataset(g: h5py.Group, name: str, path) -> h5py.Dataset | None:
     compressed = plist.get_nfilters() > 0
     stored = obj.id.get_storage_size() if obj.size else 0
     check_declared_size(obj.shape or (), obj.dtype.itemsize, f"dataset '{full}'", path,
-                        stored=stored if obj.size else None, compressed=compressed or obj.chunks is not None)
+                        stored=stored if obj.size else None, compressed=compressed or obj.chunks is not None,
+                        budget=budget)
     return obj
 
 
 # -------------------------------------------------------------- pandas frame
-def _parse_frame(g: h5py.Group, path) -> RawTable:
+def _parse_frame(g: h5py.Group, path, lazy: dict | None = None) -> RawTable:
+    """A pandas frame; ``lazy`` (keyword arguments of :class:`~stgraph.io.lazy.H5Values`): leave the values in the file."""
     gname = g.name
     ptype = _attr_str(g.attrs, "pandas_type")
     if ptype == "frame_table":
@@ -229,7 +238,7 @@ def _parse_frame(g: h5py.Group, path) -> RawTable:
             f"{where(path)}: frame '{gname}' declares nblocks={nblocks}, which needs {2 * nblocks + 2} datasets, "
             f"but the group holds {members}; the attribute is corrupted")
     needed = ["axis0", "axis1"] + [f"block{k}_{p}" for k in range(nblocks) for p in ("items", "values")]
-    absent = [n for n in needed if _dataset(g, n, path) is None]
+    absent = [n for n in needed if _dataset(g, n, path, budget=lazy is None) is None]
     if absent or nblocks == 0:
         found = sorted(g.keys())
         raise DataFormatError(
@@ -249,9 +258,9 @@ def _parse_frame(g: h5py.Group, path) -> RawTable:
             f"every sensor id must be unique")
     timestamps, reason = _index(g["axis1"], path)
     T, N = g["axis1"].shape[0], len(columns)
-    check_declared_size((T, N), 4, f"frame '{gname}' ({T} steps x {N} sensors)", path)
+    check_declared_size((T, N), 4, f"frame '{gname}' ({T} steps x {N} sensors)", path, budget=lazy is None)
 
-    values = np.empty((T, N), dtype=np.float32)
+    values = None if lazy is not None else np.empty((T, N), dtype=np.float32)
     filled = np.zeros(N, dtype=np.int64)
     for k in range(nblocks):
         items = _labels(g[f"block{k}_items"], encoding, path)
@@ -270,7 +279,17 @@ def _parse_frame(g: h5py.Group, path) -> RawTable:
             raise DataFormatError(
                 f"{where(path)}: frame '{gname}' block{k}_items labels {unknown[:5]} are not in axis0")
         idx = np.fromiter((pos[c] for c in items), dtype=np.int64, count=len(items))
-        _copy_block(ds, transposed, values, idx)
+        if lazy is not None:
+            if nblocks != 1 or items != columns:
+                raise DataFormatError(
+                    f"{where(path)}: frame '{gname}' holds its {N} sensors in {nblocks} block(s) "
+                    f"{'in another order than axis0' if nblocks == 1 else ''}; lazy reading expects one block "
+                    f"in axis0 order. Read it with lazy=False (data.lazy=false), or rewrite it once with "
+                    f"stgraph.io.write_series")
+            from .lazy import H5Values
+            values = H5Values(path, ds.name, time_axis=0 if transposed else 1, **lazy)
+        else:
+            _copy_block(ds, transposed, values, idx)
         np.add.at(filled, idx, 1)
     if (filled != 1).any():
         bad = [columns[i] for i in np.flatnonzero(filled != 1)[:5]]
@@ -334,18 +353,24 @@ def _index(ds: h5py.Dataset, path) -> tuple[np.ndarray | None, str]:
 
 
 # --------------------------------------------------------------------- plain
-def _parse_plain(g: h5py.Group, path) -> RawTable:
+def _parse_plain(g: h5py.Group, path, lazy: dict | None = None) -> RawTable:
+    """The plain layout; ``lazy`` (keyword arguments of :class:`~stgraph.io.lazy.H5Values`): leave the values in the file."""
     needed = ("values", "timestamps", "sensor_ids")
-    absent = [n for n in needed if _dataset(g, n, path) is None]
+    absent = [n for n in needed if _dataset(g, n, path, budget=lazy is None) is None]
     if absent:
         raise DataFormatError(
             f"{where(path)}: plain series lacks dataset(s) {absent}; found {sorted(g.keys())}. "
             f"Expected values [T, N, C], timestamps (int64 ns) and sensor_ids")
-    values = g["values"][()]
+    values = g["values"]
     if values.dtype.kind not in "fiub" or values.ndim not in (2, 3):
         raise DataFormatError(
             f"{where(path)}: dataset 'values' has dtype {values.dtype} and shape {values.shape}; "
             f"expected numbers of shape [T, N, C]")
+    if lazy is not None:
+        from .lazy import H5Values
+        values = H5Values(path, values.name, **lazy)
+    else:
+        values = values[()]
     tds = g["timestamps"]
     unit = _attr_str(tds.attrs, "unit", "ns")
     ts = tds[()]
@@ -369,7 +394,7 @@ def _parse_plain(g: h5py.Group, path) -> RawTable:
 
 # ====================================================================== write
 def write_series(series: Series, path: str | Path, layout: str = "plain", *, key: str = "df",
-                 channel: int | str | None = None) -> Path:
+                 channel: int | str | None = None, chunk_rows: int | None = None) -> Path:
     """Write ``series`` to an HDF5 file that :func:`read_series` reads back.
 
     Args:
@@ -383,6 +408,9 @@ def write_series(series: Series, path: str | Path, layout: str = "plain", *, key
         key: group name of the pandas frame.
         channel: with ``layout="pandas"``, the channel (name or index) to
             write when the series has several; a frame holds one.
+        chunk_rows: store the values in HDF5 chunks of this many time steps (all sensors and
+            channels), which a lazy read (``read_series(path, lazy=True)``) fetches one at a time;
+            ``None``: contiguous.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -393,24 +421,67 @@ def write_series(series: Series, path: str | Path, layout: str = "plain", *, key
     if not path.parent.is_dir():
         raise MissingFileError(
             f"{where(path)}: the folder {where(path.parent)} does not exist; create it before writing")
+    if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
+        raise ConfigError(f"write_series: chunk_rows={chunk_rows!r}; expected a number of time steps >= 1, or None")
     series.validate()
+    chunks = None if chunk_rows is None else min(int(chunk_rows), series.num_steps)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             if layout == "plain":
-                _write_plain(f, series)
+                _write_plain(f, series, chunks)
             else:
-                _write_frame(f, series, key, channel, path)
+                _write_frame(f, series, key, channel, path, chunks)
     return path
 
 
-def _write_plain(f: h5py.File, s: Series) -> None:
+def _write_plain(f: h5py.File, s: Series, chunk_rows: int | None = None) -> None:
+    values = _plain_layout(f, s.timestamps, s.sensor_ids, s.channels, s.null_value, chunk_rows)
+    values[...] = s.values
+
+
+def _plain_layout(f: h5py.File, timestamps, sensor_ids, channels, null_value, chunk_rows):
+    """Attributes, ``timestamps`` and ``sensor_ids`` of the plain layout; returns the empty float32
+    ``values`` dataset ``[T, N, C]`` (chunked ``[chunk_rows, N, C]`` unless ``None``) to fill."""
+    T, N, C = len(timestamps), len(sensor_ids), len(channels)
     f.attrs["stgraph_layout"] = "plain"
-    f.attrs["channels"] = np.array(s.channels, dtype=h5py.string_dtype("utf-8"))
-    f.attrs["null_value"] = float(s.null_value)
-    f.create_dataset("values", data=s.values.astype(np.float32))
-    ts = f.create_dataset("timestamps", data=s.timestamps.astype("datetime64[ns]").astype(np.int64))
+    f.attrs["channels"] = np.array(list(channels), dtype=h5py.string_dtype("utf-8"))
+    f.attrs["null_value"] = float(null_value)
+    values = f.create_dataset("values", shape=(T, N, C), dtype=np.float32,
+                              chunks=None if chunk_rows is None else (min(chunk_rows, T), N, C))
+    ts = f.create_dataset("timestamps", data=np.asarray(timestamps).astype("datetime64[ns]").astype(np.int64))
     ts.attrs["unit"] = "ns"
-    f.create_dataset("sensor_ids", data=np.array(s.sensor_ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+    f.create_dataset("sensor_ids", data=np.array(list(sensor_ids), dtype=object), dtype=h5py.string_dtype("utf-8"))
+    return values
+
+
+def write_series_blocks(path: str | Path, timestamps, sensor_ids, channels, blocks, *, null_value: float = 0.0,
+                        chunk_rows: int | None = None) -> Path:
+    """Write a series too large to hold in memory, in stgraph's plain layout, from row blocks.
+
+    Args:
+        timestamps: ``[T]`` (``datetime64``); sensor_ids: ``N`` ids; channels: ``C`` names.
+        blocks: an iterable of ``[t_k, N, C]`` arrays whose ``t_k`` add up to ``T``, in time order.
+        chunk_rows: HDF5 chunk along time (what a lazy read fetches at a time); ``None``: contiguous.
+
+    The file is written to a temporary file and renamed into place (:func:`stgraph.files.atomic_path`).
+    Raises :class:`DataFormatError` naming the block whose shape or row count is wrong.
+    """
+    path = Path(path)
+    T, N, C = len(timestamps), len(sensor_ids), len(channels)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            values = _plain_layout(f, timestamps, sensor_ids, channels, null_value, chunk_rows)
+            row = 0
+            for k, blk in enumerate(blocks):
+                blk = np.asarray(blk, dtype=np.float32)
+                if blk.ndim != 3 or blk.shape[1:] != (N, C) or row + blk.shape[0] > T:
+                    raise DataFormatError(f"{where(path)}: block {k} has shape {blk.shape} at row {row}; expected "
+                                          f"[t, {N}, {C}] with at most {T - row} rows left of {T}")
+                values[row:row + blk.shape[0]] = blk
+                row += blk.shape[0]
+            if row != T:
+                raise DataFormatError(f"{where(path)}: the blocks hold {row} rows; expected {T} (one per timestamp)")
+    return path
 
 
 # attributes pytables puts on every node; pandas reads the file through pytables
@@ -430,7 +501,7 @@ def _node_attrs(obj, cls: str, version: str) -> None:
     _text_attr(obj, "VERSION", version)
 
 
-def _write_frame(f: h5py.File, s: Series, key: str, channel, path) -> None:
+def _write_frame(f: h5py.File, s: Series, key: str, channel, path, chunk_rows: int | None = None) -> None:
     if channel is None:
         if s.num_channels != 1:
             raise DataFormatError(
@@ -471,7 +542,8 @@ def _write_frame(f: h5py.File, s: Series, key: str, channel, path) -> None:
     _text_attr(ax1, "index_class", "datetime")
     _text_attr(ax1, "kind", "datetime64[ns]")
     ax1.attrs["name"] = _PICKLED_NONE
-    vals = g.create_dataset("block0_values", data=np.ascontiguousarray(s.values[:, :, c], dtype=np.float32))
+    vals = g.create_dataset("block0_values", data=np.ascontiguousarray(s.values[:, :, c], dtype=np.float32),
+                            chunks=None if chunk_rows is None else (chunk_rows, s.num_nodes))
     _array_attrs(vals)
 
 

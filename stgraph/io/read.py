@@ -81,17 +81,18 @@ def _bytes_text(n: int) -> str:
 
 
 def check_declared_size(shape, itemsize: int, what: str, path, *, stored: int | None = None,
-                        compressed: bool = False) -> int:
+                        compressed: bool = False, budget: bool = True) -> int:
     """Refuse an array whose declared ``shape`` would not fit in :func:`memory_budget`, or that
     declares more bytes than the file can hold (``stored``: the bytes the file actually has for
     it; with ``compressed`` a ratio over 1000:1 beyond 64 MB is taken as a decompression bomb).
+    ``budget=False`` (a lazy read, which never holds the array) skips the memory budget only.
     Returns the declared size in bytes."""
     n = 1
     for d in shape:
         n *= int(d)
     nbytes = n * int(itemsize)
     shown = "(" + ", ".join(str(int(d)) for d in shape) + ")"
-    budget = memory_budget()
+    budget = memory_budget() if budget else float("inf")
     if nbytes > budget:
         raise DataFormatError(
             f"{where(path)}: {what} declares shape {shown} = {_bytes_text(nbytes)}, more than the memory "
@@ -218,6 +219,8 @@ def read_series(
     freq: str | np.timedelta64 | _dt.timedelta | None = None,
     channels: Sequence[str] | None = None,
     key: str | None = None,
+    lazy: bool = False,
+    cache_bytes: int | None = None,
 ) -> Series:
     """Read a ``[T, N, C]`` sensor series from an HDF5, ``.npz``/``.npy`` or CSV file.
 
@@ -244,6 +247,11 @@ def read_series(
         key: HDF5 group of a pandas frame (default: the only one, e.g. ``df`` or
             ``t``) or of a plain layout; array name in an ``.npz`` (default
             ``data``); name of the timestamp column in a CSV.
+        lazy: HDF5 only: return a :class:`~stgraph.io.series.LazySeries` whose ``values`` stay in
+            the file (:class:`~stgraph.io.lazy.H5Values`, read in row chunks through an LRU cache);
+            it is checked in one streaming pass and gives the same windows as the loaded series.
+            No memory budget applies (the array is never held whole).
+        cache_bytes: with ``lazy``, the size of the chunk cache (default 256 MiB).
 
     Returns:
         A validated :class:`Series` whose ``source`` is ``path``.
@@ -266,7 +274,17 @@ def read_series(
             raise DataFormatError(
                 f"{where(path)}: format={format!r} was requested but the content is {found}; "
                 f"pass format=None to read it as {found}, or fix the file")
-    raw = _parser(found)(path, key=key)
+    if lazy:
+        if found != "hdf5":
+            raise ConfigError(f"{where(path)}: lazy=True (data.lazy) reads HDF5 files only, and this file is {found}; "
+                              f"convert it once with stgraph.io.write_series(read_series(path), 'x.h5'), or read it "
+                              f"with lazy=False")
+        from .hdf5 import parse_hdf5
+        from .lazy import DEFAULT_CACHE_BYTES
+        raw = parse_hdf5(path, key=key, lazy=True,
+                         cache_bytes=DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
+    else:
+        raw = _parser(found)(path, key=key)
     return build_series(raw, path, null_value=null_value, start=start, freq=freq, channels=channels, fmt=found)
 
 
@@ -285,7 +303,16 @@ def _parser(fmt: str):
 # ----------------------------------------------------------- caller's options
 def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
                  channels=None, fmt: str | None = None) -> Series:
-    """Apply the caller's options to ``raw`` and build a :class:`Series`."""
+    """Apply the caller's options to ``raw`` and build a :class:`Series` (a :class:`LazySeries` when
+    ``raw.values`` is a lazy :class:`~stgraph.io.lazy.H5Values`, which converts its rows as they are read)."""
+    from .lazy import H5Values
+
+    if isinstance(raw.values, H5Values):
+        from .series import LazySeries
+        T, _, C = raw.values.shape
+        timestamps, names, null, origin = _options(raw, path, T, C, null_value, start, freq, channels, fmt)
+        raw.values.null_value = null
+        return LazySeries(raw.values, timestamps, list(raw.sensor_ids), names, null, str(path), origin)
     values = np.asarray(raw.values)
     if values.ndim == 2:
         values = values[:, :, None]
@@ -299,7 +326,17 @@ def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
     else:
         values = values.astype(np.float32, copy=False)
     T, N, C = values.shape
+    timestamps, names, null, origin = _options(raw, path, T, C, null_value, start, freq, channels, fmt)
+    if not np.isnan(null):
+        nan = np.isnan(values)
+        if nan.any():
+            values = np.where(nan, np.float32(null), values)
+    return Series(values, timestamps, list(raw.sensor_ids), names, null, str(path), origin)
 
+
+def _options(raw: RawTable, path, T: int, C: int, null_value, start, freq, channels, fmt=None):
+    """``(timestamps [T], channel names [C], null value, where the null convention came from)`` from
+    the file and the caller's options."""
     if raw.timestamps is None:
         if start is None or freq is None:
             missing = " and ".join(n for n, v in (("start", start), ("freq", freq)) if v is None)
@@ -333,11 +370,7 @@ def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
         null, origin = float(raw.null_value), raw.null_origin or "the file's own convention"
     else:
         null, origin = float("nan"), f"the default for a {_FORMAT_NAMES.get(fmt, 'file')} that declares no convention"
-    if not np.isnan(null):
-        nan = np.isnan(values)
-        if nan.any():
-            values = np.where(nan, np.float32(null), values)
-    return Series(values, timestamps, list(raw.sensor_ids), names, null, str(path), origin)
+    return timestamps, names, float(null), origin
 
 
 _FORMAT_NAMES = {"hdf5": "plain HDF5 file", "npz": ".npz archive", "csv": "CSV file"}

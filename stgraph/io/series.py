@@ -105,17 +105,25 @@ class Series:
                 raise SeriesError(
                     f"{src}: timestamps are {kind} at row {i + 1}: {self.timestamps[i]} then "
                     f"{self.timestamps[i + 1]}; sort the rows by time and drop duplicates")
-        nan_is_null = bool(np.isnan(self.null_value))
         if allow_nonfinite is None:
-            allow_nonfinite = nan_is_null
+            allow_nonfinite = bool(np.isnan(self.null_value))
+        self._check_all_values(allow_nonfinite)
+
+    def _check_all_values(self, allow_nonfinite: bool) -> None:
+        self._check_values(self.values, 0, allow_nonfinite)
+
+    def _check_values(self, v: np.ndarray, first_step: int, allow_nonfinite: bool) -> None:
+        """No ``inf`` in rows ``v [t, N, C]`` (which start at step ``first_step``), nor NaN unless allowed."""
+        src = where(self.source)
         if np.isinf(v).any():
             t, n, c = np.argwhere(np.isinf(v))[0]
-            raise SeriesError(f"{src}: infinite value at step {t}, sensor '{self.sensor_ids[n]}', channel {c}")
+            raise SeriesError(f"{src}: infinite value at step {first_step + t}, sensor '{self.sensor_ids[n]}', "
+                              f"channel {c}")
         if not allow_nonfinite and np.isnan(v).any():
             t, n, c = np.argwhere(np.isnan(v))[0]
             raise SeriesError(
-                f"{src}: NaN at step {t}, sensor '{self.sensor_ids[n]}' while null_value is {self.null_value}; "
-                f"pass null_value=nan to treat NaN as missing, or fill it")
+                f"{src}: NaN at step {first_step + t}, sensor '{self.sensor_ids[n]}' while null_value is "
+                f"{self.null_value}; pass null_value=nan to treat NaN as missing, or fill it")
 
     # --------------------------------------------------------------- derived
     @property
@@ -173,6 +181,11 @@ class Series:
         return Series(self.values[:, idx], self.timestamps, [str(s) for s in sensor_ids],
                       self.channels, self.null_value, self.source, self.null_origin)
 
+    @property
+    def zero_ratio(self) -> float:
+        """Share of readings that are exactly 0."""
+        return float((self.values == 0).mean()) if self.values.size else 0.0
+
     def summary(self) -> dict:
         """What ``stgraph data info`` prints."""
         return {
@@ -185,8 +198,8 @@ class Series:
             "interval": format_interval(self.interval) if self.num_steps > 1 else None,
             "missing_ratio": round(self.missing_ratio, 6),
             "null_value": "nan" if np.isnan(self.null_value) else self.null_value,
-            "zero_ratio": round(float((self.values == 0).mean()), 6),
-            "null_convention": null_convention(self.values, self.null_value, self.null_origin),
+            "zero_ratio": round(self.zero_ratio, 6),
+            "null_convention": null_convention(self.zero_ratio, self.null_value, self.null_origin),
         }
 
 
@@ -232,9 +245,9 @@ def parse_null_value(value, what: str = "--null-value"):
     return v
 
 
-def null_convention(values, null_value: float, origin: str | None = None) -> str:
-    """One line saying which readings count as missing, the share of zeros, and the flag that changes it."""
-    zeros = float((np.asarray(values) == 0).mean()) if np.size(values) else 0.0
+def null_convention(zeros: float, null_value: float, origin: str | None = None) -> str:
+    """One line saying which readings count as missing, the share ``zeros`` of readings that are 0,
+    and the flag that changes it."""
     share = f"{100 * zeros:.1f}% of the readings are 0"
     src = f" ({origin})" if origin else ""
     if null_value != null_value:
@@ -245,6 +258,59 @@ def null_convention(values, null_value: float, origin: str | None = None) -> str
                 f"--null-value nan (or --set data.null_value=nan) keeps zeros as readings")
     return (f"missing = {null_value:g} and NaN{src}; {share}; --null-value nan (or --set data.null_value=nan) "
             f"counts only empty cells / NaN as missing")
+
+
+class LazySeries(Series):
+    """A :class:`Series` whose ``values`` stay in an HDF5 file (``read_series(path, lazy=True)``).
+
+    ``values`` is an :class:`~stgraph.io.lazy.H5Values`: ``shape`` ``[T, N, C]``, row slices
+    ``values[a:b]`` read from the file, batches of windows gathered through its chunk cache. The
+    values are checked in one streaming pass over row blocks when the series is made; everything
+    that needs the whole array at once (``missing_mask``, ``select_sensors``) is refused with a
+    message, and :class:`~stgraph.data.ForecastData` reads it in blocks and batches.
+    """
+
+    def __post_init__(self) -> None:
+        self.timestamps = np.asarray(self.timestamps).astype("datetime64[ns]")
+        self.sensor_ids = id_strings(self.sensor_ids, "sensor_ids", self.source, SeriesError)
+        self.channels = [str(c) for c in self.channels]
+        self.validate()
+
+    def row_blocks(self, rows_per_block: int | None = None):
+        """Yield ``(first_step, values[first_step:first_step + k])`` over the whole series, ``k`` rows of about
+        1 MB (or ``rows_per_block``): ``[k, N, C]`` float32 arrays read in order."""
+        T, N, C = self.values.shape
+        step = rows_per_block or max(1, (1 << 18) // max(1, N * C))
+        for a in range(0, T, step):
+            yield a, self.values[a:a + step]
+
+    def _check_all_values(self, allow_nonfinite: bool) -> None:
+        """The value checks of :meth:`Series.validate` in one streaming pass over row blocks."""
+        for a, blk in self.row_blocks():
+            self._check_values(blk, a, allow_nonfinite)
+
+    def _refuse(self, what: str):
+        raise SeriesError(f"{where(self.source)}: {what} needs the whole [T, N, C] array in memory, and this series "
+                          f"is lazy (read_series(..., lazy=True), data.lazy); read it with lazy=False for that")
+
+    def missing_mask(self) -> np.ndarray:
+        self._refuse("missing_mask()")
+
+    @property
+    def missing_ratio(self) -> float:
+        """Fraction of missing readings, counted in one streaming pass."""
+        missing = sum(int(null_mask(blk, self.null_value).sum()) for _, blk in self.row_blocks())
+        return missing / float(np.prod(self.values.shape))
+
+    @property
+    def zero_ratio(self) -> float:
+        """Share of readings that are exactly 0, counted in one streaming pass."""
+        zeros = sum(int((blk == 0).sum()) for _, blk in self.row_blocks())
+        return zeros / float(max(1, np.prod(self.values.shape)))
+
+    def select_sensors(self, sensor_ids: Sequence[str]) -> "Series":
+        self._refuse("select_sensors()")
+
 
 
 def iso(ts: np.datetime64) -> str:

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from ..errors import ConfigError, RunDirError
 from ..models.registry import build_model, count_parameters, get_model_class
 from ..io.series import null_convention
 from ..files import atomic_write, check_no_links, fingerprint, run_lock, wrap_os_error
+from . import distributed
 from .checkpoint import load_checkpoint
 from .memory import check_training_memory
 from .trainer import Trainer, resolve_device, seed_everything
@@ -69,7 +71,8 @@ def load_series_and_graph(cfg: RunConfig, data_path: str | None = None):
         path = data_path or d.path
         if not path:
             raise ConfigError("data.path is not set: pass --data FILE (or --dataset NAME)")
-        series = read_series(path, null_value=d.null_value, start=d.start, freq=d.freq)
+        series = read_series(path, null_value=d.null_value, start=d.start, freq=d.freq,
+                             **(dict(lazy=True, cache_bytes=d.cache_mb << 20) if d.lazy else {}))
         if d.graph:
             nx_graph = read_graph(d.graph, sensor_ids=series.sensor_ids)
     graph = to_pyg(nx_graph, series.sensor_ids) if nx_graph is not None else empty_graph(series.num_nodes)
@@ -119,7 +122,7 @@ def _config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, obje
 #: settings a resumed run may change: they decide when it stops, not what it computes
 MAY_CHANGE_ON_RESUME = ("train.epochs", "train.patience")
 #: how to run, not what: a resumed run takes these from the command line without a word
-RUNTIME_SETTINGS = ("train.progress", "train.device", "train.threads")
+RUNTIME_SETTINGS = ("train.progress", "train.device", "train.threads", "train.workers", "data.lazy", "data.cache_mb")
 #: file locations: a resumed run accepts a new location when the content is the same (fingerprints)
 PATH_SETTINGS = ("data.path", "data.graph", "data.root")
 
@@ -248,20 +251,34 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
     all of ``cfg``): those that differ from the run must be ones a resume may change
     (:data:`MAY_CHANGE_ON_RESUME`), and the data and graph must have the run's fingerprints.
     The run directory is locked (:func:`stgraph.files.run_lock`) while this runs.
+
+    Under ``torchrun`` every process calls this; they join the process group
+    (:func:`stgraph.training.distributed.session`) and train data parallel. Rank 0 alone checks,
+    locks and writes the run directory and prints; the others only read it (``resume``).
     """
     cfg.validate()
-    if out is None:
-        return _train(cfg, None, resume=False, fresh=False, log=log)
-    out = Path(out)
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one")
-    with run_lock(out):
-        check_no_links(out)
-        if resume:
-            cfg = _resume_config(out, cfg, given, log)
-        else:
-            _check_run_dir(out, cfg, overwrite)
-        return _train(_absolute(cfg), out, resume=resume, fresh=not resume, log=log)
+    with distributed.session(cfg.train.device) as dist:
+        if not dist.is_main:  # rank 0 speaks for all: the others print no log and no warning
+            log = _quiet
+            import warnings
+            warnings.simplefilter("ignore")
+        if out is None:
+            return _train(cfg, None, resume=False, fresh=False, log=log)
+        out = Path(out)
+        with run_lock(out) if dist.is_main else nullcontext():
+            if dist.is_main:
+                check_no_links(out)
+            if resume:
+                cfg = _resume_config(out, cfg, given, log)
+            elif dist.is_main:
+                _check_run_dir(out, cfg, overwrite)
+            return _train(_absolute(cfg), out, resume=resume, fresh=not resume, log=log)
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The ``log`` of a process other than rank 0: it prints nothing."""
 
 
 def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) -> Trainer:
@@ -269,14 +286,18 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     seed_everything(cfg.train.seed)
     prep = prepare(cfg)
     s = prep.series
-    log(f"{s.source}: {null_convention(s.values, s.null_value, s.null_origin)}")
+    log(f"{s.source}: {null_convention(s.zero_ratio, s.null_value, s.null_origin)}")
     if fresh or out is None:
         choose_defaults(cfg, prep.data, log)
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
-    check_training_memory(model, batch_size=cfg.train.batch_size, num_edges=int(prep.graph.edge_index.size(1)),
-                          device=resolve_device(cfg.train.device), log=log, enabled=cfg.train.memory_check)
+    dist = distributed.current()
+    check_training_memory(model, batch_size=dist.per_rank_batch(cfg.train.batch_size),
+                          num_edges=int(prep.graph.edge_index.size(1)),
+                          device=resolve_device(distributed.device_for(cfg.train.device)), log=log,
+                          enabled=cfg.train.memory_check)
     fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
+    writes = out is not None and dist.is_main
     if out is not None:
         if resume:
             ck = load_checkpoint(out / "checkpoints" / "last.pt")
@@ -288,9 +309,9 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
                 "sensor_ids": list(prep.series.sensor_ids), "channels": list(prep.series.channels),
                 "target_channels": list(prep.data.target_channels), "fingerprint": fingerprint,
                 "source": os.path.abspath(str(prep.series.source))}
-        if fresh:
+        if fresh and writes:
             _start_run_dir(out, cfg, info)
-        else:
+        elif writes:
             cfg.to_yaml(out / "config.yaml")
             atomic_write(out / "run.json", json.dumps(info, indent=1))
     trainer = Trainer(model, prep.data, prep.graph, cfg.train, out,
@@ -298,13 +319,13 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     trainer.prepared = prep
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
-    if out is not None:
+    if writes:
         summary = {"model": cfg.model.name, "parameters": count_parameters(model),
                    "epochs": trainer.state["epoch"], "best_epoch": trainer.state["best_epoch"],
                    "best_val_mae": trainer.state["best_val"] if math.isfinite(trainer.state["best_val"]) else None,
                    "train_windows": int(prep.data.split_starts("train").numel()),
                    "train_seconds": round(time.perf_counter() - t0, 3), "resumed": bool(resume),
-                   "device": str(trainer.device), **peak_memory(trainer.device)}
+                   "device": str(trainer.device), "processes": dist.world, **peak_memory(trainer.device)}
         atomic_write(out / "train_summary.json", json.dumps(summary, indent=1))
     return trainer
 

@@ -15,7 +15,11 @@
   scheduler, RNG states, scaler, config and a data/graph fingerprint;
   ``fit(resume=True)`` continues an interrupted run exactly;
 * a tqdm bar with loss, learning rate and ETA; one row per epoch in
-  ``metrics.csv``.
+  ``metrics.csv``;
+* data parallel under ``torchrun`` (:mod:`stgraph.training.distributed`): when this process is one
+  of ``K`` in a ``torch.distributed`` group, the model is wrapped in ``DistributedDataParallel``,
+  every global batch of ``train.batch_size`` windows is split into ``K`` parts, the metrics are
+  summed over the processes and rank 0 alone writes files.
 
 Models without trainable parameters (last value, historical average, VAR) are
 fitted in closed form through their ``fit_data(data)`` hook and not trained.
@@ -34,6 +38,8 @@ from ..errors import RunDirError, StgraphError
 from ..files import atomic_open
 from ..metrics import MetricAccumulator, default_steps, valid_mask
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import current as current_dist
+from .distributed import device_for
 
 
 class NonFiniteLossError(StgraphError, FloatingPointError):
@@ -70,15 +76,19 @@ class Trainer:
         cfg: a :class:`~stgraph.config.TrainConfig`.
         run_dir: folder for checkpoints and ``metrics.csv`` (``None``: keep nothing on disk).
         extra_state: plain data stored in every checkpoint (config, fingerprint, ...).
+
+    Inside a ``torch.distributed`` process group (``torchrun``) the trainer is data parallel:
+    ``cfg.batch_size`` is the global batch and must be divisible by the number of processes.
     """
 
     def __init__(self, model, data, graph, cfg, run_dir=None, extra_state: dict | None = None):
         self.cfg = cfg
         self.data = data
-        if torch.device(resolve_device(cfg.device)).type == "cpu":
+        self.dist = current_dist()
+        self.device = resolve_device(device_for(cfg.device) if self.dist.enabled else cfg.device)
+        if self.device.type == "cpu":
             from ..runtime import tune_malloc
             tune_malloc()
-        self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.model = model.to(self.device)
@@ -92,12 +102,14 @@ class Trainer:
         self.trainable = any(p.requires_grad for p in self.model.parameters())
         use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
-        self.forward_model = self.model
-        if cfg.compile:
-            try:
-                self.forward_model = torch.compile(self.model)
-            except Exception as e:  # pragma: no cover - depends on the platform's compiler
-                print(f"warning: torch.compile unavailable ({e}); training uncompiled")
+        self.forward_model = self._compiled(self.model)
+        self.train_model = self.forward_model  # what training steps call: DDP-wrapped when distributed
+        if self.dist.enabled and self.trainable:
+            self.dist.per_rank_batch(cfg.batch_size)
+            from torch.nn.parallel import DistributedDataParallel
+            ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                          else None)
+            self.train_model = self._compiled(ddp)
         self.optimizer = None
         self.scheduler = None
         if self.trainable:
@@ -106,6 +118,16 @@ class Trainer:
         self.state = {"epoch": 0, "batch": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
                       "skipped": 0, "running_loss": 0.0, "running_count": 0, "finished": False,
                       "early_stopped": False}
+
+    def _compiled(self, module):
+        if not self.cfg.compile:
+            return module
+        try:
+            return torch.compile(module)
+        except Exception as e:  # pragma: no cover - depends on the platform's compiler
+            if self.dist.is_main:
+                print(f"warning: torch.compile unavailable ({e}); training uncompiled")
+            return module
 
     # --------------------------------------------------------------------------- schedule
     def _lr_factor(self, epoch: int) -> float:
@@ -121,10 +143,10 @@ class Trainer:
         return 1.0
 
     # --------------------------------------------------------------------------- pieces
-    def _forward(self, batch):
+    def _forward(self, batch, train: bool = False):
         cov = batch.covariates
         with self.autocast():
-            out = self.forward_model(batch.x, self.graph, cov)
+            out = (self.train_model if train else self.forward_model)(batch.x, self.graph, cov)
         return out
 
     def to_units(self, out):
@@ -137,7 +159,14 @@ class Trainer:
         return valid_mask(y, self.null_value)
 
     def loss(self, out, y: torch.Tensor) -> torch.Tensor:
-        """Masked MAE (point) or masked Gaussian NLL (``Normal``), in data units."""
+        """Masked MAE (point) or masked Gaussian NLL (``Normal``), in data units.
+
+        ``out``: ``[B, T_out, N, C_out]`` (or a ``Normal`` of that shape), ``y``: the same shape; a scalar."""
+        total, mask = self._loss_sum(out, y)
+        return total / mask.sum().clamp(min=1)
+
+    def _loss_sum(self, out, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked sum of the per-entry loss (a scalar) and the mask ``[B, T_out, N, C_out]``."""
         out = self.to_units(out)
         mask = self._mask(y)
         yz = torch.where(mask, y, torch.zeros_like(y))
@@ -146,7 +175,20 @@ class Trainer:
         else:
             per = (out - yz).abs()
         per = torch.where(mask, per, torch.zeros_like(per))
-        return per.sum() / mask.sum().clamp(min=1)
+        return per.sum(), mask
+
+    def _train_loss(self, batch) -> torch.Tensor:
+        """The loss of one training step on this process's part of the global batch.
+
+        Distributed, it is ``sum_r * K / count`` where ``count`` is the masked count of the whole global
+        batch (one ``all_reduce``): DDP averages gradients over the ``K`` processes, so the update is the
+        single-process update of the global batch's masked mean."""
+        if not self.dist.enabled:
+            return self.loss(self._forward(batch, train=True), batch.y)
+        count = self._mask(batch.y).sum(dtype=torch.float64)
+        self.dist.all_reduce_sum(count)
+        total, _ = self._loss_sum(self._forward(batch, train=True), batch.y)
+        return total * (self.dist.world / count.clamp(min=1)).to(total.dtype)
 
     def _rng_state(self) -> dict:
         st = {"cpu": torch.get_rng_state()}
@@ -171,7 +213,8 @@ class Trainer:
         }
 
     def save(self, name: str = "last.pt") -> Path | None:
-        if self.run_dir is None:
+        """Write a checkpoint (rank 0 only when distributed); the path, or ``None`` when nothing was written."""
+        if self.run_dir is None or not self.dist.is_main:
             return None
         return save_checkpoint(self.checkpoint_state(), self.run_dir / "checkpoints" / name)
 
@@ -214,13 +257,13 @@ class Trainer:
 
     def _append_metrics(self, row: dict) -> None:
         """Add one epoch's row; the whole table is rewritten atomically (never half a line)."""
-        if self.run_dir is None:
+        if self.run_dir is None or not self.dist.is_main:
             return
         self._write_metrics(self._metric_rows() + [row])
 
     def _trim_metrics(self, epochs_done: int) -> None:
         """Drop rows of epochs that a resumed run will redo."""
-        if self.run_dir is None or not (self.run_dir / "metrics.csv").exists():
+        if self.run_dir is None or not self.dist.is_main or not (self.run_dir / "metrics.csv").exists():
             return
         self._write_metrics([r for r in self._metric_rows() if int(r["epoch"]) <= epochs_done])
 
@@ -230,6 +273,14 @@ class Trainer:
 
         With ``resume`` the run continues from ``run_dir/checkpoints/last.pt``.
         """
+        try:
+            return self._fit(resume)
+        finally:
+            # drop the DDP wrapper: it holds the process group, which must go before the interpreter
+            # does (gloo's threads abort the process when they are torn down at exit)
+            self.train_model = self.forward_model
+
+    def _fit(self, resume: bool) -> dict:
         fit_closed_form(self.model, self.data)
         if not self.trainable:
             self.state.update(finished=True, best_epoch=0)
@@ -254,7 +305,7 @@ class Trainer:
         total = cfg.epochs * n_batches
         done = self.state["epoch"] * n_batches + self.state["batch"]
         bar = None
-        if cfg.progress:
+        if cfg.progress and self.dist.is_main:
             from tqdm.auto import tqdm
             bar = tqdm(total=total, initial=done, unit="batch", dynamic_ncols=True, leave=True)
         try:
@@ -275,26 +326,30 @@ class Trainer:
         start_batch = self.state["batch"]
         if start_batch == 0:
             self.state["running_loss"], self.state["running_count"] = 0.0, 0
+        # one permutation of the windows per epoch, whatever the number of processes; each process
+        # gathers its part of every global batch, from the batch a resumed epoch stopped at
         loader = self.data.loader("train", cfg.batch_size, shuffle=True, drop_last=True,
-                                  generator=self._epoch_generator(epoch))
+                                  generator=self._epoch_generator(epoch), start=start_batch,
+                                  shard=(self.dist.rank, self.dist.world) if self.dist.enabled else None,
+                                  workers=cfg.workers)
         self.model.train()
         t0 = time.perf_counter()
         seen = 0
-        for b, batch in enumerate(loader):
+        for b, batch in enumerate(loader, start=start_batch):
             if b >= n_batches:
                 break
-            if b < start_batch:
-                continue
             batch = batch.to(self.device, non_blocking=True)
-            out = self._forward(batch)
-            loss = self.loss(out, batch.y)
+            loss = self._train_loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad:
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
             else:
                 norm = torch.zeros((), device=loss.device)
-            loss_v, norm_v = torch.stack([loss.detach().float(), norm.detach().float()]).tolist()  # one sync
+            shown = loss.detach().float()
+            if self.dist.enabled:  # the global batch's loss: the mean of the processes' losses
+                shown = self.dist.all_reduce_sum(shown / self.dist.world)
+            loss_v, norm_v = torch.stack([shown, norm.detach().float()]).tolist()  # one sync
             if not (math.isfinite(loss_v) and math.isfinite(norm_v)):
                 self.state["skipped"] += 1
                 if not cfg.skip_nonfinite or self.state["skipped"] > cfg.max_skips:
@@ -314,7 +369,7 @@ class Trainer:
                 self.optimizer.step()
                 self.state["running_loss"] += loss_v
                 self.state["running_count"] += 1
-            seen += batch.x.shape[0]
+            seen += batch.x.shape[0] * self.dist.world
             self.state["batch"] = b + 1
             if bar is not None:
                 bar.update(1)
@@ -350,32 +405,45 @@ class Trainer:
 
     # --------------------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def predictions(self, split: str = "test", batch_size: int | None = None):
+    def predictions(self, split: str = "test", batch_size: int | None = None, shard: bool = False):
         """Yield ``(forecast, y, starts)`` per batch in data units.
 
-        ``forecast`` is a tensor ``[B, T_out, N, C_out]`` or a ``Normal`` of that shape.
+        ``forecast`` is a tensor ``[B, T_out, N, C_out]`` or a ``Normal`` of that shape, ``y``
+        ``[B, T_out, N, C_out]``, ``starts`` ``[B]``. With ``shard`` (distributed) this process yields only
+        its part of every batch of ``batch_size`` windows.
         """
         self.model.eval()
-        for batch in self.data.loader(split, batch_size or self.cfg.batch_size, shuffle=False):
+        part = (self.dist.rank, self.dist.world) if shard and self.dist.enabled else None
+        for batch in self.data.loader(split, batch_size or self.cfg.batch_size, shuffle=False, shard=part,
+                                      workers=self.cfg.workers):
             batch = batch.to(self.device, non_blocking=True)
             yield self.to_units(self._forward(batch)), batch.y, batch.starts
 
     @torch.no_grad()
     def evaluate(self, split: str = "test", horizons=None) -> dict:
         """Masked MAE/RMSE/MAPE per horizon step and averaged (plus coverage and CRPS when probabilistic).
-        ``horizons`` (1-based steps) default to :func:`stgraph.metrics.default_steps` for this data."""
+        ``horizons`` (1-based steps) default to :func:`stgraph.metrics.default_steps` for this data.
+
+        Distributed, each process predicts its part of the split and the sums and counts are added
+        over the processes (``all_reduce``): the same figures as one process computing them all."""
         horizon = self.data.horizon
         if horizons is None:
             horizons = default_steps(horizon, self.data.interval_minutes)
         horizons = tuple(h for h in horizons if h <= horizon) or (horizon,)
         acc = MetricAccumulator(horizon, null_value=self.null_value)
         prob = None
-        for out, y, _ in self.predictions(split):
+        for out, y, _ in self.predictions(split, shard=True):
             if isinstance(out, torch.distributions.Normal):
                 prob = prob if prob is not None else _ProbAccumulator(horizon, self.null_value, y.device)
                 prob.update(out, y)
                 out = out.mean
             acc.update(out, y)
+        if self.dist.enabled:
+            acc.all_reduce(horizon, self.device)
+            probabilistic = self.dist.all_reduce_sum(torch.tensor([float(prob is not None)], device=self.device))
+            if probabilistic.item() > 0:
+                prob = prob if prob is not None else _ProbAccumulator(horizon, self.null_value, self.device)
+                prob.all_reduce(self.dist)
         result = acc.compute(horizons)
         if prob is not None:
             extra = prob.compute(horizons)
@@ -420,6 +488,11 @@ class _ProbAccumulator:
         self.cover += inside.double().sum(dim=dims)
         self.crps += crps.double().sum(dim=dims)
         self.count += mask.double().sum(dim=dims)
+
+    def all_reduce(self, dist) -> None:
+        """Add the sums and counts of every process (``dist``: a :class:`~stgraph.training.distributed.Dist`)."""
+        sums = dist.all_reduce_sum(torch.stack([self.cover, self.crps, self.count]))
+        self.cover, self.crps, self.count = sums.unbind(0)
 
     def compute(self, horizons) -> dict:
         cover = (self.cover / self.count).tolist()
