@@ -244,7 +244,8 @@ def main() -> int:
                "table": table, "extras": extra_results, "threads": __import__("torch").get_num_threads(),
                "minutes": round((time.time() - t_start) / 60, 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps(payload, indent=1))
+    from stgraph.files import atomic_write
+    atomic_write(args.out + ".json", json.dumps(payload, indent=1))
     write_markdown(payload, Path(args.out + ".md"), " ".join(sys.argv[1:]))
     plot(payload, Path(args.out + ".png"))
     log(f"wrote {args.out}.md / .json / .png ({payload['minutes']} min)")
@@ -288,7 +289,8 @@ def write_markdown(payload: dict, path: Path, argv: str) -> None:
             sec, mem = (f"{r['seconds']:.3f}", f"{r['peak_rss_mb'] / 1024:.2f}") if "seconds" in r else \
                 (f"failed ({r.get('error')})", "-")
             lines.append(f"| {label} | {sec} | {mem} |")
-    path.write_text("\n".join(lines) + "\n")
+    from stgraph.files import atomic_write
+    atomic_write(path, "\n".join(lines) + "\n")
 
 
 def plot(payload: dict, path: Path) -> None:
@@ -320,7 +322,9 @@ def plot(payload: dict, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from stgraph.files import atomic_path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 if __name__ == "__main__":

@@ -126,7 +126,8 @@ def main() -> int:
                         torch.cuda.empty_cache()
                 report["steps"].append({"nodes": N, "batch": B, "path": path, **r})
                 print(json.dumps(report["steps"][-1]), flush=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    from stgraph.files import atomic_write
+    atomic_write(args.out, json.dumps(report, indent=1))
     return 0
 
 
