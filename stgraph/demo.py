@@ -57,9 +57,12 @@ def main(argv=None) -> int:
          "--set", "train.patience=0")
     step("evaluate the last-value baseline", "evaluate", str(base))
     step("evaluate stgt", "evaluate", str(run))
-    step("forecast the next hour for every sensor", "predict", str(run), "--out", str(run / "forecast.csv"))
+    # outputs go beside the run directory: stgraph keeps a run directory to its own files
+    forecast = out / "forecast.csv"
+    plots = out / "plots"
+    step("forecast the next hour for every sensor", "predict", str(run), "--out", str(forecast))
     step("plot", "plot", str(run), "--locations", str(data_dir / "graph_sensor_locations.csv"),
-         "--out", str(run / "plots" / "forecast.png"))
+         "--out", str(plots / "forecast.png"))
 
     ours = json.loads((run / "evaluation_test.json").read_text())
     last = json.loads((base / "evaluation_test.json").read_text())
@@ -68,8 +71,9 @@ def main(argv=None) -> int:
     for h in ours["horizons"]:
         print(f"{h:>8} {last['horizons'][h]['mae']:>11.3f} {ours['horizons'][h]['mae']:>8.3f}")
     print(f"{'average':>8} {last['average']['mae']:>11.3f} {ours['average']['mae']:>8.3f}")
-    print(f"\nrun directory: {run}  (metrics.csv, config.yaml, checkpoints/, evaluation_test.json, forecast.csv)")
-    print(f"pictures:      {run / 'plots'}")
+    print(f"\nrun directory: {run}  (metrics.csv, config.yaml, checkpoints/, evaluation_test.json)")
+    print(f"forecast:      {forecast}")
+    print(f"pictures:      {plots}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0
 
