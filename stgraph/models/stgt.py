@@ -101,9 +101,12 @@ class STGT(nn.Module):
         attn_dropout: dropout on attention weights (default 0: on CPU it is
             slower than the rest of the attention and bars the fused kernels).
         recompute: in training, keep only each block's input and recompute the
-            block in backward (activation checkpointing): activation memory
-            falls from ``~ layers * 60 * B*T*N*D`` bytes to about one block's,
-            for roughly a third more time a step.
+            block in backward (activation checkpointing): about a third more time
+            a step. Live activation memory falls about 2.5x (see
+            :meth:`estimate_train_memory`), but with the default retaining
+            allocator the peak resident memory falls only ~20%; `stgraph train`
+            turns it on together with the lean allocator when a run fits no
+            other way.
 
     Shapes:
         - input: ``x`` ``[B, T_in, N, C_in]``; ``graph`` with ``edge_index``
@@ -193,8 +196,9 @@ class STGT(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def spatial_backend(self, graph) -> str:
-        """The spatial backend (``'dense'`` or ``'sparse'``) a forward on ``graph``
-        uses on the model's device."""
+        """The spatial backend (one of :data:`stgraph.nn.spatial.BACKENDS` but
+        ``'auto'``) a forward on ``graph`` uses on the model's device, in the
+        model's current train/eval mode."""
         layer = (*self.encoder, *self.decoder)[0].spatial
         g = with_self_loops(graph.edge_index, getattr(graph, "edge_weight", None), self.num_nodes)
         return layer.resolve_backend(self.num_nodes, g.edge_index.size(1), self.pos_in.device,
