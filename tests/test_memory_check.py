@@ -80,3 +80,10 @@ def test_train_defaults_come_from_the_shipped_config():
     assert cfg.train.batch_size == 8 and cfg.model.params["heads"] == 2
     assert cfg.model.params["hidden"] == large.model.params["hidden"]  # a later file adds, not replaces
     assert shipped_config("../etc/passwd") is None and shipped_config("nope") is None
+
+
+def test_unknown_config_name_lists_the_shipped_ones(capsys):
+    rc = main(["train", "--data", "x.h5", "--out", "r", "--config", "stgt-huge"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--config 'stgt-huge': no such file, and not a shipped set-up" in err
+    assert "'stgt-large'" in err and "'dcrnn'" in err

@@ -202,7 +202,12 @@ def config_path(spec: str) -> Path:
     shipped = shipped_config(spec)
     if shipped is not None and "/" not in spec and not spec.endswith((".yaml", ".yml")):
         return shipped
-    return p  # load_config names the missing file
+    if "/" in spec or "\\" in spec or spec.endswith((".yaml", ".yml")):
+        return p  # a path: load_config names the missing file
+    from ..config import CONFIG_DIR
+    names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
+    raise MissingFileError(f"--config '{spec}': no such file, and not a shipped set-up; pass a YAML file or one "
+                           f"of {names}")
 
 
 def build_config(args):
