@@ -8,9 +8,8 @@ from torch_geometric.data import Data
 
 from stgraph.errors import ConfigError
 from stgraph.models import dcrnn, gwnet, stgcn  # importing registers them
-from stgraph.models.dcrnn import SparseOperator, random_walk_operators
 from stgraph.models.registry import available_models, build_model, count_parameters, get_model_class
-from stgraph.models.stgcn import scaled_laplacian
+from stgraph.nn.graph_ops import SparseOperator, random_walk_operators, scaled_laplacian
 
 
 

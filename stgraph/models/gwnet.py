@@ -13,7 +13,7 @@ causal convolution of kernel 2 along time), a skip projection of its output,
 then a graph convolution with diffusion order 2 on three supports, the
 residual, and batch normalisation. Supports: the forward and backward
 transition matrices of the weighted adjacency (the same operators as DCRNN's,
-see :func:`stgraph.models.dcrnn.random_walk_operators`: ``x <- P^T x``, as the
+see :func:`stgraph.nn.graph_ops.random_walk_operators`: ``x <- P^T x``, as the
 authors' ``nconv`` computes ``einsum('ncvl,vw->ncwl', x, A)``), and the
 adaptive adjacency ``A = softmax(relu(E1 E2^T))`` (softmax over each row) of
 two learned 10-dimensional node embeddings. The graph convolution
@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dcrnn import GraphCache, random_walk_operators
+from ..nn.graph_ops import GraphCache, diffuse, random_walk_operators
 from .registry import check_input, register
 
 
@@ -109,13 +109,7 @@ class DiffusionGraphConv(nn.Module):
         self.mlp.reset_parameters()
 
     def forward(self, x: torch.Tensor, supports) -> torch.Tensor:
-        out = [x]
-        for op in supports:
-            h = x
-            for _ in range(self.order):
-                h = op(h)
-                out.append(h)
-        return self.dropout(self.mlp(torch.cat(out, dim=-1)))
+        return self.dropout(self.mlp(diffuse(x, supports, self.order)))
 
 
 class _Dense:

@@ -41,7 +41,8 @@ with both directions is unchanged) and self loops are dropped (the code zeroes
 the diagonal). ``lambda_max`` is the largest eigenvalue of ``L`` (the code
 uses ``scipy.sparse.linalg.eigs``), estimated here by power iteration on the
 sparse ``L``, or given. ``L~`` is a sparse CSR matrix built once per graph
-and cached (:class:`~stgraph.models.dcrnn.GraphCache`).
+and cached (:class:`~stgraph.nn.graph_ops.GraphCache`,
+:func:`~stgraph.nn.graph_ops.scaled_laplacian`).
 
 Parameter count: neither the paper nor the authors' code states one. At
 METR-LA size (``N = 207``, 1 input channel, 12 -> 12 steps) this model has
@@ -59,53 +60,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dcrnn import GraphCache, SparseOperator
+from ..nn.graph_ops import GraphCache, SparseOperator, scaled_laplacian
 from .registry import check_input, register
-
-
-def scaled_laplacian(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int,
-                     lambda_max: Optional[float] = None, iterations: int = 200) -> SparseOperator:
-    r"""``L~ = 2 L / lambda_max - I`` of the symmetrised graph as a sparse operator.
-
-    Args:
-        edge_index: ``[2, E]`` long; edge_weight: ``[E]``; num_nodes: ``N``.
-        lambda_max: largest eigenvalue of ``L``; ``None`` estimates it by
-            ``iterations`` steps of power iteration (``L`` is symmetric PSD, so
-            this converges to it; the Rayleigh quotient never overshoots).
-
-    Returns:
-        :class:`~stgraph.models.dcrnn.SparseOperator` of ``L~``.
-    """
-    keep = edge_index[0] != edge_index[1]
-    src, dst, w = edge_index[0, keep], edge_index[1, keep], edge_weight[keep].float()
-    row, col = torch.cat([src, dst]), torch.cat([dst, src])
-    key = row * num_nodes + col
-    uniq, inverse = torch.unique(key, return_inverse=True)
-    w_sym = w.new_zeros(uniq.numel()).scatter_reduce(0, inverse, torch.cat([w, w]), "amax",
-                                                    include_self=False)
-    row, col = uniq // num_nodes, uniq % num_nodes
-    deg = w.new_zeros(num_nodes).index_add_(0, row, w_sym)
-    d_isqrt = torch.where(deg > 0, deg.clamp(min=1e-12).rsqrt(), torch.zeros_like(deg))
-    a_norm = w_sym * d_isqrt[row] * d_isqrt[col]  # D^-1/2 W D^-1/2
-    if lambda_max is None:
-        a_op = SparseOperator(row, col, a_norm, num_nodes)
-        lap = lambda v: v - a_op(v)
-        v = torch.cos(torch.arange(num_nodes, device=w.device, dtype=torch.float32) * 1.7 + 0.3)[:, None]
-        v = v / v.norm()
-        lam = 0.0
-        for _ in range(iterations):
-            lv = lap(v)
-            lam = float((v * lv).sum())
-            norm = lv.norm()
-            if norm == 0:
-                break
-            v = lv / norm
-        lambda_max = lam if lam > 1e-6 else 2.0
-    scale = 2.0 / float(lambda_max)
-    loops = torch.arange(num_nodes, device=w.device)
-    # L~ = scale * (I - A_norm) - I = (scale - 1) I - scale * A_norm
-    return SparseOperator(torch.cat([row, loops]), torch.cat([col, loops]),
-                          torch.cat([-scale * a_norm, w.new_full((num_nodes,), scale - 1.0)]), num_nodes)
 
 
 class Align(nn.Module):

@@ -2,12 +2,14 @@
 PyG ``edge_index`` ``[2, E]`` (source -> target) with ``edge_weight`` ``[E]``."""
 from .edge_attention import CSR, build_csr, edge_attention, edge_attention_weights
 from .embedding import InputEmbedding, NodeEmbedding, TimeEmbedding
+from .graph_ops import GraphCache, SparseOperator, diffuse, random_walk_operators, scaled_laplacian
 from .spatial import (BACKENDS, GraphAttention, LoopedGraph, SpatialGraphAttention, choose_backend,
                       with_self_loops)
 from .temporal import CrossAttention, FeedForward, TemporalTransformerBlock, attention
 
 __all__ = [
     "CSR", "build_csr", "edge_attention", "edge_attention_weights",
+    "GraphCache", "SparseOperator", "diffuse", "random_walk_operators", "scaled_laplacian",
     "InputEmbedding", "NodeEmbedding", "TimeEmbedding",
     "BACKENDS", "GraphAttention", "LoopedGraph", "SpatialGraphAttention", "choose_backend",
     "with_self_loops",
