@@ -87,6 +87,20 @@ def test_feedforward_shape():
 
 
 # --------------------------------------------------------------- embedding
+def test_calendar_inputs():
+    from stgraph.nn import append_time_of_day, tod_slot
+    # 5-minute data: 07:30 is slot 90 of 288; k / 96 lands in slot k despite float error
+    assert tod_slot(torch.tensor([7.5 / 24]), 288).tolist() == [90]
+    assert torch.equal(tod_slot(torch.arange(96.0) / 96.0, 96), torch.arange(96))
+    assert tod_slot(torch.tensor([[1.0, -0.1, 0.9999]]), 4).tolist() == [[3, 0, 3]]
+    x = torch.arange(2 * 3 * 4 * 2, dtype=torch.float64).view(2, 3, 4, 2)
+    tod = torch.tensor([[0.0, 0.25, 0.5], [0.75, 0.5, 0.25]])
+    y = append_time_of_day(x, tod)
+    assert y.shape == (2, 3, 4, 3) and y.dtype == torch.float64
+    assert torch.equal(y[..., :2], x)
+    assert y[1, 0, :, 2].tolist() == [0.75] * 4 and y[0, 2, 3, 2].item() == 0.5
+
+
 def test_embeddings():
     torch.manual_seed(0)
     te = TimeEmbedding(288, 8)

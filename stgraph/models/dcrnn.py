@@ -62,6 +62,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from ..nn.calendar import append_time_of_day
 from ..nn.graph_ops import GraphCache, diffuse, random_walk_operators
 from .registry import check_input, register
 
@@ -188,8 +189,7 @@ class DCRNN(nn.Module):
         B, T, N, C = check_input(self, x)
         supports = self._supports(graph, N)
         if self.time_of_day:
-            tod = covariates["tod_in"].to(x.dtype)[:, :, None, None].expand(B, T, N, 1)
-            x = torch.cat([x, tod], dim=-1)
+            x = append_time_of_day(x, covariates["tod_in"])
         seq = x.permute(2, 1, 0, 3).contiguous()  # [N, T, B, C]: node-major
 
         states = []

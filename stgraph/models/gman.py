@@ -58,14 +58,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..nn.calendar import tod_slot
 from ..nn.temporal import attention
 from .registry import check_input, register
-
-
-def _tod_slot(tod: torch.Tensor, steps_per_day: int) -> torch.Tensor:
-    """Time-of-day fraction in ``[0, 1)`` -> slot ``floor(tod * S)`` clamped to ``[0, S-1]``."""
-    idx = torch.floor(tod.float() * steps_per_day + 1e-3).long()
-    return idx.clamp_(0, steps_per_day - 1)
 
 
 class FC(nn.Module):
@@ -306,7 +301,7 @@ class GMAN(nn.Module):
         dow = torch.cat([covariates["dow_in"], covariates["dow_out"]], dim=1).long().clamp(0, 6)
         first = self.te_fc[0]
         w = first.linear.weight.t()  # [7 + S, D]: FC of a two-hot vector = sum of two rows
-        y = w[dow] + w[7 + _tod_slot(tod, self.steps_per_day)] + first.linear.bias
+        y = w[dow] + w[7 + tod_slot(tod, self.steps_per_day)] + first.linear.bias
         te = self.te_fc[1](first.activate(y))
         return se, te
 

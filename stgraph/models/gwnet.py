@@ -49,6 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..nn.calendar import append_time_of_day
 from ..nn.graph_ops import GraphCache, diffuse, random_walk_operators
 from .registry import check_input, register
 
@@ -216,8 +217,7 @@ class GraphWaveNet(nn.Module):
         if self.adaptive:
             supports.append(_Dense(self.adaptive_adjacency()))
         if self.time_of_day:
-            tod = covariates["tod_in"].to(x.dtype)[:, :, None, None].expand(B, T, N, 1)
-            x = torch.cat([x, tod], dim=-1)
+            x = append_time_of_day(x, covariates["tod_in"])
         x = x.permute(2, 0, 1, 3)  # [N, B, T, C]
         if T < self.receptive_field:  # zeros before the window, as in the authors' code
             x = F.pad(x, (0, 0, self.receptive_field - T, 0))

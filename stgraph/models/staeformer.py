@@ -33,14 +33,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..nn.calendar import tod_slot
 from ..nn.temporal import attention
 from .registry import check_input, register
-
-
-def _tod_slot(tod: torch.Tensor, steps_per_day: int) -> torch.Tensor:
-    """Time-of-day fraction in ``[0, 1)`` -> slot ``floor(tod * S)`` clamped to ``[0, S-1]``."""
-    idx = torch.floor(tod.float() * steps_per_day + 1e-3).long()
-    return idx.clamp_(0, steps_per_day - 1)
 
 
 class AxisSelfAttentionLayer(nn.Module):
@@ -174,7 +169,7 @@ class STAEformer(nn.Module):
         B, T, N, _ = x.shape
         feats = [self.input_proj(x)]
         if self.tod_emb is not None:
-            slot = _tod_slot(covariates["tod_in"], self.steps_per_day)  # [B, T]
+            slot = tod_slot(covariates["tod_in"], self.steps_per_day)  # [B, T]
             feats.append(self.tod_emb(slot)[:, :, None, :].expand(-1, -1, N, -1))
         if self.dow_emb is not None:
             dow = covariates["dow_in"].long().clamp(0, 6)

@@ -29,14 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..nn.calendar import tod_slot
 from .registry import check_input, register
-
-
-def _tod_slot(tod: torch.Tensor, steps_per_day: int) -> torch.Tensor:
-    """Time-of-day fraction in ``[0, 1)`` -> slot ``floor(tod * S)`` clamped to ``[0, S-1]``
-    (1e-3 of a slot absorbs float error in ``k / S``)."""
-    idx = torch.floor(tod.float() * steps_per_day + 1e-3).long()
-    return idx.clamp_(0, steps_per_day - 1)
 
 
 class ResidualMLP(nn.Module):
@@ -124,7 +118,7 @@ class STID(nn.Module):
         if self.node_emb is not None:
             parts.append(self.node_emb.expand(B, -1, -1))
         if self.tod_emb is not None:
-            slot = _tod_slot(covariates["tod_in"][:, -1], self.steps_per_day)  # [B]
+            slot = tod_slot(covariates["tod_in"][:, -1], self.steps_per_day)  # [B]
             parts.append(self.tod_emb[slot][:, None, :].expand(-1, N, -1))
         if self.dow_emb is not None:
             dow = covariates["dow_in"][:, -1].long().clamp(0, 6)

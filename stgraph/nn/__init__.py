@@ -1,5 +1,6 @@
 """Building blocks of stgraph models. Tensors are ``[B, T, N, D]``; graphs are
 PyG ``edge_index`` ``[2, E]`` (source -> target) with ``edge_weight`` ``[E]``."""
+from .calendar import append_time_of_day, tod_slot
 from .edge_attention import CSR, build_csr, edge_attention, edge_attention_weights
 from .embedding import InputEmbedding, NodeEmbedding, TimeEmbedding
 from .graph_ops import GraphCache, SparseOperator, diffuse, random_walk_operators, scaled_laplacian
@@ -8,6 +9,7 @@ from .spatial import (BACKENDS, GraphAttention, LoopedGraph, SpatialGraphAttenti
 from .temporal import CrossAttention, FeedForward, TemporalTransformerBlock, attention
 
 __all__ = [
+    "append_time_of_day", "tod_slot",
     "CSR", "build_csr", "edge_attention", "edge_attention_weights",
     "GraphCache", "SparseOperator", "diffuse", "random_walk_operators", "scaled_laplacian",
     "InputEmbedding", "NodeEmbedding", "TimeEmbedding",

@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from .calendar import tod_slot
+
 
 class TimeEmbedding(nn.Module):
     r"""Sum of a time-of-day and a day-of-week embedding.
@@ -39,9 +41,8 @@ class TimeEmbedding(nn.Module):
         nn.init.normal_(self.dow.weight, std=0.02)
 
     def slot(self, tod: torch.Tensor) -> torch.Tensor:
-        """Time-of-day fraction ``[B, T]`` -> slot index ``[B, T]`` long."""
-        idx = torch.floor(tod.float() * self.steps_per_day + 1e-3).long()
-        return idx.clamp_(0, self.steps_per_day - 1)
+        """Time-of-day fraction ``[B, T]`` -> slot index ``[B, T]`` long (:func:`~stgraph.nn.calendar.tod_slot`)."""
+        return tod_slot(tod, self.steps_per_day)
 
     def forward(self, tod: torch.Tensor, dow: torch.Tensor) -> torch.Tensor:
         e = self.tod(self.slot(tod)) + self.dow(dow.long().clamp(0, 6))
