@@ -337,3 +337,23 @@ def test_frame_blocks_are_copied_in_slices(tmp_path, transposed):
         _copy_block(ds, transposed, out, np.array([4, 0, 2]), rows_per_read=7)
     np.testing.assert_array_equal(out[:, [4, 0, 2]], block)
     assert (out[:, [1, 3]] == -1).all()
+
+
+def test_parse_interval_is_the_one_parser():
+    from stgraph.errors import SeriesError
+    from stgraph.io import format_interval, parse_interval
+
+    sec = lambda text: int(parse_interval(text) / np.timedelta64(1, "s"))
+    for text, want in [("5min", 300), ("5T", 300), ("5t", 300), ("5MIN", 300), (" 15 min ", 900), ("H", 3600),
+                       ("1h", 3600), ("1d", 86400), ("1D", 86400), ("1W", 604800), ("300s", 300), ("30sec", 30)]:
+        assert sec(text) == want, text
+    for delta in (300, 3600, 86400, 604800, 90):
+        assert sec(format_interval(np.timedelta64(delta, "s"))) == delta
+    with pytest.raises(SeriesError, match="unknown unit 'M'"):
+        parse_interval("1M")  # month or minute: refused
+    with pytest.raises(SeriesError, match="unknown unit 'often'"):
+        parse_interval("often")
+    with pytest.raises(SeriesError, match="not understood"):
+        parse_interval("5 min 3")
+    with pytest.raises(SeriesError, match="zero"):
+        parse_interval("0min")

@@ -361,12 +361,11 @@ def fetch(name: str | Manifest, root: str | os.PathLike | None = None, *, downlo
 
 
 # -------------------------------------------------------------------- load
-def _interval_seconds(interval: str) -> int:
-    m = re.match(r"^\s*(\d+)\s*(s|sec|min|t|h|d)\s*$", interval, re.IGNORECASE)
-    if not m:  # validated by the manifest already
-        raise DataFormatError(f"interval {interval!r} is not understood; expected e.g. '5min'")
-    n, unit = int(m.group(1)), m.group(2).lower()
-    return n * {"s": 1, "sec": 1, "min": 60, "t": 60, "h": 3600, "d": 86400}[unit]
+def _interval(m: Manifest):
+    """The manifest's sampling interval as ``np.timedelta64[ns]`` (validated when the manifest was read)."""
+    from ..io import parse_interval
+
+    return parse_interval(m.interval)
 
 
 def _read_headerless_csv(m: Manifest, path: Path):
@@ -382,7 +381,7 @@ def _read_headerless_csv(m: Manifest, path: Path):
                               f"(one row per time step, one column per sensor); {e}") from None
     null = m.null_value
     t0 = np.datetime64(str(m.start).replace(" ", "T"), "ns")
-    step = np.timedelta64(_interval_seconds(m.interval), "s").astype("timedelta64[ns]")
+    step = _interval(m)
     stamps = t0 + np.arange(values.shape[0], dtype=np.int64) * step
     ids = [str(i) for i in range(values.shape[1])]
     return Series(values[:, :, None], stamps, ids, list(m.channels), null, str(path))
@@ -406,7 +405,11 @@ def _with(series, **changes):
 def _weekday_stamps(m: Manifest, steps: int, path) -> Any:
     import numpy as np
 
-    per_day = 86400 // _interval_seconds(m.interval)
+    step = _interval(m)
+    per_day = int(np.timedelta64(1, "D") // step)
+    if per_day < 1:
+        raise DataFormatError(f"'{m.path}': field 'interval': found {m.interval!r}; expected at most one day "
+                              f"with calendar: weekdays. Fix the manifest")
     if steps % per_day:
         raise DataFormatError(
             f"'{path}': {steps} time steps is not a whole number of days of {per_day} "
@@ -416,7 +419,7 @@ def _weekday_stamps(m: Manifest, steps: int, path) -> Any:
     first = np.datetime64(str(m.start).replace(" ", "T")[:10], "D")
     span = np.arange(first, first + np.timedelta64(ndays * 2 + 14, "D"))
     days = span[np.is_busday(span)][:ndays]
-    offsets = np.arange(per_day) * np.timedelta64(_interval_seconds(m.interval), "s")
+    offsets = np.arange(per_day) * step
     return (days.astype("datetime64[ns]")[:, None] + offsets[None, :]).reshape(-1)
 
 

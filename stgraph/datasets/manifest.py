@@ -66,7 +66,6 @@ _GRAPH_KEYS = ("method", "file", "ids_file", "kernel", "sigma", "threshold",
 _SUBSET_KEYS = ("file", "column", "values", "id_column", "index_column", "notes")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
-_INTERVAL_RE = re.compile(r"^\s*(\d+)\s*(s|sec|min|h|d|t)\s*$", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------- types
@@ -522,8 +521,13 @@ def _check_file(chk: _Checker, i: int, raw) -> FileSpec:
 
 
 def _check_interval(chk: _Checker, value) -> str:
+    from ..errors import SeriesError
+    from ..io.series import parse_interval
+
     s = chk.string("interval", value)
-    if not _INTERVAL_RE.match(s):
+    try:
+        parse_interval(s)
+    except SeriesError:
         chk.fail("interval", value, "a sampling interval such as '5min', '15min', '1h' or '30s'")
     return s
 

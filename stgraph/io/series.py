@@ -362,25 +362,40 @@ def horizon_text(step: int, step_minutes: float | None) -> str:
     return duration_text(step * step_minutes * 60, step_minutes * 60) if step_minutes else f"step {step}"
 
 
+_UNIT_SECONDS = {"s": 1, "sec": 1, "S": 1, "min": 60, "T": 60, "m": 60, "h": 3600, "H": 3600,
+                 "d": 86400, "D": 86400, "W": 7 * 86400, "w": 7 * 86400}
+_ANY_CASE = {"s": 1, "sec": 1, "min": 60, "t": 60, "h": 3600, "d": 86400, "w": 7 * 86400}  # not 'm': 'M' is month
+
+
 def parse_interval(text: str) -> np.timedelta64:
-    """Inverse of :func:`format_interval`; also accepts ``5T``, ``H``, ``1d``, ``300s``."""
+    """A sampling interval written as text -> ``np.timedelta64[ns]``; the one parser of intervals
+    (``freq=``, dataset manifests, their loaders).
+
+    Inverse of :func:`format_interval` (``5min``, ``1h``, ``1D``, ``1W``); also accepts pandas-style
+    ``5T``, ``H``, ``1d``, ``300s``, and ``s``/``sec``/``min``/``t``/``h``/``d``/``w`` in any case.
+
+    Raises:
+        SeriesError: the text is not a count and a unit, or the count is 0.
+    """
     import re
     m = re.fullmatch(r"\s*(\d*)\s*([A-Za-z]+)\s*", str(text))
     if not m:
         raise SeriesError(f"interval '{text}' not understood; expected e.g. '5min', '1h', '1D', '1W'")
     n = int(m.group(1) or 1)
     unit = m.group(2)
-    table = {"s": 1, "sec": 1, "S": 1, "min": 60, "T": 60, "m": 60, "h": 3600, "H": 3600,
-             "d": 86400, "D": 86400, "W": 7 * 86400, "w": 7 * 86400}
-    if unit not in table:
+    size = _UNIT_SECONDS.get(unit) or _ANY_CASE.get(unit.lower())
+    if size is None:
         raise SeriesError(f"interval '{text}': unknown unit '{unit}'; expected one of s, min, h, D, W")
-    return np.timedelta64(n * table[unit], "s").astype("timedelta64[ns]")
+    if n == 0:
+        raise SeriesError(f"interval '{text}' is zero; expected a positive interval such as '5min'")
+    return np.timedelta64(n * size, "s").astype("timedelta64[ns]")
 
 
 def infer_interval(timestamps: np.ndarray, source=None) -> np.timedelta64:
     """The sampling interval of strictly increasing ``timestamps``.
 
-    The interval is the smallest step. Every step must be a whole multiple of
+    The interval is the smallest step between consecutive timestamps (the one definition of
+    "interval" in stgraph). Every step must be a whole multiple of
     it (a multiple > 1 is a gap of missing rows, which is allowed and reported
     by :func:`gaps`); any other step is an irregular series and an error.
     """
