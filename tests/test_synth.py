@@ -143,8 +143,8 @@ def test_dcrnn_adj_mx(net207):
     assert ids == sorted(net207.nodes, key=lambda v: net207.nodes[v]["index"])
     assert ind == {s: i for i, s in enumerate(ids)}
     assert w.dtype == np.float32 and w.shape == (207, 207)
-    assert (np.diag(w) == 1).all()
-    assert (w > 0).sum() == 207 + net207.number_of_edges()
+    assert (np.diag(w) == 0).all()  # graph/io.py's convention: no diagonal of ones (DCRNN's readers drop it)
+    assert (w > 0).sum() == net207.number_of_edges()
     u, v, d = next(iter(net207.edges(data=True)))
     assert w[ind[u], ind[v]] == np.float32(d["weight"])
 
@@ -346,7 +346,10 @@ def test_write_synthetic(tmp_path):
     assert isinstance(ids, list) and isinstance(ind, dict) and isinstance(w, np.ndarray)
     assert ids == series.sensor_ids
     assert ind == {s: i for i, s in enumerate(ids)}
-    assert w.shape == (40, 40) and w.dtype == np.float32 and (np.diag(w) == 1).all()
+    assert w.shape == (40, 40) and w.dtype == np.float32 and (np.diag(w) == 0).all()
+    assert (w > 0).sum() == graph.number_of_edges()
+    u, v, d = next(iter(graph.edges(data=True)))
+    assert w[ind[u], ind[v]] == np.float32(d["weight"])
 
     with open(paths["distances"], newline="") as f:
         rows = list(csv.DictReader(f))

@@ -25,6 +25,7 @@ from .coords import axis_labels, check_coordinates, parse_crs
 from .convert import WEIGHT_MEANINGS, edge_similarity, to_adjacency, to_pyg
 from .info import graph_info, has_coordinates, validate_graph
 from .io import (
+    adj_mx,
     attach_locations,
     read_graph,
     read_graphml,
@@ -32,6 +33,7 @@ from .io import (
     read_node_link,
     write_graph,
     write_graphml,
+    write_locations,
     write_node_link,
 )
 from .safe_pickle import SafeUnpickler, safe_load_pickle, safe_loads
@@ -39,6 +41,7 @@ from .safe_pickle import SafeUnpickler, safe_load_pickle, safe_loads
 __all__ = [
     "KERNELS",
     "SafeUnpickler",
+    "adj_mx",
     "attach_locations",
     "distance_kernel",
     "from_adj_pickle",
@@ -66,5 +69,6 @@ __all__ = [
     "validate_graph",
     "write_graph",
     "write_graphml",
+    "write_locations",
     "write_node_link",
 ]

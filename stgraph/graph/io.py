@@ -9,7 +9,7 @@
 * :func:`read_node_link` / :func:`write_node_link`, :func:`read_graphml` /
   :func:`write_graphml` -- the two lossless formats; ids stay ``str`` and
   ``lat``/``lon``/``weight``/``distance`` survive a round trip;
-* :func:`read_locations` / :func:`attach_locations` -- DCRNN's
+* :func:`read_locations` / :func:`attach_locations` / :func:`write_locations` -- DCRNN's
   ``graph_sensor_locations.csv`` (``index,sensor_id,latitude,longitude``).
 """
 from __future__ import annotations
@@ -49,6 +49,8 @@ __all__ = [
     "write_graphml",
     "read_locations",
     "attach_locations",
+    "write_locations",
+    "adj_mx",
     "GRAPH_SUFFIXES",
 ]
 
@@ -341,6 +343,34 @@ def read_locations(path: str | Path, crs: str = "degrees") -> tuple[list[str], n
     return ids.tolist(), lat, lon
 
 
+def write_locations(graph: nx.DiGraph, path: str | Path, *, index: bool = True) -> Path:
+    """Write the nodes' ``lat``/``lon`` as DCRNN's ``graph_sensor_locations.csv``.
+
+    Columns ``index,sensor_id,latitude,longitude`` (``sensor_id,latitude,longitude`` with
+    ``index=False``), one row per node in the graph's node order (by ``index`` when it numbers the
+    nodes ``0..N-1``, else insertion order), degrees to 6 decimals. :func:`read_locations` reads it back.
+
+    Returns:
+        the path written.
+
+    Raises:
+        GraphError: a node has no ``lat``/``lon``.
+    """
+    path = Path(path)
+    nodes = _node_order(graph)
+    missing = [str(u) for u in nodes if graph.nodes[u].get("lat") is None or graph.nodes[u].get("lon") is None]
+    if missing:
+        raise GraphError(f"{where(path)}: not written: nodes {missing[:10]} have no lat/lon; expected every node "
+                         f"to carry coordinates (attach_locations adds them)")
+    rows = ["index,sensor_id,latitude,longitude" if index else "sensor_id,latitude,longitude"]
+    for i, u in enumerate(nodes):
+        a = graph.nodes[u]
+        row = f"{a.get('sensor_id', u)},{float(a['lat']):.6f},{float(a['lon']):.6f}"
+        rows.append(f"{i},{row}" if index else row)
+    atomic_write(path, "\n".join(rows) + "\n")
+    return path
+
+
 def attach_locations(
     graph: nx.DiGraph,
     locations: str | Path | tuple[Sequence[Any], Any, Any],
@@ -492,6 +522,18 @@ def read_graph(
     )
 
 
+def adj_mx(graph: nx.DiGraph) -> tuple[list[str], dict[str, int], np.ndarray]:
+    """``(sensor_ids, {id: index}, W)`` as in DCRNN's ``adj_mx.pkl``, without its diagonal of ones.
+
+    Nodes are ordered by their ``index`` (when it numbers them ``0..N-1``, else insertion order);
+    ``W`` is ``[N, N]`` float32 with ``W[i, j]`` the weight of edge ``i -> j`` (see
+    :func:`~stgraph.graph.convert.to_adjacency`), 0 on the diagonal. :func:`write_graph` pickles it
+    for a ``.pkl`` path; :func:`~stgraph.graph.build.from_adj_pickle` reads it back.
+    """
+    ids = [str(u) for u in _node_order(graph)]
+    return ids, {s: i for i, s in enumerate(ids)}, to_adjacency(nx.relabel_nodes(graph, str), ids)
+
+
 def _check_weights_writable(graph: nx.DiGraph, path: Path) -> None:
     """JSON and GraphML cannot hold inf/NaN; dropping such a weight would read back as 1.0."""
     bad = []
@@ -531,10 +573,8 @@ def write_graph(graph: nx.DiGraph, path: str | Path) -> Path:
     if fmt == "graphml":
         return write_graphml(graph, path)
     if fmt == "pickle":
-        ids = [str(u) for u in _node_order(graph)]
-        adj = to_adjacency(nx.relabel_nodes(graph, str), ids)
         with atomic_open(path, "wb") as fh:
-            pickle.dump([ids, {s: i for i, s in enumerate(ids)}, adj], fh, protocol=2)
+            pickle.dump(list(adj_mx(graph)), fh, protocol=2)
         return path
     if fmt == "table" and path.suffix.lower() == ".csv":
         with_d = graph.number_of_edges() > 0 and all(

@@ -1,0 +1,27 @@
+"""A synthetic road network and traffic speeds: the embedded default dataset.
+
+Nothing here downloads anything. Three modules, one job each:
+
+- :mod:`.layout`: :func:`make_road_network` lays out freeway corridors of loop detectors around a
+  city centre (Los Angeles by default), with ramps, interchanges and DCRNN-style kernel weights;
+- :mod:`.simulate`: :func:`simulate_speeds` (METR-LA-like 5-minute speeds with rush hours,
+  incidents, noise and dead detectors recorded as ``0``) and :func:`simulate_counts` (hourly
+  passenger boardings with real zeros) on any such graph;
+- :mod:`.write`: :func:`generate` does both; :func:`write_synthetic` writes the files in the
+  layout of the DCRNN release (``metr-la.h5``-style HDF5, ``adj_mx.pkl``,
+  ``distances_la_2012.csv``-style distances, sensor locations and ids) and
+  :func:`write_synthetic_counts` a counts CSV with a distance-weighted node-link graph.
+
+Determinism: the same arguments and seed give identical graphs and arrays.
+"""
+from ..graph import adj_mx as dcrnn_adj_mx
+from .layout import LA_CENTRE, MIN_SENSORS, PRESETS, haversine_m, make_road_network, preset
+from .simulate import Incident, Outage, SimulationLog, simulate_counts, simulate_speeds
+from .write import generate, write_synthetic, write_synthetic_counts
+
+__all__ = [
+    "PRESETS", "LA_CENTRE", "MIN_SENSORS", "Incident", "Outage", "SimulationLog",
+    "make_road_network", "simulate_speeds", "generate", "write_synthetic",
+    "simulate_counts", "write_synthetic_counts",
+    "dcrnn_adj_mx", "haversine_m", "preset",
+]

@@ -1,0 +1,89 @@
+"""Synthetic datasets on disk: :func:`generate` a network and its speeds, :func:`write_synthetic` them in
+the DCRNN release's layout, :func:`write_synthetic_counts` an hourly counts network as a user would bring it.
+
+Graphs and sensor locations are written through :mod:`stgraph.graph`, the series through
+:func:`stgraph.io.write_series`, every file atomically.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from ..files import atomic_open, atomic_write
+from ..graph import write_graph, write_locations
+from ..io import write_series
+from ..io.series import Series
+from .layout import _node_order, make_road_network
+from .simulate import simulate_counts, simulate_speeds
+
+__all__ = ["generate", "write_synthetic", "write_synthetic_counts"]
+
+
+def generate(num_sensors: int = 50, days: float = 7, seed: int = 0, start="2012-03-01",
+             interval_minutes: float = 5, **simulate_kwargs) -> tuple[Series, nx.DiGraph]:
+    """``(series, graph)``: :func:`make_road_network` then :func:`simulate_speeds`."""
+    graph = make_road_network(num_sensors, seed)
+    series = simulate_speeds(graph, start=start, days=days, interval_minutes=interval_minutes,
+                             seed=seed, **simulate_kwargs)
+    return series, graph
+
+
+def write_synthetic(out_dir, num_sensors: int = 207, days: float = 7, seed: int = 0,
+                    start="2012-03-01", interval_minutes: float = 5, **simulate_kwargs) -> dict[str, Path]:
+    """Generate a dataset and write it in METR-LA's / DCRNN's file layout.
+
+    Files in ``out_dir``: ``synthetic.h5`` (pandas HDF5, as ``metr-la.h5``),
+    ``adj_mx.pkl`` (``[ids, {id: index}, W]``, pickle protocol 2, no diagonal: see
+    :func:`stgraph.graph.adj_mx`),
+    ``distances.csv`` (``from,to,cost`` in metres, every candidate pair),
+    ``graph_sensor_locations.csv`` (``index,sensor_id,latitude,longitude``)
+    and ``graph_sensor_ids.txt`` (comma-separated ids).
+
+    Returns ``{'data', 'adj', 'distances', 'locations', 'sensor_ids'}`` -> path.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    series, graph = generate(num_sensors, days, seed, start, interval_minutes, **simulate_kwargs)
+    paths = {
+        "data": out / "synthetic.h5",
+        "adj": out / "adj_mx.pkl",
+        "distances": out / "distances.csv",
+        "locations": out / "graph_sensor_locations.csv",
+        "sensor_ids": out / "graph_sensor_ids.txt",
+    }
+    write_series(series, paths["data"], layout="pandas")
+    write_graph(graph, paths["adj"])
+    rows = ["from,to,cost"] + [f"{u},{v},{d:.1f}" for u, v, d in graph.graph["candidates"]]
+    atomic_write(paths["distances"], ("\n".join(rows) + "\n").encode())
+    write_locations(graph, paths["locations"])
+    atomic_write(paths["sensor_ids"], ",".join(series.sensor_ids).encode())
+    return paths
+
+
+def write_synthetic_counts(out_dir, num_sensors: int = 207, days: int = 56, seed: int = 0,
+                           start="2012-03-05") -> dict[str, Path]:
+    """The synthetic counts network as a user would bring it: ``counts.csv`` (a ``timestamp`` column and
+    one column of hourly boardings per stop; no null convention, so zeros are readings), ``graph.json``
+    (node-link; edge ``weight`` = road distance in metres, declared ``weight_meaning: distance``) and
+    ``graph_sensor_locations.csv``. Returns ``{'data', 'graph', 'locations'}`` -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    road = make_road_network(num_sensors, seed)
+    series = simulate_counts(road, start=start, days=days, seed=seed)
+    paths = {"data": out / "counts.csv", "graph": out / "graph.json", "locations": out / "graph_sensor_locations.csv"}
+    stamps = np.datetime_as_string(series.timestamps, unit="s")
+    values = series.values[:, :, 0].astype(np.int64)
+    with atomic_open(paths["data"], "w", newline="") as fh:
+        fh.write("timestamp," + ",".join(series.sensor_ids) + "\n")
+        np.savetxt(fh, np.column_stack([stamps, values.astype(str)]), fmt="%s", delimiter=",")
+    g = nx.DiGraph(weight_meaning="distance")
+    for v in _node_order(road):
+        a = road.nodes[v]
+        g.add_node(str(a["sensor_id"]), lat=float(a["lat"]), lon=float(a["lon"]))
+    for u, v, a in road.edges(data=True):
+        g.add_edge(str(road.nodes[u]["sensor_id"]), str(road.nodes[v]["sensor_id"]), weight=float(a["distance"]))
+    write_graph(g, paths["graph"])
+    write_locations(g, paths["locations"], index=False)
+    return paths
