@@ -475,6 +475,37 @@ def test_json_and_graphml_round_trip(tmp_path, suffix):
     assert back.graph["sigma"] == 150.0
 
 
+def test_node_link_file_is_networkx_node_link_and_locations_round_trip(tmp_path):
+    import json
+
+    from stgraph.graph import adj_mx, write_locations
+
+    g = _located_graph()
+    doc = json.loads(write_graph(g, tmp_path / "g.json").read_text())
+    assert [n["id"] for n in doc["nodes"]] == ["8", "007", "7"] and doc["directed"] and not doc["multigraph"]
+    back = nx.node_link_graph(doc, edges="edges")  # networkx reads stgraph's file as its own
+    assert set(back.edges) == set(g.edges) and back["8"]["007"]["weight"] == g["8"]["007"]["weight"]
+    nx_doc = nx.node_link_data(nx.DiGraph([("a", "b", {"weight": 2.5})]), edges="links")
+    (tmp_path / "nx.json").write_text(json.dumps(nx_doc))
+    assert read_graph(tmp_path / "nx.json")["a"]["b"]["weight"] == 2.5  # and networkx's (old 'links' key)
+    (tmp_path / "dangling.json").write_text(json.dumps({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "z"}]}))
+    with pytest.raises(DataFormatError, match=r"dangling\.json.*'a' -> 'z' names a node missing"):
+        read_graph(tmp_path / "dangling.json")
+
+    path = write_locations(g, tmp_path / "loc.csv")
+    assert path.read_text().splitlines()[:2] == ["index,sensor_id,latitude,longitude", "0,8,34.300000,-118.300000"]
+    ids, lat, lon = read_locations(path)
+    assert ids == ["8", "007", "7"] and lat.tolist() == [34.3, 34.1, 34.2] and lon.tolist() == [-118.3, -118.1, -118.2]
+    assert write_locations(g, tmp_path / "loc3.csv", index=False).read_text().splitlines()[1] == "8,34.300000,-118.300000"
+    g.add_node("9")
+    with pytest.raises(GraphError, match=r"\['9'\] have no lat/lon"):
+        write_locations(g, tmp_path / "loc4.csv")
+
+    ids, pos, w = adj_mx(from_distances([("a", "b", 100.0), ("b", "a", 50.0)], ["b", "a"], sigma=100.0))
+    assert ids == ["b", "a"] and pos == {"b": 0, "a": 1} and w.dtype == np.float32
+    np.testing.assert_allclose(w, [[0, math.exp(-0.25)], [math.exp(-1), 0]], rtol=1e-6)
+
+
 def test_real_graph_round_trips(tmp_path, metr_week_dir):
     g = from_adj_pickle(metr_week_dir / "adj_mx.pkl")
     attach_locations(g, metr_week_dir / "graph_sensor_locations.csv")

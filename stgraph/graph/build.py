@@ -24,16 +24,17 @@ final ``add_edges_from`` walks the edges in Python.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import networkx as nx
 import numpy as np
 
-from ..errors import DataFormatError, GraphError, MissingFileError, where
+from ..errors import DataFormatError, GraphError, where
 from .info import FLOAT32_MAX, validate_graph
 from .safe_pickle import safe_load_pickle
+from .table import (DIST_NAMES, FROM_NAMES, TO_NAMES, WEIGHT_NAMES, find_column, float_column, read_table,
+                    rows_from_object)
 
 __all__ = [
     "from_adjacency",
@@ -52,14 +53,6 @@ KERNELS = ("gaussian", "inverse", "binary")
 #: Mean Earth radius in kilometres (IUGG).
 EARTH_RADIUS_KM = 6371.0088
 
-# Column names recognised in table headers.
-_FROM_NAMES = ("from", "source", "src", "u", "start")
-_TO_NAMES = ("to", "target", "dst", "v", "end")
-_DIST_NAMES = ("cost", "distance", "dist", "length")
-_WEIGHT_NAMES = ("weight", "w", "value")
-_KNOWN_NAMES = set(_FROM_NAMES + _TO_NAMES + _DIST_NAMES + _WEIGHT_NAMES) | {
-    "index", "sensor_id", "id", "latitude", "longitude", "lat", "lon", "lng",
-}
 
 
 # --------------------------------------------------------------------- helpers
@@ -131,108 +124,6 @@ def _lookup(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray
     pos = np.clip(pos, 0, len(ids) - 1)
     idx = sorter[pos]
     return idx, ids[idx] == values
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_table(path: str | Path) -> tuple[list[str] | None, np.ndarray]:
-    """Read a small delimited text table of strings.
-
-    Comma, tab or whitespace separated (chosen from the first line); lines
-    starting with ``#`` are comments. The first line is a header when one of
-    its fields is a known column name (``from``, ``to``, ``cost``, ``source``,
-    ``weight``, ``sensor_id``, ``latitude``, ...).
-
-    Returns:
-        ``(header, cells)``: lower-cased header names or ``None``, and an
-        ``[rows, cols]`` array of stripped strings.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(
-            f"{where(path)}: table not found; expected a CSV file here. Put the file at "
-            "this path or pass the right one"
-        )
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096]:
-        raise DataFormatError(
-            f"{where(path)}: is a binary file (first bytes {raw[:8]!r}), not a text table; expected a "
-            "CSV such as from,to,cost or source,target,weight")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(
-            f"{where(path)}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); expected "
-            "a UTF-8 CSV table. Save it as 'CSV UTF-8' or convert it (iconv -f CP1252 -t UTF-8)"
-        ) from None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise DataFormatError(f"{where(path)}: the table is empty; expected at least one row")
-    first = lines[0]
-    delim = "," if "," in first else ("\t" if "\t" in first else None)
-    fields = [f.strip().strip('"').strip().lower() for f in (first.split(delim))]
-    header = fields if any(f in _KNOWN_NAMES for f in fields) else None
-    body = lines[1:] if header is not None else lines
-    if not body:
-        return header, np.empty((0, len(fields)), dtype=str)
-    try:
-        cells = np.loadtxt(io.StringIO("\n".join(body)), dtype=str, delimiter=delim,
-                           ndmin=2, comments=None, quotechar='"')
-    except ValueError as exc:
-        raise DataFormatError(
-            f"{where(path)}: rows have different numbers of fields ({exc}); expected "
-            f"{len(fields)} fields on every row like the first line {first!r}"
-        ) from exc
-    cells = np.char.strip(cells)
-    if header is not None and cells.shape[1] != len(header):
-        raise DataFormatError(
-            f"{where(path)}: header has {len(header)} columns {header} but rows have "
-            f"{cells.shape[1]}; expected the same number. Fix the header or the rows"
-        )
-    return header, cells
-
-
-def _column(header: list[str] | None, names: Sequence[str], default: int | None) -> int | None:
-    """Index of the first of ``names`` in ``header`` (or ``default`` without a header)."""
-    if header is None:
-        return default
-    for name in names:
-        if name in header:
-            return header.index(name)
-    return None
-
-
-def _floats(values: np.ndarray, field: str, source: Any) -> np.ndarray:
-    """Parse a column as float64; DataFormatError naming the first bad cell."""
-    try:
-        return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        arr = np.asarray(values, dtype=object)
-        bad = [(k, v) for k, v in enumerate(arr.tolist()) if not _is_number(str(v))][:5]
-        raise DataFormatError(
-            f"{where(source)}: column '{field}' must hold numbers; found {bad} "
-            "(row, value). Fix or remove those rows"
-        ) from None
-
-
-def _rows_from_object(table: Any, source: Any) -> tuple[list[str] | None, np.ndarray]:
-    """Rows given in memory: a DataFrame (header from its columns) or a 2-D array/list."""
-    if hasattr(table, "columns") and hasattr(table, "to_numpy"):
-        header = [str(c).strip().lower() for c in table.columns]
-        return header, np.asarray(table.to_numpy(dtype=object), dtype=object)
-    arr = np.asarray(table, dtype=object)
-    if arr.ndim != 2:
-        raise DataFormatError(
-            f"{where(source)}: rows must form a 2-D table; got an array of shape {arr.shape}. "
-            "Pass a list of (from, to, value) rows or a CSV path"
-        )
-    return None, arr
 
 
 def _make_graph(
@@ -425,14 +316,14 @@ def _distance_rows(table: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]
     """``(from_ids, to_ids, distances, source)`` of a distance table (path or rows)."""
     if isinstance(table, (str, Path)):
         source = Path(table)
-        header, cells = _read_table(source)
+        header, cells = read_table(source)
     else:
         source = None
-        header, cells = _rows_from_object(table, source)
+        header, cells = rows_from_object(table, source)
     ncol = cells.shape[1] if cells.ndim == 2 else 0
-    fc = _column(header, _FROM_NAMES, 0)
-    tc = _column(header, _TO_NAMES, 1)
-    dc = _column(header, _DIST_NAMES, 2)
+    fc = find_column(header, FROM_NAMES, 0)
+    tc = find_column(header, TO_NAMES, 1)
+    dc = find_column(header, DIST_NAMES, 2)
     if fc is None or tc is None or dc is None or ncol < 3:
         raise DataFormatError(
             f"{where(source)}: distance table has columns {header or f'({ncol} unnamed)'}; "
@@ -440,7 +331,7 @@ def _distance_rows(table: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]
             "of (from, to, distance)"
         )
     return (_id_strings(cells[:, fc]), _id_strings(cells[:, tc]),
-            _floats(cells[:, dc], (header or ["from", "to", "distance"])[dc], source), source)
+            float_column(cells[:, dc], (header or ["from", "to", "distance"])[dc], source), source)
 
 
 def from_distances(
@@ -698,10 +589,10 @@ def from_edge_list(
     """
     if isinstance(edges, (str, Path)):
         source: Path | None = Path(edges)
-        header, cells = _read_table(source)
+        header, cells = read_table(source)
     else:
         source = None
-        header, cells = _rows_from_object(edges, source)
+        header, cells = rows_from_object(edges, source)
     if cells.ndim != 2 or cells.shape[1] < 2:
         raise DataFormatError(
             f"{where(source)}: edge list has {cells.shape[1] if cells.ndim == 2 else 0} "
@@ -709,18 +600,18 @@ def from_edge_list(
         )
     if cells.shape[0] == 0:
         raise GraphError(f"{where(source)}: edge list has no rows; expected at least one edge")
-    sc, tc = _column(header, _FROM_NAMES, 0), _column(header, _TO_NAMES, 1)
+    sc, tc = find_column(header, FROM_NAMES, 0), find_column(header, TO_NAMES, 1)
     if sc is None or tc is None:
         raise DataFormatError(
             f"{where(source)}: edge list header {header} lacks a source/target column; "
             "expected e.g. 'source,target,weight'"
         )
-    wc = _column(header, _WEIGHT_NAMES, 2 if cells.shape[1] > 2 else None)
-    dc = _column(header, _DIST_NAMES, None)
+    wc = find_column(header, WEIGHT_NAMES, 2 if cells.shape[1] > 2 else None)
+    dc = find_column(header, DIST_NAMES, None)
     src, dst = _id_strings(cells[:, sc]), _id_strings(cells[:, tc])
     weight = (np.full(src.size, float(default_weight)) if wc is None
-              else _floats(cells[:, wc], (header or ["", "", "weight"])[wc], source))
-    dist = None if dc is None else _floats(cells[:, dc], header[dc], source)
+              else float_column(cells[:, wc], (header or ["", "", "weight"])[wc], source))
+    dist = None if dc is None else float_column(cells[:, dc], header[dc], source)
     if sensor_ids is None:
         both = np.stack([src, dst], axis=1).reshape(-1)
         _, first = np.unique(both, return_index=True)

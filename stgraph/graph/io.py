@@ -26,11 +26,7 @@ import numpy as np
 from ..errors import DataFormatError, GraphError, MissingFileError, where
 from ..files import atomic_open, atomic_path, atomic_write
 from .build import (
-    _DIST_NAMES,
-    _WEIGHT_NAMES,
-    _floats,
     _id_strings,
-    _read_table,
     from_adj_pickle,
     from_adjacency,
     from_distances,
@@ -39,6 +35,7 @@ from .build import (
 from .convert import to_adjacency
 from .coords import check_coordinates, parse_crs
 from .info import validate_graph
+from .table import DIST_NAMES, WEIGHT_NAMES, float_column, read_table
 
 __all__ = [
     "read_graph",
@@ -193,16 +190,11 @@ def write_node_link(graph: nx.DiGraph, path: str | Path) -> Path:
         the path written.
     """
     path = Path(path)
-    doc = {
-        "directed": True,
-        "multigraph": False,
-        "graph": _plain_attrs(graph.graph),
-        "nodes": [{**_plain_attrs(graph.nodes[u]), "id": str(u)} for u in _node_order(graph)],
-        "edges": [
-            {**_plain_attrs(a), "source": str(u), "target": str(v)}
-            for u, v, a in graph.edges(data=True)
-        ],
-    }
+    plain = nx.DiGraph()
+    plain.graph.update(_plain_attrs(graph.graph))
+    plain.add_nodes_from((str(u), _plain_attrs(graph.nodes[u])) for u in _node_order(graph))
+    plain.add_edges_from((str(u), str(v), _plain_attrs(a)) for u, v, a in graph.edges(data=True))
+    doc = nx.node_link_data(plain, edges="edges")
     atomic_write(path, json.dumps(doc, indent=1, allow_nan=False))
     return path
 
@@ -231,25 +223,28 @@ def read_node_link(path: str | Path, crs: str | None = None) -> nx.DiGraph:
             f"{where(path)}: JSON has {found}; expected an object with 'nodes' and 'edges' "
             "(or 'links') lists as written by write_node_link / networkx.node_link_data"
         )
-    g = nx.DiGraph() if doc.get("directed", True) else nx.Graph()
-    g.graph.update(_graph_attrs(doc.get("graph"), path, "the 'graph' entry"))
+    attrs = _graph_attrs(doc.get("graph"), path, "the 'graph' entry")
     try:
-        for node in doc["nodes"]:
-            g.add_node(str(node["id"]), **{k: v for k, v in node.items() if k != "id" and v is not None})
-        nodes = set(g.nodes)
+        nodes = [{**{k: v for k, v in node.items() if k != "id" and v is not None}, "id": str(node["id"])}
+                 for node in doc["nodes"]]
+        known = {node["id"] for node in nodes}
+        links = []
         for e in edges:
             u, v = str(e["source"]), str(e["target"])
-            if u not in nodes or v not in nodes:
+            if u not in known or v not in known:
                 raise DataFormatError(
                     f"{where(path)}: edge {u!r} -> {v!r} names a node missing from 'nodes'; "
                     "expected every edge endpoint to be listed"
                 )
-            g.add_edge(u, v, **{k: x for k, x in e.items() if k not in ("source", "target") and x is not None})
+            links.append({**{k: x for k, x in e.items() if k not in ("source", "target") and x is not None},
+                          "source": u, "target": v})
     except (KeyError, TypeError, AttributeError) as exc:
         raise DataFormatError(
             f"{where(path)}: a node or edge lacks its 'id' / 'source' / 'target' ({exc!r}); "
             "expected node objects with 'id' and edge objects with 'source' and 'target'"
         ) from exc
+    g = nx.node_link_graph({"directed": bool(doc.get("directed", True)), "multigraph": False, "graph": attrs,
+                            "nodes": nodes, "edges": links}, edges="edges")
     return _normalise(g, path, crs)
 
 
@@ -313,7 +308,7 @@ def read_locations(path: str | Path, crs: str = "degrees") -> tuple[list[str], n
             coordinates, repeated ids.
     """
     path = Path(path)
-    header, cells = _read_table(path)
+    header, cells = read_table(path)
     ncol = cells.shape[1]
 
     def col(names: Sequence[str], default: int | None) -> int | None:
@@ -331,8 +326,8 @@ def read_locations(path: str | Path, crs: str = "degrees") -> tuple[list[str], n
             "expected sensor_id,latitude,longitude (optionally after index)"
         )
     ids = _id_strings(cells[:, ic])
-    lat = _floats(cells[:, la], "latitude", path)
-    lon = _floats(cells[:, lo], "longitude", path)
+    lat = float_column(cells[:, la], "latitude", path)
+    lon = float_column(cells[:, lo], "longitude", path)
     lat, lon, _ = check_coordinates(ids, lat, lon, crs, path)
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
@@ -455,9 +450,9 @@ def _refuse_series_file(path: Path) -> None:
 
 
 def _read_table_graph(path: Path, sensor_ids: Sequence[Any] | None, **kwargs: Any) -> nx.DiGraph:
-    header, cells = _read_table(path)
-    if header is not None and any(n in header for n in _DIST_NAMES) and \
-            not any(n in header for n in _WEIGHT_NAMES):
+    header, cells = read_table(path)
+    if header is not None and any(n in header for n in DIST_NAMES) and \
+            not any(n in header for n in WEIGHT_NAMES):
         if sensor_ids is None:
             raise GraphError(
                 f"{where(path)}: is a distance table (columns {header}); pass sensor_ids= "
@@ -472,7 +467,7 @@ def _read_table_graph(path: Path, sensor_ids: Sequence[Any] | None, **kwargs: An
                 f"{where(path)}: is a dense {rows} x {cols} matrix; pass sensor_ids= (the "
                 "ids of its rows, e.g. the series' sensor ids; on the command line --sensors SERIES_FILE)"
             )
-        return from_adjacency(_floats(cells, "matrix", path), sensor_ids, source=path)
+        return from_adjacency(float_column(cells, "matrix", path), sensor_ids, source=path)
     return from_edge_list(path, sensor_ids=sensor_ids, **kwargs)
 
 
