@@ -15,14 +15,15 @@ Field reference (see ``datasets/README.md`` for the full description)::
     aliases, steps, start, end, key, header, calendar, directory,
     ids_file, subset, license, notes, page               -- optional
 
-Every validation error is a :class:`~stgraph.errors.ConfigError` whose message
-names the manifest file and the field, what was found, what was expected and
-how to fix it.
+Manifests are validated against a JSON Schema (:mod:`.schema`, checked with
+``jsonschema``). Every validation error is a :class:`~stgraph.errors.ConfigError`
+whose message names the manifest file and the field, what was found, what was
+expected and how to fix it.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import difflib
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import ConfigError
+from .schema import FORMATS, GRAPH_METHODS, ROLES, check, describe, fail
 
 __all__ = [
     "FORMATS",
@@ -49,22 +51,6 @@ __all__ = [
     "canonical_name",
 ]
 
-FORMATS = ("pandas-h5", "npz", "csv")
-ROLES = ("data", "graph", "locations", "ids", "meta", "archive")
-GRAPH_METHODS = ("adj-pickle", "distances", "distance-matrix", "adj-npy")
-KERNELS = ("gaussian", "binary")
-CALENDARS = ("all", "weekdays")
-
-_REQUIRED = ("name", "description", "files", "sensors", "interval", "channels",
-             "null_value", "format", "graph", "citation", "source")
-_OPTIONAL = ("aliases", "steps", "start", "end", "key", "header", "calendar", "directory",
-             "ids_file", "subset", "license", "notes", "page")
-_FILE_KEYS = ("name", "role", "url", "urls", "sha256", "size", "max_size", "verified", "manual", "page",
-              "instructions", "members", "notes")
-_GRAPH_KEYS = ("method", "file", "ids_file", "kernel", "sigma", "threshold",
-               "symmetric", "notes")
-_SUBSET_KEYS = ("file", "column", "values", "id_column", "index_column", "notes")
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 
 
@@ -360,345 +346,152 @@ def _where(path) -> str:
     return f"'{path}'" if path is not None else "<manifest>"
 
 
-def _desc(value) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{text} ({type(value).__name__})"
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
 
 
-class _Checker:
-    def __init__(self, path):
-        self.where = _where(path)
-
-    def fail(self, fieldname: str, value, expected: str, fix: str | None = None):
-        msg = (f"{self.where}: field '{fieldname}': found {_desc(value)}; expected {expected}")
-        msg += f". {fix}" if fix else ". Fix the manifest"
-        raise ConfigError(msg)
-
-    def missing(self, fieldname: str, expected: str):
-        raise ConfigError(f"{self.where}: required field '{fieldname}' is missing; "
-                          f"expected {expected}. Add it to the manifest")
-
-    def unknown(self, fieldname: str, keys, allowed):
-        extra = sorted(set(keys) - set(allowed))
-        if extra:
-            near = difflib.get_close_matches(extra[0], allowed, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(f"{self.where}: unknown field(s) {extra} in '{fieldname}'{hint}; "
-                              f"allowed: {list(allowed)}. Remove or rename them")
-
-    def string(self, fieldname, value, *, optional=False, nonempty=True) -> str | None:
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or (nonempty and not value.strip()):
-            self.fail(fieldname, value, "a non-empty string")
-        return value.strip() if isinstance(value, str) else value
-
-    def integer(self, fieldname, value, *, optional=False, minimum=0) -> int | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.fail(fieldname, value, f"an integer >= {minimum}")
-        return int(value)
-
-    def number(self, fieldname, value, *, optional=False) -> float | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.fail(fieldname, value, "a finite number")
-        return float(value)
-
-    def boolean(self, fieldname, value, *, default=False) -> bool:
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.fail(fieldname, value, "true or false")
-        return value
-
-    def str_list(self, fieldname, value, *, optional=False) -> tuple[str, ...]:
-        if value is None and optional:
-            return ()
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            self.fail(fieldname, value, "a list of non-empty strings")
-        return tuple(v.strip() for v in value)
-
-    def relpath(self, fieldname, value) -> str:
-        self.string(fieldname, value)
-        p = PurePosixPath(value)
-        if (p.is_absolute() or "\\" in value or ".." in p.parts or value.startswith("~")
-                or re.match(r"^[A-Za-z]:", value)):
-            self.fail(fieldname, value, "a relative POSIX path inside the dataset folder "
-                      "(no leading '/', no '..', no backslashes)")
-        return str(p)
-
-
-def _check_url(chk: _Checker, fieldname: str, url) -> str:
-    chk.string(fieldname, url)
-    from urllib.parse import urlsplit
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        chk.fail(fieldname, url, "an http:// or https:// URL",
-                 "Only http(s) downloads are supported; put other links in 'page'")
-    return url.strip()
-
-
-def _check_file(chk: _Checker, i: int, raw) -> FileSpec:
-    fn = f"files[{i}]"
-    if not isinstance(raw, Mapping):
-        chk.fail(fn, raw, "a mapping with at least 'name' and 'role'")
-    chk.unknown(fn, raw.keys(), _FILE_KEYS)
-    if "name" not in raw:
-        chk.missing(f"{fn}.name", "the file name relative to the dataset folder")
-    name = chk.relpath(f"{fn}.name", raw["name"])
-    if "role" not in raw:
-        chk.missing(f"{fn}.role", f"one of {list(ROLES)}")
-    role = raw["role"]
-    if role not in ROLES:
-        chk.fail(f"{fn}.role", role, f"one of {list(ROLES)}")
-    urls: list[str] = []
-    if raw.get("url") is not None:
-        urls.append(_check_url(chk, f"{fn}.url", raw["url"]))
-    if raw.get("urls") is not None:
-        if not isinstance(raw["urls"], list):
-            chk.fail(f"{fn}.urls", raw["urls"], "a list of http(s) URLs")
-        for j, u in enumerate(raw["urls"]):
-            u = _check_url(chk, f"{fn}.urls[{j}]", u)
-            if u not in urls:
-                urls.append(u)
-    sha = raw.get("sha256")
-    if sha is not None:
-        if not isinstance(sha, str) or not _HEX64.match(sha.strip()):
-            chk.fail(f"{fn}.sha256", sha, "64 hexadecimal digits or null",
-                     "Compute it with `sha256sum FILE`, or set it to null when unknown")
-        sha = sha.strip().lower()
-    size = chk.integer(f"{fn}.size", raw.get("size"), optional=True)
-    max_size = chk.integer(f"{fn}.max_size", raw.get("max_size"), optional=True)
-    verified = raw.get("verified", sha is not None)
-    if not isinstance(verified, bool):
-        chk.fail(f"{fn}.verified", verified, "true or false")
-    if verified and sha is None:
-        chk.fail(f"{fn}.verified", verified, "false while sha256 is null",
-                 "A file without a published checksum cannot be verified; set verified: false")
-    manual = chk.boolean(f"{fn}.manual", raw.get("manual"))
-    page = raw.get("page")
-    if page is not None:
-        page = chk.string(f"{fn}.page", page)
-    instructions = chk.string(f"{fn}.instructions", raw.get("instructions"), optional=True)
-    notes = chk.string(f"{fn}.notes", raw.get("notes"), optional=True)
-    members: list[MemberSpec] = []
-    if raw.get("members") is not None:
-        if role != "archive":
-            chk.fail(f"{fn}.members", raw["members"], "no members unless role is 'archive'",
-                     "Set role: archive or remove 'members'")
-        if not isinstance(raw["members"], list) or not raw["members"]:
-            chk.fail(f"{fn}.members", raw["members"], "a non-empty list of {name, role}")
-        for j, m in enumerate(raw["members"]):
-            mf = f"{fn}.members[{j}]"
-            if not isinstance(m, Mapping):
-                chk.fail(mf, m, "a mapping with 'name' and 'role'")
-            chk.unknown(mf, m.keys(), ("name", "role"))
-            if "name" not in m:
-                chk.missing(f"{mf}.name", "the path of the member inside the archive")
-            mname = chk.relpath(f"{mf}.name", m["name"])
-            mrole = m.get("role")
-            if mrole not in ROLES or mrole == "archive":
-                chk.fail(f"{mf}.role", mrole, f"one of {[r for r in ROLES if r != 'archive']}")
-            members.append(MemberSpec(mname, mrole))
-    elif role == "archive":
-        chk.missing(f"{fn}.members", "the list of files inside the archive ({name, role})")
-    if not urls and not manual:
-        chk.fail(f"{fn}.urls", raw.get("urls"), "at least one http(s) URL unless manual: true",
-                 "Add the published URL, or set manual: true with 'page' and 'instructions'")
-    if manual and not (page or instructions):
-        chk.missing(f"{fn}.page", "a page or instructions telling a person where to get the file "
-                    "(manual: true)")
-    return FileSpec(name=name, role=role, urls=tuple(urls), sha256=sha, size=size,
-                    max_size=max_size, verified=verified, manual=manual, page=page, instructions=instructions,
-                    members=tuple(members), notes=notes)
-
-
-def _check_interval(chk: _Checker, value) -> str:
-    from ..errors import SeriesError
-    from ..io.series import parse_interval
-
-    s = chk.string("interval", value)
-    try:
-        parse_interval(s)
-    except SeriesError:
-        chk.fail("interval", value, "a sampling interval such as '5min', '15min', '1h' or '30s'")
-    return s
-
-
-def _check_timestamp(chk: _Checker, fieldname: str, value) -> str | None:
+def _texts(value) -> tuple[str, ...]:
+    """A validated string-or-list field as a tuple of stripped strings."""
     if value is None:
-        return None
-    import datetime as _dt
-    if isinstance(value, (_dt.date, _dt.datetime)):
-        value = value.isoformat()
-    s = chk.string(fieldname, value)
-    try:
-        import numpy as np
-        np.datetime64(s.replace(" ", "T"))
-    except Exception:
-        chk.fail(fieldname, value, "an ISO date or timestamp such as '2018-01-01' or "
-                 "'2018-01-01 00:00:00'")
-    return s
+        return ()
+    return tuple(v.strip() for v in ([value] if isinstance(value, str) else value))
 
 
-def _check_null(chk: _Checker, value) -> float:
-    if isinstance(value, str) and value.strip().lower() in ("nan", ".nan", "null-nan"):
-        return float("nan")
-    if isinstance(value, float) and math.isnan(value):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        chk.fail("null_value", value, "a number such as 0.0, or 'nan'",
-                 "Use 0.0 when a dead detector reads 0, 'nan' when missing readings are NaN")
-    return float(value)
+def _relpath(value) -> str | None:
+    return None if value is None else str(PurePosixPath(value))
+
+
+def _file_spec(where: str, i: int, raw: Mapping) -> FileSpec:
+    """One validated entry of ``files``, with the rules that relate its fields."""
+    fn = f"files[{i}]"
+    urls: list[str] = []
+    for u in ([raw["url"]] if raw.get("url") is not None else []) + list(raw.get("urls") or []):
+        if u.strip() not in urls:
+            urls.append(u.strip())
+    sha = raw.get("sha256")
+    sha = sha.strip().lower() if sha is not None else None
+    verified = raw.get("verified", sha is not None)
+    if verified and sha is None:
+        fail(where, f"{fn}.verified", verified, "false while sha256 is null",
+             "A file without a published checksum cannot be verified; set verified: false")
+    manual = bool(raw.get("manual") or False)
+    page, instructions = _strip(raw.get("page")), _strip(raw.get("instructions"))
+    members = raw.get("members")
+    if members is not None and raw["role"] != "archive":
+        fail(where, f"{fn}.members", members, "no members unless role is 'archive'",
+             "Set role: archive or remove 'members'")
+    if members is None and raw["role"] == "archive":
+        raise ConfigError(f"{where}: required field '{fn}.members' is missing; expected the list of files "
+                          f"inside the archive ({{name, role}}). Add it to the manifest")
+    if not urls and not manual:
+        fail(where, f"{fn}.urls", raw.get("urls"), "at least one http(s) URL unless manual: true",
+             "Add the published URL, or set manual: true with 'page' and 'instructions'")
+    if manual and not (page or instructions):
+        raise ConfigError(f"{where}: required field '{fn}.page' is missing; expected a page or instructions "
+                          f"telling a person where to get the file (manual: true). Add it to the manifest")
+    return FileSpec(name=_relpath(raw["name"]), role=raw["role"], urls=tuple(urls), sha256=sha,
+                    size=raw.get("size"), max_size=raw.get("max_size"), verified=verified, manual=manual,
+                    page=page, instructions=instructions,
+                    members=tuple(MemberSpec(_relpath(m["name"]), m["role"]) for m in members or ()),
+                    notes=_strip(raw.get("notes")))
+
+
+def _null_value(value) -> float:
+    return float("nan") if isinstance(value, str) else float(value)
 
 
 def parse_manifest(data: Any, path: str | os.PathLike | None = None) -> Manifest:
-    """Validate a parsed YAML mapping and build a :class:`Manifest`."""
+    """Validate a parsed YAML mapping and build a :class:`Manifest`.
+
+    Types, allowed values and shapes are checked against :data:`~.schema.MANIFEST_SCHEMA`; the
+    rules that relate fields (unique file names, one data file, files named elsewhere listed under
+    ``files``, ``start`` where a time axis is built from it) here.
+
+    Raises:
+        ConfigError: naming the manifest file, the field, what was found and what was expected.
+    """
     path = Path(path) if path is not None else None
-    chk = _Checker(path)
+    where = _where(path)
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{chk.where}: the manifest must be a YAML mapping of fields, "
-                          f"found {_desc(data)}; see datasets/README.md for the layout")
-    chk.unknown("<top level>", data.keys(), _REQUIRED + _OPTIONAL)
-    for key in _REQUIRED:
-        if key not in data:
-            chk.missing(key, {"files": "a list of {name, url(s), sha256, role}",
-                              "graph": "a mapping {method, file, ...}"}.get(key, "a value"))
-    name = chk.string("name", data["name"])
+        raise ConfigError(f"{where}: the manifest must be a YAML mapping of fields, "
+                          f"found {describe(data)}; see datasets/README.md for the layout")
+    data = dict(data)
+    for key in ("start", "end"):  # YAML reads an unquoted date as a date
+        if isinstance(data.get(key), (_dt.date, _dt.datetime)):
+            data[key] = data[key].isoformat()
+    data["calendar"] = data.get("calendar") or "all"
+    check(data, where)
+
+    name = data["name"].strip()
     if canonical_name(name) != name or not _NAME_RE.match(name):
-        chk.fail("name", name, "a lower-case name of letters, digits, '-' and '.' "
-                 "(e.g. 'metr-la')", f"Use {canonical_name(name)!r}")
+        fail(where, "name", name, "a lower-case name of letters, digits, '-' and '.' (e.g. 'metr-la')",
+             f"Use {canonical_name(name)!r}")
     if path is not None and path.stem != name:
-        raise ConfigError(f"{chk.where}: field 'name' is {name!r} but the file is named "
+        raise ConfigError(f"{where}: field 'name' is {name!r} but the file is named "
                           f"{path.name!r}; expected the file to be '{name}{path.suffix}'. "
                           f"Rename the file or fix 'name'")
-    description = chk.string("description", data["description"])
-    files_raw = data["files"]
-    if not isinstance(files_raw, list) or not files_raw:
-        chk.fail("files", files_raw, "a non-empty list of files")
-    files = tuple(_check_file(chk, i, f) for i, f in enumerate(files_raw))
+    files = tuple(_file_spec(where, i, f) for i, f in enumerate(data["files"]))
     names = [f.name for f in files] + [m.name for f in files for m in f.members]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        chk.fail("files", dup, "unique file names", "Each file or member may appear once")
-    sensors = chk.integer("sensors", data["sensors"], minimum=1)
-    interval = _check_interval(chk, data["interval"])
-    channels = chk.str_list("channels", data["channels"])
-    if not channels:
-        chk.fail("channels", data["channels"], "at least one channel name")
-    null_value = _check_null(chk, data["null_value"])
-    fmt = data["format"]
-    if fmt not in FORMATS:
-        chk.fail("format", fmt, f"one of {list(FORMATS)}")
-    citation = chk.string("citation", data["citation"])
-    source = chk.string("source", data["source"])
-    aliases = chk.str_list("aliases", data.get("aliases"), optional=True)
-    steps = chk.integer("steps", data.get("steps"), optional=True, minimum=1)
-    start = _check_timestamp(chk, "start", data.get("start"))
-    end = _check_timestamp(chk, "end", data.get("end"))
-    key = chk.string("key", data.get("key"), optional=True)
-    header = chk.boolean("header", data.get("header"), default=True)
-    if not header and fmt != "csv":
-        chk.fail("header", False, "header: false only with format: csv",
-                 "Remove 'header' or set format: csv")
+        fail(where, "files", dup, "unique file names", "Each file or member may appear once")
+    start = _strip(data.get("start"))
+    header = data.get("header", True) is not False
+    if not header and data["format"] != "csv":
+        fail(where, "header", False, "header: false only with format: csv", "Remove 'header' or set format: csv")
     if not header and start is None:
-        chk.missing("start", "the first timestamp (a header-less CSV has no time column)")
-    calendar = data.get("calendar") or "all"
-    if calendar not in CALENDARS:
-        chk.fail("calendar", calendar, f"one of {list(CALENDARS)}")
+        raise ConfigError(f"{where}: required field 'start' is missing; expected the first timestamp "
+                          f"(a header-less CSV has no time column). Add it to the manifest")
+    calendar = data["calendar"]
     if calendar != "all" and start is None:
-        chk.missing("start", f"a start date (calendar: {calendar} builds timestamps from it)")
-    directory = data.get("directory")
-    if directory is not None:
-        directory = chk.relpath("directory", directory)
-        if "/" in directory:
-            chk.fail("directory", directory, "a single folder name")
-    license_ = chk.string("license", data.get("license"), optional=True)
-    notes = chk.string("notes", data.get("notes"), optional=True)
-    page = chk.string("page", data.get("page"), optional=True)
-
-    # data file
-    data_entries = [n for n, role in ((f.name, f.role) for f in files) if role == "data"]
+        raise ConfigError(f"{where}: required field 'start' is missing; expected a start date (calendar: "
+                          f"{calendar} builds timestamps from it). Add it to the manifest")
+    directory = _relpath(data.get("directory"))
+    if directory is not None and "/" in directory:
+        fail(where, "directory", directory, "a single folder name")
+    data_entries = [f.name for f in files if f.role == "data"]
     data_entries += [m.name for f in files for m in f.members if m.role == "data"]
     if len(data_entries) != 1:
-        chk.fail("files", [f.name for f in files],
-                 f"exactly one file or archive member with role 'data' (found {len(data_entries)})",
-                 "Mark the series file with role: data")
+        fail(where, "files", [f.name for f in files],
+             f"exactly one file or archive member with role 'data' (found {len(data_entries)})",
+             "Mark the series file with role: data")
 
-    def _known(fieldname, value):
-        value = chk.relpath(fieldname, value)
+    def known(field: str, value):
+        if value is None:
+            return None
+        value = _relpath(value)
         if value not in names:
-            chk.fail(fieldname, value, f"one of the files listed in 'files' {names}",
-                     "List the file under 'files' or fix the name")
+            fail(where, field, value, f"one of the files listed in 'files' {names}",
+                 "List the file under 'files' or fix the name")
         return value
 
-    ids_file = _known("ids_file", data["ids_file"]) if data.get("ids_file") is not None else None
-
-    # graph
     g = data["graph"]
-    if not isinstance(g, Mapping):
-        chk.fail("graph", g, "a mapping {method, file, ...}")
-    chk.unknown("graph", g.keys(), _GRAPH_KEYS)
-    method = g.get("method")
-    if method not in GRAPH_METHODS:
-        chk.fail("graph.method", method, f"one of {list(GRAPH_METHODS)}")
-    if "file" not in g:
-        chk.missing("graph.file", "the file the graph is built from")
-    gfile = _known("graph.file", g["file"])
-    gids = _known("graph.ids_file", g["ids_file"]) if g.get("ids_file") is not None else None
     kernel = g.get("kernel")
-    if kernel is not None and kernel not in KERNELS:
-        chk.fail("graph.kernel", kernel, f"one of {list(KERNELS)}")
-    if method in ("distances", "distance-matrix") and kernel is None:
+    if g["method"] in ("distances", "distance-matrix") and kernel is None:
         kernel = "gaussian"
-    sigma = chk.number("graph.sigma", g.get("sigma"), optional=True)
-    if sigma is not None and sigma <= 0:
-        chk.fail("graph.sigma", sigma, "a positive number or null (null: the std of the distances)")
-    threshold = chk.number("graph.threshold", g.get("threshold"), optional=True)
-    symmetric = g.get("symmetric")
-    if symmetric is not None:
-        symmetric = chk.boolean("graph.symmetric", symmetric)
-    graph = GraphSpec(method=method, file=gfile, ids_file=gids, kernel=kernel, sigma=sigma,
-                      threshold=threshold, symmetric=symmetric,
-                      notes=chk.string("graph.notes", g.get("notes"), optional=True))
-
-    # subset
+    graph = GraphSpec(method=g["method"], file=known("graph.file", g["file"]),
+                      ids_file=known("graph.ids_file", g.get("ids_file")), kernel=kernel,
+                      sigma=None if g.get("sigma") is None else float(g["sigma"]),
+                      threshold=None if g.get("threshold") is None else float(g["threshold"]),
+                      symmetric=g.get("symmetric"), notes=_strip(g.get("notes")))
     subset = None
     if data.get("subset") is not None:
         s = data["subset"]
-        if not isinstance(s, Mapping):
-            chk.fail("subset", s, "a mapping {file, column, values, id_column, index_column}")
-        chk.unknown("subset", s.keys(), _SUBSET_KEYS)
-        for k in ("file", "column", "values"):
-            if k not in s:
-                chk.missing(f"subset.{k}", "a value")
-        vals = s["values"]
-        if not isinstance(vals, list) or not vals or not all(
-                isinstance(v, (str, int)) and not isinstance(v, bool) for v in vals):
-            chk.fail("subset.values", vals, "a non-empty list of strings or integers")
-        subset = SubsetSpec(
-            file=_known("subset.file", s["file"]),
-            column=chk.string("subset.column", s["column"]),
-            values=tuple(vals),
-            id_column=chk.string("subset.id_column", s.get("id_column", "ID")),
-            index_column=chk.string("subset.index_column", s.get("index_column"), optional=True),
-            notes=chk.string("subset.notes", s.get("notes"), optional=True))
-    if method == "adj-npy" and subset is not None and subset.index_column is None:
-        chk.missing("subset.index_column", "the metadata column that indexes the adjacency matrix")
-
-    return Manifest(name=name, description=description, files=files, sensors=sensors,
-                    interval=interval, channels=channels, null_value=null_value, format=fmt,
-                    graph=graph, citation=citation, source=source, aliases=aliases, steps=steps,
-                    start=start, end=end, key=key, header=header, calendar=calendar, directory=directory,
-                    ids_file=ids_file, subset=subset, license=license_, notes=notes, page=page,
-                    path=path)
+        subset = SubsetSpec(file=known("subset.file", s["file"]), column=s["column"].strip(),
+                            values=tuple(s["values"]), id_column=s.get("id_column", "ID").strip(),
+                            index_column=_strip(s.get("index_column")), notes=_strip(s.get("notes")))
+    if g["method"] == "adj-npy" and subset is not None and subset.index_column is None:
+        raise ConfigError(f"{where}: required field 'subset.index_column' is missing; expected the metadata "
+                          f"column that indexes the adjacency matrix. Add it to the manifest")
+    return Manifest(name=name, description=data["description"].strip(), files=files, sensors=int(data["sensors"]),
+                    interval=data["interval"].strip(), channels=_texts(data["channels"]),
+                    null_value=_null_value(data["null_value"]), format=data["format"], graph=graph,
+                    citation=data["citation"].strip(), source=data["source"].strip(),
+                    aliases=_texts(data.get("aliases")), steps=data.get("steps"), start=start,
+                    end=_strip(data.get("end")), key=_strip(data.get("key")), header=header, calendar=calendar,
+                    directory=directory, ids_file=known("ids_file", data.get("ids_file")), subset=subset,
+                    license=_strip(data.get("license")), notes=_strip(data.get("notes")),
+                    page=_strip(data.get("page")), path=path)
 
 
 def load_manifest(path: str | os.PathLike) -> Manifest:
