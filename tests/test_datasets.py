@@ -1,10 +1,10 @@
 """Named datasets: manifests, the safe downloader, archive extraction, fetch/load.
 
-Downloads are tested against a local ``ThreadingHTTPServer`` bound to
-127.0.0.1 on a free port, serving the real one-week METR-LA files from the
-shared data folder. The handler supports ``Range`` requests and can be told to
-cut a transfer halfway once, to serve corrupted bytes, to ignore ``Range``, to
-answer with an HTML page, and to redirect (e.g. to a ``file://`` URL).
+Downloads are tested against the local HTTP server of ``conftest.py`` (127.0.0.1,
+a free port) serving the real one-week METR-LA files from the shared data folder.
+It supports ``Range`` requests and can be told to cut a transfer halfway once, to
+serve corrupted bytes, to ignore ``Range``, to answer with an HTML page, and to
+redirect (e.g. to a ``file://`` URL).
 """
 from __future__ import annotations
 
@@ -12,12 +12,8 @@ import hashlib
 import io
 import re
 import tarfile
-import threading
 import zipfile
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -35,94 +31,6 @@ BUILTIN = {
 }
 REQUIRED = ("name", "description", "files", "sensors", "interval", "channels", "null_value",
             "format", "graph", "citation", "source")
-
-
-# ------------------------------------------------------------------ server
-@dataclass
-class _State:
-    files: dict[str, bytes]
-    log: list[tuple[str, str | None]] = field(default_factory=list)
-    cut_once: set[str] = field(default_factory=set)
-    corrupt: set[str] = field(default_factory=set)
-    no_range: set[str] = field(default_factory=set)
-    html: set[str] = field(default_factory=set)
-    redirects: dict[str, str] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "stgraph-test/1.0"
-    timeout = 10  # a stuck client cannot hold a handler thread for long
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_HEAD(self):
-        self._serve(body=False)
-
-    def do_GET(self):
-        self._serve(body=True)
-
-    def _serve(self, body: bool) -> None:
-        st: _State = self.server.state  # type: ignore[attr-defined]
-        path = urlsplit(self.path).path
-        rng = self.headers.get("Range")
-        with st.lock:
-            st.log.append((path, rng))
-            cut = path in st.cut_once
-            st.cut_once.discard(path)
-        if path in st.redirects:
-            self.send_response(302)
-            self.send_header("Location", st.redirects[path])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        if path in st.html:
-            page = b"<html><body>Virus scan warning: confirm download</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            if body:
-                self.wfile.write(page)
-            return
-        data = st.files.get(path)
-        if data is None:
-            self.send_error(404, "no such file")
-            return
-        if path in st.corrupt:
-            buf = bytearray(data)
-            buf[len(buf) // 2] ^= 0xFF
-            data = bytes(buf)
-        start, end, status = 0, len(data) - 1, 200
-        m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng or "")
-        if m and path not in st.no_range:
-            start = int(m.group(1))
-            end = min(int(m.group(2)), len(data) - 1) if m.group(2) else len(data) - 1
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        payload = data[start:end + 1]
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(len(payload)))
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-        self.end_headers()
-        if not body:
-            return
-        if cut:
-            # promise the whole payload, send half, hang up (HTTP/1.0 closes the socket)
-            self.wfile.write(payload[: len(payload) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(payload)
 
 
 @pytest.fixture(autouse=True)
@@ -151,20 +59,10 @@ def week_files():
 
 
 @pytest.fixture
-def server(week_files):
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.state = _State(files=dict(week_files))  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"  # type: ignore[attr-defined]
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+def server(week_files, local_server):
+    """The local HTTP server (conftest) serving the real week files."""
+    with local_server(week_files) as srv:
+        yield srv
 
 
 def _sha(data: bytes) -> str:

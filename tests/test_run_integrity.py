@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 import torch
 
-from _localhttp import LocalServer
 from stgraph.cli.main import main as cli_main
 from stgraph.config import RunConfig, apply_override, load_config, shipped_config
 from stgraph.errors import ConfigError, DataFormatError, DownloadError, GraphError, RunDirError, SeriesError
@@ -336,10 +335,10 @@ def _fetch(tmp_path, manifests, cache="cache", **kw):
     return fetch("tiny", tmp_path / cache, manifests=[manifests], progress=False, retries=0, files=["adj.csv"], **kw)
 
 
-def test_endless_body_without_content_length_is_capped(tmp_path):
+def test_endless_body_without_content_length_is_capped(tmp_path, local_server):
     from stgraph.datasets.download import download
 
-    with LocalServer() as srv:
+    with local_server() as srv:
         srv.state.endless.add("/endless.h5")
         t0 = time.monotonic()
         with pytest.raises(DownloadError) as info:
@@ -349,20 +348,20 @@ def test_endless_body_without_content_length_is_capped(tmp_path):
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.h5.part").exists()
 
 
-def test_html_error_page_served_as_a_file_is_refused(tmp_path):
+def test_html_error_page_served_as_a_file_is_refused(tmp_path, local_server):
     from stgraph.datasets.download import download
 
     page = b"<!DOCTYPE html>\n<html><body>Quota exceeded</body></html>"
-    with LocalServer({"/metr-la.h5": page}) as srv:  # served as application/octet-stream
+    with local_server({"/metr-la.h5": page}) as srv:  # served as application/octet-stream
         with pytest.raises(DownloadError) as info:
             download(srv.url("/metr-la.h5"), tmp_path / "metr-la.h5", progress=False, retries=0)
     _has(str(info.value), "HTML page", "<!DOCTYPE html", "metr-la.h5", "Nothing was saved")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unverified_entry_is_said_recorded_and_a_later_change_caught(tmp_path, monkeypatch):
+def test_unverified_entry_is_said_recorded_and_a_later_change_caught(tmp_path, monkeypatch, local_server):
     body = b"source,target,weight\na,b,1.0\n"
-    with LocalServer({"/adj.csv": body}) as srv:
+    with local_server({"/adj.csv": body}) as srv:
         manifests = _manifest(tmp_path, srv.url("/adj.csv"))
         with pytest.warns(UserWarning, match=r"unverified \(no published checksum.*recorded"):
             paths = _fetch(tmp_path, manifests)
@@ -380,8 +379,8 @@ def test_unverified_entry_is_said_recorded_and_a_later_change_caught(tmp_path, m
         assert not (tmp_path / "cache2" / "tiny" / "adj.csv").exists()
 
 
-def test_manifest_size_caps_the_download(tmp_path):
-    with LocalServer({"/adj.csv": b"x" * 5000}) as srv:
+def test_manifest_size_caps_the_download(tmp_path, local_server):
+    with local_server({"/adj.csv": b"x" * 5000}) as srv:
         manifests = _manifest(tmp_path, srv.url("/adj.csv"), "    size: 1000\n")
         with pytest.raises(Exception) as info:
             _fetch(tmp_path, manifests)

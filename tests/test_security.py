@@ -29,7 +29,6 @@ import numpy as np
 import pytest
 import torch
 
-from _localhttp import LocalServer
 from stgraph.cli.main import main as cli_main
 from stgraph.datasets.download import download, extract
 from stgraph.errors import DataFormatError, DownloadError, UnsafePickleError
@@ -188,9 +187,9 @@ def test_checkpoints_written_by_training_load_with_weights_only(synth, tmp_path,
 # ==================================================================== downloads
 @pytest.mark.parametrize("target", ["ftp://127.0.0.1/adj_mx.pkl", "data:,hello", "gopher://127.0.0.1/x",
                                     "file:///etc/passwd after two http hops"])
-def test_redirect_to_a_non_http_scheme_is_refused(tmp_path, target):
+def test_redirect_to_a_non_http_scheme_is_refused(tmp_path, target, local_server):
     dest = tmp_path / "out" / "adj_mx.pkl"
-    with LocalServer({"/real": b"x" * 100}) as srv:
+    with local_server({"/real": b"x" * 100}) as srv:
         if target.endswith("hops"):
             srv.state.redirects["/start"] = srv.url("/hop")
             srv.state.redirects["/hop"] = "file:///etc/passwd"
@@ -205,11 +204,11 @@ def test_redirect_to_a_non_http_scheme_is_refused(tmp_path, target):
     assert not dest.exists() and not dest.with_name("adj_mx.pkl.part").exists()
 
 
-def test_unverified_bytes_never_reach_the_destination_name(tmp_path):
+def test_unverified_bytes_never_reach_the_destination_name(tmp_path, local_server):
     """sha256 is checked on the .part file; only a verified file is renamed into place."""
     good = b"published bytes" * 1000
     dest = tmp_path / "pems04.npz"
-    with LocalServer({"/pems04.npz": b"tampered bytes!" * 1000}) as srv:
+    with local_server({"/pems04.npz": b"tampered bytes!" * 1000}) as srv:
         import hashlib
         with pytest.raises(DownloadError, match="sha256 mismatch.*not used"):
             download(srv.url("/pems04.npz"), dest, sha256=hashlib.sha256(good).hexdigest(), progress=False,

@@ -6,22 +6,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch_geometric.data import Data
 
 import stgraph.models.gman  # noqa: F401  (registers 'gman')
 import stgraph.models.staeformer  # noqa: F401  (registers 'staeformer')
 import stgraph.models.stid  # noqa: F401  (registers 'stid')
 from stgraph.models.registry import build_model, count_parameters
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These inputs are tiny: a second thread only adds synchronisation, which costs
-    seconds per test on a busy 2-core machine. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 N, B, C_IN, C_OUT, T_IN, T_OUT = 10, 3, 2, 1, 6, 4
@@ -37,22 +26,6 @@ SMALL = {
 NAMES = sorted(SMALL)
 
 
-def ring_graph(n=N):
-    i = torch.arange(n)
-    return Data(edge_index=torch.stack([i, (i + 1) % n]), edge_weight=torch.ones(n), num_nodes=n)
-
-
-def batch(b=B, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, T_IN, N, C_IN, generator=g)
-    start = torch.randint(0, 288 - T_IN - T_OUT, (b, 1), generator=g)
-    steps = start + torch.arange(T_IN + T_OUT)
-    dow = torch.randint(0, 7, (b, 1), generator=g).expand(b, T_IN + T_OUT)
-    cov = {"tod_in": steps[:, :T_IN] / 288.0, "dow_in": dow[:, :T_IN].clone(),
-           "tod_out": steps[:, T_IN:] / 288.0, "dow_out": dow[:, T_IN:].clone()}
-    return x, cov
-
-
 def make(name, seed=0, **kw):
     torch.manual_seed(seed)
     return build_model(name, SIZES, {**SMALL[name], **kw})
@@ -64,19 +37,19 @@ def masked_mae(out, y):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_output_shape_and_bad_input(name):
+def test_output_shape_and_bad_input(name, calendar_batch, ring_graph):
     m = make(name)
-    x, cov = batch()
-    out = m(x, ring_graph(), cov)
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C_IN)
+    out = m(x, ring_graph(N), cov)
     assert out.shape == (B, T_OUT, N, C_OUT) and torch.isfinite(out).all()
     with pytest.raises(ValueError):
-        m(x[:, :, :-1], ring_graph(), cov)
+        m(x[:, :, :-1], ring_graph(N), cov)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_training_lowers_masked_mae(name):
+def test_training_lowers_masked_mae(name, calendar_batch):
     m = make(name)
-    x, cov = batch(seed=1)
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C_IN, seed=1)
     # a learnable target: a smooth function of the last input reading, with 10% missing (0)
     y = torch.tanh(x[:, -1:, :, :1]).expand(-1, T_OUT, -1, -1).clone() + 0.5
     y[torch.rand(y.shape, generator=torch.Generator().manual_seed(2)) < 0.1] = 0.0
@@ -115,9 +88,9 @@ def test_parameter_count_metr_la(name, params, ours, published):
         assert abs(n - ref) <= 0.1 * ref, (n, ref)
 
 
-def test_gman_official_metr_variant_runs_and_trains():
+def test_gman_official_metr_variant_runs_and_trains(calendar_batch):
     m = make("gman", num_blocks=2, temporal_mask=True, second_relu=False, output_dropout=0.1)
-    x, cov = batch()
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C_IN)
     out = m(x, None, cov)
     assert out.shape == (B, T_OUT, N, C_OUT)
     out.abs().mean().backward()
@@ -131,9 +104,9 @@ def _changed(m, x, cov, key, new):
         return not torch.allclose(m(x, None, cov), m(x, None, cov2))
 
 
-def test_stid_reads_last_input_calendar_only():
+def test_stid_reads_last_input_calendar_only(calendar_batch):
     m = make("stid").eval()
-    x, cov = batch()
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C_IN)
 
     def last(f):
         def g(t):
@@ -149,9 +122,9 @@ def test_stid_reads_last_input_calendar_only():
     assert not _changed(m, x, cov, "dow_out", lambda d: (d + 1) % 7)
 
 
-def test_staeformer_reads_input_calendar():
+def test_staeformer_reads_input_calendar(calendar_batch):
     m = make("staeformer").eval()
-    x, cov = batch()
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C_IN)
     assert _changed(m, x, cov, "tod_in", lambda t: (t + 0.25) % 1.0)
     assert _changed(m, x, cov, "dow_in", lambda d: (d + 1) % 7)
     # a single step's day of week reaches the output too
@@ -159,9 +132,9 @@ def test_staeformer_reads_input_calendar():
     assert not _changed(m, x, cov, "tod_out", lambda t: (t + 0.25) % 1.0)
 
 
-def test_gman_reads_both_calendars():
+def test_gman_reads_both_calendars(calendar_batch):
     m = make("gman").eval()
-    x, cov = batch()
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C_IN)
     for key in ("tod_in", "tod_out"):
         assert _changed(m, x, cov, key, lambda t: (t + 0.25) % 1.0)
     for key in ("dow_in", "dow_out"):
@@ -170,10 +143,10 @@ def test_gman_reads_both_calendars():
 
 @pytest.mark.parametrize("name,table,dim", [("gman", "node_emb", 0), ("staeformer", "adaptive_emb", 1),
                                             ("stid", "node_emb", 0)])
-def test_node_permutation_equivariance(name, table, dim):
+def test_node_permutation_equivariance(name, table, dim, calendar_batch):
     """Permuting the sensors of x and the rows of the sensor embedding permutes the output."""
     m = make(name).eval()
-    x, cov = batch()
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C_IN)
     perm = torch.randperm(N, generator=torch.Generator().manual_seed(3))
     mp = copy.deepcopy(m)
     with torch.no_grad():
@@ -183,10 +156,10 @@ def test_node_permutation_equivariance(name, table, dim):
     torch.testing.assert_close(out_p, out[:, :, perm], atol=1e-5, rtol=1e-4)
 
 
-def test_gman_train_mode_equivariance():
+def test_gman_train_mode_equivariance(calendar_batch):
     """Batch-norm statistics over all positions do not depend on the sensor order."""
     m = make("gman").train()
-    x, cov = batch()
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C_IN)
     perm = torch.randperm(N, generator=torch.Generator().manual_seed(4))
     mp = copy.deepcopy(m)
     with torch.no_grad():
@@ -254,7 +227,7 @@ def test_gman_causal_temporal_attention():
 
 
 @pytest.mark.parametrize("name,calls", [("gman", 5), ("staeformer", 2)])
-def test_attention_goes_through_fused_sdpa(name, calls, monkeypatch):
+def test_attention_goes_through_fused_sdpa(name, calls, monkeypatch, calendar_batch):
     """Every attention is one 4-D SDPA call (5-D inputs miss SDPA's fused CPU kernel)."""
     seen = []
     sdpa = F.scaled_dot_product_attention
@@ -264,7 +237,7 @@ def test_attention_goes_through_fused_sdpa(name, calls, monkeypatch):
         return sdpa(q, k, v, *a, **kw)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
-    x, cov = batch()
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C_IN)
     make(name)(x, None, cov)
     assert seen == [4] * calls
 

@@ -13,16 +13,6 @@ from stgraph.nn.graph_ops import SparseOperator, random_walk_operators, scaled_l
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny tensors here gain nothing from threads, and on a busy machine
-    OpenMP's spin-waits make 2 threads ~10x slower than 1; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 NAMES = ["dcrnn", "stgcn", "gwnet"]
 N, C_IN, C_OUT, T_IN, T_OUT = 10, 2, 2, 12, 3
 #: small widths so that the tests are quick; the structure is the default one
@@ -61,24 +51,13 @@ def random_graph(n=N, seed=0, weights=True):
     return data
 
 
-def batch(B=3, seed=0, n=N, c_in=C_IN):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, T_IN, n, c_in, generator=g)
-    start = torch.randint(0, 288 - T_IN - T_OUT, (B, 1), generator=g)
-    steps = start + torch.arange(T_IN + T_OUT)
-    dow = torch.randint(0, 7, (B, 1), generator=g).expand(B, T_IN + T_OUT)
-    cov = {"tod_in": steps[:, :T_IN] / 288.0, "dow_in": dow[:, :T_IN],
-           "tod_out": steps[:, T_IN:] / 288.0, "dow_out": dow[:, T_IN:]}
-    return x, cov
-
-
 # ----------------------------------------------------------------------------- contract
 @pytest.mark.parametrize("name", NAMES)
-def test_output_shape_and_registry(name):
+def test_output_shape_and_registry(name, calendar_batch):
     assert name in available_models()
     m = make(name)
     assert type(m) is get_model_class(name) and m.registry_name == name
-    x, cov = batch()
+    x, cov = calendar_batch(3, T_IN, T_OUT, N, C_IN)
     y = m(x, random_graph(), cov)
     assert y.shape == (3, T_OUT, N, C_OUT) and torch.isfinite(y).all()
     y.sum().backward()
@@ -94,8 +73,8 @@ def test_registry_rejects_bad_params(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_bad_input_shape(name):
-    x, cov = batch()
+def test_bad_input_shape(name, calendar_batch):
+    x, cov = calendar_batch(3, T_IN, T_OUT, N, C_IN)
     with pytest.raises(ValueError):
         make(name)(x[:, 1:], random_graph(), cov)
 
@@ -137,9 +116,9 @@ def test_training_lowers_masked_mae(name):
     assert losses[-1] < 0.6 * losses[0], losses
 
 
-def test_dcrnn_teacher_forcing_uses_targets():
+def test_dcrnn_teacher_forcing_uses_targets(calendar_batch):
     m = make("dcrnn")
-    x, cov = batch()
+    x, cov = calendar_batch(3, T_IN, T_OUT, N, C_IN)
     graph = random_graph()
     y = torch.randn(3, T_OUT, N, C_OUT)
     free = m(x, graph, cov)
@@ -154,9 +133,9 @@ def test_dcrnn_teacher_forcing_uses_targets():
 
 # ----------------------------------------------------------------------------- graphs
 @pytest.mark.parametrize("name", NAMES)
-def test_edge_order_does_not_matter(name):
+def test_edge_order_does_not_matter(name, calendar_batch):
     m = make(name).eval()
-    x, cov = batch()
+    x, cov = calendar_batch(3, T_IN, T_OUT, N, C_IN)
     g = random_graph()
     perm = torch.randperm(g.edge_index.size(1), generator=torch.Generator().manual_seed(1))
     shuffled = Data(edge_index=g.edge_index[:, perm], edge_weight=g.edge_weight[perm], num_nodes=N)
@@ -164,9 +143,9 @@ def test_edge_order_does_not_matter(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_graph_change_is_seen_and_missing_weight_means_ones(name):
+def test_graph_change_is_seen_and_missing_weight_means_ones(name, calendar_batch):
     m = make(name).eval()
-    x, cov = batch()
+    x, cov = calendar_batch(3, T_IN, T_OUT, N, C_IN)
     g = random_graph()
     out = m(x, g, cov)
     unweighted = random_graph(weights=False)
