@@ -86,6 +86,23 @@ def calendar_batch():
     return make
 
 
+@pytest.fixture
+def sinusoid_series():
+    """``sinusoid_series(B, T, N) -> (steps, series)``: ``steps`` ``[B, T]`` 5-minute slots of the day from a
+    random start per sample (torch's global generator), ``series`` ``[B, T, N]`` a sinusoid of the time of
+    day (period 4 hours) per node, each node with its own phase: a forecastable toy signal."""
+    import math
+
+    import torch
+
+    def make(B: int, T: int, N: int):
+        start = torch.randint(0, 288, (B, 1))
+        steps = (start + torch.arange(T)) % 288
+        phase = torch.arange(N) * (2 * math.pi / N)
+        return steps, torch.sin(2 * math.pi * steps[..., None] / 48 + phase)
+    return make
+
+
 # ------------------------------------------------------------------ local HTTP server
 @dataclass
 class ServerState:

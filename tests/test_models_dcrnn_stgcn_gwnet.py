@@ -89,15 +89,12 @@ def test_parameter_count_at_metr_la_size(name):
 
 # ----------------------------------------------------------------------------- training
 @pytest.mark.parametrize("name", NAMES)
-def test_training_lowers_masked_mae(name):
+def test_training_lowers_masked_mae(name, sinusoid_series):
     # Each node is a sinusoid of the time of day with its own phase; the target is its future.
     torch.manual_seed(0)
     graph = random_graph()
     B = 8
-    start = torch.randint(0, 288, (B, 1))
-    steps = (start + torch.arange(T_IN + T_OUT)) % 288
-    phase = torch.arange(N) * (2 * math.pi / N)
-    series = torch.sin(2 * math.pi * steps[..., None] / 48 + phase)  # [B, T_IN+T_OUT, N]
+    steps, series = sinusoid_series(B, T_IN + T_OUT, N)  # [B, T_IN+T_OUT], [B, T_IN+T_OUT, N]
     x = series[:, :T_IN, :, None].expand(-1, -1, -1, C_IN).contiguous()
     y = series[:, T_IN:, :, None].expand(-1, -1, -1, C_OUT).contiguous()
     mask = torch.rand(y.shape) > 0.1  # 10% of the targets are missing
