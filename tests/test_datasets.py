@@ -362,6 +362,38 @@ def test_manifest_validation_names_field(tmp_path, change, field_name):
     assert str(tmp_path / "tiny.yaml") in msg and field_name in msg
 
 
+@pytest.mark.parametrize("change,message", [
+    ({"channels": ["flow", " "]},
+     "field 'channels': found ['flow', ' '] (list); expected a list of non-empty strings. Fix the manifest"),
+    ({"channels": []}, "field 'channels': found [] (list); expected at least one channel name. Fix the manifest"),
+    ({"graph": {"method": "distances", "file": "tiny.csv", "sigma": -1.0}},
+     "field 'graph.sigma': found -1.0 (float); expected a positive number or null (null: the std of the "
+     "distances). Fix the manifest"),
+    ({"graph": {"method": "distances", "file": "tiny.csv", "sigma": float("inf")}},
+     "field 'graph.sigma': found inf (float); expected a finite number. Fix the manifest"),
+    ({"null_value": True}, "field 'null_value': found True (bool); expected a number such as 0.0, or 'nan'. "
+                           "Use 0.0 when a dead detector reads 0, 'nan' when missing readings are NaN"),
+    ({"descriptoin": "d"}, "unknown field(s) ['descriptoin'] in '<top level>' (did you mean 'description'?)"),
+    ({"graph": {"file": "tiny.csv"}}, "required field 'graph.method' is missing; expected one of ['adj-pickle', "
+                                      "'distances', 'distance-matrix', 'adj-npy']. Add it to the manifest"),
+    ({"files": [{"name": "tiny.npz", "role": "data", "urls": ["https://e.org/x"], "sha256": None,
+                 "verified": True}, _GOOD["files"][1]]},
+     "field 'files[0].verified': found True (bool); expected false while sha256 is null"),
+])
+def test_manifest_schema_messages(tmp_path, change, message):
+    with pytest.raises(ConfigError) as info:
+        parse_manifest({**_GOOD, **change}, tmp_path / "tiny.yaml")
+    assert str(info.value).startswith(f"'{tmp_path / 'tiny.yaml'}': ") and message in str(info.value)
+
+
+def test_manifest_interval_uses_the_one_parser(tmp_path):
+    m = parse_manifest({**_GOOD, "interval": " 15MIN "}, tmp_path / "tiny.yaml")
+    assert m.interval == "15MIN"
+    import datetime
+    m = parse_manifest({**_GOOD, "start": datetime.date(2020, 1, 2)}, tmp_path / "tiny.yaml")  # YAML's date
+    assert m.start == "2020-01-02"
+
+
 def test_manifest_missing_field_and_bad_yaml(tmp_path):
     data = {k: v for k, v in _GOOD.items() if k != "citation"}
     with pytest.raises(ConfigError, match="'citation' is missing"):
