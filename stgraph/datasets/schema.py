@@ -147,7 +147,7 @@ _FILE = {
         "max_size": _count(0),
         "verified": _flag(optional=False),
         "manual": _flag(),
-        "page": _text(),
+        "page": _text(optional=True),
         "instructions": _text(optional=True),
         "members": {"type": ["array", "null"], "minItems": 1, "items": _MEMBER,
                     "expected": "a non-empty list of {name, role}"},
