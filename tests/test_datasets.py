@@ -392,6 +392,8 @@ def test_manifest_interval_uses_the_one_parser(tmp_path):
     import datetime
     m = parse_manifest({**_GOOD, "start": datetime.date(2020, 1, 2)}, tmp_path / "tiny.yaml")  # YAML's date
     assert m.start == "2020-01-02"
+    files = [{**_GOOD["files"][0], "page": None, "notes": None}, _GOOD["files"][1]]  # null optional fields
+    assert parse_manifest({**_GOOD, "files": files, "key": None}, tmp_path / "tiny.yaml").files[0].page is None
 
 
 def test_manifest_missing_field_and_bad_yaml(tmp_path):
