@@ -133,8 +133,8 @@ class TrainConfig:
                               f"which the multistep schedule multiplies the rate by gamma), e.g. [20, 30, 40]")
         _choice(self, "scheduler", ("cosine", "multistep", "none"), "train")
         _choice(self, "amp", ("auto", "bf16", "off"), "train")
-        if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):
-            raise ConfigError(f"train.device = '{self.device}': expected 'auto', 'cpu' or 'cuda[:k]'")
+        from .runtime import check_device_name
+        check_device_name(self.device, "train.device")
 
 
 @dataclass

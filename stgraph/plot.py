@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io.series import horizon_text, null_mask
-from .metrics import valid_mask
-
-Z90 = 1.6448536269514722
+from .io.series import horizon_text
+from .metrics import Z90, valid_mask
 
 
 def _collect(trainer, sensor_index: int | None):
@@ -151,7 +149,7 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
         rows = starts + data.input_len + h - 1
         t = ts[rows]
         truth = true[:, h - 1].astype(float)
-        truth[null_mask(truth, null)] = np.nan
+        truth[~valid_mask(truth, null)] = np.nan
         ax.plot(t, truth, color="black", lw=1.0, label="observed")
         ax.plot(t, pred[:, h - 1], color="tab:blue", lw=1.0, label="forecast")
         if std is not None:

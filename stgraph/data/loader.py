@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, SeriesError, StgraphWarning, where
-from ..io.series import Series, null_mask
+from ..io.series import Series
+from ..metrics import valid_mask
+from ..runtime import resolve_device
 from .covariates import day_of_week, steps_per_day, time_of_day
 from .scaler import StandardScaler
 from .split import SPLIT_NAMES, Split, make_split, training_rows
@@ -262,7 +264,7 @@ class ForecastData:
         """
         if not isinstance(series, Series):
             raise ConfigError(f"series is a {type(series).__name__}; expected a stgraph.io.series.Series")
-        device = _device(device)
+        device = resolve_device(device, "device")
         in_idx = _channels(series, "input_channels", input_channels)
         out_idx = _channels(series, "target", target)
 
@@ -381,8 +383,7 @@ class ForecastData:
 
     def scale_inputs(self, raw: torch.Tensor) -> torch.Tensor:
         """z-score raw inputs ``[..., C_in]`` with the input scaler; nulls become 0. Returns a new tensor."""
-        null = null_mask(raw, self.null_value)
-        return ((raw - self._in_mean) / self._in_std).masked_fill_(null, 0.0)
+        return ((raw - self._in_mean) / self._in_std).masked_fill_(~valid_mask(raw, self.null_value), 0.0)
 
     @property
     def inputs(self) -> torch.Tensor:
@@ -440,16 +441,6 @@ class ForecastData:
 
 
 # ------------------------------------------------------------------ helpers
-def _device(device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device is {device!r} ({exc}); expected e.g. 'cpu' or 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device is {device!r} but CUDA is not available here; pass device='cpu'")
-    return dev
-
-
 def _channels(series: Series, field: str, spec) -> list[int]:
     if spec is None:
         return list(range(series.num_channels))
@@ -488,7 +479,7 @@ def _dead_sensors(series: Series, channels: list[int]) -> list[str]:
     step = _row_blocks(values.shape[0], values.shape[1] * len(channels)).step
     for a in range(0, values.shape[0], step):
         blk = values[a:a + step][:, :, channels]
-        seen |= (~null_mask(blk, series.null_value)).any(axis=(0, 2))
+        seen |= valid_mask(blk, series.null_value).any(axis=(0, 2))
     dead = [series.sensor_ids[i] for i in np.flatnonzero(~seen)]
     if dead:
         names = [series.channels[c] for c in channels]

@@ -36,7 +36,9 @@ import torch
 
 from ..errors import RunDirError, StgraphError
 from ..files import atomic_open
-from ..metrics import MetricAccumulator, default_steps, valid_mask
+from ..runtime import resolve_device
+from ..metrics import (MetricAccumulator, ProbabilisticAccumulator, default_steps, masked_abs_error_sum,
+                       masked_gaussian_nll_sum, valid_mask)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import current as current_dist
 from .distributed import device_for
@@ -48,15 +50,6 @@ class NonFiniteLossError(StgraphError, FloatingPointError):
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_mae", "val_rmse", "val_mape", "lr", "epoch_seconds",
                  "windows_per_s", "skipped_batches"]
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise StgraphError(f"train.device = '{name}' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -155,9 +148,6 @@ class Trainer:
             return torch.distributions.Normal(out.loc.float() * self._std + self._mean, out.scale.float() * self._std)
         return out.float() * self._std + self._mean
 
-    def _mask(self, y: torch.Tensor) -> torch.Tensor:
-        return valid_mask(y, self.null_value)
-
     def loss(self, out, y: torch.Tensor) -> torch.Tensor:
         """Masked MAE (point) or masked Gaussian NLL (``Normal``), in data units.
 
@@ -168,14 +158,9 @@ class Trainer:
     def _loss_sum(self, out, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The masked sum of the per-entry loss (a scalar) and the mask ``[B, T_out, N, C_out]``."""
         out = self.to_units(out)
-        mask = self._mask(y)
-        yz = torch.where(mask, y, torch.zeros_like(y))
         if isinstance(out, torch.distributions.Normal):
-            per = -out.log_prob(yz)
-        else:
-            per = (out - yz).abs()
-        per = torch.where(mask, per, torch.zeros_like(per))
-        return per.sum(), mask
+            return masked_gaussian_nll_sum(out, y, self.null_value)
+        return masked_abs_error_sum(out, y, self.null_value)
 
     def _train_loss(self, batch) -> torch.Tensor:
         """The loss of one training step on this process's part of the global batch.
@@ -185,7 +170,7 @@ class Trainer:
         single-process update of the global batch's masked mean."""
         if not self.dist.enabled:
             return self.loss(self._forward(batch, train=True), batch.y)
-        count = self._mask(batch.y).sum(dtype=torch.float64)
+        count = valid_mask(batch.y, self.null_value).sum(dtype=torch.float64)
         self.dist.all_reduce_sum(count)
         total, _ = self._loss_sum(self._forward(batch, train=True), batch.y)
         return total * (self.dist.world / count.clamp(min=1)).to(total.dtype)
@@ -434,7 +419,7 @@ class Trainer:
         prob = None
         for out, y, _ in self.predictions(split, shard=True):
             if isinstance(out, torch.distributions.Normal):
-                prob = prob if prob is not None else _ProbAccumulator(horizon, self.null_value, y.device)
+                prob = prob if prob is not None else ProbabilisticAccumulator(horizon, self.null_value, y.device)
                 prob.update(out, y)
                 out = out.mean
             acc.update(out, y)
@@ -442,7 +427,7 @@ class Trainer:
             acc.all_reduce(horizon, self.device)
             probabilistic = self.dist.all_reduce_sum(torch.tensor([float(prob is not None)], device=self.device))
             if probabilistic.item() > 0:
-                prob = prob if prob is not None else _ProbAccumulator(horizon, self.null_value, self.device)
+                prob = prob if prob is not None else ProbabilisticAccumulator(horizon, self.null_value, self.device)
                 prob.all_reduce(self.dist)
         result = acc.compute(horizons)
         if prob is not None:
@@ -462,43 +447,3 @@ def fit_closed_form(module: torch.nn.Module, data) -> None:
         return
     for child in module.children():
         fit_closed_form(child, data)
-
-
-class _ProbAccumulator:
-    """Streaming masked coverage of the central 90% interval and Gaussian CRPS per horizon step."""
-
-    Z90 = 1.6448536269514722
-
-    def __init__(self, horizon: int, null_value: float, device):
-        self.null_value = null_value
-        self.cover = torch.zeros(horizon, dtype=torch.float64, device=device)
-        self.crps = torch.zeros(horizon, dtype=torch.float64, device=device)
-        self.count = torch.zeros(horizon, dtype=torch.float64, device=device)
-
-    def update(self, dist: torch.distributions.Normal, y: torch.Tensor) -> None:
-        mask = valid_mask(y, self.null_value)
-        mu, sigma = dist.loc, dist.scale
-        yz = torch.where(mask, y, mu)
-        inside = ((yz - mu).abs() <= self.Z90 * sigma) & mask
-        z = (yz - mu) / sigma
-        std_normal = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
-        crps = sigma * (z * (2 * std_normal.cdf(z) - 1) + 2 * std_normal.log_prob(z).exp() - 1 / math.sqrt(math.pi))
-        crps = torch.where(mask, crps, torch.zeros_like(crps))
-        dims = [d for d in range(y.dim()) if d != 1]
-        self.cover += inside.double().sum(dim=dims)
-        self.crps += crps.double().sum(dim=dims)
-        self.count += mask.double().sum(dim=dims)
-
-    def all_reduce(self, dist) -> None:
-        """Add the sums and counts of every process (``dist``: a :class:`~stgraph.training.distributed.Dist`)."""
-        sums = dist.all_reduce_sum(torch.stack([self.cover, self.crps, self.count]))
-        self.cover, self.crps, self.count = sums.unbind(0)
-
-    def compute(self, horizons) -> dict:
-        cover = (self.cover / self.count).tolist()
-        crps = (self.crps / self.count).tolist()
-        total = self.count.sum().clamp(min=1)
-        return {
-            "horizons": {str(h): {"coverage90": cover[h - 1], "crps": crps[h - 1]} for h in horizons},
-            "average": {"coverage90": float(self.cover.sum() / total), "crps": float(self.crps.sum() / total)},
-        }
