@@ -251,12 +251,12 @@ def train(args) -> int:
     cfg = build_config(args)
     if args.devices is not None and args.devices != 1:
         return _launch_devices(args)
-    trainer = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
-                        given=given_settings(args) if args.resume else None)
-    st = trainer.state
-    if not trainer.dist.is_main:  # the other data-parallel processes: rank 0 reports
+    run = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
+                    given=given_settings(args) if args.resume else None)
+    st = run.state
+    if not run.dist.is_main:  # the other data-parallel processes: rank 0 reports
         return 0
-    if not trainer.trainable:
+    if not run.trainable:
         print(f"fitted {cfg.model.name} (nothing to train); run directory {args.out}")
     else:
         if st.get("early_stopped"):
@@ -282,49 +282,28 @@ def _launch_devices(args) -> int:
 
 
 def evaluate(args) -> int:
-    from ..files import atomic_write, run_lock
-    from ..training.run import load_run
-
-    from ..io.series import null_convention
+    from ..files import run_lock
     from ..metrics import parse_steps
+    from ..training.run import Run
 
     with run_lock(args.run_dir):
-        trainer = load_run(args.run_dir, model=args.model)
-        steps = parse_steps(args.steps, trainer.data.horizon) if args.steps else None
-        result = trainer.evaluate(args.split, horizons=steps)
+        run = Run.open(args.run_dir, model=args.model)
+        steps = parse_steps(args.steps, run.data.horizon) if args.steps else None
+        result = run.evaluate(args.split, horizons=steps)
         result["split"] = args.split
-        notice = run_notice(trainer, args.run_dir)
+        notice = run.notice()
         if notice:
             result["notice"] = notice
-        s = trainer.prepared.series
-        result["null_convention"] = null_convention(s.zero_ratio, s.null_value, s.null_origin)
-        atomic_write(Path(args.run_dir) / f"evaluation_{args.split}.json", json.dumps(result, indent=1))
+        result["null_convention"] = run.null_convention()
+        run.write_evaluation(result, args.split)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
         return 0
     if notice:
         print(f"note: {notice}")
     print(f"null convention: {result['null_convention']}")
-    print(format_table(result, trainer.data))
+    print(format_table(result, run.data))
     return 0
-
-
-def run_notice(trainer, run_dir) -> str | None:
-    """A run that did not finish (interrupted, or still training) or that early stopping ended, in words."""
-    p = getattr(trainer, "run_progress", None) or {}
-    if not p or not trainer.trainable:
-        return None
-    epochs = trainer.run_config.train.epochs
-    best = p.get("best_epoch")
-    if not p.get("finished"):
-        return (f"the run in '{run_dir}' did not finish: {p.get('epoch', 0)} of {epochs} epoch(s) done (it was "
-                f"interrupted or is still training); these are the weights of epoch {best}, the best so far. "
-                f"Continue it with stgraph train --out {run_dir} --resume")
-    if p.get("early_stopped"):
-        return (f"early stopping ended the run at epoch {p.get('epoch')} of {epochs} (validation MAE did not improve "
-                f"for train.patience = {trainer.run_config.train.patience} epochs); these are the weights of "
-                f"epoch {best}")
-    return None
 
 
 def format_table(result: dict, data=None) -> str:
@@ -349,17 +328,17 @@ def format_table(result: dict, data=None) -> str:
 
 def predict(args) -> int:
     from ..forecast import check_forecast_path, forecast_at, write_forecast
-    from ..training.run import load_run
+    from ..training.run import Run
 
     check_forecast_path(args.out)  # before anything is read or created
     _refuse_output_that_is_an_input(args.out, args.run_dir, args.data)
-    trainer = load_run(args.run_dir, model=args.model)
+    run = Run.open(args.run_dir, model=args.model)
     series = None
     if args.data:
         from ..io import read_series
-        d = trainer.run_config.data
+        d = run.config.data
         series = read_series(args.data, null_value=d.null_value, start=d.start, freq=d.freq)
-    fc = forecast_at(trainer, args.at, series=series)
+    fc = forecast_at(run, args.at, series=series)
     write_forecast(fc, args.out)
     from ..io.series import iso
     print(f"wrote the forecast of {len(fc.sensor_ids)} sensors x {len(fc.timestamps)} steps from "
@@ -373,10 +352,11 @@ def _refuse_output_that_is_an_input(out: str, run_dir: str, data: str | None) ->
 
     from ..config import load_run_config
     from ..errors import RunDirError
+    from ..training.layout import RunFiles
 
     target = Path(os.path.abspath(out))
     inputs = {"--data": data}
-    cfg_path = Path(run_dir) / "config.yaml"
+    cfg_path = RunFiles(run_dir).config
     if cfg_path.is_file():
         cfg = load_run_config(cfg_path)
         inputs.update({"the run's data.path": cfg.data.path, "the run's data.graph": cfg.data.graph})

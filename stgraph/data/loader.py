@@ -421,6 +421,50 @@ class ForecastData:
                      tod_in=take_rows(self.tod, rows_in), dow_in=take_rows(self.dow, rows_in),
                      tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts)
 
+    def window_at(self, series: Series, at: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor],
+                                                                        np.ndarray]:
+        """The model input of a forecast issued at ``at``: the ``input_len`` steps of ``series`` that end there,
+        scaled and masked as in every batch (:meth:`scale_inputs`), with their calendar covariates.
+
+        Args:
+            series: a :class:`~stgraph.io.series.Series` ``[T, N, C]`` with this data's sensors and channels
+                (the series it was built from, or newer readings; ``T`` may be as short as ``input_len``).
+            at: ISO timestamp of the last observed step; ``None``: the series' last step.
+
+        Returns:
+            ``(x, covariates, future)``: ``x`` ``[1, T_in, N, C_in]`` on :attr:`device`; ``covariates``
+            ``tod_in`` / ``dow_in`` ``[1, T_in]`` and ``tod_out`` / ``dow_out`` ``[1, T_out]`` (the steps after
+            ``at``, one series interval apart); ``future`` ``[T_out]`` datetime64 timestamps of those steps.
+
+        Raises:
+            ConfigError: ``at`` is not a timestamp.
+            SeriesError: ``at`` is not a step of ``series``, or fewer than ``input_len`` steps lead up to it.
+        """
+        ts = series.timestamps
+        if at is None:
+            end = len(ts) - 1
+        else:
+            try:
+                when = np.datetime64(at, "ns")
+            except ValueError:
+                raise ConfigError(f"'{at}' is not a timestamp; expected e.g. 2012-03-07T08:00") from None
+            end = int(np.searchsorted(ts, when, side="right")) - 1
+            if end < 0 or ts[end] != when:
+                raise SeriesError(f"{at}: no such step in {series.source}; it runs from {ts[0]} to {ts[-1]} "
+                                  f"every {series.summary()['interval']}")
+        first = end - self.input_len + 1
+        if first < 0:
+            raise SeriesError(f"{at}: a forecast needs {self.input_len} steps up to it, only {end + 1} exist "
+                              f"in {series.source}; pick a later time")
+        rows = torch.arange(first, end + 1)[None]  # [1, T_in]
+        raw = take_rows(_channel_tensor(series.values, self.input_channels), rows).to(self.device)
+        future = ts[end] + series.interval * np.arange(1, self.horizon + 1)
+        past = ts[first:end + 1]
+        cov = {"tod_in": time_of_day(past), "dow_in": day_of_week(past),
+               "tod_out": time_of_day(future), "dow_out": day_of_week(future)}
+        cov = {k: torch.as_tensor(v, device=self.device)[None] for k, v in cov.items()}
+        return self.scale_inputs(raw), cov, future
+
     def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                generator: torch.Generator | None = None, pin_memory: bool | None = None, start: int = 0,
                shard: tuple[int, int] | None = None, workers: int = 0, prefetch: int = 2) -> BatchLoader:

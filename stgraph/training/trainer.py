@@ -42,6 +42,7 @@ from ..metrics import (MetricAccumulator, ProbabilisticAccumulator, default_step
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import current as current_dist
 from .distributed import device_for
+from .layout import BEST, LAST, RunFiles
 
 
 class NonFiniteLossError(StgraphError, FloatingPointError):
@@ -87,6 +88,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.graph = graph.to(self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.files = RunFiles(run_dir) if run_dir is not None else None
         self.extra_state = extra_state or {}
         mean, std = data.target_stats()
         self._mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
@@ -197,11 +199,12 @@ class Trainer:
             **self.extra_state,
         }
 
-    def save(self, name: str = "last.pt") -> Path | None:
-        """Write a checkpoint (rank 0 only when distributed); the path, or ``None`` when nothing was written."""
-        if self.run_dir is None or not self.dist.is_main:
+    def save(self, name: str = LAST) -> Path | None:
+        """Write checkpoint ``name`` (``last.pt`` or ``best.pt``; rank 0 only when distributed); the path, or
+        ``None`` when nothing was written."""
+        if self.files is None or not self.dist.is_main:
             return None
-        return save_checkpoint(self.checkpoint_state(), self.run_dir / "checkpoints" / name)
+        return save_checkpoint(self.checkpoint_state(), self.files.checkpoint(name))
 
     def load_state(self, ckpt: dict) -> None:
         """Restore weights, optimiser, scheduler, RNG and progress from a checkpoint dict."""
@@ -221,7 +224,7 @@ class Trainer:
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
 
     def _metric_rows(self) -> list[dict]:
-        path = None if self.run_dir is None else self.run_dir / "metrics.csv"
+        path = None if self.files is None else self.files.metrics
         if path is None or not path.exists():
             return []
         try:
@@ -235,20 +238,20 @@ class Trainer:
         return rows
 
     def _write_metrics(self, rows: list[dict]) -> None:
-        with atomic_open(self.run_dir / "metrics.csv", "w", newline="") as fh:
+        with atomic_open(self.files.metrics, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
 
     def _append_metrics(self, row: dict) -> None:
         """Add one epoch's row; the whole table is rewritten atomically (never half a line)."""
-        if self.run_dir is None or not self.dist.is_main:
+        if self.files is None or not self.dist.is_main:
             return
         self._write_metrics(self._metric_rows() + [row])
 
     def _trim_metrics(self, epochs_done: int) -> None:
         """Drop rows of epochs that a resumed run will redo."""
-        if self.run_dir is None or not self.dist.is_main or not (self.run_dir / "metrics.csv").exists():
+        if self.files is None or not self.dist.is_main or not self.files.metrics.exists():
             return
         self._write_metrics([r for r in self._metric_rows() if int(r["epoch"]) <= epochs_done])
 
@@ -269,12 +272,11 @@ class Trainer:
         fit_closed_form(self.model, self.data)
         if not self.trainable:
             self.state.update(finished=True, best_epoch=0)
-            self.save("last.pt")
-            self.save("best.pt")
+            self.save(LAST)
+            self.save(BEST)
             return self.state
         if resume:
-            last = self.run_dir / "checkpoints" / "last.pt"
-            self.load_state(load_checkpoint(last, map_location=self.device))
+            self.load_state(load_checkpoint(self.files.last, map_location=self.device))
             self._trim_metrics(self.state["epoch"])
             if self.state.get("finished"):
                 if self.state.get("early_stopped") or self.state["epoch"] >= self.cfg.epochs:
@@ -302,7 +304,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
         self.state["finished"] = True
-        self.save("last.pt")
+        self.save(LAST)
         return self.state
 
     def _train_epoch(self, n_batches: int, bar) -> bool:
@@ -339,7 +341,7 @@ class Trainer:
                 self.state["skipped"] += 1
                 if not cfg.skip_nonfinite or self.state["skipped"] > cfg.max_skips:
                     what = "loss" if not math.isfinite(loss_v) else "gradient norm"
-                    last = None if self.run_dir is None else self.run_dir / "checkpoints" / "last.pt"
+                    last = None if self.files is None else self.files.last
                     kept = (f"the last good checkpoint is kept in {last}" if last is not None and last.is_file()
                             else "no checkpoint was written yet")
                     advice = (f"more than train.max_skips={cfg.max_skips} batches were skipped; lower train.lr or "
@@ -361,7 +363,7 @@ class Trainer:
                 bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
                 bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}", refresh=False)
             if cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 and b + 1 < n_batches:
-                self.save("last.pt")
+                self.save(LAST)
         seconds = time.perf_counter() - t0
         train_loss = self.state["running_loss"] / max(1, self.state["running_count"])
         lr = self.optimizer.param_groups[0]["lr"]
@@ -381,8 +383,8 @@ class Trainer:
             "epoch_seconds": round(seconds, 3), "windows_per_s": round(seen / max(seconds, 1e-9), 2),
             "skipped_batches": self.state["skipped"]})
         if improved:
-            self.save("best.pt")
-        self.save("last.pt")
+            self.save(BEST)
+        self.save(LAST)
         if bar is not None:
             bar.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val MAE {val['mae']:.4f}"
                       f"{'  *' if improved else ''}")
