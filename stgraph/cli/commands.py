@@ -159,90 +159,48 @@ def graph_info(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ runs
-def _dotted(mapping, prefix: str = "") -> set[str]:
-    out = set()
-    for k, v in (mapping or {}).items() if isinstance(mapping, dict) else ():
-        key = f"{prefix}{k}"
-        out.add(key)
-        if isinstance(v, dict) and key != "model.params":
-            out |= _dotted(v, key + ".")
-        elif isinstance(v, dict):
-            out |= {f"{key}.{p}" for p in v}
+#: command-line flag -> the config field it sets
+FLAG_FIELDS = (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
+               ("probabilistic", "model.probabilistic"), ("null_value", "data.null_value"),
+               ("epochs", "train.epochs"), ("batch_size", "train.batch_size"), ("lr", "train.lr"),
+               ("seed", "train.seed"), ("device", "train.device"))
+
+
+def flag_settings(args) -> dict:
+    """The config fields the named flags set (``--data``, ``--epochs``, ``--no-progress``, ...), typed.
+    A file flag counts when it is not empty, ``--probabilistic`` when given, a value flag when not ``None``."""
+    out = {}
+    for flag, key in FLAG_FIELDS:
+        v = getattr(args, flag, None)
+        if (v if flag in ("data", "graph", "dataset", "probabilistic") else v is not None):
+            out[key] = v
+    if args.no_progress:
+        out["train.progress"] = False
     return out
 
 
 def given_settings(args) -> set[str]:
-    """Dotted config keys the command line set (--config file, named flags, --set)."""
-    from ..config import load_yaml
+    """Dotted config keys the command line set (--config file, named flags, --set). A flag counts as given
+    when it has a value (``--probabilistic`` always does: true or false)."""
+    from ..config import given_keys
 
-    given = set()
-    if args.config:
-        given |= _dotted(load_yaml(config_path(args.config), what="config file"))
-    for flag, key in (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
-                      ("model", "model.name"), ("probabilistic", "model.probabilistic"), ("epochs", "train.epochs"),
-                      ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
-                      ("device", "train.device"), ("null_value", "data.null_value")):
-        if getattr(args, flag, None) is not None:
-            given.add(key)
-    if args.no_progress:
-        given.add("train.progress")
-    for item in args.set:
-        given.add(item.split("=", 1)[0].strip())
-    return given
+    flags = {key for flag, key in FLAG_FIELDS if getattr(args, flag, None) is not None}
+    return given_keys(args.model, args.config, flag_settings(args), args.set) | flags
 
 
 def config_path(spec: str) -> Path:
-    """``--config`` value -> file: a path, or the name of a shipped config (``stgt``, ``stgt-large``,
-    ``dcrnn``, ...: ``stgraph/configs/<name>.yaml``)."""
-    from ..config import shipped_config
+    """``--config`` value -> file (:func:`stgraph.config.config_file`)."""
+    from ..config import config_file
 
-    p = Path(spec)
-    if p.is_file():
-        return p
-    shipped = shipped_config(spec)
-    if shipped is not None and "/" not in spec and not spec.endswith((".yaml", ".yml")):
-        return shipped
-    if "/" in spec or "\\" in spec or spec.endswith((".yaml", ".yml")):
-        return p  # a path: load_config names the missing file
-    from ..config import CONFIG_DIR
-    names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
-    raise MissingFileError(f"--config '{spec}': no such file, and not a shipped set-up; pass a YAML file or one "
-                           f"of {names}")
+    return config_file(spec)
 
 
 def build_config(args):
     """The model's shipped defaults (``stgraph/configs/<model>.yaml``) <- --config YAML <- named
-    flags <- --set overrides. One source of defaults for ``train`` and ``bench``."""
-    from ..config import RunConfig, apply_override, load_config, shipped_config
+    flags <- --set overrides (:func:`stgraph.config.compose_config`)."""
+    from ..config import compose_config
 
-    user = load_config(config_path(args.config)) if args.config else None
-    name = args.model or (user.model.name if user is not None else RunConfig().model.name)
-    shipped = shipped_config(name)
-    cfg = load_config(shipped) if shipped is not None else RunConfig()
-    if user is not None:
-        cfg = load_config(config_path(args.config), cfg)
-    if args.data:
-        cfg.data.path = args.data
-    if args.graph:
-        cfg.data.graph = args.graph
-    if args.dataset:
-        cfg.data.dataset = args.dataset
-    if args.model:
-        cfg.model.name = args.model
-    if args.probabilistic:
-        cfg.model.probabilistic = True
-    if getattr(args, "null_value", None) is not None:
-        cfg.data.null_value = args.null_value
-    for flag, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"),
-                       ("device", "device")):
-        v = getattr(args, flag)
-        if v is not None:
-            setattr(cfg.train, attr, v)
-    if args.no_progress:
-        cfg.train.progress = False
-    for item in args.set:
-        apply_override(cfg, item)
-    return cfg.validate()
+    return compose_config(args.model, args.config, flag_settings(args), args.set)
 
 
 def train(args) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, config_from_dict, load_run_config
+from ..config import RunConfig, config_from_dict, load_run_config, with_fields
 from ..errors import ConfigError, RunDirError
 from ..files import atomic_write, check_no_links, run_lock, wrap_os_error
 from ..io.series import null_convention
@@ -53,12 +53,9 @@ PATH_SETTINGS = ("data.path", "data.graph", "data.root")
 
 
 def _absolute(cfg: RunConfig) -> RunConfig:
-    """Store file locations as absolute paths, so the run works from any working directory."""
-    for name in ("path", "graph", "root"):
-        v = getattr(cfg.data, name)
-        if v:
-            setattr(cfg.data, name, os.path.abspath(os.path.expanduser(str(v))))
-    return cfg
+    """``cfg`` with its file locations as absolute paths, so the run works from any working directory."""
+    return with_fields(cfg, {f"data.{name}": os.path.abspath(os.path.expanduser(str(getattr(cfg.data, name))))
+                             for name in ("path", "graph", "root") if getattr(cfg.data, name)})
 
 
 #: model.params the data chose when the run started (:func:`choose_defaults`), if the user gave none
@@ -116,9 +113,8 @@ def _resume_config(out: Path, cfg: RunConfig, given, log) -> RunConfig:
             f"cannot resume '{out}' with other settings ({what}{'; ...' if len(refused) > 6 else ''}); only "
             f"{' and '.join(MAY_CHANGE_ON_RESUME)} may change on --resume. Drop those options to continue the run "
             f"as it was, or start a new run (another --out, or --overwrite)")
+    saved = with_fields(saved, {key: value for key, _, value in diffs})
     for key, old, value in diffs:
-        section, name = key.split(".", 1)
-        setattr(getattr(saved, section), name, value)
         if key in MAY_CHANGE_ON_RESUME:
             log(f"resume: {key} = {value!r} (the run had {old!r})")
         elif key in PATH_SETTINGS:
@@ -225,7 +221,7 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     s = prep.series
     log(f"{s.source}: {null_convention(s.zero_ratio, s.null_value, s.null_origin)}")
     if fresh or out is None:
-        choose_defaults(cfg, prep.data, log)
+        cfg = choose_defaults(cfg, prep.data, log)
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
     dist = distributed.current()
@@ -266,7 +262,7 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
 
 
 def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
-    """Settings the data decide, written into ``cfg`` (so ``config.yaml`` records them): stgt's
+    """``cfg`` with the settings the data decide (so ``config.yaml`` records them): stgt's
     ``model.params.residual`` when not given is ``'blend'`` (last value and seasonal average, learned)
     where the seasonal average beats last value on the validation windows, else ``'last'``
     (:func:`stgraph.models.seasonal.choose_residual`)."""
@@ -275,7 +271,7 @@ def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
     from ..models.seasonal import choose_residual
 
     choice, last_mae, ha_mae = choose_residual(data)
-    cfg.model.params = {**cfg.model.params, "residual": choice}
+    cfg = with_fields(cfg, {"model.params": {**cfg.model.params, "residual": choice}})
     log(f"stgt residual: {choice} (validation MAE over all steps: last value {last_mae:.4g}, seasonal average "
         f"{ha_mae:.4g}; --set model.params.residual=last|blend chooses)")
     return cfg
@@ -428,12 +424,21 @@ class Run:
         s = self.series
         return null_convention(s.zero_ratio, s.null_value, s.null_origin)
 
-    def write_evaluation(self, result: dict, split: str | None = None) -> Path:
-        """Write ``result`` into the run directory, atomically: ``evaluation_<split>.json`` (``stgraph
-        evaluate``), or with ``split=None`` the bench's every-step test figures."""
+    def write_evaluation(self, result: dict, split: str) -> Path:
+        """Write ``result`` (what ``stgraph evaluate --split <split>`` computed) into the run directory, atomically."""
+        return self._write(self._files().evaluation(split), result)
+
+    def write_bench_evaluation(self, result: dict) -> Path:
+        """Write the bench's test figures at every horizon step into the run directory, atomically."""
+        return self._write(self._files().bench_evaluation, result)
+
+    def _files(self) -> RunFiles:
         if self.files is None:
             raise RunDirError("this run was trained without a run directory (out=None); there is nowhere to write")
-        path = self.files.bench_evaluation if split is None else self.files.evaluation(split)
+        return self.files
+
+    @staticmethod
+    def _write(path: Path, result: dict) -> Path:
         return atomic_write(path, json.dumps(result, indent=1))
 
     @classmethod
@@ -464,7 +469,7 @@ class Run:
         _check_config_matches(cfg, ckpt, files.config, ckpt_path)
         _model_class_for(cfg, model, run_dir)
         if device:
-            cfg.train.device = device
+            cfg = with_fields(cfg, {"train.device": device})
         prep = prepare(cfg, data_path)
         stored = ckpt.get("fingerprint") or {}
         if data_path is None and stored.get("data") not in (None, prep.data.fingerprint()):
