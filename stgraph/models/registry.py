@@ -12,19 +12,89 @@ the target channels. Its constructor takes sizes only; the registry passes the
 ones it accepts among ``num_nodes, in_channels, out_channels, input_len,
 horizon, steps_per_day, target_channels, probabilistic`` plus the user's
 ``params``.
+
+Closed-form hook: a model (or a module inside one) fitted in closed form rather than by gradient
+(historical average, VAR, stgt's seasonal residual) subclasses :class:`ClosedForm` and
+implements ``fit_closed_form(fit)``, where ``fit`` is a :class:`ClosedFormData`: the training rows
+of the targets with their calendar, the target statistics, and the training / validation windows
+in batches. The trainer calls it once before training (on the model, or else on each submodule
+that declares it); it is the only way a model sees training data.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 import inspect
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
 
 import torch
 
 from ..errors import ConfigError
 
 _REGISTRY: dict[str, type] = {}
+
+
+@dataclass
+class ClosedFormData:
+    """What a closed-form fit sees (built by :func:`stgraph.training.prepare.closed_form_data`).
+
+    Attributes:
+        rows: ``[T_train, N, C_out]`` raw training-part targets in data units (nulls are ``null_value``).
+        tod: ``[T_train]`` float32 time of day in ``[0, 1)`` of those rows; ``dow``: ``[T_train]`` int64 day of week.
+        target_mean, target_std: ``C_out`` floats each: ``raw = z * std + mean``.
+        null_value: the missing-reading marker of ``rows`` and of the batches' ``y``.
+        batches: ``batches(split, batch_size)`` iterates the windows of ``'train'`` or ``'val'`` in order, as
+            batches with ``x [B, T_in, N, C_in]`` (z-scored), ``y [B, T_out, N, C_out]`` (raw),
+            ``covariates`` and ``to(device)``.
+        windows: the number of windows of each split, ``{'train': n, 'val': n, 'test': n}``.
+        horizon, steps_per_day: sizes; target_channels: position of each target among the input channels
+            (``None`` when a target is not an input).
+    """
+
+    rows: torch.Tensor
+    tod: torch.Tensor
+    dow: torch.Tensor
+    target_mean: Sequence[float]
+    target_std: Sequence[float]
+    null_value: float
+    batches: Callable[[str, int], Iterable]
+    windows: dict
+    horizon: int
+    steps_per_day: int
+    target_channels: tuple | None
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.rows.shape[1])
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.rows.shape[2])
+
+    @property
+    def device(self) -> torch.device:
+        return self.rows.device
+
+
+class ClosedForm:
+    """Declares the closed-form hook of the registry contract (see the module docstring): subclass it next
+    to ``nn.Module`` and implement :meth:`fit_closed_form`."""
+
+    def fit_closed_form(self, fit: ClosedFormData) -> None:
+        """Fit the module's buffers (or starting weights) from ``fit``, in closed form."""
+        raise NotImplementedError(f"{type(self).__name__} declares ClosedForm but has no fit_closed_form")
+
+
+def fit_closed_form(module: torch.nn.Module, fit: ClosedFormData) -> None:
+    """Call :meth:`ClosedForm.fit_closed_form` on ``module`` if it declares it, else on each of its
+    children that does (recursively): closed-form models (VAR, HA) and closed-form parts of networks
+    (stgt's seasonal residual) are fitted before training."""
+    if isinstance(module, ClosedForm):
+        module.fit_closed_form(fit)
+        return
+    for child in module.children():
+        fit_closed_form(child, fit)
 
 SIZE_ARGS = ("num_nodes", "in_channels", "out_channels", "input_len", "horizon",
              "steps_per_day", "target_channels", "probabilistic")

@@ -10,7 +10,7 @@ import torch
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..files import fingerprint
-from ..models.registry import build_model
+from ..models.registry import ClosedFormData, build_model
 
 
 @dataclass
@@ -86,3 +86,17 @@ def target_positions(data) -> tuple | None:
 def make_model(cfg: RunConfig, data) -> torch.nn.Module:
     """The model ``cfg.model`` names, built for the sizes of ``data`` (a :class:`~stgraph.data.ForecastData`)."""
     return build_model(cfg.model.name, model_sizes(data, cfg.model.probabilistic), cfg.model.params)
+
+
+def closed_form_data(data) -> ClosedFormData:
+    """What a closed-form model is fitted on (:class:`~stgraph.models.registry.ClosedFormData`), from a
+    :class:`~stgraph.data.ForecastData`: its training rows (views, no copy) and its windows in batches."""
+    from ..data.split import SPLIT_NAMES, training_rows
+
+    lo, hi = training_rows(data.split, data.windows.span)
+    mean, std = data.target_stats()
+    return ClosedFormData(rows=data.targets[lo:hi], tod=data.tod[lo:hi], dow=data.dow[lo:hi], target_mean=mean,
+                          target_std=std, null_value=data.null_value,
+                          batches=lambda split, batch_size: data.loader(split, batch_size),
+                          windows={s: len(data.split_starts(s)) for s in SPLIT_NAMES}, horizon=data.horizon,
+                          steps_per_day=data.steps_per_day, target_channels=target_positions(data))

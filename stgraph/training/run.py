@@ -27,7 +27,7 @@ from . import distributed
 from .checkpoint import load_checkpoint
 from .layout import BEST, LAST, RunFiles
 from .memory import check_training_memory
-from .prepare import (Prepared, empty_graph, graph_fingerprint, load_series_and_graph, make_model, model_sizes,
+from .prepare import (Prepared, closed_form_data, empty_graph, graph_fingerprint, load_series_and_graph, make_model, model_sizes,
                       prepare, target_positions)
 from .trainer import Trainer, seed_everything
 
@@ -270,7 +270,7 @@ def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
         return cfg
     from ..models.seasonal import choose_residual
 
-    choice, last_mae, ha_mae = choose_residual(data)
+    choice, last_mae, ha_mae = choose_residual(closed_form_data(data))
     cfg = with_fields(cfg, {"model.params": {**cfg.model.params, "residual": choice}})
     log(f"stgt residual: {choice} (validation MAE over all steps: last value {last_mae:.4g}, seasonal average "
         f"{ha_mae:.4g}; --set model.params.residual=last|blend chooses)")

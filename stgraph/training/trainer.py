@@ -22,7 +22,8 @@
   summed over the processes and rank 0 alone writes files.
 
 Models without trainable parameters (last value, historical average, VAR) are
-fitted in closed form through their ``fit_data(data)`` hook and not trained.
+fitted in closed form through the registry's declared hook (:class:`~stgraph.models.registry.ClosedForm`)
+and not trained.
 """
 from __future__ import annotations
 
@@ -441,11 +442,11 @@ class Trainer:
 
 
 def fit_closed_form(module: torch.nn.Module, data) -> None:
-    """Call ``fit_data(data)`` on ``module`` if it has one, else on each of its children that has one
-    (recursively): closed-form models (VAR, HA) and closed-form parts of networks (stgt's seasonal
-    residual) are fitted before training."""
-    if hasattr(module, "fit_data"):
-        module.fit_data(data)
-        return
-    for child in module.children():
-        fit_closed_form(child, data)
+    """Fit the closed-form parts of ``module`` (:func:`stgraph.models.registry.fit_closed_form`) on a
+    :class:`~stgraph.data.ForecastData`."""
+    from ..models.registry import ClosedForm
+    from ..models.registry import fit_closed_form as fit
+    from .prepare import closed_form_data
+
+    if any(isinstance(m, ClosedForm) for m in module.modules()):
+        fit(module, closed_form_data(data))
