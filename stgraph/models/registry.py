@@ -22,9 +22,12 @@ that declares it); it is the only way a model sees training data.
 """
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import importlib
 import inspect
+import types
+import typing
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -153,6 +156,7 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             raise ConfigError(f"model.params.{k}: '{name}' has no such argument{hint}; valid: {accepted}")
         if k in sig.parameters:
+            _check_annotation(name, k, v, _hints(cls).get(k))
             _check_param(name, k, v, sig.parameters[k].default)
         kwargs[k] = v
     try:
@@ -161,6 +165,54 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
         given = {k: v for k, v in (params or {}).items()}
         raise ConfigError(f"model '{name}' cannot be built with model.params {given} "
                           f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); check those values") from None
+
+
+def _hints(cls: type) -> dict:
+    """The constructor's resolved annotations (``{}`` when they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - an annotation naming something not importable: no type check
+        return {}
+
+
+def _type_text(tp) -> str:
+    return str(tp).replace("typing.", "").replace("collections.abc.", "").replace("<class '", "").replace("'>", "")
+
+
+def _matches(value, tp) -> bool:
+    """Whether ``value`` (as YAML gives it: bool, int, float, str, list, dict, None) fits the annotation ``tp``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is typing.Any:
+        return True
+    if tp is type(None) or tp is None:
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp in (list, tuple) or origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        item = args[0] if args and (origin is not tuple or (len(args) == 2 and args[1] is Ellipsis)) else None
+        return item is None or all(_matches(v, item) for v in value)
+    if tp is dict or origin in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    return not isinstance(tp, type) or isinstance(value, tp)
+
+
+def _check_annotation(model: str, key: str, value, tp) -> None:
+    """A model argument must fit the type its constructor declares (``Optional[int]``, ``Sequence[int]``, ...)."""
+    if tp is not None and not _matches(value, tp):
+        raise ConfigError(f"model.params.{key} = {value!r}: expected {_type_text(tp)}, got {type(value).__name__} "
+                          f"('{model}' declares {key}: {_type_text(tp)})")
 
 
 def _check_param(model: str, key: str, value, default) -> None:

@@ -30,12 +30,13 @@ from __future__ import annotations
 import csv
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-from ..errors import RunDirError, StgraphError
+from ..errors import RunDirError, StgraphError, StgraphWarning
 from ..files import atomic_open
 from ..runtime import resolve_device
 from ..metrics import (MetricAccumulator, ProbabilisticAccumulator, default_steps, masked_abs_error_sum,
@@ -122,7 +123,7 @@ class Trainer:
             return torch.compile(module)
         except Exception as e:  # pragma: no cover - depends on the platform's compiler
             if self.dist.is_main:
-                print(f"warning: torch.compile unavailable ({e}); training uncompiled")
+                warnings.warn(StgraphWarning(f"torch.compile unavailable ({e}); training uncompiled"), stacklevel=2)
             return module
 
     # --------------------------------------------------------------------------- schedule
