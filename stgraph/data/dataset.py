@@ -1,4 +1,4 @@
-"""The forecasting dataset (:class:`ForecastData`): the raw series once, batches gathered by index and scaled on the fly.
+"""The forecasting dataset, :class:`ForecastData`: the raw series once, batches gathered and scaled on the fly.
 
 :class:`ForecastData` keeps, for the whole series:
 
