@@ -260,6 +260,14 @@ def _applied(obj, mapping: dict, where: str):
     return dataclasses.replace(obj, **changes)
 
 
+def _apply(obj, mapping: dict, where: str) -> None:
+    """Set the fields of ``mapping`` on ``obj`` in place (checked as :func:`_applied` checks them). Only for
+    stgraph.federated.config's FederatedConfig (issue 16's module) until it takes :func:`_applied`'s copy."""
+    new = _applied(obj, mapping, where)
+    for f in dataclasses.fields(obj):
+        setattr(obj, f.name, getattr(new, f.name))
+
+
 def config_from_dict(mapping: dict | None, base: RunConfig | None = None) -> RunConfig:
     """A :class:`RunConfig` from nested mappings (unknown keys are errors), on top of ``base`` (the
     defaults when ``None``); ``base`` itself is not changed."""
