@@ -25,7 +25,7 @@ from ..models.registry import count_parameters, get_model_class
 from ..runtime import resolve_device
 from . import distributed
 from .checkpoint import load_checkpoint
-from .layout import BEST, LAST, RunFiles
+from .layout import BEST, RunFiles
 from .memory import check_training_memory
 from .prepare import (Prepared, closed_form_data, empty_graph, graph_fingerprint, load_series_and_graph, make_model, model_sizes,
                       prepare, target_positions)
