@@ -102,7 +102,8 @@ def _save(fig, path: Path) -> Path:
 
 def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None = None,
              model: str | None = None, crs: str = "degrees") -> list[Path]:
-    """Write the run's pictures; returns their paths. See the module docstring."""
+    """Write the pictures of ``run_dir`` (a run directory, or a :class:`~stgraph.training.run.Run`); returns
+    their paths. See the module docstring."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -118,7 +119,7 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     if out.suffix.lower() not in PICTURE_SUFFIXES:
         raise ConfigError(f"--out '{out}': expected a picture file ending in {' / '.join(PICTURE_SUFFIXES)} "
                           f"(suffix {out.suffix or 'none'!r})")
-    run = Run.open(run_dir, model=model)
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, model=model)
     out.parent.mkdir(parents=True, exist_ok=True)
     data, series = run.data, run.series
     ids = list(series.sensor_ids)
