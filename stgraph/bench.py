@@ -1,8 +1,9 @@
 """``stgraph bench``: train and evaluate many models under one protocol, side by side.
 
 Every model sees the same series, graph, windows, split, scaler and masked
-metrics; each (model, seed) pair trains in its own process (its peak memory is
-its own, and a crash loses only that run) into ``OUT/runs/<model>/seed<k>``,
+metrics; each (model, seed) pair trains in its own process, started with
+``multiprocessing``'s 'spawn' and calling the library (its peak memory is its own, and a crash loses
+only that run) into ``OUT/runs/<model>/seed<k>``,
 from the model's paper configuration in ``stgraph/configs/<model>.yaml`` when
 there is one. A bench that stops part-way picks up where it stopped when run
 again with the same ``--out``: finished runs are reused, interrupted ones resume.
@@ -22,8 +23,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,46 +73,93 @@ def model_config(name: str) -> Path | None:
     return shipped_config(name)
 
 
-def _train_command(spec: BenchSpec, model: str, seed: int, run_dir: Path, resume: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "stgraph.cli.main", "train", "--model", model, "--out", str(run_dir),
-           "--seed", str(seed)]
-    cfg = model_config(model) if spec.use_paper_configs else None
-    if cfg is not None:
-        cmd += ["--config", str(cfg)]
+def run_config(spec: BenchSpec, model: str, seed: int):
+    """The config of the run of ``model`` at ``seed`` and the dotted keys the bench sets in it (what a
+    resumed run checks): the model's paper configuration, the bench's data, epochs (learned models only),
+    batch size, device and its overrides (``model:section.field=value`` ones for that model only), in the
+    order ``stgraph train`` applies its options (:func:`stgraph.config.compose_config`)."""
+    from .config import compose_config, given_keys
+
+    config = model_config(model) if spec.use_paper_configs else None
+    settings: dict = {}
+    overrides = []
     if spec.dataset:
-        cmd += ["--dataset", spec.dataset] + (["--set", f"data.root={spec.root}"] if spec.root else [])
+        settings["data.dataset"] = spec.dataset
+        overrides += [f"data.root={spec.root}"] if spec.root else []
     else:
-        cmd += ["--data", str(spec.data)] + (["--graph", str(spec.graph)] if spec.graph else [])
+        settings["data.path"] = str(spec.data)
+        if spec.graph:
+            settings["data.graph"] = str(spec.graph)
     if spec.epochs is not None and model not in DETERMINISTIC:
-        cmd += ["--epochs", str(spec.epochs)]
+        settings["train.epochs"] = spec.epochs
     if spec.batch_size is not None:
-        cmd += ["--batch-size", str(spec.batch_size)]
+        settings["train.batch_size"] = spec.batch_size
+    settings["train.seed"] = seed
     if spec.device:
-        cmd += ["--device", spec.device]
+        settings["train.device"] = spec.device
+    if not spec.progress:
+        settings["train.progress"] = False
     for item in spec.overrides:
         target, sep, rest = item.partition(":")
         if sep and "=" not in target:  # 'stgt:model.params.hidden=32' applies to stgt only
             if target.lower() == model.lower():
-                cmd += ["--set", rest]
+                overrides.append(rest)
         else:
-            cmd += ["--set", item]
-    if not spec.progress:
-        cmd.append("--no-progress")
-    cmd.append("--resume" if resume else "--overwrite")
-    return cmd
+            overrides.append(item)
+    cfg = compose_config(model, config, settings, overrides)
+    # model.probabilistic counts as set: the bench's runs are point forecasts unless an override says otherwise
+    return cfg, given_keys(model, config, settings, overrides) | {"model.probabilistic"}
 
 
-def _evaluate(run_dir: Path, model: str) -> dict:
-    """Test metrics at every horizon step of a finished run (written to ``bench_eval.json``)."""
-    from .models.registry import available_models
-    from .training.run import load_run
-
-    # a user model's import path comes from the bench's --models, never from the run's files
-    trainer = load_run(run_dir, model=None if model.lower() in available_models() else model)
-    res = trainer.evaluate("test", horizons=tuple(range(1, trainer.data.horizon + 1)))
-    res["step_minutes"] = trainer.data.interval_minutes
-    atomic_write(run_dir / "bench_eval.json", json.dumps(res, indent=1))
+def _evaluate(run) -> dict:
+    """Test metrics at every horizon step of a finished :class:`~stgraph.training.run.Run` (written to its
+    directory, :meth:`~stgraph.training.run.Run.write_bench_evaluation`)."""
+    res = run.evaluate("test", horizons=tuple(range(1, run.data.horizon + 1)))
+    res["step_minutes"] = run.data.interval_minutes
+    run.write_bench_evaluation(res)
     return res
+
+
+def _train_and_evaluate(spec: BenchSpec, model: str, seed: int, run_dir: Path, resume: bool) -> dict:
+    """What the child process of one (model, seed) does: train (or resume) the run into ``run_dir``, read it
+    back and evaluate it. Returns ``{"result": metrics}`` or ``{"error": one line}``; prints nothing (the
+    progress bar and warnings go to stderr with ``spec.progress`` only)."""
+    import contextlib
+    import io
+    import os
+    import warnings
+
+    from .cli.main import one_line
+    from .models.registry import available_models
+    from .runtime import tune_malloc
+    from .training.run import Run, train
+
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+    tune_malloc()
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+            (contextlib.nullcontext() if spec.progress else contextlib.redirect_stderr(io.StringIO())):
+        try:
+            cfg, given = run_config(spec, model, seed)
+            train(cfg, run_dir, resume=resume, overwrite=not resume, given=given if resume else None)
+            # a user model's import path comes from the bench's --models, never from the run's files
+            run = Run.open(run_dir, model=None if model.lower() in available_models() else model)
+            return {"result": _evaluate(run)}
+        except Exception as e:  # noqa: BLE001 - reported to the parent as one line, like a failed command
+            return {"error": one_line(e)}
+
+
+def _in_child(spec: BenchSpec, model: str, seed: int, run_dir: Path, resume: bool) -> dict:
+    """:func:`_train_and_evaluate` in a fresh process (``multiprocessing`` 'spawn'): its peak memory is its
+    own, and a crash loses only this run."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_train_and_evaluate, spec, model, seed, run_dir, resume).result()
+        except BrokenProcessPool:
+            return {"error": "the process training it died (killed, or out of memory)"}
 
 
 def _inputs_fingerprint(spec: BenchSpec) -> dict:
@@ -154,23 +200,20 @@ def _check_bench_inputs(spec: BenchSpec) -> None:
 
 
 def run_one(spec: BenchSpec, model: str, seed: int) -> dict:
-    """Train (or resume, or reuse) one run and evaluate it; returns a result row."""
-    run_dir = spec.out / "runs" / model.replace(":", ".").replace("/", ".") / f"seed{seed}"
-    done = run_dir / "bench_eval.json"
-    summary_path = run_dir / "train_summary.json"
-    if done.is_file() and summary_path.is_file():
-        res = read_json(done, "bench file")
+    """Train (or resume, or reuse) one run and evaluate it, in a child process; returns a result row."""
+    from .training.layout import RunFiles
+
+    files = RunFiles(spec.out / "runs" / model.replace(":", ".").replace("/", ".") / f"seed{seed}")
+    if files.bench_evaluation.is_file() and files.summary.is_file():
+        res = read_json(files.bench_evaluation, "bench file")
     else:
-        resume = (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "config.yaml").is_file()
-        cmd = _train_command(spec, model, seed, run_dir, resume)
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if spec.progress else subprocess.PIPE,
-                              text=True)
-        if proc.returncode != 0:
-            err = (proc.stderr or "").strip().splitlines()
-            raise BenchError(f"{model} seed {seed}: training failed ({err[-1] if err else 'exit ' + str(proc.returncode)}); "
-                             f"rerun alone with: {' '.join(cmd[2:]).replace('stgraph.cli.main', 'stgraph', 1)} --debug")
-        res = _evaluate(run_dir, model)
-    summary = read_json(summary_path, "run file")
+        resume = files.last.is_file() and files.config.is_file()
+        got = _in_child(spec, model, seed, files.root, resume)
+        if "error" in got:
+            raise BenchError(f"{model} seed {seed}: training failed ({got['error']}); its run directory is "
+                             f"{files.root}; rerun the bench with --progress to see its output")
+        res = got["result"]
+    summary = read_json(files.summary, "run file")
     return {"model": model, "seed": seed, "result": res, "step_minutes": res.get("step_minutes"), **{k: summary.get(k) for k in
             ("parameters", "epochs", "train_seconds", "peak_rss_mb", "peak_cuda_mb")}}
 

@@ -133,8 +133,8 @@ class TrainConfig:
                               f"which the multistep schedule multiplies the rate by gamma), e.g. [20, 30, 40]")
         _choice(self, "scheduler", ("cosine", "multistep", "none"), "train")
         _choice(self, "amp", ("auto", "bf16", "off"), "train")
-        if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):
-            raise ConfigError(f"train.device = '{self.device}': expected 'auto', 'cpu' or 'cuda[:k]'")
+        from .runtime import check_device_name
+        check_device_name(self.device, "train.device")
 
 
 @dataclass
@@ -236,31 +236,60 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def _apply(obj, mapping: dict, where: str) -> None:
+def _applied(obj, mapping: dict, where: str):
+    """A copy of the dataclass ``obj`` with the fields of ``mapping`` set (``dataclasses.replace``; ``obj``
+    is left as it was). Nested sections recurse; ``params`` adds to the ones there."""
     if not isinstance(mapping, dict):
         raise ConfigError(f"{where}: expected a mapping of fields, got {type(mapping).__name__}")
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj)]
+    changes = {}
     for key, value in mapping.items():
         if key not in names:
             if not where:
                 raise ConfigError(f"unknown section '{key}'{_suggest(str(key), names)}; valid sections: {names} "
                                   f"(each holds fields, e.g. train: {{lr: 0.001}})")
             raise ConfigError(f"{where}: unknown key '{key}'{_suggest(str(key), names)}; valid keys: {names}")
-        current = getattr(obj, key)
+        current = changes.get(key, getattr(obj, key))
         if dataclasses.is_dataclass(current):
-            _apply(current, value or {}, f"{where}.{key}" if where else key)
+            changes[key] = _applied(current, value or {}, f"{where}.{key}" if where else key)
         elif key == "params" and isinstance(current, dict) and isinstance(value, dict):
-            setattr(obj, key, {**current, **value})  # a later file adds to the model's defaults
+            changes[key] = {**current, **value}  # a later file adds to the model's defaults
         else:
-            setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}" if where else key))
+            changes[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
+    return dataclasses.replace(obj, **changes)
+
+
+def _apply(obj, mapping: dict, where: str) -> None:
+    """Set the fields of ``mapping`` on ``obj`` in place (checked as :func:`_applied` checks them). Only for
+    stgraph.federated.config's FederatedConfig (issue 16's module) until it takes :func:`_applied`'s copy."""
+    new = _applied(obj, mapping, where)
+    for f in dataclasses.fields(obj):
+        setattr(obj, f.name, getattr(new, f.name))
 
 
 def config_from_dict(mapping: dict | None, base: RunConfig | None = None) -> RunConfig:
-    """Build a :class:`RunConfig` from nested mappings (unknown keys are errors)."""
-    cfg = base if base is not None else RunConfig()
-    _apply(cfg, mapping or {}, "")
-    return cfg
+    """A :class:`RunConfig` from nested mappings (unknown keys are errors), on top of ``base`` (the
+    defaults when ``None``); ``base`` itself is not changed."""
+    return _applied(base if base is not None else RunConfig(), mapping or {}, "")
+
+
+def with_fields(cfg: RunConfig, values: dict) -> RunConfig:
+    """A copy of ``cfg`` with dotted fields set as given (``{"train.device": "cpu"}``), through
+    ``dataclasses.replace``; ``cfg`` is not changed and the values are taken as they are (typed already).
+
+    Raises:
+        ConfigError: a key that is not ``section.field`` of a :class:`RunConfig`.
+    """
+    sections: dict[str, dict] = {}
+    for key, value in values.items():
+        sec, _, name = str(key).partition(".")
+        fields = [f.name for f in dataclasses.fields(RunConfig)]
+        if sec not in fields or name not in [f.name for f in dataclasses.fields(getattr(cfg, sec))]:
+            raise ConfigError(f"'{key}' is not a config field; expected section.field with section one of {fields}")
+        sections.setdefault(sec, {})[name] = value
+    return dataclasses.replace(cfg, **{sec: dataclasses.replace(getattr(cfg, sec), **kw)
+                                       for sec, kw in sections.items()})
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -388,7 +417,8 @@ def load_run_config(path: str | Path) -> RunConfig:
 
 
 def apply_override(cfg: RunConfig, assignment: str) -> RunConfig:
-    """Apply one ``section.field=value`` override (value parsed as YAML)."""
+    """``cfg`` with one ``section.field=value`` override applied (value parsed as YAML); a new config,
+    ``cfg`` is not changed."""
     if "=" not in assignment:
         raise ConfigError(f"override '{assignment}': expected section.field=value, e.g. train.lr=0.001")
     key, text = assignment.split("=", 1)
@@ -412,9 +442,71 @@ def apply_override(cfg: RunConfig, assignment: str) -> RunConfig:
     for part in reversed(parts):
         nested = {part: nested}
     if len(parts) >= 3 and parts[0] == "model" and parts[1] == "params":
-        cfg.model.params = {**cfg.model.params, **nested["model"]["params"]}
-        return cfg
+        return with_fields(cfg, {"model.params": {**cfg.model.params, **nested["model"]["params"]}})
     try:
         return config_from_dict(nested, cfg)
     except ConfigError as e:
         raise ConfigError(f"override '{assignment}': {e}") from None
+
+
+def config_file(spec: str | Path) -> Path:
+    """A ``--config`` value -> its file: a path, or the name of a shipped set-up (``stgt``, ``stgt-large``,
+    ``dcrnn``, ...: ``stgraph/configs/<name>.yaml``).
+
+    Raises:
+        MissingFileError: neither a file nor a shipped set-up (listing the shipped ones).
+    """
+    spec = str(spec)
+    p = Path(spec)
+    if p.is_file():
+        return p
+    shipped = shipped_config(spec)
+    if shipped is not None and "/" not in spec and not spec.endswith((".yaml", ".yml")):
+        return shipped
+    if "/" in spec or "\\" in spec or spec.endswith((".yaml", ".yml")):
+        return p  # a path: load_config names the missing file
+    from .errors import MissingFileError
+    names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
+    raise MissingFileError(f"--config '{spec}': no such file, and not a shipped set-up; pass a YAML file or one "
+                           f"of {names}")
+
+
+def compose_config(model: str | None = None, config: str | Path | None = None, settings: dict | None = None,
+                   overrides=()) -> RunConfig:
+    """The config of a run, from layers: the model's shipped defaults (``stgraph/configs/<model>.yaml``)
+    <- the ``config`` file (a path or a shipped set-up, :func:`config_file`) <- ``settings`` (dotted
+    fields with typed values, e.g. from command-line flags) <- ``overrides`` (``section.field=value``
+    text, :func:`apply_override`). ``model`` defaults to the config file's, else ``stgt``. Validated.
+
+    One source of defaults for ``stgraph train`` and ``stgraph bench``."""
+    user = load_config(config_file(config)) if config else None
+    name = model or (user.model.name if user is not None else RunConfig().model.name)
+    shipped = shipped_config(name)
+    cfg = load_config(shipped) if shipped is not None else RunConfig()
+    if user is not None:
+        cfg = load_config(config_file(config), cfg)
+    cfg = with_fields(cfg, {**({"model.name": model} if model else {}), **(settings or {})})
+    for item in overrides:
+        cfg = apply_override(cfg, item)
+    return cfg.validate()
+
+
+def _dotted(mapping, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in (mapping or {}).items() if isinstance(mapping, dict) else ():
+        key = f"{prefix}{k}"
+        out.add(key)
+        if isinstance(v, dict) and key != "model.params":
+            out |= _dotted(v, key + ".")
+        elif isinstance(v, dict):
+            out |= {f"{key}.{p}" for p in v}
+    return out
+
+
+def given_keys(model: str | None = None, config: str | Path | None = None, settings: dict | None = None,
+               overrides=()) -> set[str]:
+    """The dotted config keys a caller of :func:`compose_config` set itself (the ``config`` file's,
+    ``model.name`` when ``model``, ``settings`` and ``overrides``): what a resumed run checks."""
+    given = _dotted(load_yaml(config_file(config), what="config file")) if config else set()
+    given |= ({"model.name"} if model else set()) | set(settings or {})
+    return given | {item.split("=", 1)[0].strip() for item in overrides}

@@ -64,14 +64,16 @@ def main(argv=None) -> int:
     step("plot", "plot", str(run), "--locations", str(data_dir / "graph_sensor_locations.csv"),
          "--out", str(plots / "forecast.png"))
 
-    ours = json.loads((run / "evaluation_test.json").read_text())
-    last = json.loads((base / "evaluation_test.json").read_text())
+    from .training.layout import RunFiles
+
+    ours = json.loads(RunFiles(run).evaluation("test").read_text())
+    last = json.loads(RunFiles(base).evaluation("test").read_text())
     print("\n== summary (test split, masked MAE)")
     print(f"{'horizon':>8} {'last value':>11} {'stgt':>8}")
     for h in ours["horizons"]:
         print(f"{h:>8} {last['horizons'][h]['mae']:>11.3f} {ours['horizons'][h]['mae']:>8.3f}")
     print(f"{'average':>8} {last['average']['mae']:>11.3f} {ours['average']['mae']:>8.3f}")
-    print(f"\nrun directory: {run}  (metrics.csv, config.yaml, checkpoints/, evaluation_test.json)")
+    print(f"\nrun directory: {run}  ({', '.join(p.name for p in RunFiles(run).written() if p.parent == run)}, checkpoints/)")
     print(f"forecast:      {forecast}")
     print(f"pictures:      {plots}")
     print(f"done in {time.perf_counter() - t0:.0f} s")

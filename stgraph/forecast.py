@@ -7,14 +7,12 @@ every sensor (mean, and standard deviation for probabilistic runs).
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data.covariates import day_of_week, time_of_day
 from .errors import ConfigError, SeriesError
 
 
@@ -38,11 +36,11 @@ class Forecast:
 
 
 @torch.no_grad()
-def forecast_at(trainer, at: str | None = None, series=None) -> Forecast:
-    """Forecast the ``horizon`` steps after ``at`` from the run held by ``trainer``.
+def forecast_at(run, at: str | None = None, series=None) -> Forecast:
+    """Forecast the ``horizon`` steps after ``at`` from ``run``.
 
     Args:
-        trainer: a loaded run (:func:`stgraph.training.run.load_run`).
+        run: a :class:`~stgraph.training.run.Run` (e.g. :meth:`~stgraph.training.run.Run.open`).
         at: ISO timestamp of the last observed step; ``None``: the series' last step.
         series: a :class:`~stgraph.io.series.Series` ``[T, N, C]`` with the run's sensors and
             channels (e.g. the latest readings); ``None``: the series the run was trained on.
@@ -54,50 +52,24 @@ def forecast_at(trainer, at: str | None = None, series=None) -> Forecast:
     Raises:
         SeriesError: ``series`` has other sensors or channels than the run, or ``at`` is not one of its steps.
     """
-    data = trainer.data
+    data = run.data
     if series is None:
-        series = trainer.prepared.series
+        series = run.series
     else:
-        _check_same_layout(series, trainer.prepared.series)
-    ts = series.timestamps
-    if at is None:
-        end = len(ts) - 1
-    else:
-        try:
-            when = np.datetime64(at, "ns")
-        except ValueError:
-            raise ConfigError(f"--at '{at}' is not a timestamp; expected e.g. 2012-03-07T08:00") from None
-        end = int(np.searchsorted(ts, when, side="right")) - 1
-        if end < 0 or ts[end] != when:
-            raise SeriesError(f"--at {at}: no such step in {series.source}; it runs from {ts[0]} to {ts[-1]} "
-                              f"every {series.summary()['interval']}")
-    first = end - data.input_len + 1
-    if first < 0:
-        raise SeriesError(f"--at {at}: a forecast needs {data.input_len} steps up to it, only {end + 1} exist "
-                          f"in {series.source}; pick a later time")
-    raw = series.values[first:end + 1][:, :, list(data.input_channels)]
-    x = np.asarray(data.scaler.transform(raw), dtype=np.float32)
-    null = float(series.null_value)
-    missing = np.isnan(raw) if math.isnan(null) else (raw == null) | np.isnan(raw)
-    x[missing] = 0.0
-    step = series.interval
-    future = ts[end] + step * np.arange(1, data.horizon + 1)
-    past = ts[first:end + 1]
-    dev = trainer.device
-    cov = {
-        "tod_in": torch.as_tensor(time_of_day(past), device=dev)[None],
-        "dow_in": torch.as_tensor(day_of_week(past), device=dev)[None],
-        "tod_out": torch.as_tensor(time_of_day(future), device=dev)[None],
-        "dow_out": torch.as_tensor(day_of_week(future), device=dev)[None],
-    }
-    trainer.model.eval()
-    out = trainer.to_units(trainer.model(torch.as_tensor(x, device=dev)[None], trainer.graph, cov))
+        _check_same_layout(series, run.series)
+    try:
+        x, cov, future = data.window_at(series, at)
+    except (ConfigError, SeriesError) as e:
+        raise type(e)(f"--at {e}") from None
+    run.model.eval()
+    out = run.to_units(run.model(x.to(run.device), run.graph, {k: v.to(run.device) for k, v in cov.items()}))
     if isinstance(out, torch.distributions.Normal):
         mean, std = out.mean[0].float().cpu().numpy(), out.stddev[0].float().cpu().numpy()
     else:
         mean, std = out[0].float().cpu().numpy(), None
     chans = [series.channels[c] for c in data.target_channels]
-    return Forecast(mean, std, future, list(series.sensor_ids), chans, ts[end])
+    issued = series.timestamps[-1] if at is None else np.datetime64(at, "ns")
+    return Forecast(mean, std, future, list(series.sensor_ids), chans, issued)
 
 
 def _check_same_layout(series, trained) -> None:

@@ -34,6 +34,9 @@ from .io.series import null_mask
 
 DEFAULT_HORIZONS = (3, 6, 12)
 
+#: z of the central 90% interval of a normal distribution (the 95% quantile): ``mu +- Z90 * sigma``
+Z90 = 1.6448536269514722
+
 #: share of valid true values that are 0 above which MAPE is reported as meaningless
 MAPE_MAX_ZERO_SHARE = 0.01
 
@@ -85,12 +88,36 @@ def _pair(pred, true) -> tuple[torch.Tensor, torch.Tensor]:
     return pred, true
 
 
-def masked_mae(pred: torch.Tensor, true: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
-    """Mean absolute error over valid entries; scalar tensor (NaN when none is valid). Differentiable."""
+def masked_abs_error_sum(pred: torch.Tensor, true: torch.Tensor,
+                         null_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of |pred - true| over valid entries, valid mask)``: a scalar tensor and a bool tensor shaped
+    like ``true``. Differentiable; the parts a loss or a metric divides as it needs."""
     pred, true = _pair(pred, true)
     m = valid_mask(true, null_value)
     err = torch.where(m, pred - true, torch.zeros((), dtype=pred.dtype, device=pred.device))
-    return err.abs().sum() / m.sum()
+    return err.abs().sum(), m
+
+
+def masked_mae(pred: torch.Tensor, true: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
+    """Mean absolute error over valid entries; scalar tensor (NaN when none is valid). Differentiable."""
+    total, m = masked_abs_error_sum(pred, true, null_value)
+    return total / m.sum()
+
+
+def masked_gaussian_nll_sum(dist: torch.distributions.Normal, true: torch.Tensor,
+                            null_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of -log p(true) over valid entries, valid mask)`` for a ``Normal`` forecast shaped like
+    ``true`` (e.g. ``[B, T_out, N, C]``). Differentiable; null entries add nothing (and no gradient)."""
+    m = valid_mask(true, null_value)
+    per = -dist.log_prob(torch.where(m, true, torch.zeros_like(true)))
+    return torch.where(m, per, torch.zeros_like(per)).sum(), m
+
+
+def masked_gaussian_nll(dist: torch.distributions.Normal, true: torch.Tensor,
+                        null_value: float = 0.0) -> torch.Tensor:
+    """Mean Gaussian negative log-likelihood over valid entries; scalar tensor (NaN when none is valid)."""
+    total, m = masked_gaussian_nll_sum(dist, true, null_value)
+    return total / m.sum()
 
 
 def masked_mse(pred: torch.Tensor, true: torch.Tensor, null_value: float = 0.0) -> torch.Tensor:
@@ -203,6 +230,50 @@ class MetricAccumulator:
         if note:
             out["mape_note"] = note
         return out
+
+
+class ProbabilisticAccumulator:
+    """Streaming masked coverage of the central 90% interval (``mu +- Z90 * sigma``) and Gaussian CRPS per
+    horizon step, for ``Normal`` forecasts ``[B, T_out, ...]`` against ``true`` of that shape.
+
+    Sums and counts are float64 tensors ``[T_out]`` on ``device``; :meth:`compute` transfers once."""
+
+    def __init__(self, horizon: int, null_value: float, device=None):
+        self.null_value = float(null_value)
+        self.cover = torch.zeros(horizon, dtype=torch.float64, device=device)
+        self.crps = torch.zeros(horizon, dtype=torch.float64, device=device)
+        self.count = torch.zeros(horizon, dtype=torch.float64, device=device)
+
+    @torch.no_grad()
+    def update(self, dist: torch.distributions.Normal, true: torch.Tensor) -> None:
+        """Add a batch: ``dist`` a ``Normal`` and ``true`` ``[B, T_out, ...]`` in the same units."""
+        mask = valid_mask(true, self.null_value)
+        mu, sigma = dist.loc, dist.scale
+        yz = torch.where(mask, true, mu)
+        inside = ((yz - mu).abs() <= Z90 * sigma) & mask
+        z = (yz - mu) / sigma
+        std_normal = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
+        crps = sigma * (z * (2 * std_normal.cdf(z) - 1) + 2 * std_normal.log_prob(z).exp() - 1 / math.sqrt(math.pi))
+        crps = torch.where(mask, crps, torch.zeros_like(crps))
+        dims = [d for d in range(true.dim()) if d != 1]
+        self.cover += inside.double().sum(dim=dims)
+        self.crps += crps.double().sum(dim=dims)
+        self.count += mask.double().sum(dim=dims)
+
+    def all_reduce(self, dist) -> None:
+        """Add the sums and counts of every process (``dist``: a :class:`~stgraph.training.distributed.Dist`)."""
+        sums = dist.all_reduce_sum(torch.stack([self.cover, self.crps, self.count]))
+        self.cover, self.crps, self.count = sums.unbind(0)
+
+    def compute(self, horizons: Sequence[int]) -> dict:
+        """``{"horizons": {"3": {"coverage90", "crps"}, ...}, "average": {...}}`` as Python floats."""
+        cover = (self.cover / self.count).tolist()
+        crps = (self.crps / self.count).tolist()
+        total = self.count.sum().clamp(min=1)
+        return {
+            "horizons": {str(h): {"coverage90": cover[h - 1], "crps": crps[h - 1]} for h in horizons},
+            "average": {"coverage90": float(self.cover.sum() / total), "crps": float(self.crps.sum() / total)},
+        }
 
 
 def horizon_metrics(pred: torch.Tensor, true: torch.Tensor, null_value: float = 0.0,

@@ -16,15 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io.series import horizon_text, null_mask
-from .metrics import valid_mask
-
-Z90 = 1.6448536269514722
+from .io.series import horizon_text
+from .metrics import Z90, valid_mask
 
 
-def _collect(trainer, sensor_index: int | None):
+def _collect(run, sensor_index: int | None):
     """One pass over the test split: per-sensor MAE, MAE by time of day, and one sensor's traces."""
-    data = trainer.data
+    data = run.data
     null = float(data.null_value)
     horizon = data.horizon
     n = data.num_nodes
@@ -35,7 +33,7 @@ def _collect(trainer, sensor_index: int | None):
     tod_sum = torch.zeros(bins, dtype=torch.float64)
     tod_cnt = torch.zeros(bins, dtype=torch.float64)
     traces = []
-    for out, y, starts in trainer.predictions("test"):
+    for out, y, starts in run.predictions("test"):
         mean = out.mean if isinstance(out, torch.distributions.Normal) else out
         std = out.stddev if isinstance(out, torch.distributions.Normal) else None
         mask = valid_mask(y, null)
@@ -59,12 +57,12 @@ def _collect(trainer, sensor_index: int | None):
     return per_sensor, by_tod, traces
 
 
-def _locations(trainer, locations, crs: str = "degrees"):
+def _locations(run, locations, crs: str = "degrees"):
     """``(y, x, crs)`` of every sensor (latitude / longitude, or northing / easting metres when
     ``crs`` is projected), or ``None`` when some sensor has no position."""
     from .graph.coords import parse_crs
 
-    ids = trainer.prepared.series.sensor_ids
+    ids = run.series.sensor_ids
     if locations:
         from .graph import read_locations
         crs = parse_crs(crs)
@@ -72,7 +70,7 @@ def _locations(trainer, locations, crs: str = "degrees"):
         crs = "projected" if crs == "projected" else "degrees"
         pos = {s: (a, o) for s, a, o in zip(lid, lat, lon)}
     else:
-        g = trainer.prepared.nx_graph
+        g = run.prepared.nx_graph
         crs = "degrees" if g is None else g.graph.get("crs", "degrees")
         pos = {} if g is None else {s: (d["lat"], d["lon"]) for s, d in g.nodes(data=True)
                                     if d.get("lat") is not None and d.get("lon") is not None}
@@ -104,14 +102,15 @@ def _save(fig, path: Path) -> Path:
 
 def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None = None,
              model: str | None = None, crs: str = "degrees") -> list[Path]:
-    """Write the run's pictures; returns their paths. See the module docstring."""
+    """Write the pictures of ``run_dir`` (a run directory, or a :class:`~stgraph.training.run.Run`); returns
+    their paths. See the module docstring."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     from .errors import ConfigError
-    from .training.run import load_run
+    from .training.run import Run
 
     out = Path(out)
     if out.is_dir():
@@ -120,11 +119,11 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     if out.suffix.lower() not in PICTURE_SUFFIXES:
         raise ConfigError(f"--out '{out}': expected a picture file ending in {' / '.join(PICTURE_SUFFIXES)} "
                           f"(suffix {out.suffix or 'none'!r})")
-    trainer = load_run(run_dir, model=model)
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, model=model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data, series = trainer.data, trainer.prepared.series
+    data, series = run.data, run.series
     ids = list(series.sensor_ids)
-    per_sensor, by_tod, _ = _collect(trainer, None) if sensor is None else (None, None, None)
+    per_sensor, by_tod, _ = _collect(run, None) if sensor is None else (None, None, None)
     if sensor is None:
         finite = np.where(np.isfinite(per_sensor))[0]
         order = finite[np.argsort(per_sensor[finite])]
@@ -133,7 +132,7 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
         if str(sensor) not in ids:
             raise ConfigError(f"--sensor '{sensor}' is not in the run's series; sensors are e.g. {ids[:8]}")
         s_idx = ids.index(str(sensor))
-    per_sensor, by_tod, traces = _collect(trainer, s_idx)
+    per_sensor, by_tod, traces = _collect(run, s_idx)
     written = []
 
     # 1. forecast against truth for one sensor
@@ -151,7 +150,7 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
         rows = starts + data.input_len + h - 1
         t = ts[rows]
         truth = true[:, h - 1].astype(float)
-        truth[null_mask(truth, null)] = np.nan
+        truth[~valid_mask(truth, null)] = np.nan
         ax.plot(t, truth, color="black", lw=1.0, label="observed")
         ax.plot(t, pred[:, h - 1], color="tab:blue", lw=1.0, label="forecast")
         if std is not None:
@@ -171,7 +170,7 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     # 2. where it fails: per-sensor error map and error by time of day
     err_path = out.with_name(out.stem + "_errors" + out.suffix)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1.2, 1]})
-    loc = _locations(trainer, locations, crs)
+    loc = _locations(run, locations, crs)
     if loc is not None:
         from .graph.coords import axis_labels
 
@@ -211,7 +210,7 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     plt.close(fig)
 
     # 3. attention heat maps
-    att = attention_sample(trainer)
+    att = attention_sample(run)
     if att is not None:
         att_path = out.with_name(out.stem + "_attention" + out.suffix)
         panels = [k for k in ("temporal", "spatial", "cross") if k in att]
@@ -232,7 +231,7 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
 
 
 @torch.no_grad()
-def attention_sample(trainer, max_nodes: int = 60) -> dict | None:
+def attention_sample(run, max_nodes: int = 60) -> dict | None:
     """Attention maps averaged over one test batch, heads and sensors; ``None`` if the model has none.
 
     Returns numpy matrices: ``temporal`` ``[T_in, T_in]``, ``spatial`` ``[n, n]``
@@ -240,12 +239,12 @@ def attention_sample(trainer, max_nodes: int = 60) -> dict | None:
     """
     import inspect
 
-    model = trainer.model
+    model = run.model
     if "return_attention" not in inspect.signature(model.forward).parameters:
         return None
     model.eval()
-    batch = next(iter(trainer.data.loader("test", 16, shuffle=False))).to(trainer.device)
-    _, att = model(batch.x, trainer.graph, batch.covariates, return_attention=True)
+    batch = next(iter(run.data.loader("test", 16, shuffle=False))).to(run.device)
+    _, att = model(batch.x, run.graph, batch.covariates, return_attention=True)
     out = {}
     if att.get("temporal") is not None:
         t = att["temporal"].float()
@@ -256,8 +255,8 @@ def attention_sample(trainer, max_nodes: int = 60) -> dict | None:
     if att.get("spatial") is not None:
         w = att["spatial"].float()
         w = w.mean(-1) if w.dim() > 1 else w
-        ei = att.get("spatial_edge_index", trainer.graph.edge_index)
-        n = min(trainer.data.num_nodes, max_nodes)
+        ei = att.get("spatial_edge_index", run.graph.edge_index)
+        n = min(run.data.num_nodes, max_nodes)
         mat = np.full((n, n), np.nan)
         src, dst = ei[0].cpu().numpy(), ei[1].cpu().numpy()
         keep = (src < n) & (dst < n)

@@ -1,4 +1,8 @@
-"""Process-level settings that make CPU training fast.
+"""Process-level settings: the compute device, and the allocator settings that make CPU training fast.
+
+:func:`resolve_device` is the one place that reads a device name (``auto``, ``cpu``, ``cuda[:k]``)
+and checks it against this machine; :func:`check_device_name` checks only its spelling (a config
+written on a GPU machine stays readable on a CPU one).
 
 glibc's ``malloc`` returns every large block (the activations of a training
 step, tens of MB each) to the kernel with ``munmap`` and maps it again on the
@@ -66,3 +70,38 @@ def lean_malloc() -> bool:
               (_M_TOP_PAD, 0)))
     _lean, _done = ok, False
     return ok
+
+
+def check_device_name(name, field: str = "train.device") -> str:
+    """``name`` must be ``'auto'``, ``'cpu'`` or ``'cuda[:k]'``; returns it. Only the spelling is checked.
+
+    Raises:
+        ConfigError: naming ``field`` and the value found.
+    """
+    from .errors import ConfigError
+
+    if not (name in ("auto", "cpu") or str(name).startswith("cuda")):
+        raise ConfigError(f"{field} = '{name}': expected 'auto', 'cpu' or 'cuda[:k]'")
+    return name
+
+
+def resolve_device(name="auto", field: str = "train.device"):
+    """The ``torch.device`` of ``name``: ``'auto'`` is CUDA when available, else the CPU; a
+    ``torch.device`` or any other name must be one torch reads and, for CUDA, this machine has.
+
+    Raises:
+        ConfigError: an unreadable name, or CUDA asked for where none is available (naming ``field``).
+    """
+    import torch
+
+    from .errors import ConfigError
+
+    if isinstance(name, str) and name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"{field} = {name!r} ({exc}); expected 'auto', 'cpu' or 'cuda[:k]'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{field} = '{name}' but no CUDA device is available here; use 'auto' or 'cpu'")
+    return dev

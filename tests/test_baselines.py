@@ -6,6 +6,8 @@ import torch
 from stgraph.data import ForecastData
 from stgraph.io.series import Series
 from stgraph.models import HistoricalAverage, LastValue, VectorAutoregression, build_model, count_parameters
+from stgraph.training.prepare import closed_form_data
+from stgraph.training.trainer import fit_closed_form
 
 
 def _series(values, minutes=5, start="2012-03-01"):
@@ -37,7 +39,7 @@ def test_historical_average_recovers_a_weekly_profile_and_ignores_nulls():
     values[5, 0, 0] = 0.0  # a null in the training part must not pull the average down
     data = ForecastData.from_series(_series(values, minutes=60), input_len=6, horizon=3)
     m = build_model("ha", {"num_nodes": 2, "out_channels": 1, "steps_per_day": data.steps_per_day})
-    m.fit_data(data)
+    m.fit_closed_form(closed_form_data(data))
     b = data.batch(data.split_starts("test")[:8])
     out = m(b.x, None, b.covariates) * torch.tensor(data.target_stats()[1]) + torch.tensor(data.target_stats()[0])
     assert torch.allclose(out, b.y, atol=1e-3)
@@ -50,7 +52,7 @@ def test_historical_average_falls_back_to_time_of_day_for_unseen_weekday():
     values = (20 + tod)[:, None, None].astype(np.float64).repeat(3, axis=1)
     data = ForecastData.from_series(_series(values, minutes=60), input_len=4, horizon=2, split=(0.5, 0.1, 0.4))
     m = HistoricalAverage(num_nodes=3, out_channels=1, steps_per_day=spd)
-    m.fit_data(data)
+    m.fit_closed_form(closed_form_data(data))
     b = data.batch(data.split_starts("test"))
     mean, std = data.target_stats()
     out = m(b.x, None, b.covariates) * std[0] + mean[0]
@@ -65,7 +67,7 @@ def test_var_recovers_a_linear_recurrence_exactly():
     values = np.stack([50 + 5 * np.sin(2 * np.pi * t / p[0]) + 3 * np.cos(2 * np.pi * t / p[1]) for p in periods], 1)
     data = ForecastData.from_series(_series(values[:, :, None]), input_len=12, horizon=6)
     m = VectorAutoregression(num_nodes=4, in_channels=1, out_channels=1, input_len=12, horizon=6, mode="full")
-    m.fit_data(data)
+    m.fit_closed_form(closed_form_data(data))
     b = data.batch(data.split_starts("test"))
     mean, std = data.target_stats()
     out = m(b.x) * std[0] + mean[0]
@@ -84,8 +86,8 @@ def test_var_local_mode_matches_full_mode_on_independent_sensors():
     sizes = dict(num_nodes=N, in_channels=1, out_channels=1, input_len=6, horizon=3)
     full = VectorAutoregression(**sizes, mode="full", ridge=1e-3)
     local = VectorAutoregression(**sizes, mode="local", ridge=1e-3)
-    full.fit_data(data)
-    local.fit_data(data)
+    full.fit_closed_form(closed_form_data(data))
+    local.fit_closed_form(closed_form_data(data))
     assert local.weight.shape == (N, 6, 3) and full.weight.shape == (6 * N, 3 * N)
     b = data.batch(data.split_starts("test"))
     mean, std = data.target_stats()
@@ -118,8 +120,7 @@ def test_baselines_on_real_metr_la_week(metr_week_dir):
     for name, params in (("last", {}), ("var", {})):
         sizes = dict(num_nodes=207, in_channels=1, out_channels=1, input_len=12, horizon=12, target_channels=(0,))
         m = build_model(name, sizes, params)
-        if hasattr(m, "fit_data"):
-            m.fit_data(data)
+        fit_closed_form(m, data)
         acc = MetricAccumulator(12, null_value=0.0)
         for b in data.loader("test", 256):
             acc.update(m(b.x, None, b.covariates) * std[0] + mean[0], b.y)

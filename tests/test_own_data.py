@@ -414,18 +414,18 @@ def test_item9_residual_choice_and_blend_start(tmp_path, metr_week_dir):
     from stgraph.models.seasonal import choose_residual
     from stgraph.models.stgt import STGT
     from stgraph.synth import write_synthetic_counts
-    from stgraph.training.run import prepare
+    from stgraph.training.prepare import closed_form_data, prepare
 
     paths = write_synthetic_counts(tmp_path, num_sensors=20, days=28)
     cfg = RunConfig()
     cfg.data.path, cfg.data.graph = str(paths["data"]), str(paths["graph"])
     prep = prepare(cfg)
     data = prep.data
-    choice, last_mae, ha_mae = choose_residual(data)
+    choice, last_mae, ha_mae = choose_residual(closed_form_data(data))
     assert choice == "blend" and ha_mae < 0.8 * last_mae
     speeds = RunConfig()  # the real METR-LA week: last value wins, stgt stays exactly as it was
     speeds.data.path, speeds.data.graph = str(metr_week_dir / "metr-la-week.h5"), str(metr_week_dir / "adj_mx.pkl")
-    choice, last_mae, ha_mae = choose_residual(prepare(speeds).data)
+    choice, last_mae, ha_mae = choose_residual(closed_form_data(prepare(speeds).data))
     assert choice == "last" and last_mae == pytest.approx(3.79, abs=0.01) and ha_mae > last_mae
     # residual='last' is the model as it was: no seasonal weights, the persistence gate trains
     plain = STGT(20, 1, 1, 12, 12, steps_per_day=24, hidden=8)

@@ -159,90 +159,48 @@ def graph_info(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ runs
-def _dotted(mapping, prefix: str = "") -> set[str]:
-    out = set()
-    for k, v in (mapping or {}).items() if isinstance(mapping, dict) else ():
-        key = f"{prefix}{k}"
-        out.add(key)
-        if isinstance(v, dict) and key != "model.params":
-            out |= _dotted(v, key + ".")
-        elif isinstance(v, dict):
-            out |= {f"{key}.{p}" for p in v}
+#: command-line flag -> the config field it sets
+FLAG_FIELDS = (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
+               ("probabilistic", "model.probabilistic"), ("null_value", "data.null_value"),
+               ("epochs", "train.epochs"), ("batch_size", "train.batch_size"), ("lr", "train.lr"),
+               ("seed", "train.seed"), ("device", "train.device"))
+
+
+def flag_settings(args) -> dict:
+    """The config fields the named flags set (``--data``, ``--epochs``, ``--no-progress``, ...), typed.
+    A file flag counts when it is not empty, ``--probabilistic`` when given, a value flag when not ``None``."""
+    out = {}
+    for flag, key in FLAG_FIELDS:
+        v = getattr(args, flag, None)
+        if (v if flag in ("data", "graph", "dataset", "probabilistic") else v is not None):
+            out[key] = v
+    if args.no_progress:
+        out["train.progress"] = False
     return out
 
 
 def given_settings(args) -> set[str]:
-    """Dotted config keys the command line set (--config file, named flags, --set)."""
-    from ..config import load_yaml
+    """Dotted config keys the command line set (--config file, named flags, --set). A flag counts as given
+    when it has a value (``--probabilistic`` always does: true or false)."""
+    from ..config import given_keys
 
-    given = set()
-    if args.config:
-        given |= _dotted(load_yaml(config_path(args.config), what="config file"))
-    for flag, key in (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
-                      ("model", "model.name"), ("probabilistic", "model.probabilistic"), ("epochs", "train.epochs"),
-                      ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
-                      ("device", "train.device"), ("null_value", "data.null_value")):
-        if getattr(args, flag, None) is not None:
-            given.add(key)
-    if args.no_progress:
-        given.add("train.progress")
-    for item in args.set:
-        given.add(item.split("=", 1)[0].strip())
-    return given
+    flags = {key for flag, key in FLAG_FIELDS if getattr(args, flag, None) is not None}
+    return given_keys(args.model, args.config, flag_settings(args), args.set) | flags
 
 
 def config_path(spec: str) -> Path:
-    """``--config`` value -> file: a path, or the name of a shipped config (``stgt``, ``stgt-large``,
-    ``dcrnn``, ...: ``stgraph/configs/<name>.yaml``)."""
-    from ..config import shipped_config
+    """``--config`` value -> file (:func:`stgraph.config.config_file`)."""
+    from ..config import config_file
 
-    p = Path(spec)
-    if p.is_file():
-        return p
-    shipped = shipped_config(spec)
-    if shipped is not None and "/" not in spec and not spec.endswith((".yaml", ".yml")):
-        return shipped
-    if "/" in spec or "\\" in spec or spec.endswith((".yaml", ".yml")):
-        return p  # a path: load_config names the missing file
-    from ..config import CONFIG_DIR
-    names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
-    raise MissingFileError(f"--config '{spec}': no such file, and not a shipped set-up; pass a YAML file or one "
-                           f"of {names}")
+    return config_file(spec)
 
 
 def build_config(args):
     """The model's shipped defaults (``stgraph/configs/<model>.yaml``) <- --config YAML <- named
-    flags <- --set overrides. One source of defaults for ``train`` and ``bench``."""
-    from ..config import RunConfig, apply_override, load_config, shipped_config
+    flags <- --set overrides (:func:`stgraph.config.compose_config`)."""
+    from ..config import compose_config
 
-    user = load_config(config_path(args.config)) if args.config else None
-    name = args.model or (user.model.name if user is not None else RunConfig().model.name)
-    shipped = shipped_config(name)
-    cfg = load_config(shipped) if shipped is not None else RunConfig()
-    if user is not None:
-        cfg = load_config(config_path(args.config), cfg)
-    if args.data:
-        cfg.data.path = args.data
-    if args.graph:
-        cfg.data.graph = args.graph
-    if args.dataset:
-        cfg.data.dataset = args.dataset
-    if args.model:
-        cfg.model.name = args.model
-    if args.probabilistic:
-        cfg.model.probabilistic = True
-    if getattr(args, "null_value", None) is not None:
-        cfg.data.null_value = args.null_value
-    for flag, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"),
-                       ("device", "device")):
-        v = getattr(args, flag)
-        if v is not None:
-            setattr(cfg.train, attr, v)
-    if args.no_progress:
-        cfg.train.progress = False
-    for item in args.set:
-        apply_override(cfg, item)
-    return cfg.validate()
+    return compose_config(args.model, args.config, flag_settings(args), args.set)
 
 
 def train(args) -> int:
@@ -251,12 +209,12 @@ def train(args) -> int:
     cfg = build_config(args)
     if args.devices is not None and args.devices != 1:
         return _launch_devices(args)
-    trainer = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
-                        given=given_settings(args) if args.resume else None)
-    st = trainer.state
-    if not trainer.dist.is_main:  # the other data-parallel processes: rank 0 reports
+    run = train_run(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
+                    given=given_settings(args) if args.resume else None)
+    st = run.state
+    if not run.dist.is_main:  # the other data-parallel processes: rank 0 reports
         return 0
-    if not trainer.trainable:
+    if not run.trainable:
         print(f"fitted {cfg.model.name} (nothing to train); run directory {args.out}")
     else:
         if st.get("early_stopped"):
@@ -282,49 +240,28 @@ def _launch_devices(args) -> int:
 
 
 def evaluate(args) -> int:
-    from ..files import atomic_write, run_lock
-    from ..training.run import load_run
-
-    from ..io.series import null_convention
+    from ..files import run_lock
     from ..metrics import parse_steps
+    from ..training.run import Run
 
     with run_lock(args.run_dir):
-        trainer = load_run(args.run_dir, model=args.model)
-        steps = parse_steps(args.steps, trainer.data.horizon) if args.steps else None
-        result = trainer.evaluate(args.split, horizons=steps)
+        run = Run.open(args.run_dir, model=args.model)
+        steps = parse_steps(args.steps, run.data.horizon) if args.steps else None
+        result = run.evaluate(args.split, horizons=steps)
         result["split"] = args.split
-        notice = run_notice(trainer, args.run_dir)
+        notice = run.notice()
         if notice:
             result["notice"] = notice
-        s = trainer.prepared.series
-        result["null_convention"] = null_convention(s.zero_ratio, s.null_value, s.null_origin)
-        atomic_write(Path(args.run_dir) / f"evaluation_{args.split}.json", json.dumps(result, indent=1))
+        result["null_convention"] = run.null_convention()
+        run.write_evaluation(result, args.split)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
         return 0
     if notice:
         print(f"note: {notice}")
     print(f"null convention: {result['null_convention']}")
-    print(format_table(result, trainer.data))
+    print(format_table(result, run.data))
     return 0
-
-
-def run_notice(trainer, run_dir) -> str | None:
-    """A run that did not finish (interrupted, or still training) or that early stopping ended, in words."""
-    p = getattr(trainer, "run_progress", None) or {}
-    if not p or not trainer.trainable:
-        return None
-    epochs = trainer.run_config.train.epochs
-    best = p.get("best_epoch")
-    if not p.get("finished"):
-        return (f"the run in '{run_dir}' did not finish: {p.get('epoch', 0)} of {epochs} epoch(s) done (it was "
-                f"interrupted or is still training); these are the weights of epoch {best}, the best so far. "
-                f"Continue it with stgraph train --out {run_dir} --resume")
-    if p.get("early_stopped"):
-        return (f"early stopping ended the run at epoch {p.get('epoch')} of {epochs} (validation MAE did not improve "
-                f"for train.patience = {trainer.run_config.train.patience} epochs); these are the weights of "
-                f"epoch {best}")
-    return None
 
 
 def format_table(result: dict, data=None) -> str:
@@ -349,17 +286,17 @@ def format_table(result: dict, data=None) -> str:
 
 def predict(args) -> int:
     from ..forecast import check_forecast_path, forecast_at, write_forecast
-    from ..training.run import load_run
+    from ..training.run import Run
 
     check_forecast_path(args.out)  # before anything is read or created
     _refuse_output_that_is_an_input(args.out, args.run_dir, args.data)
-    trainer = load_run(args.run_dir, model=args.model)
+    run = Run.open(args.run_dir, model=args.model)
     series = None
     if args.data:
         from ..io import read_series
-        d = trainer.run_config.data
+        d = run.config.data
         series = read_series(args.data, null_value=d.null_value, start=d.start, freq=d.freq)
-    fc = forecast_at(trainer, args.at, series=series)
+    fc = forecast_at(run, args.at, series=series)
     write_forecast(fc, args.out)
     from ..io.series import iso
     print(f"wrote the forecast of {len(fc.sensor_ids)} sensors x {len(fc.timestamps)} steps from "
@@ -373,10 +310,11 @@ def _refuse_output_that_is_an_input(out: str, run_dir: str, data: str | None) ->
 
     from ..config import load_run_config
     from ..errors import RunDirError
+    from ..training.layout import RunFiles
 
     target = Path(os.path.abspath(out))
     inputs = {"--data": data}
-    cfg_path = Path(run_dir) / "config.yaml"
+    cfg_path = RunFiles(run_dir).config
     if cfg_path.is_file():
         cfg = load_run_config(cfg_path)
         inputs.update({"the run's data.path": cfg.data.path, "the run's data.graph": cfg.data.graph})

@@ -202,12 +202,12 @@ def main(argv=None) -> int:
     except (StgraphError, OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
         if debug or args.debug:
             raise
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - the last resort: never a traceback without --debug
         if debug or args.debug:
             raise
-        print(f"error: stgraph {_inputs(args)} failed: {type(e).__name__}: {_one_line(e, with_type=False)}; "
+        print(f"error: stgraph {_inputs(args)} failed: {type(e).__name__}: {one_line(e, with_type=False)}; "
               f"this is an unexpected failure: rerun with --debug to see where, and report it", file=sys.stderr)
         return 2
 
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
 MAX_MESSAGE = 600
 
 
-def _one_line(e: BaseException, with_type: bool = True) -> str:
+def one_line(e: BaseException, with_type: bool = True) -> str:
     """The exception as one line, at most MAX_MESSAGE characters."""
     if isinstance(e, OSError) and not isinstance(e, StgraphError) and e.filename is not None:
         msg = f"'{e.filename}': {e.strerror or e}"

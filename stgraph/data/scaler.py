@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, SeriesError
-from ..io.series import null_mask
+from ..metrics import valid_mask
 
 _CHUNK_ELEMENTS = 1 << 18  # rows are reduced in blocks of about 256k values (1 MB of float32)
 
@@ -79,7 +79,7 @@ class StandardScaler:
         m2 = np.zeros(C, dtype=np.float64)
         for a, b in blocks:
             blk = values[a:b][:, :, index]
-            ok = ~null_mask(blk, null_value)
+            ok = valid_mask(blk, null_value)
             n_b = ok.sum(axis=(0, 1))
             seen = n_b > 0
             if not seen.any():

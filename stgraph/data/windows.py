@@ -117,7 +117,7 @@ def contiguous_mask(starts: np.ndarray, timestamps: np.ndarray, span: int) -> np
 
     A gap is a step between consecutive rows longer than the series interval
     (the smallest step). Windows that straddle one mix distant times and are
-    dropped by :class:`~stgraph.data.loader.ForecastData`.
+    dropped by :class:`~stgraph.data.dataset.ForecastData`.
     """
     ts = np.asarray(timestamps).astype("datetime64[ns]").astype(np.int64)
     starts = np.asarray(starts, dtype=np.int64)

@@ -5,7 +5,7 @@ al., ICLR 2018, Table 2 as "HA"). Each future step is forecast by the
 training-part average of the same sensor at the same (day of week, time of
 day) slot, ignoring nulls; a slot never observed falls back to the same time
 of day on any weekday, then to the sensor's overall mean. Fitted in closed
-form by :meth:`fit_data`, nothing to train.
+form by :meth:`fit_closed_form`, nothing to train.
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from ..metrics import valid_mask
-from .registry import register
+from .registry import ClosedForm, ClosedFormData, register
 
 
 @register("ha")
-class HistoricalAverage(nn.Module):
+class HistoricalAverage(ClosedForm, nn.Module):
     r"""Time-of-week average per sensor.
 
     Args:
@@ -46,14 +46,12 @@ class HistoricalAverage(nn.Module):
         return dow.long() * self.steps_per_day + s
 
     @torch.no_grad()
-    def fit_data(self, data) -> None:
-        """Average the training rows of a :class:`~stgraph.data.ForecastData` per slot, ignoring nulls."""
-        from ..data import training_rows
-        lo, hi = training_rows(data.split, data.windows.span)
-        y = data.targets[lo:hi].float()  # [T, N, C] raw, a view
-        valid = valid_mask(y, data.null_value)
+    def fit_closed_form(self, fit: ClosedFormData) -> None:
+        """Average the training rows (``fit.rows [T, N, C]``) per time-of-week slot, ignoring nulls."""
+        y = fit.rows.float()  # [T, N, C] raw, a view
+        valid = valid_mask(y, fit.null_value)
         y = torch.where(valid, y, torch.zeros_like(y))
-        slots = self.slot(data.tod[lo:hi], data.dow[lo:hi]).to(y.device)
+        slots = self.slot(fit.tod, fit.dow).to(y.device)
         S, (N, C) = self.table.shape[0], y.shape[1:]
         total = torch.zeros(S, N, C, dtype=torch.float64, device=y.device).index_add_(0, slots, y.double())
         count = torch.zeros(S, N, C, dtype=torch.float64, device=y.device).index_add_(0, slots, valid.double())
@@ -63,9 +61,8 @@ class HistoricalAverage(nn.Module):
         overall = total.sum(0) / count.sum(0).clamp(min=1)
         by_day = torch.where(day_count > 0, day_total / day_count.clamp(min=1), overall)
         avg = torch.where(count > 0, total / count.clamp(min=1), by_day.repeat(7, 1, 1))
-        mean, std = data.target_stats()
-        mean = torch.tensor(mean, dtype=torch.float64, device=y.device)
-        std = torch.tensor(std, dtype=torch.float64, device=y.device)
+        mean = torch.tensor(fit.target_mean, dtype=torch.float64, device=y.device)
+        std = torch.tensor(fit.target_std, dtype=torch.float64, device=y.device)
         self.table.copy_(((avg - mean) / std).float())
 
     def forward(self, x: torch.Tensor, graph=None, covariates: dict | None = None) -> torch.Tensor:

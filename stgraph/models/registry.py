@@ -12,19 +12,92 @@ the target channels. Its constructor takes sizes only; the registry passes the
 ones it accepts among ``num_nodes, in_channels, out_channels, input_len,
 horizon, steps_per_day, target_channels, probabilistic`` plus the user's
 ``params``.
+
+Closed-form hook: a model (or a module inside one) fitted in closed form rather than by gradient
+(historical average, VAR, stgt's seasonal residual) subclasses :class:`ClosedForm` and
+implements ``fit_closed_form(fit)``, where ``fit`` is a :class:`ClosedFormData`: the training rows
+of the targets with their calendar, the target statistics, and the training / validation windows
+in batches. The trainer calls it once before training (on the model, or else on each submodule
+that declares it); it is the only way a model sees training data.
 """
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import importlib
 import inspect
-from typing import Callable
+import types
+import typing
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
 
 import torch
 
 from ..errors import ConfigError
 
 _REGISTRY: dict[str, type] = {}
+
+
+@dataclass
+class ClosedFormData:
+    """What a closed-form fit sees (built by :func:`stgraph.training.prepare.closed_form_data`).
+
+    Attributes:
+        rows: ``[T_train, N, C_out]`` raw training-part targets in data units (nulls are ``null_value``).
+        tod: ``[T_train]`` float32 time of day in ``[0, 1)`` of those rows; ``dow``: ``[T_train]`` int64 day of week.
+        target_mean, target_std: ``C_out`` floats each: ``raw = z * std + mean``.
+        null_value: the missing-reading marker of ``rows`` and of the batches' ``y``.
+        batches: ``batches(split, batch_size)`` iterates the windows of ``'train'`` or ``'val'`` in order, as
+            batches with ``x [B, T_in, N, C_in]`` (z-scored), ``y [B, T_out, N, C_out]`` (raw),
+            ``covariates`` and ``to(device)``.
+        windows: the number of windows of each split, ``{'train': n, 'val': n, 'test': n}``.
+        horizon, steps_per_day: sizes; target_channels: position of each target among the input channels
+            (``None`` when a target is not an input).
+    """
+
+    rows: torch.Tensor
+    tod: torch.Tensor
+    dow: torch.Tensor
+    target_mean: Sequence[float]
+    target_std: Sequence[float]
+    null_value: float
+    batches: Callable[[str, int], Iterable]
+    windows: dict
+    horizon: int
+    steps_per_day: int
+    target_channels: tuple | None
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.rows.shape[1])
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.rows.shape[2])
+
+    @property
+    def device(self) -> torch.device:
+        return self.rows.device
+
+
+class ClosedForm:
+    """Declares the closed-form hook of the registry contract (see the module docstring): subclass it next
+    to ``nn.Module`` and implement :meth:`fit_closed_form`."""
+
+    def fit_closed_form(self, fit: ClosedFormData) -> None:
+        """Fit the module's buffers (or starting weights) from ``fit``, in closed form."""
+        raise NotImplementedError(f"{type(self).__name__} declares ClosedForm but has no fit_closed_form")
+
+
+def fit_closed_form(module: torch.nn.Module, fit: ClosedFormData) -> None:
+    """Call :meth:`ClosedForm.fit_closed_form` on ``module`` if it declares it, else on each of its
+    children that does (recursively): closed-form models (VAR, HA) and closed-form parts of networks
+    (stgt's seasonal residual) are fitted before training."""
+    if isinstance(module, ClosedForm):
+        module.fit_closed_form(fit)
+        return
+    for child in module.children():
+        fit_closed_form(child, fit)
 
 SIZE_ARGS = ("num_nodes", "in_channels", "out_channels", "input_len", "horizon",
              "steps_per_day", "target_channels", "probabilistic")
@@ -83,6 +156,7 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             raise ConfigError(f"model.params.{k}: '{name}' has no such argument{hint}; valid: {accepted}")
         if k in sig.parameters:
+            _check_annotation(name, k, v, _hints(cls).get(k))
             _check_param(name, k, v, sig.parameters[k].default)
         kwargs[k] = v
     try:
@@ -91,6 +165,54 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
         given = {k: v for k, v in (params or {}).items()}
         raise ConfigError(f"model '{name}' cannot be built with model.params {given} "
                           f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); check those values") from None
+
+
+def _hints(cls: type) -> dict:
+    """The constructor's resolved annotations (``{}`` when they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - an annotation naming something not importable: no type check
+        return {}
+
+
+def _type_text(tp) -> str:
+    return str(tp).replace("typing.", "").replace("collections.abc.", "").replace("<class '", "").replace("'>", "")
+
+
+def _matches(value, tp) -> bool:
+    """Whether ``value`` (as YAML gives it: bool, int, float, str, list, dict, None) fits the annotation ``tp``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is typing.Any:
+        return True
+    if tp is type(None) or tp is None:
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp in (list, tuple) or origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        item = args[0] if args and (origin is not tuple or (len(args) == 2 and args[1] is Ellipsis)) else None
+        return item is None or all(_matches(v, item) for v in value)
+    if tp is dict or origin in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    return not isinstance(tp, type) or isinstance(value, tp)
+
+
+def _check_annotation(model: str, key: str, value, tp) -> None:
+    """A model argument must fit the type its constructor declares (``Optional[int]``, ``Sequence[int]``, ...)."""
+    if tp is not None and not _matches(value, tp):
+        raise ConfigError(f"model.params.{key} = {value!r}: expected {_type_text(tp)}, got {type(value).__name__} "
+                          f"('{model}' declares {key}: {_type_text(tp)})")
 
 
 def _check_param(model: str, key: str, value, default) -> None:

@@ -4,7 +4,7 @@ the seasonal (time-of-week) average.
 :class:`SeasonalResidual` is stgt's ``residual='blend'``: per horizon step ``h`` and channel,
 ``gate_last[h] * last + gate_seasonal[h] * HA(slot of step h)`` where ``HA`` is the package's
 historical average (:class:`~stgraph.models.ha.HistoricalAverage`, fitted in closed form on the
-training rows). :meth:`SeasonalResidual.fit_data` starts the two gates at the least-squares blend
+training rows). :meth:`SeasonalResidual.fit_closed_form` starts the two gates at the least-squares blend
 of the two closed-form forecasts over the training windows, so the network starts from the better
 of last value and HA (or a mix) at every step and learns from there.
 
@@ -21,12 +21,13 @@ from torch import nn
 
 from ..metrics import valid_mask
 from .ha import HistoricalAverage
+from .registry import ClosedForm, ClosedFormData
 
 #: ridge added to the 2x2 normal equations of the gate fit (z-score units)
 GATE_RIDGE = 1e-3
 
 
-class SeasonalResidual(nn.Module):
+class SeasonalResidual(ClosedForm, nn.Module):
     """``gate_last * last + gate_seasonal * seasonal average`` per horizon step.
 
     Args:
@@ -49,7 +50,7 @@ class SeasonalResidual(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Pure persistence until :meth:`fit_data` runs (gates 1 and 0, empty table)."""
+        """Pure persistence until :meth:`fit_closed_form` runs (gates 1 and 0, empty table)."""
         self.average.reset_parameters()
         nn.init.ones_(self.gate_last)
         nn.init.zeros_(self.gate_seasonal)
@@ -59,19 +60,20 @@ class SeasonalResidual(nn.Module):
         return self.gate_last[:, None, :] * last + self.gate_seasonal[:, None, :] * seasonal
 
     @torch.no_grad()
-    def fit_data(self, data, batch_size: int = 256) -> None:
+    def fit_closed_form(self, fit: ClosedFormData, batch_size: int = 256) -> None:
         """Fit the seasonal table on the training rows, then the gates by least squares over the training
         windows (per step and channel, valid targets only, in z-score units)."""
-        self.average.fit_data(data)
-        mean, std = (torch.tensor(v, dtype=torch.float64, device=self.gate_last.device) for v in data.target_stats())
+        self.average.fit_closed_form(fit)
+        mean, std = (torch.tensor(v, dtype=torch.float64, device=self.gate_last.device)
+                     for v in (fit.target_mean, fit.target_std))
         H, C = self.gate_last.shape
         sums = torch.zeros(5, H, C, dtype=torch.float64, device=self.gate_last.device)  # ll, ls, ss, ly, sy
-        for b in data.loader("train", batch_size):
+        for b in fit.batches("train", batch_size):
             b = b.to(self.gate_last.device)
             last = b.x[:, -1:, :, :].index_select(-1, self.target_index).double()  # [B, 1, N, C]
             seas = self.average(None, None, b.covariates).double()  # [B, H, N, C]
             y = b.y.double()
-            m = valid_mask(y, data.null_value).double()
+            m = valid_mask(y, fit.null_value).double()
             yz = torch.where(m > 0, (y - mean) / std, torch.zeros_like(y))
             last = last.expand_as(seas)
             dims = (0, 2)
@@ -79,7 +81,7 @@ class SeasonalResidual(nn.Module):
                                  (m * seas * seas).sum(dims), (m * last * yz).sum(dims),
                                  (m * seas * yz).sum(dims)])
         ll, ls, ss, ly, sy = sums
-        count = max(float(len(data.split_starts("train"))) * data.num_nodes, 1.0)
+        count = max(float(fit.windows["train"]) * fit.num_nodes, 1.0)
         r = GATE_RIDGE * count
         det = (ll + r) * (ss + r) - ls * ls
         ok = det > 0
@@ -90,21 +92,21 @@ class SeasonalResidual(nn.Module):
 
 
 @torch.no_grad()
-def choose_residual(data, batch_size: int = 256) -> tuple[str, float, float]:
-    """``('blend' | 'last', last-value MAE, seasonal-average MAE)`` on the validation windows (pooled over
-    every step, data units): ``'blend'`` when the seasonal average is the better closed-form forecast."""
+def choose_residual(fit: ClosedFormData, batch_size: int = 256) -> tuple[str, float, float]:
+    """``('blend' | 'last', last-value MAE, seasonal-average MAE)`` on the validation windows (the training
+    ones when there are none; pooled over every step, data units): ``'blend'`` when the seasonal average is
+    the better closed-form forecast. ``fit.target_channels`` must place every target among the inputs."""
     from ..metrics import MetricAccumulator
     from .last import LastValue
 
-    targets = tuple(data.input_channels.index(c) for c in data.target_channels)
-    ha = HistoricalAverage(data.num_nodes, data.out_channels, data.steps_per_day)
-    ha.fit_data(data)
-    last = LastValue(data.horizon, targets)
-    mean, std = (torch.tensor(v, dtype=torch.float32) for v in data.target_stats())
-    split = "val" if len(data.split_starts("val")) else "train"
-    accs = {"last": MetricAccumulator(data.horizon, data.null_value),
-            "ha": MetricAccumulator(data.horizon, data.null_value)}
-    for b in data.loader(split, batch_size):
+    ha = HistoricalAverage(fit.num_nodes, fit.out_channels, fit.steps_per_day)
+    ha.fit_closed_form(fit)
+    last = LastValue(fit.horizon, fit.target_channels)
+    mean, std = (torch.tensor(v, dtype=torch.float32) for v in (fit.target_mean, fit.target_std))
+    split = "val" if fit.windows["val"] else "train"
+    accs = {"last": MetricAccumulator(fit.horizon, fit.null_value),
+            "ha": MetricAccumulator(fit.horizon, fit.null_value)}
+    for b in fit.batches(split, batch_size):
         b = b.to("cpu")
         for name, model in (("last", last), ("ha", ha)):
             accs[name].update(model(b.x, None, b.covariates).float() * std + mean, b.y)

@@ -8,7 +8,7 @@ large for that, of the sensor's own window (``mode='local'``, one model per
 sensor). The regression predicts the change from the last observed value, so
 strong regularisation shrinks it towards persistence; the ridge strength is
 chosen on the validation split from a grid. Missing targets contribute a zero
-change. Fitted by :meth:`fit_data` with one eigendecomposition, nothing to
+change. Fitted by :meth:`fit_closed_form` with one eigendecomposition, nothing to
 train by gradient.
 """
 from __future__ import annotations
@@ -19,14 +19,14 @@ import torch
 from torch import nn
 
 from ..metrics import valid_mask
-from .registry import register
+from .registry import ClosedForm, ClosedFormData, register
 
 FULL_MAX_FEATURES = 6144
 RIDGE_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # times mean(diag(X^T X))
 
 
 @register("var")
-class VectorAutoregression(nn.Module):
+class VectorAutoregression(ClosedForm, nn.Module):
     r"""Ridge VAR on the z-scored input window.
 
     Args:
@@ -95,13 +95,13 @@ class VectorAutoregression(nn.Module):
 
     # --------------------------------------------------------------------- fit
     @torch.no_grad()
-    def fit_data(self, data, batch_size: int = 512) -> None:
-        """Closed-form ridge fit on the training windows of a :class:`~stgraph.data.ForecastData`."""
-        mean, std = (torch.tensor(v, dtype=torch.float64, device=data.device) for v in data.target_stats())
-        null = data.null_value
+    def fit_closed_form(self, fit: ClosedFormData, batch_size: int = 512) -> None:
+        """Closed-form ridge fit on the training windows (``fit.batches``); the ridge chosen on the validation ones."""
+        mean, std = (torch.tensor(v, dtype=torch.float64, device=fit.device) for v in (fit.target_mean, fit.target_std))
+        null = fit.null_value
 
         def z_batches(split):
-            for b in data.loader(split, batch_size):
+            for b in fit.batches(split, batch_size):
                 y = b.y.double()
                 valid = valid_mask(y, null)
                 yield b.x.double(), (y - mean) / std, valid, y

@@ -1,13 +1,9 @@
-"""A run directory: prepare data and graph from a config, train, reload, evaluate.
+"""Train a run into its directory, and :class:`Run`, the handle of a run that ``evaluate``,
+``predict``, ``plot`` and ``bench`` take.
 
-Layout of ``RUN_DIR``::
-
-    config.yaml            the resolved RunConfig
-    run.json               sensor ids, sizes, model name, parameter count, fingerprint
-    metrics.csv            one row per epoch
-    checkpoints/last.pt    latest state (resume from here)
-    checkpoints/best.pt    best validation MAE
-    evaluation.json        written by ``stgraph evaluate``
+The file names in a run directory come from :class:`~stgraph.training.layout.RunFiles` alone (see
+:mod:`stgraph.training.layout` for the layout); what a run is built from (series, graph, windowed
+data, model) from :mod:`stgraph.training.prepare`.
 """
 from __future__ import annotations
 
@@ -17,94 +13,23 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..config import RunConfig, config_from_dict, load_run_config
+from ..config import RunConfig, config_from_dict, load_run_config, with_fields
 from ..errors import ConfigError, RunDirError
-from ..models.registry import build_model, count_parameters, get_model_class
+from ..files import atomic_write, check_no_links, run_lock, wrap_os_error
 from ..io.series import null_convention
-from ..files import atomic_write, check_no_links, fingerprint, run_lock, wrap_os_error
+from ..models.registry import count_parameters, get_model_class
+from ..runtime import resolve_device
 from . import distributed
 from .checkpoint import load_checkpoint
+from .layout import BEST, RunFiles
 from .memory import check_training_memory
-from .trainer import Trainer, resolve_device, seed_everything
-
-
-@dataclass
-class Prepared:
-    """Everything a model needs, derived from a :class:`RunConfig`."""
-
-    series: object          # stgraph.io.Series
-    nx_graph: object        # networkx.DiGraph or None
-    graph: object           # torch_geometric.data.Data
-    data: object            # stgraph.data.ForecastData
-
-
-def graph_fingerprint(graph) -> str:
-    """16 hex digits identifying a PyG graph (edges, weights, node count)."""
-    return fingerprint(graph.edge_index.cpu().numpy(), graph.edge_weight.cpu().numpy().astype(np.float32),
-                       str(int(graph.num_nodes)))
-
-
-def empty_graph(num_nodes: int):
-    """A graph without edges, for series that come with no road graph."""
-    from torch_geometric.data import Data
-    return Data(edge_index=torch.zeros(2, 0, dtype=torch.long), edge_weight=torch.zeros(0), num_nodes=num_nodes)
-
-
-def load_series_and_graph(cfg: RunConfig, data_path: str | None = None):
-    """Read the series and the road graph named by ``cfg.data`` (``data_path`` overrides the series file)."""
-    from ..graph import read_graph, to_pyg
-    from ..io import read_series
-
-    d = cfg.data
-    nx_graph = None
-    if d.dataset and data_path is None:
-        from ..datasets import load
-        ds = load(d.dataset, root=d.root)
-        series, nx_graph = ds.series, ds.graph
-    else:
-        path = data_path or d.path
-        if not path:
-            raise ConfigError("data.path is not set: pass --data FILE (or --dataset NAME)")
-        series = read_series(path, null_value=d.null_value, start=d.start, freq=d.freq,
-                             **(dict(lazy=True, cache_bytes=d.cache_mb << 20) if d.lazy else {}))
-        if d.graph:
-            nx_graph = read_graph(d.graph, sensor_ids=series.sensor_ids)
-    graph = to_pyg(nx_graph, series.sensor_ids) if nx_graph is not None else empty_graph(series.num_nodes)
-    return series, nx_graph, graph
-
-
-def prepare(cfg: RunConfig, data_path: str | None = None) -> Prepared:
-    """Read files and cut windows as ``cfg.data`` says."""
-    from ..data import ForecastData
-
-    series, nx_graph, graph = load_series_and_graph(cfg, data_path)
-    d = cfg.data
-    data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
-                                    split=tuple(d.split), target=d.target)
-    return Prepared(series, nx_graph, graph, data)
-
-
-def model_sizes(data, probabilistic: bool) -> dict:
-    return dict(num_nodes=data.num_nodes, in_channels=data.in_channels, out_channels=data.out_channels,
-                input_len=data.input_len, horizon=data.horizon, steps_per_day=data.steps_per_day,
-                target_channels=target_positions(data), probabilistic=probabilistic)
-
-
-def target_positions(data) -> tuple | None:
-    """Where each target channel sits among the model's input channels (``None`` if one is not an input)."""
-    if not all(c in data.input_channels for c in data.target_channels):
-        return None
-    return tuple(data.input_channels.index(c) for c in data.target_channels)
-
-
-def make_model(cfg: RunConfig, data) -> torch.nn.Module:
-    return build_model(cfg.model.name, model_sizes(data, cfg.model.probabilistic), cfg.model.params)
+from .prepare import (Prepared, closed_form_data, empty_graph, graph_fingerprint, load_series_and_graph, make_model, model_sizes,
+                      prepare, target_positions)
+from .trainer import Trainer, seed_everything
 
 
 def _config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
@@ -128,12 +53,9 @@ PATH_SETTINGS = ("data.path", "data.graph", "data.root")
 
 
 def _absolute(cfg: RunConfig) -> RunConfig:
-    """Store file locations as absolute paths, so the run works from any working directory."""
-    for name in ("path", "graph", "root"):
-        v = getattr(cfg.data, name)
-        if v:
-            setattr(cfg.data, name, os.path.abspath(os.path.expanduser(str(v))))
-    return cfg
+    """``cfg`` with its file locations as absolute paths, so the run works from any working directory."""
+    return with_fields(cfg, {f"data.{name}": os.path.abspath(os.path.expanduser(str(getattr(cfg.data, name))))
+                             for name in ("path", "graph", "root") if getattr(cfg.data, name)})
 
 
 #: model.params the data chose when the run started (:func:`choose_defaults`), if the user gave none
@@ -150,7 +72,7 @@ def _with_chosen(saved: dict, new: dict) -> dict:
 
 
 def _check_run_dir(out: Path, cfg: RunConfig, overwrite: bool) -> None:
-    saved = out / "config.yaml"
+    saved = RunFiles(out).config
     if saved.exists() and not overwrite:
         try:
             old = load_run_config(saved).to_dict()
@@ -177,9 +99,10 @@ def _resume_config(out: Path, cfg: RunConfig, given, log) -> RunConfig:
 
     ``given``: dotted keys the user set (``None``: every field of ``cfg`` counts). A given setting
     that differs from the run and may not change is an error listing each difference."""
-    if not (out / "checkpoints" / "last.pt").is_file():
-        raise RunDirError(f"cannot resume: '{out}/checkpoints/last.pt' does not exist; start without --resume")
-    saved = load_run_config(out / "config.yaml")
+    files = RunFiles(out)
+    if not files.last.is_file():
+        raise RunDirError(f"cannot resume: '{files.last}' does not exist; start without --resume")
+    saved = load_run_config(files.config)
     new = _absolute(config_from_dict(cfg.to_dict()))
     diffs = [d for d in _config_diff(saved.to_dict(), _with_chosen(saved.to_dict(), new.to_dict()))
              if _given(d[0], given)]
@@ -190,9 +113,8 @@ def _resume_config(out: Path, cfg: RunConfig, given, log) -> RunConfig:
             f"cannot resume '{out}' with other settings ({what}{'; ...' if len(refused) > 6 else ''}); only "
             f"{' and '.join(MAY_CHANGE_ON_RESUME)} may change on --resume. Drop those options to continue the run "
             f"as it was, or start a new run (another --out, or --overwrite)")
+    saved = with_fields(saved, {key: value for key, _, value in diffs})
     for key, old, value in diffs:
-        section, name = key.split(".", 1)
-        setattr(getattr(saved, section), name, value)
         if key in MAY_CHANGE_ON_RESUME:
             log(f"resume: {key} = {value!r} (the run had {old!r})")
         elif key in PATH_SETTINGS:
@@ -211,22 +133,33 @@ def _fingerprint_diff(old: dict, new: dict, cfg: RunConfig) -> str:
     return " and ".join(parts)
 
 
+def _write_start(files: RunFiles, cfg: RunConfig, info: dict) -> None:
+    cfg.to_yaml(files.config)
+    atomic_write(files.info, json.dumps(info, indent=1))
+
+
 def _start_run_dir(out: Path, cfg: RunConfig, info: dict) -> None:
     """Write config.yaml and run.json into a new folder beside ``out`` and rename it into place;
-    an old run there is swapped out and deleted only then (never through a link)."""
+    an old run there is swapped out and deleted only then (never through a link). In a folder that
+    holds no run (no config.yaml) the files a run writes that are there already are removed first
+    (a start killed early, or results of a run whose config was deleted): a new run inherits none."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--out '{out}' is a file; expected a run directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "config.yaml").exists():
+    files = RunFiles(out)
+    if out.is_dir() and any(out.iterdir()) and not files.config.exists():
         # a folder stgraph did not make a run of (or a start that was killed early): use it as it is
-        cfg.to_yaml(out / "config.yaml")
-        atomic_write(out / "run.json", json.dumps(info, indent=1))
+        try:
+            for p in files.written():
+                p.unlink()
+        except OSError as e:
+            raise wrap_os_error(e, out, "clear the run directory") from None
+        _write_start(files, cfg, info)
         return
     tag = f"{os.getpid()}-{int(time.time() * 1000)}"
     stage = out.parent / f".{out.name}.new-{tag}"
     stage.mkdir()
     try:
-        cfg.to_yaml(stage / "config.yaml")
-        atomic_write(stage / "run.json", json.dumps(info, indent=1))
+        _write_start(RunFiles(stage), cfg, info)
         if out.exists():
             old = out.parent / f".{out.name}.old-{tag}"
             os.rename(out, old)
@@ -242,8 +175,8 @@ def _start_run_dir(out: Path, cfg: RunConfig, info: dict) -> None:
 
 
 def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overwrite: bool = False,
-          given=None, log=print) -> Trainer:
-    """Train ``cfg`` into run directory ``out``; returns the finished :class:`Trainer`.
+          given=None, log=print) -> "Run":
+    """Train ``cfg`` into run directory ``out`` (``None``: keep nothing on disk); returns the finished :class:`Run`.
 
     Everything is checked (config, files, model) before the run directory changes: a failed start
     leaves it as it was. ``overwrite`` replaces an old run by renaming a new folder into place.
@@ -281,14 +214,14 @@ def _quiet(*args, **kwargs) -> None:
     """The ``log`` of a process other than rank 0: it prints nothing."""
 
 
-def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) -> Trainer:
+def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) -> "Run":
     get_model_class(cfg.model.name)  # an unknown model fails before any file is read
     seed_everything(cfg.train.seed)
     prep = prepare(cfg)
     s = prep.series
     log(f"{s.source}: {null_convention(s.zero_ratio, s.null_value, s.null_origin)}")
     if fresh or out is None:
-        choose_defaults(cfg, prep.data, log)
+        cfg = choose_defaults(cfg, prep.data, log)
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
     dist = distributed.current()
@@ -300,7 +233,7 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     writes = out is not None and dist.is_main
     if out is not None:
         if resume:
-            ck = load_checkpoint(out / "checkpoints" / "last.pt")
+            ck = load_checkpoint(RunFiles(out).last)
             if ck.get("fingerprint") and ck["fingerprint"] != fingerprint:
                 raise RunDirError(f"cannot resume '{out}': {_fingerprint_diff(ck['fingerprint'], fingerprint, cfg)} "
                                   f"differ from what the run started with; pass the original files, or start a new "
@@ -312,11 +245,9 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
         if fresh and writes:
             _start_run_dir(out, cfg, info)
         elif writes:
-            cfg.to_yaml(out / "config.yaml")
-            atomic_write(out / "run.json", json.dumps(info, indent=1))
+            _write_start(RunFiles(out), cfg, info)
     trainer = Trainer(model, prep.data, prep.graph, cfg.train, out,
                       extra_state={"config": cfg.to_dict(), "fingerprint": fingerprint})
-    trainer.prepared = prep
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
     if writes:
@@ -326,12 +257,12 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
                    "train_windows": int(prep.data.split_starts("train").numel()),
                    "train_seconds": round(time.perf_counter() - t0, 3), "resumed": bool(resume),
                    "device": str(trainer.device), "processes": dist.world, **peak_memory(trainer.device)}
-        atomic_write(out / "train_summary.json", json.dumps(summary, indent=1))
-    return trainer
+        atomic_write(RunFiles(out).summary, json.dumps(summary, indent=1))
+    return Run(cfg, prep, trainer, None if out is None else RunFiles(out))
 
 
 def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
-    """Settings the data decide, written into ``cfg`` (so ``config.yaml`` records them): stgt's
+    """``cfg`` with the settings the data decide (so ``config.yaml`` records them): stgt's
     ``model.params.residual`` when not given is ``'blend'`` (last value and seasonal average, learned)
     where the seasonal average beats last value on the validation windows, else ``'last'``
     (:func:`stgraph.models.seasonal.choose_residual`)."""
@@ -339,8 +270,8 @@ def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
         return cfg
     from ..models.seasonal import choose_residual
 
-    choice, last_mae, ha_mae = choose_residual(data)
-    cfg.model.params = {**cfg.model.params, "residual": choice}
+    choice, last_mae, ha_mae = choose_residual(closed_form_data(data))
+    cfg = with_fields(cfg, {"model.params": {**cfg.model.params, "residual": choice}})
     log(f"stgt residual: {choice} (validation MAE over all steps: last value {last_mae:.4g}, seasonal average "
         f"{ha_mae:.4g}; --set model.params.residual=last|blend chooses)")
     return cfg
@@ -394,57 +325,182 @@ def _model_class_for(cfg: RunConfig, model: str | None, run_dir: Path):
     return get_model_class(model)
 
 
-def load_run(run_dir: str | Path, *, data_path: str | None = None, checkpoint: str = "best.pt",
-             device: str | None = None, model: str | None = None) -> Trainer:
-    """Rebuild the trainer of a finished run (data re-read from the config, weights from ``checkpoint``).
+class Run:
+    """A run: its config, prepared data and graph (:class:`~stgraph.training.prepare.Prepared`), its
+    model inside the one :class:`~stgraph.training.trainer.Trainer`, and its files (``None`` for a run
+    kept off disk).
 
-    With ``data_path`` the series comes from another file with the same sensors
-    (for ``predict``); the scaler stays the one fitted at training time. ``model`` is the
-    import path of a user model (``pkg.mod:Class``): the run's own files never choose a module
-    to import. config.yaml must agree with the checkpoint, and the data (unless ``data_path``)
-    and graph must have the fingerprints the run was trained on.
+    :func:`train` returns the run it trained; :meth:`open` reads a finished one back from its
+    directory. ``stgraph evaluate``, ``predict``, ``plot`` and ``bench`` take a ``Run``.
+
+    Attributes:
+        config: the :class:`~stgraph.config.RunConfig`.
+        prepared: series, nx graph, PyG graph and :class:`~stgraph.data.ForecastData`.
+        trainer: evaluates and predicts (and trained, for a run from :func:`train`).
+        files: :class:`~stgraph.training.layout.RunFiles` of the run directory, or ``None``.
+        progress: the training state of the run (epoch, best epoch, finished, early stopped): of the
+            run's ``last.pt`` for an opened run, the trainer's own for a run just trained.
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunDirError(f"'{run_dir}' is not a run directory (no config.yaml); train first with "
-                          f"stgraph train ... --out {run_dir}")
-    check_no_links(run_dir)
-    cfg = load_run_config(run_dir / "config.yaml")
-    ckpt_path = run_dir / "checkpoints" / checkpoint
-    if not ckpt_path.is_file():
-        ckpt_path = run_dir / "checkpoints" / "last.pt"
-    ckpt = load_checkpoint(ckpt_path)
-    _check_config_matches(cfg, ckpt, run_dir / "config.yaml", ckpt_path)
-    _model_class_for(cfg, model, run_dir)
-    if device:
-        cfg.train.device = device
-    prep = prepare(cfg, data_path)
-    stored = ckpt.get("fingerprint") or {}
-    if data_path is None and stored.get("data") not in (None, prep.data.fingerprint()):
-        raise RunDirError(f"the data file {cfg.data.path or cfg.data.dataset} changed since '{run_dir}' was trained "
-                          f"(fingerprint {prep.data.fingerprint()}, the run's {stored.get('data')}); retrain, or "
-                          f"pass the original file")
-    if stored.get("graph") not in (None, graph_fingerprint(prep.graph)):
-        raise RunDirError(f"the graph {cfg.data.graph or cfg.data.dataset or '(none)'} changed since '{run_dir}' was "
-                          f"trained (fingerprint {graph_fingerprint(prep.graph)}, the run's {stored.get('graph')}); "
-                          f"its metrics would not belong to the run. Restore the original graph file, or retrain")
-    if ckpt.get("scaler"):
-        prep.data.set_scaler_state(ckpt["scaler"])
-    net = make_model(cfg, prep.data)
-    net.load_state_dict(ckpt["model"])
-    trainer = Trainer(net, prep.data, prep.graph, cfg.train, None)
-    trainer.prepared = prep
-    trainer.run_config = cfg
-    last = run_dir / "checkpoints" / "last.pt"
-    trainer.run_progress = dict((ckpt if ckpt_path == last or not last.is_file()
-                                 else load_checkpoint(last, map_location="cpu")).get("trainer") or {})
-    trainer.run_dir_path = run_dir
-    return trainer
+
+    def __init__(self, config: RunConfig, prepared: Prepared, trainer: Trainer, files: RunFiles | None = None,
+                 progress: dict | None = None) -> None:
+        self.config = config
+        self.prepared = prepared
+        self.trainer = trainer
+        self.files = files
+        self.progress = trainer.state if progress is None else dict(progress)
+
+    # what a caller reads of the run
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.trainer.model
+
+    @property
+    def data(self):
+        """The :class:`~stgraph.data.ForecastData` (scaler from the checkpoint for an opened run)."""
+        return self.prepared.data
+
+    @property
+    def series(self):
+        return self.prepared.series
+
+    @property
+    def graph(self):
+        """The PyG graph on :attr:`device` (``edge_index [2, E]``, ``edge_weight [E]``)."""
+        return self.trainer.graph
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.device
+
+    @property
+    def state(self) -> dict:
+        """The trainer's state (epoch, best epoch, best validation MAE, ...)."""
+        return self.trainer.state
+
+    @property
+    def trainable(self) -> bool:
+        return self.trainer.trainable
+
+    @property
+    def null_value(self) -> float:
+        return self.trainer.null_value
+
+    @property
+    def dist(self):
+        return self.trainer.dist
+
+    def evaluate(self, split: str = "test", horizons=None) -> dict:
+        """Masked metrics of the split (see :meth:`stgraph.training.trainer.Trainer.evaluate`)."""
+        return self.trainer.evaluate(split, horizons=horizons)
+
+    def predictions(self, split: str = "test", batch_size: int | None = None):
+        """``(forecast, y, starts)`` per batch in data units (see :meth:`~stgraph.training.trainer.Trainer.predictions`)."""
+        return self.trainer.predictions(split, batch_size)
+
+    def to_units(self, out):
+        """Model output (z-scored) -> data units; a ``Normal`` stays a ``Normal``."""
+        return self.trainer.to_units(out)
+
+    def notice(self) -> str | None:
+        """A run that did not finish (interrupted, or still training) or that early stopping ended, in words."""
+        p = self.progress or {}
+        if not p or not self.trainable or self.files is None:
+            return None
+        epochs, run_dir = self.config.train.epochs, self.files.root
+        best = p.get("best_epoch")
+        if not p.get("finished"):
+            return (f"the run in '{run_dir}' did not finish: {p.get('epoch', 0)} of {epochs} epoch(s) done (it was "
+                    f"interrupted or is still training); these are the weights of epoch {best}, the best so far. "
+                    f"Continue it with stgraph train --out {run_dir} --resume")
+        if p.get("early_stopped"):
+            return (f"early stopping ended the run at epoch {p.get('epoch')} of {epochs} (validation MAE did not "
+                    f"improve for train.patience = {self.config.train.patience} epochs); these are the weights of "
+                    f"epoch {best}")
+        return None
+
+    def null_convention(self) -> str:
+        """The series' null convention in words (:func:`stgraph.io.series.null_convention`)."""
+        s = self.series
+        return null_convention(s.zero_ratio, s.null_value, s.null_origin)
+
+    def write_evaluation(self, result: dict, split: str) -> Path:
+        """Write ``result`` (what ``stgraph evaluate --split <split>`` computed) into the run directory, atomically."""
+        return self._write(self._files().evaluation(split), result)
+
+    def write_bench_evaluation(self, result: dict) -> Path:
+        """Write the bench's test figures at every horizon step into the run directory, atomically."""
+        return self._write(self._files().bench_evaluation, result)
+
+    def _files(self) -> RunFiles:
+        if self.files is None:
+            raise RunDirError("this run was trained without a run directory (out=None); there is nowhere to write")
+        return self.files
+
+    @staticmethod
+    def _write(path: Path, result: dict) -> Path:
+        return atomic_write(path, json.dumps(result, indent=1))
+
+    @classmethod
+    def open(cls, run_dir: str | Path, *, data_path: str | None = None, checkpoint: str = BEST,
+             device: str | None = None, model: str | None = None) -> "Run":
+        """Read a finished run back (data re-read from the config, weights from ``checkpoint``).
+
+        With ``data_path`` the series comes from another file with the same sensors
+        (for ``predict``); the scaler stays the one fitted at training time. ``model`` is the
+        import path of a user model (``pkg.mod:Class``): the run's own files never choose a module
+        to import. config.yaml must agree with the checkpoint, and the data (unless ``data_path``)
+        and graph must have the fingerprints the run was trained on.
+
+        Raises:
+            RunDirError: not a run directory, a damaged or edited one, or changed data / graph files.
+        """
+        run_dir = Path(run_dir)
+        files = RunFiles(run_dir)
+        if not files.config.is_file():
+            raise RunDirError(f"'{run_dir}' is not a run directory (no {files.config.name}); train first with "
+                              f"stgraph train ... --out {run_dir}")
+        check_no_links(run_dir)
+        cfg = load_run_config(files.config)
+        ckpt_path = files.checkpoint(checkpoint)
+        if not ckpt_path.is_file():
+            ckpt_path = files.last
+        ckpt = load_checkpoint(ckpt_path)
+        _check_config_matches(cfg, ckpt, files.config, ckpt_path)
+        _model_class_for(cfg, model, run_dir)
+        if device:
+            cfg = with_fields(cfg, {"train.device": device})
+        prep = prepare(cfg, data_path)
+        stored = ckpt.get("fingerprint") or {}
+        if data_path is None and stored.get("data") not in (None, prep.data.fingerprint()):
+            raise RunDirError(f"the data file {cfg.data.path or cfg.data.dataset} changed since '{run_dir}' was "
+                              f"trained (fingerprint {prep.data.fingerprint()}, the run's {stored.get('data')}); "
+                              f"retrain, or pass the original file")
+        if stored.get("graph") not in (None, graph_fingerprint(prep.graph)):
+            raise RunDirError(f"the graph {cfg.data.graph or cfg.data.dataset or '(none)'} changed since '{run_dir}' "
+                              f"was trained (fingerprint {graph_fingerprint(prep.graph)}, the run's "
+                              f"{stored.get('graph')}); its metrics would not belong to the run. Restore the original "
+                              f"graph file, or retrain")
+        if ckpt.get("scaler"):
+            prep.data.set_scaler_state(ckpt["scaler"])
+        net = make_model(cfg, prep.data)
+        net.load_state_dict(ckpt["model"])
+        last = files.last
+        progress = (ckpt if ckpt_path == last or not last.is_file()
+                    else load_checkpoint(last, map_location="cpu")).get("trainer") or {}
+        return cls(cfg, prep, Trainer(net, prep.data, prep.graph, cfg.train, None), files, progress)
+
+
+def load_run(run_dir: str | Path, **kwargs) -> Run:
+    """:meth:`Run.open` (same arguments)."""
+    return Run.open(run_dir, **kwargs)
 
 
 def config_from_run(run_dir: str | Path) -> RunConfig:
-    return load_run_config(Path(run_dir) / "config.yaml")
+    """The config of the run in ``run_dir`` (its ``config.yaml``, read strictly)."""
+    return load_run_config(RunFiles(run_dir).config)
 
 
-__all__ = ["Prepared", "prepare", "train", "load_run", "make_model", "model_sizes", "RunDirError",
-           "config_from_dict", "config_from_run", "graph_fingerprint"]
+__all__ = ["Run", "Prepared", "prepare", "train", "load_run", "make_model", "model_sizes", "RunDirError",
+           "config_from_dict", "config_from_run", "graph_fingerprint", "empty_graph", "load_series_and_graph",
+           "target_positions"]

@@ -22,24 +22,29 @@
   summed over the processes and rank 0 alone writes files.
 
 Models without trainable parameters (last value, historical average, VAR) are
-fitted in closed form through their ``fit_data(data)`` hook and not trained.
+fitted in closed form through the registry's declared hook (:class:`~stgraph.models.registry.ClosedForm`)
+and not trained.
 """
 from __future__ import annotations
 
 import csv
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-from ..errors import RunDirError, StgraphError
+from ..errors import RunDirError, StgraphError, StgraphWarning
 from ..files import atomic_open
-from ..metrics import MetricAccumulator, default_steps, valid_mask
+from ..runtime import resolve_device
+from ..metrics import (MetricAccumulator, ProbabilisticAccumulator, default_steps, masked_abs_error_sum,
+                       masked_gaussian_nll_sum, valid_mask)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import current as current_dist
 from .distributed import device_for
+from .layout import BEST, LAST, RunFiles
 
 
 class NonFiniteLossError(StgraphError, FloatingPointError):
@@ -48,15 +53,6 @@ class NonFiniteLossError(StgraphError, FloatingPointError):
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_mae", "val_rmse", "val_mape", "lr", "epoch_seconds",
                  "windows_per_s", "skipped_batches"]
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise StgraphError(f"train.device = '{name}' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -94,6 +90,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.graph = graph.to(self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.files = RunFiles(run_dir) if run_dir is not None else None
         self.extra_state = extra_state or {}
         mean, std = data.target_stats()
         self._mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
@@ -126,7 +123,7 @@ class Trainer:
             return torch.compile(module)
         except Exception as e:  # pragma: no cover - depends on the platform's compiler
             if self.dist.is_main:
-                print(f"warning: torch.compile unavailable ({e}); training uncompiled")
+                warnings.warn(StgraphWarning(f"torch.compile unavailable ({e}); training uncompiled"), stacklevel=2)
             return module
 
     # --------------------------------------------------------------------------- schedule
@@ -155,9 +152,6 @@ class Trainer:
             return torch.distributions.Normal(out.loc.float() * self._std + self._mean, out.scale.float() * self._std)
         return out.float() * self._std + self._mean
 
-    def _mask(self, y: torch.Tensor) -> torch.Tensor:
-        return valid_mask(y, self.null_value)
-
     def loss(self, out, y: torch.Tensor) -> torch.Tensor:
         """Masked MAE (point) or masked Gaussian NLL (``Normal``), in data units.
 
@@ -168,14 +162,9 @@ class Trainer:
     def _loss_sum(self, out, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The masked sum of the per-entry loss (a scalar) and the mask ``[B, T_out, N, C_out]``."""
         out = self.to_units(out)
-        mask = self._mask(y)
-        yz = torch.where(mask, y, torch.zeros_like(y))
         if isinstance(out, torch.distributions.Normal):
-            per = -out.log_prob(yz)
-        else:
-            per = (out - yz).abs()
-        per = torch.where(mask, per, torch.zeros_like(per))
-        return per.sum(), mask
+            return masked_gaussian_nll_sum(out, y, self.null_value)
+        return masked_abs_error_sum(out, y, self.null_value)
 
     def _train_loss(self, batch) -> torch.Tensor:
         """The loss of one training step on this process's part of the global batch.
@@ -185,7 +174,7 @@ class Trainer:
         single-process update of the global batch's masked mean."""
         if not self.dist.enabled:
             return self.loss(self._forward(batch, train=True), batch.y)
-        count = self._mask(batch.y).sum(dtype=torch.float64)
+        count = valid_mask(batch.y, self.null_value).sum(dtype=torch.float64)
         self.dist.all_reduce_sum(count)
         total, _ = self._loss_sum(self._forward(batch, train=True), batch.y)
         return total * (self.dist.world / count.clamp(min=1)).to(total.dtype)
@@ -212,11 +201,12 @@ class Trainer:
             **self.extra_state,
         }
 
-    def save(self, name: str = "last.pt") -> Path | None:
-        """Write a checkpoint (rank 0 only when distributed); the path, or ``None`` when nothing was written."""
-        if self.run_dir is None or not self.dist.is_main:
+    def save(self, name: str = LAST) -> Path | None:
+        """Write checkpoint ``name`` (``last.pt`` or ``best.pt``; rank 0 only when distributed); the path, or
+        ``None`` when nothing was written."""
+        if self.files is None or not self.dist.is_main:
             return None
-        return save_checkpoint(self.checkpoint_state(), self.run_dir / "checkpoints" / name)
+        return save_checkpoint(self.checkpoint_state(), self.files.checkpoint(name))
 
     def load_state(self, ckpt: dict) -> None:
         """Restore weights, optimiser, scheduler, RNG and progress from a checkpoint dict."""
@@ -236,7 +226,7 @@ class Trainer:
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
 
     def _metric_rows(self) -> list[dict]:
-        path = None if self.run_dir is None else self.run_dir / "metrics.csv"
+        path = None if self.files is None else self.files.metrics
         if path is None or not path.exists():
             return []
         try:
@@ -250,20 +240,20 @@ class Trainer:
         return rows
 
     def _write_metrics(self, rows: list[dict]) -> None:
-        with atomic_open(self.run_dir / "metrics.csv", "w", newline="") as fh:
+        with atomic_open(self.files.metrics, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
 
     def _append_metrics(self, row: dict) -> None:
         """Add one epoch's row; the whole table is rewritten atomically (never half a line)."""
-        if self.run_dir is None or not self.dist.is_main:
+        if self.files is None or not self.dist.is_main:
             return
         self._write_metrics(self._metric_rows() + [row])
 
     def _trim_metrics(self, epochs_done: int) -> None:
         """Drop rows of epochs that a resumed run will redo."""
-        if self.run_dir is None or not self.dist.is_main or not (self.run_dir / "metrics.csv").exists():
+        if self.files is None or not self.dist.is_main or not self.files.metrics.exists():
             return
         self._write_metrics([r for r in self._metric_rows() if int(r["epoch"]) <= epochs_done])
 
@@ -284,12 +274,11 @@ class Trainer:
         fit_closed_form(self.model, self.data)
         if not self.trainable:
             self.state.update(finished=True, best_epoch=0)
-            self.save("last.pt")
-            self.save("best.pt")
+            self.save(LAST)
+            self.save(BEST)
             return self.state
         if resume:
-            last = self.run_dir / "checkpoints" / "last.pt"
-            self.load_state(load_checkpoint(last, map_location=self.device))
+            self.load_state(load_checkpoint(self.files.last, map_location=self.device))
             self._trim_metrics(self.state["epoch"])
             if self.state.get("finished"):
                 if self.state.get("early_stopped") or self.state["epoch"] >= self.cfg.epochs:
@@ -317,7 +306,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
         self.state["finished"] = True
-        self.save("last.pt")
+        self.save(LAST)
         return self.state
 
     def _train_epoch(self, n_batches: int, bar) -> bool:
@@ -354,7 +343,7 @@ class Trainer:
                 self.state["skipped"] += 1
                 if not cfg.skip_nonfinite or self.state["skipped"] > cfg.max_skips:
                     what = "loss" if not math.isfinite(loss_v) else "gradient norm"
-                    last = None if self.run_dir is None else self.run_dir / "checkpoints" / "last.pt"
+                    last = None if self.files is None else self.files.last
                     kept = (f"the last good checkpoint is kept in {last}" if last is not None and last.is_file()
                             else "no checkpoint was written yet")
                     advice = (f"more than train.max_skips={cfg.max_skips} batches were skipped; lower train.lr or "
@@ -376,7 +365,7 @@ class Trainer:
                 bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
                 bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}", refresh=False)
             if cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 and b + 1 < n_batches:
-                self.save("last.pt")
+                self.save(LAST)
         seconds = time.perf_counter() - t0
         train_loss = self.state["running_loss"] / max(1, self.state["running_count"])
         lr = self.optimizer.param_groups[0]["lr"]
@@ -396,8 +385,8 @@ class Trainer:
             "epoch_seconds": round(seconds, 3), "windows_per_s": round(seen / max(seconds, 1e-9), 2),
             "skipped_batches": self.state["skipped"]})
         if improved:
-            self.save("best.pt")
-        self.save("last.pt")
+            self.save(BEST)
+        self.save(LAST)
         if bar is not None:
             bar.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val MAE {val['mae']:.4f}"
                       f"{'  *' if improved else ''}")
@@ -434,7 +423,7 @@ class Trainer:
         prob = None
         for out, y, _ in self.predictions(split, shard=True):
             if isinstance(out, torch.distributions.Normal):
-                prob = prob if prob is not None else _ProbAccumulator(horizon, self.null_value, y.device)
+                prob = prob if prob is not None else ProbabilisticAccumulator(horizon, self.null_value, y.device)
                 prob.update(out, y)
                 out = out.mean
             acc.update(out, y)
@@ -442,7 +431,7 @@ class Trainer:
             acc.all_reduce(horizon, self.device)
             probabilistic = self.dist.all_reduce_sum(torch.tensor([float(prob is not None)], device=self.device))
             if probabilistic.item() > 0:
-                prob = prob if prob is not None else _ProbAccumulator(horizon, self.null_value, self.device)
+                prob = prob if prob is not None else ProbabilisticAccumulator(horizon, self.null_value, self.device)
                 prob.all_reduce(self.dist)
         result = acc.compute(horizons)
         if prob is not None:
@@ -454,51 +443,11 @@ class Trainer:
 
 
 def fit_closed_form(module: torch.nn.Module, data) -> None:
-    """Call ``fit_data(data)`` on ``module`` if it has one, else on each of its children that has one
-    (recursively): closed-form models (VAR, HA) and closed-form parts of networks (stgt's seasonal
-    residual) are fitted before training."""
-    if hasattr(module, "fit_data"):
-        module.fit_data(data)
-        return
-    for child in module.children():
-        fit_closed_form(child, data)
+    """Fit the closed-form parts of ``module`` (:func:`stgraph.models.registry.fit_closed_form`) on a
+    :class:`~stgraph.data.ForecastData`."""
+    from ..models.registry import ClosedForm
+    from ..models.registry import fit_closed_form as fit
+    from .prepare import closed_form_data
 
-
-class _ProbAccumulator:
-    """Streaming masked coverage of the central 90% interval and Gaussian CRPS per horizon step."""
-
-    Z90 = 1.6448536269514722
-
-    def __init__(self, horizon: int, null_value: float, device):
-        self.null_value = null_value
-        self.cover = torch.zeros(horizon, dtype=torch.float64, device=device)
-        self.crps = torch.zeros(horizon, dtype=torch.float64, device=device)
-        self.count = torch.zeros(horizon, dtype=torch.float64, device=device)
-
-    def update(self, dist: torch.distributions.Normal, y: torch.Tensor) -> None:
-        mask = valid_mask(y, self.null_value)
-        mu, sigma = dist.loc, dist.scale
-        yz = torch.where(mask, y, mu)
-        inside = ((yz - mu).abs() <= self.Z90 * sigma) & mask
-        z = (yz - mu) / sigma
-        std_normal = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
-        crps = sigma * (z * (2 * std_normal.cdf(z) - 1) + 2 * std_normal.log_prob(z).exp() - 1 / math.sqrt(math.pi))
-        crps = torch.where(mask, crps, torch.zeros_like(crps))
-        dims = [d for d in range(y.dim()) if d != 1]
-        self.cover += inside.double().sum(dim=dims)
-        self.crps += crps.double().sum(dim=dims)
-        self.count += mask.double().sum(dim=dims)
-
-    def all_reduce(self, dist) -> None:
-        """Add the sums and counts of every process (``dist``: a :class:`~stgraph.training.distributed.Dist`)."""
-        sums = dist.all_reduce_sum(torch.stack([self.cover, self.crps, self.count]))
-        self.cover, self.crps, self.count = sums.unbind(0)
-
-    def compute(self, horizons) -> dict:
-        cover = (self.cover / self.count).tolist()
-        crps = (self.crps / self.count).tolist()
-        total = self.count.sum().clamp(min=1)
-        return {
-            "horizons": {str(h): {"coverage90": cover[h - 1], "crps": crps[h - 1]} for h in horizons},
-            "average": {"coverage90": float(self.cover.sum() / total), "crps": float(self.crps.sum() / total)},
-        }
+    if any(isinstance(m, ClosedForm) for m in module.modules()):
+        fit(module, closed_form_data(data))

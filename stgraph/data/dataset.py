@@ -1,4 +1,4 @@
-"""Forecasting data: the raw series once, batches gathered by index and scaled on the fly.
+"""The forecasting dataset, :class:`ForecastData`: the raw series once, batches gathered and scaled on the fly.
 
 :class:`ForecastData` keeps, for the whole series:
 
@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, SeriesError, StgraphWarning, where
-from ..io.series import Series, null_mask
+from ..io.series import Series
+from ..metrics import valid_mask
+from ..runtime import resolve_device
 from .covariates import day_of_week, steps_per_day, time_of_day
 from .scaler import StandardScaler
 from .split import SPLIT_NAMES, Split, make_split, training_rows
@@ -262,7 +264,7 @@ class ForecastData:
         """
         if not isinstance(series, Series):
             raise ConfigError(f"series is a {type(series).__name__}; expected a stgraph.io.series.Series")
-        device = _device(device)
+        device = resolve_device(device, "device")
         in_idx = _channels(series, "input_channels", input_channels)
         out_idx = _channels(series, "target", target)
 
@@ -381,8 +383,7 @@ class ForecastData:
 
     def scale_inputs(self, raw: torch.Tensor) -> torch.Tensor:
         """z-score raw inputs ``[..., C_in]`` with the input scaler; nulls become 0. Returns a new tensor."""
-        null = null_mask(raw, self.null_value)
-        return ((raw - self._in_mean) / self._in_std).masked_fill_(null, 0.0)
+        return ((raw - self._in_mean) / self._in_std).masked_fill_(~valid_mask(raw, self.null_value), 0.0)
 
     @property
     def inputs(self) -> torch.Tensor:
@@ -420,6 +421,50 @@ class ForecastData:
                      tod_in=take_rows(self.tod, rows_in), dow_in=take_rows(self.dow, rows_in),
                      tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts)
 
+    def window_at(self, series: Series, at: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor],
+                                                                        np.ndarray]:
+        """The model input of a forecast issued at ``at``: the ``input_len`` steps of ``series`` that end there,
+        scaled and masked as in every batch (:meth:`scale_inputs`), with their calendar covariates.
+
+        Args:
+            series: a :class:`~stgraph.io.series.Series` ``[T, N, C]`` with this data's sensors and channels
+                (the series it was built from, or newer readings; ``T`` may be as short as ``input_len``).
+            at: ISO timestamp of the last observed step; ``None``: the series' last step.
+
+        Returns:
+            ``(x, covariates, future)``: ``x`` ``[1, T_in, N, C_in]`` on :attr:`device`; ``covariates``
+            ``tod_in`` / ``dow_in`` ``[1, T_in]`` and ``tod_out`` / ``dow_out`` ``[1, T_out]`` (the steps after
+            ``at``, one series interval apart); ``future`` ``[T_out]`` datetime64 timestamps of those steps.
+
+        Raises:
+            ConfigError: ``at`` is not a timestamp.
+            SeriesError: ``at`` is not a step of ``series``, or fewer than ``input_len`` steps lead up to it.
+        """
+        ts = series.timestamps
+        if at is None:
+            end = len(ts) - 1
+        else:
+            try:
+                when = np.datetime64(at, "ns")
+            except ValueError:
+                raise ConfigError(f"'{at}' is not a timestamp; expected e.g. 2012-03-07T08:00") from None
+            end = int(np.searchsorted(ts, when, side="right")) - 1
+            if end < 0 or ts[end] != when:
+                raise SeriesError(f"{at}: no such step in {series.source}; it runs from {ts[0]} to {ts[-1]} "
+                                  f"every {series.summary()['interval']}")
+        first = end - self.input_len + 1
+        if first < 0:
+            raise SeriesError(f"{at}: a forecast needs {self.input_len} steps up to it, only {end + 1} exist "
+                              f"in {series.source}; pick a later time")
+        rows = torch.arange(first, end + 1)[None]  # [1, T_in]
+        raw = take_rows(_channel_tensor(series.values, self.input_channels), rows).to(self.device)
+        future = ts[end] + series.interval * np.arange(1, self.horizon + 1)
+        past = ts[first:end + 1]
+        cov = {"tod_in": time_of_day(past), "dow_in": day_of_week(past),
+               "tod_out": time_of_day(future), "dow_out": day_of_week(future)}
+        cov = {k: torch.as_tensor(v, device=self.device)[None] for k, v in cov.items()}
+        return self.scale_inputs(raw), cov, future
+
     def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                generator: torch.Generator | None = None, pin_memory: bool | None = None, start: int = 0,
                shard: tuple[int, int] | None = None, workers: int = 0, prefetch: int = 2) -> BatchLoader:
@@ -440,16 +485,6 @@ class ForecastData:
 
 
 # ------------------------------------------------------------------ helpers
-def _device(device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device is {device!r} ({exc}); expected e.g. 'cpu' or 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device is {device!r} but CUDA is not available here; pass device='cpu'")
-    return dev
-
-
 def _channels(series: Series, field: str, spec) -> list[int]:
     if spec is None:
         return list(range(series.num_channels))
@@ -488,7 +523,7 @@ def _dead_sensors(series: Series, channels: list[int]) -> list[str]:
     step = _row_blocks(values.shape[0], values.shape[1] * len(channels)).step
     for a in range(0, values.shape[0], step):
         blk = values[a:a + step][:, :, channels]
-        seen |= (~null_mask(blk, series.null_value)).any(axis=(0, 2))
+        seen |= valid_mask(blk, series.null_value).any(axis=(0, 2))
     dead = [series.sensor_ids[i] for i in np.flatnonzero(~seen)]
     if dead:
         names = [series.channels[c] for c in channels]

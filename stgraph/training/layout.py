@@ -1,0 +1,81 @@
+"""The one table of the file names in a run directory.
+
+Layout of ``RUN_DIR`` (every name below comes from :class:`RunFiles`; nothing else spells them)::
+
+    config.yaml               the resolved RunConfig
+    run.json                  sensor ids, sizes, model name, parameter count, fingerprint
+    metrics.csv               one row per epoch
+    checkpoints/last.pt       latest state (resume from here)
+    checkpoints/best.pt       best validation MAE
+    train_summary.json        epochs, best epoch, seconds, peak memory (written when training ends)
+    evaluation_{split}.json   written by ``stgraph evaluate --split {split}``
+    bench_eval.json           test metrics at every horizon step, written by ``stgraph bench``
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG = "config.yaml"
+INFO = "run.json"
+METRICS = "metrics.csv"
+CHECKPOINTS = "checkpoints"
+LAST = "last.pt"
+BEST = "best.pt"
+SUMMARY = "train_summary.json"
+EVALUATION = "evaluation_{split}.json"
+BENCH_EVALUATION = "bench_eval.json"
+
+
+class RunFiles:
+    """The paths of the files of the run directory ``root`` (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def info(self) -> Path:
+        return self.root / INFO
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def summary(self) -> Path:
+        return self.root / SUMMARY
+
+    @property
+    def bench_evaluation(self) -> Path:
+        return self.root / BENCH_EVALUATION
+
+    def checkpoint(self, name: str = LAST) -> Path:
+        """``checkpoints/<name>`` (``last.pt`` or ``best.pt``)."""
+        return self.root / CHECKPOINTS / name
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint(LAST)
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoint(BEST)
+
+    def evaluation(self, split: str) -> Path:
+        """``evaluation_<split>.json``, what ``stgraph evaluate --split <split>`` writes."""
+        return self.root / EVALUATION.format(split=split)
+
+    def written(self) -> list[Path]:
+        """Every file a run writes that exists now (what a new run in this folder must not inherit)."""
+        from ..data.split import SPLIT_NAMES
+
+        paths = [self.config, self.info, self.metrics, self.last, self.best, self.summary, self.bench_evaluation]
+        paths += [self.evaluation(s) for s in SPLIT_NAMES]
+        return [p for p in paths if p.is_file() or p.is_symlink()]
+
+
+__all__ = ["RunFiles", "CONFIG", "INFO", "METRICS", "CHECKPOINTS", "LAST", "BEST", "SUMMARY", "EVALUATION",
+           "BENCH_EVALUATION"]

@@ -1,0 +1,102 @@
+"""What a run is made of, derived from its :class:`~stgraph.config.RunConfig`: the series, the road
+graph, the windowed data (:class:`Prepared`) and the model built for their sizes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..errors import ConfigError
+from ..files import fingerprint
+from ..models.registry import ClosedFormData, build_model
+
+
+@dataclass
+class Prepared:
+    """Everything a model needs, derived from a :class:`RunConfig`."""
+
+    series: object          # stgraph.io.Series
+    nx_graph: object        # networkx.DiGraph or None
+    graph: object           # torch_geometric.data.Data
+    data: object            # stgraph.data.ForecastData
+
+
+def graph_fingerprint(graph) -> str:
+    """16 hex digits identifying a PyG graph (edges, weights, node count)."""
+    return fingerprint(graph.edge_index.cpu().numpy(), graph.edge_weight.cpu().numpy().astype(np.float32),
+                       str(int(graph.num_nodes)))
+
+
+def empty_graph(num_nodes: int):
+    """A graph without edges, for series that come with no road graph."""
+    from torch_geometric.data import Data
+    return Data(edge_index=torch.zeros(2, 0, dtype=torch.long), edge_weight=torch.zeros(0), num_nodes=num_nodes)
+
+
+def load_series_and_graph(cfg: RunConfig, data_path: str | None = None):
+    """Read the series and the road graph named by ``cfg.data`` (``data_path`` overrides the series file)."""
+    from ..graph import read_graph, to_pyg
+    from ..io import read_series
+
+    d = cfg.data
+    nx_graph = None
+    if d.dataset and data_path is None:
+        from ..datasets import load
+        ds = load(d.dataset, root=d.root)
+        series, nx_graph = ds.series, ds.graph
+    else:
+        path = data_path or d.path
+        if not path:
+            raise ConfigError("data.path is not set: pass --data FILE (or --dataset NAME)")
+        series = read_series(path, null_value=d.null_value, start=d.start, freq=d.freq,
+                             **(dict(lazy=True, cache_bytes=d.cache_mb << 20) if d.lazy else {}))
+        if d.graph:
+            nx_graph = read_graph(d.graph, sensor_ids=series.sensor_ids)
+    graph = to_pyg(nx_graph, series.sensor_ids) if nx_graph is not None else empty_graph(series.num_nodes)
+    return series, nx_graph, graph
+
+
+def prepare(cfg: RunConfig, data_path: str | None = None) -> Prepared:
+    """Read files and cut windows as ``cfg.data`` says."""
+    from ..data import ForecastData
+
+    series, nx_graph, graph = load_series_and_graph(cfg, data_path)
+    d = cfg.data
+    data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
+                                    split=tuple(d.split), target=d.target)
+    return Prepared(series, nx_graph, graph, data)
+
+
+def model_sizes(data, probabilistic: bool) -> dict:
+    """The size arguments the registry passes a model constructor (:data:`~stgraph.models.registry.SIZE_ARGS`)."""
+    return dict(num_nodes=data.num_nodes, in_channels=data.in_channels, out_channels=data.out_channels,
+                input_len=data.input_len, horizon=data.horizon, steps_per_day=data.steps_per_day,
+                target_channels=target_positions(data), probabilistic=probabilistic)
+
+
+def target_positions(data) -> tuple | None:
+    """Where each target channel sits among the model's input channels (``None`` if one is not an input)."""
+    if not all(c in data.input_channels for c in data.target_channels):
+        return None
+    return tuple(data.input_channels.index(c) for c in data.target_channels)
+
+
+def make_model(cfg: RunConfig, data) -> torch.nn.Module:
+    """The model ``cfg.model`` names, built for the sizes of ``data`` (a :class:`~stgraph.data.ForecastData`)."""
+    return build_model(cfg.model.name, model_sizes(data, cfg.model.probabilistic), cfg.model.params)
+
+
+def closed_form_data(data) -> ClosedFormData:
+    """What a closed-form model is fitted on (:class:`~stgraph.models.registry.ClosedFormData`), from a
+    :class:`~stgraph.data.ForecastData`: its training rows (views, no copy) and its windows in batches."""
+    from ..data.split import SPLIT_NAMES, training_rows
+
+    lo, hi = training_rows(data.split, data.windows.span)
+    mean, std = data.target_stats()
+    return ClosedFormData(rows=data.targets[lo:hi], tod=data.tod[lo:hi], dow=data.dow[lo:hi], target_mean=mean,
+                          target_std=std, null_value=data.null_value,
+                          batches=lambda split, batch_size: data.loader(split, batch_size),
+                          windows={s: len(data.split_starts(s)) for s in SPLIT_NAMES}, horizon=data.horizon,
+                          steps_per_day=data.steps_per_day, target_channels=target_positions(data))
