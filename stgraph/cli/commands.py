@@ -42,6 +42,13 @@ def data_synth(args) -> int:
         paths = write_synthetic_counts(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
                                        start=args.start or "2012-03-05")
         what = f"a synthetic counts network (hourly boardings) of {args.sensors} stops x {days} days"
+    elif getattr(args, "rain", False) or getattr(args, "incidents", False):
+        from ..synth_events import write_events
+        days = args.days or 7
+        paths = write_events(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
+                             start=args.start or "2012-03-01", rain=args.rain, incidents=args.incidents)
+        what = (f"a synthetic road network of {args.sensors} sensors x {days} days with "
+                + " and ".join(w for w, on in (("rain", args.rain), ("incident flags", args.incidents)) if on))
     else:
         days = args.days or 7
         paths = write_synthetic(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
@@ -181,7 +188,8 @@ def given_settings(args) -> set[str]:
     for flag, key in (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
                       ("model", "model.name"), ("probabilistic", "model.probabilistic"), ("epochs", "train.epochs"),
                       ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
-                      ("device", "train.device"), ("null_value", "data.null_value")):
+                      ("device", "train.device"), ("null_value", "data.null_value"),
+                      ("covariates", "data.covariates")):
         if getattr(args, flag, None) is not None:
             given.add(key)
     if args.no_progress:
@@ -227,6 +235,8 @@ def build_config(args):
         cfg.data.graph = args.graph
     if args.dataset:
         cfg.data.dataset = args.dataset
+    if getattr(args, "covariates", None):
+        cfg.data.covariates = list(args.covariates)
     if args.model:
         cfg.model.name = args.model
     if args.probabilistic:

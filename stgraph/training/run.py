@@ -79,21 +79,28 @@ def load_series_and_graph(cfg: RunConfig, data_path: str | None = None):
     return series, nx_graph, graph
 
 
-def prepare(cfg: RunConfig, data_path: str | None = None) -> Prepared:
-    """Read files and cut windows as ``cfg.data`` says."""
+def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict | None = None) -> Prepared:
+    """Read files and cut windows as ``cfg.data`` says; covariate files (``data.covariates``) are
+    aligned and attached (scaled with ``covariate_stats`` when given, e.g. a checkpoint's)."""
     from ..data import ForecastData
 
     series, nx_graph, graph = load_series_and_graph(cfg, data_path)
     d = cfg.data
     data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
                                     split=tuple(d.split), target=d.target)
+    if d.covariates:
+        from ..data.exogenous import attach
+        attach(data, d.covariates, series, nx_graph, d.covariate_tolerance, covariate_stats)
     return Prepared(series, nx_graph, graph, data)
 
 
 def model_sizes(data, probabilistic: bool) -> dict:
-    return dict(num_nodes=data.num_nodes, in_channels=data.in_channels, out_channels=data.out_channels,
-                input_len=data.input_len, horizon=data.horizon, steps_per_day=data.steps_per_day,
-                target_channels=target_positions(data), probabilistic=probabilistic)
+    sizes = dict(num_nodes=data.num_nodes, in_channels=data.in_channels, out_channels=data.out_channels,
+                 input_len=data.input_len, horizon=data.horizon, steps_per_day=data.steps_per_day,
+                 target_channels=target_positions(data), probabilistic=probabilistic)
+    if getattr(data, "exogenous", None) is not None:
+        sizes["exogenous"] = data.exogenous.layout
+    return sizes
 
 
 def target_positions(data) -> tuple | None:
@@ -133,6 +140,8 @@ def _absolute(cfg: RunConfig) -> RunConfig:
         v = getattr(cfg.data, name)
         if v:
             setattr(cfg.data, name, os.path.abspath(os.path.expanduser(str(v))))
+    cfg.data.covariates = [c if c.startswith("graph:") else os.path.abspath(os.path.expanduser(c))
+                           for c in cfg.data.covariates]
     return cfg
 
 
@@ -314,11 +323,15 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
         elif writes:
             cfg.to_yaml(out / "config.yaml")
             atomic_write(out / "run.json", json.dumps(info, indent=1))
-    trainer = Trainer(model, prep.data, prep.graph, cfg.train, out,
-                      extra_state={"config": cfg.to_dict(), "fingerprint": fingerprint})
+    extra = {"config": cfg.to_dict(), "fingerprint": fingerprint}
+    if prep.data.exogenous is not None:
+        extra["covariates"] = prep.data.exogenous.state_dict()
+    trainer = Trainer(model, prep.data, prep.graph, cfg.train, out, extra_state=extra)
     trainer.prepared = prep
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
+    if prep.data.exogenous is not None:
+        report_gates(trainer, out if writes else None, log)
     if writes:
         summary = {"model": cfg.model.name, "parameters": count_parameters(model),
                    "epochs": trainer.state["epoch"], "best_epoch": trainer.state["best_epoch"],
@@ -328,6 +341,29 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
                    "device": str(trainer.device), "processes": dist.world, **peak_memory(trainer.device)}
         atomic_write(out / "train_summary.json", json.dumps(summary, indent=1))
     return trainer
+
+
+def report_gates(trainer: Trainer, out: Path | None, log=print) -> dict | None:
+    """The fusion gates of the best weights (which covariate source mattered, per horizon step), printed and
+    written to ``out/gates.json``; ``None`` for a model without gates."""
+    model = trainer.model
+    best = None if out is None else out / "checkpoints" / "best.pt"
+    if best is not None and best.is_file() and hasattr(model, "gates"):
+        import copy
+        model = copy.deepcopy(model)
+        model.load_state_dict(load_checkpoint(best, map_location=trainer.device)["model"])
+    gates = model.gates() if hasattr(model, "gates") else None
+    if not gates:
+        return None
+    from ..metrics import default_steps
+    from ..nn.fusion import gate_table
+
+    steps = [h for h in default_steps(trainer.data.horizon, trainer.data.interval_minutes) if h <= trainer.data.horizon]
+    log("covariate gates (0 = source switched off, 1 = fully on), input window and horizon steps:\n"
+        + gate_table(gates, steps))
+    if out is not None:
+        atomic_write(out / "gates.json", json.dumps(gates, indent=1))
+    return gates
 
 
 def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
@@ -418,7 +454,7 @@ def load_run(run_dir: str | Path, *, data_path: str | None = None, checkpoint: s
     _model_class_for(cfg, model, run_dir)
     if device:
         cfg.train.device = device
-    prep = prepare(cfg, data_path)
+    prep = prepare(cfg, data_path, ckpt.get("covariates"))
     stored = ckpt.get("fingerprint") or {}
     if data_path is None and stored.get("data") not in (None, prep.data.fingerprint()):
         raise RunDirError(f"the data file {cfg.data.path or cfg.data.dataset} changed since '{run_dir}' was trained "
