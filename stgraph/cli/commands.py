@@ -17,6 +17,9 @@ def dispatch(args) -> int:
     if args.command == "federated":
         from .federated import run as federated_run
         return federated_run(args)
+    if args.command in ("update", "drift"):
+        from .online import run as online_run
+        return online_run(args)
     if args.command == "bench":
         from .bench import run as bench_run
         return bench_run(args)

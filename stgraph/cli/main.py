@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench(sub)
     from .federated import add_parser as add_federated
     add_federated(sub)
+    from .online import add_parser as add_online
+    add_online(sub)
     return p
 
 
