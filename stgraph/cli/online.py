@@ -26,7 +26,9 @@ def add_parser(sub) -> None:
     d.add_argument("--period", default="1D", help="error per sensor per period (default 1D)")
     d.add_argument("--baseline", type=int, default=2, help="first periods taken as the baseline (default 2)")
     d.add_argument("--recent", type=int, default=2, help="last periods compared with it (default 2)")
-    d.add_argument("--ratio", type=float, default=1.5, help="flag when recent / baseline error >= this (1.5)")
+    d.add_argument("--jump", type=float, default=0.25,
+                   help="flag a sensor whose error rose more than the network's median rise by at least this share "
+                        "of the median baseline error (default 0.25)")
     d.add_argument("--stride", type=int, default=1, help="use every k-th window (faster on long files)")
     d.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
     d.add_argument("--json", action="store_true")
@@ -47,7 +49,7 @@ def run(args) -> int:
     from ..online.drift import drift_report, drift_table
 
     res = drift_report(args.run_dir, args.data, args.out, period=args.period, baseline=args.baseline,
-                       recent=args.recent, ratio=args.ratio, stride=args.stride, model=args.model)
+                       recent=args.recent, jump=args.jump, stride=args.stride, model=args.model)
     if args.json:
         emit(res, True)
         return 0

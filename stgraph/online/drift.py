@@ -5,20 +5,23 @@ start); each window's masked MAE per sensor (averaged over its horizon steps and
 filed under the period (``period``, default a day) of its forecast origin, the last input step.
 That gives ``errors [P, N]``: the rolling error of every sensor per period.
 
-A sensor is **flagged** when its mean error over the last ``recent`` periods is at least ``ratio``
-times its mean over the first ``baseline`` periods *and* the rise is at least ``min_rise`` times the
-median baseline error of all sensors (so a quiet sensor's noise does not count). A rebuilt road or a
-broken detector shows as a flagged sensor; weather that hits the whole network raises every sensor
-and the median with it.
+Each sensor's **rise** is its mean error over the last ``recent`` periods minus its mean over the
+first ``baseline`` periods. A sensor is **flagged** when its rise exceeds the median rise of all sensors
+by at least ``jump`` times the median baseline error of all sensors: its error grew by at least that
+share of a typical sensor's error more than the network's did. A rebuilt road or a broken detector
+shows as a flagged sensor; weather or a harder week that hits the whole network raises the median
+rise with every sensor and flags nothing. (A ratio test, recent / baseline, misses congested sensors:
+their baseline error is high, so even a large rise is a small ratio.)
 
 Written into ``out`` (default ``RUN_DIR/drift``): ``drift.csv`` (one row per sensor: baseline,
-recent, ratio, flagged, first flagged period), ``errors.csv`` (the ``[P, N]`` table) and
+recent, ratio, excess rise, flagged, first flagged period), ``errors.csv`` (the ``[P, N]`` table) and
 ``drift.png`` (every sensor's error over time, the flagged ones in colour).
 """
 from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +78,12 @@ def rolling_errors(trainer, period: str = "1D", stride: int = 1, batch_size: int
     return period_starts, errors, counts.numpy()
 
 
-def flag_sensors(errors: np.ndarray, baseline: int = 2, recent: int = 2, ratio: float = 1.5,
-                 min_rise: float = 0.5) -> dict:
+def flag_sensors(errors: np.ndarray, baseline: int = 2, recent: int = 2, jump: float = 0.25) -> dict:
     """Which sensors' error jumped (module docstring); ``errors`` ``[P, N]``.
 
-    Returns ``{"baseline": [N], "recent": [N], "ratio": [N], "flagged": [N] bool, "first": [N] int}`` with
-    ``first`` the first period whose error reaches ``ratio * baseline`` (``-1``: none; only for flagged).
+    Returns ``{"baseline": [N], "recent": [N], "ratio": [N], "excess": [N], "flagged": [N] bool,
+    "first": [N] int}``: ``excess`` is the rise above the median rise in units of the median baseline
+    error, ``first`` the first period after the baseline whose excess reaches ``jump`` (``-1``: not flagged).
 
     Raises:
         ConfigError: fewer periods than ``baseline + recent``.
@@ -89,20 +92,22 @@ def flag_sensors(errors: np.ndarray, baseline: int = 2, recent: int = 2, ratio: 
     if P < baseline + recent:
         raise ConfigError(f"the data cover {P} period(s); the drift report needs baseline {baseline} + recent "
                           f"{recent}: pass a longer file or a shorter --period")
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a sensor without any valid reading: NaN, not flagged
         base = np.nanmean(errors[:baseline], axis=0)
         now = np.nanmean(errors[P - recent:], axis=0)
-        rel = now / base
-        scale = float(np.nanmedian(base))
-        flagged = (rel >= ratio) & (now - base >= min_rise * scale)
-        above = errors >= ratio * base[None, :]
+        scale = max(float(np.nanmedian(base)), 1e-12)
+        excess = ((now - base) - np.nanmedian(now - base)) / scale
+        flagged = excess >= jump
+        per_period = errors - base[None, :]
+        above = (per_period - np.nanmedian(per_period, axis=1, keepdims=True)) / scale >= jump
     first = np.where(flagged, np.argmax(above[baseline:], axis=0) + baseline, -1)
-    return {"baseline": base, "recent": now, "ratio": rel, "flagged": np.nan_to_num(flagged).astype(bool),
-            "first": first}
+    return {"baseline": base, "recent": now, "ratio": now / base, "excess": excess,
+            "flagged": np.nan_to_num(flagged).astype(bool), "first": first}
 
 
 def drift_report(run_dir, data_path, out=None, *, period: str = "1D", baseline: int = 2, recent: int = 2,
-                 ratio: float = 1.5, min_rise: float = 0.5, stride: int = 1, model: str | None = None,
+                 jump: float = 0.25, stride: int = 1, model: str | None = None,
                  plot: bool = True) -> dict:
     """Run the drift report of ``run_dir`` on ``data_path`` (module docstring) and write its files.
 
@@ -112,17 +117,18 @@ def drift_report(run_dir, data_path, out=None, *, period: str = "1D", baseline: 
 
     trainer = load_run(run_dir, data_path=str(data_path), model=model)
     starts, errors, _ = rolling_errors(trainer, period, stride)
-    f = flag_sensors(errors, baseline, recent, ratio, min_rise)
+    f = flag_sensors(errors, baseline, recent, jump)
     ids = trainer.data.sensor_ids
     out = Path(out) if out is not None else Path(run_dir) / "drift"
     out.mkdir(parents=True, exist_ok=True)
-    order = np.argsort(-np.nan_to_num(f["ratio"], nan=-1.0))
+    order = np.argsort(-np.nan_to_num(f["excess"], nan=-np.inf))
     with atomic_open(out / "drift.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["sensor_id", "baseline_mae", "recent_mae", "ratio", "flagged", "first_flagged_period"])
+        w.writerow(["sensor_id", "baseline_mae", "recent_mae", "ratio", "excess_rise", "flagged",
+                    "first_flagged_period"])
         for i in order:
             w.writerow([ids[i], f"{f['baseline'][i]:.4f}", f"{f['recent'][i]:.4f}", f"{f['ratio'][i]:.3f}",
-                        int(f["flagged"][i]), iso(starts[f["first"][i]]) if f["first"][i] >= 0 else ""])
+                        f"{f['excess'][i]:.3f}", int(f["flagged"][i]), iso(starts[f["first"][i]]) if f["first"][i] >= 0 else ""])
     with atomic_open(out / "errors.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["period_start", *ids])
@@ -132,14 +138,14 @@ def drift_report(run_dir, data_path, out=None, *, period: str = "1D", baseline: 
     png = _plot(starts, errors, f["flagged"], ids, out / "drift.png") if plot else None
     result = {"flagged": flagged, "periods": int(len(starts)), "table": str(out / "drift.csv"),
               "errors": str(out / "errors.csv"), "plot": None if png is None else str(png),
-              "settings": {"period": period, "baseline": baseline, "recent": recent, "ratio": ratio,
-                           "min_rise": min_rise, "stride": stride, "data": str(data_path)}}
+              "settings": {"period": period, "baseline": baseline, "recent": recent, "jump": jump,
+                           "stride": stride, "data": str(data_path)}}
     atomic_write(out / "drift.json", json.dumps(result, indent=1))
     return result
 
 
 def drift_table(result: dict, limit: int = 20) -> str:
-    """The first ``limit`` rows of ``drift.csv`` (sensors by error ratio) as text."""
+    """The first ``limit`` rows of ``drift.csv`` (sensors by excess rise) as text."""
     with open(result["table"], encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     width = [max(len(r[j]) for r in rows[:limit + 1]) for j in range(len(rows[0]))]
