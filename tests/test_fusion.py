@@ -152,3 +152,27 @@ def test_rain_helps_on_rainy_hours_and_its_gate_opens(tmp_path):
     gates = got["rain"][1]
     rain_gate, noise_gate = np.mean(gates["rain"]["horizon"]), np.mean(gates["noise"]["horizon"])
     assert rain_gate > 0.18 and rain_gate > 1.5 * noise_gate, gates
+
+
+def test_cli_refuses_covariates_for_a_model_without_them(tmp_path, capsys):
+    from stgraph.cli.main import main
+    from stgraph.synth_events import write_events
+
+    paths = write_events(tmp_path / "ev", num_sensors=6, days=2, seed=0, rain=True, incidents=True)
+    assert paths["incidents"].read_text().splitlines()[0].count(",") == 6  # timestamp + one column per sensor
+    rc = main(["train", "--data", str(paths["data"]), "--graph", str(paths["adj"]), "--model", "last",
+               "--covariates", str(paths["rain"]), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert rc == 2 and "'last' takes no covariate files" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_config_from_before_covariates_still_loads(tmp_path):
+    import yaml
+
+    from stgraph.config import load_run_config
+
+    d = RunConfig().to_dict()
+    del d["data"]["covariates"], d["data"]["covariate_tolerance"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(d))
+    cfg = load_run_config(tmp_path / "config.yaml")
+    assert cfg.data.covariates == [] and cfg.data.covariate_tolerance is None

@@ -70,13 +70,12 @@ class Batch:
 
     def to(self, device, non_blocking: bool = False) -> "Batch":
         """The batch on ``device`` (``non_blocking`` pays off from pinned memory)."""
-        return Batch(*(None if getattr(self, f.name) is None else getattr(self, f.name).to(device, non_blocking=non_blocking)
+        return Batch(*(None if (t := getattr(self, f.name)) is None else t.to(device, non_blocking=non_blocking)
                        for f in fields(self)))
 
     def pin_memory(self) -> "Batch":
         """The batch in page-locked host memory, for asynchronous copies to the GPU."""
-        return Batch(*(None if getattr(self, f.name) is None else getattr(self, f.name).pin_memory()
-                       for f in fields(self)))
+        return Batch(*(None if (t := getattr(self, f.name)) is None else t.pin_memory() for f in fields(self)))
 
     @property
     def covariates(self) -> dict[str, torch.Tensor]:

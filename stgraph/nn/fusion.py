@@ -46,8 +46,8 @@ class GatedFusion(nn.Module):
             raise ValueError(f"exogenous sources {list(sources)}: expected distinct [name, channels >= 1] pairs")
         self.gate_init = float(gate_init)
         self.encoders = nn.ModuleList(
-            nn.Sequential(nn.Linear(c, dim), nn.GELU(), nn.Linear(dim, dim), nn.LayerNorm(dim, elementwise_affine=False))
-            for c in self.sizes)
+            nn.Sequential(nn.Linear(c, dim), nn.GELU(), nn.Linear(dim, dim),
+                          nn.LayerNorm(dim, elementwise_affine=False)) for c in self.sizes)
         self.gate_in = nn.Parameter(torch.empty(len(self.sizes)))
         self.gate_out = nn.Parameter(torch.empty(horizon, len(self.sizes)))
         self.reset_parameters()
