@@ -10,7 +10,7 @@ from stgraph.errors import ConfigError
 from stgraph.io import read_series, write_series
 from stgraph.io.series import Series
 from stgraph.models.registry import build_model
-from stgraph.online import drift_report, remap_nodes, update_run
+from stgraph.online import remap_nodes, update_run
 from stgraph.online.drift import flag_sensors, rolling_errors
 from stgraph.synth_events import lane_closure
 from stgraph.training.checkpoint import load_checkpoint
@@ -52,7 +52,7 @@ def _slice(series, a, b, path):
     return str(path)
 
 
-def test_update_recovers_after_a_lane_closure_frozen_does_not_and_drift_flags_it(tmp_path):
+def test_update_recovers_after_a_lane_closure_frozen_does_not_and_drift_flags_it(tmp_path, capsys):
     """12 sensors, 21 days (no random incidents); a lane closure on 3 sensors at day 12. The run is trained on days 0-11;
     the update sees days 10-17 (its training split reaches day 15.6: under 4 days after the change);
     both are scored on days 18-20, which neither saw."""
@@ -87,7 +87,12 @@ def test_update_recovers_after_a_lane_closure_frozen_does_not_and_drift_flags_it
     updated = np.nanmean(rolling_errors(load_run(tmp_path / "run-new", data_path=later))[1][:, idx])
     assert updated < 1.1 * pre, (pre, frozen, updated)  # recovered within 4 days of data after the change
     assert frozen > 1.3 * pre and updated < 0.7 * frozen, (pre, frozen, updated)  # the frozen run did not
-    report = drift_report(tmp_path / "run", watch, tmp_path / "drift", baseline=2, recent=3)
+    from stgraph.cli.main import main
+
+    capsys.readouterr()
+    assert main(["drift", str(tmp_path / "run"), "--data", watch, "--out", str(tmp_path / "drift"), "--recent", "3",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert sorted(report["flagged"]) == sorted(hit)
     assert (tmp_path / "drift" / "drift.png").stat().st_size > 0
     rows = (tmp_path / "drift" / "drift.csv").read_text().splitlines()
