@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, RunDirError
-from ..files import atomic_write, check_no_links, run_lock
+from ..files import atomic_write, check_no_links, read_json, run_lock
 
 
 def remap_nodes(old_state: dict, new_model: torch.nn.Module, old_ids: list[str], new_ids: list[str]) -> dict:
@@ -207,7 +207,7 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
     old_cfg = load_run_config(run_dir / "config.yaml")
     ck_path = run_dir / "checkpoints" / "best.pt"
     ck = load_checkpoint(ck_path if ck_path.is_file() else run_dir / "checkpoints" / "last.pt")
-    old_info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    old_info = read_json(run_dir / "run.json", what="run file", error=RunDirError)
     old_ids = [str(s) for s in old_info["sensor_ids"]]
 
     cfg = copy.deepcopy(old_cfg)
