@@ -48,6 +48,7 @@ from ..io.series import iso, parse_interval
 
 KINDS = ("shared", "sensor", "static", "event")
 _ID_NAMES = ("sensor_id", "sensor", "id", "node", "node_id")
+#: whether a kind's values at the forecast steps may be used (known ahead) or are held at the last input step
 _FLAG_KINDS_AHEAD = {"shared": True, "event": True, "static": True, "sensor": False}
 
 
@@ -310,6 +311,7 @@ class Exogenous:
 
     Args:
         sources: aligned :class:`Source` objects.
+        num_nodes: ``N``, sensors of the series (batches broadcast shared sources over them).
         train_rows: series rows of the training split (the scaling statistics come from them).
         stats: saved statistics (:meth:`state_dict`) to use instead of fitting them.
         device: where the arrays live.
