@@ -154,6 +154,25 @@ def _old_on_new_sensors(series, new_ids: list[str]):
                   null_origin=series.null_origin)
 
 
+def _warn_partial_week(model, data, data_path) -> None:
+    """Closed-form parts (stgt's seasonal residual) are refitted on the new file's training rows by the trainer;
+    warn when those rows miss a day of the week (that day's seasonal average then falls back to other days)."""
+    if getattr(model, "seasonal", None) is None:
+        return
+    from ..data.split import training_rows
+    from ..errors import StgraphWarning
+
+    lo, hi = training_rows(data.split, data.windows.span)
+    days = sorted(set(data.dow[lo:hi].cpu().tolist()))
+    if len(days) < 7:
+        import warnings
+        names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+        warnings.warn(StgraphWarning(
+            f"{data_path}: the update's training rows cover only {[names[d] for d in days]}; the run's seasonal "
+            f"residual is refitted on them, so the other days' seasonal average falls back to these days. Pass at "
+            f"least a week of new data"), stacklevel=3)
+
+
 def _default_out(run_dir: Path) -> Path:
     k = 1
     while (run_dir.parent / f"{run_dir.name}-update{k}").exists():
@@ -243,6 +262,7 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
     model = make_model(cfg, prep.data)
     model.load_state_dict(remap_nodes(ck["model"], model, old_ids, new_ids))
     data = UpdateData(prep.data, old_data, weeks, replay)
+    _warn_partial_week(model, prep.data, data_path)
     fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
     added = [s for s in new_ids if s not in set(old_ids)]
     dropped = [s for s in old_ids if s not in set(new_ids)]
