@@ -51,6 +51,8 @@ class DataConfig:
     freq: Optional[str] = None          #: interval, for files without timestamps, e.g. '5min'
     lazy: bool = False                  #: leave an HDF5 series in its file, read windows in chunks (larger than memory)
     cache_mb: int = 256                 #: with lazy: MiB of row chunks kept in memory (per process)
+    covariates: list = field(default_factory=list)  #: covariate files / graph:ATTR (stgraph.data.exogenous)
+    covariate_tolerance: Optional[str] = None  #: how old a covariate reading may be, e.g. '10min' (None: its interval)
 
     def validate(self) -> None:
         _positive_int(self, "input_len", "data")
@@ -59,6 +61,9 @@ class DataConfig:
             raise ConfigError(f"data.lazy = {self.lazy!r}: expected true or false")
         _positive_int(self, "horizon", "data")
         _positive_int(self, "stride", "data")
+        if not isinstance(self.covariates, list) or not all(isinstance(c, str) and c for c in self.covariates):
+            raise ConfigError(f"data.covariates = {self.covariates!r}: expected a list of covariate files "
+                              f"(or graph:ATTR[,ATTR...]), e.g. [rain.csv, incidents.csv]")
         ok = isinstance(self.split, (list, tuple)) and len(self.split) == 3 and all(
             isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in self.split)
         if not ok or abs(sum(map(float, self.split)) - 1) > 1e-6:
@@ -388,6 +393,11 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         raise ConfigError(f"config file '{p}': {e}") from None
 
 
+#: fields added after runs were first written: a run's config.yaml from before them may lack them
+#: (their defaults then hold)
+ADDED_FIELDS = ("data.covariates", "data.covariate_tolerance")
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a run's own ``config.yaml`` strictly: stgraph wrote every field, so a missing section or
     field means the file was cut short (a full disk) or edited; that is an error naming the file."""
@@ -405,7 +415,7 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise RunDirError(f"run file '{p}' holds {type(mapping).__name__}, not the run's settings; it is truncated "
                           f"or damaged: train again (--overwrite)")
     missing = [f"{sec}.{k}" for sec, fields in full.items() for k in fields
-               if not isinstance(mapping.get(sec), dict) or k not in mapping[sec]]
+               if (not isinstance(mapping.get(sec), dict) or k not in mapping[sec]) and f"{sec}.{k}" not in ADDED_FIELDS]
     if missing:
         raise RunDirError(f"run file '{p}' is truncated or damaged: {len(missing)} field(s) missing "
                           f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); stgraph writes all of "

@@ -17,6 +17,9 @@ def dispatch(args) -> int:
     if args.command == "federated":
         from .federated import run as federated_run
         return federated_run(args)
+    if args.command in ("update", "drift"):
+        from .online import run as online_run
+        return online_run(args)
     if args.command == "bench":
         from .bench import run as bench_run
         return bench_run(args)
@@ -42,6 +45,13 @@ def data_synth(args) -> int:
         paths = write_synthetic_counts(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
                                        start=args.start or "2012-03-05")
         what = f"a synthetic counts network (hourly boardings) of {args.sensors} stops x {days} days"
+    elif getattr(args, "rain", False) or getattr(args, "incidents", False):
+        from ..synth.events import write_events
+        days = args.days or 7
+        paths = write_events(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
+                             start=args.start or "2012-03-01", rain=args.rain, incidents=args.incidents)
+        what = (f"a synthetic road network of {args.sensors} sensors x {days} days with "
+                + " and ".join(w for w, on in (("rain", args.rain), ("incident flags", args.incidents)) if on))
     else:
         days = args.days or 7
         paths = write_synthetic(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
@@ -163,7 +173,7 @@ def graph_info(args) -> int:
 FLAG_FIELDS = (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
                ("probabilistic", "model.probabilistic"), ("null_value", "data.null_value"),
                ("epochs", "train.epochs"), ("batch_size", "train.batch_size"), ("lr", "train.lr"),
-               ("seed", "train.seed"), ("device", "train.device"))
+               ("seed", "train.seed"), ("device", "train.device"), ("covariates", "data.covariates"))
 
 
 def flag_settings(args) -> dict:
@@ -172,8 +182,8 @@ def flag_settings(args) -> dict:
     out = {}
     for flag, key in FLAG_FIELDS:
         v = getattr(args, flag, None)
-        if (v if flag in ("data", "graph", "dataset", "probabilistic") else v is not None):
-            out[key] = v
+        if (v if flag in ("data", "graph", "dataset", "probabilistic", "covariates") else v is not None):
+            out[key] = list(v) if flag == "covariates" else v
     if args.no_progress:
         out["train.progress"] = False
     return out

@@ -56,6 +56,10 @@ def _add_data(sub) -> None:
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--start", default=None, help="first day (default 2012-03-01 for speeds, Monday 2012-03-05 "
                                                    "for counts)")
+    syn.add_argument("--rain", action="store_true", help="speeds: rain episodes slowing traffic network-wide, and "
+                                                         "rain.csv, a covariate file (--covariates)")
+    syn.add_argument("--incidents", action="store_true", help="speeds: incidents.csv, per-sensor incident flags (a "
+                                                              "covariate file) for the simulated incidents")
     syn.add_argument("--json", action="store_true")
     dl = s.add_parser("download", help="download a named dataset into the cache")
     dl.add_argument("name")
@@ -105,6 +109,9 @@ def _add_runs(sub) -> None:
     t.add_argument("--data", help="series file (HDF5, npz, CSV)")
     t.add_argument("--graph", help="graph file (adj pickle, distance CSV, JSON, GraphML)")
     t.add_argument("--dataset", help="named dataset instead of --data/--graph")
+    t.add_argument("--covariates", action="append", default=None, metavar="FILE",
+                   help="covariate file (repeatable): weather, incidents, static sensor features, events, or "
+                        "graph:ATTR[,ATTR...]; only models that take them (stgt). The same as data.covariates")
     t.add_argument("--model", default=None, help="registry name or package.module:Class (default stgt)")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--config", help="YAML config file")
@@ -167,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench(sub)
     from .federated import add_parser as add_federated
     add_federated(sub)
+    from .online import add_parser as add_online
+    add_online(sub)
     return p
 
 

@@ -53,6 +53,8 @@ class Batch:
         tod_in, dow_in: ``[B, T_in]`` time of day (float32, ``[0, 1)``) and day of week (int64) of the inputs.
         tod_out, dow_out: ``[B, T_out]`` the same for the targets.
         starts: ``[B]`` int64 first row of each window in the series.
+        exo_in, exo_out: ``[B, T_in, N, C_x]`` / ``[B, T_out, N, C_x]`` scaled covariates from files
+            (:mod:`stgraph.data.exogenous`), or ``None`` when the data has none.
     """
 
     x: torch.Tensor
@@ -62,22 +64,29 @@ class Batch:
     tod_out: torch.Tensor
     dow_out: torch.Tensor
     starts: torch.Tensor
+    exo_in: torch.Tensor | None = None
+    exo_out: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def to(self, device, non_blocking: bool = False) -> "Batch":
         """The batch on ``device`` (``non_blocking`` pays off from pinned memory)."""
-        return Batch(*(getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)))
+        return Batch(*(None if (t := getattr(self, f.name)) is None else t.to(device, non_blocking=non_blocking)
+                       for f in fields(self)))
 
     def pin_memory(self) -> "Batch":
         """The batch in page-locked host memory, for asynchronous copies to the GPU."""
-        return Batch(*(getattr(self, f.name).pin_memory() for f in fields(self)))
+        return Batch(*(None if (t := getattr(self, f.name)) is None else t.pin_memory() for f in fields(self)))
 
     @property
     def covariates(self) -> dict[str, torch.Tensor]:
-        """``tod_in``, ``dow_in``, ``tod_out``, ``dow_out`` as a dict (model keyword arguments)."""
-        return {"tod_in": self.tod_in, "dow_in": self.dow_in, "tod_out": self.tod_out, "dow_out": self.dow_out}
+        """``tod_in``, ``dow_in``, ``tod_out``, ``dow_out`` (and ``exo_in``, ``exo_out`` when the data has
+        covariate files) as a dict (model keyword arguments)."""
+        cov = {"tod_in": self.tod_in, "dow_in": self.dow_in, "tod_out": self.tod_out, "dow_out": self.dow_out}
+        if self.exo_in is not None:
+            cov.update(exo_in=self.exo_in, exo_out=self.exo_out)
+        return cov
 
 
 class BatchLoader:
@@ -237,6 +246,8 @@ class ForecastData:
         self._split_starts: dict[str, torch.Tensor] = {}
         #: sensors whose target channels hold no reading at all (see :func:`_dead_sensors`)
         self.dead_sensors: list[str] = []
+        #: covariates from files (:class:`stgraph.data.exogenous.Exogenous`), set by its ``attach``
+        self.exogenous = None
 
     # ---------------------------------------------------------------- build
     @classmethod
@@ -417,9 +428,11 @@ class ForecastData:
         """The windows starting at ``starts [B]`` (int64, on :attr:`device`), one gather per tensor."""
         rows_in = self.windows.input_rows(starts)
         rows_out = self.windows.target_rows(starts)
+        exo = (None, None) if self.exogenous is None else self.exogenous.gather(rows_in, rows_out)
         return Batch(x=self.scale_inputs(take_rows(self.raw_inputs, rows_in)), y=take_rows(self.targets, rows_out),
                      tod_in=take_rows(self.tod, rows_in), dow_in=take_rows(self.dow, rows_in),
-                     tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts)
+                     tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts,
+                     exo_in=exo[0], exo_out=exo[1])
 
     def window_at(self, series: Series, at: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor],
                                                                         np.ndarray]:

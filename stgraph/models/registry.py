@@ -19,6 +19,11 @@ implements ``fit_closed_form(fit)``, where ``fit`` is a :class:`ClosedFormData`:
 of the targets with their calendar, the target statistics, and the training / validation windows
 in batches. The trainer calls it once before training (on the model, or else on each submodule
 that declares it); it is the only way a model sees training data.
+
+Covariates from files (``--covariates``, :mod:`stgraph.data.exogenous`) reach only models registered
+with ``exogenous=True`` (:func:`exogenous_models`): they take the size argument ``exogenous``
+(``[[source, channels], ...]``) and read ``covariates['exo_in']`` ``[B, T_in, N, C_x]`` and
+``covariates['exo_out']`` ``[B, T_out, N, C_x]``. Any other model given covariates is an error.
 """
 from __future__ import annotations
 
@@ -100,16 +105,22 @@ def fit_closed_form(module: torch.nn.Module, fit: ClosedFormData) -> None:
         fit_closed_form(child, fit)
 
 SIZE_ARGS = ("num_nodes", "in_channels", "out_channels", "input_len", "horizon",
-             "steps_per_day", "target_channels", "probabilistic")
+             "steps_per_day", "target_channels", "probabilistic", "exogenous")
 
 
-def register(name: str) -> Callable[[type], type]:
-    """Class decorator adding a model under ``name``."""
+def register(name: str, exogenous: bool = False) -> Callable[[type], type]:
+    """Class decorator adding a model under ``name``; ``exogenous``: it takes covariates from files."""
     def deco(cls: type) -> type:
         _REGISTRY[name.lower()] = cls
         cls.registry_name = name.lower()
+        cls.takes_exogenous = bool(exogenous)
         return cls
     return deco
+
+
+def exogenous_models() -> list[str]:
+    """Registered models that take covariates from files (``--covariates``)."""
+    return sorted(k for k, cls in _REGISTRY.items() if getattr(cls, "takes_exogenous", False))
 
 
 def available_models() -> list[str]:
@@ -146,6 +157,9 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
     accepted = [p for p in sig.parameters if p != "self"]
     var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     kwargs = {k: v for k, v in sizes.items() if k in accepted or (var_kw and k in SIZE_ARGS)}
+    if sizes.get("exogenous") and not getattr(cls, "takes_exogenous", False):
+        raise ConfigError(f"model '{name}' takes no covariate files (--covariates / data.covariates); the models "
+                          f"that do: {exogenous_models()}. Drop the covariates or pick one of those")
     if sizes.get("probabilistic") and "probabilistic" not in kwargs:
         raise ConfigError(f"model '{name}' has no probabilistic head; drop --probabilistic or pick 'stgt'")
     for k, v in (params or {}).items():

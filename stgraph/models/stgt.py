@@ -33,6 +33,7 @@ from torch.distributions import Normal
 from torch.utils.checkpoint import checkpoint
 
 from ..nn.embedding import InputEmbedding
+from ..nn.fusion import GatedFusion
 from ..nn.lean import Dropout
 from ..nn.spatial import SpatialGraphAttention, with_self_loops
 from ..nn.temporal import CrossAttention, TemporalTransformerBlock
@@ -74,7 +75,7 @@ class STBlock(nn.Module):
         return x, {"spatial": a_s, "spatial_edge_index": ei, "temporal": a_t}
 
 
-@register("stgt")
+@register("stgt", exogenous=True)
 class STGT(nn.Module):
     r"""Spatio-temporal graph transformer, encoder-decoder.
 
@@ -98,6 +99,10 @@ class STGT(nn.Module):
         node_emb_dim: stored size of the sensor embeddings (``None``: ``D``).
         dense_max_nodes: ``'auto'`` never goes dense above this many sensors.
         min_scale: added to the softplus scale of the probabilistic output.
+        exogenous: ``[[source, channels], ...]``: covariates from files
+            (:mod:`stgraph.data.exogenous`) taken through a gated fusion embedding
+            (:class:`stgraph.nn.fusion.GatedFusion`) added to the encoder's input and the
+            decoder's queries; ``None`` (default): calendar only.
         attn_dropout: dropout on attention weights (default 0: on CPU it is
             slower than the rest of the attention and bars the fused kernels).
         recompute: in training, keep only each block's input and recompute the
@@ -112,7 +117,8 @@ class STGT(nn.Module):
         - input: ``x`` ``[B, T_in, N, C_in]``; ``graph`` with ``edge_index``
           ``[2, E]``, ``edge_weight`` ``[E]`` (optional); ``covariates`` with
           ``tod_in``/``dow_in`` ``[B, T_in]`` and ``tod_out``/``dow_out``
-          ``[B, T_out]``
+          ``[B, T_out]``; with ``exogenous`` also ``exo_in`` ``[B, T_in, N, C_x]`` and
+          ``exo_out`` ``[B, T_out, N, C_x]``
         - output: ``[B, T_out, N, C_out]``, or ``Normal`` with ``loc`` and
           ``scale`` ``[B, T_out, N, C_out]``.
     """
@@ -124,7 +130,7 @@ class STGT(nn.Module):
                  dropout: float = 0.1, spatial_backend: str = "auto", probabilistic: bool = False,
                  node_emb_dim: Optional[int] = None, dense_max_nodes: int = 1024,
                  min_scale: float = 1e-3, attn_dropout: float = 0.0, recompute: bool = False,
-                 residual: str = "last"):
+                 residual: str = "last", exogenous: Optional[Sequence[Sequence]] = None):
         super().__init__()
         if target_channels is not None:
             target_channels = tuple(int(c) for c in target_channels)
@@ -158,7 +164,7 @@ class STGT(nn.Module):
             self.target_index = None
         # residual='last': persistence, gate_h * last value (the default, and what runs without the
         # argument were trained with); residual='blend': a learned blend of last value and the seasonal
-        # average, started at the least-squares blend of the two (SeasonalResidual.fit_data).
+        # average, started at the least-squares blend of the two (SeasonalResidual.fit_closed_form).
         if residual not in ("last", "blend"):
             raise ValueError(f"residual is {residual!r}; expected 'last' or 'blend'")
         self.residual = residual
@@ -167,6 +173,9 @@ class STGT(nn.Module):
             from .seasonal import SeasonalResidual
             self.seasonal = SeasonalResidual(num_nodes, out_channels, horizon, steps_per_day, target_channels)
             self.persistence_gate.requires_grad_(False)  # the blend's gate_last takes its place
+        # covariates from files: built last and only when given, so a model without them draws the same
+        # initial weights (same seed, same numbers) as before they existed
+        self.fusion = GatedFusion(exogenous, hidden, horizon) if exogenous else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -190,6 +199,8 @@ class STGT(nn.Module):
         nn.init.ones_(self.persistence_gate)
         if getattr(self, "seasonal", None) is not None:
             self.seasonal.reset_parameters()
+        if getattr(self, "fusion", None) is not None:
+            self.fusion.reset_parameters()
 
     def num_parameters(self, trainable_only: bool = True) -> int:
         """Number of (trainable) parameters."""
@@ -245,6 +256,19 @@ class STGT(nn.Module):
             numbers += kept * 3 * S * self.heads * N * N
         return int(4 * numbers)
 
+    def _exogenous(self, covariates: dict):
+        """``(exo_in, exo_out)`` from ``covariates`` (``None, None`` for a model without covariates)."""
+        if self.fusion is None:
+            return None, None
+        if "exo_in" not in covariates:
+            raise ValueError(f"this stgt was built for covariate files {self.fusion.names} but the batch has none "
+                             f"(covariates['exo_in'] / ['exo_out']); pass the run's --covariates")
+        return covariates["exo_in"], covariates["exo_out"]
+
+    def gates(self) -> dict | None:
+        """The fusion gates per covariate source (:meth:`stgraph.nn.fusion.GatedFusion.gates`), or ``None``."""
+        return None if self.fusion is None else self.fusion.gates()
+
     def _block(self, blk, h, edge_index, edge_weight):
         if self.recompute and self.training and torch.is_grad_enabled():
             return checkpoint(blk, h, edge_index, edge_weight, use_reentrant=False)
@@ -281,6 +305,9 @@ class STGT(nn.Module):
         attn = {}
 
         h = self.embed(x, covariates["tod_in"], covariates["dow_in"]) + self.pos_in[:, None, :]
+        exo_in, exo_out = self._exogenous(covariates)
+        if exo_in is not None:
+            h = h + self.fusion.encode(exo_in)
         h = self.drop(h)
         for i, blk in enumerate(self.encoder):
             if return_attention and i == len(self.encoder) - 1:
@@ -290,6 +317,8 @@ class STGT(nn.Module):
 
         time_out = self.embed.time(covariates["tod_out"], covariates["dow_out"])  # [B, T_out, 1, D]
         q = time_out + self.embed.node() + self.pos_out[:, None, :]  # [B, T_out, N, D]
+        if exo_out is not None:
+            q = q + self.fusion.decode(exo_out)
         if return_attention:
             q, attn["cross"] = self.cross(q, h, return_attention=True)
         else:

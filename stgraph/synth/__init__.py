@@ -1,6 +1,6 @@
 """A synthetic road network and traffic speeds: the embedded default dataset.
 
-Nothing here downloads anything. Three modules, one job each:
+Nothing here downloads anything. Four modules, one job each:
 
 - :mod:`.layout`: :func:`make_road_network` lays out freeway corridors of loop detectors around a
   city centre (Los Angeles by default), with ramps, interchanges and DCRNN-style kernel weights;
@@ -10,7 +10,9 @@ Nothing here downloads anything. Three modules, one job each:
 - :mod:`.write`: :func:`generate` does both; :func:`write_synthetic` writes the files in the
   layout of the DCRNN release (``metr-la.h5``-style HDF5, ``adj_mx.pkl``,
   ``distances_la_2012.csv``-style distances, sensor locations and ids) and
-  :func:`write_synthetic_counts` a counts CSV with a distance-weighted node-link graph.
+  :func:`write_synthetic_counts` a counts CSV with a distance-weighted node-link graph;
+- :mod:`.events`: rain episodes, incidents and lane closures on a simulated series, written as
+  covariate files (:func:`~stgraph.synth.events.write_events`).
 
 Determinism: the same arguments and seed give identical graphs and arrays.
 """

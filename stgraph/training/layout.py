@@ -10,6 +10,9 @@ Layout of ``RUN_DIR`` (every name below comes from :class:`RunFiles`; nothing el
     train_summary.json        epochs, best epoch, seconds, peak memory (written when training ends)
     evaluation_{split}.json   written by ``stgraph evaluate --split {split}``
     bench_eval.json           test metrics at every horizon step, written by ``stgraph bench``
+    gates.json                covariate fusion gates per source and horizon step (runs with --covariates)
+    update.json               what ``stgraph update`` continued from and on (runs made by an update)
+    drift/                    ``stgraph drift``'s default output folder (table, per-period errors, plot)
 """
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ BEST = "best.pt"
 SUMMARY = "train_summary.json"
 EVALUATION = "evaluation_{split}.json"
 BENCH_EVALUATION = "bench_eval.json"
+GATES = "gates.json"
+UPDATE = "update.json"
+DRIFT = "drift"
 
 
 class RunFiles:
@@ -52,6 +58,19 @@ class RunFiles:
     def bench_evaluation(self) -> Path:
         return self.root / BENCH_EVALUATION
 
+    @property
+    def gates(self) -> Path:
+        return self.root / GATES
+
+    @property
+    def update(self) -> Path:
+        return self.root / UPDATE
+
+    @property
+    def drift(self) -> Path:
+        """Folder of ``stgraph drift``'s report (not removed by ``--overwrite``: it is an output, not a run file)."""
+        return self.root / DRIFT
+
     def checkpoint(self, name: str = LAST) -> Path:
         """``checkpoints/<name>`` (``last.pt`` or ``best.pt``)."""
         return self.root / CHECKPOINTS / name
@@ -72,10 +91,11 @@ class RunFiles:
         """Every file a run writes that exists now (what a new run in this folder must not inherit)."""
         from ..data.split import SPLIT_NAMES
 
-        paths = [self.config, self.info, self.metrics, self.last, self.best, self.summary, self.bench_evaluation]
+        paths = [self.config, self.info, self.metrics, self.last, self.best, self.summary, self.bench_evaluation,
+                 self.gates, self.update]
         paths += [self.evaluation(s) for s in SPLIT_NAMES]
         return [p for p in paths if p.is_file() or p.is_symlink()]
 
 
 __all__ = ["RunFiles", "CONFIG", "INFO", "METRICS", "CHECKPOINTS", "LAST", "BEST", "SUMMARY", "EVALUATION",
-           "BENCH_EVALUATION"]
+           "BENCH_EVALUATION", "GATES", "UPDATE", "DRIFT"]

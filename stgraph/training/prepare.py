@@ -58,22 +58,29 @@ def load_series_and_graph(cfg: RunConfig, data_path: str | None = None):
     return series, nx_graph, graph
 
 
-def prepare(cfg: RunConfig, data_path: str | None = None) -> Prepared:
-    """Read files and cut windows as ``cfg.data`` says."""
+def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict | None = None) -> Prepared:
+    """Read files and cut windows as ``cfg.data`` says; covariate files (``data.covariates``) are
+    aligned and attached (scaled with ``covariate_stats`` when given, e.g. a checkpoint's)."""
     from ..data import ForecastData
 
     series, nx_graph, graph = load_series_and_graph(cfg, data_path)
     d = cfg.data
     data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
                                     split=tuple(d.split), target=d.target)
+    if d.covariates:
+        from ..data.exogenous import attach
+        attach(data, d.covariates, series, nx_graph, d.covariate_tolerance, covariate_stats)
     return Prepared(series, nx_graph, graph, data)
 
 
 def model_sizes(data, probabilistic: bool) -> dict:
     """The size arguments the registry passes a model constructor (:data:`~stgraph.models.registry.SIZE_ARGS`)."""
-    return dict(num_nodes=data.num_nodes, in_channels=data.in_channels, out_channels=data.out_channels,
-                input_len=data.input_len, horizon=data.horizon, steps_per_day=data.steps_per_day,
-                target_channels=target_positions(data), probabilistic=probabilistic)
+    sizes = dict(num_nodes=data.num_nodes, in_channels=data.in_channels, out_channels=data.out_channels,
+                 input_len=data.input_len, horizon=data.horizon, steps_per_day=data.steps_per_day,
+                 target_channels=target_positions(data), probabilistic=probabilistic)
+    if getattr(data, "exogenous", None) is not None:
+        sizes["exogenous"] = data.exogenous.layout
+    return sizes
 
 
 def target_positions(data) -> tuple | None:

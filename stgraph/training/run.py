@@ -54,8 +54,11 @@ PATH_SETTINGS = ("data.path", "data.graph", "data.root")
 
 def _absolute(cfg: RunConfig) -> RunConfig:
     """``cfg`` with its file locations as absolute paths, so the run works from any working directory."""
-    return with_fields(cfg, {f"data.{name}": os.path.abspath(os.path.expanduser(str(getattr(cfg.data, name))))
-                             for name in ("path", "graph", "root") if getattr(cfg.data, name)})
+    fields = {f"data.{name}": os.path.abspath(os.path.expanduser(str(getattr(cfg.data, name))))
+              for name in ("path", "graph", "root") if getattr(cfg.data, name)}
+    fields["data.covariates"] = [c if c.startswith("graph:") else os.path.abspath(os.path.expanduser(c))
+                                 for c in cfg.data.covariates]
+    return with_fields(cfg, fields)
 
 
 #: model.params the data chose when the run started (:func:`choose_defaults`), if the user gave none
@@ -246,10 +249,14 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
             _start_run_dir(out, cfg, info)
         elif writes:
             _write_start(RunFiles(out), cfg, info)
-    trainer = Trainer(model, prep.data, prep.graph, cfg.train, out,
-                      extra_state={"config": cfg.to_dict(), "fingerprint": fingerprint})
+    extra = {"config": cfg.to_dict(), "fingerprint": fingerprint}
+    if prep.data.exogenous is not None:
+        extra["covariates"] = prep.data.exogenous.state_dict()
+    trainer = Trainer(model, prep.data, prep.graph, cfg.train, out, extra_state=extra)
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
+    if prep.data.exogenous is not None:
+        report_gates(trainer, out if writes else None, log)
     if writes:
         summary = {"model": cfg.model.name, "parameters": count_parameters(model),
                    "epochs": trainer.state["epoch"], "best_epoch": trainer.state["best_epoch"],
@@ -259,6 +266,29 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
                    "device": str(trainer.device), "processes": dist.world, **peak_memory(trainer.device)}
         atomic_write(RunFiles(out).summary, json.dumps(summary, indent=1))
     return Run(cfg, prep, trainer, None if out is None else RunFiles(out))
+
+
+def report_gates(trainer: Trainer, out: Path | None, log=print) -> dict | None:
+    """The fusion gates of the best weights (which covariate source mattered, per horizon step), printed and
+    written to ``out/gates.json``; ``None`` for a model without gates."""
+    model = trainer.model
+    best = None if out is None else RunFiles(out).best
+    if best is not None and best.is_file() and hasattr(model, "gates"):
+        import copy
+        model = copy.deepcopy(model)
+        model.load_state_dict(load_checkpoint(best, map_location=trainer.device)["model"])
+    gates = model.gates() if hasattr(model, "gates") else None
+    if not gates:
+        return None
+    from ..metrics import default_steps
+    from ..nn.fusion import gate_table
+
+    steps = [h for h in default_steps(trainer.data.horizon, trainer.data.interval_minutes) if h <= trainer.data.horizon]
+    log("covariate gates (0 = source switched off, 1 = fully on), input window and horizon steps:\n"
+        + gate_table(gates, steps))
+    if out is not None:
+        atomic_write(RunFiles(out).gates, json.dumps(gates, indent=1))
+    return gates
 
 
 def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
@@ -470,7 +500,7 @@ class Run:
         _model_class_for(cfg, model, run_dir)
         if device:
             cfg = with_fields(cfg, {"train.device": device})
-        prep = prepare(cfg, data_path)
+        prep = prepare(cfg, data_path, ckpt.get("covariates"))
         stored = ckpt.get("fingerprint") or {}
         if data_path is None and stored.get("data") not in (None, prep.data.fingerprint()):
             raise RunDirError(f"the data file {cfg.data.path or cfg.data.dataset} changed since '{run_dir}' was "
