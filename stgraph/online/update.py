@@ -81,7 +81,7 @@ class ReplayLoader:
 
     Each batch of ``batch_size`` holds ``batch_size - k`` new windows (in a shuffled pass over
     ``new_starts``) and ``k = round(replay * batch_size)`` old windows drawn at random from
-    ``old_starts`` of ``old`` (one gather each, concatenated). Yields :class:`~stgraph.data.loader.Batch`.
+    ``old_starts`` of ``old`` (one gather each, concatenated). Yields :class:`~stgraph.data.dataset.Batch`.
     """
 
     def __init__(self, new, new_starts: torch.Tensor, old, old_starts: torch.Tensor | None, batch_size: int,
@@ -98,7 +98,7 @@ class ReplayLoader:
         return n // self.b if self.drop_last else -(-n // self.b)
 
     def __iter__(self):
-        from ..data.loader import Batch
+        from ..data.dataset import Batch
         from dataclasses import fields
 
         order = self.new_starts[torch.randperm(self.new_starts.numel(), generator=self.generator)]
