@@ -12,8 +12,17 @@ def _federation_args(p, *, data: bool) -> None:
     p.add_argument("--strategy", choices=["fedavg", "fedprox"], default=None)
     p.add_argument("--mu", type=float, default=None, help="FedProx proximal weight (default 0.01)")
     p.add_argument("--dp-noise", type=float, default=None,
-                   help="Flower server-side DP: Gaussian noise multiplier (0 = off)")
-    p.add_argument("--dp-clip", type=float, default=None, help="Flower server-side DP: clipping norm (default 1)")
+                   help="Flower DP with fixed clipping: Gaussian noise multiplier (0 = off)")
+    p.add_argument("--dp-clip", type=float, default=None, help="Flower DP: clipping norm of an update (default 1)")
+    p.add_argument("--dp-side", choices=["server", "client"], default=None,
+                   help="Flower DP: the server clips the updates (default) or each client clips its own "
+                        "(client-side fixed clipping; server and clients must both be given it)")
+    p.add_argument("--lr-schedule", choices=["none", "cosine", "step"], default=None,
+                   help="clients' learning rate over the rounds (default none: train.lr every round)")
+    p.add_argument("--lr-step-rounds", type=int, default=None, help="--lr-schedule step: rounds between decays")
+    p.add_argument("--lr-gamma", type=float, default=None, help="--lr-schedule step: decay factor (default 0.5)")
+    p.add_argument("--fresh-optimizer", dest="keep_optimizer", action="store_false", default=None,
+                   help="a new AdamW each round (default: each client keeps its AdamW moments between rounds)")
     p.add_argument("--round-timeout", type=float, default=None, help="seconds to wait for the clients in a round")
     p.add_argument("--out", required=True, help="federated run directory")
     p.add_argument("--record", action="store_true", help="keep every round's updates and global weights")
@@ -69,7 +78,9 @@ def add_parser(sub) -> None:
 
 
 _FED_FLAGS = {"clients": "clients", "rounds": "rounds", "strategy": "strategy", "mu": "proximal_mu",
-              "dp_noise": "dp_noise", "dp_clip": "dp_clip", "round_timeout": "round_timeout",
+              "dp_noise": "dp_noise", "dp_clip": "dp_clip", "dp_side": "dp_side", "lr_schedule": "lr_schedule",
+              "lr_step_rounds": "lr_step_rounds", "lr_gamma": "lr_gamma", "keep_optimizer": "keep_optimizer",
+              "round_timeout": "round_timeout",
               "partition": "partition", "partition_seed": "partition_seed", "locations": "locations",
               "border_hops": "border_hops", "local_epochs": "local_epochs", "address": "address"}
 
@@ -129,7 +140,9 @@ def run(args) -> int:
         from ..errors import ConfigError
         raise ConfigError(f"--partition-id {args.partition_id}: expected 0 .. {fed.clients - 1} (--clients {fed.clients})")
     S.setup(fed, run_config(args), out, clients=[args.partition_id])
-    start_client(out / f"client_{args.partition_id}", fed.address, record=args.record, max_wait=args.max_wait)
+    from ..federated.server import client_mods
+    start_client(out / f"client_{args.partition_id}", fed.address, record=args.record, max_wait=args.max_wait,
+                 mods=client_mods(fed))
     print(f"client {args.partition_id} done; run directory {out / f'client_{args.partition_id}'}")
     return 0
 

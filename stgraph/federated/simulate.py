@@ -115,12 +115,13 @@ def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: li
 
 
 def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, record: bool = False,
-             verbose: bool = True) -> dict:
+             verbose: bool = True, cpus: int | None = None) -> dict:
     """Run ``fed.clients`` clients and the server on this machine with Flower's simulation engine.
 
     Flower's ``run_simulation`` (Ray backend) runs the same :class:`~.client.StgraphClient`
     and strategy as ``stgraph federated server`` / ``client``; each client gets one CPU
-    and one torch thread. Afterwards the global run is exported to ``OUT/global``.
+    and one torch thread; ``cpus`` clients train at once (default: one per client, at most the
+    machine's CPUs). Afterwards the global run is exported to ``OUT/global``.
     Returns the summary (also written to ``OUT/summary.json``).
     """
     from flwr.clientapp import ClientApp
@@ -128,7 +129,7 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
     from flwr.simulation import run_simulation
 
     from .client import StgraphClient
-    from .server import make_strategy
+    from .server import client_mods, make_strategy
 
     out = Path(out)
     info = setup(fed, run_cfg, out)
@@ -143,11 +144,11 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
         return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=fed.rounds,
                                                                           round_timeout=fed.round_timeout))
 
-    cpus = max(1, min(fed.clients, _cpu_count()))
+    cpus = max(1, min(fed.clients, cpus or _cpu_count()))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run_simulation(server_app=ServerApp(server_fn=server_fn), client_app=ClientApp(client_fn=client_fn),
+        run_simulation(server_app=ServerApp(server_fn=server_fn), client_app=ClientApp(client_fn=client_fn, mods=client_mods(fed)),
                        num_supernodes=fed.clients,
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                                        "init_args": {"num_cpus": cpus, "include_dashboard": False,
