@@ -179,7 +179,8 @@ def given_settings(args) -> set[str]:
     if args.config:
         given |= _dotted(load_yaml(config_path(args.config), what="config file"))
     for flag, key in (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
-                      ("model", "model.name"), ("probabilistic", "model.probabilistic"), ("epochs", "train.epochs"),
+                      ("model", "model.name"), ("probabilistic", "model.probabilistic"),
+                      ("distribution", "model.distribution"), ("epochs", "train.epochs"),
                       ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
                       ("device", "train.device"), ("null_value", "data.null_value")):
         if getattr(args, flag, None) is not None:
@@ -231,6 +232,8 @@ def build_config(args):
         cfg.model.name = args.model
     if args.probabilistic:
         cfg.model.probabilistic = True
+    if getattr(args, "distribution", None):
+        cfg.model.distribution, cfg.model.probabilistic = args.distribution, True
     if getattr(args, "null_value", None) is not None:
         cfg.data.null_value = args.null_value
     for flag, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("seed", "seed"),

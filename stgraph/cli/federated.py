@@ -37,6 +37,8 @@ def _federation_args(p, *, data: bool) -> None:
     p.add_argument("--locations", default=None,
                    help="CSV sensor_id,latitude,longitude for by-region (default: graph_sensor_locations.csv "
                         "beside --graph, or the graph's coordinates)")
+    from .main import CRS_HELP
+    p.add_argument("--crs", default=None, help="of --locations: " + CRS_HELP)
     p.add_argument("--border-hops", type=int, default=None,
                    help="foreign sensors within this many road hops join a client's graph, without data (default 0)")
     p.add_argument("--local-epochs", type=int, default=None, help="epochs per client per round (default 1)")
@@ -74,6 +76,8 @@ def add_parser(sub) -> None:
     pa.add_argument("--partition", default="by-region", choices=["by-region", "metis", "random"])
     pa.add_argument("--partition-seed", type=int, default=0)
     pa.add_argument("--locations", default=None)
+    from .main import CRS_HELP
+    pa.add_argument("--crs", default="degrees", help="of --locations: " + CRS_HELP)
     pa.add_argument("--out", required=True, help="CSV file")
 
 
@@ -81,7 +85,7 @@ _FED_FLAGS = {"clients": "clients", "rounds": "rounds", "strategy": "strategy", 
               "dp_noise": "dp_noise", "dp_clip": "dp_clip", "dp_side": "dp_side", "lr_schedule": "lr_schedule",
               "lr_step_rounds": "lr_step_rounds", "lr_gamma": "lr_gamma", "keep_optimizer": "keep_optimizer",
               "round_timeout": "round_timeout",
-              "partition": "partition", "partition_seed": "partition_seed", "locations": "locations",
+              "partition": "partition", "partition_seed": "partition_seed", "locations": "locations", "crs": "crs",
               "border_hops": "border_hops", "local_epochs": "local_epochs", "address": "address"}
 
 
@@ -160,7 +164,7 @@ def _partition(args) -> int:
     if graph is not None and args.graph:
         graph.graph.setdefault("source", args.graph)
     fed = FederatedConfig(clients=args.clients, partition=args.partition, partition_seed=args.partition_seed,
-                          locations=args.locations).validate()
+                          locations=args.locations, crs=args.crs).validate()
     labels = load_partition(fed, series, graph)
     write_partition(args.out, series.sensor_ids, labels)
     sizes = [int((labels == c).sum()) for c in range(args.clients)]

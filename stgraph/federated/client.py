@@ -231,7 +231,8 @@ class StgraphClient(_numpy_client_base()):
                                       self.cfg.model.params, self.info.get("personal", ()))
         self.keys = shared_keys(self.model, self.personal)
         self.fingerprint = {"data": data.fingerprint(), "graph": graph_fingerprint(self.prep.graph)}
-        self.trainer = Trainer(self.model, data, self.prep.graph, self.cfg.train, None, extra_state=self._extra())
+        self.trainer = Trainer(self.model, data, self.prep.graph, self.cfg.train, None, extra_state=self._extra(),
+                               distribution=self.cfg.model.distribution)
         last = self.dir / "checkpoints" / "last.pt"
         if last.is_file():
             self.model.load_state_dict(load_checkpoint(last)["model"])
@@ -300,7 +301,8 @@ class StgraphClient(_numpy_client_base()):
         train_cfg.lr = self.cfg.train.lr * float(config.get("lr_factor", 1.0))  # the server's schedule
         seed_everything(train_cfg.seed)
         trainer = _ProxTrainer(self.model, self.prep.data, self.prep.graph, train_cfg, None,
-                               extra_state=self._extra(), mu=mu, anchors=anchors)
+                               extra_state=self._extra(), mu=mu, anchors=anchors,
+                               distribution=self.cfg.model.distribution)
         keep = bool(config.get("keep_optimizer", False))
         if keep:
             self._restore_optimizer(trainer.optimizer, train_cfg.lr)

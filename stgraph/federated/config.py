@@ -27,6 +27,7 @@ class FederatedConfig:
     partition: str = "by-region"        #: 'by-region', 'metis', 'random' or a CSV file sensor_id,client
     partition_seed: int = 0             #: makes the partition reproducible
     locations: Optional[str] = None     #: CSV sensor_id,latitude,longitude for by-region (default: beside the graph)
+    crs: str = "degrees"                #: of `locations`: 'degrees', 'projected' (metres) or 'EPSG:<code>'
     border_hops: int = 0                #: foreign sensors within this many road hops join a client's graph, without data
     rounds: int = 10                    #: server rounds
     local_epochs: int = 1               #: epochs each client trains per round
@@ -55,6 +56,8 @@ class FederatedConfig:
         if self.partition not in ("by-region", "metis", "random") and not str(self.partition).endswith(".csv"):
             raise ConfigError(f"federated.partition = {self.partition!r}: expected 'by-region', 'metis', 'random' "
                               f"or a partition file ending in .csv (columns sensor_id,client)")
+        from ..graph import parse_crs
+        self.crs = parse_crs(self.crs)
         if int(self.border_hops) < 0:
             raise ConfigError(f"federated.border_hops = {self.border_hops}: expected an integer >= 0")
         for name in ("proximal_mu", "dp_noise"):

@@ -39,30 +39,35 @@ def load_partition(fed: FederatedConfig, series, graph) -> np.ndarray:
     ids = series.sensor_ids
     if str(fed.partition).endswith(".csv"):
         return read_partition(fed.partition, ids, fed.clients)
-    coords = None
+    coords, crs = None, "degrees"
     if fed.partition == "by-region":
-        coords = _coordinates(fed, ids, graph)
-    return partition_sensors(fed.partition, ids, fed.clients, graph=graph, coords=coords, seed=fed.partition_seed)
+        coords, crs = _coordinates(fed, ids, graph)
+    return partition_sensors(fed.partition, ids, fed.clients, graph=graph, coords=coords, seed=fed.partition_seed,
+                             crs=crs)
 
 
-def _coordinates(fed: FederatedConfig, ids, graph) -> np.ndarray | None:
-    from ..graph import read_locations
+def _coordinates(fed: FederatedConfig, ids, graph) -> tuple[np.ndarray | None, str]:
+    """``([N, 2] coordinates or None, crs)``: from ``fed.locations`` read in ``fed.crs``, else from the
+    graph's nodes (projected when the graph says so), else from ``graph_sensor_locations.csv`` beside it."""
+    from ..graph import parse_crs, read_locations
 
     path = fed.locations
     if path is None and graph is not None and all("lat" in graph.nodes[s] for s in ids if s in graph):
-        return np.array([[graph.nodes[s]["lat"], graph.nodes[s]["lon"]] for s in ids])
+        crs = "projected" if graph.graph.get("crs") == "projected" else "degrees"
+        return np.array([[graph.nodes[s]["lat"], graph.nodes[s]["lon"]] for s in ids]), crs
     if path is None and graph is not None and graph.graph.get("source"):
         cand = Path(str(graph.graph["source"])).with_name("graph_sensor_locations.csv")
         path = str(cand) if cand.is_file() else None
     if path is None:
-        return None
-    lid, lat, lon = read_locations(path)
+        return None, "degrees"
+    lid, lat, lon = read_locations(path, fed.crs)
+    crs = "projected" if parse_crs(fed.crs) == "projected" else "degrees"  # EPSG codes arrive as degrees
     pos = {s: i for i, s in enumerate(lid)}
     missing = [s for s in ids if s not in pos]
     if missing:
         raise ConfigError(f"locations '{path}': no coordinates for {len(missing)} sensor(s) of the series, e.g. "
                           f"{missing[:10]}; expected a row per sensor")
-    return np.array([[lat[pos[s]], lon[pos[s]]] for s in ids])
+    return np.array([[lat[pos[s]], lon[pos[s]]] for s in ids]), crs
 
 
 def prepare_out(out: str | Path, overwrite: bool = False) -> Path:

@@ -315,7 +315,8 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
             cfg.to_yaml(out / "config.yaml")
             atomic_write(out / "run.json", json.dumps(info, indent=1))
     trainer = Trainer(model, prep.data, prep.graph, cfg.train, out,
-                      extra_state={"config": cfg.to_dict(), "fingerprint": fingerprint})
+                      extra_state={"config": cfg.to_dict(), "fingerprint": fingerprint},
+                      distribution=cfg.model.distribution)
     trainer.prepared = prep
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
@@ -432,7 +433,7 @@ def load_run(run_dir: str | Path, *, data_path: str | None = None, checkpoint: s
         prep.data.set_scaler_state(ckpt["scaler"])
     net = make_model(cfg, prep.data)
     net.load_state_dict(ckpt["model"])
-    trainer = Trainer(net, prep.data, prep.graph, cfg.train, None)
+    trainer = Trainer(net, prep.data, prep.graph, cfg.train, None, distribution=cfg.model.distribution)
     trainer.prepared = prep
     trainer.run_config = cfg
     last = run_dir / "checkpoints" / "last.pt"

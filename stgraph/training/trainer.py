@@ -4,8 +4,9 @@
 (see :mod:`stgraph.models.registry`) on a :class:`~stgraph.data.ForecastData`:
 
 * loss: masked MAE in the data's own units (speeds in mph), or the masked
-  Gaussian negative log-likelihood when the model returns a
-  ``torch.distributions.Normal``;
+  negative log-likelihood when the model returns a ``torch.distributions.Normal``
+  (a probabilistic head), of the distribution ``model.distribution`` makes of it
+  (:mod:`stgraph.distributions`: Normal, or a log-normal censored at 0 for counts);
 * AdamW, cosine or multi-step learning-rate schedule with optional warm-up,
   gradient clipping, early stopping on validation MAE;
 * seeds that make a CPU run repeatable, bf16 autocast and ``torch.compile``
@@ -36,6 +37,10 @@ import torch
 
 from ..errors import RunDirError, StgraphError
 from ..files import atomic_open
+from torch.distributions import Distribution
+
+from ..distributions import check_name, check_support, from_head, interval, nll, point
+from ..distributions import crps as crps_of
 from ..metrics import MetricAccumulator, default_steps, valid_mask
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import current as current_dist
@@ -76,13 +81,17 @@ class Trainer:
         cfg: a :class:`~stgraph.config.TrainConfig`.
         run_dir: folder for checkpoints and ``metrics.csv`` (``None``: keep nothing on disk).
         extra_state: plain data stored in every checkpoint (config, fingerprint, ...).
+        distribution: what a probabilistic head's ``Normal`` becomes in data units
+            (:data:`stgraph.distributions.DISTRIBUTIONS`, ``model.distribution``).
 
     Inside a ``torch.distributed`` process group (``torchrun``) the trainer is data parallel:
     ``cfg.batch_size`` is the global batch and must be divisible by the number of processes.
     """
 
-    def __init__(self, model, data, graph, cfg, run_dir=None, extra_state: dict | None = None):
+    def __init__(self, model, data, graph, cfg, run_dir=None, extra_state: dict | None = None,
+                 distribution: str = "normal"):
         self.cfg = cfg
+        self.distribution = check_name(distribution)
         self.data = data
         self.dist = current_dist()
         self.device = resolve_device(device_for(cfg.device) if self.dist.enabled else cfg.device)
@@ -99,6 +108,11 @@ class Trainer:
         self._mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self._std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         self.null_value = float(data.null_value)
+        if self.distribution != "normal" and isinstance(getattr(data, "targets", None), torch.Tensor):
+            valid = valid_mask(data.targets, self.null_value)  # a non-negative distribution needs y >= 0
+            if bool(valid.any()):
+                low = float(torch.where(valid, data.targets, torch.inf).min())
+                check_support(self.distribution, low, "the training data's target")
         self.trainable = any(p.requires_grad for p in self.model.parameters())
         use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
@@ -150,16 +164,18 @@ class Trainer:
         return out
 
     def to_units(self, out):
-        """Model output (z-scored) -> data units; a ``Normal`` stays a ``Normal``."""
+        """Model output (z-scored) -> data units; a head's ``Normal`` becomes ``self.distribution``
+        (:func:`stgraph.distributions.from_head`)."""
         if isinstance(out, torch.distributions.Normal):
-            return torch.distributions.Normal(out.loc.float() * self._std + self._mean, out.scale.float() * self._std)
+            return from_head(out.loc.float() * self._std + self._mean, out.scale.float() * self._std,
+                             self.distribution)
         return out.float() * self._std + self._mean
 
     def _mask(self, y: torch.Tensor) -> torch.Tensor:
         return valid_mask(y, self.null_value)
 
     def loss(self, out, y: torch.Tensor) -> torch.Tensor:
-        """Masked MAE (point) or masked Gaussian NLL (``Normal``), in data units.
+        """Masked MAE (point) or masked NLL (a probabilistic head's distribution), in data units.
 
         ``out``: ``[B, T_out, N, C_out]`` (or a ``Normal`` of that shape), ``y``: the same shape; a scalar."""
         total, mask = self._loss_sum(out, y)
@@ -170,8 +186,8 @@ class Trainer:
         out = self.to_units(out)
         mask = self._mask(y)
         yz = torch.where(mask, y, torch.zeros_like(y))
-        if isinstance(out, torch.distributions.Normal):
-            per = -out.log_prob(yz)
+        if isinstance(out, Distribution):
+            per = nll(out, yz)
         else:
             per = (out - yz).abs()
         per = torch.where(mask, per, torch.zeros_like(per))
@@ -408,7 +424,8 @@ class Trainer:
     def predictions(self, split: str = "test", batch_size: int | None = None, shard: bool = False):
         """Yield ``(forecast, y, starts)`` per batch in data units.
 
-        ``forecast`` is a tensor ``[B, T_out, N, C_out]`` or a ``Normal`` of that shape, ``y``
+        ``forecast`` is a tensor ``[B, T_out, N, C_out]`` or a distribution of that shape
+        (:mod:`stgraph.distributions`), ``y``
         ``[B, T_out, N, C_out]``, ``starts`` ``[B]``. With ``shard`` (distributed) this process yields only
         its part of every batch of ``batch_size`` windows.
         """
@@ -433,10 +450,10 @@ class Trainer:
         acc = MetricAccumulator(horizon, null_value=self.null_value)
         prob = None
         for out, y, _ in self.predictions(split, shard=True):
-            if isinstance(out, torch.distributions.Normal):
+            if isinstance(out, Distribution):
                 prob = prob if prob is not None else _ProbAccumulator(horizon, self.null_value, y.device)
                 prob.update(out, y)
-                out = out.mean
+                out = point(out)
             acc.update(out, y)
         if self.dist.enabled:
             acc.all_reduce(horizon, self.device)
@@ -465,9 +482,8 @@ def fit_closed_form(module: torch.nn.Module, data) -> None:
 
 
 class _ProbAccumulator:
-    """Streaming masked coverage of the central 90% interval and Gaussian CRPS per horizon step."""
-
-    Z90 = 1.6448536269514722
+    """Streaming masked coverage of the central 90% interval and CRPS per horizon step, for any
+    distribution of :mod:`stgraph.distributions`."""
 
     def __init__(self, horizon: int, null_value: float, device):
         self.null_value = null_value
@@ -475,14 +491,12 @@ class _ProbAccumulator:
         self.crps = torch.zeros(horizon, dtype=torch.float64, device=device)
         self.count = torch.zeros(horizon, dtype=torch.float64, device=device)
 
-    def update(self, dist: torch.distributions.Normal, y: torch.Tensor) -> None:
+    def update(self, dist: Distribution, y: torch.Tensor) -> None:
         mask = valid_mask(y, self.null_value)
-        mu, sigma = dist.loc, dist.scale
-        yz = torch.where(mask, y, mu)
-        inside = ((yz - mu).abs() <= self.Z90 * sigma) & mask
-        z = (yz - mu) / sigma
-        std_normal = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
-        crps = sigma * (z * (2 * std_normal.cdf(z) - 1) + 2 * std_normal.log_prob(z).exp() - 1 / math.sqrt(math.pi))
+        yz = torch.where(mask, y, point(dist))
+        lo, hi = interval(dist, 0.9)
+        inside = (yz >= lo) & (yz <= hi) & mask
+        crps = crps_of(dist, yz)
         crps = torch.where(mask, crps, torch.zeros_like(crps))
         dims = [d for d in range(y.dim()) if d != 1]
         self.cover += inside.double().sum(dim=dims)
