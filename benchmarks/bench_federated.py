@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stgraph.config import RunConfig, apply_override  # noqa: E402
+from stgraph.distributions import point  # noqa: E402
 from stgraph.federated.config import FederatedConfig  # noqa: E402
 from stgraph.metrics import MetricAccumulator  # noqa: E402
 from stgraph.shared_data import shared_file  # noqa: E402
@@ -57,7 +59,7 @@ def mae_on(run_dir: Path, sensors: list[str] | None = None) -> tuple[dict, Metri
     idx = torch.arange(len(ids)) if sensors is None else torch.tensor([ids.index(s) for s in sensors])
     acc = MetricAccumulator(tr.data.horizon, null_value=tr.null_value)
     for out, y, _ in tr.predictions("test"):
-        out = out.mean if isinstance(out, torch.distributions.Normal) else out
+        out = point(out) if isinstance(out, torch.distributions.Distribution) else out
         acc.update(out.index_select(2, idx), y.index_select(2, idx))
     res = acc.compute(HORIZONS)
     return {h: res["horizons"][str(h)]["mae"] for h in HORIZONS}, acc
@@ -99,7 +101,7 @@ def federation(args) -> FederatedConfig:
     """The federation of the table: K clients by region and the round settings of ``args``."""
     return FederatedConfig(clients=args.clients, partition="by-region", rounds=args.rounds,
                            local_epochs=args.local_epochs, lr_schedule=args.lr_schedule,
-                           keep_optimizer=not args.fresh_optimizer)
+                           keep_optimizer=not args.fresh_optimizer, round_timeout=7200.0)
 
 
 def main() -> int:
@@ -135,7 +137,6 @@ def main() -> int:
 
     k = args.clients
     times_path = work / "times.json"
-    times = json.loads(times_path.read_text()) if times_path.is_file() else {}
     fed = federation(args)
     # the clients' folders (their sensors and the links among them) for the "alone" runs
     part = work / "partition"
@@ -146,8 +147,9 @@ def main() -> int:
     def timed(name, fn):
         t0 = time.perf_counter()
         fn()
-        times[name] = round(time.perf_counter() - t0, 1)
-        times_path.write_text(json.dumps(times))
+        done = json.loads(times_path.read_text()) if times_path.is_file() else {}  # parts may run side by side
+        done[name] = round(time.perf_counter() - t0, 1)
+        times_path.write_text(json.dumps(done))
 
     fed_dir = work / "federated"
     if args.only in ("all", "federated") and not finished(fed_dir):
@@ -169,18 +171,25 @@ def main() -> int:
             timed(f"alone_{c}", lambda: train(cfg, alone))
     dp_path = work / "dp.json"
     if args.only in ("all", "dp") and not dp_path.is_file():
-        t0 = time.perf_counter()
-        dp = dp_table(work, args.dp_rounds)
-        times["dp"] = round(time.perf_counter() - t0, 1)
-        times_path.write_text(json.dumps(times))
-        dp_path.write_text(json.dumps(dp))
+        timed("dp", lambda: dp_path.write_text(json.dumps(dp_table(work, args.dp_rounds))))
     runs = [fed_dir, work / "centralised", *(work / f"alone_{c}" for c in range(k))]
     if not all(finished(r) for r in runs) or not dp_path.is_file():
         print(f"runs so far in {work}; the table is written when every part has finished there")
         return 0
-    write_report(args, work, own, json.loads(dp_path.read_text()), times)
+    write_report(args, work, own, json.loads(dp_path.read_text()), run_seconds(work, k))
     print(f"runs in {work}")
     return 0
+
+
+def run_seconds(work: Path, k: int) -> dict:
+    """Wall seconds of each part, from the runs themselves (training time; the federation's simulation)."""
+    secs = {"federated": json.loads((work / "federated" / "summary.json").read_text())["seconds"]}
+    for name in ["centralised", *(f"alone_{c}" for c in range(k))]:
+        secs[name] = json.loads((work / name / "train_summary.json").read_text())["train_seconds"]
+    timed = json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {}
+    if "dp" in timed:
+        secs["dp table"] = timed["dp"]
+    return secs
 
 
 def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
@@ -228,8 +237,10 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
     lines += ["", f"Federated beats every client alone at every horizon: **{'yes' if beats else 'no'}**. "
               f"Federated / centralised MAE at horizon 12 per client: {', '.join(f'{r:.3f}' for r in ratio)} "
               f"(goal <= 1.10: **{'met' if max(ratio) <= 1.10 else 'not met'}**).", "",
-              "Wall time (s, one thread each, machine shared): " + ", ".join(f"{n} {t:.0f}" for n, t in times.items())
-              + ".", "",
+              "Wall time (s; one torch thread per run or client, the simulation training "
+              f"{args.sim_cpus} client(s) at a time; the 2-core machine was shared with other engineers' jobs, "
+              f"load average {os.getloadavg()[0]:.1f} when this table was written, so these are not speed "
+              "figures): " + ", ".join(f"{n} {t:.0f}" for n, t in times.items()) + ".", "",
               f"## Flower differential privacy (fixed clipping 1.0), 40-sensor synthetic network, K = 3, "
               f"{args.dp_rounds} rounds", "",
               "| DP | noise multiplier | best global val MAE | test MAE h3 | h6 | h12 |", "|---|---|---|---|---|---|"]
