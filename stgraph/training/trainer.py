@@ -34,13 +34,12 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-
-from ..errors import RunDirError, StgraphError
-from ..files import atomic_open
 from torch.distributions import Distribution
 
 from ..distributions import check_name, check_support, from_head, interval, nll, point
 from ..distributions import crps as crps_of
+from ..errors import RunDirError, StgraphError
+from ..files import atomic_open
 from ..metrics import MetricAccumulator, default_steps, valid_mask
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import current as current_dist
