@@ -101,7 +101,13 @@ def federation(args) -> FederatedConfig:
     """The federation of the table: K clients by region and the round settings of ``args``."""
     return FederatedConfig(clients=args.clients, partition="by-region", rounds=args.rounds,
                            local_epochs=args.local_epochs, lr_schedule=args.lr_schedule,
-                           keep_optimizer=not args.fresh_optimizer, round_timeout=7200.0)
+                           keep_optimizer=not args.fresh_optimizer, personal=list(args.personal),
+                           round_timeout=7200.0)
+
+
+def fed_name(args) -> str:
+    """The federation's folder in ``--work``: one per set of personalised layers."""
+    return "federated" + ("_personal" if args.personal else "")
 
 
 def main() -> int:
@@ -113,6 +119,8 @@ def main() -> int:
     ap.add_argument("--lr-schedule", default="cosine", choices=["none", "cosine", "step"],
                     help="federated learning rate over the rounds (the baselines' is cosine over epochs)")
     ap.add_argument("--fresh-optimizer", action="store_true", help="a new AdamW each round (default: kept)")
+    ap.add_argument("--personal", action="append", default=[], metavar="REGEX",
+                    help="also keep these layers on each client (sensor embeddings always are), e.g. '^head_'")
     ap.add_argument("--dp-rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the centralised / alone runs")
     ap.add_argument("--sim-cpus", type=int, default=1, help="clients Flower's simulation trains at once")
@@ -151,7 +159,7 @@ def main() -> int:
         done[name] = round(time.perf_counter() - t0, 1)
         times_path.write_text(json.dumps(done))
 
-    fed_dir = work / "federated"
+    fed_dir = work / fed_name(args)
     if args.only in ("all", "federated") and not finished(fed_dir):
         prepare_out(fed_dir, overwrite=True)
         timed("federated", lambda: simulate(fed, run_config(str(data), str(graph), 1, 1), fed_dir,
@@ -176,14 +184,14 @@ def main() -> int:
     if not all(finished(r) for r in runs) or not dp_path.is_file():
         print(f"runs so far in {work}; the table is written when every part has finished there")
         return 0
-    write_report(args, work, own, json.loads(dp_path.read_text()), run_seconds(work, k))
+    write_report(args, work, own, json.loads(dp_path.read_text()), run_seconds(work, fed_dir, k))
     print(f"runs in {work}")
     return 0
 
 
-def run_seconds(work: Path, k: int) -> dict:
+def run_seconds(work: Path, fed_dir: Path, k: int) -> dict:
     """Wall seconds of each part, from the runs themselves (training time; the federation's simulation)."""
-    secs = {"federated": json.loads((work / "federated" / "summary.json").read_text())["seconds"]}
+    secs = {"federated": json.loads((fed_dir / "summary.json").read_text())["seconds"]}
     for name in ["centralised", *(f"alone_{c}" for c in range(k))]:
         secs[name] = json.loads((work / name / "train_summary.json").read_text())["train_seconds"]
     timed = json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {}
@@ -197,7 +205,7 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
     from stgraph.files import atomic_write
 
     k = args.clients
-    fed_dir = work / "federated"
+    fed_dir = work / fed_name(args)
     summary = json.loads((fed_dir / "summary.json").read_text())
     table = {"federated": [], "centralised": [], "alone": []}
     for c in range(k):
@@ -209,7 +217,8 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
     lines = ["# Federated training on METR-LA week (Flower, K = %d, by-region)" % k, "",
              "Command: `OMP_NUM_THREADS=1 python benchmarks/bench_federated.py "
              f"--epochs {args.epochs} --rounds {args.rounds} --local-epochs {args.local_epochs} "
-             f"--lr-schedule {args.lr_schedule}{' --fresh-optimizer' if args.fresh_optimizer else ''} "
+             f"--lr-schedule {args.lr_schedule}{' --fresh-optimizer' if args.fresh_optimizer else ''}"
+             f"{''.join(f' --personal {p!r}' for p in args.personal)} "
              f"--dp-rounds {args.dp_rounds} --threads {args.threads} --sim-cpus {args.sim_cpus}`, 2-core CPU "
              "shared with other jobs.", "",
              f"Model: `stgt` ({', '.join(s for s in SMALL if s.startswith('model.'))}), batch 32, lr 0.002. "
@@ -217,7 +226,8 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
              f"{summary['engine']}, FedAvg weighted by training windows, {args.rounds} rounds x "
              f"{args.local_epochs} local epoch(s), learning rate {sched} "
              f"({'a new AdamW each round' if args.fresh_optimizer else 'each client keeps its AdamW state between rounds'}), "
-             "sensor embeddings personal; each client's model is its best round on its own validation MAE. "
+             f"sensor embeddings{''.join(f', layers matching {p!r}' for p in args.personal)} personal (kept on "
+             "each client); each client's model is its best round on its own validation MAE. "
              "Test split (last 20% of windows), masked MAE in mph.", "",
              f"Sensors per client: {summary['sensors_per_client']}; road links cut by the partition: "
              f"{summary['cut_edges']}. Rounds to converge (global validation MAE within 2% of its best): "
