@@ -76,7 +76,7 @@ def pooled(accs: list[MetricAccumulator]) -> dict:
 def dp_table(work: Path, rounds: int) -> list[tuple]:
     """FedAvg without DP and with Flower's server-side and client-side fixed-clipping DP, on a 40-sensor,
     3-day synthetic network: ``(side, noise, best global val MAE, {step: pooled test MAE})`` rows."""
-    from stgraph.federated.simulate import simulate
+    from stgraph.federated.simulate import prepare_out, simulate
     from stgraph.synth import write_synthetic
 
     paths = write_synthetic(work / "synth", num_sensors=40, days=3, seed=1)
@@ -86,7 +86,8 @@ def dp_table(work: Path, rounds: int) -> list[tuple]:
         fed = FederatedConfig(clients=3, partition="by-region", rounds=rounds, local_epochs=1, dp_noise=noise,
                               dp_clip=1.0, dp_side="server" if side == "none" else side)
         out = work / f"dp_{side}_{noise}"
-        s = simulate(fed, cfg, out, verbose=False)
+        s = (json.loads((out / "summary.json").read_text()) if finished(out)  # reused from an earlier call
+             else simulate(fed, cfg, prepare_out(out, overwrite=True), verbose=False))
         accs = [mae_on(out / f"client_{c}", None)[1] for c in range(3)]
         rows.append((side, noise, s["best_global_val_mae"], {str(h): v for h, v in pooled(accs).items()}))
     return rows
