@@ -365,6 +365,11 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         raise ConfigError(f"config file '{p}': {e}") from None
 
 
+#: fields added after run directories already existed: a run's config.yaml without one was written before
+#: it and takes the default (the behaviour those runs were trained with)
+LATER_FIELDS = {"model.distribution"}
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a run's own ``config.yaml`` strictly: stgraph wrote every field, so a missing section or
     field means the file was cut short (a full disk) or edited; that is an error naming the file."""
@@ -382,7 +387,8 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise RunDirError(f"run file '{p}' holds {type(mapping).__name__}, not the run's settings; it is truncated "
                           f"or damaged: train again (--overwrite)")
     missing = [f"{sec}.{k}" for sec, fields in full.items() for k in fields
-               if not isinstance(mapping.get(sec), dict) or k not in mapping[sec]]
+               if (not isinstance(mapping.get(sec), dict) or k not in mapping[sec])
+               and f"{sec}.{k}" not in LATER_FIELDS]
     if missing:
         raise RunDirError(f"run file '{p}' is truncated or damaged: {len(missing)} field(s) missing "
                           f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); stgraph writes all of "

@@ -139,3 +139,19 @@ def test_lognormal_refuses_negative_targets(tmp_path, capsys):
                "--distribution", "lognormal", *SMALL])
     assert rc != 0
     assert "lognormal' needs a non-negative target" in capsys.readouterr().err
+
+
+def test_runs_written_before_the_field_still_load(tmp_path):
+    """A run directory's config.yaml from before model.distribution existed reads as the Normal it was."""
+    import yaml
+
+    from stgraph.config import RunConfig, load_run_config
+    from stgraph.errors import RunDirError
+    doc = RunConfig().to_dict()
+    del doc["model"]["distribution"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
+    assert load_run_config(tmp_path / "config.yaml").model.distribution == "normal"
+    del doc["model"]["probabilistic"]  # any other missing field is still a damaged file
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(RunDirError, match="model.probabilistic"):
+        load_run_config(tmp_path / "config.yaml")
