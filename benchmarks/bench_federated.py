@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -30,13 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stgraph.config import RunConfig, apply_override  # noqa: E402
+from stgraph.distributions import point  # noqa: E402
 from stgraph.federated.config import FederatedConfig  # noqa: E402
 from stgraph.metrics import MetricAccumulator  # noqa: E402
 from stgraph.shared_data import shared_file  # noqa: E402
 
 SMALL = ["model.params.hidden=32", "model.params.heads=4", "model.params.encoder_layers=1",
-         "model.params.decoder_layers=1", "model.params.dropout=0.1", "train.batch_size=32", "train.lr=0.002",
-         "train.device=cpu", "train.progress=false", "train.patience=0"]
+         "model.params.decoder_layers=1", "model.params.dropout=0.1", "model.params.residual=last",
+         "train.batch_size=32", "train.lr=0.002", "train.device=cpu", "train.progress=false", "train.patience=0"]
 HORIZONS = (3, 6, 12)
 
 
@@ -57,7 +59,7 @@ def mae_on(run_dir: Path, sensors: list[str] | None = None) -> tuple[dict, Metri
     idx = torch.arange(len(ids)) if sensors is None else torch.tensor([ids.index(s) for s in sensors])
     acc = MetricAccumulator(tr.data.horizon, null_value=tr.null_value)
     for out, y, _ in tr.predictions("test"):
-        out = out.mean if isinstance(out, torch.distributions.Normal) else out
+        out = point(out) if isinstance(out, torch.distributions.Distribution) else out
         acc.update(out.index_select(2, idx), y.index_select(2, idx))
     res = acc.compute(HORIZONS)
     return {h: res["horizons"][str(h)]["mae"] for h in HORIZONS}, acc
@@ -72,30 +74,61 @@ def pooled(accs: list[MetricAccumulator]) -> dict:
 
 
 def dp_table(work: Path, rounds: int) -> list[tuple]:
-    """FedAvg with and without Flower's server-side DP on a 40-sensor, 3-day synthetic network."""
-    from stgraph.federated.simulate import simulate
+    """FedAvg without DP and with Flower's server-side and client-side fixed-clipping DP, on a 40-sensor,
+    3-day synthetic network: ``(side, noise, best global val MAE, {step: pooled test MAE})`` rows."""
+    from stgraph.federated.simulate import prepare_out, simulate
     from stgraph.synth import write_synthetic
 
     paths = write_synthetic(work / "synth", num_sensors=40, days=3, seed=1)
     cfg = run_config(str(paths["data"]), str(paths["adj"]), 1, 1)
     rows = []
-    for noise in (0.0, 0.01, 0.05):
+    for side, noise in (("none", 0.0), ("server", 0.01), ("server", 0.05), ("client", 0.01), ("client", 0.05)):
         fed = FederatedConfig(clients=3, partition="by-region", rounds=rounds, local_epochs=1, dp_noise=noise,
-                              dp_clip=1.0)
-        out = work / f"dp_{noise}"
-        s = simulate(fed, cfg, out, verbose=False)
+                              dp_clip=1.0, dp_side="server" if side == "none" else side)
+        out = work / f"dp_{side}_{noise}"
+        s = (json.loads((out / "summary.json").read_text()) if finished(out)  # reused from an earlier call
+             else simulate(fed, cfg, prepare_out(out, overwrite=True), verbose=False))
         accs = [mae_on(out / f"client_{c}", None)[1] for c in range(3)]
-        rows.append((noise, s["best_global_val_mae"], pooled(accs)))
+        rows.append((side, noise, s["best_global_val_mae"], {str(h): v for h, v in pooled(accs).items()}))
     return rows
+
+
+def finished(run_dir: Path) -> bool:
+    """A run directory whose training ended (``train_summary.json`` for a run, ``summary.json`` for a federation)."""
+    return (run_dir / "train_summary.json").is_file() or (run_dir / "summary.json").is_file()
+
+
+def federation(args) -> FederatedConfig:
+    """The federation of the table: K clients by region and the round settings of ``args``."""
+    return FederatedConfig(clients=args.clients, partition="by-region", rounds=args.rounds,
+                           local_epochs=args.local_epochs, lr_schedule=args.lr_schedule,
+                           keep_optimizer=not args.fresh_optimizer, personal=list(args.personal),
+                           round_timeout=7200.0)
+
+
+def fed_name(args) -> str:
+    """The federation's folder in ``--work``: one per set of personalised layers."""
+    return "federated" + ("_personal" if args.personal else "")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=5, help="centralised / alone epochs")
-    ap.add_argument("--rounds", type=int, default=5, help="federated rounds (one local epoch each)")
+    ap.add_argument("--epochs", type=int, default=8, help="centralised / alone epochs")
+    ap.add_argument("--rounds", type=int, default=8, help="federated rounds")
+    ap.add_argument("--local-epochs", type=int, default=1, help="client epochs a round")
+    ap.add_argument("--lr-schedule", default="cosine", choices=["none", "cosine", "step"],
+                    help="federated learning rate over the rounds (the baselines' is cosine over epochs)")
+    ap.add_argument("--fresh-optimizer", action="store_true", help="a new AdamW each round (default: kept)")
+    ap.add_argument("--personal", action="append", default=[], metavar="REGEX",
+                    help="also keep these layers on each client (sensor embeddings always are), e.g. '^head_'")
     ap.add_argument("--dp-rounds", type=int, default=3)
-    ap.add_argument("--work", default=None, help="folder for the runs (default: a new temporary folder)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the centralised / alone runs")
+    ap.add_argument("--sim-cpus", type=int, default=1, help="clients Flower's simulation trains at once")
+    ap.add_argument("--only", default="all", choices=["all", "baselines", "federated", "dp"],
+                    help="run one part (the others are read from --work when finished there)")
+    ap.add_argument("--work", default=None, help="folder for the runs (default: a new temporary folder); "
+                                                 "finished runs in it are reused")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "federated.md"))
     ap.add_argument("--data", default=None, help="series (default: the shared METR-LA week)")
     ap.add_argument("--graph", default=None, help="graph (default: the shared METR-LA week's adj_mx.pkl)")
@@ -108,50 +141,95 @@ def main() -> int:
         return 2
     work = Path(args.work or tempfile.mkdtemp(prefix="stgraph-fed-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    from stgraph.federated.simulate import prepare_out, simulate
+    from stgraph.federated.simulate import prepare_out, setup, simulate
     from stgraph.training.run import train
 
     k = args.clients
-    times = {}
-    # federated first: it also writes the client folders the "alone" runs train on
-    fed = FederatedConfig(clients=k, partition="by-region", rounds=args.rounds, local_epochs=1)
-    fed_dir = prepare_out(work / "federated", overwrite=True)
-    t0 = time.perf_counter()
-    summary = simulate(fed, run_config(str(data), str(graph), 1, 1), fed_dir)
-    times["federated"] = time.perf_counter() - t0
-    own = [json.loads((fed_dir / f"client_{c}" / "client.json").read_text())["own_sensors"] for c in range(k)]
+    times_path = work / "times.json"
+    fed = federation(args)
+    # the clients' folders (their sensors and the links among them) for the "alone" runs
+    part = work / "partition"
+    if not all((part / f"client_{c}" / "client.json").is_file() for c in range(k)):
+        setup(fed, run_config(str(data), str(graph), 1, 1), part)
+    own = [json.loads((part / f"client_{c}" / "client.json").read_text())["own_sensors"] for c in range(k)]
 
-    t0 = time.perf_counter()
-    central = work / "centralised"
-    shutil.rmtree(central, ignore_errors=True)
-    train(run_config(str(data), str(graph), args.epochs, 2), central)
-    times["centralised"] = time.perf_counter() - t0
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        fn()
+        done = json.loads(times_path.read_text()) if times_path.is_file() else {}  # parts may run side by side
+        done[name] = round(time.perf_counter() - t0, 1)
+        times_path.write_text(json.dumps(done))
 
-    t0 = time.perf_counter()
-    for c in range(k):
-        cdir = fed_dir / f"client_{c}"
-        cfg = run_config(str(cdir / "data" / "series.h5"), str(cdir / "data" / "graph.json"), args.epochs, 2)
-        shutil.rmtree(work / f"alone_{c}", ignore_errors=True)
-        train(cfg, work / f"alone_{c}")
-    times["alone"] = time.perf_counter() - t0
+    fed_dir = work / fed_name(args)
+    if args.only in ("all", "federated") and not finished(fed_dir):
+        prepare_out(fed_dir, overwrite=True)
+        timed("federated", lambda: simulate(fed, run_config(str(data), str(graph), 1, 1), fed_dir,
+                                            cpus=args.sim_cpus))
+    if args.only in ("all", "baselines"):
+        central = work / "centralised"
+        if not finished(central):
+            shutil.rmtree(central, ignore_errors=True)
+            timed("centralised", lambda: train(run_config(str(data), str(graph), args.epochs, args.threads), central))
+        for c in range(k):
+            cdir, alone = part / f"client_{c}", work / f"alone_{c}"
+            if finished(alone):
+                continue
+            cfg = run_config(str(cdir / "data" / "series.h5"), str(cdir / "data" / "graph.json"), args.epochs,
+                             args.threads)
+            shutil.rmtree(alone, ignore_errors=True)
+            timed(f"alone_{c}", lambda: train(cfg, alone))
+    dp_path = work / "dp.json"
+    if args.only in ("all", "dp") and not dp_path.is_file():
+        timed("dp", lambda: dp_path.write_text(json.dumps(dp_table(work, args.dp_rounds))))
+    runs = [fed_dir, work / "centralised", *(work / f"alone_{c}" for c in range(k))]
+    if not all(finished(r) for r in runs) or not dp_path.is_file():
+        print(f"runs so far in {work}; the table is written when every part has finished there")
+        return 0
+    write_report(args, work, own, json.loads(dp_path.read_text()), run_seconds(work, fed_dir, k))
+    print(f"runs in {work}")
+    return 0
 
+
+def run_seconds(work: Path, fed_dir: Path, k: int) -> dict:
+    """Wall seconds of each part, from the runs themselves (training time; the federation's simulation)."""
+    secs = {"federated": json.loads((fed_dir / "summary.json").read_text())["seconds"]}
+    for name in ["centralised", *(f"alone_{c}" for c in range(k))]:
+        secs[name] = json.loads((work / name / "train_summary.json").read_text())["train_seconds"]
+    timed = json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {}
+    if "dp" in timed:
+        secs["dp table"] = timed["dp"]
+    return secs
+
+
+def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
+    """``args.out``: the federated / centralised / alone table from the finished runs in ``work``."""
+    from stgraph.files import atomic_write
+
+    k = args.clients
+    fed_dir = work / fed_name(args)
+    summary = json.loads((fed_dir / "summary.json").read_text())
     table = {"federated": [], "centralised": [], "alone": []}
     for c in range(k):
         table["federated"].append(mae_on(fed_dir / f"client_{c}", own[c]))
-        table["centralised"].append(mae_on(central, own[c]))
+        table["centralised"].append(mae_on(work / "centralised", own[c]))
         table["alone"].append(mae_on(work / f"alone_{c}", own[c]))
-    t0 = time.perf_counter()
-    dp = dp_table(work, args.dp_rounds)
-    times["dp"] = time.perf_counter() - t0
-
+    sched = {"cosine": "cosine over the rounds", "step": "step decay over the rounds",
+             "none": "constant"}[args.lr_schedule]
     lines = ["# Federated training on METR-LA week (Flower, K = %d, by-region)" % k, "",
-             "Command: `OMP_NUM_THREADS=1 python benchmarks/bench_federated.py` "
-             f"(`--epochs {args.epochs} --rounds {args.rounds} --dp-rounds {args.dp_rounds}`), 2-core CPU.", "",
+             "Command: `OMP_NUM_THREADS=1 python benchmarks/bench_federated.py "
+             f"--epochs {args.epochs} --rounds {args.rounds} --local-epochs {args.local_epochs} "
+             f"--lr-schedule {args.lr_schedule}{' --fresh-optimizer' if args.fresh_optimizer else ''}"
+             f"{''.join(f' --personal {p!r}' for p in args.personal)} "
+             f"--dp-rounds {args.dp_rounds} --threads {args.threads} --sim-cpus {args.sim_cpus}`, 2-core CPU "
+             "shared with other jobs.", "",
              f"Model: `stgt` ({', '.join(s for s in SMALL if s.startswith('model.'))}), batch 32, lr 0.002. "
              f"Centralised and alone: {args.epochs} epochs, cosine schedule. Federated: Flower "
-             f"{summary['engine']}, FedAvg weighted by training windows, {args.rounds} rounds x 1 local epoch "
-             "(constant lr, fresh AdamW each round), sensor embeddings personal; each client's model is its best "
-             "round on its own validation MAE. Test split (last 20% of windows), masked MAE in mph.", "",
+             f"{summary['engine']}, FedAvg weighted by training windows, {args.rounds} rounds x "
+             f"{args.local_epochs} local epoch(s), learning rate {sched} "
+             f"({'a new AdamW each round' if args.fresh_optimizer else 'each client keeps its AdamW state between rounds'}), "
+             f"sensor embeddings{''.join(f', layers matching {p!r}' for p in args.personal)} personal (kept on "
+             "each client); each client's model is its best round on its own validation MAE. "
+             "Test split (last 20% of windows), masked MAE in mph.", "",
              f"Sensors per client: {summary['sensors_per_client']}; road links cut by the partition: "
              f"{summary['cut_edges']}. Rounds to converge (global validation MAE within 2% of its best): "
              f"{summary['rounds_to_converge']} of {summary['rounds']} (best round {summary['best_round']}). "
@@ -170,17 +248,18 @@ def main() -> int:
     lines += ["", f"Federated beats every client alone at every horizon: **{'yes' if beats else 'no'}**. "
               f"Federated / centralised MAE at horizon 12 per client: {', '.join(f'{r:.3f}' for r in ratio)} "
               f"(goal <= 1.10: **{'met' if max(ratio) <= 1.10 else 'not met'}**).", "",
-              "Wall time (s): " + ", ".join(f"{n} {t:.0f}" for n, t in times.items()) + ".", "",
-              f"## Flower server-side DP (fixed clipping 1.0), 40-sensor synthetic network, K = 3, "
+              "Wall time (s; one torch thread per run or client, the simulation training "
+              f"{args.sim_cpus} client(s) at a time; the 2-core machine was shared with other engineers' jobs, "
+              f"load average {os.getloadavg()[0]:.1f} when this table was written, so these are not speed "
+              "figures): " + ", ".join(f"{n} {t:.0f}" for n, t in times.items()) + ".", "",
+              f"## Flower differential privacy (fixed clipping 1.0), 40-sensor synthetic network, K = 3, "
               f"{args.dp_rounds} rounds", "",
-              "| noise multiplier | best global val MAE | test MAE h3 | h6 | h12 |", "|---|---|---|---|---|"]
-    for noise, val, v in dp:
-        lines.append(f"| {noise:g} | {val:.3f} | {v[3]:.3f} | {v[6]:.3f} | {v[12]:.3f} |")
+              "| DP | noise multiplier | best global val MAE | test MAE h3 | h6 | h12 |", "|---|---|---|---|---|---|"]
+    for mode, noise, val, v in dp:
+        lines.append(f"| {mode} | {noise:g} | {val:.3f} | {v['3']:.3f} | {v['6']:.3f} | {v['12']:.3f} |")
     text = "\n".join(lines) + "\n"
-    Path(args.out).write_text(text)
+    atomic_write(args.out, text)
     print(text)
-    print(f"runs in {work}")
-    return 0
 
 
 if __name__ == "__main__":

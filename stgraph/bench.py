@@ -268,6 +268,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
             out.append(agg)
             continue
         agg["parameters"] = ok[0]["parameters"]
+        notes = [r["result"]["mape_note"] for r in ok if r["result"].get("mape_note")]
+        if notes:  # MAPE means nothing on these true values (zeros, negatives): say so, do not print it
+            agg["mape_note"] = notes[0]
         for key in [str(h) for h in HORIZONS] + ["average"]:
             for met in METRICS:
                 vals = [(r["result"]["average"] if key == "average" else r["result"]["horizons"].get(key, {})).get(met)
@@ -317,13 +320,19 @@ def _cell(a: dict, key: str) -> str:
 
 def markdown(agg: list[dict], published: dict | None = None, published_key: str | None = None,
              step_minutes: float | None = None) -> str:
-    """The results table in Markdown; published rows in italics under each model when given."""
+    """The results table in Markdown; published rows in italics under each model when given.
+
+    When MAPE means nothing for the data (a row carries ``mape_note``: counts with zeros, centred
+    series; :func:`stgraph.metrics.mape_note`) its columns are left out and the note follows the table."""
     def label(h):
         return horizon_text(h, step_minutes)
+    note = next((a["mape_note"] for a in agg if a.get("mape_note")), None)
+    metrics = tuple(m for m in METRICS if not (note and m == "mape"))
+    names = {"mae": "MAE", "rmse": "RMSE", "mape": "MAPE %"}
     head = ["model", "params"]
     for h in HORIZONS:
-        head += [f"MAE {label(h)}", f"RMSE {label(h)}", f"MAPE % {label(h)}"]
-    head += ["MAE avg", "RMSE avg", "MAPE % avg", "seeds", "train s", "peak MB"]
+        head += [f"{names[m]} {label(h)}" for m in metrics]
+    head += [f"{names[m]} avg" for m in metrics] + ["seeds", "train s", "peak MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a in agg:
         if "error" in a:
@@ -331,7 +340,7 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
             continue
         cells = [a["model"], f"{a['parameters']:,}"]
         for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
-            cells += [_cell(a, f"{key}_{met}") for met in METRICS]
+            cells += [_cell(a, f"{key}_{met}") for met in metrics]
         mem = a.get("peak_cuda_mb") or a.get("peak_rss_mb")
         cells += [str(a["seeds"]), f"{a.get('train_seconds', 0):.0f}", f"{mem:.0f}" if mem else "-"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -340,13 +349,15 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
             pc = [f"*{a['model']} published*", f"*{(published[a['model']].get('params') or {}).get(published_key, '-')}*"]
             for h in HORIZONS:
                 vals = (pub.get("horizons") or {}).get(h) or (pub.get("horizons") or {}).get(str(h)) or {}
-                pc += [f"*{vals[m]:.2f}*" if m in vals else "-" for m in METRICS]
+                pc += [f"*{vals[m]:.2f}*" if m in vals else "-" for m in metrics]
             av = pub.get("average") or {}
-            pc += [f"*{av[m]:.2f}*" if m in av else "-" for m in METRICS]
+            pc += [f"*{av[m]:.2f}*" if m in av else "-" for m in metrics]
             pc += ["", "", ""]
             lines.append("| " + " | ".join(pc) + " |")
             if pub.get("source"):
                 lines.append("| " + f"*source: {pub['source']}*" + " |" * (len(head) - 1))
+    if note:
+        lines += ["", f"{note}."]
     return "\n".join(lines)
 
 

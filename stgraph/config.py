@@ -77,11 +77,17 @@ class ModelConfig:
 
     name: str = "stgt"
     probabilistic: bool = False
+    distribution: str = "normal"        #: of the probabilistic head: 'normal' or 'lognormal' (counts, >= 0)
     params: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.name:
             raise ConfigError("model.name is empty; expected a registry name such as 'stgt'")
+        from .distributions import check_name
+        check_name(self.distribution)
+        if self.distribution != "normal" and not self.probabilistic:
+            raise ConfigError(f"model.distribution = {self.distribution!r} applies to the probabilistic head, but "
+                              f"model.probabilistic is false; add --probabilistic (or --distribution alone)")
 
 
 @dataclass
@@ -395,7 +401,7 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 
 #: fields added after runs were first written: a run's config.yaml from before them may lack them
 #: (their defaults then hold)
-ADDED_FIELDS = ("data.covariates", "data.covariate_tolerance")
+ADDED_FIELDS = ("data.covariates", "data.covariate_tolerance", "model.distribution")
 
 
 def load_run_config(path: str | Path) -> RunConfig:

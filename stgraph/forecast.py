@@ -2,7 +2,8 @@
 
 :func:`forecast_at` takes the ``input_len`` steps of the run's series that end
 at ``at`` (default: the last step), and returns the next ``horizon`` steps for
-every sensor (mean, and standard deviation for probabilistic runs).
+every sensor (the point forecast; for probabilistic runs also the standard deviation and the
+5% / 95% quantiles of the run's distribution, :mod:`stgraph.distributions`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .distributions import interval, point
 from .errors import ConfigError, SeriesError
 
 
@@ -21,8 +23,10 @@ class Forecast:
     """A forecast issued at ``issued_at`` (the last observed step).
 
     Attributes:
-        mean: ``[T_out, N, C_out]`` forecast in data units.
+        mean: ``[T_out, N, C_out]`` forecast in data units (a distribution's median: its mean for
+            the Normal).
         std: ``[T_out, N, C_out]`` standard deviation, or ``None`` for point models.
+        q05, q95: ``[T_out, N, C_out]`` the central 90% band, or ``None`` for point models.
         timestamps: ``[T_out]`` the forecast steps' timestamps.
         sensor_ids: ``N`` ids; ``channels``: ``C_out`` target channel names.
     """
@@ -33,6 +37,8 @@ class Forecast:
     sensor_ids: list[str]
     channels: list[str]
     issued_at: np.datetime64
+    q05: np.ndarray | None = None
+    q95: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -63,13 +69,15 @@ def forecast_at(run, at: str | None = None, series=None) -> Forecast:
         raise type(e)(f"--at {e}") from None
     run.model.eval()
     out = run.to_units(run.model(x.to(run.device), run.graph, {k: v.to(run.device) for k, v in cov.items()}))
-    if isinstance(out, torch.distributions.Normal):
-        mean, std = out.mean[0].float().cpu().numpy(), out.stddev[0].float().cpu().numpy()
+    band = None
+    if isinstance(out, torch.distributions.Distribution):
+        mean, std = point(out)[0].float().cpu().numpy(), out.stddev[0].float().cpu().numpy()
+        band = [b[0].float().cpu().numpy() for b in interval(out, 0.9)]
     else:
         mean, std = out[0].float().cpu().numpy(), None
     chans = [series.channels[c] for c in data.target_channels]
     issued = series.timestamps[-1] if at is None else np.datetime64(at, "ns")
-    return Forecast(mean, std, future, list(series.sensor_ids), chans, issued)
+    return Forecast(mean, std, future, list(series.sensor_ids), chans, issued, *(band or (None, None)))
 
 
 def _check_same_layout(series, trained) -> None:
@@ -100,7 +108,7 @@ def check_forecast_path(path: str | Path) -> Path:
 
 
 def write_forecast(fc: Forecast, path: str | Path) -> Path:
-    """Write ``fc`` as long-format CSV (timestamp, sensor_id, horizon, channel, forecast[, std]) or HDF5,
+    """Write ``fc`` as long-format CSV (timestamp, sensor_id, horizon, channel, forecast[, std, q05, q95]) or HDF5,
     atomically (an interrupted write leaves the previous file, never half of one)."""
     from .files import atomic_open, atomic_path
     from .io.series import iso
@@ -114,6 +122,8 @@ def write_forecast(fc: Forecast, path: str | Path) -> Path:
             f["forecast"] = fc.mean
             if fc.std is not None:
                 f["std"] = fc.std
+            if fc.q05 is not None:
+                f["q05"], f["q95"] = fc.q05, fc.q95
             f["timestamps"] = fc.timestamps.astype("datetime64[ns]").astype(np.int64)
             f["sensor_ids"] = np.array(fc.sensor_ids, dtype=h5py.string_dtype())
             f.attrs["channels"] = fc.channels
@@ -123,12 +133,16 @@ def write_forecast(fc: Forecast, path: str | Path) -> Path:
     stamps = np.datetime_as_string(fc.timestamps, unit="s")
     with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["timestamp", "sensor_id", "horizon", "channel", "forecast"] + (["std"] if fc.std is not None else []))
+        band = fc.q05 is not None
+        w.writerow(["timestamp", "sensor_id", "horizon", "channel", "forecast"] + (["std"] if fc.std is not None else [])
+                   + (["q05", "q95"] if band else []))
         for t in range(T):
             for c in range(C):
                 cols = [np.full(N, stamps[t]), fc.sensor_ids, np.full(N, t + 1), np.full(N, fc.channels[c]),
                         np.round(fc.mean[t, :, c], 4)]
                 if fc.std is not None:
                     cols.append(np.round(fc.std[t, :, c], 4))
+                if band:
+                    cols += [np.round(fc.q05[t, :, c], 4), np.round(fc.q95[t, :, c], 4)]
                 w.writerows(zip(*cols))
     return path

@@ -29,6 +29,7 @@ from typing import Sequence
 
 import torch
 
+from .distributions import crps, interval, nll, point
 from .errors import ConfigError, SeriesError
 from .io.series import null_mask
 
@@ -104,19 +105,20 @@ def masked_mae(pred: torch.Tensor, true: torch.Tensor, null_value: float = 0.0) 
     return total / m.sum()
 
 
-def masked_gaussian_nll_sum(dist: torch.distributions.Normal, true: torch.Tensor,
-                            null_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(sum of -log p(true) over valid entries, valid mask)`` for a ``Normal`` forecast shaped like
-    ``true`` (e.g. ``[B, T_out, N, C]``). Differentiable; null entries add nothing (and no gradient)."""
+def masked_nll_sum(dist: torch.distributions.Distribution, true: torch.Tensor,
+                   null_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of -log p(true) over valid entries, valid mask)`` for a forecast distribution shaped like
+    ``true`` (e.g. ``[B, T_out, N, C]``; any of :mod:`stgraph.distributions`). Differentiable; null entries
+    add nothing (and no gradient)."""
     m = valid_mask(true, null_value)
-    per = -dist.log_prob(torch.where(m, true, torch.zeros_like(true)))
+    per = nll(dist, torch.where(m, true, torch.zeros_like(true)))
     return torch.where(m, per, torch.zeros_like(per)).sum(), m
 
 
-def masked_gaussian_nll(dist: torch.distributions.Normal, true: torch.Tensor,
-                        null_value: float = 0.0) -> torch.Tensor:
-    """Mean Gaussian negative log-likelihood over valid entries; scalar tensor (NaN when none is valid)."""
-    total, m = masked_gaussian_nll_sum(dist, true, null_value)
+def masked_nll(dist: torch.distributions.Distribution, true: torch.Tensor,
+               null_value: float = 0.0) -> torch.Tensor:
+    """Mean negative log-likelihood over valid entries; scalar tensor (NaN when none is valid)."""
+    total, m = masked_nll_sum(dist, true, null_value)
     return total / m.sum()
 
 
@@ -233,8 +235,9 @@ class MetricAccumulator:
 
 
 class ProbabilisticAccumulator:
-    """Streaming masked coverage of the central 90% interval (``mu +- Z90 * sigma``) and Gaussian CRPS per
-    horizon step, for ``Normal`` forecasts ``[B, T_out, ...]`` against ``true`` of that shape.
+    """Streaming masked coverage of the central 90% interval and CRPS per horizon step, for forecast
+    distributions ``[B, T_out, ...]`` (any of :mod:`stgraph.distributions`: for the ``Normal`` the
+    interval is ``mu +- Z90 * sigma`` and the CRPS its closed form) against ``true`` of that shape.
 
     Sums and counts are float64 tensors ``[T_out]`` on ``device``; :meth:`compute` transfers once."""
 
@@ -245,19 +248,17 @@ class ProbabilisticAccumulator:
         self.count = torch.zeros(horizon, dtype=torch.float64, device=device)
 
     @torch.no_grad()
-    def update(self, dist: torch.distributions.Normal, true: torch.Tensor) -> None:
-        """Add a batch: ``dist`` a ``Normal`` and ``true`` ``[B, T_out, ...]`` in the same units."""
+    def update(self, dist: torch.distributions.Distribution, true: torch.Tensor) -> None:
+        """Add a batch: ``dist`` a forecast distribution and ``true`` ``[B, T_out, ...]`` in the same units."""
         mask = valid_mask(true, self.null_value)
-        mu, sigma = dist.loc, dist.scale
-        yz = torch.where(mask, true, mu)
-        inside = ((yz - mu).abs() <= Z90 * sigma) & mask
-        z = (yz - mu) / sigma
-        std_normal = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
-        crps = sigma * (z * (2 * std_normal.cdf(z) - 1) + 2 * std_normal.log_prob(z).exp() - 1 / math.sqrt(math.pi))
-        crps = torch.where(mask, crps, torch.zeros_like(crps))
+        yz = torch.where(mask, true, point(dist))
+        lo, hi = interval(dist, 0.9)
+        inside = (yz >= lo) & (yz <= hi) & mask
+        score = crps(dist, yz)
+        score = torch.where(mask, score, torch.zeros_like(score))
         dims = [d for d in range(true.dim()) if d != 1]
         self.cover += inside.double().sum(dim=dims)
-        self.crps += crps.double().sum(dim=dims)
+        self.crps += score.double().sum(dim=dims)
         self.count += mask.double().sum(dim=dims)
 
     def all_reduce(self, dist) -> None:

@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch.distributions import Distribution
+
+from .distributions import interval, point
 from .io.series import horizon_text
-from .metrics import Z90, valid_mask
+from .metrics import valid_mask
 
 
 def _collect(run, sensor_index: int | None):
@@ -34,8 +37,9 @@ def _collect(run, sensor_index: int | None):
     tod_cnt = torch.zeros(bins, dtype=torch.float64)
     traces = []
     for out, y, starts in run.predictions("test"):
-        mean = out.mean if isinstance(out, torch.distributions.Normal) else out
-        std = out.stddev if isinstance(out, torch.distributions.Normal) else None
+        prob = isinstance(out, Distribution)
+        mean = point(out) if prob else out  # the median of a distribution (its mean for the Normal)
+        band = interval(out, 0.9) if prob else None  # never below 0 for a count's lognormal
         mask = valid_mask(y, null)
         err = torch.where(mask, (mean - y).abs(), torch.zeros_like(y)).double().cpu()
         m = mask.double().cpu()
@@ -49,7 +53,7 @@ def _collect(run, sensor_index: int | None):
         tod_cnt.index_add_(0, b, m[:, -1].sum(dim=(1, 2)))
         if sensor_index is not None:
             traces.append((starts.cpu(), mean[:, :, sensor_index, 0].float().cpu(), y[:, :, sensor_index, 0].cpu(),
-                           None if std is None else std[:, :, sensor_index, 0].float().cpu()))
+                           None if band is None else torch.stack([b[:, :, sensor_index, 0] for b in band]).float().cpu()))
     per_sensor = (err_sum / err_cnt.clamp(min=1)).numpy()
     per_sensor[err_cnt.numpy() == 0] = np.nan
     by_tod = (tod_sum / tod_cnt.clamp(min=1)).numpy()
@@ -139,7 +143,7 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     starts = torch.cat([t[0] for t in traces]).numpy()
     pred = torch.cat([t[1] for t in traces]).numpy()
     true = torch.cat([t[2] for t in traces]).numpy()
-    std = None if traces[0][3] is None else torch.cat([t[3] for t in traces]).numpy()
+    band = None if traces[0][3] is None else torch.cat([t[3] for t in traces], dim=1).numpy()  # [2, W, T_out]
     ts = series.timestamps
     horizon = data.horizon
     steps = sorted({min(3, horizon), horizon})
@@ -153,8 +157,8 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
         truth[~valid_mask(truth, null)] = np.nan
         ax.plot(t, truth, color="black", lw=1.0, label="observed")
         ax.plot(t, pred[:, h - 1], color="tab:blue", lw=1.0, label="forecast")
-        if std is not None:
-            lo, hi = pred[:, h - 1] - Z90 * std[:, h - 1], pred[:, h - 1] + Z90 * std[:, h - 1]
+        if band is not None:
+            lo, hi = band[0, :, h - 1], band[1, :, h - 1]
             ax.fill_between(t, lo, hi, color="tab:blue", alpha=0.2, lw=0, label="90% interval")
         ahead = horizon_text(h, step_min)
         mae = np.nanmean(np.abs(pred[:, h - 1] - truth))

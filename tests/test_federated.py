@@ -1,6 +1,7 @@
 """Federated training on Flower: partitions, what travels, aggregation, the simulation and the gRPC round trip."""
 import csv
 import json
+import math
 import os
 import socket
 import subprocess
@@ -221,3 +222,138 @@ def test_simulate_writes_runs_that_evaluate(net, tmp_path, capsys):
     # a second simulate into the same folder is refused
     assert main(["federated", "simulate", "--data", str(net["data"]), "--out", str(out)]) == 2
     assert "already holds a federated run" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- LR over the rounds
+def test_round_lr_factor_cosine_and_step():
+    from stgraph.errors import ConfigError
+    from stgraph.federated.config import FederatedConfig, round_lr_factor
+    cos = FederatedConfig(rounds=4, lr_schedule="cosine").validate()
+    c45 = math.cos(math.pi / 4)
+    assert [round_lr_factor(cos, r) for r in (1, 2, 3, 4)] == pytest.approx(
+        [1.0, 0.02 + 0.49 * (1 + c45), 0.51, 0.02 + 0.49 * (1 - c45)])
+    step = FederatedConfig(rounds=6, lr_schedule="step", lr_step_rounds=2, lr_gamma=0.5).validate()
+    assert [round_lr_factor(step, r) for r in range(1, 7)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    assert round_lr_factor(FederatedConfig(rounds=3), 3) == 1.0  # 'none': train.lr every round
+    with pytest.raises(ConfigError, match="federated.lr_schedule = 'cosin'.*did you mean 'cosine'"):
+        FederatedConfig(lr_schedule="cosin").validate()
+    with pytest.raises(ConfigError, match="federated.lr_gamma = 1.5: expected a number in \\(0, 1\\]"):
+        FederatedConfig(lr_schedule="step", lr_gamma=1.5).validate()
+
+
+class _Manager:
+    """The two calls Flower's FedAvg.configure_fit makes on a client manager."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def num_available(self):
+        return self.k
+
+    def sample(self, num_clients, min_num_clients=None, criterion=None):
+        return [f"proxy{i}" for i in range(num_clients)]
+
+
+def test_server_sends_the_round_lr_factor_and_dp_wrappers(tmp_path):
+    from flwr.common import ndarrays_to_parameters
+    from flwr.server.strategy import (DifferentialPrivacyClientSideFixedClipping,
+                                      DifferentialPrivacyServerSideFixedClipping)
+
+    from stgraph.federated.config import FederatedConfig
+    from stgraph.federated.server import client_mods, make_strategy
+    fed = FederatedConfig(clients=2, rounds=4, lr_schedule="cosine", keep_optimizer=False).validate()
+    strategy, _ = make_strategy(fed, tmp_path / "s", verbose=False)
+    params = ndarrays_to_parameters([np.zeros(3, np.float32)])
+    for r, want in ((1, 1.0), (3, 0.51)):
+        pairs = strategy.configure_fit(r, params, _Manager(2))
+        assert [ins.config["lr_factor"] for _, ins in pairs] == pytest.approx([want, want])
+        assert all(ins.config["server_round"] == r and ins.config["keep_optimizer"] is False for _, ins in pairs)
+    assert client_mods(fed) == []
+    server_dp, _ = make_strategy(FederatedConfig(clients=2, dp_noise=0.1).validate(), tmp_path / "a", verbose=False)
+    assert isinstance(server_dp, DifferentialPrivacyServerSideFixedClipping)
+    side = FederatedConfig(clients=2, dp_noise=0.1, dp_clip=0.5, dp_side="client").validate()
+    client_dp, _ = make_strategy(side, tmp_path / "b", verbose=False)
+    assert isinstance(client_dp, DifferentialPrivacyClientSideFixedClipping)
+    pairs = client_dp.configure_fit(1, params, _Manager(2))
+    assert all(ins.config["clipping_norm"] == 0.5 and ins.config["lr_factor"] == 1.0 for _, ins in pairs)
+    from flwr.client.mod import fixedclipping_mod
+    assert client_mods(side) == [fixedclipping_mod]
+
+
+def test_client_uses_the_round_lr_and_keeps_its_adamw_state(net, tmp_path):
+    from stgraph.config import RunConfig, apply_override
+    from stgraph.federated.client import OPTIMIZER, StgraphClient
+    from stgraph.federated.config import FederatedConfig
+    from stgraph.federated.simulate import setup
+    from stgraph.training.checkpoint import load_checkpoint
+    cfg = RunConfig()
+    cfg.data.path, cfg.data.graph = str(net["data"]), str(net["adj"])
+    for s in ("model.params.hidden=8", "model.params.heads=2", "model.params.encoder_layers=1",
+              "train.batch_size=16", "train.max_batches=2", "train.device=cpu", "train.lr=0.004"):
+        apply_override(cfg, s)
+    info = setup(FederatedConfig(clients=2, partition="random").validate(), cfg.validate(), tmp_path / "fed")
+    cdir = info["client_dirs"][0]
+    client = StgraphClient(cdir)
+    params = client.get_parameters({})
+    client.fit(params, {"server_round": 1, "lr_factor": 0.5, "keep_optimizer": True})
+    opt = load_checkpoint(cdir / "checkpoints" / OPTIMIZER)["optimizer"]
+    assert opt["param_groups"][0]["lr"] == pytest.approx(0.002)
+    assert {int(s["step"]) for s in opt["state"].values()} == {2}  # two batches
+    moments = {k: v["exp_avg_sq"].clone() for k, v in opt["state"].items()}
+    client = StgraphClient(cdir)  # a new object each round, as in Flower's simulation
+    client.fit(params, {"server_round": 2, "lr_factor": 0.25, "keep_optimizer": True})
+    opt = load_checkpoint(cdir / "checkpoints" / OPTIMIZER)["optimizer"]
+    assert opt["param_groups"][0]["lr"] == pytest.approx(0.001)
+    assert {int(s["step"]) for s in opt["state"].values()} == {4}  # the moments carried on
+    k = next(iter(moments))
+    assert not torch.equal(opt["state"][k]["exp_avg_sq"], moments[k])
+    other = info["client_dirs"][1]
+    StgraphClient(other).fit(params, {"server_round": 1, "lr_factor": 1.0, "keep_optimizer": False})
+    assert not (other / "checkpoints" / OPTIMIZER).exists()
+
+
+def test_client_side_dp_clips_every_update_in_simulation(net, tmp_path, capsys):
+    """Flower's client-side fixed clipping: what the server averages moved at most the clipping norm
+    (plus noise of 1e-4 x norm / K), while the clients' own updates were far larger."""
+    out = tmp_path / "dp"
+    rc = main(["federated", "simulate", "--data", str(net["data"]), "--graph", str(net["adj"]), "--clients", "2",
+               "--partition", "random", "--rounds", "1", "--out", str(out), "--record", "--dp-side", "client",
+               "--dp-noise", "0.0001", "--dp-clip", "0.001", "--json", *SMALL])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    glob = np.load(out / "server" / "rounds" / "round_001.npz")
+    glob = [glob[k] for k in sorted(glob.files)]
+    # the start every client had: its initial shared weights (the same on both, seeded)
+    from stgraph.config import load_config
+    from stgraph.federated.client import initial_model, personal_keys, shared_keys
+    from stgraph.training.run import model_sizes, prepare
+    cfg = load_config(out / "client_0" / "config.yaml")
+    prep = prepare(cfg)
+    model = initial_model(cfg, prep.data)
+    keys = shared_keys(model, personal_keys(cfg.model.name, model_sizes(prep.data, False), cfg.model.params))
+    start = [model.state_dict()[k].numpy() for k in keys]
+    moved = math.sqrt(sum(float(((g - s) ** 2).sum()) for g, s in zip(glob, start)))
+    sent, _ = _updates(out / "client_0", 1)
+    own = math.sqrt(sum(float(((a - s) ** 2).sum()) for a, s in zip(sent, start)))
+    assert 0 < moved <= 0.001 * 1.05 and own > 100 * moved
+
+
+def test_by_region_partition_from_projected_metres(net, tmp_path, capsys):
+    """Issue 11 item 5 for federated: --crs projected reads metres (Euclidean regions), as graph build does;
+    without it the same file is refused as out-of-range degrees."""
+    ids, _, coords = _graph_and_coords(net)
+    north, east = 3.7e6 + (coords[:, 0] - coords[:, 0].mean()) * 111_000, 4.1e5 + coords[:, 1] * 30_000
+    loc = tmp_path / "metres.csv"
+    loc.write_text("sensor_id,northing,easting\n" + "".join(f"{s},{n:.1f},{e:.1f}\n" for s, n, e in
+                                                             zip(ids, north, east)))
+    base = ["federated", "partition", "--data", str(net["data"]), "--graph", str(net["adj"]), "--clients", "3",
+            "--locations", str(loc), "--out", str(tmp_path / "p.csv")]
+    assert main(base) != 0
+    assert "--crs projected" in capsys.readouterr().err
+    assert main(base + ["--crs", "projected"]) == 0, capsys.readouterr().err
+    lab = read_partition(tmp_path / "p.csv", ids, 3)
+    pts = np.stack([north, east], 1)  # metres as they are: every sensor is nearest its own region's centre
+    centres = np.stack([pts[lab == c].mean(0) for c in range(3)])
+    assert np.array_equal(((pts[:, None] - centres[None]) ** 2).sum(-1).argmin(1), lab)
+    assert np.array_equal(lab, partition_sensors("by-region", ids, 3, coords=pts, seed=0, crs="projected"))
+    from stgraph.federated.config import FederatedConfig
+    assert FederatedConfig(crs="metres").validate().crs == "projected"

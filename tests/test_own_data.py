@@ -177,6 +177,29 @@ def test_item3_default_steps_and_mape_note():
     assert "mape_note" not in acc.compute()
 
 
+def test_item3_bench_table_leaves_mape_out_for_counts_with_zeros():
+    """The bench table prints no MAPE column where MAPE is undefined (counts with zeros), and says why."""
+    from stgraph.bench import aggregate, markdown
+    from stgraph.metrics import MetricAccumulator
+    c = torch.tensor([0.0, 0.0, 3.0, 1.0]).reshape(1, 1, 4, 1).expand(1, 12, 4, 1)
+    acc = MetricAccumulator(12, float("nan"))
+    acc.update(c + 1, c)
+    counts = acc.compute()
+    acc = MetricAccumulator(12, 0.0)  # zeros as nulls (METR-LA): MAPE is meaningful and stays
+    acc.update(c + 1, c)
+    speeds = acc.compute()
+    rows = [{"model": m, "seed": 0, "parameters": 1, "result": r} for m, r in (("ha", counts), ("last", counts))]
+    agg = aggregate(rows)
+    assert agg[0]["mape_note"].startswith("MAPE left out: 50.0% of the true values are 0")
+    md = markdown(agg, step_minutes=60)
+    header = md.splitlines()[0]
+    assert "MAPE" not in header and "MAE 3 h" in header and "RMSE avg" in header
+    assert md.splitlines()[2].count("|") == header.count("|")  # rows match the header
+    assert md.rstrip().endswith("read MAE / RMSE.") and "are 0, where a percentage error is undefined" in md
+    kept = markdown(aggregate([{"model": "ha", "seed": 0, "parameters": 1, "result": speeds}]), step_minutes=5)
+    assert "MAPE % 15 min" in kept.splitlines()[0] and "left out" not in kept
+
+
 def test_items3_8_evaluate_steps_notice_predict_params(tmp_path, capsys):
     p = tmp_path / "counts.csv"
     counts_csv(p, hours=24 * 21, n=4)

@@ -173,7 +173,8 @@ def graph_info(args) -> int:
 FLAG_FIELDS = (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data.dataset"),
                ("probabilistic", "model.probabilistic"), ("null_value", "data.null_value"),
                ("epochs", "train.epochs"), ("batch_size", "train.batch_size"), ("lr", "train.lr"),
-               ("seed", "train.seed"), ("device", "train.device"), ("covariates", "data.covariates"))
+               ("seed", "train.seed"), ("device", "train.device"), ("covariates", "data.covariates"),
+               ("distribution", "model.distribution"))
 
 
 def flag_settings(args) -> dict:
@@ -184,6 +185,8 @@ def flag_settings(args) -> dict:
         v = getattr(args, flag, None)
         if (v if flag in ("data", "graph", "dataset", "probabilistic", "covariates") else v is not None):
             out[key] = list(v) if flag == "covariates" else v
+    if out.get("model.distribution"):  # a distribution is a probabilistic head
+        out["model.probabilistic"] = True
     if args.no_progress:
         out["train.progress"] = False
     return out

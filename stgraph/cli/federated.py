@@ -12,8 +12,17 @@ def _federation_args(p, *, data: bool) -> None:
     p.add_argument("--strategy", choices=["fedavg", "fedprox"], default=None)
     p.add_argument("--mu", type=float, default=None, help="FedProx proximal weight (default 0.01)")
     p.add_argument("--dp-noise", type=float, default=None,
-                   help="Flower server-side DP: Gaussian noise multiplier (0 = off)")
-    p.add_argument("--dp-clip", type=float, default=None, help="Flower server-side DP: clipping norm (default 1)")
+                   help="Flower DP with fixed clipping: Gaussian noise multiplier (0 = off)")
+    p.add_argument("--dp-clip", type=float, default=None, help="Flower DP: clipping norm of an update (default 1)")
+    p.add_argument("--dp-side", choices=["server", "client"], default=None,
+                   help="Flower DP: the server clips the updates (default) or each client clips its own "
+                        "(client-side fixed clipping; server and clients must both be given it)")
+    p.add_argument("--lr-schedule", choices=["none", "cosine", "step"], default=None,
+                   help="clients' learning rate over the rounds (default none: train.lr every round)")
+    p.add_argument("--lr-step-rounds", type=int, default=None, help="--lr-schedule step: rounds between decays")
+    p.add_argument("--lr-gamma", type=float, default=None, help="--lr-schedule step: decay factor (default 0.5)")
+    p.add_argument("--fresh-optimizer", dest="keep_optimizer", action="store_false", default=None,
+                   help="a new AdamW each round (default: each client keeps its AdamW moments between rounds)")
     p.add_argument("--round-timeout", type=float, default=None, help="seconds to wait for the clients in a round")
     p.add_argument("--out", required=True, help="federated run directory")
     p.add_argument("--record", action="store_true", help="keep every round's updates and global weights")
@@ -28,6 +37,8 @@ def _federation_args(p, *, data: bool) -> None:
     p.add_argument("--locations", default=None,
                    help="CSV sensor_id,latitude,longitude for by-region (default: graph_sensor_locations.csv "
                         "beside --graph, or the graph's coordinates)")
+    from .main import CRS_HELP
+    p.add_argument("--crs", default=None, help="of --locations: " + CRS_HELP)
     p.add_argument("--border-hops", type=int, default=None,
                    help="foreign sensors within this many road hops join a client's graph, without data (default 0)")
     p.add_argument("--local-epochs", type=int, default=None, help="epochs per client per round (default 1)")
@@ -65,12 +76,16 @@ def add_parser(sub) -> None:
     pa.add_argument("--partition", default="by-region", choices=["by-region", "metis", "random"])
     pa.add_argument("--partition-seed", type=int, default=0)
     pa.add_argument("--locations", default=None)
+    from .main import CRS_HELP
+    pa.add_argument("--crs", default="degrees", help="of --locations: " + CRS_HELP)
     pa.add_argument("--out", required=True, help="CSV file")
 
 
 _FED_FLAGS = {"clients": "clients", "rounds": "rounds", "strategy": "strategy", "mu": "proximal_mu",
-              "dp_noise": "dp_noise", "dp_clip": "dp_clip", "round_timeout": "round_timeout",
-              "partition": "partition", "partition_seed": "partition_seed", "locations": "locations",
+              "dp_noise": "dp_noise", "dp_clip": "dp_clip", "dp_side": "dp_side", "lr_schedule": "lr_schedule",
+              "lr_step_rounds": "lr_step_rounds", "lr_gamma": "lr_gamma", "keep_optimizer": "keep_optimizer",
+              "round_timeout": "round_timeout",
+              "partition": "partition", "partition_seed": "partition_seed", "locations": "locations", "crs": "crs",
               "border_hops": "border_hops", "local_epochs": "local_epochs", "address": "address"}
 
 
@@ -129,7 +144,9 @@ def run(args) -> int:
         from ..errors import ConfigError
         raise ConfigError(f"--partition-id {args.partition_id}: expected 0 .. {fed.clients - 1} (--clients {fed.clients})")
     S.setup(fed, run_config(args), out, clients=[args.partition_id])
-    start_client(out / f"client_{args.partition_id}", fed.address, record=args.record, max_wait=args.max_wait)
+    from ..federated.server import client_mods
+    start_client(out / f"client_{args.partition_id}", fed.address, record=args.record, max_wait=args.max_wait,
+                 mods=client_mods(fed))
     print(f"client {args.partition_id} done; run directory {out / f'client_{args.partition_id}'}")
     return 0
 
@@ -147,7 +164,7 @@ def _partition(args) -> int:
     if graph is not None and args.graph:
         graph.graph.setdefault("source", args.graph)
     fed = FederatedConfig(clients=args.clients, partition=args.partition, partition_seed=args.partition_seed,
-                          locations=args.locations).validate()
+                          locations=args.locations, crs=args.crs).validate()
     labels = load_partition(fed, series, graph)
     write_partition(args.out, series.sensor_ids, labels)
     sizes = [int((labels == c).sum()) for c in range(args.clients)]

@@ -121,6 +121,10 @@ def _add_runs(sub) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--device")
     t.add_argument("--probabilistic", action="store_true", default=None)
+    t.add_argument("--distribution", choices=["normal", "lognormal"], default=None,
+                   help="predictive distribution of the probabilistic head (implies --probabilistic): normal "
+                        "(default), or lognormal for counts and other non-negative targets (censored at 0: "
+                        "bands and quantiles never go below zero)")
     add_null_value(t)
     t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set model.params.hidden=32 (repeatable)")

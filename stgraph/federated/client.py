@@ -37,6 +37,9 @@ from ..training.trainer import Trainer, seed_everything
 
 CLIENT_INFO = "client.json"
 STATE = "federated_state.json"
+#: in checkpoints/: the weights after the client's last local training and its AdamW state, kept between
+#: rounds (federated.keep_optimizer)
+OPTIMIZER = "local.pt"
 
 
 # ------------------------------------------------------------------------------------ which layers are shared
@@ -228,7 +231,8 @@ class StgraphClient(_numpy_client_base()):
                                       self.cfg.model.params, self.info.get("personal", ()))
         self.keys = shared_keys(self.model, self.personal)
         self.fingerprint = {"data": data.fingerprint(), "graph": graph_fingerprint(self.prep.graph)}
-        self.trainer = Trainer(self.model, data, self.prep.graph, self.cfg.train, None, extra_state=self._extra())
+        self.trainer = Trainer(self.model, data, self.prep.graph, self.cfg.train, None, extra_state=self._extra(),
+                               distribution=self.cfg.model.distribution)
         last = self.dir / "checkpoints" / "last.pt"
         if last.is_file():
             self.model.load_state_dict(load_checkpoint(last)["model"])
@@ -267,6 +271,16 @@ class StgraphClient(_numpy_client_base()):
             state[k] = t.to(state[k].dtype)
         self.model.load_state_dict(state)
 
+    def _restore_optimizer(self, optimizer: torch.optim.Optimizer, lr: float) -> None:
+        """Load the AdamW moments this client had at the end of its last round (if any) into
+        ``optimizer``, at learning rate ``lr`` (this round's)."""
+        path = self.dir / "checkpoints" / OPTIMIZER
+        if not path.is_file():
+            return
+        optimizer.load_state_dict(load_checkpoint(path)["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = lr
+
     def _save(self, name: str, round_: int) -> None:
         self.trainer.state["epoch"] = round_
         save_checkpoint(self.trainer.checkpoint_state(), self.dir / "checkpoints" / name)
@@ -284,13 +298,21 @@ class StgraphClient(_numpy_client_base()):
         anchors = {k: v.detach().clone() for k, v in self.model.state_dict().items() if k in self.keys} if mu else None
         train_cfg = copy.copy(self.cfg.train)  # another shuffle and dropout draw each round, still seeded
         train_cfg.seed = self.cfg.train.seed * 1009 + round_ * 31 + self.partition_id
+        train_cfg.lr = self.cfg.train.lr * float(config.get("lr_factor", 1.0))  # the server's schedule
         seed_everything(train_cfg.seed)
         trainer = _ProxTrainer(self.model, self.prep.data, self.prep.graph, train_cfg, None,
-                               extra_state=self._extra(), mu=mu, anchors=anchors)
+                               extra_state=self._extra(), mu=mu, anchors=anchors,
+                               distribution=self.cfg.model.distribution)
+        keep = bool(config.get("keep_optimizer", False))
+        if keep:
+            self._restore_optimizer(trainer.optimizer, train_cfg.lr)
         t0 = time.perf_counter()
         trainer.fit()
         seconds = time.perf_counter() - t0
         self._save("last.pt", round_)
+        if keep:
+            save_checkpoint({"model": self.model.state_dict(), "optimizer": trainer.optimizer.state_dict()},
+                            self.dir / "checkpoints" / OPTIMIZER)
         out = self.get_parameters({})
         n = int(self.prep.data.split_starts("train").numel())
         if self.record:
@@ -319,14 +341,24 @@ class StgraphClient(_numpy_client_base()):
         return mae, n, {"partition_id": self.partition_id, "val_mae": mae}
 
 
-def start_client(client_dir: str | Path, address: str, *, record: bool = False, max_wait: float = 60.0) -> None:
+def start_client(client_dir: str | Path, address: str, *, record: bool = False, max_wait: float = 60.0,
+                 mods: Sequence = ()) -> None:
     """Connect the client in ``client_dir`` to a server over gRPC and serve until it says stop.
 
     Uses Flower's ``flwr.compat.client.app.start_client`` (gRPC bidirectional stream);
-    gives up after ``max_wait`` seconds without a server.
+    gives up after ``max_wait`` seconds without a server. ``mods``: Flower client mods
+    (e.g. ``fixedclipping_mod`` for client-side DP, :func:`~.server.client_mods`), which
+    need the ``ClientApp`` form of the same call.
     """
     from flwr.compat.client.app import start_client as flwr_start_client
 
     client = StgraphClient(client_dir, record=record)
-    flwr_start_client(server_address=address, client=client.to_client(), insecure=True,
-                      max_retries=max(1, int(max_wait)), max_wait_time=max_wait)
+    retry = dict(insecure=True, max_retries=max(1, int(max_wait)), max_wait_time=max_wait)
+    if not mods:
+        flwr_start_client(server_address=address, client=client.to_client(), **retry)
+        return
+    from flwr.clientapp import ClientApp
+    from flwr.compat.client.app import start_client_internal
+
+    app = ClientApp(client_fn=lambda context: client.to_client(), mods=list(mods))
+    start_client_internal(server_address=address, node_config={}, load_client_app_fn=lambda *a: app, **retry)

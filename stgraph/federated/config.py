@@ -7,6 +7,7 @@ client trains with; its ``train.epochs`` is replaced by ``local_epochs``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +27,20 @@ class FederatedConfig:
     partition: str = "by-region"        #: 'by-region', 'metis', 'random' or a CSV file sensor_id,client
     partition_seed: int = 0             #: makes the partition reproducible
     locations: Optional[str] = None     #: CSV sensor_id,latitude,longitude for by-region (default: beside the graph)
+    crs: str = "degrees"                #: of `locations`: 'degrees', 'projected' (metres) or 'EPSG:<code>'
     border_hops: int = 0                #: foreign sensors within this many road hops join a client's graph, without data
     rounds: int = 10                    #: server rounds
     local_epochs: int = 1               #: epochs each client trains per round
     strategy: str = "fedavg"            #: 'fedavg' or 'fedprox'
     proximal_mu: float = 0.01           #: FedProx's proximal weight (strategy fedprox)
     personal: list = field(default_factory=list)  #: regexes of more parameter names kept local
-    dp_noise: float = 0.0               #: Gaussian noise multiplier of Flower's server-side DP (0 = off)
+    lr_schedule: str = "none"           #: clients' learning rate over the rounds: 'none', 'cosine' or 'step'
+    lr_step_rounds: int = 5             #: schedule 'step': the rate is multiplied by lr_gamma every this many rounds
+    lr_gamma: float = 0.5               #: schedule 'step': the factor
+    keep_optimizer: bool = True         #: each client keeps its AdamW moments between rounds (False: a new one each round)
+    dp_noise: float = 0.0               #: Gaussian noise multiplier of Flower's DP (0 = off)
     dp_clip: float = 1.0                #: clipping norm of the client updates when dp_noise > 0
+    dp_side: str = "server"             #: where Flower clips the updates: 'server' or 'client' (fixed clipping)
     address: str = "127.0.0.1:8080"     #: gRPC address of `stgraph federated server`
     round_timeout: float = 600.0        #: seconds the server waits for the clients in a round
 
@@ -41,9 +48,16 @@ class FederatedConfig:
         for name in ("clients", "rounds", "local_epochs"):
             _positive_int(self, name, "federated")
         _choice(self, "strategy", ("fedavg", "fedprox"), "federated")
+        _choice(self, "lr_schedule", ("none", "cosine", "step"), "federated")
+        _choice(self, "dp_side", ("server", "client"), "federated")
+        _positive_int(self, "lr_step_rounds", "federated")
+        if not 0 < float(self.lr_gamma) <= 1:
+            raise ConfigError(f"federated.lr_gamma = {self.lr_gamma}: expected a number in (0, 1]")
         if self.partition not in ("by-region", "metis", "random") and not str(self.partition).endswith(".csv"):
             raise ConfigError(f"federated.partition = {self.partition!r}: expected 'by-region', 'metis', 'random' "
                               f"or a partition file ending in .csv (columns sensor_id,client)")
+        from ..graph import parse_crs
+        self.crs = parse_crs(self.crs)
         if int(self.border_hops) < 0:
             raise ConfigError(f"federated.border_hops = {self.border_hops}: expected an integer >= 0")
         for name in ("proximal_mu", "dp_noise"):
@@ -55,6 +69,23 @@ class FederatedConfig:
         if ":" not in str(self.address):
             raise ConfigError(f"federated.address = {self.address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
         return self
+
+
+def round_lr_factor(fed: FederatedConfig, server_round: int) -> float:
+    """The factor on the clients' ``train.lr`` in round ``server_round`` (1-based) of ``fed.rounds``.
+
+    ``cosine``: ``0.02 + 0.98 * (1 + cos(pi * (r - 1) / R)) / 2``, the trainer's cosine over
+    epochs (:class:`~stgraph.training.trainer.Trainer`) with rounds in place of epochs: 1 in the
+    first round, falling towards 0.02; ``step``: ``lr_gamma ** ((r - 1) // lr_step_rounds)``;
+    ``none``: 1.
+    """
+    r = max(1, int(server_round))
+    if fed.lr_schedule == "cosine":
+        t = min(1.0, (r - 1) / max(1, int(fed.rounds)))
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+    if fed.lr_schedule == "step":
+        return float(fed.lr_gamma) ** ((r - 1) // int(fed.lr_step_rounds))
+    return 1.0
 
 
 def apply_federated_override(fed: FederatedConfig, key: str, value) -> None:

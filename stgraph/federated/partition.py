@@ -6,7 +6,8 @@ A partition is an ``[N]`` int64 array ``labels`` aligned with the series'
 least one sensor.
 
 * ``by-region``: k-means (k-means++ start, seeded) on the sensors' coordinates
-  (longitude scaled by cos(latitude), so distances are isotropic), like
+  (degrees: longitude scaled by cos(latitude), so distances are isotropic;
+  projected metres: as they are, see :mod:`stgraph.graph.coords`), like
   neighbouring authorities each owning a contiguous area;
 * ``metis``: balanced parts with few cut edges through ``pymetis`` when it is
   installed, else recursive Kernighan-Lin bisection in networkx (also balanced,
@@ -31,7 +32,7 @@ METHODS = ("by-region", "metis", "random")
 
 
 def partition_sensors(method: str, sensor_ids: Sequence[str], num_clients: int, *, graph: nx.DiGraph | None = None,
-                      coords: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+                      coords: np.ndarray | None = None, seed: int = 0, crs: str = "degrees") -> np.ndarray:
     """``[N]`` client of each sensor, by ``method`` (one of :data:`METHODS`).
 
     Args:
@@ -39,8 +40,10 @@ def partition_sensors(method: str, sensor_ids: Sequence[str], num_clients: int, 
         sensor_ids: the ``N`` sensor ids in series order.
         num_clients: ``K`` (``1 <= K <= N``).
         graph: the road graph (needed by ``metis``), nodes keyed by sensor id.
-        coords: ``[N, 2]`` latitude, longitude in degrees (needed by ``by-region``).
+        coords: ``[N, 2]`` latitude, longitude in degrees, or northing, easting in metres with
+            ``crs="projected"`` (needed by ``by-region``).
         seed: makes the partition reproducible.
+        crs: ``"degrees"`` or ``"projected"`` (:func:`stgraph.graph.parse_crs` spellings).
 
     Raises:
         ConfigError: unknown method, bad ``K``, or the input a method needs is missing.
@@ -52,7 +55,7 @@ def partition_sensors(method: str, sensor_ids: Sequence[str], num_clients: int, 
         if coords is None:
             raise ConfigError("partition 'by-region' needs sensor coordinates: give --locations "
                               "(a CSV sensor_id,latitude,longitude) or a graph whose nodes carry lat/lon")
-        return _by_region(np.asarray(coords, dtype=np.float64), num_clients, seed)
+        return _by_region(np.asarray(coords, dtype=np.float64), num_clients, seed, crs=crs)
     if method == "metis":
         if graph is None:
             raise ConfigError("partition 'metis' needs the road graph: give --graph")
@@ -79,11 +82,22 @@ def _random(n: int, k: int, seed: int) -> np.ndarray:
     return _relabel(labels)
 
 
-def _by_region(coords: np.ndarray, k: int, seed: int, iters: int = 100, restarts: int = 4) -> np.ndarray:
+def _by_region(coords: np.ndarray, k: int, seed: int, iters: int = 100, restarts: int = 4,
+               crs: str = "degrees") -> np.ndarray:
+    from ..graph import parse_crs
+
+    crs = parse_crs(crs)
+    if crs not in ("degrees", "projected"):
+        raise ConfigError(f"by-region partition: crs {crs!r}; expected 'degrees' or 'projected' (convert EPSG "
+                          f"coordinates when reading them, stgraph.graph.read_locations)")
+    what = "latitude, longitude in degrees" if crs == "degrees" else "northing, easting in metres"
     if coords.ndim != 2 or coords.shape[1] != 2 or not np.isfinite(coords).all():
-        raise ConfigError(f"coords has shape {coords.shape}; expected [N, 2] finite latitude, longitude in degrees")
-    lat0 = np.deg2rad(coords[:, 0].mean())
-    pts = np.stack([coords[:, 0], coords[:, 1] * np.cos(lat0)], axis=1)
+        raise ConfigError(f"coords has shape {coords.shape}; expected [N, 2] finite {what}")
+    if crs == "degrees":
+        lat0 = np.deg2rad(coords[:, 0].mean())
+        pts = np.stack([coords[:, 0], coords[:, 1] * np.cos(lat0)], axis=1)
+    else:  # planar metres: Euclidean already
+        pts = coords.copy()
     rng = np.random.default_rng(seed)
     best, best_cost = None, np.inf
     for _ in range(restarts):

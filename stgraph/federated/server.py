@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FederatedConfig
+from .config import FederatedConfig, round_lr_factor
 
 ROUND_FIELDS = ["round", "client", "val_mae", "train_loss", "train_windows", "uplink_bytes", "downlink_bytes",
                 "seconds"]
@@ -35,7 +35,9 @@ def _nbytes(parameters) -> int:
 class RoundLog:
     """Mixin for a Flower strategy: per-round logging of MAE and bytes, saving the global weights."""
 
-    def _init_log(self, out: str | Path, record: bool = False, verbose: bool = True) -> None:
+    def _init_log(self, out: str | Path, record: bool = False, verbose: bool = True,
+                  fed: FederatedConfig | None = None) -> None:
+        self.fed = fed or FederatedConfig()
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.record = record
@@ -49,8 +51,11 @@ class RoundLog:
     def configure_fit(self, server_round, parameters, client_manager):
         self._t0 = time.perf_counter()
         pairs = super().configure_fit(server_round, parameters, client_manager)
+        factor = round_lr_factor(self.fed, server_round)
         for _, ins in pairs:
             ins.config["server_round"] = server_round
+            ins.config["lr_factor"] = factor
+            ins.config["keep_optimizer"] = bool(self.fed.keep_optimizer)
         self._down = sum(_nbytes(ins.parameters) for _, ins in pairs)
         return pairs
 
@@ -125,13 +130,18 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 def make_strategy(fed: FederatedConfig, out: str | Path, *, record: bool = False, verbose: bool = True):
     """Flower's FedAvg or FedProx (``fed.strategy``) waiting for all ``fed.clients``, with :class:`RoundLog`.
 
-    With ``fed.dp_noise > 0`` it is wrapped in Flower's
-    ``DifferentialPrivacyServerSideFixedClipping`` (client updates clipped to
-    ``fed.dp_clip`` in L2 norm, Gaussian noise of ``dp_noise * dp_clip / K`` on
-    the average). Returns ``(strategy, logger)``: ``logger`` is the inner
+    With ``fed.dp_noise > 0`` it is wrapped in Flower's central DP with fixed clipping:
+    ``DifferentialPrivacyServerSideFixedClipping`` (``fed.dp_side == 'server'``: the server
+    clips each client's update to ``fed.dp_clip`` in L2 norm) or
+    ``DifferentialPrivacyClientSideFixedClipping`` (``'client'``: each client clips its own
+    update with Flower's ``fixedclipping_mod``, see :func:`client_mods`); either way Gaussian
+    noise of standard deviation ``dp_noise * dp_clip / K`` is added to the average. Each fit
+    instruction carries ``server_round``, ``lr_factor`` (:func:`~.config.round_lr_factor`)
+    and ``keep_optimizer``. Returns ``(strategy, logger)``: ``logger`` is the inner
     :class:`RoundLog` (its ``history`` holds the global rows).
     """
-    from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
+    from flwr.server.strategy import (DifferentialPrivacyClientSideFixedClipping,
+                                      DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx)
 
     base = FedProx if fed.strategy == "fedprox" else FedAvg
     cls = type(f"Stgraph{base.__name__}", (RoundLog, base), {})
@@ -142,12 +152,22 @@ def make_strategy(fed: FederatedConfig, out: str | Path, *, record: bool = False
     if base is FedProx:
         kwargs["proximal_mu"] = float(fed.proximal_mu)
     inner = cls(**kwargs)
-    inner._init_log(out, record=record, verbose=verbose)
+    inner._init_log(out, record=record, verbose=verbose, fed=fed)
     strategy = inner
     if fed.dp_noise > 0:
-        strategy = DifferentialPrivacyServerSideFixedClipping(inner, noise_multiplier=float(fed.dp_noise),
-                                                              clipping_norm=float(fed.dp_clip), num_sampled_clients=k)
+        wrapper = (DifferentialPrivacyClientSideFixedClipping if fed.dp_side == "client"
+                   else DifferentialPrivacyServerSideFixedClipping)
+        strategy = wrapper(inner, noise_multiplier=float(fed.dp_noise), clipping_norm=float(fed.dp_clip),
+                           num_sampled_clients=k)
     return strategy, inner
+
+
+def client_mods(fed: FederatedConfig) -> list:
+    """Flower mods of every client app: ``fixedclipping_mod`` under client-side DP, else none."""
+    if fed.dp_noise > 0 and fed.dp_side == "client":
+        from flwr.client.mod import fixedclipping_mod
+        return [fixedclipping_mod]
+    return []
 
 
 def _no_metrics(pairs):

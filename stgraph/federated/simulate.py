@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -39,30 +40,35 @@ def load_partition(fed: FederatedConfig, series, graph) -> np.ndarray:
     ids = series.sensor_ids
     if str(fed.partition).endswith(".csv"):
         return read_partition(fed.partition, ids, fed.clients)
-    coords = None
+    coords, crs = None, "degrees"
     if fed.partition == "by-region":
-        coords = _coordinates(fed, ids, graph)
-    return partition_sensors(fed.partition, ids, fed.clients, graph=graph, coords=coords, seed=fed.partition_seed)
+        coords, crs = _coordinates(fed, ids, graph)
+    return partition_sensors(fed.partition, ids, fed.clients, graph=graph, coords=coords, seed=fed.partition_seed,
+                             crs=crs)
 
 
-def _coordinates(fed: FederatedConfig, ids, graph) -> np.ndarray | None:
-    from ..graph import read_locations
+def _coordinates(fed: FederatedConfig, ids, graph) -> tuple[np.ndarray | None, str]:
+    """``([N, 2] coordinates or None, crs)``: from ``fed.locations`` read in ``fed.crs``, else from the
+    graph's nodes (projected when the graph says so), else from ``graph_sensor_locations.csv`` beside it."""
+    from ..graph import parse_crs, read_locations
 
     path = fed.locations
     if path is None and graph is not None and all("lat" in graph.nodes[s] for s in ids if s in graph):
-        return np.array([[graph.nodes[s]["lat"], graph.nodes[s]["lon"]] for s in ids])
+        crs = "projected" if graph.graph.get("crs") == "projected" else "degrees"
+        return np.array([[graph.nodes[s]["lat"], graph.nodes[s]["lon"]] for s in ids]), crs
     if path is None and graph is not None and graph.graph.get("source"):
         cand = Path(str(graph.graph["source"])).with_name("graph_sensor_locations.csv")
         path = str(cand) if cand.is_file() else None
     if path is None:
-        return None
-    lid, lat, lon = read_locations(path)
+        return None, "degrees"
+    lid, lat, lon = read_locations(path, fed.crs)
+    crs = "projected" if parse_crs(fed.crs) == "projected" else "degrees"  # EPSG codes arrive as degrees
     pos = {s: i for i, s in enumerate(lid)}
     missing = [s for s in ids if s not in pos]
     if missing:
         raise ConfigError(f"locations '{path}': no coordinates for {len(missing)} sensor(s) of the series, e.g. "
                           f"{missing[:10]}; expected a row per sensor")
-    return np.array([[lat[pos[s]], lon[pos[s]]] for s in ids])
+    return np.array([[lat[pos[s]], lon[pos[s]]] for s in ids]), crs
 
 
 def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
@@ -115,12 +121,13 @@ def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: li
 
 
 def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, record: bool = False,
-             verbose: bool = True) -> dict:
+             verbose: bool = True, cpus: int | None = None) -> dict:
     """Run ``fed.clients`` clients and the server on this machine with Flower's simulation engine.
 
     Flower's ``run_simulation`` (Ray backend) runs the same :class:`~.client.StgraphClient`
     and strategy as ``stgraph federated server`` / ``client``; each client gets one CPU
-    and one torch thread. Afterwards the global run is exported to ``OUT/global``.
+    and one torch thread; ``cpus`` clients train at once (default: one per client, at most the
+    machine's CPUs). Afterwards the global run is exported to ``OUT/global``.
     Returns the summary (also written to ``OUT/summary.json``).
     """
     from flwr.clientapp import ClientApp
@@ -128,7 +135,7 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
     from flwr.simulation import run_simulation
 
     from .client import StgraphClient
-    from .server import make_strategy
+    from .server import client_mods, make_strategy
 
     out = Path(out)
     info = setup(fed, run_cfg, out)
@@ -143,11 +150,14 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
         return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=fed.rounds,
                                                                           round_timeout=fed.round_timeout))
 
-    cpus = max(1, min(fed.clients, _cpu_count()))
+    cpus = max(1, min(fed.clients, cpus or _cpu_count()))
+    # Ray starts its workers at niceness 15; the clients are the whole job here (the driver only waits), so
+    # at that priority they starve behind any other process on a shared machine. Same priority as the caller.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run_simulation(server_app=ServerApp(server_fn=server_fn), client_app=ClientApp(client_fn=client_fn),
+        run_simulation(server_app=ServerApp(server_fn=server_fn), client_app=ClientApp(client_fn=client_fn, mods=client_mods(fed)),
                        num_supernodes=fed.clients,
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                                        "init_args": {"num_cpus": cpus, "include_dashboard": False,
@@ -162,7 +172,6 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
 
 
 def _cpu_count() -> int:
-    import os
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 

@@ -252,7 +252,8 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     extra = {"config": cfg.to_dict(), "fingerprint": fingerprint}
     if prep.data.exogenous is not None:
         extra["covariates"] = prep.data.exogenous.state_dict()
-    trainer = Trainer(model, prep.data, prep.graph, cfg.train, out, extra_state=extra)
+    trainer = Trainer(model, prep.data, prep.graph, cfg.train, out, extra_state=extra,
+                      distribution=cfg.model.distribution)
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
     if prep.data.exogenous is not None:
@@ -518,7 +519,8 @@ class Run:
         last = files.last
         progress = (ckpt if ckpt_path == last or not last.is_file()
                     else load_checkpoint(last, map_location="cpu")).get("trainer") or {}
-        return cls(cfg, prep, Trainer(net, prep.data, prep.graph, cfg.train, None), files, progress)
+        return cls(cfg, prep, Trainer(net, prep.data, prep.graph, cfg.train, None,
+                                              distribution=cfg.model.distribution), files, progress)
 
 
 def load_run(run_dir: str | Path, **kwargs) -> Run:

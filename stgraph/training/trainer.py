@@ -4,8 +4,9 @@
 (see :mod:`stgraph.models.registry`) on a :class:`~stgraph.data.ForecastData`:
 
 * loss: masked MAE in the data's own units (speeds in mph), or the masked
-  Gaussian negative log-likelihood when the model returns a
-  ``torch.distributions.Normal``;
+  negative log-likelihood when the model returns a ``torch.distributions.Normal``
+  (a probabilistic head), of the distribution ``model.distribution`` makes of it
+  (:mod:`stgraph.distributions`: Normal, or a log-normal censored at 0 for counts);
 * AdamW, cosine or multi-step learning-rate schedule with optional warm-up,
   gradient clipping, early stopping on validation MAE;
 * seeds that make a CPU run repeatable, bf16 autocast and ``torch.compile``
@@ -35,12 +36,14 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from torch.distributions import Distribution
 
+from ..distributions import check_name, check_support, from_head, point
 from ..errors import RunDirError, StgraphError, StgraphWarning
 from ..files import atomic_open
 from ..runtime import resolve_device
 from ..metrics import (MetricAccumulator, ProbabilisticAccumulator, default_steps, masked_abs_error_sum,
-                       masked_gaussian_nll_sum, valid_mask)
+                       masked_nll_sum, valid_mask)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import current as current_dist
 from .distributed import device_for
@@ -72,13 +75,17 @@ class Trainer:
         cfg: a :class:`~stgraph.config.TrainConfig`.
         run_dir: folder for checkpoints and ``metrics.csv`` (``None``: keep nothing on disk).
         extra_state: plain data stored in every checkpoint (config, fingerprint, ...).
+        distribution: what a probabilistic head's ``Normal`` becomes in data units
+            (:data:`stgraph.distributions.DISTRIBUTIONS`, ``model.distribution``).
 
     Inside a ``torch.distributed`` process group (``torchrun``) the trainer is data parallel:
     ``cfg.batch_size`` is the global batch and must be divisible by the number of processes.
     """
 
-    def __init__(self, model, data, graph, cfg, run_dir=None, extra_state: dict | None = None):
+    def __init__(self, model, data, graph, cfg, run_dir=None, extra_state: dict | None = None,
+                 distribution: str = "normal"):
         self.cfg = cfg
+        self.distribution = check_name(distribution)
         self.data = data
         self.dist = current_dist()
         self.device = resolve_device(device_for(cfg.device) if self.dist.enabled else cfg.device)
@@ -96,6 +103,11 @@ class Trainer:
         self._mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self._std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         self.null_value = float(data.null_value)
+        if self.distribution != "normal" and isinstance(getattr(data, "targets", None), torch.Tensor):
+            valid = valid_mask(data.targets, self.null_value)  # a non-negative distribution needs y >= 0
+            if bool(valid.any()):
+                low = float(torch.where(valid, data.targets, torch.inf).min())
+                check_support(self.distribution, low, "the training data's target")
         self.trainable = any(p.requires_grad for p in self.model.parameters())
         use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
@@ -147,13 +159,15 @@ class Trainer:
         return out
 
     def to_units(self, out):
-        """Model output (z-scored) -> data units; a ``Normal`` stays a ``Normal``."""
+        """Model output (z-scored) -> data units; a head's ``Normal`` becomes ``self.distribution``
+        (:func:`stgraph.distributions.from_head`)."""
         if isinstance(out, torch.distributions.Normal):
-            return torch.distributions.Normal(out.loc.float() * self._std + self._mean, out.scale.float() * self._std)
+            return from_head(out.loc.float() * self._std + self._mean, out.scale.float() * self._std,
+                             self.distribution)
         return out.float() * self._std + self._mean
 
     def loss(self, out, y: torch.Tensor) -> torch.Tensor:
-        """Masked MAE (point) or masked Gaussian NLL (``Normal``), in data units.
+        """Masked MAE (point) or masked NLL (a probabilistic head's distribution), in data units.
 
         ``out``: ``[B, T_out, N, C_out]`` (or a ``Normal`` of that shape), ``y``: the same shape; a scalar."""
         total, mask = self._loss_sum(out, y)
@@ -162,8 +176,8 @@ class Trainer:
     def _loss_sum(self, out, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The masked sum of the per-entry loss (a scalar) and the mask ``[B, T_out, N, C_out]``."""
         out = self.to_units(out)
-        if isinstance(out, torch.distributions.Normal):
-            return masked_gaussian_nll_sum(out, y, self.null_value)
+        if isinstance(out, Distribution):
+            return masked_nll_sum(out, y, self.null_value)
         return masked_abs_error_sum(out, y, self.null_value)
 
     def _train_loss(self, batch) -> torch.Tensor:
@@ -397,7 +411,8 @@ class Trainer:
     def predictions(self, split: str = "test", batch_size: int | None = None, shard: bool = False):
         """Yield ``(forecast, y, starts)`` per batch in data units.
 
-        ``forecast`` is a tensor ``[B, T_out, N, C_out]`` or a ``Normal`` of that shape, ``y``
+        ``forecast`` is a tensor ``[B, T_out, N, C_out]`` or a distribution of that shape
+        (:mod:`stgraph.distributions`), ``y``
         ``[B, T_out, N, C_out]``, ``starts`` ``[B]``. With ``shard`` (distributed) this process yields only
         its part of every batch of ``batch_size`` windows.
         """
@@ -422,10 +437,10 @@ class Trainer:
         acc = MetricAccumulator(horizon, null_value=self.null_value)
         prob = None
         for out, y, _ in self.predictions(split, shard=True):
-            if isinstance(out, torch.distributions.Normal):
+            if isinstance(out, Distribution):
                 prob = prob if prob is not None else ProbabilisticAccumulator(horizon, self.null_value, y.device)
                 prob.update(out, y)
-                out = out.mean
+                out = point(out)
             acc.update(out, y)
         if self.dist.enabled:
             acc.all_reduce(horizon, self.device)

@@ -1,0 +1,165 @@
+"""The predictive distribution of a probabilistic head, chosen by the user (``model.distribution``).
+
+A probabilistic model (stgt with ``model.probabilistic``) returns a ``Normal(loc, scale)`` in
+z-scored units; the trainer brings it to data units and :func:`from_head` turns that pair into
+the distribution the run asked for:
+
+* ``normal``: ``Normal(loc, scale)``, any real value (speeds, z-scored series);
+* ``lognormal``: for counts and other non-negative targets. ``L = log(1 + Y*)`` is
+  ``Normal(m, s)`` and the target is ``Y = max(0, exp(L) - 1)``: a shifted log-normal censored
+  at zero, so an observed zero has probability ``P(L <= 0)`` (real zeros are likely, not
+  impossible) and no quantile is below zero. The head's pair maps as
+  ``m = log1p(loc)`` for ``loc >= 0`` and ``m = loc`` below (continuous, slope 1 at 0) and
+  ``s = scale / (1 + max(loc, 0))`` (the delta method), so the median is ``max(loc, 0)``:
+  a head that starts at persistence still forecasts the last value.
+
+Everything else works on any of them, with shapes ``[B, T_out, N, C_out]`` (or any shape):
+:func:`nll` (the training loss), :func:`point` (the median, what minimises MAE),
+:func:`quantile`, :func:`interval`, :func:`crps` and :func:`check_support`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import Distribution, Normal, constraints
+
+from .errors import ConfigError
+
+DISTRIBUTIONS = ("normal", "lognormal")
+#: quantile levels of the CRPS integral for distributions without a closed form (midpoints of 100 bins)
+CRPS_LEVELS = 100
+
+
+class CensoredLogNormal(Distribution):
+    """``Y = max(0, exp(L) - 1)`` with ``L ~ Normal(loc, scale)``: non-negative, with a mass at zero.
+
+    Args:
+        loc: ``m``, any shape.
+        scale: ``s > 0``, the same shape.
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.greater_than_eq(0.0)
+    has_rsample = False
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, validate_args=None):
+        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
+        super().__init__(self.loc.shape, validate_args=False if validate_args is None else validate_args)
+
+    @property
+    def _latent(self) -> Normal:
+        return Normal(self.loc, self.scale)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """``log P(Y = 0)`` at zero (``log Phi(-m / s)``), the log density at ``y > 0``, ``-inf`` below 0."""
+        value = torch.as_tensor(value, dtype=self.loc.dtype, device=self.loc.device)
+        pos = value.clamp(min=0)
+        log1p = torch.log1p(pos)
+        density = self._latent.log_prob(log1p) - log1p
+        at_zero = torch.special.log_ndtr(-self.loc / self.scale)
+        out = torch.where(value > 0, density, at_zero)
+        return torch.where(value < 0, torch.full_like(out, -math.inf), out)
+
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
+        value = torch.as_tensor(value, dtype=self.loc.dtype, device=self.loc.device)
+        c = torch.special.ndtr((torch.log1p(value.clamp(min=0)) - self.loc) / self.scale)
+        return torch.where(value < 0, torch.zeros_like(c), c)
+
+    def icdf(self, q: torch.Tensor) -> torch.Tensor:
+        """``max(0, exp(m + s * Phi^-1(q)) - 1)``."""
+        q = torch.as_tensor(q, dtype=self.loc.dtype, device=self.loc.device)
+        return torch.expm1(self.loc + self.scale * torch.special.ndtri(q)).clamp(min=0)
+
+    @property
+    def median(self) -> torch.Tensor:
+        return torch.expm1(self.loc).clamp(min=0)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """``E[Y] = exp(m + s^2/2) Phi((m + s^2)/s) - Phi(m/s)``."""
+        m, s = self.loc, self.scale
+        return torch.exp(m + s * s / 2) * torch.special.ndtr((m + s * s) / s) - torch.special.ndtr(m / s)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """``E[Y^2] - E[Y]^2`` with ``E[Y^2] = e^(2m+2s^2) Phi((m+2s^2)/s) - 2 E[e^L; L>0] + P(L>0)``."""
+        m, s = self.loc, self.scale
+        ndtr = torch.special.ndtr
+        e1 = torch.exp(m + s * s / 2) * ndtr((m + s * s) / s)
+        e2 = torch.exp(2 * m + 2 * s * s) * ndtr((m + 2 * s * s) / s)
+        second = e2 - 2 * e1 + ndtr(m / s)
+        return (second - self.mean ** 2).clamp(min=0)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.expm1(self._latent.sample(sample_shape)).clamp(min=0)
+
+
+def check_name(name: str, field: str = "model.distribution") -> str:
+    """``name`` if it is one of :data:`DISTRIBUTIONS`; else a ConfigError naming ``field``."""
+    if name not in DISTRIBUTIONS:
+        raise ConfigError(f"{field} = {name!r}: expected one of {list(DISTRIBUTIONS)} (lognormal for counts and "
+                          f"other non-negative targets)")
+    return name
+
+
+def from_head(loc: torch.Tensor, scale: torch.Tensor, name: str = "normal") -> Distribution:
+    """The distribution ``name`` from the head's location and scale in data units (``[B, T_out, N, C_out]``
+    each; see the module docstring for the mapping)."""
+    check_name(name)
+    if name == "normal":
+        return Normal(loc, scale)
+    pos = loc.clamp(min=0)
+    m = torch.where(loc > 0, torch.log1p(pos), loc)
+    return CensoredLogNormal(m, scale / (1 + pos))
+
+
+def nll(dist: Distribution, y: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of ``y`` per entry (same shape as ``y``)."""
+    return -dist.log_prob(y)
+
+
+def point(dist: Distribution) -> torch.Tensor:
+    """The point forecast: the median (for the Normal its mean); what minimises the MAE."""
+    return dist.loc if isinstance(dist, Normal) else dist.median
+
+
+def quantile(dist: Distribution, q: float) -> torch.Tensor:
+    """The ``q``-quantile per entry (``0 < q < 1``)."""
+    if not 0 < q < 1:
+        raise ValueError(f"quantile level {q}: expected 0 < q < 1")
+    return dist.icdf(torch.full_like(dist.loc, q))
+
+
+def interval(dist: Distribution, level: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+    """The central ``level`` interval ``(lower, upper)``: the ``(1 - level)/2`` and ``(1 + level)/2``
+    quantiles (never below 0 for ``lognormal``)."""
+    return quantile(dist, (1 - level) / 2), quantile(dist, (1 + level) / 2)
+
+
+def crps(dist: Distribution, y: torch.Tensor) -> torch.Tensor:
+    """Continuous ranked probability score per entry (data units; lower is better).
+
+    Normal: the closed form ``s (z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi))``. Otherwise
+    ``2 * integral over q of the pinball loss of the q-quantile``, by the midpoint rule on
+    :data:`CRPS_LEVELS` levels (exact for any distribution, mass points included, as the levels grow).
+    """
+    if isinstance(dist, Normal):
+        z = (y - dist.loc) / dist.scale
+        return dist.scale * (z * (2 * torch.special.ndtr(z) - 1) + 2 * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+                             - 1 / math.sqrt(math.pi))
+    total = torch.zeros_like(y, dtype=dist.loc.dtype)
+    for k in range(CRPS_LEVELS):
+        q = (k + 0.5) / CRPS_LEVELS
+        diff = y - quantile(dist, q)
+        total = total + torch.maximum(q * diff, (q - 1) * diff)
+    return 2 * total / CRPS_LEVELS
+
+
+def check_support(name: str, minimum: float, source=None) -> None:
+    """Refuse ``lognormal`` for a target whose smallest valid value ``minimum`` is below 0."""
+    if name == "lognormal" and minimum < 0:
+        from .errors import where
+        raise ConfigError(f"{where(source)}: model.distribution = 'lognormal' needs a non-negative target, but its "
+                          f"smallest value is {minimum:.4g}; use 'normal' (e.g. for z-scored series)")
