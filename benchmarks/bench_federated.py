@@ -46,7 +46,7 @@ def run_config(data: str, graph: str, epochs: int, threads: int) -> RunConfig:
     cfg = RunConfig()
     cfg.data.path, cfg.data.graph = data, graph
     for s in SMALL + [f"train.epochs={epochs}", f"train.threads={threads}"]:
-        apply_override(cfg, s)
+        cfg = apply_override(cfg, s)
     return cfg.validate()
 
 

@@ -72,10 +72,10 @@ def test_support_and_config_errors():
         check_support("lognormal", -3.0, "z.csv")
     from stgraph.config import RunConfig, apply_override
     cfg = RunConfig()
-    apply_override(cfg, "model.distribution=lognormal")
+    cfg = apply_override(cfg, "model.distribution=lognormal")
     with pytest.raises(ConfigError, match="probabilistic head.*model.probabilistic is false"):
         cfg.validate()
-    apply_override(cfg, "model.probabilistic=true")
+    cfg = apply_override(cfg, "model.probabilistic=true")
     cfg.validate()
 
 

@@ -290,7 +290,7 @@ def test_client_uses_the_round_lr_and_keeps_its_adamw_state(net, tmp_path):
     cfg.data.path, cfg.data.graph = str(net["data"]), str(net["adj"])
     for s in ("model.params.hidden=8", "model.params.heads=2", "model.params.encoder_layers=1",
               "train.batch_size=16", "train.max_batches=2", "train.device=cpu", "train.lr=0.004"):
-        apply_override(cfg, s)
+        cfg = apply_override(cfg, s)
     info = setup(FederatedConfig(clients=2, partition="random").validate(), cfg.validate(), tmp_path / "fed")
     cdir = info["client_dirs"][0]
     client = StgraphClient(cdir)

@@ -30,8 +30,10 @@ import torch
 
 from ..config import RunConfig, load_config
 from ..errors import ConfigError, StgraphWarning
+from ..files import atomic_write
 from ..models.registry import build_model, count_parameters
 from ..training.checkpoint import load_checkpoint, save_checkpoint
+from ..training.layout import BEST, CHECKPOINTS, LAST, RunFiles
 from ..training.run import graph_fingerprint, make_model, model_sizes, prepare
 from ..training.trainer import Trainer, seed_everything
 
@@ -134,7 +136,7 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
 
     out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
-    for stale in [*(out / "checkpoints").glob("*.pt"), *(out / "updates").glob("*.npz"), out / STATE]:
+    for stale in [*(out / CHECKPOINTS).glob("*.pt"), *(out / "updates").glob("*.npz"), out / STATE]:
         stale.unlink(missing_ok=True)  # a new federation starts from scratch
     ids = list(own) + list(border)
     sub = series.select_sensors(ids)
@@ -157,7 +159,7 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
     cfg.train.progress = False
     cfg.train.threads = cfg.train.threads or 1
     cfg.validate()
-    cfg.to_yaml(out / "config.yaml")
+    cfg.to_yaml(RunFiles(out).config)
     (out / CLIENT_INFO).write_text(json.dumps({"partition_id": client, "own_sensors": list(own),
                                                "border_sensors": list(border), "personal": list(personal)}, indent=1))
     return out
@@ -187,7 +189,7 @@ def _load(client_dir: Path):
     """``(cfg, prepared, info)`` of a client folder, cached per process (data are read once)."""
     key = str(client_dir.resolve())
     if key not in _CACHE:
-        cfg = load_config(client_dir / "config.yaml").validate()
+        cfg = load_config(RunFiles(client_dir).config).validate()
         info = json.loads((client_dir / CLIENT_INFO).read_text())
         with warnings.catch_warnings():  # border sensors have no reading by design
             if info["border_sensors"]:
@@ -233,7 +235,7 @@ class StgraphClient(_numpy_client_base()):
         self.fingerprint = {"data": data.fingerprint(), "graph": graph_fingerprint(self.prep.graph)}
         self.trainer = Trainer(self.model, data, self.prep.graph, self.cfg.train, None, extra_state=self._extra(),
                                distribution=self.cfg.model.distribution)
-        last = self.dir / "checkpoints" / "last.pt"
+        last = RunFiles(self.dir).last
         if last.is_file():
             self.model.load_state_dict(load_checkpoint(last)["model"])
         else:
@@ -251,7 +253,7 @@ class StgraphClient(_numpy_client_base()):
                 "target_channels": list(p.data.target_channels), "fingerprint": self.fingerprint,
                 "source": str(p.series.source), "federated": {"partition_id": self.partition_id,
                                                               "personal_keys": self.personal}}
-        (self.dir / "run.json").write_text(json.dumps(info, indent=1))
+        atomic_write(RunFiles(self.dir).info, json.dumps(info, indent=1))
 
     def _state(self) -> dict:
         path = self.dir / STATE
@@ -274,7 +276,7 @@ class StgraphClient(_numpy_client_base()):
     def _restore_optimizer(self, optimizer: torch.optim.Optimizer, lr: float) -> None:
         """Load the AdamW moments this client had at the end of its last round (if any) into
         ``optimizer``, at learning rate ``lr`` (this round's)."""
-        path = self.dir / "checkpoints" / OPTIMIZER
+        path = self.dir / CHECKPOINTS / OPTIMIZER
         if not path.is_file():
             return
         optimizer.load_state_dict(load_checkpoint(path)["optimizer"])
@@ -283,7 +285,7 @@ class StgraphClient(_numpy_client_base()):
 
     def _save(self, name: str, round_: int) -> None:
         self.trainer.state["epoch"] = round_
-        save_checkpoint(self.trainer.checkpoint_state(), self.dir / "checkpoints" / name)
+        save_checkpoint(self.trainer.checkpoint_state(), RunFiles(self.dir).checkpoint(name))
 
     # -------------------------------------------------------------------------------- NumPyClient
     def get_parameters(self, config):
@@ -309,10 +311,10 @@ class StgraphClient(_numpy_client_base()):
         t0 = time.perf_counter()
         trainer.fit()
         seconds = time.perf_counter() - t0
-        self._save("last.pt", round_)
+        self._save(LAST, round_)
         if keep:
             save_checkpoint({"model": self.model.state_dict(), "optimizer": trainer.optimizer.state_dict()},
-                            self.dir / "checkpoints" / OPTIMIZER)
+                            self.dir / CHECKPOINTS / OPTIMIZER)
         out = self.get_parameters({})
         n = int(self.prep.data.split_starts("train").numel())
         if self.record:
@@ -331,10 +333,10 @@ class StgraphClient(_numpy_client_base()):
         self._set_shared(parameters)
         mae = float(self.trainer.evaluate("val")["average"]["mae"])
         st = self._state()
-        self._save("last.pt", round_)
+        self._save(LAST, round_)
         if st["best_val"] is None or mae < st["best_val"]:
             st.update(best_val=mae, best_round=round_)
-            self._save("best.pt", round_)
+            self._save(BEST, round_)
         st.setdefault("rounds", []).append({"round": round_, "val_mae": mae})
         (self.dir / STATE).write_text(json.dumps(st, indent=1))
         n = int(self.prep.data.split_starts("val").numel()) * self.n_own

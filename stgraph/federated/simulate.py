@@ -27,6 +27,8 @@ import torch
 
 from ..config import RunConfig
 from ..errors import ConfigError
+from ..files import atomic_write
+from ..training.layout import BEST, LAST, RunFiles
 from .config import FederatedConfig, save_federated
 from .partition import cut_edges, partition_sensors, read_partition, write_partition
 
@@ -209,7 +211,7 @@ def summarise(out: Path, fed: FederatedConfig, info: dict, seconds: float, engin
     return summary
 
 
-def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = "last.pt") -> Path:
+def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = LAST) -> Path:
     """Write ``OUT/global``: one ordinary run over every sensor.
 
     Shared weights are the server's last global ones (every client holds them after
@@ -234,7 +236,7 @@ def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = "last
     gpos = {s: i for i, s in enumerate(prep.series.sensor_ids)}
     for c in range(fed.clients):
         cdir = out / f"client_{c}"
-        ck = load_checkpoint(cdir / "checkpoints" / checkpoint)["model"]
+        ck = load_checkpoint(RunFiles(cdir).checkpoint(checkpoint))["model"]
         cinfo = json.loads((cdir / CLIENT_INFO).read_text())
         own = cinfo["own_sensors"]
         g_idx = torch.tensor([gpos[s] for s in own])
@@ -247,15 +249,15 @@ def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = "last
             state[k] = _scatter(state[k], v, dims[k], g_idx, c_idx)
     model.load_state_dict(state)
     gdir = out / "global"
-    (gdir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(gdir / "config.yaml")
+    RunFiles(gdir).last.parent.mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(RunFiles(gdir).config)
     fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
     ckpt = {"model": model.state_dict(), "optimizer": {}, "scheduler": {}, "trainer": {"epoch": fed.rounds},
             "scaler": prep.data.scaler.state_dict(), "config": cfg.to_dict(), "fingerprint": fingerprint}
-    for name in ("best.pt", "last.pt"):
-        save_checkpoint(ckpt, gdir / "checkpoints" / name)
+    for name in (BEST, LAST):
+        save_checkpoint(ckpt, RunFiles(gdir).checkpoint(name))
     from ..models.registry import count_parameters
-    (gdir / "run.json").write_text(json.dumps({
+    atomic_write(RunFiles(gdir).info, json.dumps({
         "model": cfg.model.name, "parameters": count_parameters(model), "sensor_ids": list(prep.series.sensor_ids),
         "channels": list(prep.series.channels), "target_channels": list(prep.data.target_channels),
         "fingerprint": fingerprint, "source": str(prep.series.source), "federated": {"assembled_from": fed.clients}},
