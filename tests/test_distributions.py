@@ -100,9 +100,11 @@ def test_train_evaluate_forecast_on_counts(counts, tmp_path, capsys, dist):
     err = capsys.readouterr().err
     assert rc == 0, err[-2000:]
     from stgraph.training.run import load_run
-    tr = load_run(run)
-    assert tr.distribution == dist and tr.run_config.model.probabilistic
-    res = tr.evaluate("test")
+    opened = load_run(run)
+    assert opened.config.model.distribution == dist and opened.config.model.probabilistic
+    tr = opened.trainer
+    assert tr.distribution == dist
+    res = opened.evaluate("test")
     assert 0.5 < res["average"]["coverage90"] <= 1 and res["average"]["crps"] < res["average"]["mae"]
     out, y, _ = next(iter(tr.predictions("test")))
     assert type(out).__name__ == ("Normal" if dist == "normal" else "CensoredLogNormal")
