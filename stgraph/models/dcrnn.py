@@ -135,6 +135,14 @@ class SparseOperator:
         flat = x.reshape(self.num_nodes, -1).to(dtype)
         return _SparseMatmul.apply(a, a_t, flat.contiguous()).to(x.dtype).view(x.shape)
 
+    def transpose_apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^T @ x`` for ``x`` ``[N, *]`` (not differentiable; for hand-written backwards)."""
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        a_t = self._pair(dtype)[1]
+        with torch.autocast(x.device.type, enabled=False):
+            out = a_t @ x.reshape(self.num_nodes, -1).to(dtype).contiguous()
+        return out.to(x.dtype).view(x.shape)
+
     def to_dense(self) -> torch.Tensor:
         """The matrix as a dense ``[N, N]`` tensor (for tests and inspection)."""
         return self._mats[torch.float32][0].to_dense()
@@ -245,6 +253,64 @@ def diffuse(x: torch.Tensor, supports: Sequence[SparseOperator], steps: int) -> 
     return torch.cat(out, dim=-1)
 
 
+class _DiffusionLinear(torch.autograd.Function):
+    """``F.linear(diffuse(x), weight, bias)`` that keeps ``x`` for the backward, not the stack.
+
+    The diffused stack is ``1 + S K`` times wider than ``x`` (5x in DCRNN); autograd would keep
+    one per diffusion convolution of every step, which was most of DCRNN's training memory.
+    The backward rebuilds it from ``x`` (sparse products, cheap next to the dense ones) and
+    sends the gradient back through the transposed operators.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, supports, steps):
+        stack = diffuse(x, supports, steps)
+        ctx.save_for_backward(x, weight)
+        ctx.supports, ctx.steps, ctx.has_bias = supports, steps, bias is not None
+        return nn.functional.linear(stack, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        with torch.autocast(grad.device.type, enabled=False):
+            g = grad.to(weight.dtype)
+            stack = diffuse(x.to(weight.dtype), ctx.supports, ctx.steps)
+            g2 = g.reshape(-1, g.size(-1))
+            grad_w = g2.t() @ stack.reshape(-1, stack.size(-1)) if ctx.needs_input_grad[1] else None
+            grad_b = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                blocks = (g @ weight).split(x.size(-1), dim=-1)
+                grad_x = blocks[0]
+                for s, op in enumerate(ctx.supports):  # adjoint of S^k, in Horner form
+                    acc = None
+                    for b in reversed(blocks[1 + s * ctx.steps: 1 + (s + 1) * ctx.steps]):
+                        acc = op.transpose_apply(b if acc is None else b + acc)
+                    if acc is not None:
+                        grad_x = grad_x + acc
+                grad_x = grad_x.to(x.dtype)
+        return grad_x, grad_w, grad_b, None, None
+
+
+def diffusion_linear(x: torch.Tensor, supports: Sequence[SparseOperator], steps: int,
+                     weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    r"""``F.linear(diffuse(x, supports, steps), weight, bias)``, keeping only ``x`` for the backward.
+
+    Args:
+        x: node-major ``[N, *, C]``.
+        supports: ``S`` operators; steps: ``K``.
+        weight: ``[C_out, (1 + S * K) * C]``; bias: ``[C_out]`` or ``None``.
+
+    Returns:
+        ``[N, *, C_out]``; the same numbers as the plain composition (the forward is that
+        composition), its gradients equal to float rounding.
+    """
+    if not torch.is_grad_enabled():
+        return nn.functional.linear(diffuse(x, supports, steps), weight, bias)
+    return _DiffusionLinear.apply(x, weight, bias, supports, steps)
+
+
 # =============================================================================
 # Model
 # =============================================================================
@@ -287,13 +353,13 @@ class DCGRUCell(nn.Module):
             self.input.bias[2 * self.hidden:].zero_()
 
     def project_input(self, x: torch.Tensor, supports) -> torch.Tensor:
-        return self.input(diffuse(x, supports, self.steps))
+        return diffusion_linear(x, supports, self.steps, self.input.weight, self.input.bias)
 
     def forward(self, x_proj: torch.Tensor, h: torch.Tensor, supports) -> torch.Tensor:
         x_gates, x_cand = x_proj.split([2 * self.hidden, self.hidden], dim=-1)
-        gates = torch.sigmoid(x_gates + self.hidden_gates(diffuse(h, supports, self.steps)))
+        gates = torch.sigmoid(x_gates + diffusion_linear(h, supports, self.steps, self.hidden_gates.weight))
         r, u = gates.chunk(2, dim=-1)
-        c = torch.tanh(x_cand + self.hidden_candidate(diffuse(r * h, supports, self.steps)))
+        c = torch.tanh(x_cand + diffusion_linear(r * h, supports, self.steps, self.hidden_candidate.weight))
         return u * h + (1.0 - u) * c
 
 
