@@ -60,10 +60,11 @@ def metr_la_graph():
     return to_pyg(read_graph(path, sensor_ids=sensor_ids), sensor_ids)
 
 
-def zoo_model(name: str, num_nodes: int, params: dict | None = None):
+def zoo_model(name: str, num_nodes: int, params: dict | None = None, probabilistic: bool = False):
+    """Zoo model ``name`` at METR-LA size: speed in, speed out, 12 -> 12 steps."""
     from stgraph.models.registry import build_model
     sizes = dict(num_nodes=num_nodes, in_channels=1, out_channels=1, input_len=12, horizon=12,
-                 steps_per_day=288, target_channels=(0,), probabilistic=False)
+                 steps_per_day=288, target_channels=(0,), probabilistic=probabilistic)
     return build_model(name, sizes, params or {})
 
 

@@ -353,6 +353,7 @@ def main(argv=None) -> None:
                 out = run_child(py[side], kind, side, args, pair)
                 res.setdefault((kind, pair), {}).setdefault(side, []).append(out)
                 bar.update(1)
+                write_raw(res, Path(args.out) / "peers.partial.json")  # nothing lost if the run stops
     bar.close()
     meta = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, "
                        f"{platform.processor() or 'cpu'}", "python": platform.python_version(),
@@ -363,6 +364,15 @@ def main(argv=None) -> None:
             "load_start": load_start, "load_end": os.getloadavg(), "minutes": (time.time() - t_start) / 60,
             "repeats": args.repeats, "train_steps": args.train_steps, "warmup": args.warmup}
     write_results(res, meta, pairs, Path(args.out))
+
+
+def write_raw(res: dict, path: Path, meta: dict | None = None) -> None:
+    """Every child's output so far, as JSON (``kind:pair -> side -> [runs]``)."""
+    sys.path.insert(0, str(ROOT))
+    from stgraph.files import atomic_write
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps({"meta": meta, "results": {f"{k[0]}:{k[1]}": v for k, v in res.items()}},
+                                  indent=1, default=str))
 
 
 def _med(runs: list, key: str):
@@ -433,8 +443,8 @@ def write_results(res: dict, meta: dict, pairs: list[int], out: Path) -> None:
     L += ["", *notes, ""]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "peers.md", "\n".join(L) + "\n")
-    raw = {"meta": meta, "results": {f"{k[0]}:{k[1]}": v for k, v in res.items()}}
-    atomic_write(out / "peers.json", json.dumps(raw, indent=1, default=str))
+    write_raw(res, out / "peers.json", meta)
+    (out / "peers.partial.json").unlink(missing_ok=True)
     print("\n".join(L))
 
 
