@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from profile_zoo import ZOO, metr_la_graph, random_batch, zoo_model  # noqa: E402
+from profile_zoo import ZOO, load_text, metr_la_graph, random_batch, zoo_model  # noqa: E402
 
 
 def child(name: str, args) -> dict:
@@ -86,8 +86,7 @@ def main(argv=None) -> None:
         print(rows[-1], flush=True)
     head = (f"# torch.compile on CPU (`train.compile: true`), 207 sensors, batch {args.batch}, 1 thread\n\n"
             f"Command: `python benchmarks/bench_compile.py {' '.join(sys.argv[1:])}`. "
-            f"`os.getloadavg()` {tuple(round(v, 2) for v in load0)} -> {tuple(round(v, 2) for v in os.getloadavg())}"
-            f" (other engineers share the 2 cores; step times are CPU seconds of the process).\n\n")
+            f"{load_text(load0)} (other engineers share the 2 cores; step times are CPU seconds of the process).\n\n")
     atomic_write(args.out, head + "\n".join(rows) + "\n")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from profile_zoo import ZOO, metr_la_graph, random_batch, zoo_model  # noqa: E402
+from profile_zoo import ZOO, load_text, metr_la_graph, random_batch, zoo_model  # noqa: E402
 
 
 def child(name: str, probabilistic: bool, args) -> dict:
@@ -91,8 +91,7 @@ def main(argv=None) -> None:
             print(row, flush=True)
     head = (f"# Inference on CPU, 207 sensors (METR-LA graph), 1 thread, fp32, `torch.inference_mode`\n\n"
             f"Command: `python benchmarks/bench_inference.py {' '.join(sys.argv[1:])}`; day = 288 windows in "
-            f"batches of {args.batch}. `os.getloadavg()` {tuple(round(v, 2) for v in load0)} -> "
-            f"{tuple(round(v, 2) for v in os.getloadavg())}: other engineers share the 2 cores, wall-clock "
+            f"batches of {args.batch}. {load_text(load0)}: other engineers share the 2 cores, wall-clock "
             f"figures are disturbed (per CPU-s less so).\n\n")
     atomic_write(args.out, head + "\n".join(rows) + "\n")
 

@@ -43,6 +43,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def load_text(load0) -> str:
+    """``os.getloadavg()`` at the start (``load0``) and now, as text for a results file."""
+    return f"`os.getloadavg()` {tuple(round(v, 2) for v in load0)} -> {tuple(round(v, 2) for v in os.getloadavg())}"
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
