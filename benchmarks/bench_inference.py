@@ -83,8 +83,8 @@ def main(argv=None) -> None:
             r = res[prob] = json.loads(done.stdout.strip().splitlines()[-1])
             extra = ""
             if prob and False in res:
-                extra = (f" (+{100 * (r['window_ms'] / res[False]['window_ms'] - 1):.0f} % window, "
-                         f"+{100 * (res[False]['day_wps_cpu'] / r['day_wps_cpu'] - 1):.0f} % CPU per day)")
+                extra = (f" ({100 * (r['window_ms'] / res[False]['window_ms'] - 1):+.0f} % window, "
+                         f"{100 * (res[False]['day_wps_cpu'] / r['day_wps_cpu'] - 1):+.0f} % CPU per day)")
             row = (f"| {name} | {'probabilistic' if prob else 'point'} | {r['window_ms']:.1f}"
                    f"{' met' if r['window_ms'] < 20 else ' missed'}{extra} | {r['day_wps']:.0f} | {r['day_wps_cpu']:.0f} |")
             rows.append(row)
