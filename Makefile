@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 DEMO   ?= demo
 
-.PHONY: venv install demo test bench bench-attention bench-zoo clean
+.PHONY: venv install demo test bench bench-attention bench-zoo bench-peers clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ bench-attention: $(STAMP)
 # the model-zoo table on the real METR-LA week (long on CPU; rerun to resume)
 bench-zoo: $(STAMP)
 	bash benchmarks/zoo_metr_la_week.sh
+
+# stgraph against tsl and PyTorch Geometric Temporal (makes .venv-peers on first use; see
+# benchmarks/peers/bench_peers.py); writes benchmarks/results/peers.md and peers.json
+bench-peers: $(STAMP)
+	bash benchmarks/peers/setup_peers.sh
+	$(PY) benchmarks/peers/bench_peers.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -63,7 +63,7 @@ import torch
 import torch.nn as nn
 
 from ..nn.calendar import append_time_of_day
-from ..nn.graph_ops import GraphCache, diffuse, random_walk_operators
+from ..nn.graph_ops import GraphCache, diffuse, diffusion_linear, random_walk_operators
 from .registry import check_input, register
 
 
@@ -109,13 +109,13 @@ class DCGRUCell(nn.Module):
             self.input.bias[2 * self.hidden:].zero_()
 
     def project_input(self, x: torch.Tensor, supports) -> torch.Tensor:
-        return self.input(diffuse(x, supports, self.steps))
+        return diffusion_linear(x, supports, self.steps, self.input.weight, self.input.bias)
 
     def forward(self, x_proj: torch.Tensor, h: torch.Tensor, supports) -> torch.Tensor:
         x_gates, x_cand = x_proj.split([2 * self.hidden, self.hidden], dim=-1)
-        gates = torch.sigmoid(x_gates + self.hidden_gates(diffuse(h, supports, self.steps)))
+        gates = torch.sigmoid(x_gates + diffusion_linear(h, supports, self.steps, self.hidden_gates.weight))
         r, u = gates.chunk(2, dim=-1)
-        c = torch.tanh(x_cand + self.hidden_candidate(diffuse(r * h, supports, self.steps)))
+        c = torch.tanh(x_cand + diffusion_linear(r * h, supports, self.steps, self.hidden_candidate.weight))
         return u * h + (1.0 - u) * c
 
 

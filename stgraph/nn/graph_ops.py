@@ -85,6 +85,14 @@ class SparseOperator:
         flat = x.reshape(self.num_nodes, -1).to(dtype)
         return _SparseMatmul.apply(a, a_t, flat.contiguous()).to(x.dtype).view(x.shape)
 
+    def transpose_apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^T @ x`` for ``x`` ``[N, *]`` (not differentiable; for hand-written backwards)."""
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        a_t = self._pair(dtype)[1]
+        with torch.autocast(x.device.type, enabled=False):
+            out = a_t @ x.reshape(self.num_nodes, -1).to(dtype).contiguous()
+        return out.to(x.dtype).view(x.shape)
+
     def to_dense(self) -> torch.Tensor:
         """The matrix as a dense ``[N, N]`` tensor (for tests and inspection)."""
         return self._mats[torch.float32][0].to_dense()
@@ -238,3 +246,61 @@ def scaled_laplacian(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_no
     # L~ = scale * (I - A_norm) - I = (scale - 1) I - scale * A_norm
     return SparseOperator(torch.cat([row, loops]), torch.cat([col, loops]),
                           torch.cat([-scale * a_norm, w.new_full((num_nodes,), scale - 1.0)]), num_nodes)
+
+
+class _DiffusionLinear(torch.autograd.Function):
+    """``F.linear(diffuse(x), weight, bias)`` that keeps ``x`` for the backward, not the stack.
+
+    The diffused stack is ``1 + S K`` times wider than ``x`` (5x in DCRNN); autograd would keep
+    one per diffusion convolution of every step, which was most of DCRNN's training memory.
+    The backward rebuilds it from ``x`` (sparse products, cheap next to the dense ones) and
+    sends the gradient back through the transposed operators.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, supports, steps):
+        stack = diffuse(x, supports, steps)
+        ctx.save_for_backward(x, weight)
+        ctx.supports, ctx.steps, ctx.has_bias = supports, steps, bias is not None
+        return torch.nn.functional.linear(stack, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        with torch.autocast(grad.device.type, enabled=False):
+            g = grad.to(weight.dtype)
+            stack = diffuse(x.to(weight.dtype), ctx.supports, ctx.steps)
+            g2 = g.reshape(-1, g.size(-1))
+            grad_w = g2.t() @ stack.reshape(-1, stack.size(-1)) if ctx.needs_input_grad[1] else None
+            grad_b = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                blocks = (g @ weight).split(x.size(-1), dim=-1)
+                grad_x = blocks[0]
+                for s, op in enumerate(ctx.supports):  # adjoint of S^k, in Horner form
+                    acc = None
+                    for b in reversed(blocks[1 + s * ctx.steps: 1 + (s + 1) * ctx.steps]):
+                        acc = op.transpose_apply(b if acc is None else b + acc)
+                    if acc is not None:
+                        grad_x = grad_x + acc
+                grad_x = grad_x.to(x.dtype)
+        return grad_x, grad_w, grad_b, None, None
+
+
+def diffusion_linear(x: torch.Tensor, supports: Sequence[SparseOperator], steps: int,
+                     weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    r"""``F.linear(diffuse(x, supports, steps), weight, bias)``, keeping only ``x`` for the backward.
+
+    Args:
+        x: node-major ``[N, *, C]``.
+        supports: ``S`` operators; steps: ``K``.
+        weight: ``[C_out, (1 + S * K) * C]``; bias: ``[C_out]`` or ``None``.
+
+    Returns:
+        ``[N, *, C_out]``; the same numbers as the plain composition (the forward is that
+        composition), its gradients equal to float rounding.
+    """
+    if not torch.is_grad_enabled():
+        return torch.nn.functional.linear(diffuse(x, supports, steps), weight, bias)
+    return _DiffusionLinear.apply(x, weight, bias, supports, steps)
