@@ -139,11 +139,12 @@ def test_deterministic_with_seed():
 
 
 def test_num_parameters():
+    """stgt is counted by the one parameter counter (registry.count_parameters): trainable parameters only."""
+    from stgraph.models.registry import count_parameters
     m = model()
-    assert m.num_parameters() == sum(p.numel() for p in m.parameters())
+    assert count_parameters(m) == sum(p.numel() for p in m.parameters())
     m.persistence_gate.requires_grad_(False)
-    assert m.num_parameters() == sum(p.numel() for p in m.parameters()) - T_OUT * 2
-    assert m.num_parameters(trainable_only=False) == sum(p.numel() for p in m.parameters())
+    assert count_parameters(m) == sum(p.numel() for p in m.parameters()) - T_OUT * 2
 
 
 def test_training_lowers_loss():

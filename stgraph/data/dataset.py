@@ -346,11 +346,12 @@ class ForecastData:
 
     @property
     def interval_minutes(self) -> float | None:
-        """Minutes between consecutive steps (the median gap), ``None`` for a single step."""
+        """Minutes between consecutive steps (the series' interval, :func:`stgraph.io.series.infer_interval`:
+        the smallest step), ``None`` for a single step."""
         if len(self.timestamps) < 2:
             return None
-        gaps = np.diff(self.timestamps.astype("datetime64[ns]").astype(np.int64))
-        return float(np.median(gaps)) / 60e9
+        from ..io.series import infer_interval
+        return float(infer_interval(self.timestamps).astype("timedelta64[ns]").astype(np.int64)) / 60e9
 
     @property
     def input_channel_names(self) -> list[str]:

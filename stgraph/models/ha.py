@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..metrics import valid_mask
+from ..nn.calendar import tod_slot
 from .registry import ClosedForm, ClosedFormData, register
 
 
@@ -42,8 +43,7 @@ class HistoricalAverage(ClosedForm, nn.Module):
 
     def slot(self, tod: torch.Tensor, dow: torch.Tensor) -> torch.Tensor:
         """Time-of-week slot ``[...]`` int64 of time of day ``tod`` (``[0, 1)``) and day of week ``dow``."""
-        s = torch.round(tod * self.steps_per_day).long().remainder(self.steps_per_day)
-        return dow.long() * self.steps_per_day + s
+        return dow.long() * self.steps_per_day + tod_slot(tod, self.steps_per_day)
 
     @torch.no_grad()
     def fit_closed_form(self, fit: ClosedFormData) -> None:

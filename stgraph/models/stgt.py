@@ -202,10 +202,6 @@ class STGT(nn.Module):
         if getattr(self, "fusion", None) is not None:
             self.fusion.reset_parameters()
 
-    def num_parameters(self, trainable_only: bool = True) -> int:
-        """Number of (trainable) parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
     def spatial_backend(self, graph) -> str:
         """The spatial backend (one of :data:`stgraph.nn.spatial.BACKENDS` but
         ``'auto'``) a forward on ``graph`` uses on the model's device, in the
