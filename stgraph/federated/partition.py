@@ -19,7 +19,6 @@ least one sensor.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +26,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError, GraphError, MissingFileError, where
+from ..files import atomic_open
 
 METHODS = ("by-region", "metis", "random")
 
@@ -197,12 +197,10 @@ def cut_edges(graph: nx.DiGraph, sensor_ids: Sequence[str], labels: np.ndarray) 
 def write_partition(path: str | Path, sensor_ids: Sequence[str], labels: np.ndarray) -> Path:
     """Write CSV ``sensor_id,client`` (one row per sensor, series order)."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["sensor_id", "client"])
         w.writerows((str(s), int(c)) for s, c in zip(sensor_ids, labels))
-    tmp.replace(path)
     return path
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_open
 from .config import FederatedConfig, round_lr_factor
 
 ROUND_FIELDS = ["round", "client", "val_mae", "train_loss", "train_windows", "uplink_bytes", "downlink_bytes",
@@ -113,18 +114,15 @@ def _round(v):
 
 
 def _save_npz(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
     """Rewrite the whole log (small) through a temporary file, so a crash never leaves half a row."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         csv.DictWriter(fh, fieldnames=ROUND_FIELDS).writeheader()
         csv.DictWriter(fh, fieldnames=ROUND_FIELDS).writerows(rows)
-    tmp.replace(path)
 
 
 def make_strategy(fed: FederatedConfig, out: str | Path, *, record: bool = False, verbose: bool = True):

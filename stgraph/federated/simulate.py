@@ -207,7 +207,7 @@ def summarise(out: Path, fed: FederatedConfig, info: dict, seconds: float, engin
                "uplink_bytes_per_round": hist[-1]["uplink_bytes"], "downlink_bytes_per_round": hist[-1]["downlink_bytes"],
                "sensors_per_client": sizes, "cut_edges": info["cut_edges"], "seconds": round(seconds, 1),
                "dp_noise": fed.dp_noise}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
