@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stgraph.config import RunConfig, apply_override  # noqa: E402
+from stgraph.config import RunConfig, apply_override, with_fields  # noqa: E402
 from stgraph.distributions import point  # noqa: E402
 from stgraph.federated.config import FederatedConfig  # noqa: E402
 from stgraph.metrics import MetricAccumulator  # noqa: E402
@@ -43,8 +43,7 @@ HORIZONS = (3, 6, 12)
 
 
 def run_config(data: str, graph: str, epochs: int, threads: int) -> RunConfig:
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.graph = data, graph
+    cfg = with_fields(RunConfig(), {"data.path": data, "data.graph": graph})
     for s in SMALL + [f"train.epochs={epochs}", f"train.threads={threads}"]:
         cfg = apply_override(cfg, s)
     return cfg.validate()

@@ -60,7 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from stgraph.config import RunConfig
+    from stgraph.config import RunConfig, with_fields
     from stgraph.data.exogenous import read_covariates
     from stgraph.files import atomic_write
     from stgraph.io import read_series
@@ -76,13 +76,11 @@ def main() -> None:
                 "rain + incidents": [str(paths["rain"]), str(paths["incidents"])]}
     rows, gates = {}, {}
     for name, cov in variants.items():
-        cfg = RunConfig()
-        cfg.data.path, cfg.data.graph, cfg.data.covariates = str(paths["data"]), str(paths["adj"]), cov
-        cfg.model.params = dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0,
-                                residual="last")
-        t = cfg.train
-        t.epochs, t.batch_size, t.lr, t.progress, t.threads, t.seed, t.patience, t.device = \
-            args.epochs, 32, 3e-3, False, 1, args.seed, 0, "cpu"
+        cfg = with_fields(RunConfig(), {
+            "data.path": str(paths["data"]), "data.graph": str(paths["adj"]), "data.covariates": cov,
+            "model.params": dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last"),
+            "train.epochs": args.epochs, "train.batch_size": 32, "train.lr": 3e-3, "train.progress": False,
+            "train.threads": 1, "train.seed": args.seed, "train.patience": 0, "train.device": "cpu"})
         t0 = time.perf_counter()
         tr = train(cfg, None, log=lambda *a: None)
         rows[name] = scores(tr, rain, flags) | {"seconds": time.perf_counter() - t0}

@@ -50,7 +50,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from stgraph.config import RunConfig
+    from stgraph.config import RunConfig, with_fields
     from stgraph.files import atomic_write
     from stgraph.io import read_series, write_series
     from stgraph.io.series import Series, iso
@@ -78,13 +78,11 @@ def main() -> None:
         cut(c - 2, args.days, "watch.h5")
 
     def cfg_for(path, split=(0.7, 0.1, 0.2)):
-        cfg = RunConfig()
-        cfg.data.path, cfg.data.graph, cfg.data.split = path, str(paths["adj"]), list(split)
-        cfg.model.params = dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last")
-        t = cfg.train
-        t.epochs, t.batch_size, t.lr, t.progress, t.threads, t.seed, t.patience, t.device = \
-            args.epochs, 32, 3e-3, False, 1, 0, 0, "cpu"
-        return cfg
+        return with_fields(RunConfig(), {
+            "data.path": path, "data.graph": str(paths["adj"]), "data.split": list(split),
+            "model.params": dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last"),
+            "train.epochs": args.epochs, "train.batch_size": 32, "train.lr": 3e-3, "train.progress": False,
+            "train.threads": 1, "train.seed": 0, "train.patience": 0, "train.device": "cpu"})
 
     cost = {}
     t0 = time.perf_counter()

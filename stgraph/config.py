@@ -11,6 +11,13 @@ Every field can be set in a YAML file and overridden on the command line with
 ``true``, ``[0.7, 0.1, 0.2]`` work). Unknown keys are an error that suggests
 the nearest valid key; wrong types and impossible values are errors naming the
 field, the value found and what is expected.
+
+The dataclasses are frozen: a config is never changed after it is made. A changed
+copy comes from :func:`with_fields` (``with_fields(cfg, {"train.lr": 0.01})``),
+:func:`apply_override` or :func:`config_from_dict` (``base`` is left as it was).
+The list and dict fields (``data.split``, ``model.params``, ...) are plain lists and
+dicts, so YAML writes them as it reads them: treat them as read-only too and pass
+a new list or dict to :func:`with_fields`.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ from .errors import ConfigError, where
 MAX_SEED = 2**32 - 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     """Where the data are and how forecasting windows are cut."""
 
@@ -71,7 +78,7 @@ class DataConfig:
                               f"that sum to 1, e.g. [0.7, 0.1, 0.2]")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """Which model and its keyword arguments (checked against its constructor)."""
 
@@ -90,7 +97,7 @@ class ModelConfig:
                               f"model.probabilistic is false; add --probabilistic (or --distribution alone)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and bookkeeping."""
 
@@ -148,7 +155,7 @@ class TrainConfig:
         check_device_name(self.device, "train.device")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     """The whole run."""
 
@@ -269,14 +276,6 @@ def _applied(obj, mapping: dict, where: str):
         else:
             changes[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
     return dataclasses.replace(obj, **changes)
-
-
-def _apply(obj, mapping: dict, where: str) -> None:
-    """Set the fields of ``mapping`` on ``obj`` in place (checked as :func:`_applied` checks them). Only for
-    stgraph.federated.config's FederatedConfig (issue 16's module) until it takes :func:`_applied`'s copy."""
-    new = _applied(obj, mapping, where)
-    for f in dataclasses.fields(obj):
-        setattr(obj, f.name, getattr(new, f.name))
 
 
 def config_from_dict(mapping: dict | None, base: RunConfig | None = None) -> RunConfig:

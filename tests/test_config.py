@@ -1,4 +1,5 @@
 """Typed run configuration: layering, overrides, pure updates, type checks (config fields and model.params)."""
+import dataclasses
 import math
 
 import pytest
@@ -53,6 +54,21 @@ def test_updates_return_new_configs_and_leave_the_old_one_alone():
     assert a.model.params == {} and b.data.horizon == 12 and c.train.device == "auto"
     with pytest.raises(ConfigError, match="'train.lrr' is not a config field"):
         with_fields(base, {"train.lrr": 1})
+
+
+def test_configs_are_frozen_and_updates_leave_the_original_unchanged():
+    cfg = apply_override(RunConfig(), "model.params.hidden=16")
+    before = cfg.to_dict()
+    for obj, name, value in ((cfg, "train", None), (cfg.train, "lr", 0.5), (cfg.data, "path", "x.h5"),
+                             (cfg.model, "params", {}), (cfg.data, "split", [0.5, 0.25, 0.25])):
+        with pytest.raises(dataclasses.FrozenInstanceError, match=f"cannot assign to field '{name}'"):
+            setattr(obj, name, value)
+    new = with_fields(cfg, {"train.lr": 0.5, "data.path": "x.h5", "data.split": [0.5, 0.25, 0.25]})
+    newer = apply_override(new, "model.params.heads=2")
+    assert (new.train.lr, new.data.path, new.data.split, newer.model.params) == \
+        (0.5, "x.h5", [0.5, 0.25, 0.25], {"hidden": 16, "heads": 2})
+    assert cfg.to_dict() == before and new.model.params == {"hidden": 16}  # neither original changed
+    assert cfg.validate() is cfg and cfg.to_dict() == before  # validate checks, it changes nothing
 
 
 def test_wrong_keys_and_types_name_the_field_and_suggest():

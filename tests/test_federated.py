@@ -95,13 +95,12 @@ def test_stgt_sensor_embeddings_are_personal_and_nothing_else():
 
 
 def test_fedprox_loss_adds_the_proximal_term_on_shared_weights(net):
-    from stgraph.config import RunConfig
+    from stgraph.config import RunConfig, with_fields
     from stgraph.federated.client import _ProxTrainer
     from stgraph.training.run import make_model, prepare
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.graph = str(net["data"]), str(net["adj"])
-    cfg.model.params = {"hidden": 16, "heads": 2, "encoder_layers": 1}
-    cfg.train.device = "cpu"
+    cfg = with_fields(RunConfig(), {"data.path": str(net["data"]), "data.graph": str(net["adj"]),
+                                    "model.params": {"hidden": 16, "heads": 2, "encoder_layers": 1},
+                                    "train.device": "cpu"})
     prep = prepare(cfg)
     model = make_model(cfg, prep.data)
     anchors = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith("head_fc.")}
@@ -281,13 +280,12 @@ def test_server_sends_the_round_lr_factor_and_dp_wrappers(tmp_path):
 
 
 def test_client_uses_the_round_lr_and_keeps_its_adamw_state(net, tmp_path):
-    from stgraph.config import RunConfig, apply_override
+    from stgraph.config import RunConfig, apply_override, with_fields
     from stgraph.federated.client import OPTIMIZER, StgraphClient
     from stgraph.federated.config import FederatedConfig
     from stgraph.federated.simulate import setup
     from stgraph.training.checkpoint import load_checkpoint
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.graph = str(net["data"]), str(net["adj"])
+    cfg = with_fields(RunConfig(), {"data.path": str(net["data"]), "data.graph": str(net["adj"])})
     for s in ("model.params.hidden=8", "model.params.heads=2", "model.params.encoder_layers=1",
               "train.batch_size=16", "train.max_batches=2", "train.device=cpu", "train.lr=0.004"):
         cfg = apply_override(cfg, s)
@@ -356,4 +354,5 @@ def test_by_region_partition_from_projected_metres(net, tmp_path, capsys):
     assert np.array_equal(((pts[:, None] - centres[None]) ** 2).sum(-1).argmin(1), lab)
     assert np.array_equal(lab, partition_sensors("by-region", ids, 3, coords=pts, seed=0, crs="projected"))
     from stgraph.federated.config import FederatedConfig
-    assert FederatedConfig(crs="metres").validate().crs == "projected"
+    metres = FederatedConfig(crs="metres")
+    assert metres.validate().crs == "projected" and metres.crs == "metres"  # a checked copy; the original stays

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from stgraph.config import RunConfig
+from stgraph.config import RunConfig, with_fields
 from stgraph.data import ForecastData
 from stgraph.data.exogenous import Exogenous, align_times, attach, read_covariates
 from stgraph.errors import ConfigError, SeriesError
@@ -141,11 +141,11 @@ def test_rain_helps_on_rainy_hours_and_its_gate_opens(tmp_path):
     rain = rain_series(ts, 3, 2.0)
     got = {}
     for name, cov in (("none", []), ("rain", [str(paths["rain"]), str(tmp_path / "noise.csv")])):
-        cfg = RunConfig()
-        cfg.data.path, cfg.data.graph, cfg.data.covariates = str(paths["data"]), str(paths["adj"]), cov
-        cfg.model.params = dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last")
-        t = cfg.train
-        t.epochs, t.batch_size, t.lr, t.progress, t.threads, t.seed, t.patience, t.device = 4, 32, 3e-3, False, 1, 0, 0, "cpu"
+        cfg = with_fields(RunConfig(), {
+            "data.path": str(paths["data"]), "data.graph": str(paths["adj"]), "data.covariates": cov,
+            "model.params": dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last"),
+            "train.epochs": 4, "train.batch_size": 32, "train.lr": 3e-3, "train.progress": False, "train.threads": 1,
+            "train.seed": 0, "train.patience": 0, "train.device": "cpu"})
         tr = train(cfg, None, log=lambda *a: None)
         got[name] = (_rain_hours_mae(tr, rain), tr.model.gates())
     assert got["rain"][0] < 0.8 * got["none"][0], got

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from stgraph.config import RunConfig
+from stgraph.config import RunConfig, with_fields
 from stgraph.errors import ConfigError
 from stgraph.io import read_series, write_series
 from stgraph.io.series import Series
@@ -64,11 +64,11 @@ def test_update_recovers_after_a_lane_closure_frozen_does_not_and_drift_flags_it
     s = lane_closure(s, hit, 12 * D)
     before, new, later, watch = (_slice(s, a, b, tmp_path / f"{n}.h5") for a, b, n in
                                  ((0, 12, "before"), (10, 18, "new"), (18, 21, "later"), (10, 21, "watch")))
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.graph, cfg.data.stride = before, str(paths["adj"]), 2
-    cfg.model.params = dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last")
-    t = cfg.train
-    t.epochs, t.batch_size, t.lr, t.progress, t.threads, t.seed, t.patience, t.device = 3, 32, 3e-3, False, 1, 0, 0, "cpu"
+    cfg = with_fields(RunConfig(), {
+        "data.path": before, "data.graph": str(paths["adj"]), "data.stride": 2,
+        "model.params": dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last"),
+        "train.epochs": 3, "train.batch_size": 32, "train.lr": 3e-3, "train.progress": False, "train.threads": 1,
+        "train.seed": 0, "train.patience": 0, "train.device": "cpu"})
     train(cfg, tmp_path / "run", log=lambda *a: None)
     _, summary = update_run(tmp_path / "run", new, tmp_path / "run-new", weeks=0, lr_scale=0.5, epochs=4,
                             replay=0.25, progress=False, log=lambda *a: None)

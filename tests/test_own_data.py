@@ -433,21 +433,20 @@ def test_item9_synthetic_counts_network(tmp_path, capsys):
 
 
 def test_item9_residual_choice_and_blend_start(tmp_path, metr_week_dir):
-    from stgraph.config import RunConfig
+    from stgraph.config import RunConfig, with_fields
     from stgraph.models.seasonal import choose_residual
     from stgraph.models.stgt import STGT
     from stgraph.synth import write_synthetic_counts
     from stgraph.training.prepare import closed_form_data, prepare
 
     paths = write_synthetic_counts(tmp_path, num_sensors=20, days=28)
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.graph = str(paths["data"]), str(paths["graph"])
+    cfg = with_fields(RunConfig(), {"data.path": str(paths["data"]), "data.graph": str(paths["graph"])})
     prep = prepare(cfg)
     data = prep.data
     choice, last_mae, ha_mae = choose_residual(closed_form_data(data))
     assert choice == "blend" and ha_mae < 0.8 * last_mae
-    speeds = RunConfig()  # the real METR-LA week: last value wins, stgt stays exactly as it was
-    speeds.data.path, speeds.data.graph = str(metr_week_dir / "metr-la-week.h5"), str(metr_week_dir / "adj_mx.pkl")
+    speeds = with_fields(RunConfig(), {  # the real METR-LA week: last value wins, stgt stays exactly as it was
+        "data.path": str(metr_week_dir / "metr-la-week.h5"), "data.graph": str(metr_week_dir / "adj_mx.pkl")})
     choice, last_mae, ha_mae = choose_residual(closed_form_data(prepare(speeds).data))
     assert choice == "last" and last_mae == pytest.approx(3.79, abs=0.01) and ha_mae > last_mae
     # residual='last' is the model as it was: no seasonal weights, the persistence gate trains
@@ -471,18 +470,17 @@ def test_item9_residual_choice_and_blend_start(tmp_path, metr_week_dir):
 def test_item9_stgt_default_matches_the_best_closed_form_on_counts(tmp_path):
     """A short CPU run at default settings (width 16 to keep it short): stgt matches or beats the best of
     last / HA / VAR at every step on the synthetic counts network (within 1%)."""
-    from stgraph.config import RunConfig
+    from stgraph.config import RunConfig, with_fields
     from stgraph.training.run import train
     from stgraph.synth import write_synthetic_counts
 
     paths = write_synthetic_counts(tmp_path, num_sensors=30, days=35)
     maes = {}
     for name in ("last", "ha", "var", "stgt"):
-        cfg = RunConfig()
-        cfg.data.path, cfg.data.graph, cfg.model.name = str(paths["data"]), str(paths["graph"]), name
-        cfg.train.progress, cfg.train.epochs, cfg.train.max_batches = False, 1, 8
-        if name == "stgt":
-            cfg.model.params = {"hidden": 16}
+        cfg = with_fields(RunConfig(), {
+            "data.path": str(paths["data"]), "data.graph": str(paths["graph"]), "model.name": name,
+            "train.progress": False, "train.epochs": 1, "train.max_batches": 8,
+            **({"model.params": {"hidden": 16}} if name == "stgt" else {})})
         tr = train(cfg, None, log=lambda *a: None)
         maes[name] = {int(k): v["mae"] for k, v in tr.evaluate("test")["horizons"].items()}
         if name == "stgt":

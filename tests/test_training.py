@@ -5,23 +5,17 @@ import json
 import pytest
 import torch
 
-from stgraph.config import RunConfig
+from stgraph.config import RunConfig, with_fields
 from stgraph.training.checkpoint import load_checkpoint
 from stgraph.training.run import load_run, train
 
 
 def _cfg(tiny_synth, **train_kw):
-    cfg = RunConfig()
-    cfg.data.path = str(tiny_synth["data"])
-    cfg.data.graph = str(tiny_synth["adj"])
-    cfg.model.name = "stgt"
-    cfg.model.params = {"hidden": 16, "heads": 2, "encoder_layers": 1, "dropout": 0.1}
-    cfg.train.batch_size = 16
-    cfg.train.progress = False
-    cfg.train.patience = 0
-    for k, v in train_kw.items():
-        setattr(cfg.train, k, v)
-    return cfg
+    return with_fields(RunConfig(), {
+        "data.path": str(tiny_synth["data"]), "data.graph": str(tiny_synth["adj"]), "model.name": "stgt",
+        "model.params": {"hidden": 16, "heads": 2, "encoder_layers": 1, "dropout": 0.1},
+        "train.batch_size": 16, "train.progress": False, "train.patience": 0,
+        **{f"train.{k}": v for k, v in train_kw.items()}})
 
 
 def _weights(run_dir):
@@ -30,8 +24,7 @@ def _weights(run_dir):
 
 def test_a_short_run_lowers_the_loss_and_logs_every_epoch(tiny_synth, tmp_path):
     # stgt starts as the last-value forecast exactly (zero-initialised head + persistence gate)
-    untrained = _cfg(tiny_synth)
-    untrained.model.name, untrained.model.params = "last", {}
+    untrained = with_fields(_cfg(tiny_synth), {"model.name": "last", "model.params": {}})
     persistence = train(untrained, tmp_path / "last").evaluate("val")["average"]["mae"]
     trainer = train(_cfg(tiny_synth, epochs=4, max_batches=12, lr=3e-3), tmp_path / "run")
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
@@ -97,8 +90,7 @@ def test_resume_from_a_mid_epoch_checkpoint_equals_an_uninterrupted_run(tiny_syn
 
 
 def test_probabilistic_run_reports_coverage_and_crps(tiny_synth, tmp_path):
-    cfg = _cfg(tiny_synth, epochs=2, max_batches=8, lr=3e-3)
-    cfg.model.probabilistic = True
+    cfg = with_fields(_cfg(tiny_synth, epochs=2, max_batches=8, lr=3e-3), {"model.probabilistic": True})
     train(cfg, tmp_path / "p")
     res = load_run(tmp_path / "p").evaluate("test")
     for h in ("3", "6", "12"):
@@ -119,7 +111,6 @@ def test_evaluate_of_a_loaded_run_matches_the_trainer(tiny_synth, tmp_path):
 def test_non_finite_loss_stops_with_epoch_and_batch(tiny_synth, tmp_path):
     from stgraph.training.trainer import NonFiniteLossError
 
-    cfg = _cfg(tiny_synth, epochs=1, max_batches=3, lr=1e30, clip_grad=0.0)
-    cfg.train.weight_decay = 0.0
+    cfg = _cfg(tiny_synth, epochs=1, max_batches=3, lr=1e30, clip_grad=0.0, weight_decay=0.0)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch \d+"):
         train(cfg, tmp_path / "nan")

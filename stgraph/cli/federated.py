@@ -97,9 +97,9 @@ def federated_config(args):
     for flag, key in _FED_FLAGS.items():
         v = getattr(args, flag, None)
         if v is not None:
-            apply_federated_override(fed, key, v)
+            fed = apply_federated_override(fed, key, v)
     if getattr(args, "personal", None):
-        fed.personal = list(args.personal)
+        fed = apply_federated_override(fed, "personal", list(args.personal))
     return fed.validate()
 
 
@@ -152,14 +152,13 @@ def run(args) -> int:
 
 
 def _partition(args) -> int:
-    from ..config import RunConfig
+    from ..config import RunConfig, with_fields
     from ..federated.config import FederatedConfig
     from ..federated.partition import cut_edges, write_partition
     from ..federated.simulate import load_partition
     from ..training.run import load_series_and_graph
 
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.graph, cfg.data.dataset = args.data, args.graph, args.dataset
+    cfg = with_fields(RunConfig(), {"data.path": args.data, "data.graph": args.graph, "data.dataset": args.dataset})
     series, graph, _ = load_series_and_graph(cfg)
     if graph is not None and args.graph:
         graph.graph.setdefault("source", args.graph)

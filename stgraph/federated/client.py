@@ -15,7 +15,7 @@ the folder is the client's memory: weights are read from
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import math
 import re
@@ -28,7 +28,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from ..config import RunConfig, load_config
+from ..config import RunConfig, load_config, with_fields
 from ..errors import ConfigError, StgraphWarning
 from ..files import atomic_write
 from ..models.registry import build_model, count_parameters
@@ -144,20 +144,16 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
     values[:, len(own):] = sub.null_value
     sub = Series(values, sub.timestamps, ids, sub.channels, sub.null_value, source=None)
     write_series(sub, out / "data" / "series.h5")
-    cfg = copy.deepcopy(run_cfg)
-    cfg.data.path, cfg.data.dataset, cfg.data.root = str((out / "data" / "series.h5").resolve()), None, None
-    cfg.data.graph = None
+    graph_file = None
     if graph is not None:
         sg = nx.DiGraph(graph.subgraph(ids))
         sg.graph = {}
         write_graph(sg, out / "data" / "graph.json")
-        cfg.data.graph = str((out / "data" / "graph.json").resolve())
-    cfg.train.epochs = local_epochs
-    cfg.train.patience = 0
-    cfg.train.scheduler = "none"
-    cfg.train.warmup_epochs = 0
-    cfg.train.progress = False
-    cfg.train.threads = cfg.train.threads or 1
+        graph_file = str((out / "data" / "graph.json").resolve())
+    cfg = with_fields(run_cfg, {
+        "data.path": str((out / "data" / "series.h5").resolve()), "data.dataset": None, "data.root": None,
+        "data.graph": graph_file, "train.epochs": local_epochs, "train.patience": 0, "train.scheduler": "none",
+        "train.warmup_epochs": 0, "train.progress": False, "train.threads": run_cfg.train.threads or 1})
     cfg.validate()
     cfg.to_yaml(RunFiles(out).config)
     (out / CLIENT_INFO).write_text(json.dumps({"partition_id": client, "own_sensors": list(own),
@@ -298,9 +294,9 @@ class StgraphClient(_numpy_client_base()):
         self._set_shared(parameters)
         mu = float(config.get("proximal_mu", 0.0))
         anchors = {k: v.detach().clone() for k, v in self.model.state_dict().items() if k in self.keys} if mu else None
-        train_cfg = copy.copy(self.cfg.train)  # another shuffle and dropout draw each round, still seeded
-        train_cfg.seed = self.cfg.train.seed * 1009 + round_ * 31 + self.partition_id
-        train_cfg.lr = self.cfg.train.lr * float(config.get("lr_factor", 1.0))  # the server's schedule
+        train_cfg = dataclasses.replace(  # another shuffle and dropout draw each round, still seeded
+            self.cfg.train, seed=self.cfg.train.seed * 1009 + round_ * 31 + self.partition_id,
+            lr=self.cfg.train.lr * float(config.get("lr_factor", 1.0)))  # the server's schedule
         seed_everything(train_cfg.seed)
         trainer = _ProxTrainer(self.model, self.prep.data, self.prep.graph, train_cfg, None,
                                extra_state=self._extra(), mu=mu, anchors=anchors,

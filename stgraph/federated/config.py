@@ -15,13 +15,14 @@ from typing import Optional
 
 import yaml
 
-from ..config import RunConfig, _apply, _choice, _positive_int, config_from_dict
+from ..config import RunConfig, _applied, _choice, _positive_int, config_from_dict
 from ..errors import ConfigError, MissingFileError
 
 
-@dataclass
+@dataclass(frozen=True)
 class FederatedConfig:
-    """How sensors are split among clients and how the server aggregates."""
+    """How sensors are split among clients and how the server aggregates. Frozen: a changed copy comes
+    from :func:`apply_federated_override` (or ``dataclasses.replace``)."""
 
     clients: int = 3                    #: K clients (road agencies)
     partition: str = "by-region"        #: 'by-region', 'metis', 'random' or a CSV file sensor_id,client
@@ -45,6 +46,8 @@ class FederatedConfig:
     round_timeout: float = 600.0        #: seconds the server waits for the clients in a round
 
     def validate(self) -> "FederatedConfig":
+        """The checked config, with ``crs`` in its canonical spelling (a copy when that differs; ``self``
+        is not changed): use the returned object."""
         for name in ("clients", "rounds", "local_epochs"):
             _positive_int(self, name, "federated")
         _choice(self, "strategy", ("fedavg", "fedprox"), "federated")
@@ -57,7 +60,7 @@ class FederatedConfig:
             raise ConfigError(f"federated.partition = {self.partition!r}: expected 'by-region', 'metis', 'random' "
                               f"or a partition file ending in .csv (columns sensor_id,client)")
         from ..graph import parse_crs
-        self.crs = parse_crs(self.crs)
+        crs = parse_crs(self.crs)
         if int(self.border_hops) < 0:
             raise ConfigError(f"federated.border_hops = {self.border_hops}: expected an integer >= 0")
         for name in ("proximal_mu", "dp_noise"):
@@ -68,7 +71,7 @@ class FederatedConfig:
                 raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a number > 0")
         if ":" not in str(self.address):
             raise ConfigError(f"federated.address = {self.address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-        return self
+        return self if crs == self.crs else dataclasses.replace(self, crs=crs)
 
 
 def round_lr_factor(fed: FederatedConfig, server_round: int) -> float:
@@ -88,9 +91,10 @@ def round_lr_factor(fed: FederatedConfig, server_round: int) -> float:
     return 1.0
 
 
-def apply_federated_override(fed: FederatedConfig, key: str, value) -> None:
-    """Set ``federated.<key>`` (checked like a config file field)."""
-    _apply(fed, {key: value}, "federated")
+def apply_federated_override(fed: FederatedConfig, key: str, value) -> FederatedConfig:
+    """``fed`` with ``federated.<key>`` set (checked like a config file field); a new config, ``fed`` is
+    not changed."""
+    return _applied(fed, {key: value}, "federated")
 
 
 def save_federated(path: str | Path, fed: FederatedConfig, run: RunConfig) -> Path:
@@ -112,9 +116,8 @@ def load_federated(path: str | Path) -> tuple[FederatedConfig, RunConfig]:
     if not isinstance(doc, dict) or set(doc) - {"federated", "run"}:
         raise ConfigError(f"'{path}': sections {sorted(doc) if isinstance(doc, dict) else type(doc).__name__}; "
                           f"expected 'federated' and 'run'")
-    fed = FederatedConfig()
     try:
-        _apply(fed, doc.get("federated") or {}, "federated")
+        fed = _applied(FederatedConfig(), doc.get("federated") or {}, "federated")
         run = config_from_dict(doc.get("run") or {})
     except ConfigError as e:
         raise ConfigError(f"'{path}': {e}") from None

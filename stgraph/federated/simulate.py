@@ -15,7 +15,6 @@ Layout of a federated run directory ``OUT``::
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -100,7 +99,7 @@ def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: li
     from ..training.run import load_series_and_graph
     from .client import client_sensors, write_client
 
-    fed.validate()
+    fed = fed.validate()
     run_cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,6 +139,7 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
     from .server import client_mods, make_strategy
 
     out = Path(out)
+    fed = fed.validate()
     info = setup(fed, run_cfg, out)
     server_dir = out / "server"
     strategy, log = make_strategy(fed, server_dir, record=record, verbose=verbose)
@@ -227,8 +227,7 @@ def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = LAST)
     from .config import load_federated
 
     out = Path(out)
-    _, run_cfg = load_federated(out / "federated.yaml")
-    cfg = copy.deepcopy(run_cfg)
+    _, cfg = load_federated(out / "federated.yaml")
     prep = prepare(cfg)
     model = initial_model(cfg, prep.data)
     state = model.state_dict()

@@ -18,7 +18,6 @@ fingerprint), the sensors added and dropped, and the parent's own lineage.
 """
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import json
 import os
@@ -208,7 +207,7 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
                                 prepare, report_gates)
     from ..training.layout import RunFiles
     from ..training.trainer import Trainer, seed_everything
-    from ..config import load_run_config
+    from ..config import load_run_config, with_fields
     from ..data import ForecastData
     from ..models.registry import count_parameters
 
@@ -231,15 +230,11 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
     old_info = read_json(files.info, what="run file", error=RunDirError)
     old_ids = [str(s) for s in old_info["sensor_ids"]]
 
-    cfg = copy.deepcopy(old_cfg)
-    cfg.data.path, cfg.data.dataset = str(data_path), None
-    if graph is not None:
-        cfg.data.graph = graph
-    cfg.train.lr = old_cfg.train.lr * lr_scale
-    cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.patience = int(epochs), 0, 0
-    cfg.train.max_batches, cfg.train.progress = 0, progress
-    if seed is not None:
-        cfg.train.seed = int(seed)
+    cfg = with_fields(old_cfg, {
+        "data.path": str(data_path), "data.dataset": None, **({"data.graph": graph} if graph is not None else {}),
+        "train.lr": old_cfg.train.lr * lr_scale, "train.epochs": int(epochs), "train.warmup_epochs": 0,
+        "train.patience": 0, "train.max_batches": 0, "train.progress": progress,
+        **({"train.seed": int(seed)} if seed is not None else {})})
     cfg = _absolute(cfg).validate()
     seed_everything(cfg.train.seed)
     prep = prepare(cfg, covariate_stats=ck.get("covariates"))
