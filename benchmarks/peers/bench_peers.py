@@ -401,8 +401,11 @@ def write_results(res: dict, meta: dict, pairs: list[int], out: Path) -> None:
           f"{meta['minutes']:.1f} min. Machine: {meta['machine']}, Python {meta['python']}.",
           f"stgraph env: {meta['stgraph_env']}; peers env (`.venv-peers`): {meta['peers_env']}.",
           f"`os.getloadavg()` at start {tuple(round(x, 2) for x in meta['load_start'])}, at end "
-          f"{tuple(round(x, 2) for x in meta['load_end'])}: other engineers were using the 2 cores, so wall-clock "
-          f"speeds are disturbed; windows per CPU-second and memory are the robust columns.",
+          f"{tuple(round(x, 2) for x in meta['load_end'])} on {os.cpu_count()} cores"
+          + (": other work shared the cores, so wall-clock speeds are disturbed; windows per CPU-second and "
+             "memory are the robust columns." if max(meta['load_start'][0], meta['load_end'][0]) > (os.cpu_count() or 1)
+             else ": one benchmark child at a time on 1 thread; windows per CPU-second and memory are the robust "
+                  "columns."),
           "Peers ran with stand-ins for torch_sparse / torch_scatter (`benchmarks/peers/shims/`, routed to "
           "`torch_geometric.utils.scatter` and native torch; their SparseTensor paths are not used) and "
           "`PYTORCH_JIT=0`.", "",
