@@ -86,7 +86,7 @@ def main(argv=None) -> None:
         print(rows[-1], flush=True)
     head = (f"# torch.compile on CPU (`train.compile: true`), 207 sensors, batch {args.batch}, 1 thread\n\n"
             f"Command: `python benchmarks/bench_compile.py {' '.join(sys.argv[1:])}`. "
-            f"{load_text(load0)} (other engineers share the 2 cores; step times are CPU seconds of the process).\n\n")
+            f"{load_text(load0)}; step times are CPU seconds of the process.\n\n")
     atomic_write(args.out, head + "\n".join(rows) + "\n")
 
 

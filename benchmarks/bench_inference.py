@@ -91,8 +91,7 @@ def main(argv=None) -> None:
             print(row, flush=True)
     head = (f"# Inference on CPU, 207 sensors (METR-LA graph), 1 thread, fp32, `torch.inference_mode`\n\n"
             f"Command: `python benchmarks/bench_inference.py {' '.join(sys.argv[1:])}`; day = 288 windows in "
-            f"batches of {args.batch}. {load_text(load0)}: other engineers share the 2 cores, wall-clock "
-            f"figures are disturbed (per CPU-s less so).\n\n")
+            f"batches of {args.batch}. {load_text(load0)}.\n\n")
     atomic_write(args.out, head + "\n".join(rows) + "\n")
 
 

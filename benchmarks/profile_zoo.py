@@ -45,7 +45,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_text(load0) -> str:
     """``os.getloadavg()`` at the start (``load0``) and now, as text for a results file."""
-    return f"`os.getloadavg()` {tuple(round(v, 2) for v in load0)} -> {tuple(round(v, 2) for v in os.getloadavg())}"
+    now = os.getloadavg()
+    shared = max(load0[0], now[0]) > (os.cpu_count() or 1)
+    return (f"`os.getloadavg()` {tuple(round(v, 2) for v in load0)} -> {tuple(round(v, 2) for v in now)} on "
+            f"{os.cpu_count()} cores: " + ("other work shared the cores, wall-clock figures are disturbed (per CPU-s less so)"
+                                           if shared else "no more runnable work than cores"))
 
 
 def rss_mb() -> float:
@@ -151,7 +155,7 @@ def main(argv=None) -> None:
             head = (f"# {name}: one training step (forward, masked MAE, backward, Adam), batch {args.batch}, "
                     f"{args.threads} thread(s), 207 sensors (METR-LA graph), {args.steps} steps profiled\n"
                     f"# params {r['params']:,}; peak RSS {r['peak_mb']:.0f} MB; "
-                    f"os.getloadavg() {r['load'][0]:.2f} -> {r['load'][1]:.2f} (other engineers share the 2 cores)\n"
+                    f"os.getloadavg() {r['load'][0]:.2f} -> {r['load'][1]:.2f} (1-minute load on {os.cpu_count()} cores)\n"
                     f"# command: python benchmarks/profile_zoo.py {' '.join(passed)}\n\n")
             atomic_write(out / f"{name}.txt", head + r["table"])
 
