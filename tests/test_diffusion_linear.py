@@ -1,7 +1,7 @@
 """DCRNN's diffusion convolution that keeps its input, not the diffused stack, for the backward."""
 import torch
 
-from stgraph.models.dcrnn import diffuse, diffusion_linear, random_walk_operators
+from stgraph.nn.graph_ops import diffuse, diffusion_linear, random_walk_operators
 
 
 def _setup(seed=0):

@@ -63,7 +63,7 @@ import torch
 import torch.nn as nn
 
 from ..nn.calendar import append_time_of_day
-from ..nn.graph_ops import GraphCache, diffuse, diffusion_linear, random_walk_operators
+from ..nn.graph_ops import GraphCache, diffusion_linear, random_walk_operators
 from .registry import check_input, register
 
 

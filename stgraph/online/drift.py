@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..distributions import point
 from ..errors import ConfigError
 from ..files import atomic_open, atomic_write
 from ..io.series import iso, parse_interval
@@ -62,12 +63,12 @@ def rolling_errors(run, period: str = "1D", stride: int = 1, batch_size: int = 2
     P, N = int(bins.max()) + 1, data.num_nodes
     sums = torch.zeros(P, N, dtype=torch.float64)
     counts = torch.zeros(P, N, dtype=torch.float64)
-    model = trainer.model.eval()
+    trainer.model.eval()
     for a in range(0, len(starts), batch_size):
         s = torch.from_numpy(starts[a:a + batch_size]).to(data.device)
         batch = data.batch(s).to(trainer.device)
         out = trainer.to_units(trainer._forward(batch))
-        out = out.mean if isinstance(out, torch.distributions.Normal) else out
+        out = point(out) if isinstance(out, torch.distributions.Distribution) else out  # the median
         m = valid_mask(batch.y, trainer.null_value)
         err = torch.where(m, (out - batch.y).abs(), torch.zeros_like(out)).double().sum(dim=(1, 3)).cpu()  # [B, N]
         cnt = m.double().sum(dim=(1, 3)).cpu()
