@@ -85,6 +85,26 @@ def test_batches_gather_known_ahead_and_held_sources(tmp_path):
     assert set(b.covariates) >= {"exo_in", "exo_out"}
 
 
+def test_forecast_window_carries_the_covariates_of_its_batch(tmp_path):
+    """A forecast (``window_at``) gets the same covariates as the batch of that window; past the end of the
+    data the known-ahead temperature holds its last reading; another series is refused with a message."""
+    s = _series()
+    t = [str(x)[:16] for x in s.timestamps]
+    (tmp_path / "temp.csv").write_text("timestamp,temp\n" + "".join(f"{x},{i}\n" for i, x in enumerate(t)))
+    (tmp_path / "inc.csv").write_text("timestamp,a,b,c\n" + "".join(f"{x},{int(i == 10)},0,0\n"
+                                                                     for i, x in enumerate(t)))
+    data = ForecastData.from_series(s, input_len=4, horizon=3, split=(0.5, 0.25, 0.25))
+    exo = attach(data, [str(tmp_path / "temp.csv"), str(tmp_path / "inc.csv")], s)
+    x, cov, _ = data.window_at(s, t[10])  # the window of rows 7..10, i.e. start 7
+    b = data.batch(torch.tensor([7]))
+    assert torch.equal(x, b.x) and torch.equal(cov["exo_in"], b.exo_in) and torch.equal(cov["exo_out"], b.exo_out)
+    _, cov, _ = data.window_at(s)  # issued at the last row (47): forecast rows 48..50 do not exist
+    mean, std = exo.stats["temp"]["mean"][0], exo.stats["temp"]["std"][0]
+    assert torch.allclose(cov["exo_out"][0, :, 0, 0], torch.full((3,), (47.0 - mean) / std))
+    with pytest.raises(ConfigError, match=r"aligned to its own data .*48 steps.*40 steps"):
+        data.window_at(_series(steps=40))
+
+
 def test_models_without_exogenous_inputs_refuse_them():
     assert "stgt" in exogenous_models() and "gwnet" not in exogenous_models()
     sizes = dict(num_nodes=3, in_channels=1, out_channels=1, input_len=4, horizon=3, steps_per_day=288,

@@ -448,7 +448,8 @@ class ForecastData:
         Returns:
             ``(x, covariates, future)``: ``x`` ``[1, T_in, N, C_in]`` on :attr:`device`; ``covariates``
             ``tod_in`` / ``dow_in`` ``[1, T_in]`` and ``tod_out`` / ``dow_out`` ``[1, T_out]`` (the steps after
-            ``at``, one series interval apart); ``future`` ``[T_out]`` datetime64 timestamps of those steps.
+            ``at``, one series interval apart), plus ``exo_in`` / ``exo_out`` (``[1, T, N, C_x]``) when the data
+            has covariate files (:meth:`_exogenous_at`); ``future`` ``[T_out]`` datetime64 timestamps of those steps.
 
         Raises:
             ConfigError: ``at`` is not a timestamp.
@@ -477,7 +478,24 @@ class ForecastData:
         cov = {"tod_in": time_of_day(past), "dow_in": day_of_week(past),
                "tod_out": time_of_day(future), "dow_out": day_of_week(future)}
         cov = {k: torch.as_tensor(v, device=self.device)[None] for k, v in cov.items()}
+        if self.exogenous is not None:
+            cov["exo_in"], cov["exo_out"] = self._exogenous_at(series, first, end)
         return self.scale_inputs(raw), cov, future
+
+    def _exogenous_at(self, series: Series, first: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Covariate files' ``exo_in [1, T_in, N, C]`` and ``exo_out [1, T_out, N, C]`` for the window
+        ``first..end`` of ``series``, which must be the series the covariates were aligned to. Forecast
+        steps past the end of the data hold the last aligned reading (a weather forecast beyond the file
+        is not known)."""
+        ts = np.asarray(series.timestamps)
+        if len(ts) != self.num_steps or ts[0] != self.timestamps[0] or ts[-1] != self.timestamps[-1]:
+            raise ConfigError(f"{series.source}: this run's covariate files are aligned to its own data "
+                              f"({self.timestamps[0]} .. {self.timestamps[-1]}, {self.num_steps} steps), not to this "
+                              f"series ({ts[0]} .. {ts[-1]}, {len(ts)} steps); forecast from the run's data, or "
+                              f"open the run with that data (stgraph predict RUN --data FILE)")
+        rows_in = torch.arange(first, end + 1, device=self.device)[None]
+        rows_out = torch.arange(end + 1, end + 1 + self.horizon, device=self.device).clamp(max=self.num_steps - 1)[None]
+        return self.exogenous.gather(rows_in, rows_out)
 
     def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                generator: torch.Generator | None = None, pin_memory: bool | None = None, start: int = 0,
