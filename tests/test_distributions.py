@@ -105,6 +105,10 @@ def test_train_evaluate_forecast_on_counts(counts, tmp_path, capsys, dist):
     tr = opened.trainer
     assert tr.distribution == dist
     res = opened.evaluate("test")
+    # the drift report scores any distribution by its median: finite errors wherever a sensor has readings
+    from stgraph.online.drift import rolling_errors
+    _, errors, counts = rolling_errors(opened)
+    assert errors.shape == counts.shape and np.isfinite(errors[counts > 0]).all() and (counts > 0).any()
     assert 0.5 < res["average"]["coverage90"] <= 1 and res["average"]["crps"] < res["average"]["mae"]
     out, y, _ = next(iter(tr.predictions("test")))
     assert type(out).__name__ == ("Normal" if dist == "normal" else "CensoredLogNormal")
