@@ -63,7 +63,9 @@ def test_per_sensor_file_with_foreign_columns_is_refused(tmp_path):
         read_covariates([str(tmp_path / "inc.csv")], s)
 
 
-def test_batches_gather_known_ahead_and_held_sources(tmp_path):
+def _temperature_and_incident_data(tmp_path):
+    """48 steps of 3 sensors with a shared temperature equal to the row index and an incident flag at
+    sensor a on row 10: ``(series, timestamps as text, ForecastData, Exogenous)``."""
     s = _series()
     t = [str(x)[:16] for x in s.timestamps]
     (tmp_path / "temp.csv").write_text("timestamp,temp\n" + "".join(f"{x},{i}\n" for i, x in enumerate(t)))
@@ -71,6 +73,11 @@ def test_batches_gather_known_ahead_and_held_sources(tmp_path):
                                                                      for i, x in enumerate(t)))
     data = ForecastData.from_series(s, input_len=4, horizon=3, split=(0.5, 0.25, 0.25))
     exo = attach(data, [str(tmp_path / "temp.csv"), str(tmp_path / "inc.csv")], s)
+    return s, t, data, exo
+
+
+def test_batches_gather_known_ahead_and_held_sources(tmp_path):
+    s, t, data, exo = _temperature_and_incident_data(tmp_path)
     assert exo.layout == [["temp", 1], ["inc", 1]]
     b = data.batch(torch.tensor([7, 0]))
     assert b.exo_in.shape == (2, 4, 3, 2) and b.exo_out.shape == (2, 3, 3, 2)
@@ -88,13 +95,7 @@ def test_batches_gather_known_ahead_and_held_sources(tmp_path):
 def test_forecast_window_carries_the_covariates_of_its_batch(tmp_path):
     """A forecast (``window_at``) gets the same covariates as the batch of that window; past the end of the
     data the known-ahead temperature holds its last reading; another series is refused with a message."""
-    s = _series()
-    t = [str(x)[:16] for x in s.timestamps]
-    (tmp_path / "temp.csv").write_text("timestamp,temp\n" + "".join(f"{x},{i}\n" for i, x in enumerate(t)))
-    (tmp_path / "inc.csv").write_text("timestamp,a,b,c\n" + "".join(f"{x},{int(i == 10)},0,0\n"
-                                                                     for i, x in enumerate(t)))
-    data = ForecastData.from_series(s, input_len=4, horizon=3, split=(0.5, 0.25, 0.25))
-    exo = attach(data, [str(tmp_path / "temp.csv"), str(tmp_path / "inc.csv")], s)
+    s, t, data, exo = _temperature_and_incident_data(tmp_path)
     x, cov, _ = data.window_at(s, t[10])  # the window of rows 7..10, i.e. start 7
     b = data.batch(torch.tensor([7]))
     assert torch.equal(x, b.x) and torch.equal(cov["exo_in"], b.exo_in) and torch.equal(cov["exo_out"], b.exo_out)
