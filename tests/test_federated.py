@@ -191,11 +191,15 @@ def test_grpc_server_and_two_clients_on_localhost(net, tmp_path):
 def test_simulate_writes_runs_that_evaluate(net, tmp_path, capsys):
     out = tmp_path / "sim"
     rc = main(["federated", "simulate", "--data", str(net["data"]), "--graph", str(net["adj"]), "--clients", "2",
-               "--partition", "by-region", "--rounds", "2", "--local-epochs", "1", "--out", str(out), "--json",
-               *SMALL])
+               "--partition", "by-region", "--rounds", "2", "--local-epochs", "1", "--finetune-epochs", "1",
+               "--out", str(out), "--json", *SMALL])
     captured = capsys.readouterr()
     assert rc == 0, captured.err[-2000:]
     summary = json.loads(captured.out.strip().splitlines()[-1])
+    # each client fine-tuned one epoch on its own data afterwards; best.pt is never worse on validation
+    assert [t["epochs"] for t in summary["finetune"]] == [1, 1]
+    assert all(t["val_mae"] <= t["val_mae_federated"] for t in summary["finetune"])
+    assert all((out / f"client_{c}" / "checkpoints" / "federated.pt").is_file() for c in range(2))
     assert summary["rounds"] == 2 and summary["clients"] == 2 and sum(summary["sensors_per_client"]) == 16
     assert summary["uplink_bytes_per_round"] > 0 and summary["engine"].startswith("flwr ")
     rows = [r for r in csv.DictReader((out / "server" / "rounds.csv").open()) if r["client"] == "global"]
@@ -356,3 +360,63 @@ def test_by_region_partition_from_projected_metres(net, tmp_path, capsys):
     from stgraph.federated.config import FederatedConfig
     metres = FederatedConfig(crs="metres")
     assert metres.validate().crs == "projected" and metres.crs == "metres"  # a checked copy; the original stays
+
+
+# ----------------------------------------------------------------------------------------------- local fine-tuning
+def test_finetune_keeps_the_better_of_the_federated_and_the_fine_tuned_model(net, tmp_path):
+    from stgraph.config import RunConfig, apply_override, with_fields
+    from stgraph.errors import ConfigError
+    from stgraph.federated.client import FEDERATED, FINETUNE, StgraphClient, finetune_client
+    from stgraph.federated.config import FederatedConfig
+    from stgraph.federated.simulate import setup
+    from stgraph.training.checkpoint import load_checkpoint
+    from stgraph.training.run import Run
+    cfg = with_fields(RunConfig(), {"data.path": str(net["data"]), "data.graph": str(net["adj"])})
+    for s in ("model.params.hidden=8", "model.params.heads=2", "model.params.encoder_layers=1",
+              "train.batch_size=16", "train.max_batches=3", "train.device=cpu", "train.lr=0.004"):
+        cfg = apply_override(cfg, s)
+    fed = FederatedConfig(clients=2, partition="random", finetune_epochs=2, finetune_lr=0.5).validate()
+    info = setup(fed, cfg.validate(), tmp_path / "fed")
+    cdir = info["client_dirs"][0]
+    assert json.loads((cdir / "client.json").read_text())["finetune_epochs"] == 2
+    with pytest.raises(ConfigError, match="no checkpoint to fine-tune"):
+        finetune_client(cdir)
+    client = StgraphClient(cdir)
+    params = client.get_parameters({})
+    client.fit(params, {"server_round": 1})
+    client.evaluate(client.get_parameters({}), {"server_round": 1})  # writes best.pt (round 1)
+    before = load_checkpoint(cdir / "checkpoints" / "best.pt")["model"]
+    last_round = (cdir / "checkpoints" / "last.pt").read_bytes()
+
+    res = finetune_client(cdir)  # the epochs and the rate from client.json
+    assert res["epochs"] == 2 and res["lr"] == pytest.approx(0.002)
+    kept = load_checkpoint(cdir / "checkpoints" / FEDERATED)["model"]
+    assert all(torch.equal(kept[k], before[k]) for k in before)  # the federated model is kept aside
+    assert json.loads((cdir / FINETUNE).read_text()) == res
+    assert (cdir / "checkpoints" / "last.pt").read_bytes() == last_round  # last.pt stays the last round's
+    rows = list(csv.DictReader((cdir / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # best.pt is whichever has the lowest validation MAE, and that MAE is what finetune.json says
+    fed_val = Run.open(cdir, checkpoint=FEDERATED).evaluate("val")["average"]["mae"]
+    best_val = Run.open(cdir).evaluate("val")["average"]["mae"]
+    assert fed_val == pytest.approx(res["val_mae_federated"], rel=1e-5)
+    assert best_val == pytest.approx(res["val_mae"], rel=1e-5)
+    assert res["val_mae"] == pytest.approx(min([res["val_mae_federated"]] + [float(r["val_mae"]) for r in rows]),
+                                           rel=1e-5)
+    assert res["best_epoch"] >= 1 and res["val_mae"] < res["val_mae_federated"]  # here fine-tuning helps
+
+    # a rate so large that no epoch beats the federated model: best.pt is the federated model again
+    res2 = finetune_client(cdir, epochs=1, lr_factor=500.0)
+    now_fed = load_checkpoint(cdir / "checkpoints" / FEDERATED)["model"]
+    best = load_checkpoint(cdir / "checkpoints" / "best.pt")["model"]
+    assert res2["best_epoch"] == 0 and res2["val_mae"] == res2["val_mae_federated"]
+    assert all(torch.equal(best[k], now_fed[k]) for k in best)
+
+
+def test_finetune_config_is_checked():
+    from stgraph.errors import ConfigError
+    from stgraph.federated.config import FederatedConfig
+    with pytest.raises(ConfigError, match="finetune_epochs = -1"):
+        FederatedConfig(finetune_epochs=-1).validate()
+    with pytest.raises(ConfigError, match="finetune_lr"):
+        FederatedConfig(finetune_lr=0.0).validate()

@@ -42,6 +42,9 @@ STATE = "federated_state.json"
 #: in checkpoints/: the weights after the client's last local training and its AdamW state, kept between
 #: rounds (federated.keep_optimizer)
 OPTIMIZER = "local.pt"
+#: in checkpoints/: the client's best round, kept when local fine-tuning replaces best.pt
+FEDERATED = "federated.pt"
+FINETUNE = "finetune.json"
 
 
 # ------------------------------------------------------------------------------------ which layers are shared
@@ -118,13 +121,15 @@ def client_sensors(labels: np.ndarray, sensor_ids: Sequence[str], client: int, g
 
 
 def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph: nx.DiGraph | None,
-                 own: Sequence[str], border: Sequence[str], local_epochs: int, personal: Sequence[str] = ()) -> Path:
+                 own: Sequence[str], border: Sequence[str], local_epochs: int, personal: Sequence[str] = (),
+                 finetune_epochs: int = 0, finetune_lr: float = 0.25) -> Path:
     """Create the client folder ``out`` (an ordinary run directory) from the client's part of the data.
 
     Writes ``data/series.h5`` (the ``own`` sensors' readings and, for ``border``
     sensors, the null value at every step), ``data/graph.json`` (road links among
     them), ``config.yaml`` (``run_cfg`` pointing at those files, ``train.epochs =
-    local_epochs``, constant learning rate, one CPU thread) and ``client.json``.
+    local_epochs``, constant learning rate, one CPU thread) and ``client.json`` (its sensors, the
+    personalised layers and the fine-tuning after the last round, :func:`finetune_client`).
 
     Args:
         series: the full :class:`~stgraph.io.Series` (``values [T, N, C]``); only the
@@ -136,7 +141,8 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
 
     out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
-    for stale in [*(out / CHECKPOINTS).glob("*.pt"), *(out / "updates").glob("*.npz"), out / STATE]:
+    for stale in [*(out / CHECKPOINTS).glob("*.pt"), *(out / "updates").glob("*.npz"), out / STATE,
+                  out / FINETUNE, RunFiles(out).metrics]:
         stale.unlink(missing_ok=True)  # a new federation starts from scratch
     ids = list(own) + list(border)
     sub = series.select_sensors(ids)
@@ -157,8 +163,72 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
     cfg.validate()
     cfg.to_yaml(RunFiles(out).config)
     (out / CLIENT_INFO).write_text(json.dumps({"partition_id": client, "own_sensors": list(own),
-                                               "border_sensors": list(border), "personal": list(personal)}, indent=1))
+                                               "border_sensors": list(border), "personal": list(personal),
+                                               "finetune_epochs": int(finetune_epochs),
+                                               "finetune_lr": float(finetune_lr)}, indent=1))
     return out
+
+
+def finetune_client(client_dir: str | Path, epochs: int | None = None, lr_factor: float | None = None,
+                    log=None) -> dict:
+    """Fine-tune a client's personalised model on its own data after the last round (FedAvg + local
+    fine-tuning): the federation's shared weights are the starting point, the client's sensors the target.
+
+    Starts from ``checkpoints/best.pt`` (the client's best round: global shared weights plus its
+    personal ones), kept as ``checkpoints/federated.pt``; trains every weight ``epochs`` epochs on
+    the client's training windows (AdamW, ``train.lr * lr_factor`` with cosine decay), and leaves in
+    ``best.pt`` whichever of the federated model and the fine-tuned epochs has the lowest validation
+    MAE on the client's sensors. Nothing is sent: raw series and fine-tuned weights stay on the
+    client. Epochs go to the client's ``metrics.csv``; ``last.pt`` stays the last round's weights
+    (what the global export and the next round read).
+
+    Args:
+        epochs / lr_factor: default ``finetune_epochs`` / ``finetune_lr`` of ``client.json``.
+
+    Returns:
+        ``{"epochs", "lr", "val_mae_federated", "val_mae", "best_epoch", "seconds"}`` (also written to
+        ``finetune.json``); ``best_epoch`` 0 means no fine-tuned epoch beat the federated model.
+    """
+    d = Path(client_dir)
+    cfg, prep, info = _load(d)
+    epochs = int(info.get("finetune_epochs", 0) if epochs is None else epochs)
+    lr_factor = float(info.get("finetune_lr", 0.25) if lr_factor is None else lr_factor)
+    if epochs < 1 or not lr_factor > 0:
+        raise ConfigError(f"{d}: fine-tuning needs epochs >= 1 and a learning-rate factor > 0; got epochs={epochs}, "
+                          f"lr_factor={lr_factor}")
+    files = RunFiles(d)
+    start = files.best if files.best.is_file() else files.last
+    if not start.is_file():
+        raise ConfigError(f"'{d}': no checkpoint to fine-tune (expected {files.best.name} or {files.last.name} "
+                          f"from the federated rounds); run the federation first")
+    ckpt = load_checkpoint(start)
+    save_checkpoint(ckpt, files.checkpoint(FEDERATED))
+    model = initial_model(cfg, prep.data)
+    model.load_state_dict(ckpt["model"])
+    train_cfg = dataclasses.replace(cfg.train, epochs=epochs, lr=cfg.train.lr * lr_factor, scheduler="cosine",
+                                    warmup_epochs=0, patience=0, seed=cfg.train.seed * 1009 + 7919)
+    seed_everything(train_cfg.seed)
+    fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
+    files.metrics.unlink(missing_ok=True)
+    last_round = files.last.read_bytes() if files.last.is_file() else None
+    trainer = Trainer(model, prep.data, prep.graph, train_cfg, d, distribution=cfg.model.distribution,
+                      extra_state={"config": cfg.to_dict(), "fingerprint": fingerprint})
+    base = float(trainer.evaluate("val")["average"]["mae"])
+    trainer.state.update(best_val=base, best_epoch=0)  # an epoch is kept only if it beats the federated model
+    t0 = time.perf_counter()
+    trainer.fit()
+    if trainer.state["best_epoch"] == 0:
+        save_checkpoint(ckpt, files.best)
+    if last_round is not None:
+        atomic_write(files.last, last_round)
+    result = {"epochs": epochs, "lr": train_cfg.lr, "val_mae_federated": base,
+              "val_mae": float(trainer.state["best_val"]), "best_epoch": int(trainer.state["best_epoch"]),
+              "seconds": round(time.perf_counter() - t0, 1)}
+    atomic_write(d / FINETUNE, json.dumps(result, indent=1))
+    if log is not None:
+        log(f"client {info['partition_id']}: fine-tuned {epochs} epoch(s) on its own data, validation MAE "
+            f"{base:.4f} -> {result['val_mae']:.4f} (epoch {result['best_epoch']} kept)")
+    return result
 
 
 # ------------------------------------------------------------------------------------ the Flower client

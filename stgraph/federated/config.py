@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -17,6 +16,7 @@ import yaml
 
 from ..config import RunConfig, _applied, _choice, _positive_int, config_from_dict
 from ..errors import ConfigError, MissingFileError
+from ..files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class FederatedConfig:
     lr_step_rounds: int = 5             #: schedule 'step': the rate is multiplied by lr_gamma every this many rounds
     lr_gamma: float = 0.5               #: schedule 'step': the factor
     keep_optimizer: bool = True         #: each client keeps its AdamW moments between rounds (False: a new one each round)
+    finetune_epochs: int = 0            #: after the last round each client fine-tunes its model this many epochs on its own data
+    finetune_lr: float = 0.25           #: the fine-tuning learning rate, as a factor on train.lr (cosine decay from it)
     dp_noise: float = 0.0               #: Gaussian noise multiplier of Flower's DP (0 = off)
     dp_clip: float = 1.0                #: clipping norm of the client updates when dp_noise > 0
     dp_side: str = "server"             #: where Flower clips the updates: 'server' or 'client' (fixed clipping)
@@ -66,7 +68,11 @@ class FederatedConfig:
         for name in ("proximal_mu", "dp_noise"):
             if not float(getattr(self, name)) >= 0:
                 raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a number >= 0")
-        for name in ("dp_clip", "round_timeout"):
+        if not isinstance(self.finetune_epochs, int) or isinstance(self.finetune_epochs, bool) \
+                or self.finetune_epochs < 0:
+            raise ConfigError(f"federated.finetune_epochs = {self.finetune_epochs!r}: expected an integer >= 0 "
+                              f"(0 = no local fine-tuning)")
+        for name in ("dp_clip", "round_timeout", "finetune_lr"):
             if not float(getattr(self, name)) > 0:
                 raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a number > 0")
         if ":" not in str(self.address):
@@ -101,9 +107,7 @@ def save_federated(path: str | Path, fed: FederatedConfig, run: RunConfig) -> Pa
     """Write ``federated.yaml`` (sections ``federated`` and ``run``)."""
     path = Path(path)
     text = yaml.safe_dump({"federated": dataclasses.asdict(fed), "run": run.to_dict()}, sort_keys=False)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)
     return path
 
 

@@ -116,7 +116,8 @@ def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: li
         if clients is not None and c not in clients:
             continue
         own, border = client_sensors(labels, series.sensor_ids, c, nx_graph, fed.border_hops)
-        write_client(d, c, run_cfg, series, nx_graph, own, border, fed.local_epochs, fed.personal)
+        write_client(d, c, run_cfg, series, nx_graph, own, border, fed.local_epochs, fed.personal,
+                     finetune_epochs=fed.finetune_epochs, finetune_lr=fed.finetune_lr)
     cuts = cut_edges(nx_graph, series.sensor_ids, labels) if nx_graph is not None else None
     return {"labels": labels, "sensor_ids": list(series.sensor_ids), "client_dirs": dirs, "cut_edges": cuts}
 
@@ -128,7 +129,9 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
     Flower's ``run_simulation`` (Ray backend) runs the same :class:`~.client.StgraphClient`
     and strategy as ``stgraph federated server`` / ``client``; each client gets one CPU
     and one torch thread; ``cpus`` clients train at once (default: one per client, at most the
-    machine's CPUs). Afterwards the global run is exported to ``OUT/global``.
+    machine's CPUs). Afterwards the global run is exported to ``OUT/global`` and, with
+    ``fed.finetune_epochs``, each client fine-tunes its own model on its own data
+    (:func:`~.client.finetune_client`; ``OUT/global`` stays the federation's).
     Returns the summary (also written to ``OUT/summary.json``).
     """
     from flwr.clientapp import ClientApp
@@ -169,8 +172,21 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
         raise RuntimeError(f"the simulation finished {len(log.history)} of {fed.rounds} rounds; see the Flower log "
                            f"above (a client failed)")
     export_global(out, fed)
-    summary = summarise(out, fed, info, seconds, engine=f"flwr {_flwr_version()} run_simulation (ray)")
+    tuned = finetune_clients(out, fed, verbose=verbose)
+    summary = summarise(out, fed, info, seconds, engine=f"flwr {_flwr_version()} run_simulation (ray)",
+                        finetune=tuned)
     return summary
+
+
+def finetune_clients(out: str | Path, fed: FederatedConfig, verbose: bool = True) -> list[dict]:
+    """Each client of the federation in ``out`` fine-tunes its model (``fed.finetune_epochs`` epochs, one
+    after another in this process); ``[]`` when ``fed.finetune_epochs`` is 0."""
+    from .client import finetune_client
+
+    if not fed.finetune_epochs:
+        return []
+    return [finetune_client(Path(out) / f"client_{c}", fed.finetune_epochs, fed.finetune_lr,
+                            log=print if verbose else None) for c in range(fed.clients)]
 
 
 def _cpu_count() -> int:
@@ -197,7 +213,8 @@ def read_rounds(server_dir: str | Path) -> list[dict]:
              "downlink_bytes": int(r["downlink_bytes"]), "seconds": float(r["seconds"])} for r in rows]
 
 
-def summarise(out: Path, fed: FederatedConfig, info: dict, seconds: float, engine: str) -> dict:
+def summarise(out: Path, fed: FederatedConfig, info: dict, seconds: float, engine: str,
+              finetune: list[dict] | None = None) -> dict:
     hist = read_rounds(out / "server")
     best = min(hist, key=lambda r: r["val_mae"])
     sizes = np.bincount(info["labels"], minlength=fed.clients).tolist()
@@ -207,6 +224,8 @@ def summarise(out: Path, fed: FederatedConfig, info: dict, seconds: float, engin
                "uplink_bytes_per_round": hist[-1]["uplink_bytes"], "downlink_bytes_per_round": hist[-1]["downlink_bytes"],
                "sensors_per_client": sizes, "cut_edges": info["cut_edges"], "seconds": round(seconds, 1),
                "dp_noise": fed.dp_noise}
+    if finetune:
+        summary["finetune"] = finetune
     atomic_write(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
