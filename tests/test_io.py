@@ -334,7 +334,7 @@ def test_frame_blocks_are_copied_in_slices(tmp_path, transposed):
     with h5py.File(tmp_path / "b.h5", "w") as f:
         ds = f.create_dataset("v", data=block if transposed else block.T)
         out = np.full((23, 5), -1, dtype=np.float32)
-        _copy_block(ds, transposed, out, np.array([4, 0, 2]), rows_per_read=7)
+        _copy_block(ds, transposed, out, np.array([4, 0, 2]), cells_per_read=7)  # 2 rows a read
     np.testing.assert_array_equal(out[:, [4, 0, 2]], block)
     assert (out[:, [1, 3]] == -1).all()
 
@@ -357,3 +357,34 @@ def test_parse_interval_is_the_one_parser():
         parse_interval("5 min 3")
     with pytest.raises(SeriesError, match="zero"):
         parse_interval("0min")
+
+
+def test_nan_to_null_and_the_value_checks_go_in_row_blocks():
+    from stgraph.errors import SeriesError
+    from stgraph.io.read import _nan_to_null
+    from stgraph.io.series import Series
+
+    v = np.arange(10 * 2 * 1, dtype=np.float32).reshape(10, 2, 1)
+    v[[0, 4, 9], [1, 0, 1], 0] = np.nan
+    want = np.where(np.isnan(v), np.float32(-1), v)
+    got = _nan_to_null(v.copy(), np.float32(-1), rows=3)  # blocks of 3, 3, 3 and 1 rows
+    np.testing.assert_array_equal(got, want)
+    same = v.copy()
+    assert _nan_to_null(same, np.float32(-1), rows=3) is same  # in place: no second array
+    ro = v.copy()
+    ro.flags.writeable = False
+    out = _nan_to_null(ro, np.float32(-1), rows=3)  # a read-only array is not written to
+    np.testing.assert_array_equal(out, want)
+    assert np.isnan(ro[0, 1, 0])
+
+    ts = np.datetime64("2012-03-01T00:00") + np.arange(10) * np.timedelta64(5, "m")
+    bad = np.zeros((10, 2, 1), dtype=np.float32)
+    bad[8, 1, 0] = np.inf  # past the first block of rows
+    s = Series(np.zeros((10, 2, 1), dtype=np.float32), ts, ["a", "b"], ["v"], 0.0)
+    s.values = bad
+    with pytest.raises(SeriesError, match="infinite value at step 8, sensor 'b'"):
+        s._check_all_values(False, rows=3)
+    bad[8, 1, 0] = np.nan
+    with pytest.raises(SeriesError, match="NaN at step 8, sensor 'b'"):
+        s._check_all_values(False, rows=3)
+    s._check_all_values(True, rows=3)  # NaN allowed when it is the null value

@@ -128,11 +128,12 @@ def child_data(side: str, args) -> dict:
         from tsl.data.datamodule.splitters import TemporalSplitter
         from tsl.data.preprocessing import StandardScaler
         _, ei, ew = graph_tensors()
+    if side == "stgraph":  # the graph is read before the measured part, as tsl's (graph_tensors above)
+        g = read_graph(shared_file("metr-la-week", "adj_mx.pkl"))
+        graph = to_pyg(g, list(g.nodes))  # noqa: F841 (kept alive, like tsl's edge arrays)
     base_cur, t0 = current_mb(), time.perf_counter()
     if side == "stgraph":
         series = read_series(DATA)
-        graph = to_pyg(read_graph(shared_file("metr-la-week", "adj_mx.pkl"), sensor_ids=series.sensor_ids),
-                       series.sensor_ids)
         data = ForecastData.from_series(series, input_len=12, horizon=12)
         loader = data.loader("train", 64, shuffle=True, generator=torch.Generator().manual_seed(0))
         first = next(iter(loader))

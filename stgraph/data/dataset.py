@@ -36,11 +36,10 @@ from ..io.series import Series
 from ..metrics import valid_mask
 from ..runtime import resolve_device
 from .covariates import day_of_week, steps_per_day, time_of_day
-from .scaler import StandardScaler
+from .scaler import ROW_BLOCK_ELEMENTS, StandardScaler
 from .split import SPLIT_NAMES, Split, make_split, training_rows
 from .windows import WindowIndex, contiguous_mask, take_rows
 
-_CHUNK_ELEMENTS = 1 << 18  # row blocks of about 256k values keep temporaries small
 
 
 @dataclass
@@ -530,7 +529,7 @@ def _channels(series: Series, field: str, spec) -> list[int]:
 
 
 def _row_blocks(num_rows: int, row_size: int) -> range:
-    return range(0, num_rows, max(1, _CHUNK_ELEMENTS // max(1, row_size)))
+    return range(0, num_rows, max(1, ROW_BLOCK_ELEMENTS // max(1, row_size)))
 
 
 def _channel_tensor(values: np.ndarray, idx: list[int]) -> torch.Tensor:

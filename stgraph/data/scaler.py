@@ -15,7 +15,9 @@ import torch
 from ..errors import ConfigError, SeriesError
 from ..metrics import valid_mask
 
-_CHUNK_ELEMENTS = 1 << 18  # rows are reduced in blocks of about 256k values (1 MB of float32)
+#: passes over a whole series go in row blocks of about this many values (256 KB of float32): their
+#: temporaries (masks, float64 deviations) stay a few MB whatever the series' size
+ROW_BLOCK_ELEMENTS = 1 << 16
 
 
 class StandardScaler:
@@ -71,7 +73,7 @@ class StandardScaler:
         if channels is not None:
             channels = [channels[i] for i in index]
         C = len(index)
-        step = max(1, _CHUNK_ELEMENTS // max(1, values.shape[1] * C))
+        step = max(1, ROW_BLOCK_ELEMENTS // max(1, values.shape[1] * C))
         blocks = [(a, min(a + step, stop)) for a in range(start, stop, step)]
 
         count = np.zeros(C, dtype=np.int64)

@@ -305,11 +305,12 @@ def _parse_frame(g: h5py.Group, path, lazy: dict | None = None) -> RawTable:
 
 
 def _copy_block(ds: h5py.Dataset, transposed: bool, out: np.ndarray, idx: np.ndarray,
-                rows_per_read: int = 1 << 24) -> None:
-    """``out[:, idx] = block`` reading ~``rows_per_read`` cells at a time, so a
-    float64 block never sits in memory whole next to its float32 copy."""
+                cells_per_read: int = 1 << 18) -> None:
+    """``out[:, idx] = block`` reading ~``cells_per_read`` cells (1-2 MB) at a time, so the block
+    never sits in memory whole next to ``out`` (METR-LA's frame is stored ``[N, T]``, sensors by
+    time, and must be transposed): reading costs ``out`` and one slice more."""
     T = out.shape[0]
-    step = max(1, rows_per_read // max(1, len(idx)))
+    step = max(1, cells_per_read // max(1, len(idx)))
     for r0 in range(0, T, step):
         r1 = min(T, r0 + step)
         out[r0:r1, idx] = ds[r0:r1] if transposed else ds[:, r0:r1].T

@@ -328,10 +328,20 @@ def build_series(raw: RawTable, path, *, null_value=None, start=None, freq=None,
     T, N, C = values.shape
     timestamps, names, null, origin = _options(raw, path, T, C, null_value, start, freq, channels, fmt)
     if not np.isnan(null):
-        nan = np.isnan(values)
-        if nan.any():
-            values = np.where(nan, np.float32(null), values)
+        values = _nan_to_null(values, np.float32(null))
     return Series(values, timestamps, list(raw.sensor_ids), names, null, str(path), origin)
+
+
+def _nan_to_null(values: np.ndarray, null: np.float32, rows: int = 1 << 12) -> np.ndarray:
+    """``values`` ``[T, N, C]`` with NaN replaced by ``null``: in place, ``rows`` time steps at a time (no
+    whole-array mask), when the array is writeable (the parsers' own arrays); else one new array."""
+    if not values.flags.writeable:
+        nan = np.isnan(values)
+        return np.where(nan, null, values) if nan.any() else values
+    for r0 in range(0, values.shape[0], rows):
+        block = values[r0:r0 + rows]
+        np.copyto(block, null, where=np.isnan(block))
+    return values
 
 
 def _options(raw: RawTable, path, T: int, C: int, null_value, start, freq, channels, fmt=None):

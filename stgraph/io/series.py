@@ -109,8 +109,10 @@ class Series:
             allow_nonfinite = bool(np.isnan(self.null_value))
         self._check_all_values(allow_nonfinite)
 
-    def _check_all_values(self, allow_nonfinite: bool) -> None:
-        self._check_values(self.values, 0, allow_nonfinite)
+    def _check_all_values(self, allow_nonfinite: bool, rows: int = 1 << 12) -> None:
+        """:meth:`_check_values` over ``rows`` time steps at a time (its masks stay small)."""
+        for r0 in range(0, self.values.shape[0], rows):
+            self._check_values(self.values[r0:r0 + rows], r0, allow_nonfinite)
 
     def _check_values(self, v: np.ndarray, first_step: int, allow_nonfinite: bool) -> None:
         """No ``inf`` in rows ``v [t, N, C]`` (which start at step ``first_step``), nor NaN unless allowed."""
