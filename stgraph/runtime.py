@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -105,3 +106,25 @@ def resolve_device(name="auto", field: str = "train.device"):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{field} = '{name}' but no CUDA device is available here; use 'auto' or 'cpu'")
     return dev
+
+
+def eager_when_compiled(fn):
+    """``fn`` as ``torch.compiler.disable(fn)`` inside a ``torch.compile``d model (a graph break there:
+    it runs eagerly), plain ``fn`` otherwise.
+
+    The disabled wrapper is made at the first compiled call, not at import: ``torch.compiler.disable``
+    imports ``torch._dynamo``, which costs about a second of CPU that an uncompiled run never needs.
+    """
+    disabled = []
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        if torch.compiler.is_compiling():
+            if not disabled:
+                disabled.append(torch.compiler.disable(fn))
+            return disabled[0](*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper

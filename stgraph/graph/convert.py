@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import networkx as nx
 import numpy as np
 import torch
-from torch_geometric.data import Data
-from torch_geometric.utils import sort_edge_index
 
 from ..errors import GraphError, where
+
+if TYPE_CHECKING:  # PyG is imported by to_pyg itself: importing it costs ~2 s that reading data never needs
+    from torch_geometric.data import Data
 
 __all__ = ["to_pyg", "to_adjacency", "edge_similarity", "WEIGHT_MEANINGS"]
 
@@ -182,6 +183,9 @@ def to_pyg(
     with_d = bool(distance) or (distance is None and len(edges) > 0 and not missing_d.any())
     edge_index = torch.from_numpy(np.stack([src, dst])).long()
     attrs = [torch.from_numpy(w).float()] + ([torch.from_numpy(d).float()] if with_d else [])
+    from torch_geometric.data import Data
+    from torch_geometric.utils import sort_edge_index
+
     edge_index, attrs = sort_edge_index(edge_index, attrs, num_nodes=n, sort_by_row=False)
     data = Data(edge_index=edge_index, edge_weight=attrs[0], num_nodes=n)
     if with_d:

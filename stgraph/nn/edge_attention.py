@@ -25,6 +25,8 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
+from ..runtime import eager_when_compiled
+
 #: Default working-set budget of one chunk (bytes). 16 MiB keeps a chunk's
 #: gathered rows in a CPU's last-level cache and was fastest on the 2-core
 #: development machine (``benchmarks/bench_attention.py --chunk-sweep``).
@@ -195,7 +197,7 @@ class _EdgeAttention(torch.autograd.Function):
         return dq, dk, dv, dbias, None, None, None
 
 
-@torch.compiler.disable  # a Python loop over chunks: run eagerly inside a compiled model
+@eager_when_compiled  # a Python loop over chunks: run eagerly inside a compiled model
 def edge_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, csr: CSR,
                    scale: Optional[float] = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                    return_lse: bool = False):

@@ -39,12 +39,9 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch_geometric.utils import add_self_loops as pyg_add_self_loops
-from torch_geometric.utils import coalesce, remove_self_loops
-from torch_geometric.utils import softmax as pyg_softmax
 
 from .edge_attention import CSR, DEFAULT_CHUNK_BYTES, build_csr, edge_attention, edge_attention_weights
-from .flex_graph import HAVE_FLEX, FlexGraph, flex_graph_attention, prepare_flex
+from .flex_graph import HAVE_FLEX, flex_graph_attention, prepare_flex
 from .init import xavier_linear
 from .lean import Dropout
 from .temporal import FeedForward
@@ -101,6 +98,9 @@ def with_self_loops(edge_index: torch.Tensor, edge_weight: Optional[torch.Tensor
                          f"got {tuple(edge_weight.shape)}")
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
         raise ValueError(f"edge_index holds node ids outside [0, {num_nodes})")
+    from torch_geometric.utils import add_self_loops as pyg_add_self_loops  # here: importing PyG costs ~2 s
+    from torch_geometric.utils import coalesce, remove_self_loops
+
     ei, ew = remove_self_loops(edge_index, edge_weight)
     key = ei[1] * num_nodes + ei[0]
     if torch.unique(key).numel() < key.numel():  # duplicates: merge (mean weight), sorted by target
@@ -313,6 +313,8 @@ class GraphAttention(nn.Module):
         v_e = v.index_select(0, src)
         logits = (q_e * k_e).sum(-1) * (1.0 / math.sqrt(q.size(-1)))  # [E', S, H]
         logits = logits + self.edge_bias(lg).to(logits.dtype)[:, None, :]
+        from torch_geometric.utils import softmax as pyg_softmax
+
         alpha = pyg_softmax(logits, dst, num_nodes=N, dim=0)
         msg = v_e * F.dropout(alpha, p=p, training=p > 0).unsqueeze(-1)
         out = torch.zeros_like(q).index_add_(0, dst, msg)
