@@ -1,10 +1,12 @@
 """Inference cost of every zoo model on CPU at METR-LA size (207 sensors, METR-LA graph).
 
-In eval mode under ``torch.inference_mode``, one thread, fp32, each model in its own child:
+In eval mode under ``torch.inference_mode``, each model and setting in its own child:
 
 * ``window ms``: latency of one window (the latest hour, every sensor: ``x [1, 12, 207, 1]``),
-  median of ``--reps`` calls after two warm-up calls; the goal is under 20 ms;
-* ``day windows/s``: a day of windows (288) predicted in batches of ``--batch``;
+  median of ``--reps`` calls after two warm-up calls, at 1 thread in float32, at ``--threads``
+  (default 2: this machine's cores) in float32 and in bfloat16 autocast (``stgraph predict --amp
+  bf16 --threads 2``); the goal is under 20 ms;
+* ``day windows/s``: a day of windows (288) predicted in batches of ``--batch`` (1 thread, float32);
 * for models with a probabilistic head (``stgt``): the same with ``probabilistic=True``
   (mean and scale of a Normal), and its cost over the point head (goal under 10 %).
 
@@ -28,7 +30,9 @@ from profile_zoo import ZOO, load_text, metr_la_graph, random_batch, zoo_model  
 
 def child(name: str, probabilistic: bool, args) -> dict:
     import torch
-    torch.set_num_threads(1)
+
+    from stgraph.runtime import autocast_context
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     graph = metr_la_graph()
     n = int(graph.num_nodes)
@@ -39,7 +43,7 @@ def child(name: str, probabilistic: bool, args) -> dict:
         out = model(x[lo:hi], graph, {k: v[lo:hi] for k, v in cov.items()})
         return out.mean if isinstance(out, torch.distributions.Distribution) else out
 
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast_context(torch.device("cpu"), args.amp)():
         call(287, 288), call(287, 288)
         lat = []
         for _ in range(args.reps):
@@ -53,6 +57,31 @@ def child(name: str, probabilistic: bool, args) -> dict:
     return {"window_ms": 1e3 * statistics.median(lat), "day_wps": 288 / day_s, "day_wps_cpu": 288 / day_cpu}
 
 
+def accuracy_section(run_dirs: list[str], threads: int) -> str:
+    """``## bf16 accuracy``: test MAE (average and at the last step) of trained runs in float32 and in bf16
+    autocast, as ``stgraph predict --amp bf16`` computes them."""
+    import torch
+
+    from stgraph.training.run import Run
+    torch.set_num_threads(threads)
+    rows = ["| run | model | test MAE float32 | bf16 | change | last step float32 | bf16 | change |",
+            "|---|---|---|---|---|---|---|---|"]
+    for d in run_dirs:
+        res = {}
+        for amp in ("off", "bf16"):
+            run = Run.open(d, device="cpu", amp=amp)
+            r = run.evaluate("test")
+            last = max(r["horizons"], key=int)
+            res[amp] = (r["average"]["mae"], r["horizons"][last]["mae"])
+        (a0, l0), (a1, l1) = res["off"], res["bf16"]
+        rows.append(f"| `{d}` | {run.config.model.name} | {a0:.4f} | {a1:.4f} | {100 * (a1 / a0 - 1):+.2f} % | "
+                    f"{l0:.4f} | {l1:.4f} | {100 * (l1 / l0 - 1):+.2f} % |")
+        print(rows[-1], flush=True)
+    cmd = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
+    return ("## bf16 accuracy\n\nCommand: `" + cmd + "`. Test split of each trained run, masked MAE in data units, "
+            "evaluated with `Run.open(run, amp='off' | 'bf16')`.\n\n" + "\n".join(rows) + "\n")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=",".join(ZOO))
@@ -61,35 +90,57 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=str(HERE / "results" / "inference.md"))
     p.add_argument("--child")
     p.add_argument("--probabilistic", action="store_true")
+    p.add_argument("--threads", type=int, default=2, help="threads of the fast settings (children: their own)")
+    p.add_argument("--amp", default="off", help=argparse.SUPPRESS)
+    p.add_argument("--accuracy", nargs="*", default=[], metavar="RUN_DIR",
+                   help="trained runs whose test MAE is compared in float32 and bf16 (a section of the results)")
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.probabilistic, args)))
+        return
+    if args.accuracy:
+        section = accuracy_section(args.accuracy, args.threads)
+        print(section)
+        from stgraph.files import atomic_write
+        old = Path(args.out).read_text() if Path(args.out).is_file() else ""
+        atomic_write(args.out, old.split("\n## bf16 accuracy")[0].rstrip("\n") + "\n\n" + section)
         return
     from stgraph.files import atomic_write
     from stgraph.models.registry import get_model_class
     import inspect
     load0 = os.getloadavg()
-    rows = ["| model | head | window ms (goal < 20) | day of windows, windows/s | per CPU-s |", "|---|---|---|---|---|"]
+    fast = args.threads
+    rows = [f"| model | head | window ms, 1 thread | {fast} threads | {fast} threads, bf16 (goal < 20) | "
+            "day of windows, windows/s | per CPU-s |", "|---|---|---|---|---|---|---|"]
+
+    def run(name, prob, threads, amp):
+        cmd = [sys.executable, __file__, "--child", name, "--reps", str(args.reps), "--batch", str(args.batch),
+               "--threads", str(threads), "--amp", amp] + (["--probabilistic"] if prob else [])
+        done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+        if done.returncode:
+            print(f"{name} ({threads} threads, {amp}): failed\n{done.stderr[-1500:]}")
+            return None
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
     for name in args.models.split(","):
         heads = [False] + ([True] if "probabilistic" in inspect.signature(get_model_class(name)).parameters else [])
         res = {}
         for prob in heads:
-            cmd = [sys.executable, __file__, "--child", name, "--reps", str(args.reps), "--batch", str(args.batch)]
-            done = subprocess.run(cmd + (["--probabilistic"] if prob else []), capture_output=True, text=True,
-                                  env=dict(os.environ, OMP_NUM_THREADS="1"))
-            if done.returncode:
-                print(f"{name}: failed\n{done.stderr[-1500:]}")
+            r = res[prob] = run(name, prob, 1, "off")
+            if r is None:
                 continue
-            r = res[prob] = json.loads(done.stdout.strip().splitlines()[-1])
+            f32, b16 = (run(name, prob, fast, "off"), run(name, prob, fast, "bf16")) if not prob else (None, None)
             extra = ""
-            if prob and False in res:
+            if prob and res.get(False):
                 extra = (f" ({100 * (r['window_ms'] / res[False]['window_ms'] - 1):+.0f} % window, "
                          f"{100 * (res[False]['day_wps_cpu'] / r['day_wps_cpu'] - 1):+.0f} % CPU per day)")
-            row = (f"| {name} | {'probabilistic' if prob else 'point'} | {r['window_ms']:.1f}"
-                   f"{' met' if r['window_ms'] < 20 else ' missed'}{extra} | {r['day_wps']:.0f} | {r['day_wps_cpu']:.0f} |")
+            cell = lambda x: "" if x is None else f"{x['window_ms']:.1f}"
+            goal = "" if b16 is None else (" met" if b16["window_ms"] < 20 else " missed")
+            row = (f"| {name} | {'probabilistic' if prob else 'point'} | {r['window_ms']:.1f}{extra} | {cell(f32)} | "
+                   f"{cell(b16)}{goal} | {r['day_wps']:.0f} | {r['day_wps_cpu']:.0f} |")
             rows.append(row)
             print(row, flush=True)
-    head = (f"# Inference on CPU, 207 sensors (METR-LA graph), 1 thread, fp32, `torch.inference_mode`\n\n"
+    head = (f"# Inference on CPU, 207 sensors (METR-LA graph), `torch.inference_mode`\n\n"
             f"Command: `python benchmarks/bench_inference.py {' '.join(sys.argv[1:])}`; day = 288 windows in "
             f"batches of {args.batch}. {load_text(load0)}.\n\n")
     atomic_write(args.out, head + "\n".join(rows) + "\n")

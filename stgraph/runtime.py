@@ -128,3 +128,23 @@ def eager_when_compiled(fn):
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+AMP_CHOICES = ("auto", "bf16", "off")
+
+
+def autocast_context(device, amp: str = "auto"):
+    """A factory of the mixed-precision context for ``amp`` on ``device`` (a ``torch.device``):
+    ``torch.autocast(device.type, bfloat16)`` for ``'bf16'``, or for ``'auto'`` on CUDA; a no-op
+    context otherwise (``'off'``, or ``'auto'`` on a CPU). Call it once per forward: ``with ctx():``.
+    """
+    import contextlib
+
+    import torch
+
+    if amp not in AMP_CHOICES:
+        from .errors import ConfigError
+        raise ConfigError(f"amp = {amp!r}: expected one of {list(AMP_CHOICES)}")
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext

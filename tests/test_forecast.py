@@ -106,3 +106,19 @@ def test_written_files_round_trip(runs, tmp_path):
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(ConfigError, match="is a folder"):
         check_forecast_path(tmp_path / "dir.csv")
+
+
+def test_bf16_forecast_is_close_to_the_float32_one(runs, tmp_path, capsys):
+    from stgraph.cli.main import main
+    run = runs["var"]
+    a, b = forecast_at(run).mean, forecast_at(run, amp="bf16").mean
+    assert not np.array_equal(a, b)  # bfloat16 was used: 8 bits of mantissa
+    assert np.abs(a - b).max() <= 0.02 * np.abs(a).max()
+    with pytest.raises(ConfigError, match=r"amp = 'fp16': expected one of \['auto', 'bf16', 'off'\]"):
+        forecast_at(run, amp="fp16")
+    out = tmp_path / "fc16.csv"
+    assert main(["predict", str(run.files.root), "--out", str(out), "--amp", "bf16", "--threads", "1"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == b.size and float(rows[0]["forecast"]) == pytest.approx(float(b[0, 0, 0]), abs=1e-3)
+    assert main(["predict", str(run.files.root), "--out", str(out), "--threads", "0"]) == 2
+    assert "--threads 0: expected an integer >= 1" in capsys.readouterr().err

@@ -303,13 +303,19 @@ def predict(args) -> int:
 
     check_forecast_path(args.out)  # before anything is read or created
     _refuse_output_that_is_an_input(args.out, args.run_dir, args.data)
+    if args.threads is not None:
+        if args.threads < 1:
+            from ..errors import ConfigError
+            raise ConfigError(f"--threads {args.threads}: expected an integer >= 1")
+        import torch
+        torch.set_num_threads(args.threads)
     run = Run.open(args.run_dir, model=args.model)
     series = None
     if args.data:
         from ..io import read_series
         d = run.config.data
         series = read_series(args.data, null_value=d.null_value, start=d.start, freq=d.freq)
-    fc = forecast_at(run, args.at, series=series)
+    fc = forecast_at(run, args.at, series=series, amp=args.amp)
     write_forecast(fc, args.out)
     from ..io.series import iso
     print(f"wrote the forecast of {len(fc.sensor_ids)} sensors x {len(fc.timestamps)} steps from "

@@ -150,6 +150,11 @@ def _add_runs(sub) -> None:
     pr.add_argument("--at", default=None, help="forecast from this timestamp (last input step); default the last")
     pr.add_argument("--out", required=True, help=".csv or .h5")
     pr.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
+    pr.add_argument("--amp", default="off", choices=["off", "bf16", "auto"],
+                    help="precision: off = float32 (default); bf16 = bfloat16 autocast, about 2x faster on CPUs with "
+                         "AVX512-BF16/AMX (see benchmarks/results/inference.md for its cost in accuracy); auto = bf16 "
+                         "on CUDA only")
+    pr.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's, one per core)")
 
     pl = sub.add_parser("plot", help="forecast vs truth, error map, attention heat maps")
     pl.add_argument("run_dir")

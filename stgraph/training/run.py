@@ -474,13 +474,14 @@ class Run:
 
     @classmethod
     def open(cls, run_dir: str | Path, *, data_path: str | None = None, checkpoint: str = BEST,
-             device: str | None = None, model: str | None = None) -> "Run":
+             device: str | None = None, model: str | None = None, amp: str | None = None) -> "Run":
         """Read a finished run back (data re-read from the config, weights from ``checkpoint``).
 
         With ``data_path`` the series comes from another file with the same sensors
         (for ``predict``); the scaler stays the one fitted at training time. ``model`` is the
         import path of a user model (``pkg.mod:Class``): the run's own files never choose a module
-        to import. config.yaml must agree with the checkpoint, and the data (unless ``data_path``)
+        to import. ``amp`` (``'off'``, ``'bf16'``, ``'auto'``) replaces the run's ``train.amp`` for
+        its predictions and evaluation. config.yaml must agree with the checkpoint, and the data (unless ``data_path``)
         and graph must have the fingerprints the run was trained on.
 
         Raises:
@@ -501,6 +502,8 @@ class Run:
         _model_class_for(cfg, model, run_dir)
         if device:
             cfg = with_fields(cfg, {"train.device": device})
+        if amp is not None:
+            cfg = with_fields(cfg, {"train.amp": amp}).validate()
         prep = prepare(cfg, data_path, ckpt.get("covariates"))
         stored = ckpt.get("fingerprint") or {}
         if data_path is None and stored.get("data") not in (None, prep.data.fingerprint()):

@@ -32,7 +32,6 @@ import csv
 import math
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -41,7 +40,7 @@ from torch.distributions import Distribution
 from ..distributions import check_name, check_support, from_head, point
 from ..errors import RunDirError, StgraphError, StgraphWarning
 from ..files import atomic_open
-from ..runtime import resolve_device
+from ..runtime import autocast_context, resolve_device
 from ..metrics import (MetricAccumulator, ProbabilisticAccumulator, default_steps, masked_abs_error_sum,
                        masked_nll_sum, valid_mask)
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -109,8 +108,7 @@ class Trainer:
                 low = float(torch.where(valid, data.targets, torch.inf).min())
                 check_support(self.distribution, low, "the training data's target")
         self.trainable = any(p.requires_grad for p in self.model.parameters())
-        use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
-        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+        self.autocast = autocast_context(self.device, cfg.amp)
         self.forward_model = self._compiled(self.model)
         self.train_model = self.forward_model  # what training steps call: DDP-wrapped when distributed
         if self.dist.enabled and self.trainable:
