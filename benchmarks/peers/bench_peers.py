@@ -55,6 +55,12 @@ PAIRS = [
     ("STID", ("stid", {}), "tsl", ("STIDModel", {"n_exog_emb": [288, 7]}), ""),
     ("A3T-GCN vs DCRNN (small)", ("dcrnn", {"hidden": 32, "num_layers": 1}), "pgt", ("A3TGCN2", {"hidden": 72}),
      "PyG-Temporal's A3TGCN2 (+ linear head to 12 steps) against the nearest stgraph model, a 1-layer DCRNN"),
+    ("STGCN", ("stgcn", {}), "pgt", ("STConv", {"hidden": 64, "out": 76}),
+     "PyG-Temporal's STConv (gated temporal conv, ChebConv K=3, temporal conv, batch norm) x 2 + a linear head on "
+     "the last 4 steps, speed only as input on both sides; stgraph: the paper's STGCN"),
+    ("GConvGRU vs DCRNN (small)", ("dcrnn", {"hidden": 32, "num_layers": 1}), "pgt", ("GConvGRU", {"hidden": 58, "K": 3}),
+     "PyG-Temporal's GConvGRU (Chebyshev K=3) run over the 12 input steps on the batch as one disjoint graph "
+     "(B x N nodes, its unbatched API), + a linear head to 12 steps, against a 1-layer DCRNN"),
 ]
 
 
@@ -207,6 +213,10 @@ def build_model(side: str, pair_idx: int):
             kw["n_nodes"] = n
         model = cls(**kw)
         return model, lambda x, tod: model(x, ei_t, ew_t, u=tod[..., None])
+    if p_name == "STConv":
+        return _pgt_stgcn(n, ei_t, ew_t, **p_params)
+    if p_name == "GConvGRU":
+        return _pgt_gconvgru(n, ei_t, ew_t, **p_params)
     from torch_geometric_temporal.nn.recurrent import A3TGCN2
     hidden = p_params["hidden"]
 
@@ -222,6 +232,57 @@ def build_model(side: str, pair_idx: int):
             h = torch.relu(self.cell(z, ei_t, ew_t))  # [B, N, hidden]
             return self.head(h).permute(0, 2, 1)[..., None]
     model = A3T()
+    return model, model
+
+
+def _pgt_stgcn(n: int, ei, ew, hidden: int, out: int):
+    """Two PyG-Temporal ``STConv`` blocks (12 -> 8 -> 4 steps) and a linear map of the last 4 steps to 12."""
+    import torch
+    from torch_geometric_temporal.nn.attention import STConv
+
+    class STGCN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b1 = STConv(n, 1, hidden, out, 3, 3)
+            self.b2 = STConv(n, out, hidden, out, 3, 3)
+            self.head = torch.nn.Linear(4 * out, 12)
+
+        def forward(self, x, tod):  # [B, 12, N, 1] -> [B, 12, N, 1]; speed only, as stgraph's STGCN
+            h = self.b2(self.b1(x, ei, ew), ei, ew)  # [B, 4, N, out]
+            b = h.size(0)
+            return self.head(h.permute(0, 2, 1, 3).reshape(b, n, -1)).permute(0, 2, 1)[..., None]
+    model = STGCN()
+    return model, model
+
+
+def _pgt_gconvgru(n: int, ei, ew, hidden: int, K: int):
+    """PyG-Temporal's ``GConvGRU`` over the 12 input steps (speed + time of day) on the batch's disjoint
+    union graph, its last state mapped to 12 steps by a linear head."""
+    import torch
+    from torch_geometric_temporal.nn.recurrent import GConvGRU
+
+    class Recurrent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = GConvGRU(2, hidden, K)
+            self.head = torch.nn.Linear(hidden, 12)
+            self._graphs = {}
+
+        def graph(self, b):  # B copies of the graph, node ids offset by N (built once per batch size)
+            if b not in self._graphs:
+                off = (torch.arange(b) * n).repeat_interleave(ei.size(1))
+                self._graphs[b] = (ei.repeat(1, b) + off, ew.repeat(b))
+            return self._graphs[b]
+
+        def forward(self, x, tod):  # [B, 12, N, 1] -> [B, 12, N, 1]
+            b, t, _, _ = x.shape
+            z = torch.cat([x, tod[:, :, None, None].expand(b, t, n, 1)], -1)
+            gi, gw = self.graph(b)
+            h = None
+            for step in range(t):
+                h = self.cell(z[:, step].reshape(b * n, 2), gi, gw, h)
+            return self.head(torch.relu(h)).reshape(b, n, 12).permute(0, 2, 1)[..., None]
+    model = Recurrent()
     return model, model
 
 
