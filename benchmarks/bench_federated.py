@@ -108,8 +108,10 @@ def federation(args) -> FederatedConfig:
 
 def fed_name(args) -> str:
     """The federation's folder in ``--work``: one per set of personalised layers."""
-    return "federated" + ("_personal" if args.personal else "") + (f"_ft{args.finetune_epochs}" if args.finetune_epochs
-                                                                     else "")
+    import hashlib
+
+    personal = "_personal-" + hashlib.sha1("\n".join(args.personal).encode()).hexdigest()[:6] if args.personal else ""
+    return "federated" + personal + (f"_ft{args.finetune_epochs}" if args.finetune_epochs else "")
 
 
 def main() -> int:
