@@ -70,11 +70,18 @@ def metr_la_graph():
 
 
 def zoo_model(name: str, num_nodes: int, params: dict | None = None, probabilistic: bool = False):
-    """Zoo model ``name`` at METR-LA size: speed in, speed out, 12 -> 12 steps."""
+    """Zoo model ``name`` at METR-LA size: speed in, speed out, 12 -> 12 steps; ``params`` default: the
+    model's shipped config (``stgraph/configs/<name>.yaml``, what ``stgraph train --model NAME`` builds)."""
     from stgraph.models.registry import build_model
     sizes = dict(num_nodes=num_nodes, in_channels=1, out_channels=1, input_len=12, horizon=12,
                  steps_per_day=288, target_channels=(0,), probabilistic=probabilistic)
-    return build_model(name, sizes, params or {})
+    if params is None:
+        import yaml
+
+        from stgraph.config import shipped_config
+        path = shipped_config(name)
+        params = (yaml.safe_load(path.read_text()).get("model") or {}).get("params") or {} if path else {}
+    return build_model(name, sizes, params)
 
 
 def random_batch(batch: int, num_nodes: int, seed: int = 0):
