@@ -16,7 +16,9 @@ Figures:
   stgraph``; tsl: ``import tsl`` with torch_geometric, as it needs it), and to import what a
   training script uses (stgraph: ``.data``, ``.models``, ``.training``; tsl: ``.data``, ``.nn.models``);
 * ``data``: from the HDF5 file to the first training batch (batch 64): seconds and the
-  memory it adds (peak RSS minus the RSS after the imports), against the raw float32 array;
+  memory it adds (peak RSS minus the RSS before it), against the raw float32 array; each side
+  first runs the same path on a 2-day file, so one-time costs (lazy imports, library code paged
+  in) are not counted as data;
   then the train loader's batches/s over ``--loader-batches`` shuffled batches;
 * ``train``: per architecture, windows/s of a training step (forward, MAE on z-scored
   targets, backward, Adam) at batch 32, 1 thread, fp32, on random z-scored windows of the
@@ -45,6 +47,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DATA = ROOT / ".stgraph-cache" / "bench-peers" / "metr-la-size.h5"
+WARM = DATA.with_name("metr-la-2days.h5")  # its first 576 steps, to warm the data path up
 N_STEPS, N_DAYS = 34_272, 119
 
 # (row name, stgraph model + params, peer package, peer model + params, note)
@@ -137,25 +140,31 @@ def child_data(side: str, args) -> dict:
     if side == "stgraph":  # the graph is read before the measured part, as tsl's (graph_tensors above)
         g = read_graph(shared_file("metr-la-week", "adj_mx.pkl"))
         graph = to_pyg(g, list(g.nodes))  # noqa: F841 (kept alive, like tsl's edge arrays)
+
+    def first_batch(path):
+        """The side's data path: file -> windows, split, scaler -> the train loader and its first batch."""
+        if side == "stgraph":
+            series = read_series(path)
+            data = ForecastData.from_series(series, input_len=12, horizon=12)
+            loader = data.loader("train", 64, shuffle=True, generator=torch.Generator().manual_seed(0))
+        else:
+            df = pd.read_hdf(path)
+            tod = ((df.index - df.index.normalize()).total_seconds().to_numpy() / 86400.0).astype(np.float32)
+            ds = SpatioTemporalDataset(target=df, mask=df.to_numpy() != 0, connectivity=(ei, ew),
+                                       covariates={"u": tod[:, None]}, window=12, horizon=12)
+            dm = SpatioTemporalDataModule(ds, scalers={"target": StandardScaler(axis=(0, 1))},
+                                          splitter=TemporalSplitter(val_len=0.1, test_len=0.2), batch_size=64,
+                                          workers=0)
+            dm.setup()
+            loader = dm.train_dataloader(shuffle=True)
+        return loader, next(iter(loader))
+
+    # the same path once on a 2-day file first, so that the figures below hold the data, not what any
+    # first call costs once per process (lazy imports, library code paged in, allocator set-up)
+    first_batch(WARM)
     base_cur, t0 = current_mb(), time.perf_counter()
-    if side == "stgraph":
-        series = read_series(DATA)
-        data = ForecastData.from_series(series, input_len=12, horizon=12)
-        loader = data.loader("train", 64, shuffle=True, generator=torch.Generator().manual_seed(0))
-        first = next(iter(loader))
-        x = first.x
-    else:
-        df = pd.read_hdf(DATA)
-        tod = ((df.index - df.index.normalize()).total_seconds().to_numpy() / 86400.0).astype(np.float32)
-        ds = SpatioTemporalDataset(target=df, mask=df.to_numpy() != 0, connectivity=(ei, ew),
-                                   covariates={"u": tod[:, None]}, window=12, horizon=12)
-        dm = SpatioTemporalDataModule(ds, scalers={"target": StandardScaler(axis=(0, 1))},
-                                      splitter=TemporalSplitter(val_len=0.1, test_len=0.2), batch_size=64,
-                                      workers=0)
-        dm.setup()
-        loader = dm.train_dataloader(shuffle=True)
-        first = next(iter(loader))
-        x = first.x
+    loader, first = first_batch(DATA)
+    x = first.x
     prep_s = time.perf_counter() - t0
     added = rss_mb() - base_cur
     t0, n = time.perf_counter(), 0
@@ -381,6 +390,14 @@ def ensure_inputs(args) -> None:
                 f"write_series(s, {str(DATA)!r}, layout='pandas')")
         DATA.parent.mkdir(parents=True, exist_ok=True)
         print(f"writing {DATA} (synthetic speeds, {N_STEPS} x 207)", flush=True)
+        subprocess.run([args.stgraph_python, "-c", code], check=True, cwd=str(ROOT),
+                       env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"))
+    if not WARM.exists():
+        code = ("from stgraph.io import read_series; from stgraph.io.hdf5 import write_series; "
+                "from stgraph.io.series import Series; "
+                f"s = read_series({str(DATA)!r}); "
+                "s = Series(s.values[:576].copy(), s.timestamps[:576], s.sensor_ids, s.channels, s.null_value); "
+                f"write_series(s, {str(WARM)!r}, layout='pandas')")
         subprocess.run([args.stgraph_python, "-c", code], check=True, cwd=str(ROOT),
                        env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"))
 
