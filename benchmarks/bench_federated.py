@@ -6,13 +6,14 @@ Every model is stgraph's ``stgt`` (small: see SMALL), trained by the one trainer
 
 * centralised: ``stgraph.training.run.train`` on all 207 sensors, ``EPOCHS`` epochs;
 * alone: the same, on one client's folder (its own sensors and the road links among them);
-* federated: ``stgraph.federated.simulate`` (Flower ``run_simulation``), ``ROUNDS`` rounds of one
-  local epoch, FedAvg weighted by training windows, sensor embeddings kept local; each client's
-  personalised model (global shared weights + its embeddings, best round on its validation MAE).
+* federated: ``stgraph.federated.simulate`` (Flower ``run_simulation``), ``--rounds`` rounds of one
+  local epoch, FedAvg weighted by training windows, sensor embeddings and ``PERSONAL`` layers kept
+  local; each client's personalised model (global shared weights + its own, best round on its
+  validation MAE), then fine-tuned ``--finetune-epochs`` on the client's own data (both rows shown).
 
 Test MAE (masked, data units) at horizons 3 / 6 / 12 on each client's sensors. Run folders go to a
 temporary folder outside the checkout (``--work``), since client folders hold copies of the series.
-A second table compares FedAvg with Flower's server-side DP on a small synthetic network.
+A second table compares FedAvg with Flower's server- and client-side DP on a small synthetic network.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ SMALL = ["model.params.hidden=32", "model.params.heads=4", "model.params.encoder
          "model.params.decoder_layers=1", "model.params.dropout=0.1", "model.params.residual=last",
          "train.batch_size=32", "train.lr=0.002", "train.device=cpu", "train.progress=false", "train.patience=0"]
 HORIZONS = (3, 6, 12)
+PERSONAL = ["^head_", "^persistence_gate"]  # kept on each client besides the sensor embeddings
 
 
 def run_config(data: str, graph: str, epochs: int, threads: int) -> RunConfig:
@@ -123,11 +125,13 @@ def main() -> int:
     ap.add_argument("--lr-schedule", default="cosine", choices=["none", "cosine", "step"],
                     help="federated learning rate over the rounds (the baselines' is cosine over epochs)")
     ap.add_argument("--fresh-optimizer", action="store_true", help="a new AdamW each round (default: kept)")
-    ap.add_argument("--personal", action="append", default=[], metavar="REGEX",
-                    help="also keep these layers on each client (sensor embeddings always are), e.g. '^head_'")
-    ap.add_argument("--finetune-epochs", type=int, default=2,
+    ap.add_argument("--personal", action="append", default=None, metavar="REGEX",
+                    help="also keep these layers on each client (sensor embeddings always are; default: "
+                         f"{' '.join(PERSONAL)}, stgt's output head and persistence gate)")
+    ap.add_argument("--no-personal", action="store_true", help="only the sensor embeddings stay on the clients")
+    ap.add_argument("--finetune-epochs", type=int, default=4,
                     help="after the rounds each client fine-tunes this many epochs on its own data (0: none)")
-    ap.add_argument("--finetune-lr", type=float, default=0.25, help="fine-tuning rate, a factor on train.lr")
+    ap.add_argument("--finetune-lr", type=float, default=0.5, help="fine-tuning rate, a factor on train.lr")
     ap.add_argument("--dp-rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the centralised / alone runs")
     ap.add_argument("--sim-cpus", type=int, default=1, help="clients Flower's simulation trains at once")
@@ -139,6 +143,7 @@ def main() -> int:
     ap.add_argument("--data", default=None, help="series (default: the shared METR-LA week)")
     ap.add_argument("--graph", default=None, help="graph (default: the shared METR-LA week's adj_mx.pkl)")
     args = ap.parse_args()
+    args.personal = [] if args.no_personal else (PERSONAL if args.personal is None else args.personal)
 
     data = args.data or shared_file("metr-la-week", "metr-la-week.h5")
     graph = args.graph or shared_file("metr-la-week", "adj_mx.pkl")
