@@ -405,12 +405,15 @@ def test_finetune_keeps_the_better_of_the_federated_and_the_fine_tuned_model(net
                                            rel=1e-5)
     assert res["best_epoch"] >= 1 and res["val_mae"] < res["val_mae_federated"]  # here fine-tuning helps
 
-    # a rate so large that no epoch beats the federated model: best.pt is the federated model again
+    # a second call starts again from the federated model (not from the fine-tuned one); with a rate so
+    # large that no epoch beats it, best.pt is the federated model again
     res2 = finetune_client(cdir, epochs=1, lr_factor=500.0)
+    assert res2["val_mae_federated"] == pytest.approx(res["val_mae_federated"], rel=1e-6)
     now_fed = load_checkpoint(cdir / "checkpoints" / FEDERATED)["model"]
     best = load_checkpoint(cdir / "checkpoints" / "best.pt")["model"]
+    assert all(torch.equal(now_fed[k], before[k]) for k in before)
     assert res2["best_epoch"] == 0 and res2["val_mae"] == res2["val_mae_federated"]
-    assert all(torch.equal(best[k], now_fed[k]) for k in best)
+    assert all(torch.equal(best[k], before[k]) for k in best)
 
 
 def test_finetune_config_is_checked():

@@ -36,6 +36,7 @@ from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.layout import BEST, CHECKPOINTS, LAST, RunFiles
 from ..training.run import graph_fingerprint, make_model, model_sizes, prepare
 from ..training.trainer import Trainer, seed_everything
+from .config import FINETUNE_LR
 
 CLIENT_INFO = "client.json"
 STATE = "federated_state.json"
@@ -122,7 +123,7 @@ def client_sensors(labels: np.ndarray, sensor_ids: Sequence[str], client: int, g
 
 def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph: nx.DiGraph | None,
                  own: Sequence[str], border: Sequence[str], local_epochs: int, personal: Sequence[str] = (),
-                 finetune_epochs: int = 0, finetune_lr: float = 0.25) -> Path:
+                 finetune_epochs: int = 0, finetune_lr: float = FINETUNE_LR) -> Path:
     """Create the client folder ``out`` (an ordinary run directory) from the client's part of the data.
 
     Writes ``data/series.h5`` (the ``own`` sensors' readings and, for ``border``
@@ -175,7 +176,7 @@ def finetune_client(client_dir: str | Path, epochs: int | None = None, lr_factor
     fine-tuning): the federation's shared weights are the starting point, the client's sensors the target.
 
     Starts from ``checkpoints/best.pt`` (the client's best round: global shared weights plus its
-    personal ones), kept as ``checkpoints/federated.pt``; trains every weight ``epochs`` epochs on
+    personal ones), kept as ``checkpoints/federated.pt`` (which a later call starts from); trains every weight ``epochs`` epochs on
     the client's training windows (AdamW, ``train.lr * lr_factor`` with cosine decay), and leaves in
     ``best.pt`` whichever of the federated model and the fine-tuned epochs has the lowest validation
     MAE on the client's sensors. Nothing is sent: raw series and fine-tuned weights stay on the
@@ -192,17 +193,19 @@ def finetune_client(client_dir: str | Path, epochs: int | None = None, lr_factor
     d = Path(client_dir)
     cfg, prep, info = _load(d)
     epochs = int(info.get("finetune_epochs", 0) if epochs is None else epochs)
-    lr_factor = float(info.get("finetune_lr", 0.25) if lr_factor is None else lr_factor)
+    lr_factor = float(info.get("finetune_lr", FINETUNE_LR) if lr_factor is None else lr_factor)
     if epochs < 1 or not lr_factor > 0:
         raise ConfigError(f"{d}: fine-tuning needs epochs >= 1 and a learning-rate factor > 0; got epochs={epochs}, "
                           f"lr_factor={lr_factor}")
     files = RunFiles(d)
-    start = files.best if files.best.is_file() else files.last
-    if not start.is_file():
+    kept = files.checkpoint(FEDERATED)  # a second call fine-tunes the federation's model again, not its own output
+    start = next((p for p in (kept, files.best, files.last) if p.is_file()), None)
+    if start is None:
         raise ConfigError(f"'{d}': no checkpoint to fine-tune (expected {files.best.name} or {files.last.name} "
                           f"from the federated rounds); run the federation first")
     ckpt = load_checkpoint(start)
-    save_checkpoint(ckpt, files.checkpoint(FEDERATED))
+    if start != kept:
+        save_checkpoint(ckpt, kept)
     model = initial_model(cfg, prep.data)
     model.load_state_dict(ckpt["model"])
     train_cfg = dataclasses.replace(cfg.train, epochs=epochs, lr=cfg.train.lr * lr_factor, scheduler="cosine",

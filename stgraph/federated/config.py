@@ -19,6 +19,9 @@ from ..errors import ConfigError, MissingFileError
 from ..files import atomic_write
 
 
+FINETUNE_LR = 0.25  #: default fine-tuning learning rate, a factor on train.lr
+
+
 @dataclass(frozen=True)
 class FederatedConfig:
     """How sensors are split among clients and how the server aggregates. Frozen: a changed copy comes
@@ -40,7 +43,7 @@ class FederatedConfig:
     lr_gamma: float = 0.5               #: schedule 'step': the factor
     keep_optimizer: bool = True         #: each client keeps its AdamW moments between rounds (False: a new one each round)
     finetune_epochs: int = 0            #: after the last round each client fine-tunes its model this many epochs on its own data
-    finetune_lr: float = 0.25           #: the fine-tuning learning rate, as a factor on train.lr (cosine decay from it)
+    finetune_lr: float = FINETUNE_LR    #: the fine-tuning learning rate, as a factor on train.lr (cosine decay from it)
     dp_noise: float = 0.0               #: Gaussian noise multiplier of Flower's DP (0 = off)
     dp_clip: float = 1.0                #: clipping norm of the client updates when dp_noise > 0
     dp_side: str = "server"             #: where Flower clips the updates: 'server' or 'client' (fixed clipping)
