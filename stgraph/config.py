@@ -150,8 +150,8 @@ class TrainConfig:
             raise ConfigError(f"train.milestones = {ms!r}: expected increasing positive integers (epochs at "
                               f"which the multistep schedule multiplies the rate by gamma), e.g. [20, 30, 40]")
         _choice(self, "scheduler", ("cosine", "multistep", "none"), "train")
-        _choice(self, "amp", ("auto", "bf16", "off"), "train")
-        from .runtime import check_device_name
+        from .runtime import AMP_CHOICES, check_device_name
+        _choice(self, "amp", AMP_CHOICES, "train")
         check_device_name(self.device, "train.device")
 
 

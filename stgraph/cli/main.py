@@ -150,7 +150,8 @@ def _add_runs(sub) -> None:
     pr.add_argument("--at", default=None, help="forecast from this timestamp (last input step); default the last")
     pr.add_argument("--out", required=True, help=".csv or .h5")
     pr.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
-    pr.add_argument("--amp", default="off", choices=["off", "bf16", "auto"],
+    from ..runtime import AMP_CHOICES
+    pr.add_argument("--amp", default="off", choices=AMP_CHOICES,
                     help="precision: off = float32 (default); bf16 = bfloat16 autocast, about 2x faster on CPUs with "
                          "AVX512-BF16/AMX (see benchmarks/results/inference.md for its cost in accuracy); auto = bf16 "
                          "on CUDA only")
