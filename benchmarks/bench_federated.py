@@ -113,7 +113,8 @@ def fed_name(args) -> str:
     import hashlib
 
     personal = "_personal-" + hashlib.sha1("\n".join(args.personal).encode()).hexdigest()[:6] if args.personal else ""
-    return "federated" + personal + (f"_ft{args.finetune_epochs}" if args.finetune_epochs else "")
+    return ("federated" + personal + (f"_le{args.local_epochs}" if args.local_epochs != 1 else "")
+            + (f"_ft{args.finetune_epochs}" if args.finetune_epochs else ""))
 
 
 def main() -> int:
