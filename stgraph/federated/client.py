@@ -163,7 +163,7 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
         "train.warmup_epochs": 0, "train.progress": False, "train.threads": run_cfg.train.threads or 1})
     cfg.validate()
     cfg.to_yaml(RunFiles(out).config)
-    (out / CLIENT_INFO).write_text(json.dumps({"partition_id": client, "own_sensors": list(own),
+    atomic_write(out / CLIENT_INFO, json.dumps({"partition_id": client, "own_sensors": list(own),
                                                "border_sensors": list(border), "personal": list(personal),
                                                "finetune_epochs": int(finetune_epochs),
                                                "finetune_lr": float(finetune_lr)}, indent=1))
@@ -407,7 +407,7 @@ class StgraphClient(_numpy_client_base()):
             st.update(best_val=mae, best_round=round_)
             self._save(BEST, round_)
         st.setdefault("rounds", []).append({"round": round_, "val_mae": mae})
-        (self.dir / STATE).write_text(json.dumps(st, indent=1))
+        atomic_write(self.dir / STATE, json.dumps(st, indent=1))
         n = int(self.prep.data.split_starts("val").numel()) * self.n_own
         return mae, n, {"partition_id": self.partition_id, "val_mae": mae}
 
