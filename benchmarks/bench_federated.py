@@ -9,7 +9,11 @@ Every model is stgraph's ``stgt`` (small: see SMALL), trained by the one trainer
 * federated: ``stgraph.federated.simulate`` (Flower ``run_simulation``), ``--rounds`` rounds of one
   local epoch, FedAvg weighted by training windows, sensor embeddings and ``PERSONAL`` layers kept
   local; each client's personalised model (global shared weights + its own, best round on its
-  validation MAE), then fine-tuned ``--finetune-epochs`` on the client's own data (both rows shown).
+  validation MAE), then fine-tuned ``--finetune-epochs`` on the client's own data, then (``--local-blend``,
+  the default) blended step by step with a model trained on the client's own data alone, the weights
+  chosen on its validation split (every row shown);
+* control: each client's alone model blended in the same way with a second alone model (another seed),
+  to tell what the federation adds from what any blend of two models adds.
 
 Test MAE (masked, data units) at horizons 3 / 6 / 12 on each client's sensors. Run folders go to a
 temporary folder outside the checkout (``--work``), since client folders hold copies of the series.
@@ -34,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from stgraph.config import RunConfig, apply_override, with_fields  # noqa: E402
 from stgraph.distributions import point  # noqa: E402
 from stgraph.federated.config import FederatedConfig  # noqa: E402
+from stgraph.files import atomic_write  # noqa: E402
 from stgraph.metrics import MetricAccumulator  # noqa: E402
 from stgraph.shared_data import shared_file  # noqa: E402
 
@@ -65,6 +70,31 @@ def mae_on(run_dir: Path, sensors: list[str] | None = None, checkpoint: str = "b
         acc.update(out.index_select(2, idx), y.index_select(2, idx))
     res = acc.compute(HORIZONS)
     return {h: res["horizons"][str(h)]["mae"] for h in HORIZONS}, acc
+
+
+def blended_mae(first: Path, second: Path, sensors: list[str]) -> tuple[dict, MetricAccumulator, list]:
+    """Test MAE at HORIZONS on ``sensors`` of the step-wise blend of two runs of the same data, the weights
+    chosen on the validation split (:func:`stgraph.federated.local.choose_weights`); also the accumulator
+    and the weights on ``second``."""
+    from stgraph.federated.local import choose_weights
+    from stgraph.training.run import Run
+
+    runs = [Run.open(r, device="cpu") for r in (first, second)]
+    ids = list(runs[0].data.sensor_ids)
+    idx = torch.tensor([ids.index(s) for s in sensors])
+
+    def preds(run, split):
+        outs, ys = zip(*[(o.index_select(2, idx), y.index_select(2, idx)) for o, y, _ in run.predictions(split)])
+        return torch.cat(outs), torch.cat(ys)
+
+    (va, y), (vb, _) = preds(runs[0], "val"), preds(runs[1], "val")
+    a, _ = choose_weights(va, vb, y, runs[0].null_value)
+    (ta, y), (tb, _) = preds(runs[0], "test"), preds(runs[1], "test")
+    w = a[None, :, None, None]
+    acc = MetricAccumulator(runs[0].data.horizon, null_value=runs[0].null_value)
+    acc.update(w * tb + (1 - w) * ta, y)
+    res = acc.compute(HORIZONS)
+    return {h: res["horizons"][str(h)]["mae"] for h in HORIZONS}, acc, a.tolist()
 
 
 def pooled(accs: list[MetricAccumulator]) -> dict:
@@ -105,7 +135,8 @@ def federation(args) -> FederatedConfig:
     return FederatedConfig(clients=args.clients, partition="by-region", rounds=args.rounds,
                            local_epochs=args.local_epochs, lr_schedule=args.lr_schedule,
                            keep_optimizer=not args.fresh_optimizer, personal=list(args.personal),
-                           finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, round_timeout=7200.0)
+                           finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+                           local_blend=args.local_blend, round_timeout=7200.0)
 
 
 def fed_name(args) -> str:
@@ -114,7 +145,7 @@ def fed_name(args) -> str:
 
     personal = "_personal-" + hashlib.sha1("\n".join(args.personal).encode()).hexdigest()[:6] if args.personal else ""
     return ("federated" + personal + (f"_le{args.local_epochs}" if args.local_epochs != 1 else "")
-            + (f"_ft{args.finetune_epochs}" if args.finetune_epochs else ""))
+            + (f"_ft{args.finetune_epochs}" if args.finetune_epochs else "") + ("_blend" if args.local_blend else ""))
 
 
 def main() -> int:
@@ -133,6 +164,10 @@ def main() -> int:
     ap.add_argument("--finetune-epochs", type=int, default=4,
                     help="after the rounds each client fine-tunes this many epochs on its own data (0: none)")
     ap.add_argument("--finetune-lr", type=float, default=0.5, help="fine-tuning rate, a factor on train.lr")
+    ap.add_argument("--no-local-blend", dest="local_blend", action="store_false",
+                    help="no local model blended into each client's federated one (default: blended)")
+    ap.add_argument("--no-control", dest="control", action="store_false",
+                    help="skip the control (each client alone, blended with a second alone model, seed 1)")
     ap.add_argument("--dp-rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the centralised / alone runs")
     ap.add_argument("--sim-cpus", type=int, default=1, help="clients Flower's simulation trains at once")
@@ -177,6 +212,14 @@ def main() -> int:
         prepare_out(fed_dir, overwrite=True)
         timed("federated", lambda: simulate(fed, run_config(str(data), str(graph), 1, 1), fed_dir,
                                             cpus=args.sim_cpus))
+    if args.only in ("all", "federated") and args.local_blend and finished(fed_dir):
+        summary = json.loads((fed_dir / "summary.json").read_text())
+        if "blend" not in summary:  # a federation that finished before its local models: blend now
+            from stgraph.federated.simulate import blend_clients
+            t0 = time.perf_counter()
+            summary["blend"] = blend_clients(fed_dir, fed)
+            summary["blend_seconds"] = round(time.perf_counter() - t0, 1)
+            atomic_write(fed_dir / "summary.json", json.dumps(summary, indent=1))
     if args.only in ("all", "baselines"):
         central = work / "centralised"
         if not finished(central):
@@ -190,11 +233,21 @@ def main() -> int:
                              args.threads)
             shutil.rmtree(alone, ignore_errors=True)
             timed(f"alone_{c}", lambda: train(cfg, alone))
+        for c in range(k) if args.control else ():
+            cdir, alone = part / f"client_{c}", work / f"alone_{c}_seed1"
+            if finished(alone):
+                continue
+            cfg = with_fields(run_config(str(cdir / "data" / "series.h5"), str(cdir / "data" / "graph.json"),
+                                         args.epochs, args.threads), {"train.seed": 1})
+            shutil.rmtree(alone, ignore_errors=True)
+            timed(f"alone_{c}_seed1", lambda: train(cfg, alone))
     dp_path = work / "dp.json"
     if args.only in ("all", "dp") and not dp_path.is_file():
         timed("dp", lambda: dp_path.write_text(json.dumps(dp_table(work, args.dp_rounds))))
-    runs = [fed_dir, work / "centralised", *(work / f"alone_{c}" for c in range(k))]
-    if not all(finished(r) for r in runs) or not dp_path.is_file():
+    runs = [fed_dir, work / "centralised", *(work / f"alone_{c}" for c in range(k)),
+            *(work / f"alone_{c}_seed1" for c in range(k) if args.control)]
+    blended = not args.local_blend or (finished(fed_dir) and "blend" in json.loads((fed_dir / "summary.json").read_text()))
+    if not all(finished(r) for r in runs) or not dp_path.is_file() or not blended:
         print(f"runs so far in {work}; the table is written when every part has finished there")
         return 0
     write_report(args, work, own, json.loads(dp_path.read_text()), run_seconds(work, fed_dir, k))
@@ -204,9 +257,13 @@ def main() -> int:
 
 def run_seconds(work: Path, fed_dir: Path, k: int) -> dict:
     """Wall seconds of each part, from the runs themselves (training time; the federation's simulation)."""
-    secs = {"federated": json.loads((fed_dir / "summary.json").read_text())["seconds"]}
-    for name in ["centralised", *(f"alone_{c}" for c in range(k))]:
-        secs[name] = json.loads((work / name / "train_summary.json").read_text())["train_seconds"]
+    summary = json.loads((fed_dir / "summary.json").read_text())
+    secs = {"federated": summary["seconds"]}
+    if summary.get("blend"):
+        secs["local models and blends"] = sum(b["seconds"] for b in summary["blend"])
+    for name in ["centralised", *(f"alone_{c}" for c in range(k)), *(f"alone_{c}_seed1" for c in range(k))]:
+        if (work / name / "train_summary.json").is_file():
+            secs[name] = json.loads((work / name / "train_summary.json").read_text())["train_seconds"]
     timed = json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {}
     if "dp" in timed:
         secs["dp table"] = timed["dp"]
@@ -215,22 +272,34 @@ def run_seconds(work: Path, fed_dir: Path, k: int) -> dict:
 
 def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
     """``args.out``: the federated / centralised / alone table from the finished runs in ``work``."""
-    from stgraph.files import atomic_write
-
     k = args.clients
     fed_dir = work / fed_name(args)
     summary = json.loads((fed_dir / "summary.json").read_text())
     ft = args.finetune_epochs > 0
-    # the federation's own model per client (its best round) and, with fine-tuning, the fine-tuned one
-    methods = ["federated"] + (["federated + fine-tuning"] if ft else []) + ["centralised", "alone"]
-    final = methods[1] if ft else "federated"  # what the goals are checked on
+    blend = args.local_blend
+    # the federation's own model per client (its best round), with fine-tuning the fine-tuned one, with a local
+    # blend the blend of that with the client's local model
+    fed_methods = (["federated"] + (["federated + fine-tuning"] if ft else [])
+                   + ([f"federated{' + fine-tuning' if ft else ''} + local blend"] if blend else []))
+    control = "alone, 2 seeds blended (control)"
+    methods = fed_methods + ["centralised", "alone"] + ([control] if args.control else [])
+    final = fed_methods[-1]  # what the goals are checked on
     table = {m: [] for m in methods}
+    weights = {m: [] for m in methods}
     for c in range(k):
-        table["federated"].append(mae_on(fed_dir / f"client_{c}", own[c], "federated.pt" if ft else "best.pt"))
+        cdir = fed_dir / f"client_{c}"
+        table["federated"].append(mae_on(cdir, own[c], "federated.pt" if ft else "best.pt"))
         if ft:
-            table[final].append(mae_on(fed_dir / f"client_{c}", own[c]))
+            table["federated + fine-tuning"].append(mae_on(cdir, own[c]))
+        if blend:
+            table[final].append(mae_on(cdir / "blend", own[c]))
+            weights[final].append(json.loads((cdir / "blend.json").read_text())["weights_local"])
         table["centralised"].append(mae_on(work / "centralised", own[c]))
         table["alone"].append(mae_on(work / f"alone_{c}", own[c]))
+        if args.control:
+            *res, w = blended_mae(work / f"alone_{c}", work / f"alone_{c}_seed1", own[c])
+            table[control].append(tuple(res))
+            weights[control].append(w)
     sched = {"cosine": "cosine over the rounds", "step": "step decay over the rounds",
              "none": "constant"}[args.lr_schedule]
     lines = ["# Federated training on METR-LA week (Flower, K = %d, by-region)" % k, "",
@@ -239,6 +308,7 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
              f"--lr-schedule {args.lr_schedule}{' --fresh-optimizer' if args.fresh_optimizer else ''}"
              f"{''.join(f' --personal {p!r}' for p in args.personal)} "
              f"--finetune-epochs {args.finetune_epochs} --finetune-lr {args.finetune_lr:g} "
+             f"{'' if blend else '--no-local-blend '}{'' if args.control else '--no-control '}"
              f"--dp-rounds {args.dp_rounds} --threads {args.threads} --sim-cpus {args.sim_cpus}`, 2-core CPU.", "",
              f"Model: `stgt` ({', '.join(s for s in SMALL if s.startswith('model.'))}), batch 32, lr 0.002. "
              f"Centralised and alone: {args.epochs} epochs, cosine schedule. Federated: Flower "
@@ -249,7 +319,15 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
              "each client); each client's model is its best round on its own validation MAE"
              + (f"; then each client fine-tunes it {args.finetune_epochs} epoch(s) on its own data (every weight, "
                 f"AdamW from lr x {args.finetune_lr:g} with cosine decay; an epoch is kept only if it lowers the "
-                f"client's validation MAE), which sends nothing" if ft else "") + ". Test split (last 20% of windows), masked MAE in mph.", "",
+                f"client's validation MAE), which sends nothing" if ft else "")
+             + (f"; then each client trains the same model on its own data alone ({args.rounds * args.local_epochs} "
+                "epochs, as many passes over its data as the federation made; with the same seed and settings "
+                "this is the 'alone' model) and blends the two forecasts, one weight per forecast step from "
+                "0, 0.05, ..., 1 chosen on its validation MAE (APFL's local/global mixture, Deng et al. 2020; "
+                "the blend is saved as an ordinary run in client_<i>/blend)" if blend else "")
+             + (". Control: each client's alone model blended in the same way with a second alone model "
+                "(train.seed=1), which shows what blending two models gives without the federation" if args.control
+                else "") + ". Test split (last 20% of windows), masked MAE in mph.", "",
              f"Sensors per client: {summary['sensors_per_client']}; road links cut by the partition: "
              f"{summary['cut_edges']}. Rounds to converge (global validation MAE within 2% of its best): "
              f"{summary['rounds_to_converge']} of {summary['rounds']} (best round {summary['best_round']}). "
@@ -264,7 +342,7 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
         v = pooled([x[1] for x in table[m]])
         lines.append(f"| all ({sum(map(len, own))}) | {m} | {v[3]:.3f} | {v[6]:.3f} | {v[12]:.3f} |")
     lines.append("")
-    for m in dict.fromkeys(["federated", final]):
+    for m in fed_methods + ([control] if args.control else []):
         beats = all(table[m][c][0][h] < table["alone"][c][0][h] for c in range(k) for h in HORIZONS)
         ratio = [table[m][c][0][12] / table["centralised"][c][0][12] for c in range(k)]
         lines.append(f"{m.capitalize()} beats every client alone at every horizon: **{'yes' if beats else 'no'}**. "
@@ -275,6 +353,19 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
         lines += ["", "Fine-tuning, validation MAE on each client's sensors (federated -> fine-tuned, epoch kept): "
                   + "; ".join(f"client {c} {t['val_mae_federated']:.3f} -> {t['val_mae']:.3f} ({t['best_epoch']}), "
                               f"{t['seconds']:.0f} s" for c, t in enumerate(summary.get("finetune", [])))]
+    if args.control and blend:
+        better = [f"client {c}: " + " / ".join("yes" if table[final][c][0][h] < table[control][c][0][h] else "no"
+                                                for h in HORIZONS) for c in range(k)]
+        lines += ["", f"{final.capitalize()} beats the control at 15 / 30 / 60 min: " + "; ".join(better) + "."]
+    for m in (final, control) if blend else ():
+        if weights[m]:
+            lines += ["", f"{m.capitalize()}: weight on the {'local' if m == final else 'second alone'} model at "
+                      "steps 3 / 6 / 12 (from validation): " + "; ".join(
+                          f"client {c} {w[2]:.2f} / {w[5]:.2f} / {w[11]:.2f}" for c, w in enumerate(weights[m]))]
+    if blend:
+        lines += ["", "Blend, validation MAE on each client's sensors (mean over the 12 steps; federated / local / "
+                  "blend): " + "; ".join(f"client {c} {b['val_mae_federated']:.3f} / {b['val_mae_local']:.3f} / "
+                                         f"{b['val_mae']:.3f}" for c, b in enumerate(summary.get("blend", [])))]
     lines += ["",
               "Wall time (s; one torch thread per run or client, the simulation training "
               f"{args.sim_cpus} client(s) at a time, while the baselines may run beside it; load average "

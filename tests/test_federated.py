@@ -137,9 +137,9 @@ def test_grpc_server_and_two_clients_on_localhost(net, tmp_path):
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     clients = [subprocess.Popen(cli + ["client", *common, "--partition-id", str(i), "--address", f"127.0.0.1:{port}",
                                        "--max-wait", "60", "--data", str(net["data"]), "--graph", str(net["adj"]),
-                                       "--partition", "random", *SMALL],
+                                       "--partition", "random", *SMALL, *(["--local-blend"] if i else [])],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for i in range(2)]
+               for i in range(2)]  # client 1 also blends a local model after the rounds; client 0 does not
     logs = []
     try:
         for p in [server, *clients]:
@@ -150,6 +150,8 @@ def test_grpc_server_and_two_clients_on_localhost(net, tmp_path):
                 p.kill()
     assert [p.returncode for p in [server, *clients]] == [0, 0, 0], "\n".join(x[-2000:] for x in logs)
     assert "server finished 2 round(s)" in logs[0]
+    assert "client 1: blended its federated and local models" in logs[2]
+    assert (out / "client_1" / "blend" / "config.yaml").is_file() and not (out / "client_0" / "blend").exists()
 
     rows = list(csv.DictReader((out / "server" / "rounds.csv").open()))
     assert [(r["round"], r["client"]) for r in rows] == [("1", "0"), ("1", "1"), ("1", "global"),
@@ -192,10 +194,16 @@ def test_simulate_writes_runs_that_evaluate(net, tmp_path, capsys):
     out = tmp_path / "sim"
     rc = main(["federated", "simulate", "--data", str(net["data"]), "--graph", str(net["adj"]), "--clients", "2",
                "--partition", "by-region", "--rounds", "2", "--local-epochs", "1", "--finetune-epochs", "1",
-               "--out", str(out), "--json", *SMALL])
+               "--local-blend", "--out", str(out), "--json", *SMALL])
     captured = capsys.readouterr()
     assert rc == 0, captured.err[-2000:]
     summary = json.loads(captured.out.strip().splitlines()[-1])
+    # each client trained a local model (2 rounds x 1 epoch) and blended it with its fine-tuned one
+    assert len(summary["blend"]) == 2
+    for c, b in enumerate(summary["blend"]):
+        assert json.loads((out / f"client_{c}" / "local" / "train_summary.json").read_text())["epochs"] == 2
+        assert b["val_mae"] <= min(b["val_mae_federated"], b["val_mae_local"]) + 1e-6
+        assert json.loads((out / f"client_{c}" / "blend.json").read_text())["weights_local"] == b["weights_local"]
     # each client fine-tuned one epoch on its own data afterwards; best.pt is never worse on validation
     assert [t["epochs"] for t in summary["finetune"]] == [1, 1]
     assert all(t["val_mae"] <= t["val_mae_federated"] for t in summary["finetune"])
@@ -211,7 +219,7 @@ def test_simulate_writes_runs_that_evaluate(net, tmp_path, capsys):
     assert float(per[2]["val_mae"]) == pytest.approx(want, rel=1e-5)
 
     # client runs and the assembled global run are ordinary runs
-    for run in ("client_0", "client_1", "global"):
+    for run in ("client_0", "client_1", "global", "client_0/blend"):
         rc = main(["evaluate", str(out / run), "--json"])
         res = json.loads(capsys.readouterr().out)
         assert rc == 0 and set(res["horizons"]) == {"3", "6", "12"}

@@ -49,6 +49,10 @@ def _federation_args(p, *, data: bool) -> None:
                         "keeping it only where its validation MAE improves (default 0: none)")
     p.add_argument("--finetune-lr", type=float, default=None,
                    help="fine-tuning learning rate as a factor on train.lr (default 0.25)")
+    p.add_argument("--local-blend", action="store_true", default=None,
+                   help="after the rounds (and fine-tuning) each client also trains a model on its own data alone "
+                        "and blends the two, one weight per forecast step chosen on its validation split "
+                        "(client_<i>/blend)")
     p.add_argument("--model", default=None, help="registry name (default stgt)")
     p.add_argument("--config", help="YAML run config for the clients")
     p.add_argument("--seed", type=int, default=None)
@@ -92,7 +96,7 @@ _FED_FLAGS = {"clients": "clients", "rounds": "rounds", "strategy": "strategy", 
               "round_timeout": "round_timeout",
               "partition": "partition", "partition_seed": "partition_seed", "locations": "locations", "crs": "crs",
               "border_hops": "border_hops", "local_epochs": "local_epochs", "address": "address",
-              "finetune_epochs": "finetune_epochs", "finetune_lr": "finetune_lr"}
+              "finetune_epochs": "finetune_epochs", "finetune_lr": "finetune_lr", "local_blend": "local_blend"}
 
 
 def federated_config(args):
@@ -140,6 +144,9 @@ def run(args) -> int:
             for c, t in enumerate(summary.get("finetune", [])):
                 print(f"client {c}: fine-tuned on its own data, validation MAE {t['val_mae_federated']:.4f} -> "
                       f"{t['val_mae']:.4f}")
+            for c, b in enumerate(summary.get("blend", [])):
+                print(f"client {c}: blended with a local model, validation MAE {b['val_mae']:.4f} (federated "
+                      f"{b['val_mae_federated']:.4f}, local {b['val_mae_local']:.4f}); run {out}/client_{c}/blend")
             print(f"clients: {out}/client_0 .. client_{fed.clients - 1}; global model: {out}/global "
                   f"(stgraph evaluate {out}/global)")
         return 0
@@ -159,6 +166,10 @@ def run(args) -> int:
     if fed.finetune_epochs:
         from ..federated.client import finetune_client
         finetune_client(cdir, log=print)
+    if fed.local_blend:
+        from ..federated.local import blend_client, train_local
+        train_local(cdir, log=print)
+        blend_client(cdir, log=print)
     print(f"client {args.partition_id} done; run directory {out / f'client_{args.partition_id}'}")
     return 0
 

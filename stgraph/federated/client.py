@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -46,6 +47,11 @@ OPTIMIZER = "local.pt"
 #: in checkpoints/: the client's best round, kept when local fine-tuning replaces best.pt
 FEDERATED = "federated.pt"
 FINETUNE = "finetune.json"
+#: in a client folder (federated.local_blend, :mod:`.local`): the run trained on the client's own data alone,
+#: the run blending it with the federated model, and the blend's weights and validation MAE
+LOCAL = "local"
+BLEND = "blend"
+BLEND_INFO = "blend.json"
 
 
 # ------------------------------------------------------------------------------------ which layers are shared
@@ -123,14 +129,16 @@ def client_sensors(labels: np.ndarray, sensor_ids: Sequence[str], client: int, g
 
 def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph: nx.DiGraph | None,
                  own: Sequence[str], border: Sequence[str], local_epochs: int, personal: Sequence[str] = (),
-                 finetune_epochs: int = 0, finetune_lr: float = FINETUNE_LR) -> Path:
+                 finetune_epochs: int = 0, finetune_lr: float = FINETUNE_LR, local_blend_epochs: int = 0,
+                 local_scheduler: str = "cosine") -> Path:
     """Create the client folder ``out`` (an ordinary run directory) from the client's part of the data.
 
     Writes ``data/series.h5`` (the ``own`` sensors' readings and, for ``border``
     sensors, the null value at every step), ``data/graph.json`` (road links among
     them), ``config.yaml`` (``run_cfg`` pointing at those files, ``train.epochs =
     local_epochs``, constant learning rate, one CPU thread) and ``client.json`` (its sensors, the
-    personalised layers and the fine-tuning after the last round, :func:`finetune_client`).
+    personalised layers, the fine-tuning after the last round, :func:`finetune_client`, and the local
+    model's epochs and schedule, :mod:`.local`; 0 epochs: no local model).
 
     Args:
         series: the full :class:`~stgraph.io.Series` (``values [T, N, C]``); only the
@@ -143,8 +151,11 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
     out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
     for stale in [*(out / CHECKPOINTS).glob("*.pt"), *(out / "updates").glob("*.npz"), out / STATE,
-                  out / FINETUNE, RunFiles(out).metrics]:
+                  out / FINETUNE, out / BLEND_INFO, RunFiles(out).metrics]:
         stale.unlink(missing_ok=True)  # a new federation starts from scratch
+    for stale in (out / LOCAL, out / BLEND):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
     ids = list(own) + list(border)
     sub = series.select_sensors(ids)
     values = sub.values.copy()
@@ -166,7 +177,9 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
     atomic_write(out / CLIENT_INFO, json.dumps({"partition_id": client, "own_sensors": list(own),
                                                "border_sensors": list(border), "personal": list(personal),
                                                "finetune_epochs": int(finetune_epochs),
-                                               "finetune_lr": float(finetune_lr)}, indent=1))
+                                               "finetune_lr": float(finetune_lr),
+                                               "local_blend_epochs": int(local_blend_epochs),
+                                               "local_scheduler": local_scheduler}, indent=1))
     return out
 
 

@@ -44,6 +44,7 @@ class FederatedConfig:
     keep_optimizer: bool = True         #: each client keeps its AdamW moments between rounds (False: a new one each round)
     finetune_epochs: int = 0            #: after the last round each client fine-tunes its model this many epochs on its own data
     finetune_lr: float = FINETUNE_LR    #: the fine-tuning learning rate, as a factor on train.lr (cosine decay from it)
+    local_blend: bool = False           #: after that each client also trains a model on its own data alone and blends the two
     dp_noise: float = 0.0               #: Gaussian noise multiplier of Flower's DP (0 = off)
     dp_clip: float = 1.0                #: clipping norm of the client updates when dp_noise > 0
     dp_side: str = "server"             #: where Flower clips the updates: 'server' or 'client' (fixed clipping)
@@ -78,6 +79,8 @@ class FederatedConfig:
         for name in ("dp_clip", "round_timeout", "finetune_lr"):
             if not float(getattr(self, name)) > 0:
                 raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a number > 0")
+        if not isinstance(self.local_blend, bool):
+            raise ConfigError(f"federated.local_blend = {self.local_blend!r}: expected true or false")
         if ":" not in str(self.address):
             raise ConfigError(f"federated.address = {self.address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
         return self if crs == self.crs else dataclasses.replace(self, crs=crs)

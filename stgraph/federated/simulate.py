@@ -117,7 +117,9 @@ def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: li
             continue
         own, border = client_sensors(labels, series.sensor_ids, c, nx_graph, fed.border_hops)
         write_client(d, c, run_cfg, series, nx_graph, own, border, fed.local_epochs, fed.personal,
-                     finetune_epochs=fed.finetune_epochs, finetune_lr=fed.finetune_lr)
+                     finetune_epochs=fed.finetune_epochs, finetune_lr=fed.finetune_lr,
+                     local_blend_epochs=fed.rounds * fed.local_epochs if fed.local_blend else 0,
+                     local_scheduler="cosine" if fed.lr_schedule == "cosine" else "none")
     cuts = cut_edges(nx_graph, series.sensor_ids, labels) if nx_graph is not None else None
     return {"labels": labels, "sensor_ids": list(series.sensor_ids), "client_dirs": dirs, "cut_edges": cuts}
 
@@ -131,7 +133,9 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
     and one torch thread; ``cpus`` clients train at once (default: one per client, at most the
     machine's CPUs). Afterwards the global run is exported to ``OUT/global`` and, with
     ``fed.finetune_epochs``, each client fine-tunes its own model on its own data
-    (:func:`~.client.finetune_client`; ``OUT/global`` stays the federation's).
+    (:func:`~.client.finetune_client`; ``OUT/global`` stays the federation's) and, with
+    ``fed.local_blend``, trains a model on its own data alone and blends the two
+    (:mod:`~.local`, ``OUT/client_<i>/blend``).
     Returns the summary (also written to ``OUT/summary.json``).
     """
     from flwr.clientapp import ClientApp
@@ -173,8 +177,9 @@ def simulate(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, *, recor
                            f"above (a client failed)")
     export_global(out, fed)
     tuned = finetune_clients(out, fed, verbose=verbose)
+    blended = blend_clients(out, fed, verbose=verbose)
     summary = summarise(out, fed, info, seconds, engine=f"flwr {_flwr_version()} run_simulation (ray)",
-                        finetune=tuned)
+                        finetune=tuned, blend=blended)
     return summary
 
 
@@ -187,6 +192,24 @@ def finetune_clients(out: str | Path, fed: FederatedConfig, verbose: bool = True
         return []
     return [finetune_client(Path(out) / f"client_{c}", fed.finetune_epochs, fed.finetune_lr,
                             log=print if verbose else None) for c in range(fed.clients)]
+
+
+def blend_clients(out: str | Path, fed: FederatedConfig, verbose: bool = True) -> list[dict]:
+    """With ``fed.local_blend``, each client of the federation in ``out`` trains its local model and blends
+    it with its federated one (:func:`~.local.train_local`, :func:`~.local.blend_client`; one after
+    another in this process); ``[]`` otherwise."""
+    from .local import blend_client, train_local
+
+    if not fed.local_blend:
+        return []
+    log = print if verbose else None
+    result = []
+    for c in range(fed.clients):
+        d = Path(out) / f"client_{c}"
+        t0 = time.perf_counter()
+        train_local(d, log=log)
+        result.append({**blend_client(d, log=log), "seconds": round(time.perf_counter() - t0, 1)})
+    return result
 
 
 def _cpu_count() -> int:
@@ -214,7 +237,7 @@ def read_rounds(server_dir: str | Path) -> list[dict]:
 
 
 def summarise(out: Path, fed: FederatedConfig, info: dict, seconds: float, engine: str,
-              finetune: list[dict] | None = None) -> dict:
+              finetune: list[dict] | None = None, blend: list[dict] | None = None) -> dict:
     hist = read_rounds(out / "server")
     best = min(hist, key=lambda r: r["val_mae"])
     sizes = np.bincount(info["labels"], minlength=fed.clients).tolist()
@@ -226,6 +249,8 @@ def summarise(out: Path, fed: FederatedConfig, info: dict, seconds: float, engin
                "dp_noise": fed.dp_noise}
     if finetune:
         summary["finetune"] = finetune
+    if blend:
+        summary["blend"] = blend
     atomic_write(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 

@@ -13,7 +13,8 @@ from .gwnet import GraphWaveNet
 from .gman import GMAN
 from .staeformer import STAEformer
 from .stid import STID
+from .blend import Blend
 
 __all__ = ["available_models", "build_model", "count_parameters", "get_model_class", "register",
            "LastValue", "HistoricalAverage", "VectorAutoregression", "STGT",
-           "DCRNN", "STGCN", "GraphWaveNet", "GMAN", "STAEformer", "STID"]
+           "DCRNN", "STGCN", "GraphWaveNet", "GMAN", "STAEformer", "STID", "Blend"]

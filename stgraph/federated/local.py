@@ -1,0 +1,156 @@
+"""A client's local model and its blend with the federation's (``federated.local_blend``).
+
+After the last round (and fine-tuning), a client trains a model on its own data alone, as many
+passes over it as the federation made (``rounds x local_epochs``), in ``client_<i>/local/``. Then it
+blends that model's forecast with its federated one, one weight per forecast step chosen on its
+validation split from a grid (0, 0.05, ..., 1), and saves the blend as an ordinary run in
+``client_<i>/blend/`` (:class:`stgraph.models.blend.Blend`). Weight 0 is the federated model alone,
+1 the local model alone: a region the other regions' data does not help keeps its own model where
+validation says so. This is APFL's local/global mixture (Deng et al., 2020), with the weight chosen
+on validation. Nothing is sent.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import with_fields
+from ..errors import ConfigError
+from ..files import atomic_write
+from ..metrics import MetricAccumulator
+from ..models.blend import blend_params
+from ..models.registry import build_model, count_parameters
+from ..training.checkpoint import load_checkpoint, save_checkpoint
+from ..training.layout import BEST, LAST, RunFiles
+from ..training.prepare import model_sizes
+from .client import BLEND, BLEND_INFO, LOCAL, _load
+
+GRID = 21          #: weights 0, 0.05, ..., 1 tried at every forecast step
+
+
+def train_local(client_dir: str | Path, epochs: int | None = None, log=None):
+    """Train the client's model on its own data alone into ``client_dir/local`` (an ordinary run).
+
+    The client's run config with ``train.epochs = epochs`` (default ``local_blend_epochs`` of
+    ``client.json``: rounds x local epochs) and ``train.scheduler`` ``local_scheduler`` (cosine when
+    the federation's learning rate is cosine over the rounds); an old ``local`` run is replaced.
+    Returns the finished :class:`~stgraph.training.run.Run`.
+    """
+    from ..training.run import train
+
+    d = Path(client_dir)
+    cfg, _, info = _load(d)
+    epochs = int(info.get("local_blend_epochs", 0) if epochs is None else epochs)
+    if epochs < 1:
+        raise ConfigError(f"'{d}': the local model needs epochs >= 1; got {epochs} (client.json "
+                          f"local_blend_epochs; set federated.local_blend)")
+    cfg = with_fields(cfg, {"train.epochs": epochs, "train.scheduler": info.get("local_scheduler", "cosine")})
+    t0 = time.perf_counter()
+    run = train(cfg, d / LOCAL, overwrite=True, log=lambda *a, **k: None)
+    if log is not None:
+        log(f"client {info['partition_id']}: trained a local model on its own data ({epochs} epochs, "
+            f"{time.perf_counter() - t0:.0f} s), validation MAE {run.state['best_val']:.4f}")
+    return run
+
+
+def _split_predictions(run, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(forecast, y)`` of a run on ``split``, each ``[W, T_out, N, C_out]`` in data units (point forecasts)."""
+    outs, ys = [], []
+    for out, y, _ in run.predictions(split):
+        if not isinstance(out, torch.Tensor):
+            raise ConfigError("blending needs point forecasts; a probabilistic run cannot be blended")
+        outs.append(out)
+        ys.append(y)
+    return torch.cat(outs), torch.cat(ys)
+
+
+def _same_scaling(a: dict, b: dict) -> bool:
+    """Two scaler states alike up to rounding (the same statistics summed in another order)."""
+    if a.keys() != b.keys() or a.get("channels") != b.get("channels"):
+        return False
+    return all(torch.allclose(torch.as_tensor(a[k], dtype=torch.float64), torch.as_tensor(b[k], dtype=torch.float64),
+                              rtol=1e-9, atol=0) for k in a if k != "channels")
+
+
+def choose_weights(fed: torch.Tensor, local: torch.Tensor, y: torch.Tensor, null_value: float,
+                   grid: int = GRID) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per forecast step, the weight ``a`` on ``local`` (``1 - a`` on ``fed``) among ``grid`` evenly spaced
+    values in [0, 1] with the lowest masked MAE against ``y``.
+
+    Args:
+        fed, local, y: ``[W, T_out, N, C]`` forecasts and targets in data units.
+
+    Returns:
+        ``(a [T_out], mae [grid, T_out])``: the chosen weights and the MAE of every grid value at every step.
+    """
+    horizon = y.shape[1]
+    values = torch.linspace(0, 1, grid)
+    mae = torch.empty(grid, horizon)
+    for i, a in enumerate(values):
+        acc = MetricAccumulator(horizon, null_value=null_value)
+        acc.update(a * local + (1 - a) * fed, y)
+        res = acc.compute(tuple(range(1, horizon + 1)))
+        mae[i] = torch.tensor([res["horizons"][str(t)]["mae"] for t in range(1, horizon + 1)])
+    return values[mae.argmin(0)], mae
+
+
+def blend_client(client_dir: str | Path, log=None) -> dict:
+    """Blend the client's federated model (``best.pt``: its best round, or its fine-tuned model) with its
+    local one (``local/``, :func:`train_local`) into the run ``client_dir/blend``.
+
+    Returns ``{"weights_local": [T_out], "val_mae_federated", "val_mae_local", "val_mae"}`` (validation
+    MAE over all steps, also written to ``blend.json`` in the client folder).
+    """
+    from ..training.run import Run, graph_fingerprint
+
+    d = Path(client_dir)
+    if not RunFiles(d / LOCAL).config.is_file():
+        raise ConfigError(f"'{d}': no local model in '{d / LOCAL}'; train it first (train_local)")
+    fed_run, local_run = Run.open(d), Run.open(d / LOCAL)
+    if list(fed_run.data.sensor_ids) != list(local_run.data.sensor_ids):
+        raise ConfigError(f"'{d / LOCAL}' forecasts other sensors than '{d}'; train the local model again")
+    fed_val, y = _split_predictions(fed_run, "val")
+    local_val, _ = _split_predictions(local_run, "val")
+    if not _same_scaling(fed_run.data.scaler.state_dict(), local_run.data.scaler.state_dict()):
+        raise ConfigError(f"'{d / LOCAL}' was scaled otherwise than '{d}' (another training split?); train the "
+                          f"local model again")
+    a, mae = choose_weights(fed_val, local_val, y, fed_run.null_value)
+    chosen = mae.gather(0, (a * (mae.shape[0] - 1)).round().long()[None])[0]
+    # validation MAE as the mean over the forecast steps (each step has the same windows)
+    result = {"weights_local": [round(float(v), 4) for v in a], "val_mae_federated": float(mae[0].mean()),
+              "val_mae_local": float(mae[-1].mean()), "val_mae": float(chosen.mean())}
+
+    cfg, prep, info = _load(d)
+    members = [(cfg.model.name, cfg.model.params), (local_run.config.model.name, local_run.config.model.params)]
+    bcfg = with_fields(cfg, {"model.name": "blend", "model.params": blend_params(members, torch.stack([1 - a, a]))})
+    bcfg.validate()
+    model = build_model("blend", model_sizes(prep.data, cfg.model.probabilistic), bcfg.model.params)
+    model.members[0].load_state_dict(fed_run.model.state_dict())
+    model.members[1].load_state_dict(local_run.model.state_dict())
+    out = RunFiles(d / BLEND)
+    out.root.mkdir(exist_ok=True)
+    for p in out.written():
+        p.unlink()
+    bcfg.to_yaml(out.config)
+    base = load_checkpoint(RunFiles(d).best if RunFiles(d).best.is_file() else RunFiles(d).last)
+    ckpt = {"model": model.state_dict(), "config": bcfg.to_dict(), "scaler": base["scaler"],
+            "fingerprint": {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)},
+            "trainer": {"epoch": 0, "best_val": result["val_mae"], "best_epoch": 0}}
+    save_checkpoint(ckpt, out.checkpoint(BEST))
+    save_checkpoint(ckpt, out.checkpoint(LAST))
+    atomic_write(out.info, json.dumps({"model": "blend", "parameters": count_parameters(model),
+                                       "sensor_ids": list(prep.series.sensor_ids), "channels": list(prep.series.channels),
+                                       "target_channels": list(prep.data.target_channels),
+                                       "fingerprint": ckpt["fingerprint"], "source": str(prep.series.source),
+                                       "members": [str(d.resolve()), str((d / LOCAL).resolve())],
+                                       "federated": {"partition_id": info["partition_id"], **result}}, indent=1))
+    atomic_write(d / BLEND_INFO, json.dumps(result, indent=1))
+    if log is not None:
+        log(f"client {info['partition_id']}: blended its federated and local models, weight on the local one "
+            f"{min(result['weights_local']):.2f} .. {max(result['weights_local']):.2f} over the steps; validation MAE "
+            f"federated {result['val_mae_federated']:.4f}, local {result['val_mae_local']:.4f}, blend "
+            f"{result['val_mae']:.4f}")
+    return result
