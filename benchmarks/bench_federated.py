@@ -49,9 +49,9 @@ HORIZONS = (3, 6, 12)
 PERSONAL = ["^head_", "^persistence_gate"]  # kept on each client besides the sensor embeddings
 
 
-def run_config(data: str, graph: str, epochs: int, threads: int) -> RunConfig:
+def run_config(data: str, graph: str, epochs: int, threads: int, seed: int = 0) -> RunConfig:
     cfg = with_fields(RunConfig(), {"data.path": data, "data.graph": graph})
-    for s in SMALL + [f"train.epochs={epochs}", f"train.threads={threads}"]:
+    for s in SMALL + [f"train.epochs={epochs}", f"train.threads={threads}", f"train.seed={seed}"]:
         cfg = apply_override(cfg, s)
     return cfg.validate()
 
@@ -125,6 +125,11 @@ def dp_table(work: Path, rounds: int) -> list[tuple]:
     return rows
 
 
+def seeded(name: str, seed: int) -> str:
+    """A run's folder name in ``--work`` for training seed ``seed`` (seed 0: the name itself)."""
+    return name if seed == 0 else f"{name}_seed{seed}"
+
+
 def finished(run_dir: Path) -> bool:
     """A run directory whose training ended (``train_summary.json`` for a run, ``summary.json`` for a federation)."""
     return (run_dir / "train_summary.json").is_file() or (run_dir / "summary.json").is_file()
@@ -145,7 +150,8 @@ def fed_name(args) -> str:
 
     personal = "_personal-" + hashlib.sha1("\n".join(args.personal).encode()).hexdigest()[:6] if args.personal else ""
     return ("federated" + personal + (f"_le{args.local_epochs}" if args.local_epochs != 1 else "")
-            + (f"_ft{args.finetune_epochs}" if args.finetune_epochs else "") + ("_blend" if args.local_blend else ""))
+            + (f"_ft{args.finetune_epochs}" if args.finetune_epochs else "") + ("_blend" if args.local_blend else "")
+            + (f"_seed{args.seed}" if args.seed else ""))
 
 
 def main() -> int:
@@ -168,6 +174,9 @@ def main() -> int:
                     help="no local model blended into each client's federated one (default: blended)")
     ap.add_argument("--no-control", dest="control", action="store_false",
                     help="skip the control (each client alone, blended with a second alone model, seed 1)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed of every model (train.seed; the control's second alone model takes seed + 1); "
+                         "the partition does not change")
     ap.add_argument("--dp-rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the centralised / alone runs")
     ap.add_argument("--sim-cpus", type=int, default=1, help="clients Flower's simulation trains at once")
@@ -210,7 +219,7 @@ def main() -> int:
     fed_dir = work / fed_name(args)
     if args.only in ("all", "federated") and not finished(fed_dir):
         prepare_out(fed_dir, overwrite=True)
-        timed("federated", lambda: simulate(fed, run_config(str(data), str(graph), 1, 1), fed_dir,
+        timed("federated", lambda: simulate(fed, run_config(str(data), str(graph), 1, 1, args.seed), fed_dir,
                                             cpus=args.sim_cpus))
     if args.only in ("all", "federated") and args.local_blend and finished(fed_dir):
         summary = json.loads((fed_dir / "summary.json").read_text())
@@ -221,47 +230,41 @@ def main() -> int:
             summary["blend_seconds"] = round(time.perf_counter() - t0, 1)
             atomic_write(fed_dir / "summary.json", json.dumps(summary, indent=1))
     if args.only in ("all", "baselines"):
-        central = work / "centralised"
+        central = work / seeded("centralised", args.seed)
         if not finished(central):
             shutil.rmtree(central, ignore_errors=True)
-            timed("centralised", lambda: train(run_config(str(data), str(graph), args.epochs, args.threads), central))
-        for c in range(k):
-            cdir, alone = part / f"client_{c}", work / f"alone_{c}"
+            timed(central.name, lambda: train(run_config(str(data), str(graph), args.epochs, args.threads, args.seed),
+                                              central))
+        # each client alone, and for the control a second alone model with the next seed
+        for c, seed in [(c, args.seed) for c in range(k)] + [(c, args.seed + 1) for c in range(k) if args.control]:
+            cdir, alone = part / f"client_{c}", work / seeded(f"alone_{c}", seed)
             if finished(alone):
                 continue
             cfg = run_config(str(cdir / "data" / "series.h5"), str(cdir / "data" / "graph.json"), args.epochs,
-                             args.threads)
+                             args.threads, seed)
             shutil.rmtree(alone, ignore_errors=True)
-            timed(f"alone_{c}", lambda: train(cfg, alone))
-        for c in range(k) if args.control else ():
-            cdir, alone = part / f"client_{c}", work / f"alone_{c}_seed1"
-            if finished(alone):
-                continue
-            cfg = with_fields(run_config(str(cdir / "data" / "series.h5"), str(cdir / "data" / "graph.json"),
-                                         args.epochs, args.threads), {"train.seed": 1})
-            shutil.rmtree(alone, ignore_errors=True)
-            timed(f"alone_{c}_seed1", lambda: train(cfg, alone))
+            timed(alone.name, lambda: train(cfg, alone))
     dp_path = work / "dp.json"
     if args.only in ("all", "dp") and not dp_path.is_file():
         timed("dp", lambda: dp_path.write_text(json.dumps(dp_table(work, args.dp_rounds))))
-    runs = [fed_dir, work / "centralised", *(work / f"alone_{c}" for c in range(k)),
-            *(work / f"alone_{c}_seed1" for c in range(k) if args.control)]
+    runs = [fed_dir, work / seeded("centralised", args.seed), *(work / seeded(f"alone_{c}", args.seed) for c in range(k)),
+            *(work / seeded(f"alone_{c}", args.seed + 1) for c in range(k) if args.control)]
     blended = not args.local_blend or (finished(fed_dir) and "blend" in json.loads((fed_dir / "summary.json").read_text()))
     if not all(finished(r) for r in runs) or not dp_path.is_file() or not blended:
         print(f"runs so far in {work}; the table is written when every part has finished there")
         return 0
-    write_report(args, work, own, json.loads(dp_path.read_text()), run_seconds(work, fed_dir, k))
+    write_report(args, work, own, json.loads(dp_path.read_text()), run_seconds(work, fed_dir, k, args.seed))
     print(f"runs in {work}")
     return 0
 
 
-def run_seconds(work: Path, fed_dir: Path, k: int) -> dict:
+def run_seconds(work: Path, fed_dir: Path, k: int, seed: int = 0) -> dict:
     """Wall seconds of each part, from the runs themselves (training time; the federation's simulation)."""
     summary = json.loads((fed_dir / "summary.json").read_text())
     secs = {"federated": summary["seconds"]}
     if summary.get("blend"):
         secs["local models and blends"] = sum(b["seconds"] for b in summary["blend"])
-    for name in ["centralised", *(f"alone_{c}" for c in range(k)), *(f"alone_{c}_seed1" for c in range(k))]:
+    for name in [seeded("centralised", seed), *(seeded(f"alone_{c}", s) for s in (seed, seed + 1) for c in range(k))]:
         if (work / name / "train_summary.json").is_file():
             secs[name] = json.loads((work / name / "train_summary.json").read_text())["train_seconds"]
     timed = json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {}
@@ -294,10 +297,11 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
         if blend:
             table[final].append(mae_on(cdir / "blend", own[c]))
             weights[final].append(json.loads((cdir / "blend.json").read_text())["weights_local"])
-        table["centralised"].append(mae_on(work / "centralised", own[c]))
-        table["alone"].append(mae_on(work / f"alone_{c}", own[c]))
+        table["centralised"].append(mae_on(work / seeded("centralised", args.seed), own[c]))
+        table["alone"].append(mae_on(work / seeded(f"alone_{c}", args.seed), own[c]))
         if args.control:
-            *res, w = blended_mae(work / f"alone_{c}", work / f"alone_{c}_seed1", own[c])
+            *res, w = blended_mae(work / seeded(f"alone_{c}", args.seed), work / seeded(f"alone_{c}", args.seed + 1),
+                                  own[c])
             table[control].append(tuple(res))
             weights[control].append(w)
     sched = {"cosine": "cosine over the rounds", "step": "step decay over the rounds",
@@ -309,6 +313,7 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
              f"{''.join(f' --personal {p!r}' for p in args.personal)} "
              f"--finetune-epochs {args.finetune_epochs} --finetune-lr {args.finetune_lr:g} "
              f"{'' if blend else '--no-local-blend '}{'' if args.control else '--no-control '}"
+             f"{f'--seed {args.seed} ' if args.seed else ''}"
              f"--dp-rounds {args.dp_rounds} --threads {args.threads} --sim-cpus {args.sim_cpus}`, 2-core CPU.", "",
              f"Model: `stgt` ({', '.join(s for s in SMALL if s.startswith('model.'))}), batch 32, lr 0.002. "
              f"Centralised and alone: {args.epochs} epochs, cosine schedule. Federated: Flower "
@@ -326,7 +331,7 @@ def write_report(args, work: Path, own: list, dp: list, times: dict) -> None:
                 "0, 0.05, ..., 1 chosen on its validation MAE (APFL's local/global mixture, Deng et al. 2020; "
                 "the blend is saved as an ordinary run in client_<i>/blend)" if blend else "")
              + (". Control: each client's alone model blended in the same way with a second alone model "
-                "(train.seed=1), which shows what blending two models gives without the federation" if args.control
+                f"(train.seed={args.seed + 1}), which shows what blending two models gives without the federation" if args.control
                 else "") + ". Test split (last 20% of windows), masked MAE in mph.", "",
              f"Sensors per client: {summary['sensors_per_client']}; road links cut by the partition: "
              f"{summary['cut_edges']}. Rounds to converge (global validation MAE within 2% of its best): "
