@@ -106,6 +106,7 @@ def test_client_blend_is_an_ordinary_run_of_the_two_models(tmp_path):
     for (f, _, _), (lo, _, _), (b, _, _) in zip(fed_run.predictions("val"), loc_run.predictions("val"),
                                                 blend.predictions("val")):
         assert torch.allclose(b, a * lo + (1 - a) * f, atol=1e-4)
+    assert blend.config.model.name == "blend" and blend.config.model.params["weights"][1] == res["weights_local"]
     assert main(["evaluate", str(cdir / BLEND), "--split", "val", "--json"]) == 0
     # a new federation in the same folder starts without the old local model and blend
     setup(fed, cfg.validate(), tmp_path / "fed")

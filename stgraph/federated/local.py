@@ -119,22 +119,23 @@ def blend_client(client_dir: str | Path, log=None) -> dict:
                           f"local model again")
     a, mae = choose_weights(fed_val, local_val, y, fed_run.null_value)
     chosen = mae.gather(0, (a * (mae.shape[0] - 1)).round().long()[None])[0]
+    weights = [round(float(v), 4) for v in a]  # grid values, written as the decimals they are
     # validation MAE as the mean over the forecast steps (each step has the same windows)
-    result = {"weights_local": [round(float(v), 4) for v in a], "val_mae_federated": float(mae[0].mean()),
+    result = {"weights_local": weights, "val_mae_federated": float(mae[0].mean()),
               "val_mae_local": float(mae[-1].mean()), "val_mae": float(chosen.mean())}
 
     cfg, prep, info = _load(d)
     members = [(cfg.model.name, cfg.model.params), (local_run.config.model.name, local_run.config.model.params)]
-    bcfg = with_fields(cfg, {"model.name": "blend", "model.params": blend_params(members, torch.stack([1 - a, a]))})
-    bcfg.validate()
+    params = blend_params(members, [[round(1 - w, 4) for w in weights], weights])
+    bcfg = with_fields(cfg, {"model.name": "blend", "model.params": params}).validate()
     model = build_model("blend", model_sizes(prep.data, cfg.model.probabilistic), bcfg.model.params)
     model.members[0].load_state_dict(fed_run.model.state_dict())
     model.members[1].load_state_dict(local_run.model.state_dict())
     out = RunFiles(d / BLEND)
     out.root.mkdir(exist_ok=True)
+    out.config.unlink(missing_ok=True)  # config.yaml marks a finished run: removed first, written last
     for p in out.written():
         p.unlink()
-    bcfg.to_yaml(out.config)
     base = load_checkpoint(RunFiles(d).best if RunFiles(d).best.is_file() else RunFiles(d).last)
     ckpt = {"model": model.state_dict(), "config": bcfg.to_dict(), "scaler": base["scaler"],
             "fingerprint": {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)},
@@ -147,6 +148,7 @@ def blend_client(client_dir: str | Path, log=None) -> dict:
                                        "fingerprint": ckpt["fingerprint"], "source": str(prep.series.source),
                                        "members": [str(d.resolve()), str((d / LOCAL).resolve())],
                                        "federated": {"partition_id": info["partition_id"], **result}}, indent=1))
+    bcfg.to_yaml(out.config)
     atomic_write(d / BLEND_INFO, json.dumps(result, indent=1))
     if log is not None:
         log(f"client {info['partition_id']}: blended its federated and local models, weight on the local one "
