@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from stgraph.errors import ConfigError
-from stgraph.federated.local import choose_weights
 from stgraph.models import build_model
+from stgraph.models.blend import choose_weights
 
 SIZES = {"num_nodes": 5, "in_channels": 1, "out_channels": 1, "input_len": 12, "horizon": 4, "steps_per_day": 288,
          "target_channels": [0]}
@@ -68,6 +68,7 @@ def test_choose_weights_per_step_on_masked_mae():
 
 
 def test_client_blend_is_an_ordinary_run_of_the_two_models(tmp_path):
+    pytest.importorskip("flwr")
     from stgraph.cli.main import main
     from stgraph.config import RunConfig, apply_override, with_fields
     from stgraph.federated.client import BLEND, BLEND_INFO, LOCAL, StgraphClient
@@ -77,7 +78,6 @@ def test_client_blend_is_an_ordinary_run_of_the_two_models(tmp_path):
     from stgraph.synth import write_synthetic
     from stgraph.training.run import Run
 
-    pytest.importorskip("flwr")
     net = write_synthetic(tmp_path / "synth", num_sensors=10, days=2, seed=3)
     cfg = with_fields(RunConfig(), {"data.path": str(net["data"]), "data.graph": str(net["adj"])})
     for s in ("model.params.hidden=8", "model.params.heads=2", "model.params.encoder_layers=1",
@@ -114,6 +114,6 @@ def test_client_blend_is_an_ordinary_run_of_the_two_models(tmp_path):
 
 
 def test_local_blend_config_is_checked():
-    from stgraph.federated.config import FederatedConfig
+    from stgraph.federated.config import FederatedConfig  # no flwr needed for the config
     with pytest.raises(ConfigError, match="local_blend = 'yes'"):
         FederatedConfig(local_blend="yes").validate()

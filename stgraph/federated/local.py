@@ -20,15 +20,12 @@ import torch
 from ..config import with_fields
 from ..errors import ConfigError
 from ..files import atomic_write
-from ..metrics import MetricAccumulator
-from ..models.blend import blend_params
+from ..models.blend import blend_params, choose_weights
 from ..models.registry import build_model, count_parameters
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.layout import BEST, LAST, RunFiles
 from ..training.prepare import model_sizes
 from .client import BLEND, BLEND_INFO, LOCAL, _load
-
-GRID = 21          #: weights 0, 0.05, ..., 1 tried at every forecast step
 
 
 def train_local(client_dir: str | Path, epochs: int | None = None, log=None):
@@ -73,28 +70,6 @@ def _same_scaling(a: dict, b: dict) -> bool:
         return False
     return all(torch.allclose(torch.as_tensor(a[k], dtype=torch.float64), torch.as_tensor(b[k], dtype=torch.float64),
                               rtol=1e-9, atol=0) for k in a if k != "channels")
-
-
-def choose_weights(fed: torch.Tensor, local: torch.Tensor, y: torch.Tensor, null_value: float,
-                   grid: int = GRID) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per forecast step, the weight ``a`` on ``local`` (``1 - a`` on ``fed``) among ``grid`` evenly spaced
-    values in [0, 1] with the lowest masked MAE against ``y``.
-
-    Args:
-        fed, local, y: ``[W, T_out, N, C]`` forecasts and targets in data units.
-
-    Returns:
-        ``(a [T_out], mae [grid, T_out])``: the chosen weights and the MAE of every grid value at every step.
-    """
-    horizon = y.shape[1]
-    values = torch.linspace(0, 1, grid)
-    mae = torch.empty(grid, horizon)
-    for i, a in enumerate(values):
-        acc = MetricAccumulator(horizon, null_value=null_value)
-        acc.update(a * local + (1 - a) * fed, y)
-        res = acc.compute(tuple(range(1, horizon + 1)))
-        mae[i] = torch.tensor([res["horizons"][str(t)]["mae"] for t in range(1, horizon + 1)])
-    return values[mae.argmin(0)], mae
 
 
 def blend_client(client_dir: str | Path, log=None) -> dict:

@@ -16,6 +16,8 @@ from torch import nn
 
 from .registry import build_model, register
 
+GRID = 21  #: weights 0, 0.05, ..., 1 tried at every forecast step by :func:`choose_weights`
+
 
 @register("blend")
 class Blend(nn.Module):
@@ -73,3 +75,27 @@ def blend_params(members: Sequence[tuple[str, dict]], weights) -> dict:
     w = weights.tolist() if isinstance(weights, torch.Tensor) else [list(map(float, r)) if isinstance(r, (list, tuple))
                                                                    else float(r) for r in weights]
     return {"members": [{"name": n, "params": dict(p)} for n, p in members], "weights": w}
+
+
+def choose_weights(fed: torch.Tensor, local: torch.Tensor, y: torch.Tensor, null_value: float,
+                   grid: int = GRID) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per forecast step, the weight ``a`` on ``local`` (``1 - a`` on ``fed``) among ``grid`` evenly spaced
+    values in [0, 1] with the lowest masked MAE against ``y``.
+
+    Args:
+        fed, local, y: ``[W, T_out, N, C]`` forecasts and targets in data units.
+
+    Returns:
+        ``(a [T_out], mae [grid, T_out])``: the chosen weights and the MAE of every grid value at every step.
+    """
+    from ..metrics import MetricAccumulator
+
+    horizon = y.shape[1]
+    values = torch.linspace(0, 1, grid)
+    mae = torch.empty(grid, horizon)
+    for i, a in enumerate(values):
+        acc = MetricAccumulator(horizon, null_value=null_value)
+        acc.update(a * local + (1 - a) * fed, y)
+        res = acc.compute(tuple(range(1, horizon + 1)))
+        mae[i] = torch.tensor([res["horizons"][str(t)]["mae"] for t in range(1, horizon + 1)])
+    return values[mae.argmin(0)], mae
