@@ -84,6 +84,9 @@ def test_client_blend_is_an_ordinary_run_of_the_two_models(tmp_path):
               "train.batch_size=16", "train.max_batches=3", "train.device=cpu"):
         cfg = apply_override(cfg, s)
     fed = FederatedConfig(clients=2, partition="random", rounds=2, local_blend=True).validate()
+    with pytest.raises(ConfigError, match="blends point forecasts, and model.probabilistic is on"):
+        setup(fed, apply_override(cfg, "model.probabilistic=true").validate(), tmp_path / "fed")
+    assert not (tmp_path / "fed").exists()  # refused before anything was written
     cdir = setup(fed, cfg.validate(), tmp_path / "fed")["client_dirs"][0]
     info = json.loads((cdir / "client.json").read_text())
     assert info["local_blend_epochs"] == 2 and info["local_scheduler"] == "none"

@@ -101,6 +101,9 @@ def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: li
 
     fed = fed.validate()
     run_cfg.validate()
+    if fed.local_blend and run_cfg.model.probabilistic:
+        raise ConfigError("federated.local_blend (--local-blend) blends point forecasts, and model.probabilistic "
+                          "is on; drop one of the two")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     series, nx_graph, _ = load_series_and_graph(run_cfg)
