@@ -22,10 +22,10 @@ from ..errors import ConfigError
 from ..files import atomic_write
 from ..models.blend import blend_params, choose_weights
 from ..models.registry import build_model, count_parameters
-from ..training.checkpoint import load_checkpoint, save_checkpoint
+from ..training.checkpoint import save_checkpoint
 from ..training.layout import BEST, LAST, RunFiles
 from ..training.prepare import model_sizes
-from .client import BLEND, BLEND_INFO, LOCAL, _load
+from .client import BLEND, BLEND_INFO, CLIENT_INFO, LOCAL, _load
 
 
 def train_local(client_dir: str | Path, epochs: int | None = None, log=None):
@@ -93,17 +93,17 @@ def blend_client(client_dir: str | Path, log=None) -> dict:
         raise ConfigError(f"'{d / LOCAL}' was scaled otherwise than '{d}' (another training split?); train the "
                           f"local model again")
     a, mae = choose_weights(fed_val, local_val, y, fed_run.null_value)
-    chosen = mae.gather(0, (a * (mae.shape[0] - 1)).round().long()[None])[0]
+    chosen = mae.min(0).values  # the MAE of the chosen weight at each step
     weights = [round(float(v), 4) for v in a]  # grid values, written as the decimals they are
     # validation MAE as the mean over the forecast steps (each step has the same windows)
     result = {"weights_local": weights, "val_mae_federated": float(mae[0].mean()),
               "val_mae_local": float(mae[-1].mean()), "val_mae": float(chosen.mean())}
 
-    cfg, prep, info = _load(d)
+    cfg, data, info = fed_run.config, fed_run.data, json.loads((d / CLIENT_INFO).read_text())
     members = [(cfg.model.name, cfg.model.params), (local_run.config.model.name, local_run.config.model.params)]
     params = blend_params(members, [[round(1 - w, 4) for w in weights], weights])
     bcfg = with_fields(cfg, {"model.name": "blend", "model.params": params}).validate()
-    model = build_model("blend", model_sizes(prep.data, cfg.model.probabilistic), bcfg.model.params)
+    model = build_model("blend", model_sizes(data, cfg.model.probabilistic), bcfg.model.params)
     model.members[0].load_state_dict(fed_run.model.state_dict())
     model.members[1].load_state_dict(local_run.model.state_dict())
     out = RunFiles(d / BLEND)
@@ -111,16 +111,16 @@ def blend_client(client_dir: str | Path, log=None) -> dict:
     out.config.unlink(missing_ok=True)  # config.yaml marks a finished run: removed first, written last
     for p in out.written():
         p.unlink()
-    base = load_checkpoint(RunFiles(d).best if RunFiles(d).best.is_file() else RunFiles(d).last)
-    ckpt = {"model": model.state_dict(), "config": bcfg.to_dict(), "scaler": base["scaler"],
-            "fingerprint": {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)},
+    ckpt = {"model": model.state_dict(), "config": bcfg.to_dict(), "scaler": data.scaler.state_dict(),
+            "fingerprint": {"data": data.fingerprint(), "graph": graph_fingerprint(fed_run.graph)},
             "trainer": {"epoch": 0, "best_val": result["val_mae"], "best_epoch": 0}}
     save_checkpoint(ckpt, out.checkpoint(BEST))
     save_checkpoint(ckpt, out.checkpoint(LAST))
     atomic_write(out.info, json.dumps({"model": "blend", "parameters": count_parameters(model),
-                                       "sensor_ids": list(prep.series.sensor_ids), "channels": list(prep.series.channels),
-                                       "target_channels": list(prep.data.target_channels),
-                                       "fingerprint": ckpt["fingerprint"], "source": str(prep.series.source),
+                                       "sensor_ids": list(fed_run.series.sensor_ids),
+                                       "channels": list(fed_run.series.channels),
+                                       "target_channels": list(data.target_channels),
+                                       "fingerprint": ckpt["fingerprint"], "source": str(fed_run.series.source),
                                        "members": [str(d.resolve()), str((d / LOCAL).resolve())],
                                        "federated": {"partition_id": info["partition_id"], **result}}, indent=1))
     bcfg.to_yaml(out.config)
