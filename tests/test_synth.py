@@ -394,3 +394,28 @@ def test_metr_la_scale_is_fast():
     assert s.timestamps[-1] == np.datetime64("2012-06-27T23:55")
     assert 0.02 < s.missing_ratio < 0.10
     assert took < 30, f"generating METR-LA scale took {took:.1f}s"
+
+
+def test_daily_counts_file(tmp_path):
+    """Daily counts per region (issue 23, small data): days x regions, one midnight stamp a day, whole
+    counts with real zeros, a weekly rhythm, and the same file for the same seed."""
+    from stgraph.io import read_series
+
+    paths = synth.write_synthetic_counts(tmp_path / "a", num_sensors=100, days=60, interval="day")
+    s = read_series(paths["data"])
+    v = s.values[:, :, 0]
+    assert s.shape == (60, 100, 1) and math.isnan(s.null_value)
+    assert s.interval == np.timedelta64(1, "D")
+    stamps = np.datetime_as_string(s.timestamps, unit="s")
+    assert stamps[0] == "2012-03-05T00:00:00" and stamps[-1] == "2012-05-03T00:00:00"
+    assert (v == np.round(v)).all() and v.min() == 0 and 0.02 < (v == 0).mean() < 0.3  # real zeros, whole counts
+    small = v.mean(axis=0) < np.median(v.mean(axis=0))
+    assert (v[:, small] == 0).mean() > 2 * (v[:, ~small] == 0).mean()  # the zeros are in small regions
+    weekday = np.arange(60) % 7 < 5  # 2012-03-05 is a Monday
+    assert v[~weekday].mean() < 0.6 * v[weekday].mean()  # weekly rhythm
+    again = synth.write_synthetic_counts(tmp_path / "b", num_sensors=100, days=60, interval="day")
+    assert again["data"].read_bytes() == paths["data"].read_bytes()
+    other = synth.write_synthetic_counts(tmp_path / "c", num_sensors=100, days=60, interval="day", seed=1)
+    assert other["data"].read_bytes() != paths["data"].read_bytes()
+    with pytest.raises(SeriesError, match="interval is 'week'"):
+        synth.write_synthetic_counts(tmp_path / "d", num_sensors=100, days=7, interval="week")

@@ -1,4 +1,4 @@
-"""Traffic on a road graph: METR-LA-like speeds and hourly passenger counts.
+"""Traffic on a road graph: METR-LA-like speeds, hourly passenger counts and daily counts.
 
 :func:`simulate_speeds` produces 5-minute speeds on any road graph (e.g. from
 :func:`~stgraph.synth.layout.make_road_network`): free flow around 60-70 mph, rush hours whose
@@ -6,7 +6,8 @@ strength depends on the direction of travel (inbound in the morning, outbound in
 lighter weekends, incidents whose queue spreads upstream, sensor noise and dead detectors
 recorded as ``0``. :func:`simulate_counts` produces hourly passenger boardings at the same
 points read as stops: counts with real zeros (most night hours), strong daily and weekly profiles
-and spatially correlated stops. Same arguments and seed, identical arrays.
+and spatially correlated stops; :func:`simulate_daily_counts` sums that simulation to days (daily new
+cases or boardings per region, a weekly rhythm, zeros in small regions). Same arguments and seed, identical arrays.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..errors import GraphError, SeriesError
 from ..io.series import Series
 from .layout import _node_order, _rng
 
-__all__ = ["Incident", "Outage", "SimulationLog", "simulate_speeds", "simulate_counts"]
+__all__ = ["Incident", "Outage", "SimulationLog", "simulate_speeds", "simulate_counts", "simulate_daily_counts"]
 
 
 class Incident(NamedTuple):
@@ -421,20 +422,13 @@ def simulate_speeds(graph: nx.DiGraph, start="2012-03-01", days: float = 7, inte
     return series
 
 
-def simulate_counts(graph: nx.DiGraph, start="2012-03-05", days: int = 56, seed: int = 0) -> Series:
-    """Hourly boardings at every node of ``graph`` read as a stop: ``[T, N, 1]`` whole counts >= 0.
-
-    Each stop ``i`` has a size ``lam_i`` (log-normal, smoothed along the road links so neighbours are
-    alike) and a commuter mix ``a_i`` (towards the centre: busier mornings; away: busier evenings).
-    Weekday rate: ``lam_i * (a_i * am(h) + (1 - a_i) * pm(h) + 0.35 * midday(h) + night(h))`` with
-    Gaussian bumps at 08:00, 17:30 and 13:00 and a near-zero night; Saturdays and Sundays carry a
-    midday bump at 40% / 30% of it. The rate is multiplied by a network-wide factor per day
-    (weather, events) and a per-stop AR(1) factor on the log scale (``phi = 0.8`` an hour), and the
-    count drawn from a Poisson law: zeros are real readings (every night hour at small stops), and
-    nothing is missing (``null_value`` NaN: zeros are values). Deterministic in ``seed``.
-    """
+def _hourly_counts(graph: nx.DiGraph, start, days: int, seed: int, scale: float = 1.0):
+    """``(counts [T, N] float32, hourly timestamps, ids)``: the hourly simulation of :func:`simulate_counts`,
+    every rate multiplied by ``scale``."""
     if int(days) != days or days < 1:
         raise SeriesError(f"days must be a whole number >= 1, got {days}")
+    if not scale > 0:
+        raise SeriesError(f"scale must be > 0, got {scale}")
     rng = _rng(seed, 7)
     nodes = _node_order(graph)
     n = len(nodes)
@@ -442,7 +436,7 @@ def simulate_counts(graph: nx.DiGraph, start="2012-03-05", days: int = 56, seed:
     ts = _timestamps(start, days, 60)
     T = ts.size
     preds = _road_predecessors(graph, nodes)
-    lam = np.exp(_smooth_on_graph(rng.normal(1.6, 0.9, n), preds, rounds=1))
+    lam = np.exp(_smooth_on_graph(rng.normal(1.6, 0.9, n), preds, rounds=1)) * scale
     mix = np.clip(0.5 + 0.35 * _inbound_score(graph, nodes, rng), 0.1, 0.9)
     hour = ((ts - ts.astype("datetime64[D]")).astype("timedelta64[m]").astype(np.int64) / 60.0).astype(np.float32)
     dow = ((ts.astype("datetime64[D]").astype(np.int64) + 3) % 7)  # Monday = 0
@@ -459,6 +453,42 @@ def simulate_counts(graph: nx.DiGraph, start="2012-03-05", days: int = 56, seed:
     log_ar[0] = rng.normal(0.0, 0.25, n)
     for t in range(1, T):  # the AR(1) recursion over time, vectorised over stops
         log_ar[t] = 0.8 * log_ar[t - 1] + eps[t]
-    counts = rng.poisson(rate * day_factor[:, None] * np.exp(log_ar)).astype(np.float32)
+    return rng.poisson(rate * day_factor[:, None] * np.exp(log_ar)).astype(np.float32), ts, ids
+
+
+def simulate_counts(graph: nx.DiGraph, start="2012-03-05", days: int = 56, seed: int = 0) -> Series:
+    """Hourly boardings at every node of ``graph`` read as a stop: ``[T, N, 1]`` whole counts >= 0.
+
+    Each stop ``i`` has a size ``lam_i`` (log-normal, smoothed along the road links so neighbours are
+    alike) and a commuter mix ``a_i`` (towards the centre: busier mornings; away: busier evenings).
+    Weekday rate: ``lam_i * (a_i * am(h) + (1 - a_i) * pm(h) + 0.35 * midday(h) + night(h))`` with
+    Gaussian bumps at 08:00, 17:30 and 13:00 and a near-zero night; Saturdays and Sundays carry a
+    midday bump at 40% / 30% of it. The rate is multiplied by a network-wide factor per day
+    (weather, events) and a per-stop AR(1) factor on the log scale (``phi = 0.8`` an hour), and the
+    count drawn from a Poisson law: zeros are real readings (every night hour at small stops), and
+    nothing is missing (``null_value`` NaN: zeros are values). Deterministic in ``seed``.
+    """
+    counts, ts, ids = _hourly_counts(graph, start, days, seed)
     return Series(counts[:, :, None], ts, ids, ["boardings"], float("nan"), source=None,
                   null_origin="synthetic counts: nothing is missing, zeros are real")
+
+
+#: rate multiplier of :func:`simulate_daily_counts`: a median region sees a handful a day, the smallest often none
+DAILY_SCALE = 0.1
+
+
+def simulate_daily_counts(graph: nx.DiGraph, start="2012-03-05", days: int = 56, seed: int = 0,
+                          scale: float = DAILY_SCALE) -> Series:
+    """Daily counts at every node of ``graph`` read as a region (daily new cases, daily boardings):
+    ``[days, N, 1]`` whole counts >= 0, one reading a day stamped at midnight.
+
+    The day's count is the sum of the hourly simulation of :func:`simulate_counts` over that day, with
+    every rate multiplied by ``scale`` (a sum of independent Poisson counts, so Poisson given the day's
+    rate): a weekly rhythm (Saturdays and Sundays at about a third of a weekday), a network-wide factor
+    per day, regions of very different sizes (log-normal) and real zeros, most of them in small regions
+    on weekends. Nothing is missing (``null_value`` NaN). Deterministic in ``seed``.
+    """
+    counts, ts, ids = _hourly_counts(graph, start, days, seed, scale)
+    daily = counts.reshape(-1, 24, counts.shape[1]).sum(axis=1)  # the first hour is midnight of ``start``
+    return Series(daily[:, :, None], ts[::24].astype("datetime64[D]").astype(ts.dtype), ids, ["count"],
+                  float("nan"), source=None, null_origin="synthetic daily counts: nothing is missing, zeros are real")

@@ -1,5 +1,6 @@
 """Synthetic datasets on disk: :func:`generate` a network and its speeds, :func:`write_synthetic` them in
-the DCRNN release's layout, :func:`write_synthetic_counts` an hourly counts network as a user would bring it.
+the DCRNN release's layout, :func:`write_synthetic_counts` an hourly or daily counts network as a user would
+bring it.
 
 Graphs and sensor locations are written through :mod:`stgraph.graph`, the series through
 :func:`stgraph.io.write_series`, every file atomically.
@@ -11,12 +12,13 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from ..errors import SeriesError
 from ..files import atomic_open, atomic_write
 from ..graph import write_graph, write_locations
 from ..io import write_series
 from ..io.series import Series
 from .layout import _node_order, make_road_network
-from .simulate import simulate_counts, simulate_speeds
+from .simulate import simulate_counts, simulate_daily_counts, simulate_speeds
 
 __all__ = ["generate", "write_synthetic", "write_synthetic_counts"]
 
@@ -63,15 +65,20 @@ def write_synthetic(out_dir, num_sensors: int = 207, days: float = 7, seed: int 
 
 
 def write_synthetic_counts(out_dir, num_sensors: int = 207, days: int = 56, seed: int = 0,
-                           start="2012-03-05") -> dict[str, Path]:
+                           start="2012-03-05", interval: str = "hour") -> dict[str, Path]:
     """The synthetic counts network as a user would bring it: ``counts.csv`` (a ``timestamp`` column and
-    one column of hourly boardings per stop; no null convention, so zeros are readings), ``graph.json``
+    one column of counts per stop; no null convention, so zeros are readings), ``graph.json``
     (node-link; edge ``weight`` = road distance in metres, declared ``weight_meaning: distance``) and
-    ``graph_sensor_locations.csv``. Returns ``{'data', 'graph', 'locations'}`` -> path."""
+    ``graph_sensor_locations.csv``. ``interval``: ``'hour'`` (hourly boardings, :func:`simulate_counts`)
+    or ``'day'`` (daily counts per region, one row a day, :func:`simulate_daily_counts`).
+    Returns ``{'data', 'graph', 'locations'}`` -> path."""
+    simulate = {"hour": simulate_counts, "day": simulate_daily_counts}.get(interval)
+    if simulate is None:
+        raise SeriesError(f"interval is {interval!r}; expected 'hour' or 'day'")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     road = make_road_network(num_sensors, seed)
-    series = simulate_counts(road, start=start, days=days, seed=seed)
+    series = simulate(road, start=start, days=days, seed=seed)
     paths = {"data": out / "counts.csv", "graph": out / "graph.json", "locations": out / "graph_sensor_locations.csv"}
     stamps = np.datetime_as_string(series.timestamps, unit="s")
     values = series.values[:, :, 0].astype(np.int64)
