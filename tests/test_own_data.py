@@ -443,11 +443,12 @@ def test_item9_residual_choice_and_blend_start(tmp_path, metr_week_dir):
     cfg = with_fields(RunConfig(), {"data.path": str(paths["data"]), "data.graph": str(paths["graph"])})
     prep = prepare(cfg)
     data = prep.data
-    choice, last_mae, ha_mae = choose_residual(closed_form_data(data))
-    assert choice == "blend" and ha_mae < 0.8 * last_mae
+    choice, last_mae, ha_mae, windows, split, reason = choose_residual(closed_form_data(data))
+    assert choice == "blend" and ha_mae < 0.8 * last_mae and split == "val" and windows >= 30
+    assert "more than 2 standard errors" in reason
     speeds = with_fields(RunConfig(), {  # the real METR-LA week: last value wins, stgt stays exactly as it was
         "data.path": str(metr_week_dir / "metr-la-week.h5"), "data.graph": str(metr_week_dir / "adj_mx.pkl")})
-    choice, last_mae, ha_mae = choose_residual(closed_form_data(prepare(speeds).data))
+    choice, last_mae, ha_mae, *_ = choose_residual(closed_form_data(prepare(speeds).data))
     assert choice == "last" and last_mae == pytest.approx(3.79, abs=0.01) and ha_mae > last_mae
     # residual='last' is the model as it was: no seasonal weights, the persistence gate trains
     plain = STGT(20, 1, 1, 12, 12, steps_per_day=24, hidden=8)

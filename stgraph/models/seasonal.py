@@ -9,12 +9,15 @@ of the two closed-form forecasts over the training windows, so the network start
 of last value and HA (or a mix) at every step and learns from there.
 
 :func:`choose_residual` is the data-driven default: ``'blend'`` when the seasonal average beats last
-value on the validation windows (pooled MAE over all steps), else ``'last'`` (METR-LA-like speeds,
-where last value wins by far and stgt stays exactly what it was).
+value on the validation windows (pooled MAE over all steps) by a margin the number of windows supports,
+else ``'last'`` (METR-LA-like speeds, where last value wins by far and stgt stays exactly what it was;
+and any split with fewer than :data:`MIN_VALIDATION_WINDOWS` windows, where no difference is trusted).
 """
 from __future__ import annotations
 
-from typing import Sequence
+import math
+
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -25,6 +28,12 @@ from .registry import ClosedForm, ClosedFormData
 
 #: ridge added to the 2x2 normal equations of the gate fit (z-score units)
 GATE_RIDGE = 1e-3
+#: fewer validation windows than this and a choice made on them (stgt's residual, the early-stopping
+#: epoch) rests on too little: :func:`choose_residual` keeps ``'last'`` and ``stgraph train`` warns
+MIN_VALIDATION_WINDOWS = 30
+#: the seasonal average must be ahead of last value by this many standard errors of the per-window
+#: MAE difference for :func:`choose_residual` to choose ``'blend'``
+CHOICE_STANDARD_ERRORS = 2.0
 
 
 class SeasonalResidual(ClosedForm, nn.Module):
@@ -91,11 +100,28 @@ class SeasonalResidual(ClosedForm, nn.Module):
         self.gate_seasonal.copy_(b.float())
 
 
+class ResidualChoice(NamedTuple):
+    """What :func:`choose_residual` decided and on what: ``choice`` (``'blend'`` or ``'last'``), the pooled
+    MAEs (data units) of ``last_mae`` (last value) and ``ha_mae`` (seasonal average), ``windows`` compared on
+    ``split`` and ``reason``, a phrase for the log line."""
+    choice: str
+    last_mae: float
+    ha_mae: float
+    windows: int
+    split: str
+    reason: str
+
+
 @torch.no_grad()
-def choose_residual(fit: ClosedFormData, batch_size: int = 256) -> tuple[str, float, float]:
-    """``('blend' | 'last', last-value MAE, seasonal-average MAE)`` on the validation windows (the training
-    ones when there are none; pooled over every step, data units): ``'blend'`` when the seasonal average is
-    the better closed-form forecast. ``fit.target_channels`` must place every target among the inputs."""
+def choose_residual(fit: ClosedFormData, batch_size: int = 256) -> ResidualChoice:
+    """Last value or the blend, from the validation windows (the training ones when there are none).
+
+    ``'blend'`` only when the seasonal average's pooled MAE over every step is lower than last value's
+    *and* the split has at least :data:`MIN_VALIDATION_WINDOWS` windows *and* the average per-window gain
+    is at least :data:`CHOICE_STANDARD_ERRORS` standard errors; the standard error comes from the gains
+    averaged over blocks of ``horizon`` consecutive windows (neighbouring windows share most of their steps,
+    so they are not independent). Anything else keeps ``'last'``, the model as it was.
+    ``fit.target_channels`` must place every target among the inputs."""
     from ..metrics import MetricAccumulator
     from .last import LastValue
 
@@ -106,9 +132,32 @@ def choose_residual(fit: ClosedFormData, batch_size: int = 256) -> tuple[str, fl
     split = "val" if fit.windows["val"] else "train"
     accs = {"last": MetricAccumulator(fit.horizon, fit.null_value),
             "ha": MetricAccumulator(fit.horizon, fit.null_value)}
+    gains = []  # per window: last value's MAE minus the seasonal average's (data units)
     for b in fit.batches(split, batch_size):
         b = b.to("cpu")
+        m = valid_mask(b.y, fit.null_value).float()
+        err = {}
         for name, model in (("last", last), ("ha", ha)):
-            accs[name].update(model(b.x, None, b.covariates).float() * std + mean, b.y)
+            pred = model(b.x, None, b.covariates).float() * std + mean
+            accs[name].update(pred, b.y)
+            err[name] = (torch.where(m > 0, (pred - b.y.float()).abs(), torch.zeros_like(pred)) * m).flatten(1).sum(1)
+        gains.append((err["last"] - err["ha"]) / m.flatten(1).sum(1).clamp(min=1.0))
     mae = {k: acc.compute([1])["average"]["mae"] for k, acc in accs.items()}
-    return ("blend" if mae["ha"] < mae["last"] else "last"), mae["last"], mae["ha"]
+    gain = torch.cat(gains).double() if gains else torch.zeros(0, dtype=torch.float64)
+    k, where = int(gain.numel()), {"val": "validation", "train": "training"}[split]
+    if mae["ha"] >= mae["last"]:
+        return ResidualChoice("last", mae["last"], mae["ha"], k, split, "last value is the better forecast")
+    if k < MIN_VALIDATION_WINDOWS:
+        return ResidualChoice("last", mae["last"], mae["ha"], k, split,
+                              f"the seasonal average is ahead, but {k} {where} windows (fewer than "
+                              f"{MIN_VALIDATION_WINDOWS}) are too few to choose 'blend' on; keeping 'last'")
+    blocks = torch.stack([c.mean() for c in gain.split(max(1, fit.horizon))])
+    se = float(blocks.std() / math.sqrt(blocks.numel())) if blocks.numel() > 1 else math.inf
+    margin = CHOICE_STANDARD_ERRORS * se
+    if float(gain.mean()) > margin:
+        return ResidualChoice("blend", mae["last"], mae["ha"], k, split,
+                              f"the seasonal average is ahead by {float(gain.mean()):.3g} a window, more than "
+                              f"{CHOICE_STANDARD_ERRORS:g} standard errors ({margin:.3g})")
+    return ResidualChoice("last", mae["last"], mae["ha"], k, split,
+                          f"the seasonal average is ahead by {float(gain.mean()):.3g} a window, less than "
+                          f"{CHOICE_STANDARD_ERRORS:g} standard errors ({margin:.3g}); keeping 'last'")

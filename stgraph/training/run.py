@@ -223,6 +223,7 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     prep = prepare(cfg)
     s = prep.series
     log(f"{s.source}: {null_convention(s.zero_ratio, s.null_value, s.null_origin)}")
+    check_windows(cfg, prep.data, log)
     if fresh or out is None:
         cfg = choose_defaults(cfg, prep.data, log)
     seed_everything(cfg.train.seed)
@@ -292,19 +293,45 @@ def report_gates(trainer: Trainer, out: Path | None, log=print) -> dict | None:
     return gates
 
 
+#: how to get more windows, for the messages about too few
+MORE_WINDOWS = "a longer series, other data.split ratios or a shorter data.input_len / data.horizon"
+
+
+def check_windows(cfg: RunConfig, data, log=print) -> dict[str, int]:
+    """Log the number of windows of each split once; warn when the validation split has fewer than
+    :data:`~stgraph.models.seasonal.MIN_VALIDATION_WINDOWS` (early stopping, and stgt's residual choice,
+    rest on them); refuse a training split smaller than one batch before anything is built.
+    Returns ``{'train': n, 'val': n, 'test': n}``."""
+    from ..models.seasonal import MIN_VALIDATION_WINDOWS
+
+    n = {k: int(data.split_starts(k).numel()) for k in ("train", "val", "test")}
+    log(f"windows: {n['train']} train, {n['val']} validation, {n['test']} test "
+        f"(input {data.input_len} + horizon {data.horizon} steps each)")
+    if n["train"] < cfg.train.batch_size:
+        raise ConfigError(f"the training split has {n['train']} windows, fewer than one batch "
+                          f"(train.batch_size = {cfg.train.batch_size}); use --batch-size {max(1, n['train'])} or "
+                          f"less, or more windows: {MORE_WINDOWS}")
+    if n["val"] < MIN_VALIDATION_WINDOWS:
+        what = "early stopping and stgt's residual choice rest" if cfg.model.name == "stgt" else "early stopping rests"
+        log(f"warning: {what} on only {n['val']} validation windows (fewer than {MIN_VALIDATION_WINDOWS}); "
+            f"for more: {MORE_WINDOWS}")
+    return n
+
+
 def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:
     """``cfg`` with the settings the data decide (so ``config.yaml`` records them): stgt's
     ``model.params.residual`` when not given is ``'blend'`` (last value and seasonal average, learned)
-    where the seasonal average beats last value on the validation windows, else ``'last'``
-    (:func:`stgraph.models.seasonal.choose_residual`)."""
+    where the seasonal average beats last value on enough validation windows by a margin they support,
+    else ``'last'`` (:func:`stgraph.models.seasonal.choose_residual`)."""
     if cfg.model.name != "stgt" or "residual" in cfg.model.params or target_positions(data) is None:
         return cfg
     from ..models.seasonal import choose_residual
 
-    choice, last_mae, ha_mae = choose_residual(closed_form_data(data))
-    cfg = with_fields(cfg, {"model.params": {**cfg.model.params, "residual": choice}})
-    log(f"stgt residual: {choice} (validation MAE over all steps: last value {last_mae:.4g}, seasonal average "
-        f"{ha_mae:.4g}; --set model.params.residual=last|blend chooses)")
+    r = choose_residual(closed_form_data(data))
+    cfg = with_fields(cfg, {"model.params": {**cfg.model.params, "residual": r.choice}})
+    where = {"val": "validation", "train": "training"}[r.split]
+    log(f"stgt residual: {r.choice} ({where} MAE over all steps, {r.windows} windows: last value {r.last_mae:.4g}, "
+        f"seasonal average {r.ha_mae:.4g}; {r.reason}; --set model.params.residual=last|blend chooses)")
     return cfg
 
 
