@@ -17,6 +17,18 @@ Outputs in ``OUT``:
   published figures beside them under ``--compare-published``;
 * ``per_step.csv``: every run's metrics at every horizon step;
 * ``horizon_mae.png``: test MAE against horizon for all models.
+
+With budgets (``--budget 1m,3m,10m``, :attr:`BenchSpec.budgets`) every learned model is trained for the
+same *compute* instead of the same epochs: each run gets ``train.budget_minutes`` of CPU time
+(:mod:`stgraph.training.trainer`), ``train.epochs`` :data:`BUDGET_EPOCHS` (unless ``--epochs`` / ``--set``
+say otherwise), ``train.patience`` 0 unless set (the budget is the stopping rule) and one torch thread
+(``train.threads=1`` unless set), and its best-validation checkpoint is evaluated. A model whose schedule
+does not follow the budget (``multistep`` / ``none``, ``budget_stop`` ``'epoch'``) trains once, with the
+largest budget, and serves the smaller ones through its snapshots ``best@<m>m.pt``; a ``cosine`` model
+trains once per budget. Closed-form models (last, ha, var) are fitted once and stand in every budget's
+rows at their fitting time. Run folders: :func:`run_dir`. Outputs in ``OUT``: ``budget.csv``,
+``budget.md`` (a table per budget, then the best model per budget and horizon) and ``budget_mae.png``
+(test MAE at the longest horizon and averaged against the budget).
 """
 from __future__ import annotations
 
@@ -36,6 +48,8 @@ PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "published.yaml
 DETERMINISTIC = ("last", "ha", "var")  # fitted in closed form: one seed says it all
 METRICS = ("mae", "rmse", "mape")
 HORIZONS = (3, 6, 12)
+#: train.epochs of a budget run unless --epochs or --set say otherwise: the budget stops it first
+BUDGET_EPOCHS = 10_000
 
 
 class BenchError(StgraphError):
@@ -66,6 +80,8 @@ class BenchSpec:
     published_key: str | None = None
     published_file: Path = PUBLISHED
     progress: bool = False
+    budgets: list[float] = field(default_factory=list)  #: CPU minutes per run (empty: epochs decide)
+    jobs: int = 1                                       #: runs side by side, each in its own process
 
 
 def model_config(name: str) -> Path | None:
@@ -73,11 +89,24 @@ def model_config(name: str) -> Path | None:
     return shipped_config(name)
 
 
-def run_config(spec: BenchSpec, model: str, seed: int):
+def run_dir(spec: BenchSpec, model: str, seed: int, budget: float | None = None) -> Path:
+    """The run folder of ``model`` at ``seed``: ``OUT/runs/<model>/seed<k>``, or for a run trained with a
+    CPU budget of ``budget`` minutes ``OUT/runs/<model>/budget<m>m/seed<k>`` (the one place these are spelled)."""
+    from .training.layout import minutes_text
+
+    folder = spec.out / "runs" / model.replace(":", ".").replace("/", ".")
+    if budget is not None:
+        folder = folder / f"budget{minutes_text(budget)}m"
+    return folder / f"seed{seed}"
+
+
+def run_config(spec: BenchSpec, model: str, seed: int, budget: float | None = None):
     """The config of the run of ``model`` at ``seed`` and the dotted keys the bench sets in it (what a
     resumed run checks): the model's paper configuration, the bench's data, epochs (learned models only),
     batch size, device and its overrides (``model:section.field=value`` ones for that model only), in the
-    order ``stgraph train`` applies its options (:func:`stgraph.config.compose_config`)."""
+    order ``stgraph train`` applies its options (:func:`stgraph.config.compose_config`). With ``budget``
+    (CPU minutes, learned models) or any :attr:`BenchSpec.budgets`, the budget settings of the module
+    docstring come before the overrides, so ``--set`` changes them."""
     from .config import compose_config, given_keys
 
     config = model_config(model) if spec.use_paper_configs else None
@@ -92,6 +121,11 @@ def run_config(spec: BenchSpec, model: str, seed: int):
             settings["data.graph"] = str(spec.graph)
     if spec.epochs is not None and model not in DETERMINISTIC:
         settings["train.epochs"] = spec.epochs
+    if spec.budgets:
+        settings["train.threads"] = 1  # one torch thread per run: CPU budgets compare like with like
+    if budget is not None and model not in DETERMINISTIC:
+        settings.update({"train.budget_minutes": float(budget), "train.patience": 0,
+                         "train.epochs": spec.epochs if spec.epochs is not None else BUDGET_EPOCHS})
     if spec.batch_size is not None:
         settings["train.batch_size"] = spec.batch_size
     settings["train.seed"] = seed
@@ -111,19 +145,69 @@ def run_config(spec: BenchSpec, model: str, seed: int):
     return cfg, given_keys(model, config, settings, overrides) | {"model.probabilistic"}
 
 
-def _evaluate(run) -> dict:
+@dataclass(frozen=True)
+class BenchJob:
+    """One run of a bench: ``model`` at ``seed``, trained with ``budget`` CPU minutes (``None``: its epochs
+    decide, or a closed-form model), and the budgets it ``serves``: its own from ``best.pt``, each smaller
+    one from its snapshot ``best@<m>m.pt``; a closed-form model serves every budget with its one fit."""
+
+    model: str
+    seed: int
+    budget: float | None = None
+    serves: tuple = ()
+
+    @property
+    def marks(self) -> list[float]:
+        """The smaller budgets this run keeps snapshots for."""
+        return [b for b in self.serves if self.budget is not None and b < self.budget]
+
+    def __str__(self) -> str:
+        text = f"{self.model} seed {self.seed}"
+        if self.budget is not None:
+            text += f" budget {self.budget:g} min"
+            if self.marks:
+                text += f" (and {', '.join(f'{m:g}' for m in self.marks)} min from its snapshots)"
+        return text
+
+
+def plan(spec: BenchSpec) -> list[BenchJob]:
+    """The runs of the bench: every (model, seed), one seed of a closed-form model; with budgets, one run
+    per budget of a model whose schedule follows the budget, one run with the largest budget serving all
+    of them otherwise (:func:`stgraph.training.trainer.snapshots_stand_for_budgets`)."""
+    from .training.trainer import snapshots_stand_for_budgets
+
+    if not spec.budgets:
+        return [BenchJob(m, s) for m in spec.models for s in range(1 if m in DETERMINISTIC else spec.seeds)]
+    budgets = tuple(sorted(set(float(b) for b in spec.budgets)))
+    jobs = []
+    for m in spec.models:
+        if m in DETERMINISTIC:
+            jobs.append(BenchJob(m, 0, None, budgets))
+            continue
+        shared = snapshots_stand_for_budgets(run_config(spec, m, 0, budgets[-1])[0].train)
+        for s in range(spec.seeds):
+            jobs += [BenchJob(m, s, budgets[-1], budgets)] if shared else [BenchJob(m, s, b, (b,)) for b in budgets]
+    return jobs
+
+
+def _evaluate(run, minutes: float | None = None) -> dict:
     """Test metrics at every horizon step of a finished :class:`~stgraph.training.run.Run` (written to its
-    directory, :meth:`~stgraph.training.run.Run.write_bench_evaluation`)."""
+    directory, :meth:`~stgraph.training.run.Run.write_bench_evaluation`); with ``minutes``, of the weights
+    of its snapshot ``best@<minutes>m.pt``."""
+    if minutes is not None:
+        from .training.checkpoint import load_checkpoint
+        run.model.load_state_dict(load_checkpoint(run.files.snapshot(minutes), map_location=run.device)["model"])
     res = run.evaluate("test", horizons=tuple(range(1, run.data.horizon + 1)))
     res["step_minutes"] = run.data.interval_minutes
-    run.write_bench_evaluation(res)
+    run.write_bench_evaluation(res, minutes)
     return res
 
 
-def _train_and_evaluate(spec: BenchSpec, model: str, seed: int, run_dir: Path, resume: bool) -> dict:
-    """What the child process of one (model, seed) does: train (or resume) the run into ``run_dir``, read it
-    back and evaluate it. Returns ``{"result": metrics}`` or ``{"error": one line}``; prints nothing (the
-    progress bar and warnings go to stderr with ``spec.progress`` only)."""
+def _train_and_evaluate(spec: BenchSpec, job: BenchJob, run_dir: Path, resume: bool) -> dict:
+    """What the child process of one run does: train (or resume) the run into ``run_dir``, read it back and
+    evaluate it (and its snapshots). Returns ``{"result": metrics, "snapshots": {minutes: metrics}}`` or
+    ``{"error": one line}``; prints nothing (the progress bar and warnings go to stderr with
+    ``spec.progress`` only)."""
     import contextlib
     import io
     import os
@@ -136,28 +220,31 @@ def _train_and_evaluate(spec: BenchSpec, model: str, seed: int, run_dir: Path, r
 
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
     tune_malloc()
+    model = job.model
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
             (contextlib.nullcontext() if spec.progress else contextlib.redirect_stderr(io.StringIO())):
         try:
-            cfg, given = run_config(spec, model, seed)
-            train(cfg, run_dir, resume=resume, overwrite=not resume, given=given if resume else None)
+            cfg, given = run_config(spec, model, job.seed, job.budget)
+            train(cfg, run_dir, resume=resume, overwrite=not resume, given=given if resume else None,
+                  snapshot_marks=job.marks or None)
             # a user model's import path comes from the bench's --models, never from the run's files
             run = Run.open(run_dir, model=None if model.lower() in available_models() else model)
-            return {"result": _evaluate(run)}
+            result = _evaluate(run)
+            return {"result": result, "snapshots": {m: _evaluate(run, m) for m in job.marks}}
         except Exception as e:  # noqa: BLE001 - reported to the parent as one line, like a failed command
             return {"error": one_line(e)}
 
 
-def _in_child(spec: BenchSpec, model: str, seed: int, run_dir: Path, resume: bool) -> dict:
-    """:func:`_train_and_evaluate` in a fresh process (``multiprocessing`` 'spawn'): its peak memory is its
-    own, and a crash loses only this run."""
+def _in_child(spec: BenchSpec, job: BenchJob, run_dir: Path, resume: bool) -> dict:
+    """:func:`_train_and_evaluate` in a fresh process (``multiprocessing`` 'spawn'): its peak memory (and
+    CPU time) is its own, and a crash loses only this run."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         try:
-            return pool.submit(_train_and_evaluate, spec, model, seed, run_dir, resume).result()
+            return pool.submit(_train_and_evaluate, spec, job, run_dir, resume).result()
         except BrokenProcessPool:
             return {"error": "the process training it died (killed, or out of memory)"}
 
@@ -199,53 +286,93 @@ def _check_bench_inputs(spec: BenchSpec) -> None:
     atomic_write(record, json.dumps({"inputs": now}, indent=1))
 
 
-def run_one(spec: BenchSpec, model: str, seed: int) -> dict:
-    """Train (or resume, or reuse) one run and evaluate it, in a child process; returns a result row."""
+def run_job(spec: BenchSpec, job: BenchJob) -> list[dict]:
+    """Train (or resume, or reuse) one run and evaluate it, in a child process; returns its result rows:
+    one, or with budgets one per budget it serves (``budget``, ``cpu_seconds``, ``epochs`` and
+    ``best_epoch`` of that budget; ``closed_form`` for a fitted model)."""
     from .training.layout import RunFiles
 
-    files = RunFiles(spec.out / "runs" / model.replace(":", ".").replace("/", ".") / f"seed{seed}")
-    if files.bench_evaluation.is_file() and files.summary.is_file():
+    files = RunFiles(run_dir(spec, job.model, job.seed, job.budget))
+    evaluations = [files.bench_evaluation] + [files.bench_evaluation_at(m) for m in job.marks]
+    if all(p.is_file() for p in evaluations) and files.summary.is_file():
         res = read_json(files.bench_evaluation, "bench file")
+        snaps = {m: read_json(files.bench_evaluation_at(m), "bench file") for m in job.marks}
     else:
         resume = files.last.is_file() and files.config.is_file()
-        got = _in_child(spec, model, seed, files.root, resume)
+        got = _in_child(spec, job, files.root, resume)
         if "error" in got:
-            raise BenchError(f"{model} seed {seed}: training failed ({got['error']}); its run directory is "
+            raise BenchError(f"{job}: training failed ({got['error']}); its run directory is "
                              f"{files.root}; rerun the bench with --progress to see its output")
-        res = got["result"]
+        res, snaps = got["result"], got["snapshots"]
     summary = read_json(files.summary, "run file")
-    return {"model": model, "seed": seed, "result": res, "step_minutes": res.get("step_minutes"), **{k: summary.get(k) for k in
-            ("parameters", "epochs", "train_seconds", "peak_rss_mb", "peak_cuda_mb")}}
+    row = {"model": job.model, "seed": job.seed, "result": res, "step_minutes": res.get("step_minutes"),
+           **{k: summary.get(k) for k in ("parameters", "epochs", "best_epoch", "train_seconds", "cpu_seconds",
+                                          "peak_rss_mb", "peak_cuda_mb")}}
+    if not job.serves:
+        return [row]
+    marks = {float(s["minutes"]): s for s in summary.get("snapshots") or []}
+    rows = []
+    for b in job.serves:
+        at = {"budget": b, "closed_form": job.budget is None, "run_budget": job.budget}
+        if b in snaps:  # a smaller budget, from the snapshot the run kept when its CPU time crossed b
+            snap = marks.get(b) or {}
+            at.update(result=snaps[b], cpu_seconds=snap.get("cpu_seconds"), epochs=snap.get("epoch"),
+                      best_epoch=snap.get("best_epoch"))
+        rows.append({**row, **at})
+    return rows
+
+
+def run_one(spec: BenchSpec, model: str, seed: int) -> dict:
+    """:func:`run_job` of ``model`` at ``seed`` without a budget: its one result row."""
+    return run_job(spec, BenchJob(model, seed))[0]
 
 
 def run_bench(spec: BenchSpec, log=print) -> list[dict]:
-    """Run every (model, seed); returns the per-run rows (failed runs carry an ``error``)."""
+    """Run every job of :func:`plan` (``spec.jobs`` at a time, each in its own process); returns the result
+    rows (failed runs carry an ``error``)."""
     if not spec.models:
         raise ConfigError("--models is empty; expected e.g. last,var,stgt")
     if not spec.dataset and not spec.data:
         raise ConfigError("bench needs --data FILE (with --graph FILE) or --dataset NAME")
+    if spec.jobs < 1:
+        raise ConfigError(f"--jobs {spec.jobs}: expected at least 1")
     from .models.registry import get_model_class
     for m in spec.models:
         get_model_class(m)  # unknown names fail before any training
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_bench_inputs(spec)
-    jobs = [(m, s) for m in spec.models for s in (range(1) if m in DETERMINISTIC else range(spec.seeds))]
-    rows = []
-    for i, (m, s) in enumerate(jobs, 1):
+    jobs = plan(spec)
+    if spec.budgets:
+        log(f"budgets {', '.join(f'{b:g}' for b in sorted(spec.budgets))} min of CPU time per run (training steps "
+            f"and validation passes), one torch thread per run (train.threads=1 unless --set), best-validation "
+            f"checkpoint evaluated; {spec.jobs} run(s) at a time")
+
+    def one(i: int, job: BenchJob) -> list[dict]:
         t0 = time.perf_counter()
-        log(f"[{i}/{len(jobs)}] {m} seed {s} ...")
+        log(f"[{i}/{len(jobs)}] {job} ...")
         try:
-            row = run_one(spec, m, s)
+            rows = run_job(spec, job)
         except (StgraphError, OSError, ValueError, RuntimeError) as e:
-            log(f"[{i}/{len(jobs)}] {m} seed {s} FAILED: {e}")
-            rows.append({"model": m, "seed": s, "error": str(e)})
-            continue
-        h = row["result"]["horizons"]
-        last = str(max(int(k) for k in h))
-        log(f"[{i}/{len(jobs)}] {m} seed {s}: test MAE@{last} {h[last]['mae']:.3f}, "
-            f"average {row['result']['average']['mae']:.3f} ({time.perf_counter() - t0:.0f} s)")
-        rows.append(row)
-    return rows
+            log(f"[{i}/{len(jobs)}] {job} FAILED: {e}")
+            return [{"model": job.model, "seed": job.seed, "error": str(e), **({"budget": b} if job.serves else {})}
+                    for b in (job.serves or (None,))]
+        for row in rows:
+            h = row["result"]["horizons"]
+            last = str(max(int(k) for k in h))
+            cpu = row.get("cpu_seconds") or 0.0
+            at = ("" if "budget" not in row else f" at {row['budget']:g} min (fitted in {cpu:.1f} CPU s)"
+                  if row["closed_form"] else f" at {row['budget']:g} min ({cpu:.1f} CPU s, {row['epochs']} epochs)")
+            log(f"[{i}/{len(jobs)}] {job.model} seed {job.seed}{at}: test MAE@{last} {h[last]['mae']:.3f}, "
+                f"average {row['result']['average']['mae']:.3f} ({time.perf_counter() - t0:.0f} s)")
+        return rows
+
+    if spec.jobs == 1:
+        done = [one(i, job) for i, job in enumerate(jobs, 1)]
+    else:
+        from concurrent.futures import ThreadPoolExecutor  # each thread waits on its run's own process
+        with ThreadPoolExecutor(max_workers=spec.jobs) as pool:
+            done = list(pool.map(one, range(1, len(jobs) + 1), jobs))
+    return [row for rows in done for row in rows]
 
 
 # ----------------------------------------------------------------------------------- tables
@@ -279,10 +406,13 @@ def aggregate(rows: list[dict]) -> list[dict]:
                     continue
                 agg[f"{'avg' if key == 'average' else 'h' + key}_{met}"], \
                     agg[f"{'avg' if key == 'average' else 'h' + key}_{met}_std"] = _mean_std(vals)
-        for k in ("epochs", "train_seconds", "peak_rss_mb", "peak_cuda_mb"):
+        for k in ("epochs", "train_seconds", "cpu_seconds", "peak_rss_mb", "peak_cuda_mb"):
             vals = [r[k] for r in ok if r.get(k) is not None]
             if vals:
                 agg[k] = _mean_std(vals)[0]
+        for k in ("budget", "closed_form"):  # the same in every row of a budget's model
+            if k in ok[0]:
+                agg[k] = ok[0][k]
         out.append(agg)
     return out
 
@@ -298,12 +428,20 @@ def load_published(path: Path = PUBLISHED) -> dict:
     return data["models"]
 
 
-def write_csv(agg: list[dict], path: Path) -> None:
-    cols = ["model", "seeds", "failed", "parameters", "epochs"]
+RESULTS_COLUMNS = (("model", "seeds", "failed", "parameters", "epochs"),
+                   ("train_seconds", "peak_rss_mb", "peak_cuda_mb", "error"))
+BUDGET_COLUMNS = (("model", "budget_minutes", "seeds", "failed", "cpu_seconds", "epochs"),
+                  ("closed_form", "parameters", "error"))
+
+
+def write_csv(agg: list[dict], path: Path, columns=RESULTS_COLUMNS) -> None:
+    """The aggregated rows as CSV: ``columns`` = (the columns before the metrics, those after them)."""
+    first, after = columns
+    cols = list(first)
     for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
         for met in METRICS:
             cols += [f"{key}_{met}", f"{key}_{met}_std"]
-    cols += ["train_seconds", "peak_rss_mb", "peak_cuda_mb", "error"]
+    cols += list(after)
     with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -318,9 +456,26 @@ def _cell(a: dict, key: str) -> str:
     return f"{a[key]:.2f} ± {std:.2f}" if a.get("seeds", 1) > 1 else f"{a[key]:.2f}"
 
 
+def _peak_mb(a: dict) -> str:
+    mem = a.get("peak_cuda_mb") or a.get("peak_rss_mb")
+    return f"{mem:.0f}" if mem else "-"
+
+
+def _number(key: str, digits: int = 0):
+    return lambda a: "-" if a.get(key) is None else f"{a[key]:.{digits}f}"
+
+
+#: the columns after the metrics: (header, cell of an aggregated row)
+RESULTS_TAIL = (("seeds", _number("seeds")), ("train s", lambda a: f"{a.get('train_seconds', 0):.0f}"),
+                ("peak MB", _peak_mb))
+BUDGET_TAIL = (("seeds", _number("seeds")), ("CPU s", _number("cpu_seconds", 1)),
+               ("epochs", lambda a: "-" if a.get("closed_form") or a.get("epochs") is None else f"{a['epochs']:.3g}"))
+
+
 def markdown(agg: list[dict], published: dict | None = None, published_key: str | None = None,
-             step_minutes: float | None = None) -> str:
-    """The results table in Markdown; published rows in italics under each model when given.
+             step_minutes: float | None = None, tail=RESULTS_TAIL) -> str:
+    """The results table in Markdown; published rows in italics under each model when given. ``tail``: the
+    columns after the metrics, ``(header, cell function of an aggregated row)`` each.
 
     When MAPE means nothing for the data (a row carries ``mape_note``: counts with zeros, centred
     series; :func:`stgraph.metrics.mape_note`) its columns are left out and the note follows the table."""
@@ -332,7 +487,7 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
     head = ["model", "params"]
     for h in HORIZONS:
         head += [f"{names[m]} {label(h)}" for m in metrics]
-    head += [f"{names[m]} avg" for m in metrics] + ["seeds", "train s", "peak MB"]
+    head += [f"{names[m]} avg" for m in metrics] + [h for h, _ in tail]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a in agg:
         if "error" in a:
@@ -341,8 +496,7 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
         cells = [a["model"], f"{a['parameters']:,}"]
         for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
             cells += [_cell(a, f"{key}_{met}") for met in metrics]
-        mem = a.get("peak_cuda_mb") or a.get("peak_rss_mb")
-        cells += [str(a["seeds"]), f"{a.get('train_seconds', 0):.0f}", f"{mem:.0f}" if mem else "-"]
+        cells += [cell(a) for _, cell in tail]
         lines.append("| " + " | ".join(cells) + " |")
         pub = (published or {}).get(a["model"], {}).get(published_key or "", None)
         if pub:
@@ -352,7 +506,7 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
                 pc += [f"*{vals[m]:.2f}*" if m in vals else "-" for m in metrics]
             av = pub.get("average") or {}
             pc += [f"*{av[m]:.2f}*" if m in av else "-" for m in metrics]
-            pc += ["", "", ""]
+            pc += [""] * len(tail)
             lines.append("| " + " | ".join(pc) + " |")
             if pub.get("source"):
                 lines.append("| " + f"*source: {pub['source']}*" + " |" * (len(head) - 1))
@@ -374,11 +528,9 @@ def write_per_step(rows: list[dict], path: Path) -> None:
 
 def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = None) -> None:
     """Test MAE against horizon, one line per model (mean over seeds, band = min..max)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    plt = _pyplot()
     unit, unit_seconds = duration_unit(step_minutes * 60) if step_minutes else ("steps", 1.0)
     fig, ax = plt.subplots(figsize=(8, 5))
     for m in dict.fromkeys(r["model"] for r in rows):
@@ -396,14 +548,30 @@ def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = Non
     ax.set_title("forecast error against horizon")
     ax.grid(alpha=0.3)
     ax.legend()
+    _save_png(fig, path)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save_png(fig, path: Path) -> None:
+    """Lay ``fig`` out, write it to ``path`` as PNG (atomically) and close it."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None) -> dict[str, Path]:
-    """Write results.csv, results.md, per_step.csv and horizon_mae.png; returns their paths."""
+    """Write results.csv, results.md, per_step.csv and horizon_mae.png (with budgets: budget.csv, budget.md
+    and budget_mae.png, :func:`write_budget_reports`); returns their paths."""
+    if spec.budgets:
+        return write_budget_reports(spec, rows, command)
     agg = aggregate(rows)
     out = spec.out
     step = _step_minutes(rows)
@@ -415,9 +583,7 @@ def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None)
     key = spec.published_key or (spec.dataset.lower() if spec.dataset else "metr-la")
     if spec.compare_published:
         published = load_published(spec.published_file)
-    text = [f"# stgraph bench: {spec.dataset or spec.data}", ""]
-    if command:
-        text += ["Command:", "", "```", command, "```", ""]
+    text = _md_head(f"# stgraph bench: {spec.dataset or spec.data}", command)
     text += [markdown(agg, published, key, step), ""]
     if published is not None:
         text += [f"Rows in italics: published test results on **{key}** (full dataset, papers' training budgets) "
@@ -432,3 +598,103 @@ def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None)
 
 def _step_minutes(rows: list[dict]) -> float | None:
     return next((r["step_minutes"] for r in rows if r.get("step_minutes")), None)
+
+
+def _md_head(title: str, command: str | None) -> list[str]:
+    text = [title, ""]
+    if command:
+        text += ["Command:", "", "```", command, "```", ""]
+    return text
+
+
+# ----------------------------------------------------------------------------------- budgets
+BUDGET_NOTE = ("Budgets are CPU time (`time.process_time()` of each run's own process: its training steps and "
+               "validation passes, not its setup or the test evaluation), one torch thread per run "
+               "(`train.threads=1` unless set); each learned model is evaluated at its best-validation "
+               "checkpoint. Closed-form models are fitted once and stand in every budget at their fitting time.")
+
+
+def budget_aggregates(rows: list[dict]) -> list[tuple[float, list[dict]]]:
+    """``(budget, aggregate(rows of that budget))`` per budget, ascending; each aggregated row carries
+    ``budget_minutes``."""
+    out = []
+    for b in sorted({r["budget"] for r in rows if r.get("budget") is not None}):
+        agg = aggregate([r for r in rows if r.get("budget") == b])
+        out.append((b, [{**a, "budget_minutes": b} for a in agg]))
+    return out
+
+
+def best_per_budget(aggs: list[tuple[float, list[dict]]], step_minutes: float | None = None) -> str:
+    """Markdown: per budget (rows) and horizon (columns), the model with the lowest mean test MAE."""
+    keys = [f"h{h}" for h in HORIZONS] + ["avg"]
+    head = ["budget"] + [horizon_text(h, step_minutes) for h in HORIZONS] + ["average"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for b, agg in aggs:
+        cells = [f"{b:g} min"]
+        for key in keys:
+            have = [a for a in agg if f"{key}_mae" in a]
+            best = min(have, key=lambda a: a[f"{key}_mae"]) if have else None
+            cells.append(f"{best['model']} ({best[f'{key}_mae']:.2f})" if best else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mae(result: dict, key: str) -> float:
+    return result["average"]["mae"] if key == "average" else result["horizons"][key]["mae"]
+
+
+def plot_budgets(rows: list[dict], path: Path, step_minutes: float | None = None) -> None:
+    """Two panels, test MAE at the longest horizon and averaged against the budget (CPU minutes): a line
+    per learned model (mean over seeds), a dashed horizontal line per closed-form model."""
+    plt = _pyplot()
+    ok = [r for r in rows if "error" not in r and r.get("budget") is not None]
+    last = str(max(int(k) for r in ok for k in r["result"]["horizons"]))
+    budgets = sorted({r["budget"] for r in ok})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)
+    for ax, key, title in ((axes[0], last, f"test MAE at {horizon_text(int(last), step_minutes)}"),
+                           (axes[1], "average", "test MAE averaged over the horizon")):
+        for i, m in enumerate(dict.fromkeys(r["model"] for r in ok)):
+            mine = [r for r in ok if r["model"] == m]
+            if mine[0].get("closed_form"):
+                fit = mine[0].get("cpu_seconds")
+                ax.axhline(_mae(mine[0]["result"], key), ls="--", lw=1.2, color=f"C{i}",
+                           label=f"{m} (closed form" + (f", fitted in {fit:.1f} CPU s)" if fit is not None else ")"))
+                continue
+            xs = [b for b in budgets if any(r["budget"] == b for r in mine)]
+            ys = [sum(_mae(r["result"], key) for r in mine if r["budget"] == b) /
+                  sum(1 for r in mine if r["budget"] == b) for b in xs]
+            ax.plot(xs, ys, marker="o", ms=4, color=f"C{i}", label=m)
+        if len(budgets) > 1 and budgets[-1] >= 10 * budgets[0]:
+            ax.set_xscale("log")
+        ax.set_xlabel("training budget (CPU minutes)")
+        ax.set_ylabel("test MAE")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    _save_png(fig, path)
+
+
+def write_budget_reports(spec: BenchSpec, rows: list[dict], command: str | None = None) -> dict[str, Path]:
+    """Write budget.csv (a row per budget and model, mean over seeds), budget.md (a table per budget, then
+    the best model per budget and horizon) and budget_mae.png; returns their paths."""
+    out = spec.out
+    step = _step_minutes(rows)
+    paths = {"csv": out / "budget.csv", "md": out / "budget.md", "plot": out / "budget_mae.png"}
+    aggs = budget_aggregates(rows)
+    write_csv([a for _, agg in aggs for a in agg], paths["csv"], BUDGET_COLUMNS)
+    text = _md_head(f"# stgraph bench at equal training budgets: {spec.dataset or spec.data}", command)
+    text += [BUDGET_NOTE]
+    shared = sorted({(r["model"], r["run_budget"]) for r in rows
+                     if "error" not in r and r.get("run_budget") is not None and r["run_budget"] != r["budget"]})
+    if shared:
+        text += ["", "Runs that served several budgets (their schedule does not follow the budget): "
+                 + "; ".join(f"{m}, one run of {b:g} min, the smaller budgets from its snapshots of the best "
+                             f"checkpoint when its CPU time crossed them" for m, b in shared) + "."]
+    text += [""]
+    for b, agg in aggs:
+        text += [f"## budget {b:g} CPU min", "", markdown(agg, step_minutes=step, tail=BUDGET_TAIL), ""]
+    text += ["## best model per budget and horizon (test MAE)", "", best_per_budget(aggs, step), ""]
+    atomic_write(paths["md"], "\n".join(text))
+    if any("error" not in r for r in rows):
+        plot_budgets(rows, paths["plot"], step)
+    return paths

@@ -36,6 +36,9 @@ import yaml
 
 from .errors import ConfigError, where
 
+#: when a training budget (train.budget_minutes) ends a run: after the epoch that crosses it, or at the step
+BUDGET_STOPS = ("epoch", "step")
+
 #: largest accepted train.seed: every generator seed derived from it (seed * 1_000_003 + epoch) fits in 63 bits
 MAX_SEED = 2**32 - 1
 
@@ -123,6 +126,8 @@ class TrainConfig:
     progress: bool = True               #: tqdm progress bar
     memory_check: bool = True           #: stop before training when the estimated peak memory does not fit
     workers: int = 0                    #: worker processes gathering batches ahead (0 = in the training process)
+    budget_minutes: float = 0.0         #: training compute budget in CPU minutes of the process (0 = off)
+    budget_stop: str = "epoch"          #: with a budget: 'epoch' (finish the epoch that crosses it) or 'step'
 
     def validate(self) -> None:
         _positive_int(self, "epochs", "train")
@@ -150,6 +155,11 @@ class TrainConfig:
             raise ConfigError(f"train.milestones = {ms!r}: expected increasing positive integers (epochs at "
                               f"which the multistep schedule multiplies the rate by gamma), e.g. [20, 30, 40]")
         _choice(self, "scheduler", ("cosine", "multistep", "none"), "train")
+        b = self.budget_minutes
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not (math.isfinite(b) and b >= 0):
+            raise ConfigError(f"train.budget_minutes = {b!r}: expected a finite number of CPU minutes >= 0 "
+                              f"(0 = no budget), e.g. 10 or 1.5")
+        _choice(self, "budget_stop", BUDGET_STOPS, "train")
         from .runtime import AMP_CHOICES, check_device_name
         _choice(self, "amp", AMP_CHOICES, "train")
         check_device_name(self.device, "train.device")
@@ -373,6 +383,33 @@ def load_yaml(source: str | Path | bytes, *, what: str = "YAML file", error=Conf
         raise error(f"{name} is not valid YAML {_yaml_error_text(e)}") from None
 
 
+_DURATION = re.compile(r"(\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*(s|sec|m|min|h)?")
+_UNIT_MINUTES = {"s": 1 / 60, "sec": 1 / 60, "m": 1.0, "min": 1.0, "h": 60.0, None: 1.0}
+
+
+def parse_budget(text, option: str | None = "--budget") -> float:
+    """A training budget as a user writes it -> minutes (a float > 0): ``10m``, ``90s``, ``1.5h``, or a
+    plain number of minutes (``10``). Anything else is a :class:`ConfigError` naming ``option`` (``None``:
+    the caller names it, as argparse does)."""
+    raw = str(text).strip().lower()
+    m = _DURATION.fullmatch(raw)
+    minutes = float(raw[:m.start(2)] if m.group(2) else raw) * _UNIT_MINUTES[m.group(2)] if m else math.nan
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise ConfigError(f"{option + ' ' if option else ''}{text!r}: expected a positive duration of CPU time, "
+                          f"in minutes (10) or with a unit s, m or h (90s, 10m, 1.5h)")
+    return minutes
+
+
+def parse_budgets(text, option: str | None = "--budget") -> list[float]:
+    """A comma-separated list of budgets (``1m,3m,10m``, :func:`parse_budget` each) -> minutes, ascending,
+    each once."""
+    items = [t for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"{option + ' ' if option else ''}{text!r}: expected one or more durations separated "
+                          f"by commas, e.g. 1m,3m,10m")
+    return sorted(set(parse_budget(t, option) for t in items))
+
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -400,7 +437,8 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 
 #: fields added after runs were first written: a run's config.yaml from before them may lack them
 #: (their defaults then hold)
-ADDED_FIELDS = ("data.covariates", "data.covariate_tolerance", "model.distribution")
+ADDED_FIELDS = ("data.covariates", "data.covariate_tolerance", "model.distribution", "train.budget_minutes",
+                "train.budget_stop")
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -26,6 +26,16 @@ def add_parser(sub) -> None:
     b.add_argument("--no-paper-configs", action="store_true", help="use stgraph's defaults, not stgraph/configs/")
     b.add_argument("--compare-published", action="store_true", help="put published results beside the measured")
     b.add_argument("--published-key", help="dataset key in benchmarks/published.yaml (default: --dataset or metr-la)")
+    from .main import BUDGET_HELP, budgets_arg
+    b.add_argument("--budget", type=budgets_arg, default=None, metavar="DURATIONS",
+                   help=BUDGET_HELP.replace("training budget", "comma-separated training budgets")
+                   + ", e.g. 1m,3m,10m: every learned model trains for the same compute instead of the same "
+                     "epochs (epochs 10000 and patience 0 unless --epochs / --set say otherwise, one torch thread "
+                     "per run unless --set train.threads=K), and its best-validation checkpoint is evaluated; "
+                     "writes budget.csv, budget.md and budget_mae.png")
+    b.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs side by side, each in its own process (default 1); with --budget, N runs of one "
+                        "thread each on N cores are compared fairly")
     b.add_argument("--progress", action="store_true", help="show each run's progress bar")
     b.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
 
@@ -51,7 +61,8 @@ def run(args) -> int:
                      seeds=args.seeds, batch_size=args.batch_size, device=args.device,
                      overrides=null_override(args) + list(args.set),
                      use_paper_configs=not args.no_paper_configs, compare_published=args.compare_published,
-                     published_key=args.published_key, progress=args.progress)
+                     published_key=args.published_key, progress=args.progress, budgets=args.budget or [],
+                     jobs=args.jobs)
     rows = run_bench(spec)
     command = "stgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     paths = write_reports(spec, rows, command)

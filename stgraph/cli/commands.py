@@ -174,7 +174,7 @@ FLAG_FIELDS = (("data", "data.path"), ("graph", "data.graph"), ("dataset", "data
                ("probabilistic", "model.probabilistic"), ("null_value", "data.null_value"),
                ("epochs", "train.epochs"), ("batch_size", "train.batch_size"), ("lr", "train.lr"),
                ("seed", "train.seed"), ("device", "train.device"), ("covariates", "data.covariates"),
-               ("distribution", "model.distribution"))
+               ("distribution", "model.distribution"), ("budget", "train.budget_minutes"))
 
 
 def flag_settings(args) -> dict:
@@ -234,6 +234,9 @@ def train(args) -> int:
             print(f"early stopping: validation MAE did not improve for train.patience = {cfg.train.patience} "
                   f"epochs, so training stopped after epoch {st['epoch']} of {cfg.train.epochs} "
                   f"(--set train.patience=0 turns it off)")
+        if st.get("budget_stopped"):
+            print(f"budget: {st['cpu_seconds'] / 60:.2f} of {cfg.train.budget_minutes:g} CPU minutes used, so "
+                  f"training stopped after epoch {st['epoch']} (train.budget_stop = {cfg.train.budget_stop})")
         print(f"finished: {st['epoch']} epoch(s), best validation MAE {st['best_val']:.4f} at epoch "
               f"{st['best_epoch']}; run directory {args.out}")
     return 0

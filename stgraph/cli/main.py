@@ -19,16 +19,40 @@ NULL_HELP = ("which readings are missing: nan (or none) = empty cells / NaN only
              "and .npz). The same as --set data.null_value=VALUE")
 
 
+def _argparse_type(parse, text: str):
+    """``parse(text)`` with a :class:`~stgraph.errors.ConfigError` as an argparse error (one line, exit status 2)."""
+    from ..errors import ConfigError
+
+    try:
+        return parse(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def null_value_arg(text: str):
     """argparse type of ``--null-value``: :func:`stgraph.io.series.parse_null_value`, refused values are
     argparse errors (one line, exit status 2)."""
-    from ..errors import ConfigError
     from ..io.series import parse_null_value
 
-    try:
-        return parse_null_value(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return _argparse_type(parse_null_value, text)
+
+
+def budget_arg(text: str) -> float:
+    """argparse type of ``--budget`` (``stgraph train``): :func:`stgraph.config.parse_budget`, minutes."""
+    from ..config import parse_budget
+
+    return _argparse_type(lambda t: parse_budget(t, None), text)
+
+
+def budgets_arg(text: str) -> list[float]:
+    """argparse type of ``--budget`` (``stgraph bench``): :func:`stgraph.config.parse_budgets`, minutes."""
+    from ..config import parse_budgets
+
+    return _argparse_type(lambda t: parse_budgets(t, None), text)
+
+
+BUDGET_HELP = ("training budget in CPU time of the process (time.process_time: training steps and validation "
+               "passes), e.g. 10m, 90s, 1.5h or 10 (minutes)")
 
 
 def add_null_value(p) -> None:
@@ -116,6 +140,9 @@ def _add_runs(sub) -> None:
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--config", help="YAML config file")
     t.add_argument("--epochs", type=int)
+    t.add_argument("--budget", type=budget_arg, default=None, metavar="DURATION",
+                   help=BUDGET_HELP + "; the run stops after the epoch that crosses it (--set train.budget_stop=step: "
+                        "at that step), or at --epochs, whichever comes first. The same as train.budget_minutes")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)

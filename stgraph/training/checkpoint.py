@@ -29,6 +29,18 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     return path
 
 
+def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Copy the checkpoint file ``src`` to ``dst`` atomically (its bytes as they are; same folder rules as
+    :func:`save_checkpoint`)."""
+    import shutil
+
+    dst = Path(dst)
+    with files.atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    _remove_stale_temps(dst)
+    return dst
+
+
 def _remove_stale_temps(path: Path) -> None:
     """Delete ``.NAME.*.tmp`` files a killed writer left beside ``path`` (one run writes
     a run directory at a time, so any other such file is a leftover, often hundreds of MB)."""
@@ -64,7 +76,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 #: the trainer's progress counters a checkpoint stores: name -> (type, smallest value)
 _PROGRESS = {"epoch": (int, 0), "batch": (int, 0), "best_epoch": (int, -1), "bad_epochs": (int, 0),
              "skipped": (int, 0), "running_count": (int, 0), "best_val": (float, None),
-             "running_loss": (float, None), "finished": (bool, None), "early_stopped": (bool, None)}
+             "running_loss": (float, None), "finished": (bool, None), "early_stopped": (bool, None),
+             "cpu_seconds": (float, None), "steps": (int, 0), "budget_stopped": (bool, None)}
 
 
 def _check_progress(progress, path: Path) -> None:

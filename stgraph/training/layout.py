@@ -7,9 +7,11 @@ Layout of ``RUN_DIR`` (every name below comes from :class:`RunFiles`; nothing el
     metrics.csv               one row per epoch
     checkpoints/last.pt       latest state (resume from here)
     checkpoints/best.pt       best validation MAE
+    checkpoints/best@{m}m.pt  best.pt as it was when the run's CPU time crossed m minutes (snapshot marks)
     train_summary.json        epochs, best epoch, seconds, peak memory (written when training ends)
     evaluation_{split}.json   written by ``stgraph evaluate --split {split}``
     bench_eval.json           test metrics at every horizon step, written by ``stgraph bench``
+    bench_eval@{m}m.json      the same of ``best@{m}m.pt`` (``stgraph bench --budget``)
     gates.json                covariate fusion gates per source and horizon step (runs with --covariates)
     update.json               what ``stgraph update`` continued from and on (runs made by an update)
     drift/                    ``stgraph drift``'s default output folder (table, per-period errors, plot)
@@ -30,6 +32,13 @@ BENCH_EVALUATION = "bench_eval.json"
 GATES = "gates.json"
 UPDATE = "update.json"
 DRIFT = "drift"
+SNAPSHOT = "best@{minutes}m.pt"
+BENCH_EVALUATION_AT = "bench_eval@{minutes}m.json"
+
+
+def minutes_text(minutes: float) -> str:
+    """A number of minutes as file and folder names spell it: ``1``, ``0.5``, ``0.02``, ``90``."""
+    return f"{float(minutes):g}"
 
 
 class RunFiles:
@@ -75,6 +84,14 @@ class RunFiles:
         """``checkpoints/<name>`` (``last.pt`` or ``best.pt``)."""
         return self.root / CHECKPOINTS / name
 
+    def snapshot(self, minutes: float) -> Path:
+        """``checkpoints/best@<minutes>m.pt``: the best checkpoint when the CPU time crossed ``minutes``."""
+        return self.checkpoint(SNAPSHOT.format(minutes=minutes_text(minutes)))
+
+    def bench_evaluation_at(self, minutes: float) -> Path:
+        """``bench_eval@<minutes>m.json``: the bench's test figures of :meth:`snapshot` ``(minutes)``."""
+        return self.root / BENCH_EVALUATION_AT.format(minutes=minutes_text(minutes))
+
     @property
     def last(self) -> Path:
         return self.checkpoint(LAST)
@@ -94,8 +111,10 @@ class RunFiles:
         paths = [self.config, self.info, self.metrics, self.last, self.best, self.summary, self.bench_evaluation,
                  self.gates, self.update]
         paths += [self.evaluation(s) for s in SPLIT_NAMES]
+        paths += sorted(self.root.glob(BENCH_EVALUATION_AT.format(minutes="*")))
+        paths += sorted((self.root / CHECKPOINTS).glob(SNAPSHOT.format(minutes="*")))
         return [p for p in paths if p.is_file() or p.is_symlink()]
 
 
 __all__ = ["RunFiles", "CONFIG", "INFO", "METRICS", "CHECKPOINTS", "LAST", "BEST", "SUMMARY", "EVALUATION",
-           "BENCH_EVALUATION", "GATES", "UPDATE", "DRIFT"]
+           "BENCH_EVALUATION", "GATES", "UPDATE", "DRIFT", "SNAPSHOT", "BENCH_EVALUATION_AT", "minutes_text"]

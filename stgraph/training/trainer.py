@@ -15,8 +15,26 @@
   every k batches; ``best.pt`` on improvement) holding weights, optimiser,
   scheduler, RNG states, scaler, config and a data/graph fingerprint;
   ``fit(resume=True)`` continues an interrupted run exactly;
-* a tqdm bar with loss, learning rate and ETA; one row per epoch in
-  ``metrics.csv``;
+* a tqdm bar with loss, learning rate and ETA (with a budget: the CPU seconds used of it); one row
+  per epoch in ``metrics.csv``;
+* a training budget in CPU time (``train.budget_minutes``), so that models are compared at the same
+  compute rather than the same epochs. It is measured with ``time.process_time()`` (this process's CPU
+  time, all its threads; wall time on a shared machine is noisy) and counts the training steps (batch
+  gathering included) and the validation passes, not the setup, checkpoint writing or the final test
+  evaluation (DataLoader worker processes, ``train.workers``, are not counted; under ``torchrun`` the
+  processes' times are summed). The seconds used are kept in the trainer's state, so checkpoints hold
+  them and ``fit(resume=True)`` continues the count. ``train.budget_stop``: ``'epoch'`` ends the run
+  after the epoch (and its validation) during which the budget was crossed; ``'step'`` stops at the
+  first step past it, validates what it has (``best.pt`` may still improve; the cut epoch counts as one),
+  saves and stops. ``train.epochs`` still applies (whichever comes first), and so does early stopping.
+  With a budget the ``cosine`` schedule anneals over the budget instead of the epochs: its factor is
+  computed before every training step from the fraction of the budget used so far, ``0.02 + 0.98 *
+  (1 + cos(pi * used / budget)) / 2`` (warm-up epochs stay epoch-based); ``multistep`` and ``none``
+  stay epoch-based. ``snapshot_marks`` (minutes) let one run serve several smaller budgets: at the end
+  of the first epoch whose cumulative CPU time crosses a mark, ``best.pt`` is copied to
+  ``checkpoints/best@<mark>m.pt`` and the mark's CPU seconds and best epoch are recorded
+  (``state['snapshots']``). That equals a run with that budget only when the schedule does not depend
+  on the budget (``multistep``/``none``) and ``budget_stop`` is ``'epoch'``, so other settings refuse them;
 * data parallel under ``torchrun`` (:mod:`stgraph.training.distributed`): when this process is one
   of ``K`` in a ``torch.distributed`` group, the model is wrapped in ``DistributedDataParallel``,
   every global batch of ``train.batch_size`` windows is split into ``K`` parts, the metrics are
@@ -38,12 +56,12 @@ import torch
 from torch.distributions import Distribution
 
 from ..distributions import check_name, check_support, from_head, point
-from ..errors import RunDirError, StgraphError, StgraphWarning
+from ..errors import ConfigError, RunDirError, StgraphError, StgraphWarning
 from ..files import atomic_open
 from ..runtime import autocast_context, resolve_device
 from ..metrics import (MetricAccumulator, ProbabilisticAccumulator, default_steps, masked_abs_error_sum,
                        masked_nll_sum, valid_mask)
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import current as current_dist
 from .distributed import device_for
 from .layout import BEST, LAST, RunFiles
@@ -55,6 +73,24 @@ class NonFiniteLossError(StgraphError, FloatingPointError):
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_mae", "val_rmse", "val_mape", "lr", "epoch_seconds",
                  "windows_per_s", "skipped_batches"]
+
+
+#: the cosine schedule's last learning-rate factor (of ``train.lr``)
+COSINE_FLOOR = 0.02
+
+
+def cosine_factor(t: float) -> float:
+    """The cosine schedule's learning-rate factor at the fraction ``t`` of its span (clipped to [0, 1]):
+    1 at the start, ``COSINE_FLOOR`` at the end; the span is the epochs after warm-up, or the budget."""
+    t = min(1.0, max(0.0, t))
+    return COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def snapshots_stand_for_budgets(cfg) -> bool:
+    """Whether the snapshots of a run with a budget (``best@<m>m.pt``) equal runs with the smaller budgets
+    ``m``: its schedule does not follow the budget (``multistep`` or ``none``) and it stops at epoch ends
+    (``budget_stop`` ``'epoch'``). ``cfg``: a :class:`~stgraph.config.TrainConfig`."""
+    return cfg.scheduler != "cosine" and cfg.budget_stop == "epoch"
 
 
 def seed_everything(seed: int) -> None:
@@ -76,14 +112,18 @@ class Trainer:
         extra_state: plain data stored in every checkpoint (config, fingerprint, ...).
         distribution: what a probabilistic head's ``Normal`` becomes in data units
             (:data:`stgraph.distributions.DISTRIBUTIONS`, ``model.distribution``).
+        snapshot_marks: CPU minutes at which to keep a copy of ``best.pt`` (``checkpoints/best@<m>m.pt``),
+            so that one run serves several budgets (see the module docstring); ``None``: none.
 
     Inside a ``torch.distributed`` process group (``torchrun``) the trainer is data parallel:
     ``cfg.batch_size`` is the global batch and must be divisible by the number of processes.
     """
 
     def __init__(self, model, data, graph, cfg, run_dir=None, extra_state: dict | None = None,
-                 distribution: str = "normal"):
+                 distribution: str = "normal", snapshot_marks=None):
         self.cfg = cfg
+        self.budget_seconds = 60.0 * float(cfg.budget_minutes)
+        self.snapshot_marks = self._check_marks(snapshot_marks)
         self.distribution = check_name(distribution)
         self.data = data
         self.dist = current_dist()
@@ -117,14 +157,17 @@ class Trainer:
             ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                           else None)
             self.train_model = self._compiled(ddp)
+        self.state = {"epoch": 0, "batch": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
+                      "skipped": 0, "running_loss": 0.0, "running_count": 0, "finished": False,
+                      "early_stopped": False, "cpu_seconds": 0.0, "steps": 0, "budget_stopped": False,
+                      "snapshots": []}
+        self._cpu_mark = time.process_time()
+        self._cpu_pending = 0.0  # counted here, not yet added to state['cpu_seconds'] (distributed: not summed)
         self.optimizer = None
         self.scheduler = None
         if self.trainable:
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.state = {"epoch": 0, "batch": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
-                      "skipped": 0, "running_loss": 0.0, "running_count": 0, "finished": False,
-                      "early_stopped": False}
 
     def _compiled(self, module):
         if not self.cfg.compile:
@@ -136,18 +179,82 @@ class Trainer:
                 warnings.warn(StgraphWarning(f"torch.compile unavailable ({e}); training uncompiled"), stacklevel=2)
             return module
 
+    def _check_marks(self, marks) -> list[float]:
+        if not marks:
+            return []
+        out = []
+        for m in marks:
+            if isinstance(m, bool) or not isinstance(m, (int, float)) or not (math.isfinite(m) and m > 0):
+                raise ConfigError(f"snapshot mark {m!r}: expected a positive number of CPU minutes, e.g. [1, 3]")
+            out.append(float(m))
+        cfg = self.cfg
+        if cfg.budget_minutes and not snapshots_stand_for_budgets(cfg):
+            raise ConfigError(f"snapshot marks {out} would not equal runs with those budgets: with a budget, "
+                              f"train.scheduler = {cfg.scheduler!r} and train.budget_stop = {cfg.budget_stop!r}; "
+                              f"they need a schedule that does not follow the budget (multistep or none) and "
+                              f"budget_stop 'epoch'. Train one run per budget instead")
+        return sorted(set(out))
+
     # --------------------------------------------------------------------------- schedule
+    def _budget_schedule(self) -> bool:
+        """Whether the learning rate follows the CPU budget (cosine with ``train.budget_minutes``)."""
+        return self.budget_seconds > 0 and self.cfg.scheduler == "cosine"
+
     def _lr_factor(self, epoch: int) -> float:
         cfg = self.cfg
         if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
             return (epoch + 1) / (cfg.warmup_epochs + 1)
+        if self._budget_schedule():
+            return cosine_factor(self.state["cpu_seconds"] / self.budget_seconds)
         if cfg.scheduler == "cosine":
             span = max(1, cfg.epochs - cfg.warmup_epochs)
-            t = min(1.0, (epoch - cfg.warmup_epochs) / span)
-            return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+            return cosine_factor((epoch - cfg.warmup_epochs) / span)
         if cfg.scheduler == "multistep":
             return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
         return 1.0
+
+    def _apply_lr(self, epoch: int) -> None:
+        """Set every parameter group's rate to its base times :meth:`_lr_factor` now (the budget's cosine
+        changes it every step)."""
+        factor = self._lr_factor(epoch)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * factor
+
+    # --------------------------------------------------------------------------- CPU budget
+    def _cpu_restart(self) -> None:
+        """Start counting CPU time from now (what came since the last count is not training)."""
+        self._cpu_mark = time.process_time()
+
+    def _cpu_count(self, sync: bool = True) -> None:
+        """Count the CPU time since the last count; with ``sync`` add it to ``state['cpu_seconds']``
+        (distributed: summed over the processes, so that every process stops at the same step)."""
+        now = time.process_time()
+        self._cpu_pending += now - self._cpu_mark
+        self._cpu_mark = now
+        if not sync:
+            return
+        spent = self._cpu_pending
+        if self.dist.enabled:
+            spent = float(self.dist.all_reduce_sum(torch.tensor([spent], dtype=torch.float64, device=self.device)))
+        self.state["cpu_seconds"] = float(self.state.get("cpu_seconds", 0.0)) + spent
+        self._cpu_pending = 0.0
+
+    def budget_spent(self) -> bool:
+        """Whether the run has used its CPU budget (``False`` without one)."""
+        return self.budget_seconds > 0 and self.state.get("cpu_seconds", 0.0) >= self.budget_seconds
+
+    def _take_snapshots(self, final: bool = False) -> None:
+        """Copy ``best.pt`` to ``best@<m>m.pt`` for every mark the CPU time has crossed (``final``: every mark
+        left, when the run ended before them for another reason than its budget) and record each."""
+        done = {s["minutes"] for s in self.state["snapshots"]}
+        for m in self.snapshot_marks:
+            if m in done or (not final and self.state["cpu_seconds"] < 60.0 * m):
+                continue
+            if self.files is not None and self.dist.is_main and self.files.best.is_file():
+                copy_checkpoint(self.files.best, self.files.snapshot(m))
+            self.state["snapshots"] = self.state["snapshots"] + [{
+                "minutes": m, "cpu_seconds": round(self.state["cpu_seconds"], 3), "epoch": self.state["epoch"],
+                "best_epoch": self.state["best_epoch"], "reached": not final}]
 
     # --------------------------------------------------------------------------- pieces
     def _forward(self, batch, train: bool = False):
@@ -223,14 +330,13 @@ class Trainer:
     def load_state(self, ckpt: dict) -> None:
         """Restore weights, optimiser, scheduler, RNG and progress from a checkpoint dict."""
         self.model.load_state_dict(ckpt["model"])
+        self.state.update(ckpt.get("trainer", {}))  # first: a budget's schedule follows its CPU seconds
         if self.optimizer is not None and ckpt.get("optimizer"):
             self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler"):
             self.scheduler.load_state_dict(ckpt["scheduler"])
             # the schedule follows this config (a resumed run may have more epochs than it started with)
-            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
-                group["lr"] = base * self._lr_factor(self.scheduler.last_epoch)
-        self.state.update(ckpt.get("trainer", {}))
+            self._apply_lr(self.scheduler.last_epoch)
         if "rng" in ckpt:
             self._set_rng_state(ckpt["rng"])
 
@@ -283,8 +389,10 @@ class Trainer:
             self.train_model = self.forward_model
 
     def _fit(self, resume: bool) -> dict:
+        self._cpu_restart()
         fit_closed_form(self.model, self.data)
         if not self.trainable:
+            self._cpu_count()  # the fitting time: what a closed-form model costs
             self.state.update(finished=True, best_epoch=0)
             self.save(LAST)
             self.save(BEST)
@@ -295,7 +403,10 @@ class Trainer:
             if self.state.get("finished"):
                 if self.state.get("early_stopped") or self.state["epoch"] >= self.cfg.epochs:
                     return self.state
-                self.state["finished"] = False  # extended: more epochs than the run first had
+                if self.budget_spent():  # a budget no larger than what the run used: nothing more to do
+                    self.state["budget_stopped"] = True
+                    return self.state
+                self.state.update(finished=False, budget_stopped=False)  # extended: more epochs or budget
         cfg = self.cfg
         n_batches = len(self.data.loader("train", cfg.batch_size, shuffle=True, drop_last=True))
         if cfg.max_batches:
@@ -303,23 +414,45 @@ class Trainer:
         if n_batches == 0:
             raise StgraphError(f"the training split has fewer windows than one batch ({cfg.batch_size}); "
                                f"lower train.batch_size or use more data")
-        total = cfg.epochs * n_batches
-        done = self.state["epoch"] * n_batches + self.state["batch"]
         bar = None
         if cfg.progress and self.dist.is_main:
             from tqdm.auto import tqdm
-            bar = tqdm(total=total, initial=done, unit="batch", dynamic_ncols=True, leave=True)
+            if self.budget_seconds:  # the bar counts the budget's CPU seconds
+                bar = tqdm(total=round(self.budget_seconds, 1), unit="cpu s", dynamic_ncols=True, leave=True,
+                           initial=round(min(self.state["cpu_seconds"], self.budget_seconds), 1))
+            else:
+                bar = tqdm(total=cfg.epochs * n_batches, initial=self.state["epoch"] * n_batches + self.state["batch"],
+                           unit="batch", dynamic_ncols=True, leave=True)
         try:
             while self.state["epoch"] < cfg.epochs:
+                if self.budget_spent():  # a run stopped between its last epoch and 'finished'
+                    self.state["budget_stopped"] = True
+                    break
                 stop = self._train_epoch(n_batches, bar)
                 if stop:
                     break
         finally:
             if bar is not None:
                 bar.close()
+        if not self.state.get("budget_stopped"):
+            self._take_snapshots(final=True)  # it ended before the marks left for another reason: they are this
         self.state["finished"] = True
         self.save(LAST)
         return self.state
+
+    def _show(self, bar, epoch: int, loss_v: float) -> None:
+        """One step on the progress bar (batches, or with a budget the CPU seconds used of it)."""
+        cfg = self.cfg
+        lr = f"{self.optimizer.param_groups[0]['lr']:.2e}"
+        if self.budget_seconds:
+            bar.update(round(min(self.state["cpu_seconds"], self.budget_seconds), 1) - bar.n)
+            bar.set_description(f"epoch {epoch + 1}")
+            bar.set_postfix(loss=f"{loss_v:.4f}", lr=lr,
+                            budget=f"{100 * self.state['cpu_seconds'] / self.budget_seconds:.0f}%", refresh=False)
+            return
+        bar.update(1)
+        bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+        bar.set_postfix(loss=f"{loss_v:.4f}", lr=lr, refresh=False)
 
     def _train_epoch(self, n_batches: int, bar) -> bool:
         cfg = self.cfg
@@ -336,9 +469,14 @@ class Trainer:
         self.model.train()
         t0 = time.perf_counter()
         seen = 0
+        # every step syncs the CPU count when the budget decides (stop, rate); else it is added at the epoch's end
+        per_step = self.budget_seconds > 0 or not self.dist.enabled
+        self._cpu_restart()
         for b, batch in enumerate(loader, start=start_batch):
             if b >= n_batches:
                 break
+            if self._budget_schedule():
+                self._apply_lr(epoch)
             batch = batch.to(self.device, non_blocking=True)
             loss = self._train_loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -372,16 +510,22 @@ class Trainer:
                 self.state["running_count"] += 1
             seen += batch.x.shape[0] * self.dist.world
             self.state["batch"] = b + 1
+            self.state["steps"] = self.state.get("steps", 0) + 1
+            checkpoint = cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 and b + 1 < n_batches
+            self._cpu_count(sync=per_step or checkpoint)
             if bar is not None:
-                bar.update(1)
-                bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
-                bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}", refresh=False)
-            if cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 and b + 1 < n_batches:
+                self._show(bar, epoch, loss_v)
+            if cfg.budget_stop == "step" and self.budget_spent():
+                break  # validate what it has, save, stop
+            if checkpoint:
                 self.save(LAST)
+                self._cpu_restart()
         seconds = time.perf_counter() - t0
         train_loss = self.state["running_loss"] / max(1, self.state["running_count"])
         lr = self.optimizer.param_groups[0]["lr"]
+        self._cpu_count(sync=False)
         val = self.evaluate("val")["average"]
+        self._cpu_count()  # validation counts against the budget
         self.scheduler.step()
         improved = val["mae"] < self.state["best_val"] - 1e-6
         self.state.update(epoch=epoch + 1, batch=0)
@@ -391,6 +535,8 @@ class Trainer:
             self.state["bad_epochs"] += 1
         stop = bool(cfg.patience) and self.state["bad_epochs"] >= cfg.patience
         self.state["early_stopped"] = stop
+        if self.budget_spent():
+            self.state["budget_stopped"] = stop = True
         self._append_metrics({
             "epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_mae": round(val["mae"], 6),
             "val_rmse": round(val["rmse"], 6), "val_mape": round(val["mape"], 6), "lr": lr,
@@ -398,9 +544,12 @@ class Trainer:
             "skipped_batches": self.state["skipped"]})
         if improved:
             self.save(BEST)
+        self._take_snapshots()
         self.save(LAST)
         if bar is not None:
-            bar.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val MAE {val['mae']:.4f}"
+            used = (f"  CPU {self.state['cpu_seconds'] / 60:.2f} of {cfg.budget_minutes:g} min"
+                    if self.budget_seconds else "")
+            bar.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val MAE {val['mae']:.4f}{used}"
                       f"{'  *' if improved else ''}")
         return stop
 
