@@ -48,15 +48,20 @@ def test_few_validation_windows_keep_last(daily):
 
 
 def test_train_logs_windows_and_warns(daily, capsys, tmp_path):
-    rc = main(["train", "--data", str(daily["data"]), "--graph", str(daily["graph"]), "--model", "last",
-               "--set", "data.input_len=7", "--set", "data.horizon=7", "--set", "train.threads=1",
-               "--set", "train.progress=false", "--batch-size", "8", "--out", str(tmp_path / "run")])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    text = out + err
-    assert text.count("windows: 33 train, 5 validation, 9 test (input 7 + horizon 7 steps each)") == 1, text
-    assert ("warning: early stopping rests on only 5 validation windows (fewer than 30); for more: a longer series, "
-            "other data.split ratios or a shorter data.input_len / data.horizon") in text
+    """Every run logs its windows; one that trains (stid) is warned about its 5 validation windows, a closed-form
+    one (last value, which neither batches nor stops early) runs with the default batch of 64 > 33 windows."""
+    base = ["train", "--data", str(daily["data"]), "--graph", str(daily["graph"]), "--set", "data.input_len=7",
+            "--set", "data.horizon=7", "--set", "train.threads=1", "--set", "train.progress=false"]
+    warning = ("warning: early stopping rests on only 5 validation windows (fewer than 30); for more: a longer "
+               "series, other data.split ratios or a shorter data.input_len / data.horizon")
+    for model, extra, warned in (("last", [], False),
+                                 ("stid", ["--epochs", "1", "--set", "train.max_batches=1", "--batch-size", "8"], True)):
+        rc = main(base + ["--model", model, "--out", str(tmp_path / model), *extra])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        text = out + err
+        assert text.count("windows: 33 train, 5 validation, 9 test (input 7 + horizon 7 steps each)") == 1, text
+        assert (warning in text) == warned, text
 
 
 def test_batch_larger_than_the_training_windows(daily, capsys, tmp_path):
