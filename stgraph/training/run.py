@@ -45,7 +45,7 @@ def _config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, obje
 
 
 #: settings a resumed run may change: they decide when it stops, not what it computes
-MAY_CHANGE_ON_RESUME = ("train.epochs", "train.patience")
+MAY_CHANGE_ON_RESUME = ("train.epochs", "train.patience", "train.budget_minutes", "train.budget_stop")
 #: how to run, not what: a resumed run takes these from the command line without a word
 RUNTIME_SETTINGS = ("train.progress", "train.device", "train.threads", "train.workers", "data.lazy", "data.cache_mb")
 #: file locations: a resumed run accepts a new location when the content is the same (fingerprints)
@@ -178,7 +178,7 @@ def _start_run_dir(out: Path, cfg: RunConfig, info: dict) -> None:
 
 
 def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overwrite: bool = False,
-          given=None, log=print) -> "Run":
+          given=None, log=print, snapshot_marks=None) -> "Run":
     """Train ``cfg`` into run directory ``out`` (``None``: keep nothing on disk); returns the finished :class:`Run`.
 
     Everything is checked (config, files, model) before the run directory changes: a failed start
@@ -186,7 +186,8 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
     ``resume`` continues the run in ``out``; ``given`` names the settings the caller set (``None``:
     all of ``cfg``): those that differ from the run must be ones a resume may change
     (:data:`MAY_CHANGE_ON_RESUME`), and the data and graph must have the run's fingerprints.
-    The run directory is locked (:func:`stgraph.files.run_lock`) while this runs.
+    The run directory is locked (:func:`stgraph.files.run_lock`) while this runs. ``snapshot_marks``
+    (CPU minutes) keep copies of ``best.pt`` as it was at each (:class:`~stgraph.training.trainer.Trainer`).
 
     Under ``torchrun`` every process calls this; they join the process group
     (:func:`stgraph.training.distributed.session`) and train data parallel. Rank 0 alone checks,
@@ -201,7 +202,7 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
             import warnings
             warnings.simplefilter("ignore")
         if out is None:
-            return _train(cfg, None, resume=False, fresh=False, log=log)
+            return _train(cfg, None, resume=False, fresh=False, log=log, snapshot_marks=snapshot_marks)
         out = Path(out)
         with run_lock(out) if dist.is_main else nullcontext():
             if dist.is_main:
@@ -210,14 +211,15 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
                 cfg = _resume_config(out, cfg, given, log)
             elif dist.is_main:
                 _check_run_dir(out, cfg, overwrite)
-            return _train(_absolute(cfg), out, resume=resume, fresh=not resume, log=log)
+            return _train(_absolute(cfg), out, resume=resume, fresh=not resume, log=log,
+                          snapshot_marks=snapshot_marks)
 
 
 def _quiet(*args, **kwargs) -> None:
     """The ``log`` of a process other than rank 0: it prints nothing."""
 
 
-def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) -> "Run":
+def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log, snapshot_marks=None) -> "Run":
     get_model_class(cfg.model.name)  # an unknown model fails before any file is read
     seed_everything(cfg.train.seed)
     prep = prepare(cfg)
@@ -256,7 +258,7 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
     if prep.data.exogenous is not None:
         extra["covariates"] = prep.data.exogenous.state_dict()
     trainer = Trainer(model, prep.data, prep.graph, cfg.train, out, extra_state=extra,
-                      distribution=cfg.model.distribution)
+                      distribution=cfg.model.distribution, snapshot_marks=snapshot_marks)
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
     if prep.data.exogenous is not None:
@@ -267,6 +269,10 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, log) 
                    "best_val_mae": trainer.state["best_val"] if math.isfinite(trainer.state["best_val"]) else None,
                    "train_windows": int(prep.data.split_starts("train").numel()),
                    "train_seconds": round(time.perf_counter() - t0, 3), "resumed": bool(resume),
+                   # CPU time of the training steps and validation passes, all sessions of the run together
+                   "cpu_seconds": round(trainer.state["cpu_seconds"], 3), "steps": trainer.state["steps"],
+                   "budget_minutes": cfg.train.budget_minutes, "budget_stopped": trainer.state["budget_stopped"],
+                   **({"snapshots": trainer.state["snapshots"]} if trainer.state["snapshots"] else {}),
                    "device": str(trainer.device), "processes": dist.world, **peak_memory(trainer.device)}
         atomic_write(RunFiles(out).summary, json.dumps(summary, indent=1))
     return Run(cfg, prep, trainer, None if out is None else RunFiles(out))
@@ -491,9 +497,11 @@ class Run:
         """Write ``result`` (what ``stgraph evaluate --split <split>`` computed) into the run directory, atomically."""
         return self._write(self._files().evaluation(split), result)
 
-    def write_bench_evaluation(self, result: dict) -> Path:
-        """Write the bench's test figures at every horizon step into the run directory, atomically."""
-        return self._write(self._files().bench_evaluation, result)
+    def write_bench_evaluation(self, result: dict, minutes: float | None = None) -> Path:
+        """Write the bench's test figures at every horizon step into the run directory, atomically (with
+        ``minutes``: those of the snapshot ``best@<minutes>m.pt``)."""
+        files = self._files()
+        return self._write(files.bench_evaluation if minutes is None else files.bench_evaluation_at(minutes), result)
 
     def _files(self) -> RunFiles:
         if self.files is None:
