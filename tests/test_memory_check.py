@@ -57,10 +57,12 @@ def test_check_falls_back_to_lean_then_recompute_then_stops(monkeypatch):
                                  available=1) is None
 
 
-def test_train_refuses_before_touching_the_run_dir(capsys, tiny_synth, tmp_path):
+def test_train_refuses_before_touching_the_run_dir(capsys, tiny_synth, tmp_path, monkeypatch):
+    import stgraph.training.memory as memory
+    monkeypatch.setattr(memory, "available_bytes", lambda: 100 << 20)  # a machine with 100 MiB free
     out = tmp_path / "run"
     rc = main(["train", "--data", str(tiny_synth["data"]), "--graph", str(tiny_synth["adj"]), "--model", "stgt",
-               "--out", str(out), "--epochs", "1", "--no-progress", "--batch-size", "4000000"])
+               "--out", str(out), "--epochs", "1", "--no-progress", "--batch-size", "387"])  # all 387 training windows
     err = capsys.readouterr().err
     assert rc == 2 and "would be killed for lack of memory" in err and "--batch-size" in err
     assert not out.exists()

@@ -40,11 +40,15 @@ def data_info(args) -> int:
 def data_synth(args) -> int:
     from ..synth import write_synthetic, write_synthetic_counts
 
+    interval = getattr(args, "interval", "hour")
+    if interval != "hour" and getattr(args, "kind", "speeds") != "counts":
+        raise ConfigError("--interval day is for --kind counts (speeds are 5-minute readings)")
     if getattr(args, "kind", "speeds") == "counts":
         days = args.days or 56
         paths = write_synthetic_counts(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
-                                       start=args.start or "2012-03-05")
-        what = f"a synthetic counts network (hourly boardings) of {args.sensors} stops x {days} days"
+                                       start=args.start or "2012-03-05", interval=interval)
+        what = (f"a synthetic counts network ({'hourly boardings' if interval == 'hour' else 'daily counts'}) of "
+                f"{args.sensors} {'stops' if interval == 'hour' else 'regions'} x {days} days")
     elif getattr(args, "rain", False) or getattr(args, "incidents", False):
         from ..synth.events import write_events
         days = args.days or 7

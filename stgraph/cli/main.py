@@ -76,6 +76,9 @@ def _add_data(sub) -> None:
                      help="speeds: 5-minute speeds, METR-LA layout (default); counts: hourly boardings at stops "
                           "with real zeros and daily / weekly profiles, counts.csv + graph.json (distances in metres)")
     syn.add_argument("--sensors", type=int, default=207)
+    syn.add_argument("--interval", choices=["hour", "day"], default="hour",
+                     help="counts: hour (hourly boardings, default) or day (daily counts per region, e.g. daily new "
+                          "cases: one row a day, a weekly rhythm, zeros in small regions)")
     syn.add_argument("--days", type=int, default=None, help="days to simulate (default 7 for speeds, 56 for counts)")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--start", default=None, help="first day (default 2012-03-01 for speeds, Monday 2012-03-05 "

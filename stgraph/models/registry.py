@@ -171,7 +171,7 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
             raise ConfigError(f"model.params.{k}: '{name}' has no such argument{hint}; valid: {accepted}")
         if k in sig.parameters:
             _check_annotation(name, k, v, _hints(cls).get(k))
-            _check_param(name, k, v, sig.parameters[k].default)
+            _check_param(name, k, v, sig.parameters[k].default, k in getattr(cls, "may_be_zero", ()))
         kwargs[k] = v
     try:
         return cls(**kwargs)
@@ -229,9 +229,10 @@ def _check_annotation(model: str, key: str, value, tp) -> None:
                           f"('{model}' declares {key}: {_type_text(tp)})")
 
 
-def _check_param(model: str, key: str, value, default) -> None:
+def _check_param(model: str, key: str, value, default, may_be_zero: bool = False) -> None:
     """A model argument must have the type of its default; an integer whose default is >= 1
-    (a width, a depth, a number of heads) must be >= 1."""
+    (a width, a depth, a number of heads) must be >= 1, or >= 0 where the model lists the argument in
+    its class attribute ``may_be_zero`` (stgt's ``decoder_layers``)."""
     where = f"model.params.{key} = {value!r}"
     if default is inspect.Parameter.empty or default is None:
         return
@@ -241,8 +242,9 @@ def _check_param(model: str, key: str, value, default) -> None:
     elif isinstance(default, int):
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{where}: expected an integer ('{model}' defaults to {default})")
-        if default >= 1 and value < 1:
-            raise ConfigError(f"{where}: expected a positive integer ('{model}' defaults to {default})")
+        if default >= 1 and value < (0 if may_be_zero else 1):
+            raise ConfigError(f"{where}: expected {'an integer >= 0' if may_be_zero else 'a positive integer'} "
+                              f"('{model}' defaults to {default})")
     elif isinstance(default, float):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or \
                 value in (float("inf"), float("-inf")):

@@ -1,9 +1,24 @@
 """STGT: a spatio-temporal graph transformer (encoder-decoder) for traffic forecasting.
 
-Encoder: the observed window is embedded (input projection + time of day +
-day of week + sensor + step position) and passes through ``encoder_layers``
-blocks, each a graph attention across sensors followed by a transformer block
-along time.
+Encoder: the observed window is cut into patches of ``patch_len`` steps per
+sensor (the first patch padded with zeros in front when ``patch_len`` does not
+divide ``T_in``), each patch embedded as one token (a linear map of its
+``patch_len * C_in`` values + time of day and day of week of its last step +
+sensor + patch position), and the ``P = ceil(T_in / patch_len)`` tokens of every
+sensor pass through ``encoder_layers`` blocks, each a graph attention across
+sensors (on each of the ``P`` patch slices) followed by a transformer block
+along the patches.
+
+Two shapes of the same model are shipped (``stgraph/configs``):
+
+* ``stgt`` (the default): patches of 3 steps, one feed-forward per block (the
+  temporal one), no decoder blocks, and a window skip (STID's identity-embedding
+  idea: a linear map of each sensor's whole input window added to its decoder
+  queries). Far fewer multiply-adds a window than the classic shape at the
+  same width (``benchmarks/results/metr-la-week/budget.md``).
+* ``stgt-classic``: one token per step (``patch_len=1``), two feed-forwards per
+  block, one decoder block: the constructor's defaults, the architecture every
+  run trained before the efficient shape has.
 
 Decoder: one query per future step and sensor, built from the future calendar
 (time of day, day of week), the sensor embedding and the step position. The
@@ -46,6 +61,8 @@ class STBlock(nn.Module):
     Args:
         dim, heads, ff_mult, dropout, attn_dropout: as in the two layers.
         backend, dense_max_nodes: passed to :class:`SpatialGraphAttention`.
+        spatial_ff: give the spatial layer a feed-forward of its own (two per
+            block); ``False``: the temporal block's is the block's only one.
 
     Shapes:
         - input: ``x`` ``[B, T, N, D]``, ``edge_index`` ``[2, E]``,
@@ -56,10 +73,10 @@ class STBlock(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int, ff_mult: int, dropout: float, backend: str = "auto",
-                 dense_max_nodes: int = 1024, attn_dropout: float = 0.0):
+                 dense_max_nodes: int = 1024, attn_dropout: float = 0.0, spatial_ff: bool = True):
         super().__init__()
-        self.spatial = SpatialGraphAttention(dim, heads, dropout, ff_mult, backend, dense_max_nodes,
-                                             attn_dropout=attn_dropout)
+        self.spatial = SpatialGraphAttention(dim, heads, dropout, ff_mult if spatial_ff else 0, backend,
+                                             dense_max_nodes, attn_dropout=attn_dropout)
         self.temporal = TemporalTransformerBlock(dim, heads, ff_mult, dropout,
                                                  attn_dropout=attn_dropout)
 
@@ -105,6 +122,11 @@ class STGT(nn.Module):
             decoder's queries; ``None`` (default): calendar only.
         attn_dropout: dropout on attention weights (default 0: on CPU it is
             slower than the rest of the attention and bars the fused kernels).
+        patch_len: input steps per encoder token (1: one token per step).
+        spatial_ff: each block's spatial layer has a feed-forward of its own
+            (``False``: one feed-forward per block, the temporal one).
+        window_skip: add a linear map of each sensor's whole input window
+            ``[T_in * C_in] -> D`` to its decoder queries.
         recompute: in training, keep only each block's input and recompute the
             block in backward (activation checkpointing): about a third more time
             a step. Live activation memory falls about 2.5x (see
@@ -121,7 +143,12 @@ class STGT(nn.Module):
           ``exo_out`` ``[B, T_out, N, C_x]``
         - output: ``[B, T_out, N, C_out]``, or ``Normal`` with ``loc`` and
           ``scale`` ``[B, T_out, N, C_out]``.
+
+    The constructor's defaults are the classic shape (saved runs record only the
+    parameters they were given); ``stgraph/configs/stgt.yaml`` holds the efficient one.
     """
+
+    may_be_zero = ("decoder_layers",)  #: 0 decoder blocks: the cross-attention feeds the head directly
 
     def __init__(self, num_nodes: int, in_channels: int, out_channels: int, input_len: int,
                  horizon: int, steps_per_day: int = 288,
@@ -130,8 +157,11 @@ class STGT(nn.Module):
                  dropout: float = 0.1, spatial_backend: str = "auto", probabilistic: bool = False,
                  node_emb_dim: Optional[int] = None, dense_max_nodes: int = 1024,
                  min_scale: float = 1e-3, attn_dropout: float = 0.0, recompute: bool = False,
-                 residual: str = "last", exogenous: Optional[Sequence[Sequence]] = None):
+                 residual: str = "last", exogenous: Optional[Sequence[Sequence]] = None,
+                 patch_len: int = 1, spatial_ff: bool = True, window_skip: bool = False):
         super().__init__()
+        if not isinstance(patch_len, int) or isinstance(patch_len, bool) or patch_len < 1:
+            raise ValueError(f"patch_len is {patch_len!r}; expected an integer >= 1 (input steps per token)")
         if target_channels is not None:
             target_channels = tuple(int(c) for c in target_channels)
             if len(target_channels) != out_channels:
@@ -144,19 +174,23 @@ class STGT(nn.Module):
         self.target_channels = target_channels
         self.probabilistic, self.min_scale = probabilistic, min_scale
         self.recompute = recompute
+        self.patch_len = patch_len
+        self.num_patches = -(-input_len // patch_len)  # P = ceil(T_in / patch_len)
 
-        self.embed = InputEmbedding(in_channels, hidden, num_nodes, steps_per_day, node_emb_dim)
-        self.pos_in = nn.Parameter(torch.empty(input_len, hidden))
-        self.pos_out = nn.Parameter(torch.empty(horizon, hidden))
+        self.embed = InputEmbedding(in_channels * patch_len, hidden, num_nodes, steps_per_day, node_emb_dim)
+        self.pos_in = nn.Parameter(torch.empty(self.num_patches, hidden))
+        self.num_out_patches = -(-horizon // patch_len)
+        self.pos_out = nn.Parameter(torch.empty(self.num_out_patches, hidden))
         self.drop = Dropout(dropout)
         block = lambda: STBlock(hidden, heads, ff_mult, dropout, spatial_backend, dense_max_nodes,
-                                attn_dropout)
+                                attn_dropout, spatial_ff)
         self.encoder = nn.ModuleList([block() for _ in range(encoder_layers)])
         self.cross = CrossAttention(hidden, heads, dropout, attn_dropout)
+        self.window = nn.Linear(input_len * in_channels, hidden) if window_skip else None
         self.decoder = nn.ModuleList([block() for _ in range(decoder_layers)])
         self.norm_out = nn.LayerNorm(hidden)
         self.head_fc = nn.Linear(hidden, hidden)
-        self.head_out = nn.Linear(hidden, out_channels * (2 if probabilistic else 1))
+        self.head_out = nn.Linear(hidden, patch_len * out_channels * (2 if probabilistic else 1))
         self.persistence_gate = nn.Parameter(torch.empty(horizon, out_channels))
         if target_channels is not None:
             self.register_buffer("target_index", torch.tensor(target_channels), persistent=False)
@@ -188,6 +222,9 @@ class STGT(nn.Module):
         for blk in (*self.encoder, *self.decoder):
             blk.reset_parameters()
         self.cross.reset_parameters()
+        if getattr(self, "window", None) is not None:
+            nn.init.xavier_uniform_(self.window.weight)
+            nn.init.zeros_(self.window.bias)
         self.norm_out.reset_parameters()
         nn.init.xavier_uniform_(self.head_fc.weight)
         nn.init.zeros_(self.head_fc.bias)
@@ -195,7 +232,7 @@ class STGT(nn.Module):
         nn.init.zeros_(self.head_out.bias)
         if self.probabilistic:
             with torch.no_grad():  # softplus(log(e - 1)) = 1
-                self.head_out.bias[self.out_channels:] = math.log(math.e - 1.0)
+                self.head_out.bias.view(self.patch_len, -1)[:, self.out_channels:] = math.log(math.e - 1.0)
         nn.init.ones_(self.persistence_gate)
         if getattr(self, "seasonal", None) is not None:
             self.seasonal.reset_parameters()
@@ -236,7 +273,7 @@ class STGT(nn.Module):
         """
         rc = self.recompute if recompute is None else recompute
         N, D = self.num_nodes, self.hidden
-        T = max(self.input_len, self.horizon)
+        T = max(self.num_patches, self.num_out_patches)
         blocks = len(self.encoder) + len(self.decoder)
         A = batch_size * T * N * D
         per_block = {(False, False): 62, (False, True): 50, (True, False): 30, (True, True): 17}[(lean, rc)]
@@ -265,6 +302,32 @@ class STGT(nn.Module):
         """The fusion gates per covariate source (:meth:`stgraph.nn.fusion.GatedFusion.gates`), or ``None``."""
         return None if self.fusion is None else self.fusion.gates()
 
+    def _fold(self, t: torch.Tensor, num: int, front: bool) -> torch.Tensor:
+        """``t`` ``[B, T, ...]`` -> ``[B, num, patch_len, ...]``, padded to ``num * patch_len`` steps in front
+        (the input window: zeros, the missing-reading value) or at the back (the horizon: the last step
+        repeated)."""
+        L = self.patch_len
+        pad = num * L - t.size(1)
+        if pad:
+            fill = t.new_zeros(t.size(0), pad, *t.shape[2:]) if front else t[:, -1:].expand(-1, pad, *t.shape[2:])
+            t = torch.cat([fill, t] if front else [t, fill], dim=1)
+        return t.reshape(t.size(0), num, L, *t.shape[2:])
+
+    def _patches(self, x: torch.Tensor, tod: torch.Tensor, dow: torch.Tensor):
+        """``x`` ``[B, T_in, N, C]`` -> patches ``[B, P, N, patch_len * C]`` and the calendar of each patch's
+        last step ``[B, P]``."""
+        if self.patch_len == 1:
+            return x, tod, dow
+        B, _, N, C = x.shape
+        P = self.num_patches
+        xp = self._fold(x, P, front=True).permute(0, 1, 3, 2, 4).reshape(B, P, N, self.patch_len * C)
+        last = slice(x.size(1) - 1 - (P - 1) * self.patch_len, None, self.patch_len)  # each patch's last step
+        return xp, tod[:, last], dow[:, last]
+
+    def _patch_mean(self, e: torch.Tensor, num: int, front: bool) -> torch.Tensor:
+        """Per-step features ``[B, T, N, D]`` -> their mean over each of ``num`` patches ``[B, num, N, D]``."""
+        return e if self.patch_len == 1 else self._fold(e, num, front).mean(2)
+
     def _block(self, blk, h, edge_index, edge_weight):
         if self.recompute and self.training and torch.is_grad_enabled():
             return checkpoint(blk, h, edge_index, edge_weight, use_reentrant=False)
@@ -288,22 +351,24 @@ class STGT(nn.Module):
             ``(output, attn)`` where ``attn`` holds, for the LAST encoder block
             and the decoder's cross-attention:
 
-            - ``'temporal'``: ``[B, N, H, T_in, T_in]`` (query step, key step),
+            - ``'temporal'``: ``[B, N, H, P, P]`` (query patch, key patch;
+              ``P = T_in`` when ``patch_len`` is 1),
             - ``'spatial'``: ``[E', H]`` per-edge weights averaged over the
-              ``B * T_in`` slices, aligned with
+              ``B * P`` slices, aligned with
             - ``'spatial_edge_index'``: ``[2, E']`` = the graph's non-loop edges
               in input order followed by the ``N`` self loops,
-            - ``'cross'``: ``[B, N, H, T_out, T_in]``.
+            - ``'cross'``: ``[B, N, H, P_out, P]`` (``P_out = ceil(T_out / patch_len)`` horizon patches).
         """
         B, T, N, C = check_input(self, x)
         edge_index = graph.edge_index
         edge_weight = getattr(graph, "edge_weight", None)
         attn = {}
 
-        h = self.embed(x, covariates["tod_in"], covariates["dow_in"]) + self.pos_in[:, None, :]
         exo_in, exo_out = self._exogenous(covariates)
+        xp, tod_p, dow_p = self._patches(x, covariates["tod_in"], covariates["dow_in"])
+        h = self.embed(xp, tod_p, dow_p) + self.pos_in[:, None, :]  # [B, P, N, D]
         if exo_in is not None:
-            h = h + self.fusion.encode(exo_in)
+            h = h + self._patch_mean(self.fusion.encode(exo_in), self.num_patches, front=True)
         h = self.drop(h)
         for i, blk in enumerate(self.encoder):
             if return_attention and i == len(self.encoder) - 1:
@@ -311,10 +376,14 @@ class STGT(nn.Module):
             else:
                 h = self._block(blk, h, edge_index, edge_weight)
 
-        time_out = self.embed.time(covariates["tod_out"], covariates["dow_out"])  # [B, T_out, 1, D]
-        q = time_out + self.embed.node() + self.pos_out[:, None, :]  # [B, T_out, N, D]
+        # one query per horizon patch (per step when patch_len is 1): its steps' mean calendar
+        P_out = self.num_out_patches
+        time_out = self._patch_mean(self.embed.time(covariates["tod_out"], covariates["dow_out"]), P_out, False)
+        q = time_out + self.embed.node() + self.pos_out[:, None, :]  # [B, P_out, N, D]
+        if self.window is not None:  # [B, N, T_in * C_in] -> [B, 1, N, D]
+            q = q + self.window(x.transpose(1, 2).reshape(B, N, T * C)).unsqueeze(1)
         if exo_out is not None:
-            q = q + self.fusion.decode(exo_out)
+            q = q + self._patch_mean(self.fusion.decode(exo_out), P_out, front=False)
         if return_attention:
             q, attn["cross"] = self.cross(q, h, return_attention=True)
         else:
@@ -322,7 +391,10 @@ class STGT(nn.Module):
         for blk in self.decoder:
             q = self._block(blk, q, edge_index, edge_weight)
 
-        out = self.head_out(F.gelu(self.head_fc(self.norm_out(q))))  # [B, T_out, N, C_out(*2)]
+        out = self.head_out(F.gelu(self.head_fc(self.norm_out(q))))  # [B, P_out, N, patch_len * C_out(*2)]
+        if self.patch_len > 1:  # each query's patch_len steps -> [B, T_out, N, C_out(*2)]
+            out = out.view(B, P_out, N, self.patch_len, -1).transpose(2, 3).reshape(B, P_out * self.patch_len, N, -1)
+            out = out[:, : self.horizon]
         mean = out[..., : self.out_channels]
         if self.target_index is not None:
             last = x[:, -1:, :, :].index_select(-1, self.target_index)  # [B, 1, N, C_out]

@@ -387,7 +387,9 @@ class SpatialGraphAttention(nn.Module):
         dim: feature size ``D`` (divisible by ``heads``).
         heads: number of attention heads ``H``.
         dropout: dropout on the attention and feed-forward outputs.
-        ff_mult: feed-forward hidden size is ``ff_mult * D``.
+        ff_mult: feed-forward hidden size is ``ff_mult * D``; 0: no feed-forward
+            (the attention sublayer alone, as in stgt's efficient blocks, whose
+            temporal block holds the one feed-forward).
         backend, dense_max_nodes, self_loop_weight, attn_dropout, chunk_bytes:
             as in :class:`GraphAttention`.
 
@@ -407,13 +409,14 @@ class SpatialGraphAttention(nn.Module):
         self.attn = GraphAttention(dim, heads, backend, dense_max_nodes, self_loop_weight,
                                    attn_dropout, chunk_bytes)
         self.dropout = Dropout(dropout)
-        self.ffn = FeedForward(dim, ff_mult, dropout)
+        self.ffn = FeedForward(dim, ff_mult, dropout) if ff_mult else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.norm.reset_parameters()
         self.attn.reset_parameters()
-        self.ffn.reset_parameters()
+        if self.ffn is not None:
+            self.ffn.reset_parameters()
 
     @property
     def last_backend(self) -> Optional[str]:
@@ -434,5 +437,7 @@ class SpatialGraphAttention(nn.Module):
                 attention_reduce: str = "mean"):
         res = self.attn(self.norm(x), edge_index, edge_weight, return_attention, attention_reduce)
         out, att = res if return_attention else (res, None)
-        x = self.ffn(x + self.dropout(out))
+        x = x + self.dropout(out)
+        if self.ffn is not None:
+            x = self.ffn(x)
         return (x, att) if return_attention else x
