@@ -89,6 +89,20 @@ def model_config(name: str) -> Path | None:
     return shipped_config(name)
 
 
+def setup_of(entry: str) -> tuple[str, Path | None]:
+    """A ``--models`` entry -> ``(model, config file)``: a registered model or an import path with its
+    shipped paper configuration, or a shipped set-up that is not a model's name (``stgt-classic``,
+    ``stgt-large``: its model and its file), so two set-ups of one model compare in one bench."""
+    from .models.registry import available_models
+
+    if entry.lower() not in available_models() and ":" not in entry and "." not in entry:
+        path = shipped_config(entry)
+        if path is not None:
+            from .config import load_config
+            return load_config(path).model.name, path
+    return entry, model_config(entry)
+
+
 def run_dir(spec: BenchSpec, model: str, seed: int, budget: float | None = None) -> Path:
     """The run folder of ``model`` at ``seed``: ``OUT/runs/<model>/seed<k>``, or for a run trained with a
     CPU budget of ``budget`` minutes ``OUT/runs/<model>/budget<m>m/seed<k>`` (the one place these are spelled)."""
@@ -109,7 +123,8 @@ def run_config(spec: BenchSpec, model: str, seed: int, budget: float | None = No
     docstring come before the overrides, so ``--set`` changes them."""
     from .config import compose_config, given_keys
 
-    config = model_config(model) if spec.use_paper_configs else None
+    name, config = setup_of(model)
+    config = config if spec.use_paper_configs or name != model else None
     settings: dict = {}
     overrides = []
     if spec.dataset:
@@ -140,9 +155,9 @@ def run_config(spec: BenchSpec, model: str, seed: int, budget: float | None = No
                 overrides.append(rest)
         else:
             overrides.append(item)
-    cfg = compose_config(model, config, settings, overrides)
+    cfg = compose_config(name, config, settings, overrides)
     # model.probabilistic counts as set: the bench's runs are point forecasts unless an override says otherwise
-    return cfg, given_keys(model, config, settings, overrides) | {"model.probabilistic"}
+    return cfg, given_keys(name, config, settings, overrides) | {"model.probabilistic"}
 
 
 @dataclass(frozen=True)
@@ -228,7 +243,8 @@ def _train_and_evaluate(spec: BenchSpec, job: BenchJob, run_dir: Path, resume: b
             train(cfg, run_dir, resume=resume, overwrite=not resume, given=given if resume else None,
                   snapshot_marks=job.marks or None)
             # a user model's import path comes from the bench's --models, never from the run's files
-            run = Run.open(run_dir, model=None if model.lower() in available_models() else model)
+            name = setup_of(model)[0]
+            run = Run.open(run_dir, model=None if name.lower() in available_models() else name)
             result = _evaluate(run)
             return {"result": result, "snapshots": {m: _evaluate(run, m) for m in job.marks}}
         except Exception as e:  # noqa: BLE001 - reported to the parent as one line, like a failed command
@@ -338,7 +354,7 @@ def run_bench(spec: BenchSpec, log=print) -> list[dict]:
         raise ConfigError(f"--jobs {spec.jobs}: expected at least 1")
     from .models.registry import get_model_class
     for m in spec.models:
-        get_model_class(m)  # unknown names fail before any training
+        get_model_class(setup_of(m)[0])  # unknown names fail before any training
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_bench_inputs(spec)
     jobs = plan(spec)

@@ -70,3 +70,27 @@ def test_bench_rejects_unknown_models_before_training(capsys, tiny_synth, tmp_pa
     rc = main(["bench", "--data", str(tiny_synth["data"]), "--models", "last,dcrnnn", "--out", str(tmp_path / "b")])
     assert rc != 0 and "unknown model 'dcrnnn'" in capsys.readouterr().err
     assert not (tmp_path / "b" / "runs").exists()
+
+
+def test_a_shipped_setup_is_a_bench_entry(tmp_path):
+    """`--models stgt,stgt-classic` compares the two shapes of stgt in one bench: the set-up's model and its
+    file (every classic knob spelled out, not inherited from stgt.yaml's efficient ones)."""
+    from stgraph.bench import BenchSpec, run_config, setup_of
+    from stgraph.config import shipped_config
+
+    spec = BenchSpec(out=tmp_path, models=["stgt", "stgt-classic"], data="x.h5")
+    assert setup_of("stgt-classic") == ("stgt", shipped_config("stgt-classic"))
+    assert setup_of("stid") == ("stid", shipped_config("stid"))
+    classic, given = run_config(spec, "stgt-classic", 0)
+    efficient, _ = run_config(spec, "stgt", 0)
+    assert classic.model.name == efficient.model.name == "stgt" and "model.name" in given
+    p = classic.model.params
+    assert (p["patch_len"], p["spatial_ff"], p["window_skip"], p["decoder_layers"]) == (1, True, False, 1)
+    q = efficient.model.params
+    assert (q["patch_len"], q["spatial_ff"], q["window_skip"], q["decoder_layers"]) == (3, False, True, 0)
+    assert classic.train.lr == 0.001 and efficient.train.lr == shipped_lr("stgt")
+
+
+def shipped_lr(name):
+    from stgraph.config import load_config, shipped_config
+    return load_config(shipped_config(name)).train.lr
