@@ -73,7 +73,10 @@ def worker(spec: dict) -> dict:
 
     from stgraph.models.stgt import STGT
     from stgraph.runtime import lean_malloc, tune_malloc
-    lean_malloc() if spec.get("lean") else tune_malloc()
+    if spec.get("lean"):
+        lean_malloc()
+    else:  # "heap_only": every block kept in the heap, the retaining allocator before MMAP_THRESHOLD
+        tune_malloc(None) if spec.get("heap_only") else tune_malloc()
     torch.manual_seed(0)
     N, B = spec["nodes"], spec["batch"]
     ei, ew = build(N)

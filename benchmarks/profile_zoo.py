@@ -75,13 +75,12 @@ def zoo_model(name: str, num_nodes: int, params: dict | None = None, probabilist
     from stgraph.models.registry import build_model
     sizes = dict(num_nodes=num_nodes, in_channels=1, out_channels=1, input_len=12, horizon=12,
                  steps_per_day=288, target_channels=(0,), probabilistic=probabilistic)
+    from stgraph.bench import setup_of
+    model, path = setup_of(name)  # a model or a shipped set-up such as stgt-classic
     if params is None:
-        import yaml
-
-        from stgraph.config import shipped_config
-        path = shipped_config(name)
-        params = (yaml.safe_load(path.read_text()).get("model") or {}).get("params") or {} if path else {}
-    return build_model(name, sizes, params)
+        from stgraph.config import compose_config
+        params = dict(compose_config(None, path).model.params) if path else {}
+    return build_model(model, sizes, params)
 
 
 def random_batch(batch: int, num_nodes: int, seed: int = 0):

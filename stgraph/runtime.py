@@ -7,9 +7,12 @@ written on a GPU machine stays readable on a CPU one).
 glibc's ``malloc`` returns every large block (the activations of a training
 step, tens of MB each) to the kernel with ``munmap`` and maps it again on the
 next step; the page faults that follow cost more than the arithmetic on a
-small CPU. :func:`tune_malloc` keeps freed memory in the process instead
-(measured on METR-LA-sized batches: a ``stgt`` step 2-3x faster). It changes
-nothing on other C libraries or when ``STGRAPH_NO_MALLOC_TUNING`` is set.
+small CPU. :func:`tune_malloc` keeps freed blocks up to :data:`MMAP_THRESHOLD` (32 MiB) in the
+process instead (measured on METR-LA-sized batches: a ``stgt`` step 2-3x faster) and maps larger
+ones on their own, given back when freed: kept in the heap, the tensors of a large network
+(8,600 sensors: 35 MB each) fragment it, and the resident memory doubles
+(``benchmarks/results/stgt_cost.md``). It changes nothing on other C libraries or when
+``STGRAPH_NO_MALLOC_TUNING`` is set.
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ _M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
 _done = False
 _lean = False
+#: blocks above this many bytes are mapped on their own by :func:`tune_malloc` (glibc's largest dynamic
+#: threshold); ``None`` keeps every block in the heap (stgraph's setting before the efficient stgt)
+MMAP_THRESHOLD = 32 << 20
 
 
 def _mallopt():
@@ -36,8 +42,9 @@ def _mallopt():
         return None
 
 
-def tune_malloc() -> bool:
-    """Keep large freed blocks in the heap (glibc only); returns whether it applied.
+def tune_malloc(mmap_threshold: int | None = MMAP_THRESHOLD) -> bool:
+    """Keep freed blocks up to ``mmap_threshold`` bytes in the heap, map larger ones on their own (glibc
+    only; ``None``: keep every block); returns whether it applied.
 
     Does nothing once :func:`lean_malloc` chose the other trade-off for this process."""
     global _done
@@ -50,8 +57,9 @@ def tune_malloc() -> bool:
     mallopt = _mallopt()
     if mallopt is None:
         return False
-    ok = all(mallopt(opt, val) == 1 for opt, val in
-             ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20)))
+    mmap = ((_M_MMAP_MAX, 0),) if mmap_threshold is None else ((_M_MMAP_MAX, 65536),
+                                                                (_M_MMAP_THRESHOLD, int(mmap_threshold)))
+    ok = all(mallopt(opt, val) == 1 for opt, val in (*mmap, (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20)))
     _done = ok
     return ok
 

@@ -89,3 +89,24 @@ def test_unknown_config_name_lists_the_shipped_ones(capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--config 'stgt-huge': no such file, and not a shipped set-up" in err
     assert "'stgt-large'" in err and "'dcrnn'" in err
+
+
+@pytest.mark.parametrize("threshold", ["default", None])
+def test_tune_malloc_maps_only_blocks_above_its_threshold(monkeypatch, threshold):
+    """The trainer's allocator keeps blocks up to 32 MiB in the heap and maps larger ones (given back when
+    freed: the tensors of an 8,600-sensor step no longer fragment the heap); None keeps every block."""
+    import stgraph.runtime as rt
+    calls = []
+    monkeypatch.setattr(rt, "_mallopt", lambda: lambda opt, val: calls.append((opt, val)) or 1)
+    monkeypatch.setattr(rt, "_done", False)
+    monkeypatch.setattr(rt, "_lean", False)
+    monkeypatch.delenv("STGRAPH_NO_MALLOC_TUNING", raising=False)
+    assert rt.tune_malloc() if threshold == "default" else rt.tune_malloc(None)
+    got = dict(calls)
+    if threshold == "default":
+        assert got[rt._M_MMAP_THRESHOLD] == 32 << 20 == rt.MMAP_THRESHOLD and got[rt._M_MMAP_MAX] > 0
+    else:
+        assert got[rt._M_MMAP_MAX] == 0 and rt._M_MMAP_THRESHOLD not in got
+    assert got[rt._M_TRIM_THRESHOLD] == 1 << 30
+    calls.clear()
+    assert rt.tune_malloc() and not calls  # once per process
