@@ -21,9 +21,11 @@ Outputs in ``OUT``:
 With budgets (``--budget 1m,3m,10m``, :attr:`BenchSpec.budgets`) every learned model is trained for the
 same *compute* instead of the same epochs: each run gets ``train.budget_minutes`` of CPU time
 (:mod:`stgraph.training.trainer`), ``train.epochs`` :data:`BUDGET_EPOCHS` (unless ``--epochs`` / ``--set``
-say otherwise), ``train.patience`` 0 unless set (the budget is the stopping rule) and one torch thread
-(``train.threads=1`` unless set), and its best-validation checkpoint is evaluated. A model whose schedule
-does not follow the budget (``multistep`` / ``none``, ``budget_stop`` ``'epoch'``) trains once, with the
+say otherwise), ``train.patience`` 0 unless set (the budget is the stopping rule), ``train.budget_stop``
+'step' (the run stops at the first step past its budget, after validating what it has: a budget binds
+even where one epoch costs more than it) and one torch thread (``train.threads=1`` unless set), and its
+best-validation checkpoint is evaluated. A model whose schedule
+does not follow the budget (``multistep`` / ``none``) trains once, with the
 largest budget, and serves the smaller ones through its snapshots ``best@<m>m.pt``; a ``cosine`` model
 trains once per budget. Closed-form models (last, ha, var) are fitted once and stand in every budget's
 rows at their fitting time. Run folders: :func:`run_dir`. Outputs in ``OUT``: ``budget.csv``,
@@ -139,7 +141,8 @@ def run_config(spec: BenchSpec, model: str, seed: int, budget: float | None = No
     if spec.budgets:
         settings["train.threads"] = 1  # one torch thread per run: CPU budgets compare like with like
     if budget is not None and model not in DETERMINISTIC:
-        settings.update({"train.budget_minutes": float(budget), "train.patience": 0,
+        # budget_stop 'step': a budget binds even where one epoch costs more than it (GMAN, STAEformer)
+        settings.update({"train.budget_minutes": float(budget), "train.patience": 0, "train.budget_stop": "step",
                          "train.epochs": spec.epochs if spec.epochs is not None else BUDGET_EPOCHS})
     if spec.batch_size is not None:
         settings["train.batch_size"] = spec.batch_size

@@ -1,6 +1,8 @@
 """Training for the same compute: a CPU-time budget per run (train.budget_minutes), its cosine schedule,
 snapshots that let one run serve several budgets, and `stgraph bench --budget`."""
 import csv
+import dataclasses
+import math
 import json
 
 import pytest
@@ -75,11 +77,16 @@ def test_the_budget_cosine_anneals_over_the_cpu_time(tiny_synth):
                      lr=0.01), None, **QUIET)
     tr = run.trainer
     assert tr._lr_factor(0) == pytest.approx(0.5)  # warm-up stays epoch-based: (0 + 1) / (1 + 1)
+    tr.cfg = dataclasses.replace(tr.cfg, epochs=101)  # 100 epochs after warm-up: the budget is the nearer end
     for used, want in ((0.0, 1.0), (30.0, 0.51), (60.0, 0.02), (90.0, 0.02)):
         tr.state["cpu_seconds"] = used
-        assert tr._lr_factor(5) == pytest.approx(want)
-        tr._apply_lr(5)
+        assert tr._lr_factor(1) == pytest.approx(want)
+        tr._apply_lr(1)
         assert tr.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * want)
+    # halfway through the epochs (epoch 51): the epochs govern while they are nearer their end than the budget
+    for used, want in ((0.0, 0.51), (45.0, 0.02 + 0.98 * (1 + math.cos(0.75 * math.pi)) / 2)):
+        tr.state["cpu_seconds"] = used
+        assert tr._lr_factor(51) == pytest.approx(want)
 
 
 def test_resume_continues_the_cpu_count(tiny_synth, tmp_path):
@@ -154,3 +161,35 @@ def test_bench_with_budgets(tiny_synth, tmp_path):
     before = (stid_dir / "checkpoints" / "last.pt").stat().st_mtime_ns
     assert [r["result"] for r in run_bench(spec, **QUIET)] == [r["result"] for r in rows]
     assert (stid_dir / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_a_step_mode_snapshot_is_the_run_with_that_budget(tiny_synth, tmp_path, monkeypatch):
+    """budget_stop 'step': a run with a budget of 2 and a mark at 1 keeps, at the mark, the best checkpoint of a
+    run with a budget of 1 (same steps, same validation, same weights), and trains on. The CPU clock is a fake
+    one that advances 1 s per reading, so the step at which each crosses is the same in both runs."""
+    import torch
+
+    import stgraph.training.trainer as trainer_mod
+
+    class Clock:
+        t = 0.0
+
+        def process_time(self):
+            self.t += 1.0
+            return self.t
+
+        def __getattr__(self, name):  # perf_counter & co. stay real
+            return getattr(__import__("time"), name)
+
+    monkeypatch.setattr(trainer_mod, "time", Clock())
+    one = train(_cfg(tiny_synth, epochs=5, budget_minutes=0.5, budget_stop="step"), tmp_path / "one", **QUIET)
+    monkeypatch.setattr(trainer_mod, "time", Clock())
+    two = train(_cfg(tiny_synth, epochs=5, budget_minutes=1.0, budget_stop="step"), tmp_path / "two",
+                snapshot_marks=[0.5], **QUIET)
+    assert one.state["budget_stopped"] and two.state["budget_stopped"]
+    assert two.state["steps"] > one.state["steps"]  # it trained on past the mark
+    snap = two.state["snapshots"][0]
+    assert snap["reached"] and snap["best_epoch"] == one.state["best_epoch"]
+    want = load_checkpoint(RunFiles(tmp_path / "one").best)["model"]
+    got = load_checkpoint(RunFiles(tmp_path / "two").snapshot(0.5))["model"]
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

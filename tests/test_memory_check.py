@@ -110,3 +110,19 @@ def test_tune_malloc_maps_only_blocks_above_its_threshold(monkeypatch, threshold
     assert got[rt._M_TRIM_THRESHOLD] == 1 << 30
     calls.clear()
     assert rt.tune_malloc() and not calls  # once per process
+
+
+def test_estimate_of_the_efficient_shape_and_of_tensors_the_allocator_gives_back():
+    """The efficient shape counts its decoder (cross-attention + head) as a unit beside its blocks, on patch
+    tokens (T = 12 / 3 = 4); where one activation tensor (4 * A bytes) is above the allocator's mmap threshold
+    it is given back when freed, and the lean numbers apply without switching allocators."""
+    from stgraph.runtime import MMAP_THRESHOLD
+    eff = STGT(50, 2, 1, 12, 12, hidden=32, patch_len=3, spatial_ff=False, window_skip=True, decoder_layers=0)
+    A = 8 * 4 * 50 * 32
+    assert eff.estimate_train_memory(8, 300) == 4 * 40 * 3 * A
+    assert eff.estimate_train_memory(8, 300, lean=True) == 4 * 20 * 3 * A
+    big = STGT(8600, 2, 1, 12, 12, hidden=32, patch_len=3, spatial_ff=False, window_skip=True, decoder_layers=0,
+               node_emb_dim=1)
+    A = 8 * 4 * 8600 * 32
+    assert 4 * A > MMAP_THRESHOLD
+    assert big.estimate_train_memory(8, 30000) == big.estimate_train_memory(8, 30000, lean=True) == 4 * 20 * 3 * A

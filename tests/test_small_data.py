@@ -52,8 +52,8 @@ def test_train_logs_windows_and_warns(daily, capsys, tmp_path):
     one (last value, which neither batches nor stops early) runs with the default batch of 64 > 33 windows."""
     base = ["train", "--data", str(daily["data"]), "--graph", str(daily["graph"]), "--set", "data.input_len=7",
             "--set", "data.horizon=7", "--set", "train.threads=1", "--set", "train.progress=false"]
-    warning = ("warning: early stopping rests on only 5 validation windows (fewer than 30); for more: a longer "
-               "series, other data.split ratios or a shorter data.input_len / data.horizon")
+    warning = ("warning: model selection (the best checkpoint) rests on only 5 validation windows (fewer than 30); "
+               "for more: a longer series, other data.split ratios or a shorter data.input_len / data.horizon")
     for model, extra, warned in (("last", [], False),
                                  ("stid", ["--epochs", "1", "--set", "train.max_batches=1", "--batch-size", "8"], True)):
         rc = main(base + ["--model", model, "--out", str(tmp_path / model), *extra])

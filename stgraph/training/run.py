@@ -316,7 +316,8 @@ def count_windows(data, log=print) -> dict[str, int]:
 def check_windows(cfg: RunConfig, windows: dict[str, int], log=print) -> None:
     """For a model that trains: refuse a training split smaller than one batch before anything is written,
     and warn when the validation split has fewer than :data:`~stgraph.models.seasonal.MIN_VALIDATION_WINDOWS`
-    windows (early stopping, and stgt's residual choice, rest on them)."""
+    windows (the best checkpoint, early stopping and stgt's residual choice rest on them); say when a CPU
+    budget may end the run before its epochs."""
     from ..models.seasonal import MIN_VALIDATION_WINDOWS
 
     if windows["train"] < cfg.train.batch_size:
@@ -324,9 +325,13 @@ def check_windows(cfg: RunConfig, windows: dict[str, int], log=print) -> None:
                           f"(train.batch_size = {cfg.train.batch_size}); use --batch-size {max(1, windows['train'])} "
                           f"or less, or more windows: {MORE_WINDOWS}")
     if windows["val"] < MIN_VALIDATION_WINDOWS:
-        what = "early stopping and stgt's residual choice rest" if cfg.model.name == "stgt" else "early stopping rests"
-        log(f"warning: {what} on only {windows['val']} validation windows (fewer than {MIN_VALIDATION_WINDOWS}); "
-            f"for more: {MORE_WINDOWS}")
+        what = ["the best checkpoint"] + (["early stopping"] if cfg.train.patience else []) + \
+            (["stgt's residual"] if cfg.model.name == "stgt" else [])
+        log(f"warning: model selection ({', '.join(what)}) rests on only {windows['val']} validation windows (fewer "
+            f"than {MIN_VALIDATION_WINDOWS}); for more: {MORE_WINDOWS}")
+    if cfg.train.budget_minutes:
+        log(f"training: up to {cfg.train.epochs} epochs or {cfg.train.budget_minutes:g} CPU minutes, whichever comes "
+            f"first (train.budget_minutes; --budget 0 trains for the epochs alone)")
 
 
 def choose_defaults(cfg: RunConfig, data, log=print) -> RunConfig:

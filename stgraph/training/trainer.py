@@ -27,14 +27,16 @@
   after the epoch (and its validation) during which the budget was crossed; ``'step'`` stops at the
   first step past it, validates what it has (``best.pt`` may still improve; the cut epoch counts as one),
   saves and stops. ``train.epochs`` still applies (whichever comes first), and so does early stopping.
-  With a budget the ``cosine`` schedule anneals over the budget instead of the epochs: its factor is
-  computed before every training step from the fraction of the budget used so far, ``0.02 + 0.98 *
-  (1 + cos(pi * used / budget)) / 2`` (warm-up epochs stay epoch-based); ``multistep`` and ``none``
-  stay epoch-based. ``snapshot_marks`` (minutes) let one run serve several smaller budgets: at the end
-  of the first epoch whose cumulative CPU time crosses a mark, ``best.pt`` is copied to
-  ``checkpoints/best@<mark>m.pt`` and the mark's CPU seconds and best epoch are recorded
+  With a budget the ``cosine`` schedule anneals over whichever end is nearer, the budget or the last
+  epoch: its factor is computed before every training step from the larger of the fraction of the
+  budget used and the fraction of the epochs done, ``0.02 + 0.98 * (1 + cos(pi * done)) / 2`` (warm-up
+  epochs stay epoch-based), so a small data set that runs out of epochs first is annealed too; ``multistep`` and ``none``
+  stay epoch-based. ``snapshot_marks`` (minutes) let one run serve several smaller budgets: where a run
+  with that budget would stop (the end of the first epoch whose cumulative CPU time crosses the mark,
+  or with ``budget_stop`` 'step' the first step past it, after validating what it has), ``best.pt`` is
+  copied to ``checkpoints/best@<mark>m.pt`` and the mark's CPU seconds and best epoch are recorded
   (``state['snapshots']``). That equals a run with that budget only when the schedule does not depend
-  on the budget (``multistep``/``none``) and ``budget_stop`` is ``'epoch'``, so other settings refuse them;
+  on the budget (``multistep``/``none``), so a budget's cosine refuses them;
 * data parallel under ``torchrun`` (:mod:`stgraph.training.distributed`): when this process is one
   of ``K`` in a ``torch.distributed`` group, the model is wrapped in ``DistributedDataParallel``,
   every global batch of ``train.batch_size`` windows is split into ``K`` parts, the metrics are
@@ -88,9 +90,9 @@ def cosine_factor(t: float) -> float:
 
 def snapshots_stand_for_budgets(cfg) -> bool:
     """Whether the snapshots of a run with a budget (``best@<m>m.pt``) equal runs with the smaller budgets
-    ``m``: its schedule does not follow the budget (``multistep`` or ``none``) and it stops at epoch ends
-    (``budget_stop`` ``'epoch'``). ``cfg``: a :class:`~stgraph.config.TrainConfig`."""
-    return cfg.scheduler != "cosine" and cfg.budget_stop == "epoch"
+    ``m``: its schedule does not follow the budget (``multistep`` or ``none``; either ``budget_stop``).
+    ``cfg``: a :class:`~stgraph.config.TrainConfig`."""
+    return cfg.scheduler != "cosine"
 
 
 def seed_everything(seed: int) -> None:
@@ -190,9 +192,8 @@ class Trainer:
         cfg = self.cfg
         if cfg.budget_minutes and not snapshots_stand_for_budgets(cfg):
             raise ConfigError(f"snapshot marks {out} would not equal runs with those budgets: with a budget, "
-                              f"train.scheduler = {cfg.scheduler!r} and train.budget_stop = {cfg.budget_stop!r}; "
-                              f"they need a schedule that does not follow the budget (multistep or none) and "
-                              f"budget_stop 'epoch'. Train one run per budget instead")
+                              f"train.scheduler = {cfg.scheduler!r} follows the budget; they need a schedule that "
+                              f"does not (multistep or none). Train one run per budget instead")
         return sorted(set(out))
 
     # --------------------------------------------------------------------------- schedule
@@ -204,11 +205,12 @@ class Trainer:
         cfg = self.cfg
         if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
             return (epoch + 1) / (cfg.warmup_epochs + 1)
-        if self._budget_schedule():
-            return cosine_factor(self.state["cpu_seconds"] / self.budget_seconds)
         if cfg.scheduler == "cosine":
             span = max(1, cfg.epochs - cfg.warmup_epochs)
-            return cosine_factor((epoch - cfg.warmup_epochs) / span)
+            done = (epoch - cfg.warmup_epochs) / span
+            if self._budget_schedule():  # the nearer end governs: the budget or the last epoch
+                done = max(done, self.state["cpu_seconds"] / self.budget_seconds)
+            return cosine_factor(done)
         if cfg.scheduler == "multistep":
             return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
         return 1.0
@@ -255,6 +257,24 @@ class Trainer:
             self.state["snapshots"] = self.state["snapshots"] + [{
                 "minutes": m, "cpu_seconds": round(self.state["cpu_seconds"], 3), "epoch": self.state["epoch"],
                 "best_epoch": self.state["best_epoch"], "reached": not final}]
+
+    def _mark_due(self) -> bool:
+        """Whether the CPU time has crossed a snapshot mark not taken yet."""
+        done = {s["minutes"] for s in self.state["snapshots"]}
+        return any(m not in done and self.state["cpu_seconds"] >= 60.0 * m for m in self.snapshot_marks)
+
+    def _validate_at_mark(self, epoch: int) -> None:
+        """``budget_stop`` 'step': at the first step past a mark, do what a run with that budget does before it
+        stops (validate, keep ``best.pt`` when it improved), take the snapshot, and train on. Validation in
+        eval mode draws no random numbers, so the steps after it are those of a run without marks."""
+        self._cpu_count(sync=False)
+        val = self.evaluate("val")["average"]
+        self._cpu_count()  # validation counts against the budget, as the stopping run's does
+        if val["mae"] < self.state["best_val"] - 1e-6:
+            self.state.update(best_val=val["mae"], best_epoch=epoch + 1, bad_epochs=0)
+            self.save(BEST)
+        self._take_snapshots()
+        self.model.train()
 
     # --------------------------------------------------------------------------- pieces
     def _forward(self, batch, train: bool = False):
@@ -517,6 +537,8 @@ class Trainer:
                 self._show(bar, epoch, loss_v)
             if cfg.budget_stop == "step" and self.budget_spent():
                 break  # validate what it has, save, stop
+            if cfg.budget_stop == "step" and self._mark_due():
+                self._validate_at_mark(epoch)
             if checkpoint:
                 self.save(LAST)
                 self._cpu_restart()
