@@ -89,6 +89,7 @@ def test_a_shipped_setup_is_a_bench_entry(tmp_path):
     q = efficient.model.params
     assert (q["patch_len"], q["spatial_ff"], q["window_skip"], q["decoder_layers"]) == (3, False, True, 0)
     assert classic.train.lr == 0.001 and efficient.train.lr == shipped_lr("stgt")
+    assert classic.train.budget_minutes == 0 and efficient.train.budget_minutes == 10  # not inherited
 
 
 def shipped_lr(name):
