@@ -2,9 +2,9 @@
 
 Graphs: the real METR-LA graph (207 sensors, ``../shared/data/metr-la-week/adj_mx.pkl``) and synthetic
 road networks from :func:`stgraph.synth.make_road_network` (the generator behind ``stgraph data synth``)
-of 1,000, 2,000 and 8,600 sensors. Model: ``stgt`` at its defaults (2 encoder + 1 decoder blocks, 4
-heads) with width ``--hidden`` (32), 12 steps in and out, batch 8 and 32; one step = forward, backward
-and AdamW update on random inputs. Paths:
+of 1,000, 2,000 and 8,600 sensors. Model: ``stgt`` in a shipped shape (``--shape``: ``stgt``, the default
+efficient one, or ``stgt-classic``; its width unless ``--hidden``), 12 steps in and out, batch 8 and 32;
+one step = forward, backward and AdamW update on random inputs. Paths:
 
 * ``gather``: the plain edge-wise formulation (stgraph's previous ``sparse`` path): q/k/v gathered
   for every edge and slice, all kept for backward;
@@ -45,6 +45,14 @@ PATHS = ("gather", "dense", "sparse")
 
 
 # ----------------------------------------------------------------------------------- the worker
+def shape_params(name: str) -> dict:
+    """The model params of a shipped stgt set-up (``stgt``, ``stgt-classic``), ``hidden`` included."""
+    from stgraph.config import compose_config
+    params = dict(compose_config(None, name).model.params)
+    params.pop("spatial_backend", None)
+    return params
+
+
 @functools.lru_cache(maxsize=None)
 def build(num_nodes: int):
     """``(edge_index [2, E], edge_weight [E])`` of the METR-LA graph (207) or a synthetic road network."""
@@ -171,7 +179,8 @@ def main() -> int:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", type=int, default=2, help="timed steps per process (after one warm-up)")
-    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--shape", default="stgt", help="shipped stgt set-up whose parameters the model takes")
+    p.add_argument("--hidden", type=int, help="width (default: the shape's)")
     p.add_argument("--max-gb", type=float, default=14.0, help="rows estimated above this are not run")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per process")
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
@@ -186,13 +195,16 @@ def main() -> int:
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     t_start = time.time()
+    params = shape_params(args.shape)
+    args.hidden = args.hidden or params.pop("hidden")
+    params.pop("hidden", None)
     sizes = [int(v) for v in args.sizes.split(",")]
     batches = [int(v) for v in args.batches.split(",")]
     rows, specs = [], []
     for N in sizes:
         for B in batches:
             for path in PATHS:
-                spec = {"nodes": N, "batch": B, "path": path, "hidden": args.hidden,
+                spec = {"nodes": N, "batch": B, "path": path, "hidden": args.hidden, "params": params,
                         "steps": args.steps if N <= 1000 else 1, "label": f"N={N} B={B} {path}"}
                 est = estimate_gb(spec)
                 # the new path falls back as `stgraph train` does: lean allocator, then recompute
@@ -208,21 +220,21 @@ def main() -> int:
     extras = []
     if not args.skip_extras:
         # the headline: 8,600 sensors, batch 8, width 64 (recompute on: see the table for why)
-        extras.append({"nodes": 8600, "batch": 8, "path": "sparse", "hidden": 64, "steps": 1,
-                       "recompute": True, "lean": True, "label": "N=8600 B=8 D=64 sparse+lean+rc"})
+        extras.append({"nodes": 8600, "batch": 8, "path": "sparse", "hidden": 64, "steps": 1, "params": params,
+                       "label": "N=8600 B=8 D=64 sparse"})
         # chunk budget of the sparse path
         for mb in (4, 16, 64):
-            extras.append({"nodes": 207, "batch": 32, "path": "sparse", "hidden": args.hidden,
+            extras.append({"nodes": 207, "batch": 32, "path": "sparse", "hidden": args.hidden, "params": params,
                            "steps": args.steps, "label": f"chunk {mb} MiB", "chunk_mb": mb})
         # CPU inference: sparse vs dense vs flex (unfused on CPU)
         for N, B in ((207, 32), (1000, 8)):
             for path in ("sparse", "dense", "flex"):
-                extras.append({"nodes": N, "batch": B, "path": path, "hidden": args.hidden,
+                extras.append({"nodes": N, "batch": B, "path": path, "hidden": args.hidden, "params": params,
                                "steps": args.steps, "inference": True, "label": f"infer N={N} B={B} {path}"})
         # small graphs, training: where dense beats sparse on CPU
         for N in (30, 60, 120):
             for path in ("sparse", "dense"):
-                extras.append({"nodes": N, "batch": 32, "path": path, "hidden": args.hidden,
+                extras.append({"nodes": N, "batch": 32, "path": path, "hidden": args.hidden, "params": params,
                                "steps": args.steps, "label": f"small N={N} {path}"})
     log(f"{len(specs)} scaling runs x {args.rounds} rounds, {len(extras)} extra runs")
     if args.dry_run:
@@ -243,7 +255,7 @@ def main() -> int:
         s = summarise(results.get(key(spec), [])) if spec in specs else {"error": "estimated"}
         table.append({"nodes": spec["nodes"], "batch": spec["batch"], "path": spec["label"].split()[-1],
                       "estimate_gb": round(est, 2), **s})
-    payload = {"hidden": args.hidden, "rounds": args.rounds, "steps": args.steps, "max_gb": args.max_gb,
+    payload = {"shape": args.shape, "params": params, "hidden": args.hidden, "rounds": args.rounds, "steps": args.steps, "max_gb": args.max_gb,
                "table": table, "extras": extra_results, "threads": __import__("torch").get_num_threads(),
                "minutes": round((time.time() - t_start) / 60, 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -266,8 +278,8 @@ def fmt_row(r: dict) -> tuple[str, str]:
 def write_markdown(payload: dict, path: Path, argv: str) -> None:
     lines = ["# stgt: one training step per spatial-attention path, by network size", "",
              f"Command: `python benchmarks/bench_attention.py {argv}`".rstrip(), "",
-             f"CPU, {payload['threads']} threads, width {payload['hidden']}, 12 steps in / 12 out, 2 encoder + "
-             f"1 decoder blocks, 4 heads. Seconds: median of {payload['steps']} timed steps x {payload['rounds']} "
+             f"CPU, {payload['threads']} threads, shape `{payload.get('shape', 'stgt-classic')}` "
+             f"({payload.get('params', {})}), width {payload['hidden']}, 12 steps in / 12 out. Seconds: median of {payload['steps']} timed steps x {payload['rounds']} "
              f"interleaved processes (after a warm-up step). Memory: peak RSS of the process (GB), torch and "
              f"the graph included. `est.`: not run, estimated above {payload['max_gb']:.0f} GB. `+lean`: the "
              f"allocator that gives memory back (`stgraph.runtime.lean_malloc`); `+rc`: activation recompute "

@@ -32,20 +32,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_attention import interleave, key, summarise  # noqa: E402
+from bench_attention import interleave, key, shape_params, summarise  # noqa: E402
 
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 OUT = HERE / "results"
 SHAPES = ("stgt", "stgt-classic")
-
-
-def shape_params(name: str) -> dict:
-    """The model params of a shipped stgt set-up, as the worker takes them (``hidden`` apart)."""
-    from stgraph.config import compose_config
-    params = dict(compose_config(None, name).model.params)
-    params.pop("spatial_backend", None)
-    return params
 
 
 def specs(args) -> list[tuple[str, dict]]:
