@@ -670,19 +670,20 @@ def plot_budgets(rows: list[dict], path: Path, step_minutes: float | None = None
     last = str(max(int(k) for r in ok for k in r["result"]["horizons"]))
     budgets = sorted({r["budget"] for r in ok})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)
+    color = plt.get_cmap("tab20")  # 20 distinct colours: the default cycle repeats after 10 models
     for ax, key, title in ((axes[0], last, f"test MAE at {horizon_text(int(last), step_minutes)}"),
                            (axes[1], "average", "test MAE averaged over the horizon")):
         for i, m in enumerate(dict.fromkeys(r["model"] for r in ok)):
             mine = [r for r in ok if r["model"] == m]
             if mine[0].get("closed_form"):
                 fit = mine[0].get("cpu_seconds")
-                ax.axhline(_mae(mine[0]["result"], key), ls="--", lw=1.2, color=f"C{i}",
+                ax.axhline(_mae(mine[0]["result"], key), ls="--", lw=1.2, color=color(i % 20),
                            label=f"{m} (closed form" + (f", fitted in {fit:.1f} CPU s)" if fit is not None else ")"))
                 continue
             xs = [b for b in budgets if any(r["budget"] == b for r in mine)]
             ys = [sum(_mae(r["result"], key) for r in mine if r["budget"] == b) /
                   sum(1 for r in mine if r["budget"] == b) for b in xs]
-            ax.plot(xs, ys, marker="o", ms=4, color=f"C{i}", label=m)
+            ax.plot(xs, ys, marker="o", ms=4, color=color(i % 20), label=m)
         if len(budgets) > 1 and budgets[-1] >= 10 * budgets[0]:
             ax.set_xscale("log")
         ax.set_xlabel("training budget (CPU minutes)")

@@ -223,11 +223,16 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
             mat = att[key]
             im = ax.imshow(mat, cmap="Blues", aspect="auto", interpolation="nearest")
             fig.colorbar(im, ax=ax, fraction=0.046)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and sensors are whole numbers
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_title({"temporal": "encoder temporal attention\n(query step x key step)",
+            for axis, n in ((ax.xaxis, mat.shape[1]), (ax.yaxis, mat.shape[0])):  # whole steps and sensors
+                if n <= 24:
+                    axis.set_ticks(range(n))  # a locator finds no whole tick on a 1 or 2 wide axis
+                else:
+                    axis.set_major_locator(MaxNLocator(integer=True))
+            # stgt's tokens are patches of patch_len steps (its efficient shape), or single steps
+            unit = "patch" if getattr(run.model, "patch_len", 1) > 1 else "step"
+            ax.set_title({"temporal": f"encoder temporal attention\n(query {unit} x key {unit})",
                           "spatial": "spatial attention\n(target sensor x source sensor)",
-                          "cross": "decoder cross-attention\n(future step x input step)"}[key], fontsize=10)
+                          "cross": f"decoder cross-attention\n(future {unit} x input {unit})"}[key], fontsize=10)
         fig.tight_layout()
         written.append(_save(fig, att_path))
         plt.close(fig)

@@ -58,8 +58,15 @@ def test_check_falls_back_to_lean_then_recompute_then_stops(monkeypatch):
 
 
 def test_train_refuses_before_touching_the_run_dir(capsys, tiny_synth, tmp_path, monkeypatch):
+    import resource
+
     import stgraph.training.memory as memory
-    monkeypatch.setattr(memory, "available_bytes", lambda: 100 << 20)  # a machine with 100 MiB free
+
+    def available():  # 4 MiB of room past what this process holds: a few windows fit, not all 387
+        held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return int((held + (4 << 20)) / memory.HEADROOM) - held
+
+    monkeypatch.setattr(memory, "available_bytes", available)
     out = tmp_path / "run"
     rc = main(["train", "--data", str(tiny_synth["data"]), "--graph", str(tiny_synth["adj"]), "--model", "stgt",
                "--out", str(out), "--epochs", "1", "--no-progress", "--batch-size", "387"])  # all 387 training windows

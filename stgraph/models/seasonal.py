@@ -34,6 +34,9 @@ MIN_VALIDATION_WINDOWS = 30
 #: the seasonal average must be ahead of last value by this many standard errors of the per-window
 #: MAE difference for :func:`choose_residual` to choose ``'blend'``
 CHOICE_STANDARD_ERRORS = 2.0
+#: with fewer than :data:`MIN_VALIDATION_WINDOWS` windows, :func:`choose_residual` chooses ``'blend'`` only when
+#: the seasonal average's pooled MAE is at least this share below last value's (hourly counts: 40-60 %)
+FEW_WINDOWS_GAIN = 0.2
 
 
 class SeasonalResidual(ClosedForm, nn.Module):
@@ -117,8 +120,10 @@ def choose_residual(fit: ClosedFormData, batch_size: int = 256) -> ResidualChoic
     """Last value or the blend, from the validation windows (the training ones when there are none).
 
     ``'blend'`` only when the seasonal average's pooled MAE over every step is lower than last value's
-    *and* the split has at least :data:`MIN_VALIDATION_WINDOWS` windows *and* the average per-window gain
-    is at least :data:`CHOICE_STANDARD_ERRORS` standard errors; the standard error comes from the gains
+    *and* either the split has at least :data:`MIN_VALIDATION_WINDOWS` windows and the average per-window
+    gain is at least :data:`CHOICE_STANDARD_ERRORS` standard errors, or it has fewer and the seasonal
+    average is at least :data:`FEW_WINDOWS_GAIN` below last value (the reason then says on how few
+    windows the choice rests); the standard error comes from the gains
     averaged over blocks of ``horizon`` consecutive windows (neighbouring windows share most of their steps,
     so they are not independent). Anything else keeps ``'last'``, the model as it was.
     ``fit.target_channels`` must place every target among the inputs."""
@@ -148,9 +153,14 @@ def choose_residual(fit: ClosedFormData, batch_size: int = 256) -> ResidualChoic
     if mae["ha"] >= mae["last"]:
         return ResidualChoice("last", mae["last"], mae["ha"], k, split, "last value is the better forecast")
     if k < MIN_VALIDATION_WINDOWS:
+        share = 1.0 - mae["ha"] / mae["last"]
+        if share >= FEW_WINDOWS_GAIN:
+            return ResidualChoice("blend", mae["last"], mae["ha"], k, split,
+                                  f"the seasonal average is {share:.0%} ahead, at least {FEW_WINDOWS_GAIN:.0%}; the "
+                                  f"choice rests on only {k} {where} windows (fewer than {MIN_VALIDATION_WINDOWS})")
         return ResidualChoice("last", mae["last"], mae["ha"], k, split,
-                              f"the seasonal average is ahead, but {k} {where} windows (fewer than "
-                              f"{MIN_VALIDATION_WINDOWS}) are too few to choose 'blend' on; keeping 'last'")
+                              f"the seasonal average is {share:.0%} ahead, less than the {FEW_WINDOWS_GAIN:.0%} "
+                              f"that {k} {where} windows (fewer than {MIN_VALIDATION_WINDOWS}) need; keeping 'last'")
     blocks = torch.stack([c.mean() for c in gain.split(max(1, fit.horizon))])
     se = float(blocks.std() / math.sqrt(blocks.numel())) if blocks.numel() > 1 else math.inf
     margin = CHOICE_STANDARD_ERRORS * se

@@ -28,9 +28,11 @@
   first step past it, validates what it has (``best.pt`` may still improve; the cut epoch counts as one),
   saves and stops. ``train.epochs`` still applies (whichever comes first), and so does early stopping.
   With a budget the ``cosine`` schedule anneals over whichever end is nearer, the budget or the last
-  epoch: its factor is computed before every training step from the larger of the fraction of the
-  budget used and the fraction of the epochs done, ``0.02 + 0.98 * (1 + cos(pi * done)) / 2`` (warm-up
-  epochs stay epoch-based), so a small data set that runs out of epochs first is annealed too; ``multistep`` and ``none``
+  epoch: where the budget, at the CPU seconds an epoch has cost so far, ends before the last epoch, its
+  factor is computed before every training step from the larger of the fraction of the budget used and
+  the fraction of the epochs done, ``0.02 + 0.98 * (1 + cos(pi * done)) / 2``; otherwise (and during the
+  first epoch) it is the epoch cosine, so a small data set that runs out of epochs first is annealed
+  over its epochs and repeatable. Warm-up epochs stay epoch-based; ``multistep`` and ``none``
   stay epoch-based. ``snapshot_marks`` (minutes) let one run serve several smaller budgets: where a run
   with that budget would stop (the end of the first epoch whose cumulative CPU time crosses the mark,
   or with ``budget_stop`` 'step' the first step past it, after validating what it has), ``best.pt`` is
@@ -201,6 +203,16 @@ class Trainer:
         """Whether the learning rate follows the CPU budget (cosine with ``train.budget_minutes``)."""
         return self.budget_seconds > 0 and self.cfg.scheduler == "cosine"
 
+    def _budget_ends_first(self) -> bool:
+        """Whether the CPU budget, at the CPU seconds per epoch so far, ends before the last epoch (and so
+        governs a cosine schedule); ``False`` during the first epoch, which has no rate to project from. A run
+        whose epochs end first keeps the epoch cosine exactly, whatever its CPU times (repeatable)."""
+        if not self._budget_schedule():
+            return False
+        epochs = self.state["epoch"] + self.state["batch"] / max(1, getattr(self, "_n_batches", 1))
+        cpu = self.state.get("cpu_seconds", 0.0)
+        return epochs >= 1 and cpu > 0 and self.budget_seconds * epochs / cpu < self.cfg.epochs
+
     def _lr_factor(self, epoch: int) -> float:
         cfg = self.cfg
         if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
@@ -208,7 +220,7 @@ class Trainer:
         if cfg.scheduler == "cosine":
             span = max(1, cfg.epochs - cfg.warmup_epochs)
             done = (epoch - cfg.warmup_epochs) / span
-            if self._budget_schedule():  # the nearer end governs: the budget or the last epoch
+            if self._budget_ends_first():  # the nearer end governs: the budget or the last epoch
                 done = max(done, self.state["cpu_seconds"] / self.budget_seconds)
             return cosine_factor(done)
         if cfg.scheduler == "multistep":
@@ -431,6 +443,7 @@ class Trainer:
         n_batches = len(self.data.loader("train", cfg.batch_size, shuffle=True, drop_last=True))
         if cfg.max_batches:
             n_batches = min(n_batches, cfg.max_batches)
+        self._n_batches = n_batches
         if n_batches == 0:
             raise StgraphError(f"the training split has fewer windows than one batch ({cfg.batch_size}); "
                                f"lower train.batch_size or use more data")
