@@ -141,7 +141,8 @@ def main(argv=None) -> None:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     for name in args.models.split(","):
-        has_prob = "probabilistic" in inspect.signature(get_model_class(name)).parameters
+        from stgraph.bench import setup_of
+        has_prob = "probabilistic" in inspect.signature(get_model_class(setup_of(name)[0])).parameters
         one = run(name, "point,prob" if has_prob else "point", 1, "off")  # both heads in turns, one process
         if one is None:
             continue

@@ -14,8 +14,9 @@ Two shapes of the same model are shipped (``stgraph/configs``):
 * ``stgt`` (the default): patches of 3 steps, one feed-forward per block (the
   temporal one), no decoder blocks, and a window skip (STID's identity-embedding
   idea: a linear map of each sensor's whole input window added to its decoder
-  queries). Far fewer multiply-adds a window than the classic shape at the
-  same width (``benchmarks/results/metr-la-week/budget.md``).
+  queries). A training step 5.7x faster than the classic shape's at the same
+  width and batch, and more accurate at every CPU budget tried
+  (``benchmarks/results/stgt_cost.md``, ``benchmarks/results/metr-la-week/budget.md``).
 * ``stgt-classic``: one token per step (``patch_len=1``), two feed-forwards per
   block, one decoder block: the constructor's defaults, the architecture every
   run trained before the efficient shape has.
