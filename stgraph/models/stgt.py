@@ -21,14 +21,18 @@ Two shapes of the same model are shipped (``stgraph/configs``):
   block, one decoder block: the constructor's defaults, the architecture every
   run trained before the efficient shape has.
 
-Decoder: one query per future step and sensor, built from the future calendar
-(time of day, day of week), the sensor embedding and the step position. The
-queries cross-attend along time to the encoder output of the same sensor (like
-GMAN's transform attention), then pass through ``decoder_layers`` blocks of
-their own. All horizon steps come out at once (no autoregression).
+Decoder: one query per horizon patch of ``patch_len`` future steps (per step
+when it is 1) and sensor, built from the patch's mean future calendar (time of
+day, day of week), the sensor embedding, the patch position and, with
+``window_skip``, a linear map of the sensor's whole input window. The queries
+cross-attend along time to the encoder tokens of the same sensor (like GMAN's
+transform attention), then pass through ``decoder_layers`` blocks of their own
+(none in the default shape). All horizon steps come out at once (no
+autoregression).
 
-Head: ``LayerNorm -> Linear -> GELU -> Linear`` to ``C_out`` (or ``2 * C_out``:
-mean and softplus scale). The last linear layer starts at zero and the mean
+Head: ``LayerNorm -> Linear -> GELU -> Linear`` to ``patch_len * C_out`` (or
+twice that: mean and softplus scale), unfolded into the patch's steps. The last
+linear layer starts at zero and the mean
 adds a persistence term, ``g_t * x[:, -1, :, target_channels]`` with a learned
 per-step, per-channel gate ``g_t`` that starts at 1: the untrained model
 forecasts "the last reading" exactly, and training moves each horizon step
