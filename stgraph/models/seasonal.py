@@ -150,24 +150,23 @@ def choose_residual(fit: ClosedFormData, batch_size: int = 256) -> ResidualChoic
     mae = {k: acc.compute([1])["average"]["mae"] for k, acc in accs.items()}
     gain = torch.cat(gains).double() if gains else torch.zeros(0, dtype=torch.float64)
     k, where = int(gain.numel()), {"val": "validation", "train": "training"}[split]
+
+    def choice(name: str, reason: str) -> ResidualChoice:
+        return ResidualChoice(name, mae["last"], mae["ha"], k, split, reason)
+
     if mae["ha"] >= mae["last"]:
-        return ResidualChoice("last", mae["last"], mae["ha"], k, split, "last value is the better forecast")
+        return choice("last", "last value is the better forecast")
     if k < MIN_VALIDATION_WINDOWS:
         share = 1.0 - mae["ha"] / mae["last"]
         if share >= FEW_WINDOWS_GAIN:
-            return ResidualChoice("blend", mae["last"], mae["ha"], k, split,
-                                  f"the seasonal average is {share:.0%} ahead, at least {FEW_WINDOWS_GAIN:.0%}; the "
-                                  f"choice rests on only {k} {where} windows (fewer than {MIN_VALIDATION_WINDOWS})")
-        return ResidualChoice("last", mae["last"], mae["ha"], k, split,
-                              f"the seasonal average is {share:.0%} ahead, less than the {FEW_WINDOWS_GAIN:.0%} "
-                              f"that {k} {where} windows (fewer than {MIN_VALIDATION_WINDOWS}) need; keeping 'last'")
+            return choice("blend", f"the seasonal average is {share:.0%} ahead, at least {FEW_WINDOWS_GAIN:.0%}; the "
+                                   f"choice rests on only {k} {where} windows (fewer than {MIN_VALIDATION_WINDOWS})")
+        return choice("last", f"the seasonal average is {share:.0%} ahead, less than the {FEW_WINDOWS_GAIN:.0%} that "
+                              f"{k} {where} windows (fewer than {MIN_VALIDATION_WINDOWS}) need; keeping 'last'")
     blocks = torch.stack([c.mean() for c in gain.split(max(1, fit.horizon))])
     se = float(blocks.std() / math.sqrt(blocks.numel())) if blocks.numel() > 1 else math.inf
     margin = CHOICE_STANDARD_ERRORS * se
+    ahead = f"the seasonal average is ahead by {float(gain.mean()):.3g} a window"
     if float(gain.mean()) > margin:
-        return ResidualChoice("blend", mae["last"], mae["ha"], k, split,
-                              f"the seasonal average is ahead by {float(gain.mean()):.3g} a window, more than "
-                              f"{CHOICE_STANDARD_ERRORS:g} standard errors ({margin:.3g})")
-    return ResidualChoice("last", mae["last"], mae["ha"], k, split,
-                          f"the seasonal average is ahead by {float(gain.mean()):.3g} a window, less than "
-                          f"{CHOICE_STANDARD_ERRORS:g} standard errors ({margin:.3g}); keeping 'last'")
+        return choice("blend", f"{ahead}, more than {CHOICE_STANDARD_ERRORS:g} standard errors ({margin:.3g})")
+    return choice("last", f"{ahead}, less than {CHOICE_STANDARD_ERRORS:g} standard errors ({margin:.3g}); keeping 'last'")
