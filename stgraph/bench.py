@@ -231,7 +231,7 @@ def _train_and_evaluate(spec: BenchSpec, job: BenchJob, run_dir: Path, resume: b
     import os
     import warnings
 
-    from .cli.main import one_line
+    from .errors import one_line
     from .models.registry import available_models
     from .runtime import tune_malloc
     from .training.run import Run, train

@@ -53,3 +53,24 @@ class StgraphWarning(UserWarning):
 def where(path) -> str:
     """Format a path for an error message."""
     return f"'{path}'" if path is not None else "<in-memory>"
+
+
+#: the longest message :func:`one_line` keeps
+MAX_MESSAGE = 600
+
+
+def one_line(e: BaseException, with_type: bool = True) -> str:
+    """The exception as one line, at most :data:`MAX_MESSAGE` characters (how the CLI and the bench's
+    table report a failure). ``with_type`` names the type of a ``MemoryError`` / ``RecursionError``."""
+    if isinstance(e, OSError) and not isinstance(e, StgraphError) and e.filename is not None:
+        msg = f"'{e.filename}': {e.strerror or e}"
+    elif isinstance(e, KeyError) and not isinstance(e, StgraphError):
+        msg = f"missing key {e}"
+    else:
+        msg = " ".join(str(e).split())
+    msg = msg or type(e).__name__
+    if isinstance(e, (MemoryError, RecursionError)) and with_type:
+        msg = f"{type(e).__name__}: {msg}"
+    if len(msg) > MAX_MESSAGE:
+        msg = msg[:MAX_MESSAGE] + f" ... ({len(msg) - MAX_MESSAGE} more characters; --debug shows all)"
+    return msg

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from ..errors import StgraphError
+from ..errors import StgraphError, one_line
 
 
 NULL_HELP = ("which readings are missing: nan (or none) = empty cells / NaN only, zeros are readings; 0 = zeros "
@@ -259,25 +259,6 @@ def main(argv=None) -> int:
         print(f"error: stgraph {_inputs(args)} failed: {type(e).__name__}: {one_line(e, with_type=False)}; "
               f"this is an unexpected failure: rerun with --debug to see where, and report it", file=sys.stderr)
         return 2
-
-
-MAX_MESSAGE = 600
-
-
-def one_line(e: BaseException, with_type: bool = True) -> str:
-    """The exception as one line, at most MAX_MESSAGE characters."""
-    if isinstance(e, OSError) and not isinstance(e, StgraphError) and e.filename is not None:
-        msg = f"'{e.filename}': {e.strerror or e}"
-    elif isinstance(e, KeyError) and not isinstance(e, StgraphError):
-        msg = f"missing key {e}"
-    else:
-        msg = " ".join(str(e).split())
-    msg = msg or type(e).__name__
-    if isinstance(e, (MemoryError, RecursionError)) and with_type:
-        msg = f"{type(e).__name__}: {msg}"
-    if len(msg) > MAX_MESSAGE:
-        msg = msg[:MAX_MESSAGE] + f" ... ({len(msg) - MAX_MESSAGE} more characters; --debug shows all)"
-    return msg
 
 
 def _inputs(args) -> str:
