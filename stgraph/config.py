@@ -61,7 +61,7 @@ class DataConfig:
     freq: Optional[str] = None          #: interval, for files without timestamps, e.g. '5min'
     lazy: bool = False                  #: leave an HDF5 series in its file, read windows in chunks (larger than memory)
     cache_mb: int = 256                 #: with lazy: MiB of row chunks kept in memory (per process)
-    covariates: list = field(default_factory=list)  #: covariate files / graph:ATTR (stgraph.data.exogenous)
+    covariates: list = field(default_factory=list)  #: covariate files / graph:ATTR (stgraph.data.covariates)
     covariate_tolerance: Optional[str] = None  #: how old a covariate reading may be, e.g. '10min' (None: its interval)
 
     def validate(self) -> None:

@@ -5,7 +5,7 @@ import torch
 
 from stgraph.config import RunConfig, with_fields
 from stgraph.data import ForecastData
-from stgraph.data.exogenous import align_times, attach, read_covariates
+from stgraph.data.covariates import align_times, attach, read_covariates
 from stgraph.errors import ConfigError, SeriesError
 from stgraph.io.series import Series
 from stgraph.models.registry import build_model, exogenous_models

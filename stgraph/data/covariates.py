@@ -1,62 +1,423 @@
-"""Calendar covariates computed from the timestamps, vectorised on ``datetime64``.
+"""Covariate files beyond the calendar: read them, align them to a series, gather them per batch.
 
-* time of day: fraction of the day elapsed, float32 in ``[0, 1)``
-  (``00:00 -> 0``, ``12:00 -> 0.5``, ``23:55 -> 287/288``);
-* day of week: int64 ``0..6`` with Monday ``0`` (1970-01-01 was a Thursday, ``3``).
+Four kinds of source, each one file (its name, the file's stem, is the source's name):
 
-Timestamps are taken as given (naive local time, as the traffic files store them).
+* **shared series** (weather): a time column and one or more value columns that are not sensor
+  ids, e.g. ``timestamp,rain_mm_h,temperature_c``; every sensor sees the same values. Stored
+  ``[T, C]``.
+* **per-sensor series** (incident flags): a time column and one column per sensor, headed by
+  the series' sensor ids (a wide CSV, or any series file stgraph reads: HDF5, ``.npz``); several
+  channels in an HDF5 series file become several covariate channels. Stored ``[T, N, C]``.
+  Sensors the file does not name are missing (null) throughout.
+* **static features** (lanes, speed limit, road class): a CSV with a ``sensor_id`` (or
+  ``sensor``/``id``) column and no time column, or ``graph:ATTR[,ATTR...]`` for node attributes
+  of the road graph. Text columns are one-hot encoded. Stored ``[N, C]``.
+* **calendar events** (holidays, games): a CSV with ``start`` and ``end`` columns (and optionally
+  ``kind``): a flag is 1 at the steps with ``start <= t < end``, one channel per kind. Stored
+  ``[T, C]``.
+
+Alignment (:func:`align_times`): each series step takes the latest covariate reading at or before
+it, if that reading is at most ``tolerance`` old (default: the covariate file's own interval, so an
+hourly reading holds for its hour); otherwise the step is missing (NaN, the null convention of
+covariates). A file whose readings cover none of the series' steps cannot be aligned: that is an
+error naming the file, its time range and the series' time range.
+
+Scaling: channels holding only 0/1 (flags) are kept as they are; every other channel is z-scored
+with the mean and standard deviation of the training rows. Missing values become 0 after scaling
+(the training mean, as for the inputs).
+
+Batches (:meth:`Exogenous.gather`) carry ``exo_in [B, T_in, N, C]`` and ``exo_out [B, T_out, N, C]``
+gathered by row index from the stored arrays, never from materialised windows. Shared series,
+events and static features are taken as known ahead (weather forecasts, calendars, the road
+itself): ``exo_out`` holds their values at the forecast steps. Per-sensor series (incidents) are
+not known ahead: ``exo_out`` repeats their value at the last input step.
 """
 from __future__ import annotations
 
-import datetime as _dt
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError, SeriesError, where
+from ..io.series import iso, parse_interval
 
-_NS_PER_DAY = 86_400 * 1_000_000_000
-_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday
-
-
-def _ns(timestamps: np.ndarray) -> np.ndarray:
-    return np.asarray(timestamps).astype("datetime64[ns]").astype(np.int64)
-
-
-def time_of_day(timestamps: np.ndarray) -> np.ndarray:
-    """``[T]`` float32 fraction of the day in ``[0, 1)`` for ``[T]`` datetime64 timestamps."""
-    ns_in_day = np.mod(_ns(timestamps), _NS_PER_DAY)  # floor modulo: also right before 1970
-    tod = (ns_in_day / _NS_PER_DAY).astype(np.float32)
-    # a time a few ns before midnight would round up to 1.0 in float32
-    return np.minimum(tod, np.float32(np.nextafter(np.float32(1), np.float32(0))))
+KINDS = ("shared", "sensor", "static", "event")
+_ID_NAMES = ("sensor_id", "sensor", "id", "node", "node_id")
+#: whether a kind's values at the forecast steps may be used (known ahead) or are held at the last input step
+_FLAG_KINDS_AHEAD = {"shared": True, "event": True, "static": True, "sensor": False}
 
 
-def day_of_week(timestamps: np.ndarray) -> np.ndarray:
-    """``[T]`` int64 day of week, Monday = 0 ... Sunday = 6."""
-    days = np.floor_divide(_ns(timestamps), _NS_PER_DAY)
-    return np.mod(days + _EPOCH_WEEKDAY, 7).astype(np.int64)
+@dataclass
+class Source:
+    """One covariate source aligned to a series of ``T`` steps and ``N`` sensors.
+
+    Attributes:
+        name: the source's name (file stem, or ``graph``).
+        kind: one of :data:`KINDS`.
+        channels: ``C`` channel names.
+        values: float32, ``[T, C]`` (shared, event), ``[T, N, C]`` (sensor) or ``[N, C]`` (static);
+            NaN marks a missing value.
+        origin: the file (or ``graph:...``) it came from.
+    """
+
+    name: str
+    kind: str
+    channels: list
+    values: np.ndarray
+    origin: str = ""
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def known_ahead(self) -> bool:
+        """Whether the values at the forecast steps may be used (see the module docstring)."""
+        return _FLAG_KINDS_AHEAD[self.kind]
 
 
-def steps_per_day(interval) -> int:
-    """Time-of-day slots per day for a sampling ``interval``.
+# ----------------------------------------------------------------------------------- alignment
+def align_times(file_times: np.ndarray, series_times: np.ndarray, tolerance: np.timedelta64 | None,
+                origin: str) -> np.ndarray:
+    """Row of the covariate file each series step takes (``-1``: none within ``tolerance``).
 
-    ``interval`` is a ``np.timedelta64``, ``datetime.timedelta`` or seconds.
-    5 min -> 288, 1 h -> 24; a day or coarser -> 1. When the interval does not
-    divide the day the count is rounded up, so ``floor(tod * steps_per_day)``
-    still gives each step of the day its own slot.
+    Args:
+        file_times: ``[K]`` datetime64, strictly increasing (the covariate file's).
+        series_times: ``[T]`` datetime64 (the series').
+        tolerance: how old a reading may be; ``None``: the file's median interval (0 for one row).
+        origin: the file, for messages.
+
+    Returns:
+        ``[T]`` int64 row indices into the file.
 
     Raises:
-        ConfigError: the interval is not positive.
+        SeriesError: the file's timestamps are not increasing, or no series step finds a reading.
     """
-    if isinstance(interval, _dt.timedelta):
-        ns = int(interval / _dt.timedelta(microseconds=1)) * 1000
-    elif isinstance(interval, np.timedelta64):
-        ns = int(interval.astype("timedelta64[ns]").astype(np.int64))
-    elif isinstance(interval, (int, float, np.integer, np.floating)) and not isinstance(interval, bool):
-        ns = int(round(float(interval) * 1e9))
-    else:
-        raise ConfigError(f"interval is {interval!r}; expected a np.timedelta64, datetime.timedelta or seconds")
-    if ns <= 0:
-        raise ConfigError(f"interval is {interval!r}; expected a positive duration such as 5 minutes")
-    if ns >= _NS_PER_DAY:
-        return 1
-    return -(-_NS_PER_DAY // ns)
+    ft = np.asarray(file_times).astype("datetime64[ns]").astype(np.int64)
+    st = np.asarray(series_times).astype("datetime64[ns]").astype(np.int64)
+    if ft.size == 0:
+        raise SeriesError(f"{where(origin)}: no rows; expected one row per time step")
+    bad = np.flatnonzero(np.diff(ft) <= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise SeriesError(f"{where(origin)}: timestamps must be strictly increasing, but row {i + 2} "
+                          f"({iso(np.datetime64(int(ft[i + 1]), 'ns'))}) follows "
+                          f"{iso(np.datetime64(int(ft[i]), 'ns'))}; sort the file and drop duplicates")
+    tol = int(np.median(np.diff(ft))) if tolerance is None and ft.size > 1 else \
+        (0 if tolerance is None else int(np.timedelta64(tolerance, "ns").astype(np.int64)))
+    row = np.searchsorted(ft, st, side="right") - 1
+    ok = row >= 0
+    ok[ok] = st[ok] - ft[row[ok]] <= tol
+    if not ok.any():
+        def span(t):
+            return f"{iso(np.datetime64(int(t[0]), 'ns'))} .. {iso(np.datetime64(int(t[-1]), 'ns'))}"
+        raise SeriesError(
+            f"{where(origin)}: cannot be aligned to the series: its readings span {span(ft)} ({ft.size} rows) and "
+            f"the series spans {span(st)} ({st.size} steps); no series step has a reading at most "
+            f"{np.timedelta64(tol, 'ns').astype('timedelta64[s]')} before it. Expected a file covering the "
+            f"series' time range (same clock, naive local time), or a larger tolerance "
+            f"(data.covariate_tolerance)")
+    return np.where(ok, row, -1)
+
+
+def _take(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]`` with NaN where ``rows == -1``; ``values`` is ``[K, ...]``."""
+    out = values[np.maximum(rows, 0)].astype(np.float32)
+    out[rows < 0] = np.nan
+    return out
+
+
+# ----------------------------------------------------------------------------------- reading
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            first = fh.readline()
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{where(path)}: not UTF-8 text ({e}); save the CSV as UTF-8") from None
+    delim = max([",", ";", "\t"], key=first.count)
+    return [h.strip().lower() for h in next(csv.reader(io.StringIO(first), delimiter=delim), [])]
+
+
+def _dict_rows(path: Path) -> list[dict]:
+    text = path.read_text(encoding="utf-8-sig")
+    first = text.splitlines()[0] if text.strip() else ""
+    delim = max([",", ";", "\t"], key=first.count)
+    rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delim))
+    if not rows:
+        raise DataFormatError(f"{where(path)}: a header but no rows; expected one row per sensor or event")
+    return [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k is not None} for r in rows]
+
+
+def _dates(cells: Sequence[str], column: str, path: Path) -> np.ndarray:
+    out = np.empty(len(cells), dtype="datetime64[ns]")
+    for i, c in enumerate(cells):
+        try:
+            out[i] = np.datetime64(c.replace(" ", "T"), "ns")
+        except ValueError:
+            raise DataFormatError(f"{where(path)}: row {i + 2}, column '{column}': {c!r} is not a date/time; "
+                                  f"expected ISO text such as 2012-03-05 or 2012-03-05 08:30") from None
+    return out
+
+
+def _read_events(path: Path, series_times: np.ndarray) -> Source:
+    rows = _dict_rows(path)
+    start = _dates([r.get("start", "") for r in rows], "start", path)
+    end = _dates([r.get("end", "") for r in rows], "end", path)
+    bad = np.flatnonzero(end <= start)
+    if bad.size:
+        i = int(bad[0])
+        raise DataFormatError(f"{where(path)}: row {i + 2}: end {iso(end[i])} is not after start {iso(start[i])}; "
+                              f"an event covers start <= t < end")
+    kinds = [r.get("kind") or "event" for r in rows]
+    names = sorted(set(kinds))
+    t = np.asarray(series_times).astype("datetime64[ns]")
+    values = np.zeros((t.size, len(names)), dtype=np.float32)
+    for s, e, k in zip(start, end, kinds):
+        a, b = np.searchsorted(t, s, side="left"), np.searchsorted(t, e, side="left")
+        values[a:b, names.index(k)] = 1.0
+    if not values.any():
+        raise SeriesError(f"{where(path)}: cannot be aligned to the series: none of its {len(rows)} events "
+                          f"({iso(start.min())} .. {iso(end.max())}) falls in the series' time range "
+                          f"{iso(t[0])} .. {iso(t[-1])}; expected events within it")
+    return Source(path.stem, "event", names, values, str(path))
+
+
+def _encode_columns(table: dict[str, list], origin: str, sensor_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """Numbers stay, text is one-hot (``column=value``), empty is NaN; ``[N, C]`` float32."""
+    names, cols = [], []
+    for col, cells in table.items():
+        cells = ["" if c is None else str(c).strip() for c in cells]
+        try:
+            cols.append(np.array([float(c) if c not in ("", "nan", "NA") else np.nan for c in cells], np.float32))
+            names.append(col)
+        except ValueError:
+            for v in sorted({c for c in cells if c}):
+                cols.append(np.array([1.0 if c == v else 0.0 for c in cells], np.float32))
+                names.append(f"{col}={v}")
+    if not cols:
+        raise DataFormatError(f"{where(origin)}: no feature columns; expected e.g. lanes, speed_limit, road_class")
+    return names, np.stack(cols, axis=1)
+
+
+def _read_static_csv(path: Path, sensor_ids: list[str]) -> Source:
+    rows = _dict_rows(path)
+    key = next((k for k in _ID_NAMES if k in rows[0]), None)
+    if key is None:
+        raise DataFormatError(f"{where(path)}: no sensor column; expected one named {' / '.join(_ID_NAMES)} "
+                              f"(static features) or a time column (series)")
+    ids = [r[key] for r in rows]
+    unknown = sorted(set(ids) - set(sensor_ids))
+    if unknown:
+        raise SeriesError(f"{where(path)}: {len(unknown)} sensor id(s) not in the series: {unknown[:10]}; expected "
+                          f"the series' sensor ids (e.g. {sensor_ids[:3]})")
+    pos = {s: i for i, s in enumerate(ids)}
+    cols = [k for k in rows[0] if k != key]
+    table = {c: [rows[pos[s]][c] if s in pos else "" for s in sensor_ids] for c in cols}
+    names, values = _encode_columns(table, str(path), sensor_ids)
+    return Source(path.stem, "static", names, values, str(path))
+
+
+def _read_static_graph(spec: str, nx_graph, sensor_ids: list[str]) -> Source:
+    attrs = [a.strip() for a in spec.split(":", 1)[1].split(",") if a.strip()]
+    if nx_graph is None:
+        raise ConfigError(f"covariates '{spec}': the run has no road graph (data.graph) to read node attributes from")
+    if not attrs:
+        raise ConfigError(f"covariates '{spec}': expected graph:ATTR[,ATTR...], e.g. graph:lanes,speed_limit")
+    by_id = {str(d.get("sensor_id", v)): d for v, d in nx_graph.nodes(data=True)}
+    missing = [a for a in attrs if not any(a in d for d in by_id.values())]
+    if missing:
+        have = sorted({k for d in by_id.values() for k in d})
+        raise ConfigError(f"covariates '{spec}': no node has attribute(s) {missing}; the graph's nodes have {have}")
+    table = {a: [by_id.get(s, {}).get(a, "") for s in sensor_ids] for a in attrs}
+    names, values = _encode_columns(table, spec, sensor_ids)
+    return Source("graph", "static", names, values, spec)
+
+
+def _read_timed(path: Path, series, tolerance) -> Source:
+    from ..io import read_series
+
+    cov = read_series(path, null_value="nan")
+    ids = set(series.sensor_ids)
+    named = [s for s in cov.sensor_ids if s in ids]
+    rows = align_times(cov.timestamps, series.timestamps, tolerance, str(path))
+    if not named:  # shared: every column (x channel) is one covariate channel
+        flat = cov.values.reshape(cov.num_steps, -1)
+        names = [c if cov.num_channels == 1 else f"{c}:{ch}" for c in cov.sensor_ids for ch in cov.channels]
+        return Source(path.stem, "shared", names, _take(flat, rows), str(path))
+    unknown = [s for s in cov.sensor_ids if s not in ids]
+    if unknown:
+        raise SeriesError(f"{where(path)}: columns {unknown[:10]} are not sensors of the series while "
+                          f"{named[:3]} are; a per-sensor covariate file has one column per sensor of the series "
+                          f"(a shared one has none)")
+    full = np.full((cov.num_steps, series.num_nodes, cov.num_channels), np.nan, dtype=np.float32)
+    col = {s: i for i, s in enumerate(series.sensor_ids)}
+    full[:, [col[s] for s in cov.sensor_ids], :] = cov.values
+    return Source(path.stem, "sensor", list(cov.channels), _take(full, rows), str(path))
+
+
+def read_covariates(specs: Sequence[str], series, nx_graph=None, tolerance: str | None = None) -> list[Source]:
+    """Read and align covariate sources to ``series`` (a :class:`~stgraph.io.series.Series`).
+
+    Args:
+        specs: file paths (CSV, HDF5, ``.npz``) or ``graph:ATTR[,ATTR...]``; the kind of each is
+            told by its content (module docstring).
+        series: the series they are aligned to (its timestamps and sensor ids).
+        nx_graph: the road graph, for ``graph:`` sources.
+        tolerance: how old a reading may be, e.g. ``'10min'``; ``None``: each file's own interval.
+
+    Returns:
+        One :class:`Source` per spec, aligned (``T`` = ``series.num_steps``, ``N`` = its sensors).
+
+    Raises:
+        MissingFileError / DataFormatError / SeriesError / ConfigError naming the file.
+    """
+    from ..io.read import _existing_file
+
+    tol = None if tolerance in (None, "") else parse_interval(str(tolerance))
+    out: list[Source] = []
+    for spec in specs:
+        spec = str(spec)
+        if spec.startswith("graph:"):
+            src = _read_static_graph(spec, nx_graph, series.sensor_ids)
+        else:
+            path = _existing_file(spec)
+            header = _csv_header(path) if path.suffix.lower() in (".csv", ".txt") else []
+            if "start" in header and "end" in header:
+                src = _read_events(path, series.timestamps)
+            elif header and any(k in header for k in _ID_NAMES) and not any(
+                    h in ("timestamp", "time", "date", "datetime") for h in header):
+                src = _read_static_csv(path, series.sensor_ids)
+            else:
+                src = _read_timed(path, series, tol)
+        if any(s.name == src.name for s in out):
+            raise ConfigError(f"covariates: two sources are named '{src.name}' ({spec}); rename one file")
+        out.append(src)
+    return out
+
+
+# ----------------------------------------------------------------------------------- batches
+def _is_flag(v: np.ndarray) -> bool:
+    finite = v[np.isfinite(v)]
+    return finite.size > 0 and bool(np.isin(finite, (0.0, 1.0)).all())
+
+
+class Exogenous:
+    """Aligned covariate sources of one :class:`~stgraph.data.ForecastData`, scaled and on a device.
+
+    Args:
+        sources: aligned :class:`Source` objects.
+        num_nodes: ``N``, sensors of the series (batches broadcast shared sources over them).
+        train_rows: series rows of the training split (the scaling statistics come from them).
+        stats: saved statistics (:meth:`state_dict`) to use instead of fitting them.
+        device: where the arrays live.
+
+    Shapes: ``shared`` ``[T, Cs]``, ``sensor`` ``[T, N, Cn]``, ``static`` ``[N, Cst]`` float32
+    (each kind's sources side by side); batches ``[B, L, N, C]`` with ``C`` the channels of all
+    sources in the order given (:attr:`layout`).
+    """
+
+    def __init__(self, sources: list[Source], num_nodes: int, train_rows: np.ndarray | None = None,
+                 stats: dict | None = None, device="cpu"):
+        if not sources:
+            raise ConfigError("covariates: no source given")
+        self.sources = list(sources)
+        self.num_nodes = int(num_nodes)
+        self.stats = stats if stats is not None else self._fit(train_rows)
+        self._check_stats()
+        by_kind: dict[str, list] = {k: [] for k in ("time", "sensor", "static")}
+        self._where = []  # per source: (store, first channel, channels)
+        for s in self.sources:
+            st = self.stats[s.name]
+            v = (s.values - np.asarray(st["mean"], np.float32)) / np.asarray(st["std"], np.float32)
+            v = np.nan_to_num(v, nan=0.0).astype(np.float32)
+            store = {"shared": "time", "event": "time", "sensor": "sensor", "static": "static"}[s.kind]
+            first = sum(a.shape[-1] for a in by_kind[store])
+            by_kind[store].append(v)
+            self._where.append((store, first, s.num_channels))
+        self.time = torch.from_numpy(np.concatenate(by_kind["time"], -1)).to(device) if by_kind["time"] else None
+        self.sensor = torch.from_numpy(np.concatenate(by_kind["sensor"], -1)).to(device) if by_kind["sensor"] else None
+        self.static = torch.from_numpy(np.concatenate(by_kind["static"], -1)).to(device) if by_kind["static"] else None
+
+    def _fit(self, train_rows) -> dict:
+        stats = {}
+        for s in self.sources:
+            v = s.values
+            if s.kind != "static" and train_rows is not None:
+                v = v[np.asarray(train_rows)]
+            v = v.reshape(-1, s.num_channels)
+            whole = s.values.reshape(-1, s.num_channels)
+            mean, std = [], []
+            for c in range(s.num_channels):
+                col = v[:, c] if np.isfinite(v[:, c]).any() else whole[:, c]
+                if _is_flag(whole[:, c]) or not np.isfinite(col).any():
+                    mean.append(0.0), std.append(1.0)  # flags stay 0/1
+                else:
+                    sd = float(np.nanstd(col))
+                    mean.append(float(np.nanmean(col))), std.append(sd if sd > 1e-6 else 1.0)
+            stats[s.name] = {"kind": s.kind, "channels": list(s.channels), "mean": mean, "std": std}
+        return stats
+
+    def _check_stats(self) -> None:
+        for s in self.sources:
+            st = self.stats.get(s.name)
+            if st is None or st["kind"] != s.kind or list(st["channels"]) != list(s.channels):
+                raise ConfigError(f"covariates: source '{s.name}' ({s.origin}) has kind {s.kind} and channels "
+                                  f"{s.channels}, but the run was trained with "
+                                  f"{'no such source' if st is None else (st['kind'], st['channels'])}; pass the "
+                                  f"covariate files of the run")
+
+    def state_dict(self) -> dict:
+        """Plain data: per source its kind, channels and scaling (kept in checkpoints)."""
+        return {k: dict(v) for k, v in self.stats.items()}
+
+    @property
+    def layout(self) -> list[list]:
+        """``[[name, channels], ...]`` in batch channel order: what a model with exogenous inputs is built with."""
+        return [[s.name, s.num_channels] for s in self.sources]
+
+    @property
+    def num_channels(self) -> int:
+        return sum(s.num_channels for s in self.sources)
+
+    def gather(self, rows_in: torch.Tensor, rows_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``exo_in [B, T_in, N, C]``, ``exo_out [B, T_out, N, C]`` for series rows ``rows_in [B, T_in]``
+        and ``rows_out [B, T_out]``: one gather per stored array; sources not known ahead repeat their
+        last input value over the forecast steps."""
+        from .windows import take_rows
+
+        N = self.num_nodes
+        last = rows_in[:, -1:].expand_as(rows_out)
+        res = []
+        for rows, sensor_rows in ((rows_in, rows_in), (rows_out, last)):
+            B, L = rows.shape
+            time = None if self.time is None else take_rows(self.time, rows)              # [B, L, Ct]
+            sensor = None if self.sensor is None else take_rows(self.sensor, sensor_rows)  # [B, L, N, Cn]
+            pieces = []
+            for store, a, c in self._where:
+                if store == "static":
+                    pieces.append(self.static[:, a:a + c].expand(B, L, N, c))
+                elif store == "time":
+                    pieces.append(time[..., a:a + c].unsqueeze(2).expand(B, L, N, c))
+                else:
+                    pieces.append(sensor[..., a:a + c])
+            res.append(torch.cat(pieces, -1))
+        return res[0], res[1]
+
+
+def attach(data, specs: Sequence[str], series, nx_graph=None, tolerance: str | None = None,
+           stats: dict | None = None) -> Exogenous:
+    """Read ``specs`` (:func:`read_covariates`), scale them on ``data``'s training rows (or with the
+    saved ``stats``) and attach them to ``data`` (a :class:`~stgraph.data.ForecastData`): its batches
+    then carry ``exo_in`` / ``exo_out``."""
+    sources = read_covariates(specs, series, nx_graph, tolerance)
+    from .split import training_rows
+
+    rows = np.arange(*training_rows(data.split, data.windows.span))
+    exo = Exogenous(sources, data.num_nodes, rows, stats, device=data.device)
+    data.exogenous = exo
+    return exo

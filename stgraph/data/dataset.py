@@ -35,7 +35,7 @@ from ..errors import ConfigError, SeriesError, StgraphWarning, where
 from ..io.series import Series
 from ..metrics import valid_mask
 from ..runtime import resolve_device
-from .covariates import day_of_week, steps_per_day, time_of_day
+from .calendar import day_of_week, steps_per_day, time_of_day
 from .scaler import ROW_BLOCK_ELEMENTS, StandardScaler
 from .split import SPLIT_NAMES, Split, make_split, training_rows
 from .windows import WindowIndex, contiguous_mask, take_rows
@@ -53,7 +53,7 @@ class Batch:
         tod_out, dow_out: ``[B, T_out]`` the same for the targets.
         starts: ``[B]`` int64 first row of each window in the series.
         exo_in, exo_out: ``[B, T_in, N, C_x]`` / ``[B, T_out, N, C_x]`` scaled covariates from files
-            (:mod:`stgraph.data.exogenous`), or ``None`` when the data has none.
+            (:mod:`stgraph.data.covariates`), or ``None`` when the data has none.
     """
 
     x: torch.Tensor
@@ -245,7 +245,7 @@ class ForecastData:
         self._split_starts: dict[str, torch.Tensor] = {}
         #: sensors whose target channels hold no reading at all (see :func:`_dead_sensors`)
         self.dead_sensors: list[str] = []
-        #: covariates from files (:class:`stgraph.data.exogenous.Exogenous`), set by its ``attach``
+        #: covariates from files (:class:`stgraph.data.covariates.Exogenous`), set by its ``attach``
         self.exogenous = None
 
     # ---------------------------------------------------------------- build

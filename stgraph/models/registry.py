@@ -20,7 +20,7 @@ of the targets with their calendar, the target statistics, and the training / va
 in batches. The trainer calls it once before training (on the model, or else on each submodule
 that declares it); it is the only way a model sees training data.
 
-Covariates from files (``--covariates``, :mod:`stgraph.data.exogenous`) reach only models registered
+Covariates from files (``--covariates``, :mod:`stgraph.data.covariates`) reach only models registered
 with ``exogenous=True`` (:func:`exogenous_models`): they take the size argument ``exogenous``
 (``[[source, channels], ...]``) and read ``covariates['exo_in']`` ``[B, T_in, N, C_x]`` and
 ``covariates['exo_out']`` ``[B, T_out, N, C_x]``. Any other model given covariates is an error.

@@ -122,7 +122,7 @@ class STGT(nn.Module):
         dense_max_nodes: ``'auto'`` never goes dense above this many sensors.
         min_scale: added to the softplus scale of the probabilistic output.
         exogenous: ``[[source, channels], ...]``: covariates from files
-            (:mod:`stgraph.data.exogenous`) taken through a gated fusion embedding
+            (:mod:`stgraph.data.covariates`) taken through a gated fusion embedding
             (:class:`stgraph.nn.fusion.GatedFusion`) added to the encoder's input and the
             decoder's queries; ``None`` (default): calendar only.
         attn_dropout: dropout on attention weights (default 0: on CPU it is

@@ -1,7 +1,7 @@
 """Calendar covariates as model inputs: the time-of-day slot and the time of day as a feature.
 
 The trainer passes ``tod`` (time of day, a fraction in ``[0, 1)``) ``[B, T]``; see
-:mod:`stgraph.data.covariates` for how it is computed from timestamps.
+:mod:`stgraph.data.calendar` for how it is computed from timestamps.
 """
 from __future__ import annotations
 

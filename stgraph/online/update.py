@@ -253,7 +253,7 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
         if ck.get("scaler"):
             old_data.set_scaler_state(ck["scaler"])
         if d.covariates:
-            from ..data.exogenous import attach
+            from ..data.covariates import attach
             attach(old_data, d.covariates, _old_on_new_sensors(old_series, new_ids), None, d.covariate_tolerance,
                    ck.get("covariates"))
     model = make_model(cfg, prep.data)

@@ -68,7 +68,7 @@ def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict 
     data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
                                     split=tuple(d.split), target=d.target)
     if d.covariates:
-        from ..data.exogenous import attach
+        from ..data.covariates import attach
         attach(data, d.covariates, series, nx_graph, d.covariate_tolerance, covariate_stats)
     return Prepared(series, nx_graph, graph, data)
 
