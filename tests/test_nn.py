@@ -4,11 +4,10 @@ import warnings
 import pytest
 import torch
 
-import stgraph.nn.spatial
-
 from stgraph.nn import (CrossAttention, FeedForward, InputEmbedding, NodeEmbedding,
                         SpatialGraphAttention, TemporalTransformerBlock, TimeEmbedding,
                         GraphAttention, with_self_loops)
+from stgraph.nn.kernels import AttentionGraph
 
 
 
@@ -237,8 +236,8 @@ def test_flex_reorders_and_restores(N):
         warnings.simplefilter("ignore")
         torch.testing.assert_close(flex(x, ei), ref(x, ei), atol=1e-5, rtol=1e-5)
         assert flex.last_backend == "flex"
+    assert not flex.attn.warned_flex_cpu  # inference: no warning yet
     with pytest.warns(UserWarning, match="no FlexAttention backward on CPU"):
-        stgraph.nn.spatial._warned_flex_cpu = False
         y = flex(x, ei)  # with gradients: the same function on the 'sparse' path
     assert flex.last_backend == "sparse" and y.requires_grad
 
@@ -339,12 +338,33 @@ def test_auto_backend_and_cache():
     ei, ew = random_graph(N=8, E=20)
     x = torch.randn(1, 2, 8, 64)
     y = layer(x, ei, ew)
-    cached = layer.attn._cache[4]
+    cached = layer.attn.cached_graph
+    assert isinstance(cached, AttentionGraph) and cached.looped.num_nodes == 8
     layer(x, ei, ew)
-    assert layer.attn._cache[4] is cached  # same graph: prepared once
+    assert layer.attn.cached_graph is cached  # same graph: prepared once
     ew.mul_(0.5)  # in-place change: prepared again
     y2 = layer(x, ei, ew)
-    assert layer.attn._cache[4] is not cached and not torch.allclose(y, y2)
+    assert layer.attn.cached_graph is not cached and not torch.allclose(y, y2)
+    learned = ew.clone().requires_grad_(True)
+    layer(x, ei, learned)
+    assert layer.attn.cached_graph.edge_weight is ew  # a learned adjacency is never cached
     assert not any("cache" in k for k in layer.state_dict())
     with pytest.raises(ValueError, match="backend must be one of"):
         SpatialGraphAttention(16, 4, backend="fast")
+
+
+def test_graph_cache_holds_what_each_backend_built():
+    """The typed cache: the dense matrices and the flex layout are built on first use, then read again."""
+    ei, ew = random_graph(N=8, E=20)
+    x = torch.randn(1, 2, 8, 16)
+    dense, flex = GraphAttention(16, 4, backend="dense").eval(), GraphAttention(16, 4, backend="flex").eval()
+    with torch.no_grad():
+        dense(x, ei, ew)
+        g = dense.cached_graph
+        assert g.flex is None and g.dense.weight.shape == (8, 8) and g.dense is g.for_dense()
+        assert torch.isinf(g.dense.adj_neg).sum() == 64 - g.looped.edge_index.size(1)
+        dense(x, ei, ew)
+        assert dense.cached_graph.dense is g.dense  # read, not rebuilt
+        flex(x, ei, ew)
+        assert flex.cached_graph.dense is None and flex.cached_graph.flex.num_nodes == 8
+        assert flex.last_backend == "flex"

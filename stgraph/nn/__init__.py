@@ -4,8 +4,8 @@ from .calendar import append_time_of_day, tod_slot
 from .edge_attention import CSR, build_csr, edge_attention, edge_attention_weights
 from .embedding import InputEmbedding, NodeEmbedding, TimeEmbedding
 from .graph_ops import GraphCache, SparseOperator, diffuse, random_walk_operators, scaled_laplacian
-from .spatial import (BACKENDS, GraphAttention, LoopedGraph, SpatialGraphAttention, choose_backend,
-                      with_self_loops)
+from .kernels.graph import AttentionGraph, LoopedGraph, with_self_loops
+from .spatial import BACKENDS, GraphAttention, SpatialGraphAttention, choose_backend
 from .temporal import CrossAttention, FeedForward, TemporalTransformerBlock, attention
 
 __all__ = [
@@ -13,7 +13,7 @@ __all__ = [
     "CSR", "build_csr", "edge_attention", "edge_attention_weights",
     "GraphCache", "SparseOperator", "diffuse", "random_walk_operators", "scaled_laplacian",
     "InputEmbedding", "NodeEmbedding", "TimeEmbedding",
-    "BACKENDS", "GraphAttention", "LoopedGraph", "SpatialGraphAttention", "choose_backend",
+    "AttentionGraph", "BACKENDS", "GraphAttention", "LoopedGraph", "SpatialGraphAttention", "choose_backend",
     "with_self_loops",
     "CrossAttention", "FeedForward", "TemporalTransformerBlock", "attention",
 ]

@@ -15,6 +15,7 @@ with ``N * bandwidth`` and ``E``.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import torch
@@ -27,18 +28,18 @@ except ImportError:  # pragma: no cover - older torch
 
 #: Tile size of the block mask (FlexAttention's default on CUDA).
 BLOCK = 128
-_compiled = None
+
+
+@functools.cache
+def _compiled_flex():
+    """FlexAttention compiled into fused Triton kernels, once per process."""
+    return torch.compile(flex_attention, dynamic=False)
 
 
 def _flex(device_type: str):
     """FlexAttention as it should run on ``device_type``: compiled into fused Triton kernels on
     CUDA (uncompiled it is a reference implementation that builds every score), eager elsewhere."""
-    global _compiled
-    if device_type != "cuda":
-        return flex_attention
-    if _compiled is None:
-        _compiled = torch.compile(flex_attention, dynamic=False)
-    return _compiled
+    return _compiled_flex() if device_type == "cuda" else flex_attention
 
 
 class FlexGraph(NamedTuple):

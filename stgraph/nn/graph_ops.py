@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
-from .spatial import with_self_loops
+from .kernels.graph import with_self_loops
 
 
 class _SparseMatmul(torch.autograd.Function):
