@@ -61,7 +61,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from stgraph.config import RunConfig, with_fields
-    from stgraph.data.covariates import read_covariates
+    from stgraph.io.covariates import read_covariates
     from stgraph.files import atomic_write
     from stgraph.io import read_series
     from stgraph.synth.events import write_events

@@ -5,7 +5,7 @@ import torch
 
 from stgraph.config import RunConfig, with_fields
 from stgraph.data import ForecastData
-from stgraph.data.covariates import align_times, attach, read_covariates
+from stgraph.io.covariates import align_times, read_covariates
 from stgraph.errors import ConfigError, SeriesError
 from stgraph.io.series import Series
 from stgraph.models.registry import build_model, exogenous_models
@@ -71,9 +71,9 @@ def _temperature_and_incident_data(tmp_path):
     (tmp_path / "temp.csv").write_text("timestamp,temp\n" + "".join(f"{x},{i}\n" for i, x in enumerate(t)))
     (tmp_path / "inc.csv").write_text("timestamp,a,b,c\n" + "".join(f"{x},{int(i == 10)},0,0\n"
                                                                      for i, x in enumerate(t)))
-    data = ForecastData.from_series(s, input_len=4, horizon=3, split=(0.5, 0.25, 0.25))
-    exo = attach(data, [str(tmp_path / "temp.csv"), str(tmp_path / "inc.csv")], s)
-    return s, t, data, exo
+    data = ForecastData.from_series(s, input_len=4, horizon=3, split=(0.5, 0.25, 0.25), covariates=read_covariates(
+        [str(tmp_path / "temp.csv"), str(tmp_path / "inc.csv")], s))
+    return s, t, data, data.exogenous
 
 
 def test_batches_gather_known_ahead_and_held_sources(tmp_path):

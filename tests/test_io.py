@@ -329,12 +329,12 @@ def test_write_series_errors(tmp_path):
 
 @pytest.mark.parametrize("transposed", [True, False])
 def test_frame_blocks_are_copied_in_slices(tmp_path, transposed):
-    from stgraph.io.hdf5 import _copy_block
+    from stgraph.io.hdf5_frame import copy_block
     block = np.arange(23 * 3, dtype=np.float64).reshape(23, 3)
     with h5py.File(tmp_path / "b.h5", "w") as f:
         ds = f.create_dataset("v", data=block if transposed else block.T)
         out = np.full((23, 5), -1, dtype=np.float32)
-        _copy_block(ds, transposed, out, np.array([4, 0, 2]), cells_per_read=7)  # 2 rows a read
+        copy_block(ds, transposed, out, np.array([4, 0, 2]), cells_per_read=7)  # 2 rows a read
     np.testing.assert_array_equal(out[:, [4, 0, 2]], block)
     assert (out[:, [1, 3]] == -1).all()
 

@@ -385,7 +385,7 @@ def ensure_inputs(args) -> None:
         subprocess.run(["bash", str(HERE / "setup_peers.sh")], check=True, cwd=str(ROOT))
     if not DATA.exists():
         code = ("from stgraph.graph import read_graph; from stgraph.synth import simulate_speeds; "
-                "from stgraph.io.hdf5 import write_series; from stgraph.shared_data import shared_file; "
+                "from stgraph.io import write_series; from stgraph.shared_data import shared_file; "
                 f"s = simulate_speeds(read_graph(shared_file('metr-la-week', 'adj_mx.pkl')), days={N_DAYS}, seed=0); "
                 f"write_series(s, {str(DATA)!r}, layout='pandas')")
         DATA.parent.mkdir(parents=True, exist_ok=True)
@@ -393,7 +393,7 @@ def ensure_inputs(args) -> None:
         subprocess.run([args.stgraph_python, "-c", code], check=True, cwd=str(ROOT),
                        env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"))
     if not WARM.exists():
-        code = ("from stgraph.io import read_series; from stgraph.io.hdf5 import write_series; "
+        code = ("from stgraph.io import read_series; from stgraph.io import write_series; "
                 "from stgraph.io.series import Series; "
                 f"s = read_series({str(DATA)!r}); "
                 "s = Series(s.values[:576].copy(), s.timestamps[:576], s.sensor_ids, s.channels, s.null_value); "

@@ -4,7 +4,8 @@ Everything indexes into one ``[T, N, C]`` array; no sliding window is ever
 materialised. Start at :meth:`ForecastData.from_series`.
 """
 from .calendar import day_of_week, steps_per_day, time_of_day
-from .dataset import Batch, BatchLoader, ForecastData
+from .batches import Batch, BatchLoader
+from .dataset import ForecastData
 from .scaler import StandardScaler
 from .split import SPLIT_NAMES, Split, make_split, split_by_ratio, split_by_time, training_rows
 from .windows import WindowIndex, contiguous_mask, take_rows

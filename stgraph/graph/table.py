@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DataFormatError, MissingFileError, where
+from ..io.csv import sniff_delimiter
 
 __all__ = ["read_table", "find_column", "float_column", "rows_from_object",
            "FROM_NAMES", "TO_NAMES", "DIST_NAMES", "WEIGHT_NAMES", "KNOWN_NAMES"]
@@ -39,7 +40,8 @@ def _is_number(text: str) -> bool:
 def read_table(path: str | Path) -> tuple[list[str] | None, np.ndarray]:
     """Read a small delimited text table of strings.
 
-    Comma, tab or whitespace separated (chosen from the first line); lines
+    Comma, tab or whitespace separated (chosen from the first line by
+    :func:`~stgraph.io.csv.sniff_delimiter`: a comma if there is one, else a tab, else whitespace); lines
     starting with ``#`` are comments. The first line is a header when one of
     its fields is a known column name (``from``, ``to``, ``cost``, ``source``,
     ``weight``, ``sensor_id``, ``latitude``, ...).
@@ -70,7 +72,7 @@ def read_table(path: str | Path) -> tuple[list[str] | None, np.ndarray]:
     if not lines:
         raise DataFormatError(f"{where(path)}: the table is empty; expected at least one row")
     first = lines[0]
-    delim = "," if "," in first else ("\t" if "\t" in first else None)
+    delim = sniff_delimiter(first, (",", "\t"), rule="first")  # a comma anywhere wins; neither: whitespace
     fields = [f.strip().strip('"').strip().lower() for f in (first.split(delim))]
     header = fields if any(f in KNOWN_NAMES for f in fields) else None
     body = lines[1:] if header is not None else lines

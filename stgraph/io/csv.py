@@ -11,7 +11,11 @@ used when its values are ISO dates (``YYYY-MM-DD[ HH:MM[:SS[.fff]]][Z|+HH:MM]``,
 ``/`` also accepted; offsets are converted to naive UTC). Without one (e.g.
 T-GCN's ``los_speed.csv``) the caller passes ``start``/``freq``. Empty cells
 and ``nan``/``NA``/``null`` are missing readings (NaN). The delimiter is the
-most frequent of ``,``, ``;`` and tab in the header line.
+most frequent of ``,``, ``;`` and tab in the header line (:func:`sniff_delimiter`,
+the one delimiter rule of the package: covariate files and graph tables use it too).
+
+:func:`read_rows` (every non-blank row with its line number) and :func:`read_header` (the first
+line's fields) are the CSV reader the other text formats (covariate files) go through.
 """
 from __future__ import annotations
 
@@ -23,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataFormatError, where
-from .read import RawTable
+from .raw import RawTable
 
+#: the delimiters a CSV may use, in the order ties are broken
+DELIMITERS = (",", ";", "\t")
 TIME_NAMES = {"timestamp", "timestamps", "time", "date", "datetime", "date_time", "ts"}
 MISSING_TOKENS = ["", "nan", "NaN", "NAN", "NA", "N/A", "null", "NULL", "None"]
 _TS = re.compile(
@@ -49,7 +55,7 @@ def parse_csv(path: str | Path, *, key: str | None = None) -> RawTable:
             line number is given), text in a sensor column (line and column),
             unparseable timestamps, or no sensor columns.
     """
-    rows, lines = _rows(path)
+    rows, lines = read_rows(path)
     header = [h.strip() for h in rows[0]]
     if all(_DATA_LIKE.fullmatch(h) for h in header):
         raise DataFormatError(
@@ -85,8 +91,44 @@ def parse_csv(path: str | Path, *, key: str | None = None) -> RawTable:
     return RawTable(values, timestamps, [header[j] for j in sensor_cols])
 
 
-def _rows(path) -> tuple[list[list[str]], list[int]]:
-    """Non-blank rows and the line number each ends on."""
+def sniff_delimiter(line: str, candidates: tuple[str, ...] = DELIMITERS, *, rule: str = "most") -> str | None:
+    """The delimiter of a delimited text file, told from one line (its first).
+
+    Args:
+        line: the line.
+        candidates: the delimiters it may use, in order of preference.
+        rule: ``"most"``: the candidate that occurs most often in ``line`` (the first candidate on a tie,
+            also when none occurs); ``"first"``: the first candidate that occurs at all, ``None`` when none
+            does (then the fields are separated by whitespace, as the graph tables allow).
+    """
+    if rule == "most":
+        return max(candidates, key=line.count)
+    if rule == "first":
+        return next((d for d in candidates if d in line), None)
+    raise ValueError(f"sniff_delimiter: rule={rule!r}; expected 'most' or 'first'")
+
+
+def read_header(path) -> list[str]:
+    """The fields of the first line of a CSV (``[]`` for an empty file), split by :func:`sniff_delimiter`.
+
+    Raises:
+        DataFormatError: the file is not UTF-8 text.
+    """
+    try:
+        with Path(path).open(encoding="utf-8-sig", newline="") as fh:
+            first = fh.readline()
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{where(path)}: not UTF-8 text ({e}); save the CSV as UTF-8") from None
+    return next(_csv.reader(io.StringIO(first), delimiter=sniff_delimiter(first)), [])
+
+
+def read_rows(path) -> tuple[list[list[str]], list[int]]:
+    """Non-blank rows of a CSV (the header first) and the line number each ends on; the delimiter is
+    :func:`sniff_delimiter`'s on the first non-blank line.
+
+    Raises:
+        DataFormatError: not UTF-8, only blank lines or delimiters, or malformed CSV (the line is given).
+    """
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -95,7 +137,7 @@ def _rows(path) -> tuple[list[list[str]], list[int]]:
     if first is None:
         raise DataFormatError(f"{where(path)}: the file is empty (only blank lines); expected a CSV "
                               f"with a header of sensor ids and one row per time step")
-    delim = max([",", ";", "\t"], key=first.count)
+    delim = sniff_delimiter(first)
     reader = _csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     rows, lines = [], []
     try:

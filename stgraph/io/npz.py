@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataFormatError, where
-from .read import NPY_SIGNATURE, RawTable, check_declared_size
+from .raw import RawTable, check_declared_size
+from .sniff import NPY_SIGNATURE
 
 #: channel names by channel count, following the PEMS0X convention
 PEMS_CHANNELS = {1: ["flow"], 3: ["flow", "occupancy", "speed"]}

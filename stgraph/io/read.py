@@ -1,212 +1,27 @@
 """Read a sensor series from any supported file: :func:`read_series`.
 
-The reader is picked by the file's CONTENT, not its name: HDF5 files start
-with the signature ``\\x89HDF\\r\\n\\x1a\\n`` (at offset 0, or 512, 1024, ... when
-the file has a user block), ``.npz`` archives with the zip signature
-``PK\\x03\\x04``, ``.npy`` arrays with ``\\x93NUMPY``, and anything else that is
-UTF-8 text is read as a wide CSV.
-
-The format modules (:mod:`.hdf5`, :mod:`.npz`, :mod:`.csv`) only parse a file
-into a :class:`RawTable`; this module applies the caller's options (``start``,
-``freq``, ``channels``, ``null_value``) in one place and builds the
-:class:`~stgraph.io.series.Series`.
+The reader is picked by the file's CONTENT, not its name (:func:`~stgraph.io.sniff.sniff_format`).
+The format modules (:mod:`.hdf5`, :mod:`.npz`, :mod:`.csv`) only parse a file into a
+:class:`~stgraph.io.raw.RawTable`; this module applies the caller's options (``start``, ``freq``,
+``channels``, ``null_value``) in one place and builds the :class:`~stgraph.io.series.Series`.
 """
 from __future__ import annotations
 
-import codecs
 import datetime as _dt
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataFormatError, MissingFileError, SeriesError, where
+from ..errors import ConfigError, DataFormatError, SeriesError, where
+from .csv import parse_csv
+from .hdf5 import parse_hdf5
+from .npz import parse_npz
+from .raw import RawTable
 from .series import Series, format_interval, infer_interval, parse_interval
+from .sniff import FORMATS, existing_file, sniff_format
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
-NPY_SIGNATURE = b"\x93NUMPY"
-
-#: accepted ``format=`` names -> canonical format
-FORMATS = {"hdf5": "hdf5", "h5": "hdf5", "npz": "npz", "npy": "npz", "csv": "csv", "txt": "csv"}
-
-
-class RawTable(NamedTuple):
-    """What a format parser found in a file, before the caller's options.
-
-    Attributes:
-        values: ``[T, N, C]`` or ``[T, N]`` numeric array (any float/int dtype).
-        timestamps: ``[T]`` ``datetime64[ns]``, or ``None`` when the file has none.
-        sensor_ids: ``N`` sensor ids as strings.
-        channels: the file's own channel names, or ``None`` when it has none.
-        null_value: the file's own null convention, or ``None`` when the format carries none
-            (then NaN / empty cells are missing and zeros are readings).
-        no_time_reason: why ``timestamps`` is ``None`` (used in the error message).
-        null_origin: where ``null_value`` comes from, for messages.
-    """
-
-    values: np.ndarray
-    timestamps: np.ndarray | None
-    sensor_ids: list[str]
-    channels: list[str] | None = None
-    null_value: float | None = None
-    no_time_reason: str = "the file has no timestamps"
-    null_origin: str | None = None
-
-
-# ------------------------------------------------------------- declared sizes
-def memory_budget() -> int:
-    """Bytes one array read from a file may take: ``$STGRAPH_MAX_ARRAY_BYTES``, else half the
-    machine's physical memory (at least 1 GiB)."""
-    import os
-
-    env = os.environ.get("STGRAPH_MAX_ARRAY_BYTES")
-    if env:
-        try:
-            return max(1, int(float(env)))
-        except ValueError:
-            raise ConfigError(f"$STGRAPH_MAX_ARRAY_BYTES = {env!r}: expected a number of bytes") from None
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        total = 8 * 2**30
-    return max(2**30, total // 2)
-
-
-def _bytes_text(n: int) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} bytes"
-
-
-def check_declared_size(shape, itemsize: int, what: str, path, *, stored: int | None = None,
-                        compressed: bool = False, budget: bool = True) -> int:
-    """Refuse an array whose declared ``shape`` would not fit in :func:`memory_budget`, or that
-    declares more bytes than the file can hold (``stored``: the bytes the file actually has for
-    it; with ``compressed`` a ratio over 1000:1 beyond 64 MB is taken as a decompression bomb).
-    ``budget=False`` (a lazy read, which never holds the array) skips the memory budget only.
-    Returns the declared size in bytes."""
-    n = 1
-    for d in shape:
-        n *= int(d)
-    nbytes = n * int(itemsize)
-    shown = "(" + ", ".join(str(int(d)) for d in shape) + ")"
-    budget = memory_budget() if budget else float("inf")
-    if nbytes > budget:
-        raise DataFormatError(
-            f"{where(path)}: {what} declares shape {shown} = {_bytes_text(nbytes)}, more than the memory "
-            f"budget of {_bytes_text(budget)}; the file is corrupted or hostile (set $STGRAPH_MAX_ARRAY_BYTES "
-            f"if it is real)")
-    if stored is not None:
-        if not compressed and nbytes > stored:
-            raise DataFormatError(
-                f"{where(path)}: {what} declares shape {shown} = {_bytes_text(nbytes)} but the file holds "
-                f"only {_bytes_text(stored)} of it; the file is truncated or corrupted")
-        if compressed and nbytes > 64e6 and nbytes > 1000 * max(stored, 1):
-            raise DataFormatError(
-                f"{where(path)}: {what} declares shape {shown} = {_bytes_text(nbytes)} from only "
-                f"{_bytes_text(stored)} of compressed bytes (over 1000:1); refusing a likely "
-                f"decompression bomb")
-    return nbytes
-
-
-# --------------------------------------------------------------------- sniffing
-def sniff_format(path: str | Path) -> str:
-    """``"hdf5"``, ``"npz"`` or ``"csv"`` from the first bytes of ``path``.
-
-    Raises:
-        MissingFileError: the file does not exist.
-        DataFormatError: the path is a directory, the file is empty, or its
-            content is none of the supported formats.
-    """
-    path = _existing_file(path)
-    size = path.stat().st_size
-    if size == 0:
-        raise DataFormatError(
-            f"{where(path)}: the file is empty (0 bytes); expected an HDF5, .npz or CSV sensor "
-            f"series. Re-download or re-export it.")
-    with open(path, "rb") as fh:
-        head = fh.read(65536)
-        if _has_hdf5_signature(fh, size):
-            return "hdf5"
-    if head.startswith(ZIP_SIGNATURES) or head.startswith(NPY_SIGNATURE):
-        return "npz"
-    if head.startswith(b"\x1f\x8b"):
-        raise DataFormatError(
-            f"{where(path)}: the file is gzip-compressed; expected an uncompressed HDF5, .npz or "
-            f"CSV file. Decompress it first (gunzip).")
-    if (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5) or head.startswith((b"(lp", b"(dp")):
-        raise DataFormatError(
-            f"{where(path)}: is a Python pickle (a road graph such as DCRNN's adj_mx.pkl?), not a sensor "
-            f"series; expected an HDF5, .npz or CSV series. Pass a pickle as the graph (--graph), "
-            f"the series as the data (--data)")
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataFormatError(
-            f"{where(path)}: is UTF-16 text (what Excel writes as 'Unicode Text'); expected UTF-8. "
-            f"Save it as 'CSV UTF-8', or convert it: iconv -f UTF-16 -t UTF-8")
-    if _is_text(head, complete=len(head) == size):
-        return "csv"
-    bad = _not_utf8(head, complete=len(head) == size)
-    if bad is not None:
-        offset, byte = bad
-        line = head[:offset].count(b"\n") + 1
-        raise DataFormatError(
-            f"{where(path)}: looks like text but is not UTF-8 (byte 0x{byte:02x} at offset {offset}, "
-            f"line {line}); expected a UTF-8 CSV. Save it as 'CSV UTF-8', "
-            f"or convert it, e.g. iconv -f CP1252 -t UTF-8")
-    raise DataFormatError(
-        f"{where(path)}: unknown file format (first bytes {head[:8]!r}); expected HDF5 "
-        f"(starts with {HDF5_SIGNATURE!r}), .npz (zip, starts with b'PK\\x03\\x04') or UTF-8 CSV text")
-
-
-def _has_hdf5_signature(fh, size: int) -> bool:
-    """The HDF5 superblock sits at offset 0, 512, 1024, 2048, ..."""
-    offset = 0
-    while offset + len(HDF5_SIGNATURE) <= size:
-        fh.seek(offset)
-        if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
-            return True
-        offset = 512 if offset == 0 else offset * 2
-    return False
-
-
-def _is_text(head: bytes, complete: bool) -> bool:
-    if b"\x00" in head:
-        return False
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _not_utf8(head: bytes, complete: bool) -> tuple[int, int] | None:
-    """``(offset, byte)`` of the first non-UTF-8 byte of text in another 8-bit
-    encoding (CP1252, Latin-1); ``None`` when ``head`` does not look like text."""
-    if b"\x00" in head:
-        return None
-    printable = sum(1 for b in head if b >= 0x20 or b in (0x09, 0x0A, 0x0D))
-    if not head or printable < 0.95 * len(head):
-        return None
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
-    except UnicodeDecodeError as exc:
-        if sum(1 for b in head if b >= 0x80) > 0.1 * len(head):
-            return None  # mostly high bytes: binary, not text
-        return exc.start, head[exc.start]
-    return None
-
-
-def _existing_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise MissingFileError(
-            f"{where(path)}: series file not found; expected an HDF5, .npz or CSV file there. "
-            f"Check the path, or download the dataset first (stgraph data download).")
-    if path.is_dir():
-        raise DataFormatError(f"{where(path)}: is a directory; expected a series file (HDF5, .npz or CSV)")
-    return path
+__all__ = ["read_series", "build_series", "regular_timestamps", "sniff_format"]
 
 
 # ---------------------------------------------------------------- read_series
@@ -263,7 +78,7 @@ def read_series(
         SeriesError: the content is not a valid series (duplicated sensor
             ids, unsorted timestamps, ...).
     """
-    path = _existing_file(path)
+    path = existing_file(path)
     found = sniff_format(path)
     if format is not None:
         wanted = FORMATS.get(str(format).lower())
@@ -279,7 +94,6 @@ def read_series(
             raise ConfigError(f"{where(path)}: lazy=True (data.lazy) reads HDF5 files only, and this file is {found}; "
                               f"convert it once with stgraph.io.write_series(read_series(path), 'x.h5'), or read it "
                               f"with lazy=False")
-        from .hdf5 import parse_hdf5
         from .lazy import DEFAULT_CACHE_BYTES
         raw = parse_hdf5(path, key=key, lazy=True,
                          cache_bytes=DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
@@ -289,15 +103,7 @@ def read_series(
 
 
 def _parser(fmt: str):
-    # imported here: the format modules import RawTable from this module
-    if fmt == "hdf5":
-        from .hdf5 import parse_hdf5
-        return parse_hdf5
-    if fmt == "npz":
-        from .npz import parse_npz
-        return parse_npz
-    from .csv import parse_csv
-    return parse_csv
+    return {"hdf5": parse_hdf5, "npz": parse_npz}.get(fmt, parse_csv)
 
 
 # ----------------------------------------------------------- caller's options

@@ -248,14 +248,16 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
     if replay > 0:
         old_series, _, _ = load_series_and_graph(old_cfg)
         d = old_cfg.data
-        old_data = ForecastData.from_series(_old_on_new_sensors(old_series, new_ids), input_len=d.input_len,
-                                            horizon=d.horizon, stride=d.stride, split=tuple(d.split), target=d.target)
+        old_on_new = _old_on_new_sensors(old_series, new_ids)
+        covariates = None
+        if d.covariates:
+            from ..io.covariates import read_covariates
+            covariates = read_covariates(d.covariates, old_on_new, None, d.covariate_tolerance)
+        old_data = ForecastData.from_series(old_on_new, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
+                                            split=tuple(d.split), target=d.target, covariates=covariates,
+                                            covariate_stats=ck.get("covariates"))
         if ck.get("scaler"):
             old_data.set_scaler_state(ck["scaler"])
-        if d.covariates:
-            from ..data.covariates import attach
-            attach(old_data, d.covariates, _old_on_new_sensors(old_series, new_ids), None, d.covariate_tolerance,
-                   ck.get("covariates"))
     model = make_model(cfg, prep.data)
     model.load_state_dict(remap_nodes(ck["model"], model, old_ids, new_ids))
     data = UpdateData(prep.data, old_data, weeks, replay)

@@ -65,11 +65,13 @@ def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict 
 
     series, nx_graph, graph = load_series_and_graph(cfg, data_path)
     d = cfg.data
-    data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
-                                    split=tuple(d.split), target=d.target)
+    covariates = None
     if d.covariates:
-        from ..data.covariates import attach
-        attach(data, d.covariates, series, nx_graph, d.covariate_tolerance, covariate_stats)
+        from ..io.covariates import read_covariates
+        covariates = read_covariates(d.covariates, series, nx_graph, d.covariate_tolerance)
+    data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
+                                    split=tuple(d.split), target=d.target, covariates=covariates,
+                                    covariate_stats=covariate_stats)
     return Prepared(series, nx_graph, graph, data)
 
 

@@ -1,0 +1,284 @@
+"""Covariate files beyond the calendar: read them and align them to a series (:func:`read_covariates`).
+
+Four kinds of source, each one file (its name, the file's stem, is the source's name):
+
+* **shared series** (weather): a time column and one or more value columns that are not sensor
+  ids, e.g. ``timestamp,rain_mm_h,temperature_c``; every sensor sees the same values. Stored
+  ``[T, C]``.
+* **per-sensor series** (incident flags): a time column and one column per sensor, headed by
+  the series' sensor ids (a wide CSV, or any series file stgraph reads: HDF5, ``.npz``); several
+  channels in an HDF5 series file become several covariate channels. Stored ``[T, N, C]``.
+  Sensors the file does not name are missing (null) throughout.
+* **static features** (lanes, speed limit, road class): a CSV with a ``sensor_id`` (or
+  ``sensor``/``id``) column and no time column, or ``graph:ATTR[,ATTR...]`` for node attributes
+  of the road graph. Text columns are one-hot encoded. Stored ``[N, C]``.
+* **calendar events** (holidays, games): a CSV with ``start`` and ``end`` columns (and optionally
+  ``kind``): a flag is 1 at the steps with ``start <= t < end``, one channel per kind. Stored
+  ``[T, C]``.
+
+Every CSV is read by :mod:`stgraph.io.csv` (:func:`~stgraph.io.csv.read_header`,
+:func:`~stgraph.io.csv.read_rows`, :func:`~stgraph.io.read.read_series`), with its one delimiter rule.
+
+Alignment (:func:`align_times`): each series step takes the latest covariate reading at or before
+it, if that reading is at most ``tolerance`` old (default: the covariate file's own interval, so an
+hourly reading holds for its hour); otherwise the step is missing (NaN, the null convention of
+covariates). A file whose readings cover none of the series' steps cannot be aligned: that is an
+error naming the file, its time range and the series' time range.
+
+The aligned :class:`Source` objects are data: :meth:`stgraph.data.ForecastData.from_series`
+(``covariates=``) scales them and gathers them into batches (:mod:`stgraph.data.covariates`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataFormatError, SeriesError, where
+from .csv import read_header, read_rows
+from .read import read_series
+from .series import iso, parse_interval
+from .sniff import existing_file
+
+__all__ = ["KINDS", "Source", "align_times", "read_covariates"]
+
+KINDS = ("shared", "sensor", "static", "event")
+_ID_NAMES = ("sensor_id", "sensor", "id", "node", "node_id")
+#: whether a kind's values at the forecast steps may be used (known ahead) or are held at the last input step
+_FLAG_KINDS_AHEAD = {"shared": True, "event": True, "static": True, "sensor": False}
+
+
+@dataclass
+class Source:
+    """One covariate source aligned to a series of ``T`` steps and ``N`` sensors.
+
+    Attributes:
+        name: the source's name (file stem, or ``graph``).
+        kind: one of :data:`KINDS`.
+        channels: ``C`` channel names.
+        values: float32, ``[T, C]`` (shared, event), ``[T, N, C]`` (sensor) or ``[N, C]`` (static);
+            NaN marks a missing value.
+        origin: the file (or ``graph:...``) it came from.
+    """
+
+    name: str
+    kind: str
+    channels: list
+    values: np.ndarray
+    origin: str = ""
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def known_ahead(self) -> bool:
+        """Whether the values at the forecast steps may be used (see the module docstring)."""
+        return _FLAG_KINDS_AHEAD[self.kind]
+
+
+# ----------------------------------------------------------------------------------- alignment
+def align_times(file_times: np.ndarray, series_times: np.ndarray, tolerance: np.timedelta64 | None,
+                origin: str) -> np.ndarray:
+    """Row of the covariate file each series step takes (``-1``: none within ``tolerance``).
+
+    Args:
+        file_times: ``[K]`` datetime64, strictly increasing (the covariate file's).
+        series_times: ``[T]`` datetime64 (the series').
+        tolerance: how old a reading may be; ``None``: the file's median interval (0 for one row).
+        origin: the file, for messages.
+
+    Returns:
+        ``[T]`` int64 row indices into the file.
+
+    Raises:
+        SeriesError: the file's timestamps are not increasing, or no series step finds a reading.
+    """
+    ft = np.asarray(file_times).astype("datetime64[ns]").astype(np.int64)
+    st = np.asarray(series_times).astype("datetime64[ns]").astype(np.int64)
+    if ft.size == 0:
+        raise SeriesError(f"{where(origin)}: no rows; expected one row per time step")
+    bad = np.flatnonzero(np.diff(ft) <= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise SeriesError(f"{where(origin)}: timestamps must be strictly increasing, but row {i + 2} "
+                          f"({iso(np.datetime64(int(ft[i + 1]), 'ns'))}) follows "
+                          f"{iso(np.datetime64(int(ft[i]), 'ns'))}; sort the file and drop duplicates")
+    tol = int(np.median(np.diff(ft))) if tolerance is None and ft.size > 1 else \
+        (0 if tolerance is None else int(np.timedelta64(tolerance, "ns").astype(np.int64)))
+    row = np.searchsorted(ft, st, side="right") - 1
+    ok = row >= 0
+    ok[ok] = st[ok] - ft[row[ok]] <= tol
+    if not ok.any():
+        def span(t):
+            return f"{iso(np.datetime64(int(t[0]), 'ns'))} .. {iso(np.datetime64(int(t[-1]), 'ns'))}"
+        raise SeriesError(
+            f"{where(origin)}: cannot be aligned to the series: its readings span {span(ft)} ({ft.size} rows) and "
+            f"the series spans {span(st)} ({st.size} steps); no series step has a reading at most "
+            f"{np.timedelta64(tol, 'ns').astype('timedelta64[s]')} before it. Expected a file covering the "
+            f"series' time range (same clock, naive local time), or a larger tolerance "
+            f"(data.covariate_tolerance)")
+    return np.where(ok, row, -1)
+
+
+def _take(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]`` with NaN where ``rows == -1``; ``values`` is ``[K, ...]``."""
+    out = values[np.maximum(rows, 0)].astype(np.float32)
+    out[rows < 0] = np.nan
+    return out
+
+
+# ----------------------------------------------------------------------------------- reading
+def _dict_rows(path: Path) -> list[dict]:
+    """The rows after the header as ``{lower-case column: stripped cell}`` (a short row's missing
+    cells are ``""``, a long row's extra cells are dropped)."""
+    rows, _ = read_rows(path)
+    if len(rows) < 2:
+        raise DataFormatError(f"{where(path)}: a header but no rows; expected one row per sensor or event")
+    header = [h.strip().lower() for h in rows[0]]
+    return [{k: (r[i] if i < len(r) else "").strip() for i, k in enumerate(header)} for r in rows[1:]]
+
+
+def _dates(cells: Sequence[str], column: str, path: Path) -> np.ndarray:
+    out = np.empty(len(cells), dtype="datetime64[ns]")
+    for i, c in enumerate(cells):
+        try:
+            out[i] = np.datetime64(c.replace(" ", "T"), "ns")
+        except ValueError:
+            raise DataFormatError(f"{where(path)}: row {i + 2}, column '{column}': {c!r} is not a date/time; "
+                                  f"expected ISO text such as 2012-03-05 or 2012-03-05 08:30") from None
+    return out
+
+
+def _read_events(path: Path, series_times: np.ndarray) -> Source:
+    rows = _dict_rows(path)
+    start = _dates([r.get("start", "") for r in rows], "start", path)
+    end = _dates([r.get("end", "") for r in rows], "end", path)
+    bad = np.flatnonzero(end <= start)
+    if bad.size:
+        i = int(bad[0])
+        raise DataFormatError(f"{where(path)}: row {i + 2}: end {iso(end[i])} is not after start {iso(start[i])}; "
+                              f"an event covers start <= t < end")
+    kinds = [r.get("kind") or "event" for r in rows]
+    names = sorted(set(kinds))
+    t = np.asarray(series_times).astype("datetime64[ns]")
+    values = np.zeros((t.size, len(names)), dtype=np.float32)
+    for s, e, k in zip(start, end, kinds):
+        a, b = np.searchsorted(t, s, side="left"), np.searchsorted(t, e, side="left")
+        values[a:b, names.index(k)] = 1.0
+    if not values.any():
+        raise SeriesError(f"{where(path)}: cannot be aligned to the series: none of its {len(rows)} events "
+                          f"({iso(start.min())} .. {iso(end.max())}) falls in the series' time range "
+                          f"{iso(t[0])} .. {iso(t[-1])}; expected events within it")
+    return Source(path.stem, "event", names, values, str(path))
+
+
+def _encode_columns(table: dict[str, list], origin: str, sensor_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """Numbers stay, text is one-hot (``column=value``), empty is NaN; ``[N, C]`` float32."""
+    names, cols = [], []
+    for col, cells in table.items():
+        cells = ["" if c is None else str(c).strip() for c in cells]
+        try:
+            cols.append(np.array([float(c) if c not in ("", "nan", "NA") else np.nan for c in cells], np.float32))
+            names.append(col)
+        except ValueError:
+            for v in sorted({c for c in cells if c}):
+                cols.append(np.array([1.0 if c == v else 0.0 for c in cells], np.float32))
+                names.append(f"{col}={v}")
+    if not cols:
+        raise DataFormatError(f"{where(origin)}: no feature columns; expected e.g. lanes, speed_limit, road_class")
+    return names, np.stack(cols, axis=1)
+
+
+def _read_static_csv(path: Path, sensor_ids: list[str]) -> Source:
+    rows = _dict_rows(path)
+    key = next((k for k in _ID_NAMES if k in rows[0]), None)
+    if key is None:
+        raise DataFormatError(f"{where(path)}: no sensor column; expected one named {' / '.join(_ID_NAMES)} "
+                              f"(static features) or a time column (series)")
+    ids = [r[key] for r in rows]
+    unknown = sorted(set(ids) - set(sensor_ids))
+    if unknown:
+        raise SeriesError(f"{where(path)}: {len(unknown)} sensor id(s) not in the series: {unknown[:10]}; expected "
+                          f"the series' sensor ids (e.g. {sensor_ids[:3]})")
+    pos = {s: i for i, s in enumerate(ids)}
+    cols = [k for k in rows[0] if k != key]
+    table = {c: [rows[pos[s]][c] if s in pos else "" for s in sensor_ids] for c in cols}
+    names, values = _encode_columns(table, str(path), sensor_ids)
+    return Source(path.stem, "static", names, values, str(path))
+
+
+def _read_static_graph(spec: str, nx_graph, sensor_ids: list[str]) -> Source:
+    attrs = [a.strip() for a in spec.split(":", 1)[1].split(",") if a.strip()]
+    if nx_graph is None:
+        raise ConfigError(f"covariates '{spec}': the run has no road graph (data.graph) to read node attributes from")
+    if not attrs:
+        raise ConfigError(f"covariates '{spec}': expected graph:ATTR[,ATTR...], e.g. graph:lanes,speed_limit")
+    by_id = {str(d.get("sensor_id", v)): d for v, d in nx_graph.nodes(data=True)}
+    missing = [a for a in attrs if not any(a in d for d in by_id.values())]
+    if missing:
+        have = sorted({k for d in by_id.values() for k in d})
+        raise ConfigError(f"covariates '{spec}': no node has attribute(s) {missing}; the graph's nodes have {have}")
+    table = {a: [by_id.get(s, {}).get(a, "") for s in sensor_ids] for a in attrs}
+    names, values = _encode_columns(table, spec, sensor_ids)
+    return Source("graph", "static", names, values, spec)
+
+
+def _read_timed(path: Path, series, tolerance) -> Source:
+    cov = read_series(path, null_value="nan")
+    ids = set(series.sensor_ids)
+    named = [s for s in cov.sensor_ids if s in ids]
+    rows = align_times(cov.timestamps, series.timestamps, tolerance, str(path))
+    if not named:  # shared: every column (x channel) is one covariate channel
+        flat = cov.values.reshape(cov.num_steps, -1)
+        names = [c if cov.num_channels == 1 else f"{c}:{ch}" for c in cov.sensor_ids for ch in cov.channels]
+        return Source(path.stem, "shared", names, _take(flat, rows), str(path))
+    unknown = [s for s in cov.sensor_ids if s not in ids]
+    if unknown:
+        raise SeriesError(f"{where(path)}: columns {unknown[:10]} are not sensors of the series while "
+                          f"{named[:3]} are; a per-sensor covariate file has one column per sensor of the series "
+                          f"(a shared one has none)")
+    full = np.full((cov.num_steps, series.num_nodes, cov.num_channels), np.nan, dtype=np.float32)
+    col = {s: i for i, s in enumerate(series.sensor_ids)}
+    full[:, [col[s] for s in cov.sensor_ids], :] = cov.values
+    return Source(path.stem, "sensor", list(cov.channels), _take(full, rows), str(path))
+
+
+def read_covariates(specs: Sequence[str], series, nx_graph=None, tolerance: str | None = None) -> list[Source]:
+    """Read and align covariate sources to ``series`` (a :class:`~stgraph.io.series.Series`).
+
+    Args:
+        specs: file paths (CSV, HDF5, ``.npz``) or ``graph:ATTR[,ATTR...]``; the kind of each is
+            told by its content (module docstring).
+        series: the series they are aligned to (its timestamps and sensor ids).
+        nx_graph: the road graph, for ``graph:`` sources.
+        tolerance: how old a reading may be, e.g. ``'10min'``; ``None``: each file's own interval.
+
+    Returns:
+        One :class:`Source` per spec, aligned (``T`` = ``series.num_steps``, ``N`` = its sensors).
+
+    Raises:
+        MissingFileError / DataFormatError / SeriesError / ConfigError naming the file.
+    """
+    tol = None if tolerance in (None, "") else parse_interval(str(tolerance))
+    out: list[Source] = []
+    for spec in specs:
+        spec = str(spec)
+        if spec.startswith("graph:"):
+            src = _read_static_graph(spec, nx_graph, series.sensor_ids)
+        else:
+            path = existing_file(spec)
+            header = [h.strip().lower() for h in read_header(path)] if path.suffix.lower() in (".csv", ".txt") else []
+            if "start" in header and "end" in header:
+                src = _read_events(path, series.timestamps)
+            elif header and any(k in header for k in _ID_NAMES) and not any(
+                    h in ("timestamp", "time", "date", "datetime") for h in header):
+                src = _read_static_csv(path, series.sensor_ids)
+            else:
+                src = _read_timed(path, series, tol)
+        if any(s.name == src.name for s in out):
+            raise ConfigError(f"covariates: two sources are named '{src.name}' ({spec}); rename one file")
+        out.append(src)
+    return out
