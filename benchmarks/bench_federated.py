@@ -108,7 +108,8 @@ def pooled(accs: list[MetricAccumulator]) -> dict:
 def dp_table(work: Path, rounds: int) -> list[tuple]:
     """FedAvg without DP and with Flower's server-side and client-side fixed-clipping DP, on a 40-sensor,
     3-day synthetic network: ``(side, noise, best global val MAE, {step: pooled test MAE})`` rows."""
-    from stgraph.federated.simulate import prepare_out, simulate
+    from stgraph.federated.folders import prepare_out
+    from stgraph.federated.simulation import simulate_federation
     from stgraph.synth import write_synthetic
 
     paths = write_synthetic(work / "synth", num_sensors=40, days=3, seed=1)
@@ -119,7 +120,7 @@ def dp_table(work: Path, rounds: int) -> list[tuple]:
                               dp_clip=1.0, dp_side="server" if side == "none" else side)
         out = work / f"dp_{side}_{noise}"
         s = (json.loads((out / "summary.json").read_text()) if finished(out)  # reused from an earlier call
-             else simulate(fed, cfg, prepare_out(out, overwrite=True), verbose=False))
+             else simulate_federation(fed, cfg, prepare_out(out, overwrite=True)))
         accs = [mae_on(out / f"client_{c}", None)[1] for c in range(3)]
         rows.append((side, noise, s["best_global_val_mae"], {str(h): v for h, v in pooled(accs).items()}))
     return rows
@@ -197,7 +198,8 @@ def main() -> int:
         return 2
     work = Path(args.work or tempfile.mkdtemp(prefix="stgraph-fed-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    from stgraph.federated.simulate import prepare_out, setup, simulate
+    from stgraph.federated.folders import prepare_out, setup
+    from stgraph.federated.simulation import simulate_federation
     from stgraph.training.run import train
 
     k = args.clients
@@ -219,12 +221,12 @@ def main() -> int:
     fed_dir = work / fed_name(args)
     if args.only in ("all", "federated") and not finished(fed_dir):
         prepare_out(fed_dir, overwrite=True)
-        timed("federated", lambda: simulate(fed, run_config(str(data), str(graph), 1, 1, args.seed), fed_dir,
+        timed("federated", lambda: simulate_federation(fed, run_config(str(data), str(graph), 1, 1, args.seed), fed_dir,
                                             cpus=args.sim_cpus))
     if args.only in ("all", "federated") and args.local_blend and finished(fed_dir):
         summary = json.loads((fed_dir / "summary.json").read_text())
         if "blend" not in summary:  # a federation that finished before its local models: blend now
-            from stgraph.federated.simulate import blend_clients
+            from stgraph.federated.local import blend_clients
             t0 = time.perf_counter()
             summary["blend"] = blend_clients(fed_dir, fed)
             summary["blend_seconds"] = round(time.perf_counter() - t0, 1)

@@ -71,10 +71,11 @@ def test_client_blend_is_an_ordinary_run_of_the_two_models(tmp_path):
     pytest.importorskip("flwr")
     from stgraph.cli.main import main
     from stgraph.config import RunConfig, apply_override, with_fields
-    from stgraph.federated.client import BLEND, BLEND_INFO, LOCAL, StgraphClient
     from stgraph.federated.config import FederatedConfig
+    from stgraph.federated.flower import StgraphClient
+    from stgraph.federated.folders import setup
+    from stgraph.federated.layout import BLEND, BLEND_INFO, LOCAL
     from stgraph.federated.local import blend_client, train_local
-    from stgraph.federated.simulate import setup
     from stgraph.synth import write_synthetic
     from stgraph.training.run import Run
 

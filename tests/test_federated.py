@@ -85,7 +85,7 @@ def test_partition_file_round_trip_and_errors(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- layers
 def test_stgt_sensor_embeddings_are_personal_and_nothing_else():
-    from stgraph.federated.client import personal_keys
+    from stgraph.federated.personal import personal_keys
     sizes = dict(num_nodes=5, in_channels=1, out_channels=1, input_len=12, horizon=12, steps_per_day=288,
                  target_channels=(0,), probabilistic=False)
     params = {"hidden": 16, "heads": 2}
@@ -273,17 +273,17 @@ def test_server_sends_the_round_lr_factor_and_dp_wrappers(tmp_path):
     from stgraph.federated.config import FederatedConfig
     from stgraph.federated.server import client_mods, make_strategy
     fed = FederatedConfig(clients=2, rounds=4, lr_schedule="cosine", keep_optimizer=False).validate()
-    strategy, _ = make_strategy(fed, tmp_path / "s", verbose=False)
+    strategy, _ = make_strategy(fed, tmp_path / "s")
     params = ndarrays_to_parameters([np.zeros(3, np.float32)])
     for r, want in ((1, 1.0), (3, 0.51)):
         pairs = strategy.configure_fit(r, params, _Manager(2))
         assert [ins.config["lr_factor"] for _, ins in pairs] == pytest.approx([want, want])
         assert all(ins.config["server_round"] == r and ins.config["keep_optimizer"] is False for _, ins in pairs)
     assert client_mods(fed) == []
-    server_dp, _ = make_strategy(FederatedConfig(clients=2, dp_noise=0.1).validate(), tmp_path / "a", verbose=False)
+    server_dp, _ = make_strategy(FederatedConfig(clients=2, dp_noise=0.1).validate(), tmp_path / "a")
     assert isinstance(server_dp, DifferentialPrivacyServerSideFixedClipping)
     side = FederatedConfig(clients=2, dp_noise=0.1, dp_clip=0.5, dp_side="client").validate()
-    client_dp, _ = make_strategy(side, tmp_path / "b", verbose=False)
+    client_dp, _ = make_strategy(side, tmp_path / "b")
     assert isinstance(client_dp, DifferentialPrivacyClientSideFixedClipping)
     pairs = client_dp.configure_fit(1, params, _Manager(2))
     assert all(ins.config["clipping_norm"] == 0.5 and ins.config["lr_factor"] == 1.0 for _, ins in pairs)
@@ -293,9 +293,10 @@ def test_server_sends_the_round_lr_factor_and_dp_wrappers(tmp_path):
 
 def test_client_uses_the_round_lr_and_keeps_its_adamw_state(net, tmp_path):
     from stgraph.config import RunConfig, apply_override, with_fields
-    from stgraph.federated.client import OPTIMIZER, StgraphClient
     from stgraph.federated.config import FederatedConfig
-    from stgraph.federated.simulate import setup
+    from stgraph.federated.flower import StgraphClient
+    from stgraph.federated.folders import setup
+    from stgraph.federated.layout import OPTIMIZER
     from stgraph.training.checkpoint import load_checkpoint
     cfg = with_fields(RunConfig(), {"data.path": str(net["data"]), "data.graph": str(net["adj"])})
     for s in ("model.params.hidden=8", "model.params.heads=2", "model.params.encoder_layers=1",
@@ -334,7 +335,7 @@ def test_client_side_dp_clips_every_update_in_simulation(net, tmp_path, capsys):
     glob = [glob[k] for k in sorted(glob.files)]
     # the start every client had: its initial shared weights (the same on both, seeded)
     from stgraph.config import load_config
-    from stgraph.federated.client import initial_model, personal_keys, shared_keys
+    from stgraph.federated.personal import initial_model, personal_keys, shared_keys
     from stgraph.training.run import model_sizes, prepare
     cfg = load_config(out / "client_0" / "config.yaml")
     prep = prepare(cfg)
@@ -374,9 +375,11 @@ def test_by_region_partition_from_projected_metres(net, tmp_path, capsys):
 def test_finetune_keeps_the_better_of_the_federated_and_the_fine_tuned_model(net, tmp_path):
     from stgraph.config import RunConfig, apply_override, with_fields
     from stgraph.errors import ConfigError
-    from stgraph.federated.client import FEDERATED, FINETUNE, StgraphClient, finetune_client
     from stgraph.federated.config import FederatedConfig
-    from stgraph.federated.simulate import setup
+    from stgraph.federated.finetune import finetune_client
+    from stgraph.federated.flower import StgraphClient
+    from stgraph.federated.folders import setup
+    from stgraph.federated.layout import FEDERATED, FINETUNE
     from stgraph.training.checkpoint import load_checkpoint
     from stgraph.training.run import Run
     cfg = with_fields(RunConfig(), {"data.path": str(net["data"]), "data.graph": str(net["adj"])})

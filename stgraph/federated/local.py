@@ -12,6 +12,7 @@ on validation. Nothing is sent.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -24,11 +25,15 @@ from ..models.blend import blend_params, choose_weights
 from ..models.registry import build_model, count_parameters
 from ..training.checkpoint import save_checkpoint
 from ..training.layout import BEST, LAST, RunFiles
-from ..training.prepare import model_sizes
-from .client import BLEND, BLEND_INFO, CLIENT_INFO, LOCAL, _load
+from ..training.prepare import graph_fingerprint, model_sizes
+from .config import FederatedConfig
+from .folders import load_client
+from .layout import ClientFiles, FederationFiles
+
+log = logging.getLogger(__name__)
 
 
-def train_local(client_dir: str | Path, epochs: int | None = None, log=None):
+def train_local(client_dir: str | Path, epochs: int | None = None):
     """Train the client's model on its own data alone into ``client_dir/local`` (an ordinary run).
 
     The client's run config with ``train.epochs = epochs`` (default ``local_blend_epochs`` of
@@ -38,18 +43,19 @@ def train_local(client_dir: str | Path, epochs: int | None = None, log=None):
     """
     from ..training.run import train
 
-    d = Path(client_dir)
-    cfg, _, info = _load(d)
+    files = ClientFiles(client_dir)
+    d = files.root
+    folder = load_client(d)
+    cfg, info = folder.config, folder.info
     epochs = int(info.get("local_blend_epochs", 0) if epochs is None else epochs)
     if epochs < 1:
         raise ConfigError(f"'{d}': the local model needs epochs >= 1; got {epochs} (client.json "
                           f"local_blend_epochs; set federated.local_blend)")
     cfg = with_fields(cfg, {"train.epochs": epochs, "train.scheduler": info.get("local_scheduler", "cosine")})
     t0 = time.perf_counter()
-    run = train(cfg, d / LOCAL, overwrite=True, log=lambda *a, **k: None)
-    if log is not None:
-        log(f"client {info['partition_id']}: trained a local model on its own data ({epochs} epochs, "
-            f"{time.perf_counter() - t0:.0f} s), validation MAE {run.state['best_val']:.4f}")
+    run = train(cfg, files.local, overwrite=True, log=lambda *a, **k: None)
+    log.info(f"client {info['partition_id']}: trained a local model on its own data ({epochs} epochs, "
+             f"{time.perf_counter() - t0:.0f} s), validation MAE {run.state['best_val']:.4f}")
     return run
 
 
@@ -72,25 +78,26 @@ def _same_scaling(a: dict, b: dict) -> bool:
                               rtol=1e-9, atol=0) for k in a if k != "channels")
 
 
-def blend_client(client_dir: str | Path, log=None) -> dict:
+def blend_client(client_dir: str | Path) -> dict:
     """Blend the client's federated model (``best.pt``: its best round, or its fine-tuned model) with its
     local one (``local/``, :func:`train_local`) into the run ``client_dir/blend``.
 
     Returns ``{"weights_local": [T_out], "val_mae_federated", "val_mae_local", "val_mae"}`` (validation
     MAE over all steps, also written to ``blend.json`` in the client folder).
     """
-    from ..training.run import Run, graph_fingerprint
+    from ..training.run import Run
 
-    d = Path(client_dir)
-    if not RunFiles(d / LOCAL).config.is_file():
-        raise ConfigError(f"'{d}': no local model in '{d / LOCAL}'; train it first (train_local)")
-    fed_run, local_run = Run.open(d), Run.open(d / LOCAL)
+    files = ClientFiles(client_dir)
+    d, local = files.root, files.local
+    if not RunFiles(local).config.is_file():
+        raise ConfigError(f"'{d}': no local model in '{local}'; train it first (train_local)")
+    fed_run, local_run = Run.open(d), Run.open(local)
     if list(fed_run.data.sensor_ids) != list(local_run.data.sensor_ids):
-        raise ConfigError(f"'{d / LOCAL}' forecasts other sensors than '{d}'; train the local model again")
+        raise ConfigError(f"'{local}' forecasts other sensors than '{d}'; train the local model again")
     fed_val, y = _split_predictions(fed_run, "val")
     local_val, _ = _split_predictions(local_run, "val")
     if not _same_scaling(fed_run.data.scaler.state_dict(), local_run.data.scaler.state_dict()):
-        raise ConfigError(f"'{d / LOCAL}' was scaled otherwise than '{d}' (another training split?); train the "
+        raise ConfigError(f"'{local}' was scaled otherwise than '{d}' (another training split?); train the "
                           f"local model again")
     a, mae = choose_weights(fed_val, local_val, y, fed_run.null_value)
     chosen = mae.min(0).values  # the MAE of the chosen weight at each step
@@ -99,14 +106,14 @@ def blend_client(client_dir: str | Path, log=None) -> dict:
     result = {"weights_local": weights, "val_mae_federated": float(mae[0].mean()),
               "val_mae_local": float(mae[-1].mean()), "val_mae": float(chosen.mean())}
 
-    cfg, data, info = fed_run.config, fed_run.data, json.loads((d / CLIENT_INFO).read_text())
+    cfg, data, info = fed_run.config, fed_run.data, json.loads(files.client_info.read_text())
     members = [(cfg.model.name, cfg.model.params), (local_run.config.model.name, local_run.config.model.params)]
     params = blend_params(members, [[round(1 - w, 4) for w in weights], weights])
     bcfg = with_fields(cfg, {"model.name": "blend", "model.params": params}).validate()
     model = build_model("blend", model_sizes(data, cfg.model.probabilistic), bcfg.model.params)
     model.members[0].load_state_dict(fed_run.model.state_dict())
     model.members[1].load_state_dict(local_run.model.state_dict())
-    out = RunFiles(d / BLEND)
+    out = RunFiles(files.blend)
     out.root.mkdir(exist_ok=True)
     out.config.unlink(missing_ok=True)  # config.yaml marks a finished run: removed first, written last
     for p in out.written():
@@ -121,13 +128,28 @@ def blend_client(client_dir: str | Path, log=None) -> dict:
                                        "channels": list(fed_run.series.channels),
                                        "target_channels": list(data.target_channels),
                                        "fingerprint": ckpt["fingerprint"], "source": str(fed_run.series.source),
-                                       "members": [str(d.resolve()), str((d / LOCAL).resolve())],
+                                       "members": [str(d.resolve()), str(local.resolve())],
                                        "federated": {"partition_id": info["partition_id"], **result}}, indent=1))
     bcfg.to_yaml(out.config)
-    atomic_write(d / BLEND_INFO, json.dumps(result, indent=1))
-    if log is not None:
-        log(f"client {info['partition_id']}: blended its federated and local models, weight on the local one "
-            f"{min(result['weights_local']):.2f} .. {max(result['weights_local']):.2f} over the steps; validation MAE "
-            f"federated {result['val_mae_federated']:.4f}, local {result['val_mae_local']:.4f}, blend "
-            f"{result['val_mae']:.4f}")
+    atomic_write(files.blend_info, json.dumps(result, indent=1))
+    log.info(f"client {info['partition_id']}: blended its federated and local models, weight on the local one "
+             f"{min(result['weights_local']):.2f} .. {max(result['weights_local']):.2f} over the steps; validation "
+             f"MAE federated {result['val_mae_federated']:.4f}, local {result['val_mae_local']:.4f}, blend "
+             f"{result['val_mae']:.4f}")
+    return result
+
+
+def blend_clients(out: str | Path, fed: FederatedConfig) -> list[dict]:
+    """With ``fed.local_blend``, each client of the federation in ``out`` trains its local model and blends
+    it with its federated one (:func:`train_local`, :func:`blend_client`; one after another in this
+    process); ``[]`` otherwise."""
+    if not fed.local_blend:
+        return []
+    files = FederationFiles(out)
+    result = []
+    for c in range(fed.clients):
+        d = files.client(c).root
+        t0 = time.perf_counter()
+        train_local(d)
+        result.append({**blend_client(d), "seconds": round(time.perf_counter() - t0, 1)})
     return result

@@ -15,6 +15,8 @@ least one sensor.
 * ``random``: a seeded permutation cut into ``K`` near-equal parts;
 * a partition file: CSV ``sensor_id,client`` (one row per sensor), read by
   :func:`read_partition`, written by :func:`write_partition`.
+
+:func:`load_partition` applies a :class:`~stgraph.federated.config.FederatedConfig`'s choice to a series.
 """
 from __future__ import annotations
 
@@ -254,3 +256,44 @@ def read_partition(path: str | Path, sensor_ids: Sequence[str], num_clients: int
         raise DataFormatError(f"{where(path)}: client ids found {sorted(present)}; expected every client "
                               f"0..{k - 1} to own at least one sensor")
     return labels
+
+
+def load_partition(fed, series, graph: nx.DiGraph | None) -> np.ndarray:
+    """``[N]`` client of each sensor of ``series`` as ``fed.partition`` says (``fed``: a
+    :class:`~stgraph.federated.config.FederatedConfig`).
+
+    ``by-region`` takes coordinates from ``fed.locations`` or, when unset, from the
+    graph's nodes or a ``graph_sensor_locations.csv`` beside ``run.data.graph``.
+    """
+    ids = series.sensor_ids
+    if str(fed.partition).endswith(".csv"):
+        return read_partition(fed.partition, ids, fed.clients)
+    coords, crs = None, "degrees"
+    if fed.partition == "by-region":
+        coords, crs = _coordinates(fed, ids, graph)
+    return partition_sensors(fed.partition, ids, fed.clients, graph=graph, coords=coords, seed=fed.partition_seed,
+                             crs=crs)
+
+
+def _coordinates(fed, ids, graph) -> tuple[np.ndarray | None, str]:
+    """``([N, 2] coordinates or None, crs)``: from ``fed.locations`` read in ``fed.crs``, else from the
+    graph's nodes (projected when the graph says so), else from ``graph_sensor_locations.csv`` beside it."""
+    from ..graph import parse_crs, read_locations
+
+    path = fed.locations
+    if path is None and graph is not None and all("lat" in graph.nodes[s] for s in ids if s in graph):
+        crs = "projected" if graph.graph.get("crs") == "projected" else "degrees"
+        return np.array([[graph.nodes[s]["lat"], graph.nodes[s]["lon"]] for s in ids]), crs
+    if path is None and graph is not None and graph.graph.get("source"):
+        cand = Path(str(graph.graph["source"])).with_name("graph_sensor_locations.csv")
+        path = str(cand) if cand.is_file() else None
+    if path is None:
+        return None, "degrees"
+    lid, lat, lon = read_locations(path, fed.crs)
+    crs = "projected" if parse_crs(fed.crs) == "projected" else "degrees"  # EPSG codes arrive as degrees
+    pos = {s: i for i, s in enumerate(lid)}
+    missing = [s for s in ids if s not in pos]
+    if missing:
+        raise ConfigError(f"locations '{path}': no coordinates for {len(missing)} sensor(s) of the series, e.g. "
+                          f"{missing[:10]}; expected a row per sensor")
+    return np.array([[lat[pos[s]], lon[pos[s]]] for s in ids]), crs

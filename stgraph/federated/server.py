@@ -1,4 +1,4 @@
-"""The Flower server side: FedAvg / FedProx that log every round, optional Flower DP, gRPC serving.
+"""The Flower server's strategy: FedAvg / FedProx that log every round, optional Flower DP.
 
 The strategies are Flower's own (``flwr.server.strategy.FedAvg`` / ``FedProx``,
 weighted by each client's number of training windows); :class:`RoundLog` only
@@ -12,11 +12,13 @@ weighted by validation windows x sensors (the MAE over all sensors); bytes are
 the serialised parameter tensors Flower puts on the wire (``Parameters.tensors``).
 The latest global shared weights are kept in ``OUT/global_shared.npz``
 (``p0000, p0001, ...`` in the clients' shared-key order); with ``record`` every
-round's are kept as ``OUT/rounds/round_NNN.npz``.
+round's are kept as ``OUT/rounds/round_NNN.npz`` (names: :class:`~.layout.ServerFiles`).
+Each round's global row is also logged (``logging``, INFO).
 """
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from pathlib import Path
 
@@ -24,6 +26,9 @@ import numpy as np
 
 from ..files import atomic_open
 from .config import FederatedConfig, round_lr_factor
+from .layout import ServerFiles
+
+log = logging.getLogger(__name__)
 
 ROUND_FIELDS = ["round", "client", "val_mae", "train_loss", "train_windows", "uplink_bytes", "downlink_bytes",
                 "seconds"]
@@ -36,13 +41,11 @@ def _nbytes(parameters) -> int:
 class RoundLog:
     """Mixin for a Flower strategy: per-round logging of MAE and bytes, saving the global weights."""
 
-    def _init_log(self, out: str | Path, record: bool = False, verbose: bool = True,
-                  fed: FederatedConfig | None = None) -> None:
+    def _init_log(self, out: str | Path, record: bool = False, fed: FederatedConfig | None = None) -> None:
         self.fed = fed or FederatedConfig()
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.files = ServerFiles(out)
+        self.files.root.mkdir(parents=True, exist_ok=True)
         self.record = record
-        self.verbose = verbose
         self._fit: dict = {}
         self._down = 0
         self._t0 = time.perf_counter()
@@ -71,10 +74,10 @@ class RoundLog:
         from flwr.common import parameters_to_ndarrays
 
         arrays = {f"p{i:04d}": a for i, a in enumerate(parameters_to_ndarrays(parameters))}
-        _save_npz(self.out / "global_shared.npz", arrays)
+        _save_npz(self.files.global_shared, arrays)
         if self.record:
-            (self.out / "rounds").mkdir(exist_ok=True)
-            _save_npz(self.out / "rounds" / f"round_{server_round:03d}.npz", arrays)
+            self.files.round_weights(server_round).parent.mkdir(exist_ok=True)
+            _save_npz(self.files.round_weights(server_round), arrays)
         pairs = super().configure_evaluate(server_round, parameters, client_manager)
         for _, ins in pairs:
             ins.config["server_round"] = server_round
@@ -100,12 +103,11 @@ class RoundLog:
                      "train_loss": None, "train_windows": sum(f["train_windows"] for f in self._fit.values()),
                      "uplink_bytes": up, "downlink_bytes": self._down, "seconds": seconds})
         self.rows += rows
-        _write_rows(self.out / "rounds.csv", self.rows)
+        _write_rows(self.files.round_log, self.rows)
         self.history.append(rows[-1])
-        if self.verbose:
-            per = "  ".join(f"client {r['client']} {r['val_mae']:.4f}" for r in rows[:-1])
-            print(f"round {server_round}: val MAE global {glob:.4f} ({per}); {up / 1e6:.2f} MB up, "
-                  f"{self._down / 1e6:.2f} MB down, {seconds:.1f} s", flush=True)
+        per = "  ".join(f"client {r['client']} {r['val_mae']:.4f}" for r in rows[:-1])
+        log.info(f"round {server_round}: val MAE global {glob:.4f} ({per}); {up / 1e6:.2f} MB up, "
+                 f"{self._down / 1e6:.2f} MB down, {seconds:.1f} s")
         return agg
 
 
@@ -125,7 +127,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
         csv.DictWriter(fh, fieldnames=ROUND_FIELDS).writerows(rows)
 
 
-def make_strategy(fed: FederatedConfig, out: str | Path, *, record: bool = False, verbose: bool = True):
+def make_strategy(fed: FederatedConfig, out: str | Path, *, record: bool = False):
     """Flower's FedAvg or FedProx (``fed.strategy``) waiting for all ``fed.clients``, with :class:`RoundLog`.
 
     With ``fed.dp_noise > 0`` it is wrapped in Flower's central DP with fixed clipping:
@@ -150,7 +152,7 @@ def make_strategy(fed: FederatedConfig, out: str | Path, *, record: bool = False
     if base is FedProx:
         kwargs["proximal_mu"] = float(fed.proximal_mu)
     inner = cls(**kwargs)
-    inner._init_log(out, record=record, verbose=verbose, fed=fed)
+    inner._init_log(out, record=record, fed=fed)
     strategy = inner
     if fed.dp_noise > 0:
         wrapper = (DifferentialPrivacyClientSideFixedClipping if fed.dp_side == "client"
@@ -173,17 +175,9 @@ def _no_metrics(pairs):
     return {}
 
 
-def serve(fed: FederatedConfig, out: str | Path, *, record: bool = False) -> list[dict]:
-    """Run the server over gRPC at ``fed.address`` for ``fed.rounds`` rounds; returns the global rows.
-
-    Uses Flower's ``flwr.compat.server.app.start_server`` (gRPC bidirectional
-    stream); each round waits at most ``fed.round_timeout`` seconds for the clients.
-    When the rounds are done the clients are told to disconnect and the call returns.
-    """
-    from flwr.compat.server.app import start_server
-    from flwr.server import ServerConfig
-
-    strategy, log = make_strategy(fed, out, record=record)
-    start_server(server_address=fed.address, strategy=strategy,
-                 config=ServerConfig(num_rounds=fed.rounds, round_timeout=fed.round_timeout))
-    return log.history
+def read_rounds(server_dir: str | Path) -> list[dict]:
+    """The ``global`` rows of ``server/rounds.csv`` (numbers parsed)."""
+    with ServerFiles(server_dir).round_log.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["client"] == "global"]
+    return [{"round": int(r["round"]), "val_mae": float(r["val_mae"]), "uplink_bytes": int(r["uplink_bytes"]),
+             "downlink_bytes": int(r["downlink_bytes"]), "seconds": float(r["seconds"])} for r in rows]

@@ -1,0 +1,136 @@
+"""Flower at the edge: the ``NumPyClient``, the ``ClientApp`` / ``ServerApp`` wiring, the simulation
+engine and the gRPC entry points, laid out as in Flower's quickstart (``client_fn`` / ``server_fn``).
+
+This is the one module of :mod:`stgraph.federated` that imports ``flwr`` when it is imported; the others
+import it (or ``flwr``) only inside the functions that run a federation, so the package works without
+Flower for partitions, folders, fine-tuning and the global export. The work itself is Flower-free:
+:class:`StgraphClient` relays Flower's messages to :class:`~.client.FederatedClient`, and the strategy
+comes from :func:`~.server.make_strategy`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import flwr
+from flwr.client import NumPyClient
+from flwr.clientapp import ClientApp
+from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+
+from .client import FederatedClient
+from .config import FederatedConfig
+from .server import make_strategy
+
+log = logging.getLogger(__name__)
+
+
+class StgraphClient(NumPyClient):
+    """Flower ``NumPyClient`` over a client folder written by :func:`~.folders.write_client`: Flower's
+    messages and their ``config`` (``server_round``, ``lr_factor``, ``proximal_mu``, ``keep_optimizer``)
+    become calls of :class:`~.client.FederatedClient` (see there for what each message carries).
+
+    Args:
+        client_dir: the client folder.
+        record: also keep what was sent each round in ``updates/round_NNN.npz``.
+    """
+
+    def __init__(self, client_dir: str | Path, record: bool = False):
+        self.client = FederatedClient(client_dir, record=record)
+
+    def get_parameters(self, config):
+        """Shared weights, float32 arrays in :func:`~.personal.shared_keys` order."""
+        return self.client.get_parameters()
+
+    def fit(self, parameters, config):
+        return self.client.fit(parameters, int(config.get("server_round", 0)),
+                               lr_factor=float(config.get("lr_factor", 1.0)),
+                               proximal_mu=float(config.get("proximal_mu", 0.0)),
+                               keep_optimizer=bool(config.get("keep_optimizer", False)))
+
+    def evaluate(self, parameters, config):
+        """The personalised model (global shared + own personal weights) on the validation split."""
+        return self.client.evaluate(parameters, int(config.get("server_round", 0)))
+
+
+def client_app(client_dirs: Sequence[str | Path], *, record: bool = False, mods: Sequence = ()) -> ClientApp:
+    """The ``ClientApp`` whose node ``partition-id`` serves the client folder ``client_dirs[partition-id]``."""
+    dirs = [str(d) for d in client_dirs]
+
+    def client_fn(context):
+        return StgraphClient(dirs[int(context.node_config["partition-id"])], record=record).to_client()
+
+    return ClientApp(client_fn=client_fn, mods=list(mods))
+
+
+def server_app(strategy, fed: FederatedConfig) -> ServerApp:
+    """The ``ServerApp`` running ``strategy`` for ``fed.rounds`` rounds of at most ``fed.round_timeout`` s."""
+    def server_fn(context):
+        return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=fed.rounds,
+                                                                          round_timeout=fed.round_timeout))
+
+    return ServerApp(server_fn=server_fn)
+
+
+def run_simulation(fed: FederatedConfig, client_dirs: Sequence[str | Path], strategy, *, record: bool = False,
+                   cpus: int = 1, mods: Sequence = ()) -> None:
+    """Run ``fed.clients`` clients and ``strategy`` on this machine with Flower's ``run_simulation`` (Ray
+    backend): each client gets one CPU, ``cpus`` clients train at once. Ray's workers print to this
+    process's output only when this module's logger is on at INFO."""
+    from flwr.simulation import run_simulation as flwr_run_simulation
+
+    # Ray starts its workers at niceness 15; the clients are the whole job here (the driver only waits), so
+    # at that priority they starve behind any other process on a shared machine. Same priority as the caller.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flwr_run_simulation(server_app=server_app(strategy, fed),
+                            client_app=client_app(client_dirs, record=record, mods=mods),
+                            num_supernodes=fed.clients,
+                            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                            "init_args": {"num_cpus": cpus, "include_dashboard": False,
+                                                          "log_to_driver": log.isEnabledFor(logging.INFO)}})
+
+
+def version() -> str:
+    """The installed Flower's version."""
+    return flwr.__version__
+
+
+def start_client(client_dir: str | Path, address: str, *, record: bool = False, max_wait: float = 60.0,
+                 mods: Sequence = ()) -> None:
+    """Connect the client in ``client_dir`` to a server over gRPC and serve until it says stop.
+
+    Uses Flower's ``flwr.compat.client.app.start_client`` (gRPC bidirectional stream);
+    gives up after ``max_wait`` seconds without a server. ``mods``: Flower client mods
+    (e.g. ``fixedclipping_mod`` for client-side DP, :func:`~.server.client_mods`), which
+    need the ``ClientApp`` form of the same call.
+    """
+    from flwr.compat.client.app import start_client as flwr_start_client
+
+    client = StgraphClient(client_dir, record=record)
+    retry = dict(insecure=True, max_retries=max(1, int(max_wait)), max_wait_time=max_wait)
+    if not mods:
+        flwr_start_client(server_address=address, client=client.to_client(), **retry)
+        return
+    from flwr.compat.client.app import start_client_internal
+
+    app = ClientApp(client_fn=lambda context: client.to_client(), mods=list(mods))
+    start_client_internal(server_address=address, node_config={}, load_client_app_fn=lambda *a: app, **retry)
+
+
+def serve(fed: FederatedConfig, out: str | Path, *, record: bool = False) -> list[dict]:
+    """Run the server over gRPC at ``fed.address`` for ``fed.rounds`` rounds; returns the global rows.
+
+    Uses Flower's ``flwr.compat.server.app.start_server`` (gRPC bidirectional
+    stream); each round waits at most ``fed.round_timeout`` seconds for the clients.
+    When the rounds are done the clients are told to disconnect and the call returns.
+    """
+    from flwr.compat.server.app import start_server
+
+    strategy, round_log = make_strategy(fed, out, record=record)
+    start_server(server_address=fed.address, strategy=strategy,
+                 config=ServerConfig(num_rounds=fed.rounds, round_timeout=fed.round_timeout))
+    return round_log.history
