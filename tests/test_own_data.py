@@ -128,7 +128,7 @@ def test_item2_horizons_in_the_data_unit():
     assert horizon_text(1, 10080) == "1 week" and horizon_text(4, 10080) == "4 weeks"
     assert horizon_text(2, 1440) == "2 days" and horizon_text(3, None) == "step 3"
     assert duration_text(90) == "90 s"
-    from stgraph.cli.commands import format_table
+    from stgraph.cli.runs import format_table
 
     class Hourly:
         interval_minutes = 60.0

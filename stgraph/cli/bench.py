@@ -5,8 +5,11 @@ import shlex
 import sys
 from pathlib import Path
 
+from .common import BUDGET_HELP, add_null_value, budgets_arg
+
 
 def add_parser(sub) -> None:
+    """``stgraph bench``."""
     b = sub.add_parser("bench", help="train and evaluate several models side by side; write results.csv/.md")
     b.add_argument("--data", help="series file (HDF5, npz, CSV)")
     b.add_argument("--graph", help="graph file")
@@ -18,7 +21,6 @@ def add_parser(sub) -> None:
     b.add_argument("--seeds", type=int, default=3, help="seeds 0..k-1 per learned model (default 3)")
     b.add_argument("--batch-size", type=int)
     b.add_argument("--device")
-    from .main import add_null_value
     add_null_value(b)
     b.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config field in every run, or in one model's runs with "
@@ -26,7 +28,6 @@ def add_parser(sub) -> None:
     b.add_argument("--no-paper-configs", action="store_true", help="use stgraph's defaults, not stgraph/configs/")
     b.add_argument("--compare-published", action="store_true", help="put published results beside the measured")
     b.add_argument("--published-key", help="dataset key in benchmarks/published.yaml (default: --dataset or metr-la)")
-    from .main import BUDGET_HELP, budgets_arg
     b.add_argument("--budget", type=budgets_arg, default=None, metavar="DURATIONS",
                    help=BUDGET_HELP.replace("training budget", "comma-separated training budgets")
                    + ", e.g. 1m,3m,10m: every learned model trains for the same compute instead of the same "

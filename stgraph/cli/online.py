@@ -1,48 +1,65 @@
-"""``stgraph update`` and ``stgraph drift``: keep a trained model up to date (:mod:`stgraph.online`)."""
+"""``stgraph update`` and ``stgraph drift``: keep a trained model up to date (:mod:`stgraph.online`).
+
+``update`` is :func:`stgraph.update`: its flags are that function's keyword arguments, their defaults
+read from its signature.
+"""
 from __future__ import annotations
+
+import inspect
+
+from .common import MODEL_PATH_HELP, emit
+
+
+def _update_defaults() -> dict:
+    from ..api import update
+
+    return {name: p.default for name, p in inspect.signature(update).parameters.items()}
 
 
 def add_parser(sub) -> None:
+    """``stgraph update`` and ``stgraph drift``."""
+    dflt = _update_defaults()
     u = sub.add_parser("update", help="continue a trained run on new data (newest weeks, small learning rate, "
                                       "replay of older windows) into a new run directory")
     u.add_argument("run_dir")
     u.add_argument("--data", required=True, help="the new series file (same channels; sensors matched by id)")
     u.add_argument("--out", default=None, help="new run directory (default RUN_DIR-updateK)")
     u.add_argument("--graph", default=None, help="road graph covering the new file's sensors (default: the run's)")
-    u.add_argument("--weeks", type=float, default=2.0, help="train on the newest weeks of the new training split "
-                                                            "(default 2; 0 = all)")
-    u.add_argument("--lr-scale", type=float, default=0.1, help="learning rate = the run's train.lr x this (0.1)")
-    u.add_argument("--epochs", type=int, default=3, help="passes over the new windows (default 3)")
-    u.add_argument("--replay", type=float, default=0.25, help="share of each batch replayed from the run's own "
-                                                              "training windows (default 0.25; 0 = none)")
-    u.add_argument("--seed", type=int, default=None)
-    u.add_argument("--no-progress", action="store_true")
+    u.add_argument("--weeks", type=float, default=dflt["weeks"],
+                   help=f"train on the newest weeks of the new training split (default {dflt['weeks']:g}; 0 = all)")
+    u.add_argument("--lr-scale", type=float, default=dflt["lr_scale"],
+                   help=f"learning rate = the run's train.lr x this ({dflt['lr_scale']:g})")
+    u.add_argument("--epochs", type=int, default=dflt["epochs"],
+                   help=f"passes over the new windows (default {dflt['epochs']})")
+    u.add_argument("--replay", type=float, default=dflt["replay"],
+                   help=f"share of each batch replayed from the run's own training windows (default "
+                        f"{dflt['replay']:g}; 0 = none)")
+    u.add_argument("--seed", type=int, default=dflt["seed"])
+    u.add_argument("--no-progress", dest="progress", action="store_false", default=dflt["progress"])
     u.add_argument("--json", action="store_true")
     d = sub.add_parser("drift", help="rolling error per sensor over time; flags sensors whose error jumps "
                                      "(table and plot)")
     d.add_argument("run_dir")
     d.add_argument("--data", required=True, help="series to check (the run's sensors)")
     d.add_argument("--out", default=None, help="folder for drift.csv, errors.csv, drift.png (default RUN_DIR/drift)")
-    d.add_argument("--period", default="1D", help="error per sensor per period (default 1D)")
-    d.add_argument("--baseline", type=int, default=2, help="first periods taken as the baseline (default 2)")
-    d.add_argument("--recent", type=int, default=2, help="last periods compared with it (default 2)")
+    d.add_argument("--period", default="1D", help="error per sensor per period (default %(default)s)")
+    d.add_argument("--baseline", type=int, default=2, help="first periods taken as the baseline (default %(default)s)")
+    d.add_argument("--recent", type=int, default=2, help="last periods compared with it (default %(default)s)")
     d.add_argument("--jump", type=float, default=0.25,
                    help="flag a sensor whose error rose more than the network's median rise by at least this share "
-                        "of the median baseline error (default 0.25)")
+                        "of the median baseline error (default %(default)s)")
     d.add_argument("--stride", type=int, default=1, help="use every k-th window (faster on long files)")
-    d.add_argument("--model", default=None, help="import path of the run's user model (package.module:Class)")
+    d.add_argument("--model", default=None, help=MODEL_PATH_HELP)
     d.add_argument("--json", action="store_true")
 
 
 def run(args) -> int:
-    from .main import emit
-
     if args.command == "update":
-        from ..online.update import update_run
+        from ..api import update
 
-        _, summary = update_run(args.run_dir, args.data, args.out, graph=args.graph, weeks=args.weeks,
-                                lr_scale=args.lr_scale, epochs=args.epochs, replay=args.replay, seed=args.seed,
-                                progress=not args.no_progress, log=(lambda *a: None) if args.json else print)
+        summary = update(args.run_dir, args.data, out=args.out, graph=args.graph, weeks=args.weeks,
+                         lr_scale=args.lr_scale, epochs=args.epochs, replay=args.replay, seed=args.seed,
+                         progress=args.progress)
         if args.json:
             emit(summary, True)
         return 0

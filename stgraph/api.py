@@ -1,0 +1,253 @@
+"""The public Python API: train a model into a run directory, open a trained run, update a run on new data.
+
+::
+
+    import stgraph
+
+    run = stgraph.train(data="syn/synthetic.h5", graph="syn/adj_mx.pkl", model="stgt", out="runs/stgt", epochs=5)
+    run = stgraph.open_run("runs/stgt")              # later, in another process
+    stgraph.evaluate(run, "test")["average"]["mae"]
+    summary = stgraph.update("runs/stgt", data="new/synthetic.h5", out="runs/stgt-1")
+
+These are thin functions over the library (:func:`stgraph.training.run.train`,
+:meth:`stgraph.training.run.Run.open`, :func:`stgraph.online.update.update_run`), exposed lazily as
+``stgraph.train``, ``stgraph.open_run``, ``stgraph.evaluate`` and ``stgraph.update``; the ``stgraph`` command calls them (its
+flags are these keyword arguments). They log through ``logging.getLogger("stgraph")`` and print nothing.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: keyword argument of :func:`train` / :func:`run_config` -> the :class:`~stgraph.config.RunConfig` field it sets
+#: (``stgraph train``'s flags are these arguments: ``--batch-size`` is ``batch_size``, ``--budget`` is
+#: ``budget``, ``--no-progress`` is ``progress=False``)
+TRAIN_FIELDS = {
+    "data": "data.path", "graph": "data.graph", "dataset": "data.dataset", "covariates": "data.covariates",
+    "null_value": "data.null_value", "probabilistic": "model.probabilistic", "distribution": "model.distribution",
+    "epochs": "train.epochs", "budget": "train.budget_minutes", "batch_size": "train.batch_size", "lr": "train.lr",
+    "seed": "train.seed", "device": "train.device", "progress": "train.progress",
+}
+
+#: the arguments that name files or lists: they count as given only when not empty
+_FILE_ARGUMENTS = ("data", "graph", "dataset", "covariates", "probabilistic")
+
+
+def _settings(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :data:`TRAIN_FIELDS` -> ``{dotted field: value}`` for those given (not ``None``;
+    a file or list argument also not empty). A ``distribution`` implies ``probabilistic=True``."""
+    unknown = sorted(set(fields) - set(TRAIN_FIELDS))
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], TRAIN_FIELDS, n=1)
+        raise ConfigError(f"unknown argument {unknown[0]!r}{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                          f"expected one of {sorted(TRAIN_FIELDS)}, or a config field in overrides=")
+    out = {}
+    for name, value in fields.items():
+        if value if name in _FILE_ARGUMENTS else value is not None:
+            value = [str(v) for v in value] if name == "covariates" else value
+            out[TRAIN_FIELDS[name]] = str(value) if isinstance(value, Path) else value
+    if out.get("model.distribution"):  # a distribution is a probabilistic head
+        out["model.probabilistic"] = True
+    return out
+
+
+def _logged(fn) -> dict:
+    """``{"log": ...}`` for a library function that still takes ``log=`` (printing by default): its lines go to
+    this module's logger instead. Nothing once the library logs by itself."""
+    import inspect
+
+    if "log" not in inspect.signature(fn).parameters:
+        return {}
+    return {"log": lambda *args, **kwargs: log.info(" ".join(str(a) for a in args))}
+
+
+def _text(key: str, value: Any) -> str:
+    """A typed override as the ``section.field=value`` text :func:`stgraph.config.apply_override` reads back
+    to the same value (PyYAML's own dump of it)."""
+    import yaml
+
+    value = str(value) if isinstance(value, Path) else value
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30)
+    return f"{key}={text.removesuffix(chr(10) + '...' + chr(10)).strip()}"  # a scalar ends its document
+
+
+def _overrides(overrides) -> list[str]:
+    """``overrides`` as ``"section.field=value"`` texts: a mapping of typed fields (``{"train.lr": 0.01,
+    "model.params.hidden": 32}``), or the texts themselves (``stgraph train --set``)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [_text(k, v) for k, v in overrides.items()]
+    return [overrides] if isinstance(overrides, str) else list(overrides)
+
+
+def run_config(*, model: str | None = None, config=None, overrides: Mapping[str, Any] | Iterable[str] | None = None,
+               **fields) -> "RunConfig":  # noqa: F821 - stgraph.config.RunConfig
+    """The checked :class:`~stgraph.config.RunConfig` :func:`train` would train, from layers: the model's
+    shipped defaults (``stgraph/configs/<model>.yaml``) <- ``config`` <- ``fields`` <- ``overrides``.
+
+    Args:
+        model: registry name (``"stgt"``, ``"last"``, ...) or ``package.module:Class``; default the config's,
+            else ``stgt``.
+        config: a YAML file, the name of a shipped set-up (``"stgt-classic"``), or a
+            :class:`~stgraph.config.RunConfig` to start from (the shipped defaults are then not read).
+        overrides: more config fields, as a mapping ``{"train.max_batches": 3, "model.params.hidden": 32}`` or
+            as ``["train.max_batches=3", ...]`` (YAML values, like ``stgraph train --set``).
+        **fields: the keyword arguments of :data:`TRAIN_FIELDS` (``data``, ``graph``, ``epochs``, ``lr``, ...).
+
+    Raises:
+        ConfigError: an unknown argument or field, or a value the config refuses.
+    """
+    from .config import RunConfig, apply_override, compose_config, with_fields
+
+    texts = _overrides(overrides)
+    if not isinstance(config, RunConfig):
+        return compose_config(model, config, _settings(fields), texts)
+    cfg = with_fields(config, {**({"model.name": model} if model else {}), **_settings(fields)})
+    for item in texts:
+        cfg = apply_override(cfg, item)
+    return cfg.validate()
+
+
+def _given(model, config, overrides, fields) -> set[str] | None:
+    """The dotted config keys the caller set (what a resumed run checks); ``None`` (all) for a RunConfig."""
+    from .config import RunConfig, given_keys
+
+    if isinstance(config, RunConfig):
+        return None
+    return given_keys(model, config, _settings(fields), _overrides(overrides)) | {TRAIN_FIELDS[k] for k, v in fields.items() if v is not None}
+
+
+def train(data: str | Path | None = None, graph: str | Path | None = None, *, model: str | None = None,
+          out: str | Path | None = None, epochs: int | None = None, config=None,
+          overrides: Mapping[str, Any] | Iterable[str] | None = None, resume: bool = False, overwrite: bool = False,
+          **fields) -> "Run":  # noqa: F821 - stgraph.training.run.Run
+    """Train a model on a series and its road graph into the run directory ``out``; returns the finished run.
+
+    Args:
+        data: series file (HDF5, .npz, CSV), values ``[T, N, C]``.
+        graph: road graph file (adj pickle, distance CSV, node-link JSON, GraphML).
+        model: registry name or ``package.module:Class`` (default ``stgt``).
+        out: run directory (``None``: keep nothing on disk).
+        epochs: training epochs (default: the model's shipped config).
+        config: YAML file, shipped set-up name or :class:`~stgraph.config.RunConfig` (:func:`run_config`).
+        overrides: more config fields (:func:`run_config`).
+        resume: continue the interrupted run in ``out``: the fields you set here must be ones a resume may
+            change, and the data and graph must be the run's.
+        overwrite: replace a different run already in ``out``.
+        **fields: the other keyword arguments of :data:`TRAIN_FIELDS`: ``dataset``, ``covariates``,
+            ``null_value``, ``probabilistic``, ``distribution``, ``budget`` (CPU minutes), ``batch_size``,
+            ``lr``, ``seed``, ``device``, ``progress``.
+
+    Returns:
+        the :class:`~stgraph.training.run.Run`: ``run.evaluate("test")``, ``run.model``, ``run.data``,
+        ``run.state`` (epoch, best epoch, best validation MAE, ...).
+
+    Raises:
+        ConfigError, RunDirError, MissingFileError: bad settings, a run directory holding another run, or a
+            missing file, before anything in ``out`` changes.
+    """
+    from .training.run import train as train_run
+
+    fields.update(data=data, graph=graph, epochs=epochs)
+    cfg = run_config(model=model, config=config, overrides=overrides, **fields)
+    given = _given(model, config, overrides, fields) if resume else None
+    return train_run(cfg, out, resume=resume, overwrite=overwrite, given=given, **_logged(train_run))
+
+
+def open_run(run_dir: str | Path, *, model: str | None = None, checkpoint: str = "best.pt",
+             data: str | Path | None = None, device: str | None = None, amp: str | None = None) -> "Run":  # noqa: F821
+    """Open a trained run from its directory (config, data and graph re-read and checked, weights loaded).
+
+    Args:
+        run_dir: the run directory :func:`train` wrote.
+        model: import path of the run's user model (``package.module:Class``); a run never chooses a module
+            to import by itself.
+        checkpoint: ``"best.pt"`` (the best validation epoch) or ``"last.pt"``.
+        data: read the series from this file instead of the training file (same sensors; the run's scaler).
+        device: ``"cpu"``, ``"cuda"``, ... (default the run's ``train.device``).
+        amp: ``"off"``, ``"bf16"`` or ``"auto"`` for its predictions (default the run's ``train.amp``).
+
+    Returns:
+        the :class:`~stgraph.training.run.Run`: ``run.evaluate(split)``, ``run.predictions(split)``, and
+        :func:`stgraph.forecast.forecast_at` ``(run, at)`` for a forecast from a timestamp.
+
+    Raises:
+        RunDirError: not a run directory, a damaged one, or data / graph files changed since training.
+    """
+    from .training.run import Run
+
+    return Run.open(run_dir, data_path=None if data is None else str(data), checkpoint=checkpoint, device=device,
+                    model=model, amp=amp)
+
+
+def evaluate(run, split: str = "test", *, steps=None, write: bool = True) -> dict:
+    """The masked metrics of a trained run on one split, as ``stgraph evaluate`` reports and records them.
+
+    Args:
+        run: a :class:`~stgraph.training.run.Run` (:func:`open_run`, :func:`train`).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        steps: horizon steps to report (``[1, 2, 4]`` or ``"1,2,4"``); default every step up to 12, or 3, 6, 12
+            (15, 30, 60 minutes) for 12-step 5-minute data.
+        write: record the result as ``evaluation_<split>.json`` in the run directory (a run kept on disk).
+
+    Returns:
+        ``{"horizons": {"3": {"mae": ..., "rmse": ..., "mape": ...}, ...}, "average": {...}, "split": ...,
+        "null_convention": ...}`` in data units (a probabilistic run adds ``coverage90`` and ``crps``; a run that
+        did not finish adds ``notice``).
+    """
+    from .metrics import parse_steps
+
+    if steps and not isinstance(steps, str):
+        steps = ",".join(str(s) for s in steps)
+    result = run.evaluate(split, horizons=parse_steps(steps, run.data.horizon) if steps else None)
+    result["split"] = split
+    notice = run.notice()
+    if notice:
+        result["notice"] = notice
+    result["null_convention"] = run.null_convention()
+    if write and run.files is not None:
+        run.write_evaluation(result, split)
+    return result
+
+
+def update(run_dir: str | Path, data: str | Path, *, out: str | Path | None = None, graph: str | Path | None = None,
+           weeks: float = 2.0, lr_scale: float = 0.1, epochs: int = 3, replay: float = 0.25, seed: int | None = None,
+           progress: bool = True) -> dict:
+    """Continue a trained run on new data into a new run directory (:mod:`stgraph.online.update`).
+
+    Args:
+        run_dir: a finished run.
+        data: the new series file (the run's channels; sensors matched by id, new ones get fresh embeddings).
+        out: the new run directory (default ``RUN_DIR-updateK``, the first free ``K``).
+        graph: the road graph of the new file's sensors (default the run's).
+        weeks: train on the newest ``weeks`` weeks of the new training split (0: all of it).
+        lr_scale: learning rate = the run's ``train.lr`` times this.
+        epochs: passes over the new windows.
+        replay: share of each batch replayed from the run's own training windows, against forgetting (0: none).
+        seed: the update's seed (default the run's).
+        progress: show the tqdm progress bar.
+
+    Returns:
+        the summary written to ``out/update.json`` (windows, replay share, epochs, lr, seconds, best validation
+        MAE, sensors added and dropped); open the new run with :func:`open_run`.
+
+    Raises:
+        RunDirError / ConfigError: not a run, ``out`` exists, other channels, a weight that cannot be carried over.
+    """
+    from .online.update import update_run
+
+    _, summary = update_run(run_dir, data, out, graph=None if graph is None else str(graph), weeks=weeks,
+                            lr_scale=lr_scale, epochs=epochs, replay=replay, seed=seed, progress=progress,
+                            **_logged(update_run))
+    return summary
+
+
+__all__ = ["TRAIN_FIELDS", "evaluate", "open_run", "run_config", "train", "update"]
