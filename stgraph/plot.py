@@ -95,51 +95,80 @@ def sub_daily(data) -> bool:
     return bool(step) and step < 24 * 60
 
 
-def _save(fig, path: Path) -> Path:
-    """Save ``fig`` to exactly ``path``, atomically (matplotlib would add '.png' to a name without one)."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay ``fig`` out, write it to exactly ``path`` (atomically, in the format its suffix names: matplotlib
+    would add '.png' to a name without one) and close it."""
     from .files import atomic_path
 
+    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".").lower())
+    pyplot().close(fig)
     return path
+
+
+def _picture_path(out) -> Path:
+    """``out`` as the picture file :func:`plot_run` writes (a file name with a picture suffix)."""
+    from .errors import ConfigError
+
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"out '{out}' is a folder; expected a picture file name such as "
+                          f"'{out / 'forecast.png'}' (the other pictures are written beside it)")
+    if out.suffix.lower() not in PICTURE_SUFFIXES:
+        raise ConfigError(f"out '{out}': expected a picture file ending in {' / '.join(PICTURE_SUFFIXES)} "
+                          f"(suffix {out.suffix or 'none'!r})")
+    return out
+
+
+def _sensor_index(run, sensor: str | None) -> int:
+    """The position of ``sensor`` in the run's series, or with ``None`` the sensor of median test MAE."""
+    from .errors import ConfigError
+
+    ids = list(run.series.sensor_ids)
+    if sensor is None:
+        per_sensor, _, _ = _collect(run, None)
+        finite = np.where(np.isfinite(per_sensor))[0]
+        order = finite[np.argsort(per_sensor[finite])]
+        return int(order[len(order) // 2]) if len(order) else 0
+    if str(sensor) not in ids:
+        raise ConfigError(f"sensor '{sensor}' is not in the run's series; sensors are e.g. {ids[:8]}")
+    return ids.index(str(sensor))
 
 
 def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None = None,
              model: str | None = None, crs: str = "degrees") -> list[Path]:
     """Write the pictures of ``run_dir`` (a run directory, or a :class:`~stgraph.training.run.Run`); returns
     their paths. See the module docstring."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    from .errors import ConfigError
     from .training.run import Run
 
-    out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"--out '{out}' is a folder; expected a picture file name such as "
-                          f"'{out / 'forecast.png'}' (the other pictures are written beside it)")
-    if out.suffix.lower() not in PICTURE_SUFFIXES:
-        raise ConfigError(f"--out '{out}': expected a picture file ending in {' / '.join(PICTURE_SUFFIXES)} "
-                          f"(suffix {out.suffix or 'none'!r})")
+    out = _picture_path(out)
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, model=model)
     out.parent.mkdir(parents=True, exist_ok=True)
+    s_idx = _sensor_index(run, sensor)
+    per_sensor, by_tod, traces = _collect(run, s_idx)
+    written = [_plot_forecast(run, traces, s_idx, out)]
+    err_path = out.with_name(out.stem + "_errors" + out.suffix)
+    written.append(_plot_errors(run, per_sensor, by_tod, _locations(run, locations, crs), err_path))
+    att = attention_sample(run)
+    if att is not None:
+        written.append(_plot_attention(run, att, out.with_name(out.stem + "_attention" + out.suffix)))
+    return written
+
+
+def _plot_forecast(run, traces, s_idx: int, path: Path) -> Path:
+    """The forecast of sensor ``s_idx`` against the truth over the test split, at the 3rd step and the last."""
+    plt = pyplot()
     data, series = run.data, run.series
     ids = list(series.sensor_ids)
-    per_sensor, by_tod, _ = _collect(run, None) if sensor is None else (None, None, None)
-    if sensor is None:
-        finite = np.where(np.isfinite(per_sensor))[0]
-        order = finite[np.argsort(per_sensor[finite])]
-        s_idx = int(order[len(order) // 2]) if len(order) else 0
-    else:
-        if str(sensor) not in ids:
-            raise ConfigError(f"--sensor '{sensor}' is not in the run's series; sensors are e.g. {ids[:8]}")
-        s_idx = ids.index(str(sensor))
-    per_sensor, by_tod, traces = _collect(run, s_idx)
-    written = []
-
-    # 1. forecast against truth for one sensor
     starts = torch.cat([t[0] for t in traces]).numpy()
     pred = torch.cat([t[1] for t in traces]).numpy()
     true = torch.cat([t[2] for t in traces]).numpy()
@@ -167,14 +196,14 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc="lower left", fontsize=8, ncol=3)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    written.append(_save(fig, out))
-    plt.close(fig)
+    return save_figure(fig, path)
 
-    # 2. where it fails: per-sensor error map and error by time of day
-    err_path = out.with_name(out.stem + "_errors" + out.suffix)
+
+def _plot_errors(run, per_sensor, by_tod, loc, path: Path) -> Path:
+    """Where it fails: the per-sensor error on a map (``loc``, or ranked bars) and the error by time of day."""
+    plt = pyplot()
+    data, ids = run.data, list(run.series.sensor_ids)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1.2, 1]})
-    loc = _locations(run, locations, crs)
     if loc is not None:
         from .graph.coords import axis_labels
 
@@ -209,34 +238,32 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
         a2.text(0.5, 0.5, f"no time-of-day panel: the data are sampled every\n"
                           f"{horizon_text(1, data.interval_minutes)}, not several times a day",
                 ha="center", va="center", fontsize=10, transform=a2.transAxes)
-    fig.tight_layout()
-    written.append(_save(fig, err_path))
-    plt.close(fig)
+    return save_figure(fig, path)
 
-    # 3. attention heat maps
-    att = attention_sample(run)
-    if att is not None:
-        att_path = out.with_name(out.stem + "_attention" + out.suffix)
-        panels = [k for k in ("temporal", "spatial", "cross") if k in att]
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
-        for ax, key in zip(axes[0], panels):
-            mat = att[key]
-            im = ax.imshow(mat, cmap="Blues", aspect="auto", interpolation="nearest")
-            fig.colorbar(im, ax=ax, fraction=0.046)
-            for axis, n in ((ax.xaxis, mat.shape[1]), (ax.yaxis, mat.shape[0])):  # whole steps and sensors
-                if n <= 24:
-                    axis.set_ticks(range(n))  # a locator finds no whole tick on a 1 or 2 wide axis
-                else:
-                    axis.set_major_locator(MaxNLocator(integer=True))
-            # stgt's tokens are patches of patch_len steps (its efficient shape), or single steps
-            unit = "patch" if getattr(run.model, "patch_len", 1) > 1 else "step"
-            ax.set_title({"temporal": f"encoder temporal attention\n(query {unit} x key {unit})",
-                          "spatial": "spatial attention\n(target sensor x source sensor)",
-                          "cross": f"decoder cross-attention\n(future {unit} x input {unit})"}[key], fontsize=10)
-        fig.tight_layout()
-        written.append(_save(fig, att_path))
-        plt.close(fig)
-    return written
+
+def _plot_attention(run, att: dict, path: Path) -> Path:
+    """Heat maps of :func:`attention_sample`'s matrices, one panel each."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
+    panels = [k for k in ("temporal", "spatial", "cross") if k in att]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    # stgt's tokens are patches of patch_len steps (its efficient shape), or single steps
+    unit = "patch" if getattr(run.model, "patch_len", 1) > 1 else "step"
+    titles = {"temporal": f"encoder temporal attention\n(query {unit} x key {unit})",
+              "spatial": "spatial attention\n(target sensor x source sensor)",
+              "cross": f"decoder cross-attention\n(future {unit} x input {unit})"}
+    for ax, key in zip(axes[0], panels):
+        mat = att[key]
+        im = ax.imshow(mat, cmap="Blues", aspect="auto", interpolation="nearest")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        for axis, n in ((ax.xaxis, mat.shape[1]), (ax.yaxis, mat.shape[0])):  # whole steps and sensors
+            if n <= 24:
+                axis.set_ticks(range(n))  # a locator finds no whole tick on a 1 or 2 wide axis
+            else:
+                axis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(titles[key], fontsize=10)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()

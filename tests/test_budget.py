@@ -132,7 +132,7 @@ def test_bench_with_budgets(tiny_synth, tmp_path):
     assert [(j.model, j.budget, j.serves) for j in plan(spec)] == [
         ("last", None, (0.002, 0.005)), ("stid", 0.005, (0.002, 0.005))]
 
-    rows = run_bench(spec, **QUIET)
+    rows = run_bench(spec)
     assert [(r["model"], r["budget"]) for r in rows] == [("last", 0.002), ("last", 0.005), ("stid", 0.002),
                                                          ("stid", 0.005)]
     assert not any("error" in r for r in rows)
@@ -159,7 +159,7 @@ def test_bench_with_budgets(tiny_synth, tmp_path):
 
     # a rerun reuses every finished run
     before = (stid_dir / "checkpoints" / "last.pt").stat().st_mtime_ns
-    assert [r["result"] for r in run_bench(spec, **QUIET)] == [r["result"] for r in rows]
+    assert [r["result"] for r in run_bench(spec)] == [r["result"] for r in rows]
     assert (stid_dir / "checkpoints" / "last.pt").stat().st_mtime_ns == before
 
 

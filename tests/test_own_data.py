@@ -383,7 +383,7 @@ def test_item6_sensors_from_a_series_csv_with_every_builder(tmp_path, capsys):
 def _figures(monkeypatch):
     import stgraph.plot as P
     figs = []
-    monkeypatch.setattr(P, "_save", lambda fig, path: figs.append(fig) or path)
+    monkeypatch.setattr(P, "save_figure", lambda fig, path: figs.append(fig) or path)
     return figs
 
 

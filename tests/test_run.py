@@ -51,7 +51,7 @@ def test_a_new_run_inherits_no_results_left_in_its_folder(tiny_synth, tmp_path):
 def test_a_run_that_fails_in_its_child_process_is_a_row_with_the_error(tiny_synth, tmp_path):
     spec = BenchSpec(out=tmp_path / "b", models=["last"], data=str(tiny_synth["data"]), graph=str(tiny_synth["adj"]),
                      seeds=1, overrides=["last:model.params.widht=3"])
-    rows = run_bench(spec, log=lambda *a: None)
+    rows = run_bench(spec)
     assert len(rows) == 1 and "model.params.widht: 'last' has no such argument" in rows[0]["error"]
     assert "last seed 0: training failed" in rows[0]["error"]
     assert not RunFiles(tmp_path / "b" / "runs" / "last" / "seed0").bench_evaluation.exists()

@@ -161,7 +161,7 @@ def _plot(starts, errors, flagged, ids, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..plot import _save
+    from ..plot import save_figure
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     x = starts.astype("datetime64[s]").astype(object)
@@ -174,7 +174,4 @@ def _plot(starts, errors, flagged, ids, path: Path) -> Path:
     ax.set_title(f"Error per sensor over time: {int(flagged.sum())} of {len(ids)} flagged")
     ax.legend(fontsize=7, loc="upper left")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

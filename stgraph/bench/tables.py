@@ -1,0 +1,175 @@
+"""The bench's tables: results aggregated over seeds (:func:`aggregate`), as CSV (:func:`write_csv`,
+:func:`write_per_step`) and Markdown (:func:`markdown`), with the published figures beside them."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..files import atomic_open
+from ..io.series import horizon_text
+from .spec import HORIZONS, METRICS, PUBLISHED
+
+
+def _mean_std(vals: list[float]) -> tuple[float, float]:
+    n = len(vals)
+    mean = sum(vals) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Mean and std over seeds per model, in the order the models were given."""
+    out = []
+    for m in dict.fromkeys(r["model"] for r in rows):
+        ok = [r for r in rows if r["model"] == m and "error" not in r]
+        failed = [r for r in rows if r["model"] == m and "error" in r]
+        agg: dict = {"model": m, "seeds": len(ok), "failed": len(failed)}
+        if not ok:
+            agg["error"] = failed[0]["error"]
+            out.append(agg)
+            continue
+        agg["parameters"] = ok[0]["parameters"]
+        notes = [r["result"]["mape_note"] for r in ok if r["result"].get("mape_note")]
+        if notes:  # MAPE means nothing on these true values (zeros, negatives): say so, do not print it
+            agg["mape_note"] = notes[0]
+        for key in [str(h) for h in HORIZONS] + ["average"]:
+            for met in METRICS:
+                vals = [(r["result"]["average"] if key == "average" else r["result"]["horizons"].get(key, {})).get(met)
+                        for r in ok]
+                if any(v is None for v in vals):
+                    continue
+                agg[f"{'avg' if key == 'average' else 'h' + key}_{met}"], \
+                    agg[f"{'avg' if key == 'average' else 'h' + key}_{met}_std"] = _mean_std(vals)
+        for k in ("epochs", "train_seconds", "cpu_seconds", "peak_rss_mb", "peak_cuda_mb"):
+            vals = [r[k] for r in ok if r.get(k) is not None]
+            if vals:
+                agg[k] = _mean_std(vals)[0]
+        for k in ("budget", "closed_form"):  # the same in every row of a budget's model
+            if k in ok[0]:
+                agg[k] = ok[0][k]
+        out.append(agg)
+    return out
+
+
+def load_published(path: Path = PUBLISHED) -> dict:
+    from ..config import load_yaml
+
+    if not Path(path).is_file():
+        raise ConfigError(f"published results file '{path}' not found; it ships in the repository's benchmarks/")
+    data = load_yaml(Path(path), what="published results file") or {}
+    if not isinstance(data.get("models"), dict):
+        raise ConfigError(f"'{path}': expected a top-level 'models:' mapping of model name -> dataset -> metrics")
+    return data["models"]
+
+
+RESULTS_COLUMNS = (("model", "seeds", "failed", "parameters", "epochs"),
+                   ("train_seconds", "peak_rss_mb", "peak_cuda_mb", "error"))
+BUDGET_COLUMNS = (("model", "budget_minutes", "seeds", "failed", "cpu_seconds", "epochs"),
+                  ("closed_form", "parameters", "error"))
+
+
+def write_csv(agg: list[dict], path: Path, columns=RESULTS_COLUMNS) -> None:
+    """The aggregated rows as CSV: ``columns`` = (the columns before the metrics, those after them)."""
+    first, after = columns
+    cols = list(first)
+    for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
+        for met in METRICS:
+            cols += [f"{key}_{met}", f"{key}_{met}_std"]
+    cols += list(after)
+    with atomic_open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for a in agg:
+            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in a.items()})
+
+
+def _cell(a: dict, key: str) -> str:
+    if key not in a:
+        return "-"
+    std = a.get(key + "_std", 0.0)
+    return f"{a[key]:.2f} ± {std:.2f}" if a.get("seeds", 1) > 1 else f"{a[key]:.2f}"
+
+
+def _peak_mb(a: dict) -> str:
+    mem = a.get("peak_cuda_mb") or a.get("peak_rss_mb")
+    return f"{mem:.0f}" if mem else "-"
+
+
+def _number(key: str, digits: int = 0):
+    return lambda a: "-" if a.get(key) is None else f"{a[key]:.{digits}f}"
+
+
+#: the columns after the metrics: (header, cell of an aggregated row)
+RESULTS_TAIL = (("seeds", _number("seeds")), ("train s", lambda a: f"{a.get('train_seconds', 0):.0f}"),
+                ("peak MB", _peak_mb))
+BUDGET_TAIL = (("seeds", _number("seeds")), ("CPU s", _number("cpu_seconds", 1)),
+               ("epochs", lambda a: "-" if a.get("closed_form") or a.get("epochs") is None else f"{a['epochs']:.3g}"))
+
+
+def markdown(agg: list[dict], published: dict | None = None, published_key: str | None = None,
+             step_minutes: float | None = None, tail=RESULTS_TAIL) -> str:
+    """The results table in Markdown; published rows in italics under each model when given. ``tail``: the
+    columns after the metrics, ``(header, cell function of an aggregated row)`` each.
+
+    When MAPE means nothing for the data (a row carries ``mape_note``: counts with zeros, centred
+    series; :func:`stgraph.metrics.mape_note`) its columns are left out and the note follows the table."""
+    def label(h):
+        return horizon_text(h, step_minutes)
+    note = next((a["mape_note"] for a in agg if a.get("mape_note")), None)
+    metrics = tuple(m for m in METRICS if not (note and m == "mape"))
+    names = {"mae": "MAE", "rmse": "RMSE", "mape": "MAPE %"}
+    head = ["model", "params"]
+    for h in HORIZONS:
+        head += [f"{names[m]} {label(h)}" for m in metrics]
+    head += [f"{names[m]} avg" for m in metrics] + [h for h, _ in tail]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a in agg:
+        if "error" in a:
+            lines.append(f"| {a['model']} | failed: {a['error'][:80]} |" + " |" * (len(head) - 2))
+            continue
+        cells = [a["model"], f"{a['parameters']:,}"]
+        for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
+            cells += [_cell(a, f"{key}_{met}") for met in metrics]
+        cells += [cell(a) for _, cell in tail]
+        lines.append("| " + " | ".join(cells) + " |")
+        pub = (published or {}).get(a["model"], {}).get(published_key or "", None)
+        if pub:
+            pc = [f"*{a['model']} published*", f"*{(published[a['model']].get('params') or {}).get(published_key, '-')}*"]
+            for h in HORIZONS:
+                vals = (pub.get("horizons") or {}).get(h) or (pub.get("horizons") or {}).get(str(h)) or {}
+                pc += [f"*{vals[m]:.2f}*" if m in vals else "-" for m in metrics]
+            av = pub.get("average") or {}
+            pc += [f"*{av[m]:.2f}*" if m in av else "-" for m in metrics]
+            pc += [""] * len(tail)
+            lines.append("| " + " | ".join(pc) + " |")
+            if pub.get("source"):
+                lines.append("| " + f"*source: {pub['source']}*" + " |" * (len(head) - 1))
+    if note:
+        lines += ["", f"{note}."]
+    return "\n".join(lines)
+
+
+def write_per_step(rows: list[dict], path: Path) -> None:
+    with atomic_open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "seed", "step", "mae", "rmse", "mape"])
+        for r in rows:
+            if "error" in r:
+                continue
+            for k, v in sorted(r["result"]["horizons"].items(), key=lambda kv: int(kv[0])):
+                w.writerow([r["model"], r["seed"], int(k)] + [round(v[m], 5) for m in METRICS])
+
+
+def step_minutes(rows: list[dict]) -> float | None:
+    """The data's step in minutes, from the first result row that knows it."""
+    return next((r["step_minutes"] for r in rows if r.get("step_minutes")), None)
+
+
+def md_head(title: str, command: str | None) -> list[str]:
+    """The first lines of a Markdown report: its title and the command that made it."""
+    text = [title, ""]
+    if command:
+        text += ["Command:", "", "```", command, "```", ""]
+    return text
