@@ -69,12 +69,12 @@ def forecast_at(run, at: str | None = None, series=None, amp: str = "off") -> Fo
     try:
         x, cov, future = data.window_at(series, at)
     except (ConfigError, SeriesError) as e:
-        raise type(e)(f"--at {e}") from None
+        raise type(e)(f"at={e}") from None
     run.model.eval()
     with torch.inference_mode():
-        with autocast_context(run.device, amp)():
-            out = run.model(x.to(run.device), run.graph, {k: v.to(run.device) for k, v in cov.items()})
-        out = run.to_units(out)
+        with autocast_context(run.forecaster.device, amp)():
+            out = run.model(x.to(run.forecaster.device), run.graph, {k: v.to(run.forecaster.device) for k, v in cov.items()})
+        out = run.forecaster.to_units(out)
         band = None
         if isinstance(out, torch.distributions.Distribution):
             mean, std = point(out)[0].float().cpu().numpy(), out.stddev[0].float().cpu().numpy()
@@ -107,9 +107,9 @@ def check_forecast_path(path: str | Path) -> Path:
     """``path`` must end in .csv, .h5 or .hdf5 and not be a folder; checked before anything is created."""
     path = Path(path)
     if path.suffix.lower() not in FORECAST_SUFFIXES:
-        raise ConfigError(f"--out '{path}': expected a .csv or .h5 file (suffix {path.suffix or 'none'!r})")
+        raise ConfigError(f"out='{path}': expected a .csv or .h5 file (suffix {path.suffix or 'none'!r})")
     if path.is_dir():
-        raise ConfigError(f"--out '{path}' is a folder; expected a .csv or .h5 file name")
+        raise ConfigError(f"out='{path}' is a folder; expected a .csv or .h5 file name")
     return path
 
 

@@ -52,12 +52,12 @@ def default_steps(horizon: int, step_minutes: float | None = None) -> list[int]:
 
 
 def parse_steps(text: str, horizon: int) -> list[int]:
-    """``--steps 1,2,4`` -> ``[1, 2, 4]``, checked against the ``horizon`` predicted steps."""
+    """``"1,2,4"`` -> ``[1, 2, 4]``, checked against the ``horizon`` predicted steps."""
     items = [t.strip() for t in str(text).split(",") if t.strip()]
     try:
         steps = [int(t) for t in items]
     except ValueError:
-        raise ConfigError(f"--steps {text!r}: expected comma-separated step numbers, e.g. 1,2,4") from None
+        raise ConfigError(f"steps={text!r}: expected comma-separated step numbers, e.g. '1,2,4'") from None
     return _check_horizons(steps, horizon)
 
 

@@ -20,7 +20,7 @@ def runs(tiny_synth, tmp_path_factory):
     for name in ("last", "var"):
         cfg = with_fields(RunConfig(), {"data.path": str(tiny_synth["data"]), "data.graph": str(tiny_synth["adj"]),
                                         "model.name": name, "train.progress": False})
-        train(cfg, root / name, log=lambda *a: None)
+        train(cfg, root / name)
         out[name] = Run.open(root / name)
     return out
 
@@ -45,7 +45,7 @@ def test_forecast_equals_the_model_on_that_window(runs):
     fc = forecast_at(run, at)
     batch = run.data.batch(torch.tensor([250 - run.data.input_len + 1]))
     with torch.no_grad():
-        expected = run.to_units(run.model.eval()(batch.x, run.graph, batch.covariates))[0].numpy()
+        expected = run.forecaster.to_units(run.model.eval()(batch.x, run.graph, batch.covariates))[0].numpy()
     assert fc.mean.shape == (run.data.horizon, run.data.num_nodes, 1) and fc.std is None
     np.testing.assert_allclose(fc.mean, expected, rtol=0, atol=1e-5)
     assert fc.issued_at == run.series.timestamps[250] and fc.channels == ["speed"]
@@ -76,9 +76,9 @@ def test_forecast_from_a_short_file_of_recent_readings(runs):
 def test_bad_times_and_other_sensors_are_refused_naming_them(runs):
     run = runs["var"]
     s = run.series
-    with pytest.raises(ConfigError, match=r"--at 'noon' is not a timestamp"):
+    with pytest.raises(ConfigError, match=r"at='noon' is not a timestamp"):
         forecast_at(run, "noon")
-    with pytest.raises(SeriesError, match=r"--at 2012-03-01T00:02: no such step in .* every 5min"):
+    with pytest.raises(SeriesError, match=r"at=2012-03-01T00:02: no such step in .* every 5min"):
         forecast_at(run, "2012-03-01T00:02")
     with pytest.raises(SeriesError, match=r"a forecast needs 12 steps up to it, only 3 exist"):
         forecast_at(run, str(s.timestamps[2]))

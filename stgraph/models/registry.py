@@ -158,10 +158,10 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
     var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     kwargs = {k: v for k, v in sizes.items() if k in accepted or (var_kw and k in SIZE_ARGS)}
     if sizes.get("exogenous") and not getattr(cls, "takes_exogenous", False):
-        raise ConfigError(f"model '{name}' takes no covariate files (--covariates / data.covariates); the models "
+        raise ConfigError(f"model '{name}' takes no covariate files (data.covariates); the models "
                           f"that do: {exogenous_models()}. Drop the covariates or pick one of those")
     if sizes.get("probabilistic") and "probabilistic" not in kwargs:
-        raise ConfigError(f"model '{name}' has no probabilistic head; drop --probabilistic or pick 'stgt'")
+        raise ConfigError(f"model '{name}' has no probabilistic head; drop model.probabilistic or pick 'stgt'")
     for k, v in (params or {}).items():
         if k in SIZE_ARGS:
             raise ConfigError(f"model.params.{k}: sizes come from the data, not the config")

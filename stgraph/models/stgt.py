@@ -312,7 +312,7 @@ class STGT(nn.Module):
             return None, None
         if "exo_in" not in covariates:
             raise ValueError(f"this stgt was built for covariate files {self.fusion.names} but the batch has none "
-                             f"(covariates['exo_in'] / ['exo_out']); pass the run's --covariates")
+                             f"(covariates['exo_in'] / ['exo_out']); pass the run's covariates (data.covariates)")
         return covariates["exo_in"], covariates["exo_out"]
 
     def gates(self) -> dict | None:
