@@ -8,7 +8,6 @@ dense ``[N, N]`` matrix DCRNN-style models use.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Sequence
 
 import networkx as nx
@@ -16,6 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import GraphError, where
+from .coords import distance_kernel
+from .nodes import positions
 
 if TYPE_CHECKING:  # PyG is imported by to_pyg itself: importing it costs ~2 s that reading data never needs
     from torch_geometric.data import Data
@@ -33,7 +34,7 @@ def edge_similarity(w: np.ndarray, meaning: str | None = None, source: Any = Non
     * ``meaning='similarity'``: used as is when every weight is at most 1; larger ones are divided by
       the largest weight (with a warning saying so);
     * ``meaning='distance'``: turned into ``exp(-(d / sigma)^2)``, ``sigma`` the std of the distances
-      (their mean when all are equal): the Gaussian kernel of :func:`~stgraph.graph.build.distance_kernel`
+      (their mean when all are equal): the Gaussian kernel of :func:`~stgraph.graph.coords.distance_kernel`
       (DCRNN's), without a threshold so no given edge is dropped;
     * ``None`` (undeclared): weights in [0, 1] are similarities; any weight above 1 cannot be one, so the
       weights are read as distances as above, with a warning that says what was done and how to declare.
@@ -59,8 +60,6 @@ def edge_similarity(w: np.ndarray, meaning: str | None = None, source: Any = Non
             from ..errors import StgraphWarning
             warnings.warn(f"graph {where(source)}: {done}", StgraphWarning, stacklevel=2)
         return w / hi, done
-    from .build import distance_kernel
-
     sigma = float(w.std()) or float(w.mean()) or 1.0
     out = distance_kernel(w, kernel="gaussian", sigma=sigma)
     done = (f"turned into similarities exp(-(d / sigma)^2), sigma = {sigma:.4g} (their std); similarities "
@@ -74,36 +73,6 @@ def edge_similarity(w: np.ndarray, meaning: str | None = None, source: Any = Non
             from ..errors import StgraphWarning
             warnings.warn(f"graph {where(source)}: {done}; {declare}", StgraphWarning, stacklevel=2)
     return out, done
-
-
-def _preview(items: Sequence[Any], limit: int = 20) -> str:
-    head = ", ".join(repr(str(x)) for x in list(items)[:limit])
-    return f"[{head}{', ...' if len(items) > limit else ''}] ({len(items)} in all)"
-
-
-def _positions(graph: nx.DiGraph, sensor_ids: Sequence[Any], drop_extra: bool) -> dict[str, int]:
-    """Map each sensor id to its position; GraphError when graph and ids differ."""
-    source = where(graph.graph.get("source"))
-    ids = [str(s) for s in sensor_ids]
-    pos = {s: i for i, s in enumerate(ids)}
-    if len(pos) != len(ids):
-        dup = sorted(s for s, c in Counter(ids).items() if c > 1)
-        raise GraphError(f"sensor_ids repeat {_preview(dup)}; expected each sensor once")
-    nodes = set(graph.nodes)
-    missing = [s for s in ids if s not in nodes]
-    extra = [] if drop_extra else sorted(str(u) for u in nodes if u not in pos)
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"in the series but not the graph: {_preview(missing)}")
-        if extra:
-            parts.append(f"in the graph but not the series: {_preview(extra)}")
-        raise GraphError(
-            f"graph {source} and sensor_ids disagree -- " + "; ".join(parts) + ". Expected "
-            "the same sensors (ids compared as str). Use the graph shipped with this "
-            "series, or pass drop_extra=True to ignore graph-only sensors"
-        )
-    return pos
 
 
 def _edge_arrays(
@@ -168,7 +137,7 @@ def to_pyg(
             first 20 of each are listed, with counts), repeated ids,
             non-finite weights, or ``distance=True`` with edges lacking it.
     """
-    pos = _positions(graph, sensor_ids, drop_extra)
+    pos = positions(graph, sensor_ids, drop_extra)
     n = len(pos)
     src, dst, w, d, edges = _edge_arrays(graph, pos, weight)
     w, _ = edge_similarity(w, graph.graph.get("weight_meaning"), graph.graph.get("source"))
@@ -216,7 +185,7 @@ def to_adjacency(
     Raises:
         GraphError: as :func:`to_pyg`.
     """
-    pos = _positions(graph, sensor_ids, drop_extra)
+    pos = positions(graph, sensor_ids, drop_extra)
     src, dst, w, _, _ = _edge_arrays(graph, pos, weight)
     w, _ = edge_similarity(w, graph.graph.get("weight_meaning"), graph.graph.get("source"))
     adj = np.zeros((len(pos), len(pos)), dtype=np.float32)

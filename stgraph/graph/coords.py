@@ -11,6 +11,9 @@ Coordinates are passed as ``(a, b)`` = (latitude, longitude) or (northing / y, e
 same two columns, whatever they hold. Graph nodes keep them as ``lat`` / ``lon`` and the graph
 records ``graph.graph["crs"] = "projected"`` when they are metres, so distances and plot axes
 follow (:func:`axis_labels`).
+
+The distance helpers live here too: :func:`haversine_km` (great-circle distances), :func:`pairwise_km`
+(``[N, N]`` distances in either system) and :func:`distance_kernel` (distances -> weights).
 """
 from __future__ import annotations
 
@@ -19,7 +22,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataFormatError, where
+from ..errors import ConfigError, DataFormatError, GraphError, where
+
+__all__ = ["EARTH_RADIUS_KM", "KERNELS", "parse_crs", "check_coordinates", "pairwise_km", "haversine_km",
+           "distance_kernel", "axis_labels"]
+
+#: Weight kernels understood by :func:`~stgraph.graph.distances.from_distances` and :func:`distance_kernel`.
+KERNELS = ("gaussian", "inverse", "binary")
+
+#: Mean Earth radius in kilometres (IUGG).
+EARTH_RADIUS_KM = 6371.0088
+
 
 def parse_crs(crs: Any) -> str:
     """``None`` / ``"degrees"`` / ``"projected"`` (also ``metres``, ``meters``, ``m``) / ``"EPSG:32611"``."""
@@ -89,8 +102,68 @@ def pairwise_km(a: np.ndarray, b: np.ndarray, crs: str) -> np.ndarray:
     """``[N, N]`` distances in km: great-circle for degrees, Euclidean (metres / 1000) for projected."""
     if crs == "projected":
         return np.hypot(a[:, None] - a[None, :], b[:, None] - b[None, :]) / 1000.0
-    from .build import haversine_km
     return haversine_km(a[:, None], b[:, None], a[None, :], b[None, :])
+
+
+def haversine_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> np.ndarray:
+    """Great-circle distance in km between points given in degrees (broadcasts).
+
+    Args:
+        lat1, lon1: first points, any broadcastable shapes.
+        lat2, lon2: second points.
+
+    Returns:
+        float64 distances, the broadcast shape; Earth radius 6371.0088 km.
+    """
+    p1, l1, p2, l2 = (np.radians(np.asarray(x, dtype=np.float64)) for x in (lat1, lon1, lat2, lon2))
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin((l2 - l1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def distance_kernel(
+    distance: Any,
+    *,
+    kernel: str = "gaussian",
+    sigma: float | None = None,
+) -> np.ndarray:
+    """Weights from distances.
+
+    * ``'gaussian'``: ``exp(-(d / sigma)^2)`` (DCRNN), ``sigma`` defaults to the
+      population std of the finite distances given;
+    * ``'inverse'``: ``1 / d`` (``d > 0`` required);
+    * ``'binary'``: ``1`` for every finite distance.
+
+    Args:
+        distance: distances of any shape; ``inf`` means "no road" (weight 0).
+        kernel: one of :data:`KERNELS`.
+        sigma: Gaussian width, same unit as ``distance``.
+
+    Returns:
+        float64 array of the same shape.
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    finite = np.isfinite(d)
+    if kernel == "gaussian":
+        if sigma is None:
+            sigma = float(d[finite].std()) if finite.any() else 0.0
+        if not np.isfinite(sigma) or sigma <= 0:
+            raise GraphError(
+                f"gaussian kernel: sigma is {sigma}; expected a positive number. With "
+                "sigma=None it is the std of the distances, which is 0 when they are all "
+                "equal -- pass sigma= explicitly"
+            )
+        return np.where(finite, np.exp(-np.square(np.where(finite, d, 0.0) / sigma)), 0.0)
+    if kernel == "inverse":
+        if (finite & (d <= 0)).any():
+            raise GraphError(
+                "inverse kernel: found distances <= 0; expected d > 0 (weight 1/d). Drop "
+                "zero-length pairs or use kernel='gaussian'"
+            )
+        with np.errstate(divide="ignore"):
+            return np.where(finite, 1.0 / np.where(finite, d, 1.0), 0.0)
+    if kernel == "binary":
+        return finite.astype(np.float64)
+    raise GraphError(f"kernel is {kernel!r}; expected one of {KERNELS}")
 
 
 def axis_labels(crs: str | None) -> tuple[str, str]:
