@@ -123,3 +123,42 @@ def test_run_directory_holding_another_run_is_refused_unless_overwrite(capsys, t
     assert rc != 0 and "already holds a different run" in err and "--overwrite" in err
     assert run(capsys, *base, "--model", "var", "--overwrite")[0] == 0
     assert json.loads((tmp_path / "r" / "run.json").read_text())["model"] == "var"
+
+
+def test_log_messages_on_stdout_quiet_and_json_keep_it_clean(capsys, tiny_synth, tmp_path):
+    import logging
+
+    base = ["train", "--data", tiny_synth["data"], "--graph", tiny_synth["adj"], "--model", "stgt", "--epochs", "1",
+            "--batch-size", "16", "--no-progress", "--set", "model.params.hidden=16", "--set", "train.max_batches=2"]
+    rc, out, err = run(capsys, *base, "--out", tmp_path / "r")
+    assert rc == 0, err
+    assert "windows: " in out and out.rstrip().splitlines()[-1].startswith("finished: 1 epoch(s)")
+    rc, out, err = run(capsys, *base, "--out", tmp_path / "q", "-q")  # -q anywhere: the result line only
+    assert rc == 0 and "windows: " not in out and out.startswith("finished: 1 epoch(s)"), out
+    assert logging.getLogger("stgraph").handlers == []  # the command's handler is gone after it
+    rc, out, err = run(capsys, "update", tmp_path / "r", "--data", tiny_synth["data"], "--epochs", "1", "--weeks",
+                       "0", "--no-progress", "--out", tmp_path / "u", "--json")
+    assert rc == 0, err
+    summary = json.loads(out)  # stdout holds the JSON alone
+    assert summary["epochs"] == 1 and summary == json.loads((tmp_path / "u" / "update.json").read_text())
+    with pytest.raises(SystemExit) as stop:
+        main(["-v", "-q", "data", "list"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_flags_take_types_and_help_defaults_from_the_config_dataclasses(capsys):
+    from stgraph.config import TrainConfig
+    from stgraph.federated.config import FederatedConfig
+
+    with pytest.raises(SystemExit):
+        main(["federated", "simulate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    fed = FederatedConfig()
+    assert f"K clients (default {fed.clients})" in text and f"server rounds (default {fed.rounds})" in text
+    assert f"FedProx proximal weight (default {fed.proximal_mu:g})" in text
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert f"else {TrainConfig().batch_size})" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit) as stop:
+        main(["federated", "simulate", "--out", "x", "--clients", "three"])
+    assert stop.value.code == 2 and "--clients: invalid int value: 'three'" in capsys.readouterr().err

@@ -7,7 +7,6 @@ their types and the defaults in their help come from that dataclass; the clients
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from .common import CRS_HELP, NULL_FLAG, add_null_value
 from .fields import Flag, add_flags, given
@@ -120,13 +119,18 @@ def federated_config(args):
     return fed.validate()
 
 
+def _run_fields(args) -> dict:
+    """The clients' run config arguments of :func:`stgraph.api.run_config` the flags give (no progress bars)."""
+    return dict(data=args.data, graph=args.graph, dataset=args.dataset, seed=args.seed, progress=False,
+                **given(args, [NULL_FLAG]))
+
+
 def run_config(args):
     """The clients' ``RunConfig``: defaults <- --config <- flags <- --set (:func:`stgraph.api.run_config`, as
-    ``stgraph train``); no progress bars."""
+    ``stgraph train``)."""
     from ..api import run_config as compose
 
-    return compose(model=args.model, config=args.config, overrides=args.set, data=args.data, graph=args.graph,
-                   dataset=args.dataset, seed=args.seed, progress=False, **given(args, [NULL_FLAG]))
+    return compose(model=args.model, config=args.config, overrides=args.set, **_run_fields(args))
 
 
 def run(args) -> int:
@@ -137,13 +141,14 @@ def run(args) -> int:
 
 def _simulate(args, fed) -> int:
     from ..federated import simulate
+    from ..federated.layout import FederationFiles
 
-    out = Path(args.out)
-    summary = simulate(out, config=run_config(args), federated=fed, overwrite=args.overwrite,
-                       record=args.record).summary
+    summary = simulate(args.out, model=args.model, config=args.config, overrides=args.set, federated=fed,
+                       overwrite=args.overwrite, record=args.record, **_run_fields(args)).summary
     if args.json:
         print(json.dumps(summary))
         return 0
+    files = FederationFiles(args.out)
     print(f"finished {summary['rounds']} round(s) in {summary['seconds']} s; best global validation MAE "
           f"{summary['best_global_val_mae']:.4f} at round {summary['best_round']}; "
           f"{summary['uplink_bytes_per_round'] / 1e6:.2f} MB up a round")
@@ -152,41 +157,42 @@ def _simulate(args, fed) -> int:
               f"{t['val_mae']:.4f}")
     for c, b in enumerate(summary.get("blend", [])):
         print(f"client {c}: blended with a local model, validation MAE {b['val_mae']:.4f} (federated "
-              f"{b['val_mae_federated']:.4f}, local {b['val_mae_local']:.4f}); run {out}/client_{c}/blend")
-    print(f"clients: {out}/client_0 .. client_{fed.clients - 1}; global model: {out}/global "
-          f"(stgraph evaluate {out}/global)")
+              f"{b['val_mae_federated']:.4f}, local {b['val_mae_local']:.4f}); run {files.client(c).blend}")
+    print(f"clients: {files.client(0).root} .. {files.client(fed.clients - 1).root.name}; global model: "
+          f"{files.global_run} (stgraph evaluate {files.global_run})")
     return 0
 
 
 def _server(args, fed) -> int:
     from ..federated.flower import serve
+    from ..federated.layout import FederationFiles
 
-    out = Path(args.out)
-    hist = serve(fed, out / "server", record=args.record)
-    print(f"server finished {len(hist)} round(s); log {out / 'server' / 'rounds.csv'}")
+    server = FederationFiles(args.out).server
+    hist = serve(fed, server.root, record=args.record)
+    print(f"server finished {len(hist)} round(s); log {server.round_log}")
     return 0 if len(hist) == fed.rounds else 1
 
 
 def _client(args, fed) -> int:
+    from ..errors import ConfigError
+    from ..federated.finetune import finetune_client
     from ..federated.flower import start_client
     from ..federated.folders import setup
+    from ..federated.layout import FederationFiles
+    from ..federated.local import blend_client, train_local
     from ..federated.server import client_mods
 
     if not 0 <= args.partition_id < fed.clients:
-        from ..errors import ConfigError
         raise ConfigError(f"--partition-id {args.partition_id}: expected 0 .. {fed.clients - 1} (--clients {fed.clients})")
-    out = Path(args.out)
-    setup(fed, run_config(args), out, clients=[args.partition_id])
-    cdir = out / f"client_{args.partition_id}"
+    setup(fed, run_config(args), args.out, clients=[args.partition_id])
+    cdir = FederationFiles(args.out).client(args.partition_id).root
     start_client(cdir, fed.address, record=args.record, max_wait=args.max_wait, mods=client_mods(fed))
     if fed.finetune_epochs:
-        from ..federated.finetune import finetune_client
         finetune_client(cdir)
     if fed.local_blend:
-        from ..federated.local import blend_client, train_local
         train_local(cdir)
         blend_client(cdir)
-    print(f"client {args.partition_id} done; run directory {out / f'client_{args.partition_id}'}")
+    print(f"client {args.partition_id} done; run directory {cdir}")
     return 0
 
 
@@ -194,7 +200,7 @@ def _partition(args) -> int:
     from ..config import RunConfig, with_fields
     from ..federated.config import FederatedConfig
     from ..federated.partition import cut_edges, load_partition, write_partition
-    from ..training.run import load_series_and_graph
+    from ..training.prepare import load_series_and_graph
 
     cfg = with_fields(RunConfig(), {"data.path": args.data, "data.graph": args.graph, "data.dataset": args.dataset})
     series, graph, _ = load_series_and_graph(cfg)

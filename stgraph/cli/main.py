@@ -52,8 +52,6 @@ def _parse(parser, argv: list[str]):
     flags = [a for a in argv if a in GLOBAL_FLAGS]
     rest = [a for a in argv if a not in GLOBAL_FLAGS]
     args = parser.parse_args(flags + rest)
-    if args.verbose and args.quiet:
-        parser.error("-v/--verbose and -q/--quiet contradict each other; pass one")
     # `train --devices K` relaunches the command under torchrun, with the same verbosity
     args.argv = [a for a in flags if a != "--debug"] + rest
     return args
