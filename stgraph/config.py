@@ -22,11 +22,9 @@ a new list or dict to :func:`with_fields`.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import difflib
 import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,8 @@ from typing import Any, Optional, Union
 import yaml
 
 from .errors import ConfigError, where
+from .typecheck import check_value
+from .yamlfile import load_yaml
 
 #: when a training budget (train.budget_minutes) ends a run: after the epoch that crosses it, or at the step
 BUDGET_STOPS = ("epoch", "step")
@@ -208,60 +208,13 @@ def _suggest(key: str, valid) -> str:
     return f" (did you mean '{near[0]}'?)" if near else ""
 
 
-_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; convert int -> float where harmless."""
+    """Check ``value`` against the annotation ``tp`` (:func:`stgraph.typecheck.check_value`); convert int ->
+    float where harmless. ``data.null_value`` takes every spelling of a null value."""
     if where == "data.null_value":  # one spelling everywhere: nan, none, 0, <number>, auto
         from .io.series import parse_null_value
         return parse_null_value(value, where)
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
-        raise ConfigError(f"{where} = {value!r}: expected {names}, got {type(value).__name__}")
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} = {value!r}: expected true or false, got {type(value).__name__}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} = {value!r}: expected an integer, got {type(value).__name__}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
-        raise ConfigError(f"{where} = {value!r}: expected a number, got {type(value).__name__}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (_dt.date, _dt.datetime)):
-            return value.isoformat()  # YAML reads 2012-03-01 as a date; the field wants its text
-        raise ConfigError(f"{where} = {value!r}: expected a string, got {type(value).__name__}")
-    if tp in (list,) or origin is list:
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        raise ConfigError(f"{where} = {value!r}: expected a list, got {type(value).__name__}")
-    if tp in (dict,) or origin is dict:
-        if isinstance(value, dict):
-            return dict(value)
-        raise ConfigError(f"{where} = {value!r}: expected a mapping, got {type(value).__name__}")
-    return value
+    return check_value(value, tp, where)
 
 
 def _applied(obj, mapping: dict, where: str):
@@ -310,77 +263,6 @@ def with_fields(cfg: RunConfig, values: dict) -> RunConfig:
         sections.setdefault(sec, {})[name] = value
     return dataclasses.replace(cfg, **{sec: dataclasses.replace(getattr(cfg, sec), **kw)
                                        for sec, kw in sections.items()})
-
-
-class StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses aliases (``*name``: a few hundred bytes of nested aliases
-    expand to gigabytes) and duplicated keys (YAML would silently keep the last)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.constructor.ConstructorError(
-                None, None, f"alias '*{event.anchor}' refused: stgraph configs do not use anchors and aliases "
-                f"(they can expand a tiny file to gigabytes); write the values out", event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                hash(key)
-            except TypeError:
-                continue  # the base class reports unhashable keys
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"key {key!r} appears twice (first at line {seen[key] + 1}); YAML would silently keep "
-                    f"the last one. Keep one", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
-StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
-
-
-def _yaml_error_text(e: yaml.YAMLError) -> str:
-    mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None)
-    if problem and mark is not None:
-        return f"at line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return "(" + " ".join(str(e).split()) + ")"
-
-
-def load_yaml(source: str | Path | bytes, *, what: str = "YAML file", error=ConfigError):
-    """Parse YAML with :class:`StrictLoader`: no aliases, no duplicated keys, UTF-8 only.
-
-    ``source`` is a :class:`~pathlib.Path` (its bytes are read, ``what`` says what the file is)
-    or the text/bytes themselves (``what`` names them). Errors are ``error`` naming the file (and line)."""
-    if isinstance(source, Path):
-        name = f"{what} {where(source)}"
-        try:
-            raw = source.read_bytes()
-        except OSError as e:
-            from .files import wrap_os_error
-            raise wrap_os_error(e, source, "read") from None
-    else:
-        name, raw = what, source
-    if isinstance(raw, bytes):
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = raw[:e.start].count(b"\n") + 1
-            raise error(f"{name} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}, line {line}); "
-                        f"save it as UTF-8 (e.g. iconv -f CP1252 -t UTF-8)") from None
-    else:
-        text = raw
-    try:
-        return yaml.load(text, Loader=StrictLoader)
-    except RecursionError:
-        raise error(f"{name} nests mappings/lists too deeply to read") from None
-    except yaml.YAMLError as e:
-        raise error(f"{name} is not valid YAML {_yaml_error_text(e)}") from None
 
 
 _DURATION = re.compile(r"(\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*(s|sec|m|min|h)?")

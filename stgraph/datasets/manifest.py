@@ -496,7 +496,7 @@ def parse_manifest(data: Any, path: str | os.PathLike | None = None) -> Manifest
 
 def load_manifest(path: str | os.PathLike) -> Manifest:
     """Read and validate one YAML manifest file."""
-    from ..config import load_yaml
+    from ..yamlfile import load_yaml
 
     path = Path(path)
     if not path.is_file():

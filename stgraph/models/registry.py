@@ -27,11 +27,9 @@ with ``exogenous=True`` (:func:`exogenous_models`): they take the size argument 
 """
 from __future__ import annotations
 
-import collections.abc
 import difflib
 import importlib
 import inspect
-import types
 import typing
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
@@ -39,6 +37,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from ..errors import ConfigError
+from ..typecheck import check_value
 
 _REGISTRY: dict[str, type] = {}
 
@@ -193,40 +192,16 @@ def _type_text(tp) -> str:
     return str(tp).replace("typing.", "").replace("collections.abc.", "").replace("<class '", "").replace("'>", "")
 
 
-def _matches(value, tp) -> bool:
-    """Whether ``value`` (as YAML gives it: bool, int, float, str, list, dict, None) fits the annotation ``tp``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is typing.Any:
-        return True
-    if tp is type(None) or tp is None:
-        return value is None
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
-    if origin is typing.Literal:
-        return value in args
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    if tp in (list, tuple) or origin in (list, tuple, collections.abc.Sequence):
-        if not isinstance(value, (list, tuple)):
-            return False
-        item = args[0] if args and (origin is not tuple or (len(args) == 2 and args[1] is Ellipsis)) else None
-        return item is None or all(_matches(v, item) for v in value)
-    if tp is dict or origin in (dict, collections.abc.Mapping):
-        return isinstance(value, dict)
-    return not isinstance(tp, type) or isinstance(value, tp)
-
-
 def _check_annotation(model: str, key: str, value, tp) -> None:
-    """A model argument must fit the type its constructor declares (``Optional[int]``, ``Sequence[int]``, ...)."""
-    if tp is not None and not _matches(value, tp):
+    """A model argument must fit the type its constructor declares (``Optional[int]``, ``Sequence[int]``, ...):
+    :func:`stgraph.typecheck.check_value`, the check of config fields, without their conversions."""
+    if tp is None:
+        return
+    try:
+        check_value(value, tp, f"model.params.{key}", convert=False)
+    except ConfigError:
         raise ConfigError(f"model.params.{key} = {value!r}: expected {_type_text(tp)}, got {type(value).__name__} "
-                          f"('{model}' declares {key}: {_type_text(tp)})")
+                          f"('{model}' declares {key}: {_type_text(tp)})") from None
 
 
 def _check_param(model: str, key: str, value, default, may_be_zero: bool = False) -> None:
