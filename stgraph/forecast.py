@@ -70,10 +70,11 @@ def forecast_at(run, at: str | None = None, series=None, amp: str = "off") -> Fo
         x, cov, future = data.window_at(series, at)
     except (ConfigError, SeriesError) as e:
         raise type(e)(f"at={e}") from None
+    device = run.forecaster.device
     run.model.eval()
     with torch.inference_mode():
-        with autocast_context(run.forecaster.device, amp)():
-            out = run.model(x.to(run.forecaster.device), run.graph, {k: v.to(run.forecaster.device) for k, v in cov.items()})
+        with autocast_context(device, amp)():
+            out = run.model(x.to(device), run.graph, {k: v.to(device) for k, v in cov.items()})
         out = run.forecaster.to_units(out)
         band = None
         if isinstance(out, torch.distributions.Distribution):

@@ -279,7 +279,7 @@ def attention_sample(run, max_nodes: int = 60) -> dict | None:
     if "return_attention" not in inspect.signature(model.forward).parameters:
         return None
     model.eval()
-    batch = next(iter(run.data.loader("test", 16, shuffle=False))).to(run.device)
+    batch = next(iter(run.data.loader("test", 16, shuffle=False))).to(run.forecaster.device)
     _, att = model(batch.x, run.graph, batch.covariates, return_attention=True)
     out = {}
     if att.get("temporal") is not None:

@@ -20,7 +20,8 @@ def _evaluate(run, minutes: float | None = None) -> dict:
     of its snapshot ``best@<minutes>m.pt``."""
     if minutes is not None:
         from ..training.checkpoint import load_checkpoint
-        run.model.load_state_dict(load_checkpoint(run.files.snapshot(minutes), map_location=run.device)["model"])
+        state = load_checkpoint(run.files.snapshot(minutes), map_location=run.forecaster.device)
+        run.model.load_state_dict(state["model"])
     res = run.evaluate("test", horizons=tuple(range(1, run.data.horizon + 1)))
     res["step_minutes"] = run.data.interval_minutes
     run.write_bench_evaluation(res, minutes)
