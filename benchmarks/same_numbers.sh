@@ -13,20 +13,23 @@ OUT=${1:?usage: same_numbers.sh OUT [PYTHON]}
 PY=${2:-.venv/bin/python}
 WEEK=${WEEK:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data/metr-la-week}
 HERE=$(cd "$(dirname "$0")" && pwd)
-rm -rf "$OUT"; mkdir -p "$OUT"
+PARTS=${PARTS:-bench fed update}   # a subset, e.g. PARTS="fed update"
+mkdir -p "$OUT"
 export OMP_NUM_THREADS=1 PYTHONHASHSEED=0
-$PY -m stgraph bench --data "$WEEK/metr-la-week.h5" --graph "$WEEK/adj_mx.pkl" \
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+has bench && rm -rf "$OUT/bench" && $PY -m stgraph bench --data "$WEEK/metr-la-week.h5" --graph "$WEEK/adj_mx.pkl" \
     --models last,ha,var,dcrnn,stgcn,gwnet,gman,staeformer,stid,stgt --epochs 2 --seeds 1 \
     --set train.max_batches=15 --set train.threads=1 --out "$OUT/bench" >"$OUT/bench.log" 2>&1
+rm -rf "$OUT/synth" "$OUT/fed" "$OUT/run" "$OUT/run-update"
 $PY -m stgraph data synth --out "$OUT/synth" --sensors 24 --days 7 --seed 3 >/dev/null
-$PY -m stgraph federated simulate --data "$OUT/synth/synthetic.h5" --graph "$OUT/synth/adj_mx.pkl" \
+has fed && $PY -m stgraph federated simulate --data "$OUT/synth/synthetic.h5" --graph "$OUT/synth/adj_mx.pkl" \
     --clients 3 --rounds 2 --local-epochs 1 --finetune-epochs 1 --local-blend --seed 0 \
     --set train.max_batches=5 --set train.threads=1 --set train.batch_size=8 \
     --out "$OUT/fed" >"$OUT/fed.log" 2>&1
-$PY -m stgraph train --data "$OUT/synth/synthetic.h5" --graph "$OUT/synth/adj_mx.pkl" --model stgt \
+has update && $PY -m stgraph train --data "$OUT/synth/synthetic.h5" --graph "$OUT/synth/adj_mx.pkl" --model stgt \
     --epochs 1 --set train.max_batches=5 --set train.threads=1 --batch-size 8 --no-progress \
     --out "$OUT/run" >"$OUT/train.log" 2>&1
-$PY -m stgraph update "$OUT/run" --data "$OUT/synth/synthetic.h5" --epochs 1 --weeks 0 --seed 0 \
+has update && $PY -m stgraph update "$OUT/run" --data "$OUT/synth/synthetic.h5" --epochs 1 --weeks 0 --seed 0 \
     --no-progress --out "$OUT/run-update" >"$OUT/update.log" 2>&1
 $PY "$HERE/digest.py" "$OUT" >"$OUT/digest.txt"
 echo "wrote $OUT/digest.txt ($(wc -l <"$OUT/digest.txt") files)"
