@@ -64,7 +64,7 @@ def mae_on(run_dir: Path, sensors: list[str] | None = None, checkpoint: str = "b
     tr = Run.open(run_dir, device="cpu", checkpoint=checkpoint)
     ids = list(tr.data.sensor_ids)
     idx = torch.arange(len(ids)) if sensors is None else torch.tensor([ids.index(s) for s in sensors])
-    acc = MetricAccumulator(tr.data.horizon, null_value=tr.null_value)
+    acc = MetricAccumulator(tr.data.horizon, null_value=tr.forecaster.null_value)
     for out, y, _ in tr.predictions("test"):
         out = point(out) if isinstance(out, torch.distributions.Distribution) else out
         acc.update(out.index_select(2, idx), y.index_select(2, idx))
@@ -88,10 +88,10 @@ def blended_mae(first: Path, second: Path, sensors: list[str]) -> tuple[dict, Me
         return torch.cat(outs), torch.cat(ys)
 
     (va, y), (vb, _) = preds(runs[0], "val"), preds(runs[1], "val")
-    a, _ = choose_weights(va, vb, y, runs[0].null_value)
+    a, _ = choose_weights(va, vb, y, runs[0].forecaster.null_value)
     (ta, y), (tb, _) = preds(runs[0], "test"), preds(runs[1], "test")
     w = a[None, :, None, None]
-    acc = MetricAccumulator(runs[0].data.horizon, null_value=runs[0].null_value)
+    acc = MetricAccumulator(runs[0].data.horizon, null_value=runs[0].forecaster.null_value)
     acc.update(w * tb + (1 - w) * ta, y)
     res = acc.compute(HORIZONS)
     return {h: res["horizons"][str(h)]["mae"] for h in HORIZONS}, acc, a.tolist()

@@ -82,7 +82,7 @@ def main() -> None:
             "train.epochs": args.epochs, "train.batch_size": 32, "train.lr": 3e-3, "train.progress": False,
             "train.threads": 1, "train.seed": args.seed, "train.patience": 0, "train.device": "cpu"})
         t0 = time.perf_counter()
-        tr = train(cfg, None, log=lambda *a: None)
+        tr = train(cfg, None)
         rows[name] = scores(tr, rain, flags) | {"seconds": time.perf_counter() - t0}
         gates[name] = tr.model.gates() or {}
         print(name, {k: np.round(v, 3).tolist() for k, v in rows[name].items() if not k.startswith("count")},

@@ -86,14 +86,14 @@ def main() -> None:
 
     cost = {}
     t0 = time.perf_counter()
-    tr = train(cfg_for(before), work / "frozen", log=lambda *a: None)
+    tr = train(cfg_for(before), work / "frozen")
     cost["frozen"] = (time.perf_counter() - t0, args.epochs * int(tr.data.split_starts("train").numel()))
     t0 = time.perf_counter()
     _, summary = update_run(work / "frozen", new, work / "updated", weeks=0, lr_scale=0.5, epochs=4, replay=0.25,
-                            progress=False, log=lambda *a: None)
+                            progress=False)
     cost["updated"] = (time.perf_counter() - t0, 4 * summary["update_windows"])
     t0 = time.perf_counter()
-    tr = train(cfg_for(cut(0, n, "all.h5"), (0.85, 0.1, 0.05)), work / "scratch", log=lambda *a: None)
+    tr = train(cfg_for(cut(0, n, "all.h5"), (0.85, 0.1, 0.05)), work / "scratch")
     cost["scratch"] = (time.perf_counter() - t0, args.epochs * int(tr.data.split_starts("train").numel()))
 
     idx = [s.sensor_ids.index(h) for h in hit]

@@ -81,6 +81,18 @@ def lean_malloc() -> bool:
     return ok
 
 
+def configure_process(device, threads: int = 0) -> None:
+    """The process-wide settings of a run, set once by its entry point (``train``, ``Run.open``,
+    ``update_run``, a federated client), never by a constructor: on a CPU ``device`` (a ``torch.device``) the
+    allocator (:func:`tune_malloc`), and with ``threads`` > 0 torch's CPU threads (``train.threads``)."""
+    import torch
+
+    if device.type == "cpu":
+        tune_malloc()
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def check_device_name(name, field: str = "train.device") -> str:
     """``name`` must be ``'auto'``, ``'cpu'`` or ``'cuda[:k]'``; returns it. Only the spelling is checked.
 

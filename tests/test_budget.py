@@ -14,9 +14,9 @@ from stgraph.errors import ConfigError
 from stgraph.training.checkpoint import load_checkpoint
 from stgraph.training.layout import RunFiles
 from stgraph.training.run import train
-from stgraph.training.trainer import cosine_factor
+from stgraph.training.schedule import cosine_factor
+from stgraph.training.trainer import Trainer
 
-QUIET = {"log": lambda *a: None}
 
 
 def _cfg(tiny_synth, **train_kw):
@@ -54,13 +54,13 @@ def test_a_bad_budget_on_the_command_line_exits_with_the_message(argv, capsys):
 
 def test_the_budget_stops_after_the_epoch_or_at_the_step(tiny_synth, tmp_path):
     budget = 0.0001  # 6 ms of CPU: less than one epoch, a few steps
-    run = train(_cfg(tiny_synth, epochs=5, budget_minutes=budget), tmp_path / "epoch", **QUIET)
+    run = train(_cfg(tiny_synth, epochs=5, budget_minutes=budget), tmp_path / "epoch")
     st = run.state
     assert st["budget_stopped"] and st["epoch"] == 1 and st["steps"] == 24 and st["cpu_seconds"] >= budget * 60
     summary = json.loads((tmp_path / "epoch" / "train_summary.json").read_text())
     assert summary["cpu_seconds"] >= budget * 60 and summary["budget_minutes"] == budget and summary["epochs"] == 1
 
-    run = train(_cfg(tiny_synth, epochs=5, budget_minutes=budget, budget_stop="step"), tmp_path / "step", **QUIET)
+    run = train(_cfg(tiny_synth, epochs=5, budget_minutes=budget, budget_stop="step"), tmp_path / "step")
     st = run.state
     assert st["budget_stopped"] and st["epoch"] == 1 and 1 <= st["steps"] < 24
     assert st["cpu_seconds"] >= budget * 60
@@ -74,8 +74,9 @@ def test_the_budget_cosine_anneals_over_the_cpu_time(tiny_synth):
     assert cosine_factor(0.5) == pytest.approx(0.02 + 0.98 * 0.5)  # 0.51
     assert cosine_factor(1.0) == pytest.approx(0.02) and cosine_factor(3.0) == pytest.approx(0.02)
     run = train(_cfg(tiny_synth, epochs=1, max_batches=1, scheduler="cosine", warmup_epochs=1, budget_minutes=1.0,
-                     lr=0.01), None, **QUIET)
-    tr = run.trainer
+                     lr=0.01), None)
+    tr = Trainer(run.forecaster, run.config.train)  # a trainer of this run, where it stopped (epoch 1)
+    tr.state.update(run.state)
     assert tr._lr_factor(0) == pytest.approx(0.5)  # warm-up stays epoch-based: (0 + 1) / (1 + 1)
     tr.cfg = dataclasses.replace(tr.cfg, epochs=101)  # 100 epochs after warm-up: the budget is the nearer end
     for used, want in ((0.0, 1.0), (30.0, 0.51), (60.0, 0.02), (90.0, 0.02)):
@@ -91,21 +92,20 @@ def test_the_budget_cosine_anneals_over_the_cpu_time(tiny_synth):
 
 def test_resume_continues_the_cpu_count(tiny_synth, tmp_path):
     out = tmp_path / "run"
-    first = train(_cfg(tiny_synth, epochs=1, max_batches=3), out, **QUIET).state["cpu_seconds"]
+    first = train(_cfg(tiny_synth, epochs=1, max_batches=3), out).state["cpu_seconds"]
     assert first > 0
     assert load_checkpoint(RunFiles(out).last)["trainer"]["cpu_seconds"] == pytest.approx(first)
-    st = train(_cfg(tiny_synth, epochs=2, max_batches=3), out, resume=True, **QUIET).state
+    st = train(_cfg(tiny_synth, epochs=2, max_batches=3), out, resume=True).state
     assert st["epoch"] == 2 and st["steps"] == 6 and st["cpu_seconds"] > first
     # a budget that is spent already: the resumed run stops before another epoch
-    st = train(_cfg(tiny_synth, epochs=5, max_batches=3, budget_minutes=st["cpu_seconds"] / 60), out, resume=True,
-               **QUIET).state
+    st = train(_cfg(tiny_synth, epochs=5, max_batches=3, budget_minutes=st["cpu_seconds"] / 60), out, resume=True).state
     assert st["epoch"] == 2 and st["budget_stopped"]
 
 
 def test_snapshot_marks_keep_the_best_checkpoint_at_each(tiny_synth, tmp_path):
     out = tmp_path / "run"
     run = train(_cfg(tiny_synth, epochs=3, max_batches=2, budget_minutes=100.0), out,
-                snapshot_marks=[1e-6, 50.0], **QUIET)
+                snapshot_marks=[1e-6, 50.0])
     files = RunFiles(out)
     assert files.snapshot(1e-6).name == "best@1e-06m.pt" and files.snapshot(0.5).name == "best@0.5m.pt"
     first, later = run.state["snapshots"]
@@ -117,7 +117,7 @@ def test_snapshot_marks_keep_the_best_checkpoint_at_each(tiny_synth, tmp_path):
     assert [s["minutes"] for s in summary["snapshots"]] == [1e-6, 50.0]
     with pytest.raises(ConfigError, match=r"snapshot marks .*\(multistep or none\)"):
         train(_cfg(tiny_synth, epochs=1, max_batches=1, budget_minutes=1.0, scheduler="cosine"), None,
-              snapshot_marks=[0.5], **QUIET)
+              snapshot_marks=[0.5])
 
 
 def test_bench_with_budgets(tiny_synth, tmp_path):
@@ -169,7 +169,7 @@ def test_a_step_mode_snapshot_is_the_run_with_that_budget(tiny_synth, tmp_path, 
     one that advances 1 s per reading, so the step at which each crosses is the same in both runs."""
     import torch
 
-    import stgraph.training.trainer as trainer_mod
+    import stgraph.training.budget as budget_mod
 
     class Clock:
         t = 0.0
@@ -181,11 +181,11 @@ def test_a_step_mode_snapshot_is_the_run_with_that_budget(tiny_synth, tmp_path, 
         def __getattr__(self, name):  # perf_counter & co. stay real
             return getattr(__import__("time"), name)
 
-    monkeypatch.setattr(trainer_mod, "time", Clock())
-    one = train(_cfg(tiny_synth, epochs=5, budget_minutes=0.5, budget_stop="step"), tmp_path / "one", **QUIET)
-    monkeypatch.setattr(trainer_mod, "time", Clock())
+    monkeypatch.setattr(budget_mod, "time", Clock())
+    one = train(_cfg(tiny_synth, epochs=5, budget_minutes=0.5, budget_stop="step"), tmp_path / "one")
+    monkeypatch.setattr(budget_mod, "time", Clock())
     two = train(_cfg(tiny_synth, epochs=5, budget_minutes=1.0, budget_stop="step"), tmp_path / "two",
-                snapshot_marks=[0.5], **QUIET)
+                snapshot_marks=[0.5])
     assert one.state["budget_stopped"] and two.state["budget_stopped"]
     assert two.state["steps"] > one.state["steps"]  # it trained on past the mark
     snap = two.state["snapshots"][0]

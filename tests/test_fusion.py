@@ -167,7 +167,7 @@ def test_rain_helps_on_rainy_hours_and_its_gate_opens(tmp_path):
             "model.params": dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last"),
             "train.epochs": 4, "train.batch_size": 32, "train.lr": 3e-3, "train.progress": False, "train.threads": 1,
             "train.seed": 0, "train.patience": 0, "train.device": "cpu"})
-        tr = train(cfg, None, log=lambda *a: None)
+        tr = train(cfg, None)
         got[name] = (_rain_hours_mae(tr, rain), tr.model.gates())
     assert got["rain"][0] < 0.8 * got["none"][0], got
     gates = got["rain"][1]

@@ -27,7 +27,17 @@ def test_estimate_grows_with_batch_width_and_falls_with_recompute():
     assert g - e8 == 4 * 3 * 8 * (300 + 50) * (8 * 12) * 32
 
 
-def test_check_falls_back_to_lean_then_recompute_then_stops(monkeypatch):
+class LoggedLines:
+    """The messages logged so far, as a list."""
+
+    def __init__(self, caplog) -> None:
+        self.caplog = caplog
+
+    def __getitem__(self, i):
+        return [r.getMessage() for r in self.caplog.records][i]
+
+
+def test_check_falls_back_to_lean_then_recompute_then_stops(monkeypatch, caplog):
     import stgraph.runtime as rt
     switched = []
     monkeypatch.setattr(rt, "lean_malloc", lambda: switched.append(1) or True)
@@ -36,9 +46,10 @@ def test_check_falls_back_to_lean_then_recompute_then_stops(monkeypatch):
     lean = m.estimate_train_memory(32, 300, lean=True)
     lean_rc = m.estimate_train_memory(32, 300, lean=True, recompute=True)
     assert lean_rc < lean < fast
-    lines = []
+    caplog.set_level("INFO", logger="stgraph")
+    lines = LoggedLines(caplog)
     check = lambda avail, **kw: check_training_memory(m, batch_size=32, num_edges=300, device="cpu",  # noqa: E731
-                                                      log=lines.append, available=avail, base=0, **kw)
+                                                      available=avail, base=0, **kw)
     assert check(2 * fast) == fast and not switched  # fits: fast allocator kept
     assert check(int(1.02 * lean / 0.9)) == lean and switched and not m.recompute
     assert "lean allocator" in lines[-1]

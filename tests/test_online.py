@@ -13,6 +13,7 @@ from stgraph.models.registry import build_model
 from stgraph.online import remap_nodes, update_run
 from stgraph.online.drift import flag_sensors, rolling_errors
 from stgraph.synth.events import lane_closure
+from stgraph.training.axes import sensor_axes
 from stgraph.training.checkpoint import load_checkpoint
 from stgraph.training.run import load_run, train
 
@@ -21,17 +22,74 @@ D = 288  # 5-minute steps a day
 
 def test_remap_nodes_keeps_known_sensors_by_id():
     sizes = dict(in_channels=1, out_channels=1, input_len=4, horizon=3)
+    params = {"hidden": 8, "heads": 2}
+    axes = sensor_axes("stgt", sizes, params)
     torch.manual_seed(0)
-    old = build_model("stgt", {**sizes, "num_nodes": 3}, {"hidden": 8, "heads": 2})
-    new = build_model("stgt", {**sizes, "num_nodes": 3}, {"hidden": 8, "heads": 2})
+    old = build_model("stgt", {**sizes, "num_nodes": 3}, params)
+    new = build_model("stgt", {**sizes, "num_nodes": 3}, params)
     fresh = new.state_dict()["embed.node.weight"].clone()
     # the run had a, b, c; the new file has c, a, z (b dropped, z new, order changed)
-    state = remap_nodes(old.state_dict(), new, ["a", "b", "c"], ["c", "a", "z"])
+    state = remap_nodes(old.state_dict(), new, ["a", "b", "c"], ["c", "a", "z"], axes)
     w_old, w = old.state_dict()["embed.node.weight"], state["embed.node.weight"]
     assert torch.equal(w[0], w_old[2]) and torch.equal(w[1], w_old[0]) and torch.equal(w[2], fresh[2])
     assert torch.equal(state["pos_in"], old.state_dict()["pos_in"])  # not sensor-indexed: carried as is
-    bigger = build_model("stgt", {**sizes, "num_nodes": 4}, {"hidden": 8, "heads": 2})
-    assert remap_nodes(old.state_dict(), bigger, ["a", "b", "c"], ["a", "b", "c", "d"])["embed.node.weight"].shape == (4, 8)
+    bigger = build_model("stgt", {**sizes, "num_nodes": 4}, params)
+    assert remap_nodes(old.state_dict(), bigger, ["a", "b", "c"], ["a", "b", "c", "d"], axes)["embed.node.weight"].shape == (4, 8)
+
+
+def test_remap_nodes_maps_every_sensor_axis():
+    """A sensor-by-sensor tensor [N, N]: rows and columns of a kept sensor are copied, those of a new one fresh."""
+    class Pairs(torch.nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.pair = torch.nn.Parameter(torch.full((n, n), -1.0))
+
+    old = Pairs(3)
+    with torch.no_grad():
+        old.pair.copy_(torch.arange(9.0).view(3, 3))
+    new = Pairs(3)
+    w = remap_nodes(old.state_dict(), new, ["a", "b", "c"], ["c", "a", "z"], {"pair": [0, 1]})["pair"]
+    assert w[:2, :2].tolist() == [[8, 6], [2, 0]]  # (c, c), (c, a), (a, c), (a, a)
+    assert (w[2] == -1).all() and (w[:, 2] == -1).all()
+    with pytest.raises(ConfigError, match="cannot carry 'pair' over"):
+        remap_nodes(old.state_dict(), Pairs(4), ["a", "b", "c"], ["c", "a", "z", "y"], {})
+    # VAR's weights follow the sensors on both axes, as blocks of lags and steps: not carried to other sensors
+    sizes = dict(in_channels=1, out_channels=1, input_len=4, horizon=3)
+    axes = sensor_axes("var", sizes, {})
+    assert axes == {"weight": [0, 1], "bias": [0]}
+    var = build_model("var", {**sizes, "num_nodes": 3}, {})
+    with pytest.raises(ConfigError, match="cannot carry 'weight' over"):
+        remap_nodes(var.state_dict(), build_model("var", {**sizes, "num_nodes": 3}, {}), ["a", "b", "c"],
+                    ["c", "a", "z"], axes)
+
+
+def _probe(name: str, sizes: dict, params: dict) -> dict:
+    """The axes that change between real models built for 3 and for 4 sensors (the federation's old probe)."""
+    a = build_model(name, {**sizes, "num_nodes": 3}, params).state_dict()
+    b = build_model(name, {**sizes, "num_nodes": 4}, params).state_dict()
+    return {k: [d for d, (x, y) in enumerate(zip(a[k].shape, b[k].shape)) if x != y]
+            for k in a if a[k].shape != b[k].shape}
+
+
+def test_sensor_axes_equal_the_probe_for_every_registry_model():
+    from stgraph.data import ForecastData
+    from stgraph.models.blend import blend_params
+    from stgraph.models.registry import available_models
+    from stgraph.synth import generate as synth_generate
+    from stgraph.training.prepare import model_sizes
+
+    series, _ = synth_generate(8, days=2, seed=0)
+    data = ForecastData.from_series(series, input_len=12, horizon=12)
+    sizes = model_sizes(data, False)
+    params = {"blend": blend_params([("stgt", {"hidden": 8, "heads": 2}), ("var", {})], [[0.5] * 12, [0.5] * 12])}
+    for name in available_models():
+        rng = torch.get_rng_state()
+        axes = sensor_axes(name, sizes, params.get(name, {}))
+        assert torch.equal(rng, torch.get_rng_state()), name  # no random draw: built on the meta device
+        assert axes == _probe(name, sizes, params.get(name, {})), name
+    assert sensor_axes("stgt", sizes, {}) == {"embed.node.weight": [0]}
+    probabilistic = model_sizes(data, True)
+    assert sensor_axes("stgt", probabilistic, {}) == _probe("stgt", probabilistic, {})
 
 
 def test_flag_sensors_ignores_a_network_wide_rise():
@@ -69,9 +127,9 @@ def test_update_recovers_after_a_lane_closure_frozen_does_not_and_drift_flags_it
         "model.params": dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last"),
         "train.epochs": 3, "train.batch_size": 32, "train.lr": 3e-3, "train.progress": False, "train.threads": 1,
         "train.seed": 0, "train.patience": 0, "train.device": "cpu"})
-    train(cfg, tmp_path / "run", log=lambda *a: None)
+    train(cfg, tmp_path / "run")
     _, summary = update_run(tmp_path / "run", new, tmp_path / "run-new", weeks=0, lr_scale=0.5, epochs=4,
-                            replay=0.25, progress=False, log=lambda *a: None)
+                            replay=0.25, progress=False)
 
     info = json.loads((tmp_path / "run-new" / "run.json").read_text())
     assert info["lineage"][0]["run"] == str((tmp_path / "run").resolve()) and info["lineage"][0]["data"] == new

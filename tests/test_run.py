@@ -18,9 +18,9 @@ def _cfg(tiny_synth, model, **train_fields):
 
 
 def test_run_files_list_what_a_run_wrote(tiny_synth, tmp_path, capsys):
-    run = train(_cfg(tiny_synth, "last"), tmp_path / "r", log=lambda *a: None)
+    run = train(_cfg(tiny_synth, "last"), tmp_path / "r")
     files = RunFiles(tmp_path / "r")
-    assert run.files.root == files.root and run.config.model.name == "last" and not run.trainable
+    assert run.files.root == files.root and run.config.model.name == "last" and not run.forecaster.trainable
     assert sorted(p.relative_to(files.root).as_posix() for p in files.written()) == \
         ["checkpoints/best.pt", "checkpoints/last.pt", "config.yaml", "run.json", "train_summary.json"]
     assert main(["evaluate", str(files.root), "--split", "val"]) == 0
@@ -40,7 +40,7 @@ def test_a_new_run_inherits_no_results_left_in_its_folder(tiny_synth, tmp_path):
     for p in (files.evaluation("test"), files.bench_evaluation, files.summary):
         p.write_text('{"stale": true}')
     (out / "notes.txt").write_text("mine")
-    train(_cfg(tiny_synth, "stgt", epochs=1, max_batches=2, batch_size=16), out, log=lambda *a: None)
+    train(_cfg(tiny_synth, "stgt", epochs=1, max_batches=2, batch_size=16), out)
     rows = list(csv.DictReader(files.metrics.open()))
     assert [int(r["epoch"]) for r in rows] == [1]  # not appended to the stale table
     assert not files.evaluation("test").exists() and not files.bench_evaluation.exists()
@@ -58,7 +58,7 @@ def test_a_run_that_fails_in_its_child_process_is_a_row_with_the_error(tiny_synt
 
 
 def test_write_needs_a_run_directory(tiny_synth):
-    run = train(_cfg(tiny_synth, "last"), None, log=lambda *a: None)
+    run = train(_cfg(tiny_synth, "last"), None)
     assert run.files is None and run.notice() is None
     with pytest.raises(Exception, match="without a run directory"):
         run.write_evaluation({}, "test")

@@ -25,7 +25,7 @@ def _cfg(paths, **fields):
                                      "train.threads": 1, **fields})
 
 
-def test_few_validation_windows_need_a_large_gain(daily, monkeypatch):
+def test_few_validation_windows_need_a_large_gain(daily, monkeypatch, caplog):
     """On 5 validation windows the seasonal average must be far ahead (FEW_WINDOWS_GAIN) for 'blend', and the log
     says on how few windows the choice rests; a smaller lead keeps 'last' and says why."""
     import stgraph.models.seasonal as seasonal
@@ -37,8 +37,9 @@ def test_few_validation_windows_need_a_large_gain(daily, monkeypatch):
     r = choose_residual(closed_form_data(data))
     share = 1 - r.ha_mae / r.last_mae
     assert r.windows == 5 < MIN_VALIDATION_WINDOWS and share >= seasonal.FEW_WINDOWS_GAIN and r.choice == "blend"
-    lines = []
-    cfg = choose_defaults(_cfg(daily, **{"model.name": "stgt"}), data, log=lines.append)
+    caplog.set_level("INFO", logger="stgraph")
+    cfg = choose_defaults(_cfg(daily, **{"model.name": "stgt"}), data)
+    lines = [r.getMessage() for r in caplog.records]
     assert cfg.model.params["residual"] == "blend"
     assert re.fullmatch(r"stgt residual: blend \(validation MAE over all steps, 5 windows: last value [\d.]+, seasonal "
                         r"average [\d.]+; the seasonal average is \d+% ahead, at least 20%; the choice rests on only 5 "
@@ -77,7 +78,7 @@ def test_batch_larger_than_the_training_windows(daily, capsys, tmp_path):
     with pytest.raises(ConfigError, match=r"the training split has 33 windows, fewer than one batch "
                                           r"\(train\.batch_size = 64\); use --batch-size 33 or less, or more windows: "
                                           r"a longer series"):
-        train(_cfg(daily, **{"model.name": "stid"}), None, log=lambda *a: None)
+        train(_cfg(daily, **{"model.name": "stid"}), None)
     rc = main(["train", "--data", str(daily["data"]), "--graph", str(daily["graph"]), "--model", "stid",
                "--set", "data.input_len=7", "--set", "data.horizon=7", "--set", "train.threads=1",
                "--batch-size", "64", "--out", str(tmp_path / "run")])

@@ -131,9 +131,9 @@ def train(args) -> int:
     run = train_run(model=args.model, config=args.config, overrides=args.set, out=args.out, resume=args.resume,
                     overwrite=args.overwrite, **given(args, TRAIN_FLAGS))
     st, cfg = run.state, run.config
-    if not run.dist.is_main:  # the other data-parallel processes: rank 0 reports
+    if not run.forecaster.dist.is_main:  # the other data-parallel processes: rank 0 reports
         return 0
-    if not run.trainable:
+    if not run.forecaster.trainable:
         print(f"fitted {cfg.model.name} (nothing to train); run directory {args.out}")
     else:
         if st.get("early_stopped"):

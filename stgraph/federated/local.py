@@ -53,7 +53,7 @@ def train_local(client_dir: str | Path, epochs: int | None = None):
                           f"local_blend_epochs; set federated.local_blend)")
     cfg = with_fields(cfg, {"train.epochs": epochs, "train.scheduler": info.get("local_scheduler", "cosine")})
     t0 = time.perf_counter()
-    run = train(cfg, files.local, overwrite=True, log=lambda *a, **k: None)
+    run = train(cfg, files.local, overwrite=True)
     log.info(f"client {info['partition_id']}: trained a local model on its own data ({epochs} epochs, "
              f"{time.perf_counter() - t0:.0f} s), validation MAE {run.state['best_val']:.4f}")
     return run
@@ -99,7 +99,7 @@ def blend_client(client_dir: str | Path) -> dict:
     if not _same_scaling(fed_run.data.scaler.state_dict(), local_run.data.scaler.state_dict()):
         raise ConfigError(f"'{local}' was scaled otherwise than '{d}' (another training split?); train the "
                           f"local model again")
-    a, mae = choose_weights(fed_val, local_val, y, fed_run.null_value)
+    a, mae = choose_weights(fed_val, local_val, y, fed_run.forecaster.null_value)
     chosen = mae.min(0).values  # the MAE of the chosen weight at each step
     weights = [round(float(v), 4) for v in a]  # grid values, written as the decimals they are
     # validation MAE as the mean over the forecast steps (each step has the same windows)

@@ -40,7 +40,7 @@ def rolling_errors(run, period: str = "1D", stride: int = 1, batch_size: int = 2
 
     Args:
         run: a :class:`~stgraph.training.run.Run` (e.g. from :meth:`Run.open <stgraph.training.run.Run.open>`),
-            or its :class:`~stgraph.training.trainer.Trainer`.
+            or its :class:`~stgraph.training.forecaster.Forecaster`.
         period: bin width, e.g. ``'1D'``, ``'6h'``.
         stride: use every ``stride``-th window start.
 
@@ -49,8 +49,8 @@ def rolling_errors(run, period: str = "1D", stride: int = 1, batch_size: int = 2
         ``errors [P, N]`` float64 MAE (NaN where a sensor has no valid target in the period),
         ``counts [P, N]`` the valid target entries behind each.
     """
-    trainer = getattr(run, "trainer", run)
-    data = trainer.data
+    forecaster = getattr(run, "forecaster", run)
+    data = forecaster.data
     step = np.timedelta64(parse_interval(period), "ns").astype(np.int64)
     if step <= 0:
         raise ConfigError(f"--period {period!r}: expected a positive duration such as 1D or 6h")
@@ -63,13 +63,13 @@ def rolling_errors(run, period: str = "1D", stride: int = 1, batch_size: int = 2
     P, N = int(bins.max()) + 1, data.num_nodes
     sums = torch.zeros(P, N, dtype=torch.float64)
     counts = torch.zeros(P, N, dtype=torch.float64)
-    trainer.model.eval()
+    forecaster.model.eval()
     for a in range(0, len(starts), batch_size):
         s = torch.from_numpy(starts[a:a + batch_size]).to(data.device)
-        batch = data.batch(s).to(trainer.device)
-        out = trainer.to_units(trainer._forward(batch))
+        batch = data.batch(s).to(forecaster.device)
+        out = forecaster.to_units(forecaster.forward(batch))
         out = point(out) if isinstance(out, torch.distributions.Distribution) else out  # the median
-        m = valid_mask(batch.y, trainer.null_value)
+        m = valid_mask(batch.y, forecaster.null_value)
         err = torch.where(m, (out - batch.y).abs(), torch.zeros_like(out)).double().sum(dim=(1, 3)).cpu()  # [B, N]
         cnt = m.double().sum(dim=(1, 3)).cpu()
         b = torch.from_numpy(bins[a:a + batch_size])

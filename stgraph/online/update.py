@@ -1,4 +1,4 @@
-"""Continue a trained run on new data: ``stgraph update RUN_DIR --data NEW_PATH [--out NEW_RUN]``.
+"""Continue a trained run on new data: ``update_run(run_dir, data_path, out)`` (``stgraph update``).
 
 The update is a new run directory (the old one is never touched) whose model starts from the old
 run's best weights and is trained with the one :class:`~stgraph.training.trainer.Trainer`:
@@ -7,19 +7,22 @@ run's best weights and is trained with the one :class:`~stgraph.training.trainer
 * at a **small learning rate** (the run's ``train.lr`` times ``lr_scale``, no warm-up) for a few epochs,
 * with a **replay buffer**: a share ``replay`` of every batch is drawn from the old run's training
   windows, against forgetting (the old file is re-read; its sensors are put in the new order, a sensor
-  it lacks is null there and so out of the loss),
+  it lacks is null there and so out of the loss): the trainer's batch source
+  (:class:`~stgraph.online.replay.ReplayBatches`),
 * **keeping the scaler** (the run's training statistics, not refitted) and matching **sensors by id**:
   a sensor of the new file the run knew keeps its embedding rows, a new sensor gets freshly initialised
-  ones, a sensor the new file lacks is dropped (every node-indexed tensor is remapped: see
-  :func:`remap_nodes`).
+  ones, a sensor the new file lacks is dropped (every tensor with a sensor axis,
+  :func:`stgraph.training.axes.sensor_axes`, is remapped: see :func:`remap_nodes`).
 
 ``run.json`` of the update records its **lineage**: the run it came from, the data it saw (path and
-fingerprint), the sensors added and dropped, and the parent's own lineage.
+fingerprint), the sensors added and dropped, and the parent's own lineage. The run directory is written by
+the one run writer (:mod:`stgraph.training.writer`). Messages go to ``logging.getLogger(__name__)``.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -30,17 +33,35 @@ import torch
 from ..errors import ConfigError, RunDirError
 from ..files import atomic_write, check_no_links, read_json, run_lock
 
+log = logging.getLogger(__name__)
 
-def remap_nodes(old_state: dict, new_model: torch.nn.Module, old_ids: list[str], new_ids: list[str]) -> dict:
+
+def _carry(old: torch.Tensor, fresh: torch.Tensor, axes: list[int], kept_old: list[int],
+           kept_new: list[int]) -> torch.Tensor:
+    """``fresh`` with the rows of the kept sensors copied from ``old`` along every sensor axis in ``axes``."""
+    t = fresh.clone()
+    idx_new = torch.tensor(kept_new, dtype=torch.long)
+    idx_old = torch.tensor(kept_old, dtype=torch.long)
+    if len(axes) == 1:
+        return t.index_copy_(axes[0], idx_new, old.index_select(axes[0], idx_old).to(t.dtype))
+    src = old
+    for d in axes:
+        src = src.index_select(d, idx_old)
+    grids = torch.meshgrid(*[idx_new if d in axes else torch.arange(t.shape[d]) for d in range(t.dim())],
+                           indexing="ij")
+    return t.index_put_(grids, src.to(t.dtype))
+
+
+def remap_nodes(old_state: dict, new_model: torch.nn.Module, old_ids: list[str], new_ids: list[str],
+                axes: dict[str, list[int]]) -> dict:
     """``old_state`` (a state dict over ``old_ids`` sensors) as a state dict for ``new_model`` (over ``new_ids``).
 
-    A tensor whose shape matches the new model's is copied, except along a sensor axis; a sensor axis is
-    the first axis of size ``len(old_ids)`` whose counterpart in the new model has size ``len(new_ids)``
-    (all other axes equal). Along it, rows of sensors in both runs are copied by id; rows of new sensors
-    keep ``new_model``'s fresh initialisation.
+    ``axes``: each key's sensor axes (:func:`stgraph.training.axes.sensor_axes` of the model). Along them,
+    rows of sensors in both runs are copied by id and rows of new sensors keep ``new_model``'s fresh
+    initialisation; a tensor without a sensor axis is copied as it is.
 
     Raises:
-        ConfigError: a tensor that cannot be mapped (its shape differs beyond the sensor axis).
+        ConfigError: a tensor that cannot be mapped (its shape differs beyond its sensor axes).
     """
     new_state = new_model.state_dict()
     pos_old = {s: i for i, s in enumerate(old_ids)}
@@ -53,92 +74,14 @@ def remap_nodes(old_state: dict, new_model: torch.nn.Module, old_ids: list[str],
         if old is None:
             out[key] = fresh
             continue
-        axis = None
-        if not same and old.dim() == fresh.dim():
-            for d in range(old.dim()):
-                others = [a == b for j, (a, b) in enumerate(zip(old.shape, fresh.shape)) if j != d]
-                if old.shape[d] == len(old_ids) and fresh.shape[d] == len(new_ids) and all(others):
-                    if "node" in key or old.shape != fresh.shape or d == 0:
-                        axis = d
-                        break
-        if axis is None:
-            if old.shape != fresh.shape:
-                raise ConfigError(f"cannot carry '{key}' over: shape {tuple(old.shape)} in the run, "
-                                  f"{tuple(fresh.shape)} in the updated model")
-            out[key] = old.clone()
-            continue
-        t = fresh.clone()
-        idx_new = torch.tensor(kept_new, dtype=torch.long)
-        idx_old = torch.tensor(kept_old, dtype=torch.long)
-        t.index_copy_(axis, idx_new, old.index_select(axis, idx_old).to(t.dtype))
-        out[key] = t
+        dims = [] if same else list(axes.get(key, ()))
+        others = [d for d in range(fresh.dim()) if d not in dims]
+        if old.dim() != fresh.dim() or any(old.shape[d] != fresh.shape[d] for d in others) or \
+                any(old.shape[d] != len(old_ids) or fresh.shape[d] != len(new_ids) for d in dims):
+            raise ConfigError(f"cannot carry '{key}' over: shape {tuple(old.shape)} in the run, "
+                              f"{tuple(fresh.shape)} in the updated model")
+        out[key] = _carry(old, fresh, dims, kept_old, kept_new) if dims else old.clone()
     return out
-
-
-class ReplayLoader:
-    """Batches of the new data's newest training windows mixed with replayed windows of the old data.
-
-    Each batch of ``batch_size`` holds ``batch_size - k`` new windows (in a shuffled pass over
-    ``new_starts``) and ``k = round(replay * batch_size)`` old windows drawn at random from
-    ``old_starts`` of ``old`` (one gather each, concatenated). Yields :class:`~stgraph.data.dataset.Batch`.
-    """
-
-    def __init__(self, new, new_starts: torch.Tensor, old, old_starts: torch.Tensor | None, batch_size: int,
-                 replay: float, generator: torch.Generator | None, drop_last: bool = True):
-        self.new, self.old = new, old
-        self.new_starts, self.old_starts = new_starts, old_starts
-        self.k = 0 if old_starts is None or old_starts.numel() == 0 else int(round(replay * batch_size))
-        self.b = max(1, batch_size - self.k)
-        self.generator = generator
-        self.drop_last = drop_last
-
-    def __len__(self) -> int:
-        n = int(self.new_starts.numel())
-        return n // self.b if self.drop_last else -(-n // self.b)
-
-    def __iter__(self):
-        from ..data.dataset import Batch
-        from dataclasses import fields
-
-        order = self.new_starts[torch.randperm(self.new_starts.numel(), generator=self.generator)]
-        for i in range(len(self)):
-            batch = self.new.batch(order[i * self.b:(i + 1) * self.b])
-            if self.k:
-                pick = torch.randint(0, self.old_starts.numel(), (self.k,), generator=self.generator)
-                old = self.old.batch(self.old_starts[pick])
-                batch = Batch(*(None if getattr(batch, f.name) is None else
-                                torch.cat([getattr(batch, f.name), getattr(old, f.name)])
-                                for f in fields(batch)))
-            yield batch
-
-
-class UpdateData:
-    """The new :class:`~stgraph.data.ForecastData` whose shuffled ``'train'`` loader (the training passes)
-    is a :class:`ReplayLoader` over its newest training windows; everything else is the new data's."""
-
-    def __init__(self, new, old, weeks: float, replay: float):
-        self._new, self._old = new, old
-        self.replay = float(replay)
-        starts = new.split_starts("train")
-        ts = new.timestamps.astype("datetime64[ns]")
-        if weeks and len(starts):
-            last = ts[int(starts[-1])]
-            first = last - np.timedelta64(int(weeks * 7 * 86400), "s")
-            keep = ts[starts.cpu().numpy()] >= first
-            starts = starts[torch.from_numpy(keep).to(starts.device)]
-        self.update_starts = starts
-        self.old_starts = None if old is None else old.split_starts("train")
-
-    def __getattr__(self, name):
-        return getattr(self._new, name)
-
-    def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-               generator: torch.Generator | None = None, **kwargs):
-        if split_name != "train" or not shuffle:  # closed-form fits read the new training windows in order
-            return self._new.loader(split_name, batch_size, shuffle=shuffle, drop_last=drop_last,
-                                    generator=generator, **kwargs)
-        return ReplayLoader(self._new, self.update_starts, self._old, self.old_starts, batch_size, self.replay,
-                            generator, drop_last=drop_last)
 
 
 def _old_on_new_sensors(series, new_ids: list[str]):
@@ -169,7 +112,7 @@ def _warn_partial_week(model, data, data_path) -> None:
         warnings.warn(StgraphWarning(
             f"{data_path}: the update's training rows cover only {[names[d] for d in days]}; the run's seasonal "
             f"residual is refitted on them, so the other days' seasonal average falls back to these days. Pass at "
-            f"least a week of new data"), stacklevel=3)
+            f"least a week of new data"), stacklevel=4)
 
 
 def _default_out(run_dir: Path) -> Path:
@@ -179,9 +122,55 @@ def _default_out(run_dir: Path) -> Path:
     return run_dir.parent / f"{run_dir.name}-update{k}"
 
 
+def _check_arguments(run_dir: Path, out, replay: float, lr_scale: float, epochs: int, weeks: float) -> Path:
+    """The update's run directory (``out`` or the default), after checking the arguments."""
+    from ..training.layout import RunFiles
+
+    if not RunFiles(run_dir).config.is_file():
+        raise RunDirError(f"'{run_dir}' is not a run directory (no config.yaml); train first with stgraph train")
+    if not 0 <= replay < 1:
+        raise ConfigError(f"replay = {replay} (--replay): expected a share of each batch in [0, 1)")
+    if not (lr_scale > 0 and epochs >= 1 and weeks >= 0):
+        raise ConfigError(f"lr_scale = {lr_scale}, epochs = {epochs}, weeks = {weeks} (--lr-scale, --epochs, "
+                          f"--weeks): expected lr_scale > 0, epochs >= 1, weeks >= 0")
+    check_no_links(run_dir)
+    out = Path(out) if out is not None else _default_out(run_dir)
+    if out.exists() and any(out.iterdir()):
+        raise RunDirError(f"out = '{out}' (--out) already exists; an update writes a new run directory: choose "
+                          f"another")
+    return out
+
+
+def _old_data(old_cfg, new_ids: list[str], ck: dict):
+    """The run's own training data with its sensors in the new order (what replay draws from)."""
+    from ..data import ForecastData
+    from ..training.prepare import load_series_and_graph
+
+    old_series, _, _ = load_series_and_graph(old_cfg)
+    d = old_cfg.data
+    old_data = ForecastData.from_series(_old_on_new_sensors(old_series, new_ids), input_len=d.input_len,
+                                        horizon=d.horizon, stride=d.stride, split=tuple(d.split), target=d.target)
+    if ck.get("scaler"):
+        old_data.set_scaler_state(ck["scaler"])
+    if d.covariates:
+        from ..data.covariates import attach
+        attach(old_data, d.covariates, _old_on_new_sensors(old_series, new_ids), None, d.covariate_tolerance,
+               ck.get("covariates"))
+    return old_data
+
+
+def _lineage_step(run_dir: Path, data_path, fingerprint: dict, ck_path: Path, old_ids, new_ids) -> dict:
+    added = [s for s in new_ids if s not in set(old_ids)]
+    dropped = [s for s in old_ids if s not in set(new_ids)]
+    return {"run": str(run_dir.resolve()), "data": os.path.abspath(str(data_path)),
+            "data_fingerprint": fingerprint["data"], "checkpoint": str(ck_path.name),
+            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "added_sensors": added, "dropped_sensors": dropped}
+
+
 def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks: float = 2.0,
                lr_scale: float = 0.1, epochs: int = 3, replay: float = 0.25, seed: int | None = None,
-               progress: bool = True, log=print):
+               progress: bool = True):
     """Continue the run in ``run_dir`` on ``data_path`` into a new run directory ``out`` (module docstring).
 
     Args:
@@ -194,6 +183,7 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
         epochs: passes over those windows.
         replay: share of each batch replayed from the run's own training windows (0: none).
         seed: the update's seed (default: the run's).
+        progress: show a progress bar.
 
     Returns:
         ``(trainer, summary)``: the finished :class:`~stgraph.training.trainer.Trainer` and the dict
@@ -202,94 +192,75 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
     Raises:
         RunDirError / ConfigError: not a run, ``out`` exists, channels differ, a tensor cannot be carried over.
     """
-    from ..training.checkpoint import load_checkpoint
-    from ..training.run import (_absolute, _start_run_dir, graph_fingerprint, load_series_and_graph, make_model,
-                                prepare, report_gates)
-    from ..training.layout import RunFiles
-    from ..training.trainer import Trainer, seed_everything
     from ..config import load_run_config, with_fields
-    from ..data import ForecastData
-    from ..models.registry import count_parameters
+    from ..training.checkpoint import load_checkpoint
+    from ..training.layout import RunFiles
+    from ..training.resume import absolute_paths
+    from ..training.trainer import seed_everything
 
     run_dir = Path(run_dir)
+    out = _check_arguments(run_dir, out, replay, lr_scale, epochs, weeks)
     files = RunFiles(run_dir)
-    if not files.config.is_file():
-        raise RunDirError(f"'{run_dir}' is not a run directory (no config.yaml); train first with stgraph train")
-    if not 0 <= replay < 1:
-        raise ConfigError(f"--replay = {replay}: expected a share of each batch in [0, 1)")
-    if not (lr_scale > 0 and epochs >= 1 and weeks >= 0):
-        raise ConfigError(f"--lr-scale {lr_scale}, --epochs {epochs}, --weeks {weeks}: expected lr-scale > 0, "
-                          f"epochs >= 1, weeks >= 0")
-    check_no_links(run_dir)
-    out = Path(out) if out is not None else _default_out(run_dir)
-    if out.exists() and any(out.iterdir()):
-        raise RunDirError(f"--out '{out}' already exists; an update writes a new run directory: choose another")
     old_cfg = load_run_config(files.config)
-    ck_path = files.best
+    ck_path = files.best  # the lineage names best.pt, even where a run without one is continued from last.pt
     ck = load_checkpoint(ck_path if ck_path.is_file() else files.last)
     old_info = read_json(files.info, what="run file", error=RunDirError)
-    old_ids = [str(s) for s in old_info["sensor_ids"]]
-
     cfg = with_fields(old_cfg, {
         "data.path": str(data_path), "data.dataset": None, **({"data.graph": graph} if graph is not None else {}),
         "train.lr": old_cfg.train.lr * lr_scale, "train.epochs": int(epochs), "train.warmup_epochs": 0,
         "train.patience": 0, "train.max_batches": 0, "train.progress": progress,
         **({"train.seed": int(seed)} if seed is not None else {})})
-    cfg = _absolute(cfg).validate()
+    cfg = absolute_paths(cfg).validate()
     seed_everything(cfg.train.seed)
+    return _update(run_dir, data_path, out, cfg, old_cfg, ck, ck_path, old_info, weeks, replay)
+
+
+def _update(run_dir: Path, data_path, out: Path, cfg, old_cfg, ck: dict, ck_path: Path, old_info: dict,
+            weeks: float, replay: float):
+    """The update itself, from the new config on (:func:`update_run`)."""
+    from ..runtime import configure_process
+    from ..training.axes import sensor_axes
+    from ..training.checks import report_gates
+    from ..training.forecaster import Forecaster
+    from ..training.layout import RunFiles
+    from ..training.prepare import make_model, model_sizes, prepare
+    from ..training.trainer import Trainer
+    from ..training.writer import RunRecord, RunWriter
+    from .replay import ReplayBatches
+
     prep = prepare(cfg, covariate_stats=ck.get("covariates"))
-    new_ids = list(prep.series.sensor_ids)
+    old_ids, new_ids = [str(s) for s in old_info["sensor_ids"]], list(prep.series.sensor_ids)
     if list(prep.series.channels) != list(old_info["channels"]):
         raise ConfigError(f"{data_path}: channels {prep.series.channels}, the run's {old_info['channels']}; an update "
                           f"needs the same channels")
     if ck.get("scaler"):
         prep.data.set_scaler_state(ck["scaler"])
-    old_data = None
-    if replay > 0:
-        old_series, _, _ = load_series_and_graph(old_cfg)
-        d = old_cfg.data
-        old_on_new = _old_on_new_sensors(old_series, new_ids)
-        covariates = None
-        if d.covariates:
-            from ..io.covariates import read_covariates
-            covariates = read_covariates(d.covariates, old_on_new, None, d.covariate_tolerance)
-        old_data = ForecastData.from_series(old_on_new, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
-                                            split=tuple(d.split), target=d.target, covariates=covariates,
-                                            covariate_stats=ck.get("covariates"))
-        if ck.get("scaler"):
-            old_data.set_scaler_state(ck["scaler"])
+    old_data = _old_data(old_cfg, new_ids, ck) if replay > 0 else None
     model = make_model(cfg, prep.data)
-    model.load_state_dict(remap_nodes(ck["model"], model, old_ids, new_ids))
-    data = UpdateData(prep.data, old_data, weeks, replay)
+    axes = sensor_axes(cfg.model.name, model_sizes(prep.data, cfg.model.probabilistic), cfg.model.params)
+    model.load_state_dict(remap_nodes(ck["model"], model, old_ids, new_ids, axes))
+    batches = ReplayBatches(prep.data, old_data, weeks, replay)
     _warn_partial_week(model, prep.data, data_path)
-    fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
-    added = [s for s in new_ids if s not in set(old_ids)]
-    dropped = [s for s in old_ids if s not in set(new_ids)]
-    step = {"run": str(run_dir.resolve()), "data": os.path.abspath(str(data_path)),
-            "data_fingerprint": fingerprint["data"], "checkpoint": str(ck_path.name),
-            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "added_sensors": added, "dropped_sensors": dropped}
-    info = {"model": cfg.model.name, "parameters": count_parameters(model), "sensor_ids": new_ids,
-            "channels": list(prep.series.channels), "target_channels": list(prep.data.target_channels),
-            "fingerprint": fingerprint, "source": os.path.abspath(str(prep.series.source)),
-            "lineage": [step] + list(old_info.get("lineage", []))}
-    extra = {"config": cfg.to_dict(), "fingerprint": fingerprint}
-    if prep.data.exogenous is not None:
-        extra["covariates"] = prep.data.exogenous.state_dict()
+    record = RunRecord.of(cfg, prep)
+    step = _lineage_step(run_dir, data_path, record.fingerprint, ck_path, old_ids, new_ids)
+    info = record.info(model, prep, lineage=[step] + list(old_info.get("lineage", [])))
     with run_lock(out):
-        _start_run_dir(out, cfg, info)
-        trainer = Trainer(model, data, prep.graph, cfg.train, out, extra_state=extra)
+        writer = RunWriter(out, record)
+        writer.start(info)
+        forecaster = Forecaster(model, prep.data, prep.graph, cfg.train)
+        configure_process(forecaster.device, cfg.train.threads)
+        trainer = Trainer(forecaster, cfg.train, batches=batches, writer=writer)
         t0 = time.perf_counter()
         trainer.fit()
         seconds = time.perf_counter() - t0
-        summary = {"from_run": step["run"], "data": step["data"], "added_sensors": added,
-                   "dropped_sensors": dropped, "update_windows": int(data.update_starts.numel()),
-                   "replay_share": replay if old_data is not None else 0.0, "epochs": int(epochs),
+        summary = {"from_run": step["run"], "data": step["data"], "added_sensors": step["added_sensors"],
+                   "dropped_sensors": step["dropped_sensors"], "update_windows": int(batches.update_starts.numel()),
+                   "replay_share": replay if old_data is not None else 0.0, "epochs": cfg.train.epochs,
                    "lr": cfg.train.lr, "seconds": round(seconds, 3), "best_val_mae": trainer.state["best_val"]}
         atomic_write(RunFiles(out).update, json.dumps(summary, indent=1))
         if prep.data.exogenous is not None:
-            report_gates(trainer, out, log)
-    log(f"updated {run_dir} on {data_path}: {summary['update_windows']} new windows, replay {summary['replay_share']}, "
-        f"{epochs} epoch(s) at lr {cfg.train.lr:.2e} in {seconds:.1f} s; sensors added {len(added)}, dropped "
-        f"{len(dropped)}; run directory {out}")
+            report_gates(forecaster, out)
+    log.info(f"updated {run_dir} on {data_path}: {summary['update_windows']} new windows, replay "
+             f"{summary['replay_share']}, {cfg.train.epochs} epoch(s) at lr {cfg.train.lr:.2e} in {seconds:.1f} s; "
+             f"sensors added {len(step['added_sensors'])}, dropped {len(step['dropped_sensors'])}; run directory {out}")
     return trainer, summary

@@ -5,16 +5,20 @@ A model that defines ``estimate_train_memory(batch_size, num_edges, device, reco
 is checked before training starts: the estimate plus the process's own footprint (interpreter,
 torch, the series in memory) is compared with the memory the machine has available, and a run
 that would not fit stops with a message naming the settings to lower and what each would need,
-instead of being killed by the kernel's out-of-memory killer halfway through an epoch.
+instead of being killed by the kernel's out-of-memory killer halfway through an epoch. The estimate and
+the choices made to fit go to ``logging.getLogger(__name__)``.
 """
 from __future__ import annotations
 
+import logging
 import os
 import resource
 
 import torch
 
 from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: share of the available memory a run may plan to use
 HEADROOM = 0.9
@@ -40,7 +44,7 @@ def _gb(b: float) -> str:
     return f"{b / 2**30:.1f} GB"
 
 
-def check_training_memory(model, *, batch_size: int, num_edges: int, device, log=print,
+def check_training_memory(model, *, batch_size: int, num_edges: int, device,
                           available: int | None = None, enabled: bool = True,
                           base: int | None = None) -> int | None:
     """Estimate the peak memory of training ``model`` and stop if it cannot fit.
@@ -49,7 +53,7 @@ def check_training_memory(model, *, batch_size: int, num_edges: int, device, log
         model: the model (checked only if it has ``estimate_train_memory``).
         batch_size: training batch size; num_edges: ``E`` of the graph; device: training device.
         available: bytes available (default: :func:`available_bytes`, or free CUDA memory).
-        enabled: ``train.memory_check``; False only prints the estimate.
+        enabled: ``train.memory_check``; False only logs the estimate.
         base: bytes the process holds besides the step (default: its peak RSS so far on CPU,
             0 on CUDA).
 
@@ -78,21 +82,21 @@ def check_training_memory(model, *, batch_size: int, num_edges: int, device, log
     lean_ok = dev.type == "cpu"
     need = est(batch_size)
     budget = HEADROOM * available
-    log(f"estimated peak memory {_gb(need)} of {_gb(available)} available "
+    log.info(f"estimated peak memory {_gb(need)} of {_gb(available)} available "
         f"(batch {batch_size}, {num_edges} edges)")
     if need <= budget or not enabled:
         return need
     from ..runtime import lean_malloc
     if lean_ok and est(batch_size, lean=True) <= budget and lean_malloc():
         need = est(batch_size, lean=True)
-        log(f"memory: using the lean allocator to fit ({_gb(need)}); steps are about 2x slower on CPU. "
+        log.info(f"memory: using the lean allocator to fit ({_gb(need)}); steps are about 2x slower on CPU. "
             f"A smaller --batch-size keeps the fast one")
         return need
     has_rc = getattr(model, "recompute", None) is False
     if has_rc and lean_ok and est(batch_size, lean=True, recompute=True) <= budget and lean_malloc():
         model.recompute = True
         need = est(batch_size, lean=True, recompute=True)
-        log(f"memory: recomputing each block in backward and using the lean allocator to fit "
+        log.info(f"memory: recomputing each block in backward and using the lean allocator to fit "
             f"({_gb(need)}); steps are about 3x slower on CPU. A smaller --batch-size is faster")
         return need
     options = []
