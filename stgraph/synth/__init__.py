@@ -1,13 +1,14 @@
 """A synthetic road network and traffic speeds: the embedded default dataset.
 
-Nothing here downloads anything. Four modules, one job each:
+Nothing here downloads anything. Modules, one job each:
 
 - :mod:`.layout`: :func:`make_road_network` lays out freeway corridors of loop detectors around a
   city centre (Los Angeles by default), with ramps, interchanges and DCRNN-style kernel weights;
 - :mod:`.simulate`: :func:`simulate_speeds` (METR-LA-like 5-minute speeds with rush hours,
-  incidents, noise and dead detectors recorded as ``0``) and :func:`simulate_counts` (hourly
-  passenger boardings with real zeros) and :func:`simulate_daily_counts` (the same summed to days: daily
-  counts per region with a weekly rhythm) on any such graph;
+  incidents and dead detectors (:mod:`.disruptions`), noise, recorded as ``0``) on any such graph,
+  from the road structure and time axis of :mod:`.roads`;
+- :mod:`.counts`: :func:`simulate_counts` (hourly passenger boardings with real zeros) and
+  :func:`simulate_daily_counts` (the same summed to days: daily counts per region with a weekly rhythm);
 - :mod:`.write`: :func:`generate` does both; :func:`write_synthetic` writes the files in the
   layout of the DCRNN release (``metr-la.h5``-style HDF5, ``adj_mx.pkl``,
   ``distances_la_2012.csv``-style distances, sensor locations and ids) and
@@ -19,7 +20,9 @@ Determinism: the same arguments and seed give identical graphs and arrays.
 """
 from ..graph import adj_mx as dcrnn_adj_mx
 from .layout import LA_CENTRE, MIN_SENSORS, PRESETS, haversine_m, make_road_network, preset
-from .simulate import Incident, Outage, SimulationLog, simulate_counts, simulate_daily_counts, simulate_speeds
+from .counts import simulate_counts, simulate_daily_counts
+from .disruptions import Incident, Outage
+from .simulate import SimulationLog, simulate_speeds
 from .write import generate, write_synthetic, write_synthetic_counts
 
 __all__ = [

@@ -44,7 +44,7 @@ from networkx.utils import UnionFind
 
 from ..errors import GraphError, SeriesError
 
-__all__ = ["PRESETS", "LA_CENTRE", "MIN_SENSORS", "preset", "haversine_m", "make_road_network"]
+__all__ = ["PRESETS", "LA_CENTRE", "MIN_SENSORS", "preset", "haversine_m", "make_road_network", "node_order", "rng_stream"]
 
 #: ``name -> (num_sensors, days)``; ``metr-la`` matches METR-LA's size
 #: (207 sensors, 34,272 five-minute steps = 119 days).
@@ -71,7 +71,7 @@ def preset(name: str) -> dict:
     return {"num_sensors": n, "days": d}
 
 
-def _rng(seed: int, tag: int) -> np.random.Generator:
+def rng_stream(seed: int, tag: int) -> np.random.Generator:
     """An independent stream per (seed, component), so that e.g. adding an
     incident never changes the noise or the outages."""
     return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, tag]))
@@ -328,7 +328,7 @@ def make_road_network(num_sensors: int, seed: int = 0, *, centre: tuple[float, f
         raise GraphError(f"ramp_fraction must be in [0, 0.5), got {ramp_fraction}")
     if not 0.0 < threshold < 1.0:
         raise GraphError(f"threshold must be in (0, 1), got {threshold}")
-    rng = _rng(seed, 1)
+    rng = rng_stream(seed, 1)
     lay, _ = _lay_out(n, rng, num_corridors, ramp_fraction)
     assert len(lay.xy) == n
 
@@ -379,7 +379,7 @@ def make_road_network(num_sensors: int, seed: int = 0, *, centre: tuple[float, f
     return g
 
 
-def _node_order(graph: nx.DiGraph) -> list:
+def node_order(graph: nx.DiGraph) -> list:
     """Node keys by their ``index`` attribute when every node has one, else in insertion order."""
     nodes = list(graph.nodes)
     if nodes and all("index" in graph.nodes[v] for v in nodes):

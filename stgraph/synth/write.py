@@ -17,8 +17,9 @@ from ..files import atomic_open, atomic_write
 from ..graph import write_graph, write_locations
 from ..io import write_series
 from ..io.series import Series
-from .layout import _node_order, make_road_network
-from .simulate import simulate_counts, simulate_daily_counts, simulate_speeds
+from .layout import make_road_network, node_order
+from .counts import simulate_counts, simulate_daily_counts
+from .simulate import simulate_speeds
 
 __all__ = ["generate", "write_synthetic", "write_synthetic_counts"]
 
@@ -86,7 +87,7 @@ def write_synthetic_counts(out_dir, num_sensors: int = 207, days: int = 56, seed
         fh.write("timestamp," + ",".join(series.sensor_ids) + "\n")
         np.savetxt(fh, np.column_stack([stamps, values.astype(str)]), fmt="%s", delimiter=",")
     g = nx.DiGraph(weight_meaning="distance")
-    for v in _node_order(road):
+    for v in node_order(road):
         a = road.nodes[v]
         g.add_node(str(a["sensor_id"]), lat=float(a["lat"]), lon=float(a["lon"]))
     for u, v, a in road.edges(data=True):
