@@ -49,6 +49,8 @@ def test_bench_writes_a_well_formed_table(capsys, tiny_synth, tmp_path, monkeypa
     assert len(steps) == 12 * (1 + 1 + 2)
     md = (out / "results.md").read_text()
     assert "| last |" in md and "MAE 60 min" in md and "stgraph bench" in md and "| last |" in printed
+    # run_bench's progress lines reach the CLI's output through the "stgraph" logger
+    assert "[1/4] last seed 0 ..." in printed and "[4/4] user_model:TinyUserModel seed 1: test MAE@12 " in printed
     assert (out / "horizon_mae.png").read_bytes()[:4] == b"\x89PNG"
 
     # a rerun reuses the finished runs instead of training again
