@@ -20,8 +20,10 @@ import pytest
 
 from stgraph.datasets import (Dataset, fetch, get_manifest, list_datasets, load, load_manifest,
                               manifest_dirs)
-from stgraph.datasets.download import download, extract, sha256_file
-from stgraph.datasets.manifest import builtin_manifest_dir, parse_manifest
+from stgraph.datasets.archives import extract
+from stgraph.datasets.download import download, sha256_file
+from stgraph.datasets.manifest import builtin_manifest_dir
+from stgraph.datasets.validation import parse_manifest
 from stgraph.errors import ConfigError, DownloadError, MissingFileError
 
 BUILTIN = {

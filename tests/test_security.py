@@ -30,7 +30,8 @@ import pytest
 import torch
 
 from stgraph.cli.main import main as cli_main
-from stgraph.datasets.download import download, extract
+from stgraph.datasets.archives import extract
+from stgraph.datasets.download import download
 from stgraph.errors import DataFormatError, DownloadError, UnsafePickleError
 from stgraph.graph import from_adj_pickle, read_graph, safe_loads
 from stgraph.io import read_series

@@ -1,9 +1,10 @@
 """Named traffic datasets: METR-LA, PEMS-BAY, PEMS03/04/07/08, PeMSD7(M), LargeST.
 
 Each dataset is described by a YAML manifest (see :mod:`.manifest`, its schema
-:mod:`.schema` and ``datasets/README.md``). Modules: :mod:`.manifest` (specs,
-discovery, validation), :mod:`.fetching` (cache folder, checksums, downloads
-through :mod:`.download`), :mod:`.loading` (series and graph).
+:mod:`.schema` and ``datasets/README.md``). Modules: :mod:`.specs` (what a manifest
+says), :mod:`.validation` (checking one), :mod:`.manifest` (finding them),
+:mod:`.fetching` (cache folder, checksums, downloads through :mod:`.download`),
+:mod:`.loading` (series and graph).
 
 :func:`fetch` makes sure a dataset's files are in the cache
 folder -- using copies already there (checked against ``sha256`` when the
@@ -22,12 +23,13 @@ a dataset's files live in ``ROOT/<name>/`` (LargeST's four subsets share
 :class:`~stgraph.errors.MissingFileError` says which file to put at which path
 and where to get it.
 """
-from .download import extract
+from .archives import extract
 from .download import download as download_file
 from .fetching import dataset_dir, default_root, fetch
 from .loading import Dataset, load, needed_files
-from .manifest import (FileSpec, GraphSpec, Manifest, MemberSpec, SubsetSpec, canonical_name, get_manifest,
-                       list_datasets, load_manifest, manifest_dirs)
+from .manifest import get_manifest, list_datasets, manifest_dirs
+from .specs import FileSpec, GraphSpec, Manifest, MemberSpec, SubsetSpec, canonical_name
+from .validation import load_manifest
 
 __all__ = [
     "Dataset",

@@ -1,4 +1,4 @@
-"""Download and unpack dataset files safely, with the standard library only.
+"""Download dataset files safely, with the standard library only.
 
 :func:`download` streams an ``http(s)`` URL into ``DEST.part``, resumes a
 partial ``.part`` with an HTTP ``Range`` request, shows a tqdm progress bar,
@@ -7,9 +7,7 @@ is moved aside to ``DEST.corrupt`` and never used) and renames atomically.
 Redirects may only lead to ``http``/``https`` URLs, and no handler for
 ``file:``, ``ftp:`` or ``data:`` URLs is ever installed.
 
-:func:`extract` unpacks ``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``
-and ``.tar.xz`` archives after checking that no member would land outside the
-target folder (absolute paths, ``..``, links pointing out, device files).
+Archives are unpacked by :func:`stgraph.datasets.archives.extract`.
 """
 from __future__ import annotations
 
@@ -17,21 +15,18 @@ import http.client
 import os
 import re
 import socket
-import stat
-import tarfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import DownloadError
-from ..files import atomic_path, replace_file, sha256_file
+from ..files import replace_file, sha256_file
 
-__all__ = ["download", "extract", "sha256_file", "verify_file", "is_archive", "looks_like_html", "DEFAULT_MAX_BYTES",
-           "SafeRedirectHandler", "build_opener", "USER_AGENT"]
+__all__ = ["download", "sha256_file", "verify_file", "looks_like_html", "DEFAULT_MAX_BYTES",
+           "SafeRedirectHandler", "build_opener", "USER_AGENT", "CHUNK"]
 
 USER_AGENT = "stgraph-downloader/0.1 (+https://github.com; urllib)"
 CHUNK = 1 << 20
@@ -145,12 +140,54 @@ def _one_attempt(opener, url, part: Path, *, resume: bool, timeout: float, progr
     have = part.stat().st_size if (resume and part.exists()) else 0
     if not resume and part.exists():
         part.unlink()
+    resp = _open(opener, url, part, have, timeout)
+    with resp:
+        final_url = resp.geturl()
+        _check_scheme(final_url, "redirect target")
+        status = getattr(resp, "status", None) or resp.getcode()
+        ctype = (resp.headers.get("Content-Type") or "").lower()
+        if ctype.startswith("text/html") and not expect_html:
+            raise DownloadError(
+                f"{url}: the server sent an HTML page (Content-Type {ctype!r}) instead of the "
+                f"file; this usually is a login, quota or 'virus scan' confirmation page "
+                f"(Google Drive, Kaggle). Open the URL in a browser, download the file by hand "
+                f"and put it at '{desc}'")
+        length = resp.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        mode, start, total = _resumed_range(resp, url, part, have, status, length)
+        if total is not None and total > max_bytes:
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{url}: the server announces {_size_text(total)} for '{desc}', more than the "
+                f"{_size_text(max_bytes)} expected; refusing to download it (check the URL, or raise the "
+                f"manifest's size/max_size if the file really grew)")
+        bar = _tqdm(total, start, desc=Path(desc).name, disable=not progress)
+        try:
+            got = _copy_body(resp, url, part, mode, start, bar, desc=desc, ctype=ctype, expect_html=expect_html,
+                             max_bytes=max_bytes)
+        finally:
+            if bar is not None:
+                bar.close()
+        expected = length if length is not None else None
+        if expected is not None and got < expected:
+            raise _Interrupted(f"{url}: received {got} of {expected} bytes")
+        if total is not None and part.stat().st_size != total:
+            if part.stat().st_size > total:
+                part.unlink(missing_ok=True)
+            raise _Interrupted(f"{url}: have {part.stat().st_size if part.exists() else 0} "
+                               f"bytes, expected {total}")
+
+
+def _open(opener, url, part: Path, have: int, timeout: float):
+    """The response to a GET of ``url`` (asking for the bytes from ``have`` on when ``have``); a
+    refused range or a failed connection is :class:`_Interrupted` (retried), an HTTP error a
+    :class:`DownloadError`."""
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT,
                                                "Accept-Encoding": "identity"})
     if have:
         req.add_header("Range", f"bytes={have}-")
     try:
-        resp = opener.open(req, timeout=timeout)
+        return opener.open(req, timeout=timeout)
     except DownloadError:
         raise
     except urllib.error.HTTPError as e:
@@ -168,94 +205,69 @@ def _one_attempt(opener, url, part: Path, *, resume: bool, timeout: float, progr
     except (socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as e:
         raise _Interrupted(f"{url}: {type(e).__name__}: {e}") from None
 
-    with resp:
-        final_url = resp.geturl()
-        _check_scheme(final_url, "redirect target")
-        status = getattr(resp, "status", None) or resp.getcode()
-        ctype = (resp.headers.get("Content-Type") or "").lower()
-        if ctype.startswith("text/html") and not expect_html:
-            raise DownloadError(
-                f"{url}: the server sent an HTML page (Content-Type {ctype!r}) instead of the "
-                f"file; this usually is a login, quota or 'virus scan' confirmation page "
-                f"(Google Drive, Kaggle). Open the URL in a browser, download the file by hand "
-                f"and put it at '{desc}'")
-        length = resp.headers.get("Content-Length")
-        length = int(length) if length and length.isdigit() else None
-        if status == 206 and have:
-            m = _RANGE_RE.match(resp.headers.get("Content-Range") or "")
-            if not m or int(m.group(1)) != have:
-                # a range we did not ask for: throw the partial file away
-                part.unlink(missing_ok=True)
-                raise _Interrupted(
-                    f"{url}: server answered 206 with Content-Range "
-                    f"{resp.headers.get('Content-Range')!r} for bytes={have}-; restarting")
-            mode, start = "ab", have
-            total = int(m.group(3)) if m.group(3) != "*" else (have + length if length else None)
-        elif status == 200:
-            mode, start = "wb", 0  # server ignored Range (or none sent): start over
-            total = length
-        else:
-            raise DownloadError(f"{url}: unexpected HTTP status {status}; expected 200 or 206")
 
-        if total is not None and total > max_bytes:
+def _resumed_range(resp, url, part: Path, have: int, status, length: int | None) -> tuple[str, int, int | None]:
+    """``(file mode, first byte, total size or None)`` of the answer: appending from ``have`` when the
+    server sent the range asked for (206), from zero when it sent the whole file (200)."""
+    if status == 206 and have:
+        m = _RANGE_RE.match(resp.headers.get("Content-Range") or "")
+        if not m or int(m.group(1)) != have:
+            # a range we did not ask for: throw the partial file away
             part.unlink(missing_ok=True)
-            raise DownloadError(
-                f"{url}: the server announces {_size_text(total)} for '{desc}', more than the "
-                f"{_size_text(max_bytes)} expected; refusing to download it (check the URL, or raise the "
-                f"manifest's size/max_size if the file really grew)")
-        bar = _tqdm(total, start, desc=Path(desc).name, disable=not progress)
-        got = 0
-        first = True
-        try:
-            with open(part, mode) as f:
-                while True:
-                    try:
-                        block = resp.read(CHUNK)
-                    except http.client.IncompleteRead as e:
-                        if e.partial:
-                            f.write(e.partial)
-                            got += len(e.partial)
-                        raise _Interrupted(f"{url}: connection closed after "
-                                           f"{start + got} bytes") from None
-                    except (socket.timeout, TimeoutError, ConnectionError, OSError,
-                            http.client.HTTPException) as e:
-                        raise _Interrupted(f"{url}: {type(e).__name__}: {e}") from None
-                    if not block:
-                        break
-                    if first and start == 0 and not expect_html and looks_like_html(block[:512]):
-                        f.close()
-                        part.unlink(missing_ok=True)
-                        raise DownloadError(
-                            f"{url}: the server sent an HTML page (it starts with {block[:40]!r}) instead of "
-                            f"the file (Content-Type {ctype or 'not given'!r}); this usually is an error, login "
-                            f"or confirmation page. Nothing was saved. Open the URL in a browser, download the "
-                            f"file by hand and put it at '{desc}'")
-                    first = False
-                    if start + got + len(block) > max_bytes:
-                        f.close()
-                        part.unlink(missing_ok=True)
-                        raise DownloadError(
-                            f"{url}: more than {_size_text(max_bytes)} arrived for '{desc}' (the "
-                            f"{'size the manifest states' if max_bytes != DEFAULT_MAX_BYTES else 'download cap'}); "
-                            f"the server sends an endless or wrong body. The partial file was deleted; check the "
-                            f"URL, or raise the manifest's size/max_size if the file really grew")
-                    f.write(block)
-                    got += len(block)
-                    if bar is not None:
-                        bar.update(len(block))
-                f.flush()
-                os.fsync(f.fileno())
-        finally:
-            if bar is not None:
-                bar.close()
-        expected = length if length is not None else None
-        if expected is not None and got < expected:
-            raise _Interrupted(f"{url}: received {got} of {expected} bytes")
-        if total is not None and part.stat().st_size != total:
-            if part.stat().st_size > total:
+            raise _Interrupted(
+                f"{url}: server answered 206 with Content-Range "
+                f"{resp.headers.get('Content-Range')!r} for bytes={have}-; restarting")
+        return "ab", have, int(m.group(3)) if m.group(3) != "*" else (have + length if length else None)
+    if status == 200:
+        return "wb", 0, length  # server ignored Range (or none sent): start over
+    raise DownloadError(f"{url}: unexpected HTTP status {status}; expected 200 or 206")
+
+
+def _copy_body(resp, url, part: Path, mode: str, start: int, bar, *, desc: str, ctype: str, expect_html: bool,
+               max_bytes: int) -> int:
+    """Write the body of ``resp`` to ``part`` (``mode``: append or write) block by block, refusing an HTML
+    page and more than ``max_bytes``; returns the bytes received. A cut transfer is :class:`_Interrupted`."""
+    got = 0
+    first = True
+    with open(part, mode) as f:
+        while True:
+            try:
+                block = resp.read(CHUNK)
+            except http.client.IncompleteRead as e:
+                if e.partial:
+                    f.write(e.partial)
+                    got += len(e.partial)
+                raise _Interrupted(f"{url}: connection closed after "
+                                   f"{start + got} bytes") from None
+            except (socket.timeout, TimeoutError, ConnectionError, OSError,
+                    http.client.HTTPException) as e:
+                raise _Interrupted(f"{url}: {type(e).__name__}: {e}") from None
+            if not block:
+                break
+            if first and start == 0 and not expect_html and looks_like_html(block[:512]):
+                f.close()
                 part.unlink(missing_ok=True)
-            raise _Interrupted(f"{url}: have {part.stat().st_size if part.exists() else 0} "
-                               f"bytes, expected {total}")
+                raise DownloadError(
+                    f"{url}: the server sent an HTML page (it starts with {block[:40]!r}) instead of "
+                    f"the file (Content-Type {ctype or 'not given'!r}); this usually is an error, login "
+                    f"or confirmation page. Nothing was saved. Open the URL in a browser, download the "
+                    f"file by hand and put it at '{desc}'")
+            first = False
+            if start + got + len(block) > max_bytes:
+                f.close()
+                part.unlink(missing_ok=True)
+                raise DownloadError(
+                    f"{url}: more than {_size_text(max_bytes)} arrived for '{desc}' (the "
+                    f"{'size the manifest states' if max_bytes != DEFAULT_MAX_BYTES else 'download cap'}); "
+                    f"the server sends an endless or wrong body. The partial file was deleted; check the "
+                    f"URL, or raise the manifest's size/max_size if the file really grew")
+            f.write(block)
+            got += len(block)
+            if bar is not None:
+                bar.update(len(block))
+        f.flush()
+        os.fsync(f.fileno())
+    return got
 
 
 def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
@@ -325,107 +337,3 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
             f"and not used. Delete it and download again, or check the manifest's sha256")
     replace_file(part, dest)
     return dest
-
-
-# ---------------------------------------------------------------- extract
-def is_archive(path: str | os.PathLike) -> bool:
-    name = str(path).lower()
-    return name.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2",
-                          ".tar.xz", ".txz"))
-
-
-def _safe_target(root: Path, name: str, archive: Path) -> Path:
-    """``root / name`` after checking that it stays inside ``root``."""
-    if not name or "\x00" in name:
-        raise DownloadError(f"'{archive}': member with an empty or invalid name {name!r}; "
-                            f"refusing to extract")
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if (posix.is_absolute() or PureWindowsPath(name).drive or name.startswith(("/", "\\"))
-            or ".." in posix.parts):
-        raise DownloadError(
-            f"'{archive}': member {name!r} would be written outside '{root}' (absolute path or "
-            f"'..'); refusing to extract. The archive is unsafe; do not unpack it by hand either")
-    target = (root / Path(*posix.parts)).resolve()
-    if target != root and root not in target.parents:
-        raise DownloadError(f"'{archive}': member {name!r} resolves to '{target}', outside "
-                            f"'{root}'; refusing to extract")
-    return target
-
-
-def _check_link(root: Path, member_path: Path, link: str, name: str, archive: Path,
-                hard: bool) -> None:
-    if not link or PurePosixPath(link).is_absolute() or PureWindowsPath(link).drive:
-        raise DownloadError(f"'{archive}': link {name!r} -> {link!r} points outside '{root}' "
-                            f"(absolute); refusing to extract")
-    base = root if hard else member_path.parent
-    target = (base / link).resolve()
-    if target != root and root not in target.parents:
-        raise DownloadError(f"'{archive}': link {name!r} -> {link!r} points outside "
-                            f"'{root}'; refusing to extract")
-
-
-def extract(archive: str | os.PathLike, target: str | os.PathLike) -> list[Path]:
-    """Unpack ``archive`` into ``target`` and return the extracted file paths.
-
-    Every member is checked before anything is written: absolute names,
-    ``..`` components, symbolic or hard links that point outside ``target``,
-    and device/FIFO members make it raise :class:`DownloadError` with nothing
-    extracted.
-    """
-    archive = Path(archive)
-    root = Path(target)
-    root.mkdir(parents=True, exist_ok=True)
-    root = root.resolve()
-    if not archive.is_file():
-        raise DownloadError(f"'{archive}': archive not found; expected a .zip or .tar(.gz) file")
-    name = archive.name.lower()
-    out: list[Path] = []
-    if name.endswith(".zip") or (zipfile.is_zipfile(archive) and not tarfile.is_tarfile(archive)):
-        try:
-            zf = zipfile.ZipFile(archive)
-        except zipfile.BadZipFile as e:
-            raise DownloadError(f"'{archive}': not a valid zip file ({e}); delete it and "
-                                f"download it again") from None
-        with zf:
-            infos = zf.infolist()
-            for info in infos:
-                dest = _safe_target(root, info.filename, archive)
-                ftype = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip records none
-                if ftype == stat.S_IFLNK:
-                    link = zf.read(info).decode("utf-8", "replace")
-                    _check_link(root, dest, link, info.filename, archive, hard=False)
-                elif ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
-                    raise DownloadError(f"'{archive}': member {info.filename!r} is not a regular "
-                                        f"file or folder; refusing to extract")
-            for info in infos:
-                dest = _safe_target(root, info.filename, archive)
-                if info.is_dir():
-                    dest.mkdir(parents=True, exist_ok=True)
-                    continue
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(dest) as tmp, zf.open(info) as src, open(tmp, "wb") as dst:
-                    for block in iter(lambda: src.read(CHUNK), b""):
-                        dst.write(block)
-                out.append(dest)
-        return out
-    try:
-        tf = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError) as e:
-        raise DownloadError(f"'{archive}': not a readable zip or tar archive ({e}); expected "
-                            f".zip, .tar, .tar.gz, .tar.bz2 or .tar.xz") from None
-    with tf:
-        members = tf.getmembers()
-        for m in members:
-            dest = _safe_target(root, m.name, archive)
-            if m.issym() or m.islnk():
-                _check_link(root, dest, m.linkname, m.name, archive, hard=m.islnk())
-            elif not (m.isfile() or m.isdir()):
-                raise DownloadError(f"'{archive}': member {m.name!r} is a device, FIFO or other "
-                                    f"special file; refusing to extract")
-        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        try:
-            tf.extractall(root, members=members, **kwargs)
-        except getattr(tarfile, "FilterError", tarfile.TarError) as e:  # pragma: no cover
-            raise DownloadError(f"'{archive}': unsafe member refused: {e}") from None
-        out = [(root / m.name).resolve() for m in members if m.isfile()]
-    return out

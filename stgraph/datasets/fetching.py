@@ -17,9 +17,11 @@ from typing import Any
 
 from ..errors import ConfigError, DownloadError, MissingFileError, StgraphError, StgraphWarning
 from ..files import atomic_write
-from .download import DEFAULT_MAX_BYTES, extract, sha256_file
+from .archives import extract
+from .download import DEFAULT_MAX_BYTES, sha256_file
 from .download import download as download_file
-from .manifest import FileSpec, Manifest, get_manifest
+from .manifest import get_manifest
+from .specs import FileSpec, Manifest
 
 __all__ = ["default_root", "dataset_dir", "fetch"]
 

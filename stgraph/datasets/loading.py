@@ -22,7 +22,8 @@ from ..errors import DataFormatError, GraphError
 from ..graph import from_adj_pickle, from_adjacency, from_distances
 from ..io import Series, parse_interval, read_series
 from .fetching import default_root, fetch
-from .manifest import Manifest, get_manifest
+from .manifest import get_manifest
+from .specs import Manifest
 
 __all__ = ["Dataset", "load", "needed_files"]
 

@@ -7,7 +7,7 @@ failing keyword) and ``missing`` (what a required field is, when it is absent). 
 turns the first error into a :class:`~stgraph.errors.ConfigError` that names the manifest file,
 the field (``files[0].sha256``), what was found and what was expected. Rules that relate fields to
 each other (a file listed under ``files``, one data file, ``verified`` against ``sha256``) are
-checked by :func:`stgraph.datasets.manifest.parse_manifest`.
+checked by :func:`stgraph.datasets.validation.parse_manifest`.
 """
 from __future__ import annotations
 
