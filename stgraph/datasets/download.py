@@ -12,6 +12,7 @@ Archives are unpacked by :func:`stgraph.datasets.archives.extract`.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import re
 import socket
@@ -27,6 +28,8 @@ from ..files import replace_file, sha256_file
 
 __all__ = ["download", "sha256_file", "verify_file", "looks_like_html", "DEFAULT_MAX_BYTES",
            "SafeRedirectHandler", "build_opener", "USER_AGENT", "CHUNK"]
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "stgraph-downloader/0.1 (+https://github.com; urllib)"
 CHUNK = 1 << 20
@@ -313,6 +316,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
         except _Interrupted as e:
             last = str(e)
             if attempt < retries:
+                log.info("%s: attempt %d of %d stopped early (%s); retrying", url, attempt + 1, retries + 1, last)
                 time.sleep(backoff * (attempt + 1))
     else:
         have = part.stat().st_size if part.exists() else 0
