@@ -148,14 +148,16 @@ def _old_data(old_cfg, new_ids: list[str], ck: dict):
 
     old_series, _, _ = load_series_and_graph(old_cfg)
     d = old_cfg.data
-    old_data = ForecastData.from_series(_old_on_new_sensors(old_series, new_ids), input_len=d.input_len,
-                                        horizon=d.horizon, stride=d.stride, split=tuple(d.split), target=d.target)
+    old_on_new = _old_on_new_sensors(old_series, new_ids)
+    covariates = None
+    if d.covariates:
+        from ..io.covariates import read_covariates
+        covariates = read_covariates(d.covariates, old_on_new, None, d.covariate_tolerance)
+    old_data = ForecastData.from_series(old_on_new, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
+                                        split=tuple(d.split), target=d.target, covariates=covariates,
+                                        covariate_stats=ck.get("covariates"))
     if ck.get("scaler"):
         old_data.set_scaler_state(ck["scaler"])
-    if d.covariates:
-        from ..data.covariates import attach
-        attach(old_data, d.covariates, _old_on_new_sensors(old_series, new_ids), None, d.covariate_tolerance,
-               ck.get("covariates"))
     return old_data
 
 
