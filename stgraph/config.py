@@ -65,12 +65,12 @@ class DataConfig:
     covariate_tolerance: Optional[str] = None  #: how old a covariate reading may be, e.g. '10min' (None: its interval)
 
     def validate(self) -> None:
-        _positive_int(self, "input_len", "data")
-        _positive_int(self, "cache_mb", "data")
+        check_positive_int(self, "input_len", "data")
+        check_positive_int(self, "cache_mb", "data")
         if not isinstance(self.lazy, bool):
             raise ConfigError(f"data.lazy = {self.lazy!r}: expected true or false")
-        _positive_int(self, "horizon", "data")
-        _positive_int(self, "stride", "data")
+        check_positive_int(self, "horizon", "data")
+        check_positive_int(self, "stride", "data")
         if not isinstance(self.covariates, list) or not all(isinstance(c, str) and c for c in self.covariates):
             raise ConfigError(f"data.covariates = {self.covariates!r}: expected a list of covariate files "
                               f"(or graph:ATTR[,ATTR...]), e.g. [rain.csv, incidents.csv]")
@@ -130,8 +130,8 @@ class TrainConfig:
     budget_stop: str = "epoch"          #: with a budget: 'epoch' (finish the epoch that crosses it) or 'step'
 
     def validate(self) -> None:
-        _positive_int(self, "epochs", "train")
-        _positive_int(self, "batch_size", "train")
+        check_positive_int(self, "epochs", "train")
+        check_positive_int(self, "batch_size", "train")
         for name in ("lr",):
             v = float(getattr(self, name))
             if not (v > 0 and math.isfinite(v)):
@@ -154,14 +154,14 @@ class TrainConfig:
                                                         for m in ms) or list(ms) != sorted(set(ms)):
             raise ConfigError(f"train.milestones = {ms!r}: expected increasing positive integers (epochs at "
                               f"which the multistep schedule multiplies the rate by gamma), e.g. [20, 30, 40]")
-        _choice(self, "scheduler", ("cosine", "multistep", "none"), "train")
+        check_choice(self, "scheduler", ("cosine", "multistep", "none"), "train")
         b = self.budget_minutes
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not (math.isfinite(b) and b >= 0):
             raise ConfigError(f"train.budget_minutes = {b!r}: expected a finite number of CPU minutes >= 0 "
                               f"(0 = no budget), e.g. 10 or 1.5")
-        _choice(self, "budget_stop", BUDGET_STOPS, "train")
+        check_choice(self, "budget_stop", BUDGET_STOPS, "train")
         from .runtime import AMP_CHOICES, check_device_name
-        _choice(self, "amp", AMP_CHOICES, "train")
+        check_choice(self, "amp", AMP_CHOICES, "train")
         check_device_name(self.device, "train.device")
 
 
@@ -191,13 +191,16 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _positive_int(obj, name: str, section: str) -> None:
+def check_positive_int(obj, name: str, section: str) -> None:
+    """The field ``name`` of the config dataclass ``obj`` must be an integer >= 1 (``section.name`` in the error)."""
     v = getattr(obj, name)
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
         raise ConfigError(f"{section}.{name} = {v!r}: expected a positive integer")
 
 
-def _choice(obj, name: str, choices, section: str) -> None:
+def check_choice(obj, name: str, choices, section: str) -> None:
+    """The field ``name`` of the config dataclass ``obj`` must be one of ``choices`` (the error suggests the
+    nearest)."""
     v = getattr(obj, name)
     if v not in choices:
         raise ConfigError(f"{section}.{name} = {v!r}{_suggest(str(v), choices)}: expected one of {list(choices)}")
@@ -217,7 +220,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return check_value(value, tp, where)
 
 
-def _applied(obj, mapping: dict, where: str):
+def apply_fields(obj, mapping: dict, where: str):
     """A copy of the dataclass ``obj`` with the fields of ``mapping`` set (``dataclasses.replace``; ``obj``
     is left as it was). Nested sections recurse; ``params`` adds to the ones there."""
     if not isinstance(mapping, dict):
@@ -233,7 +236,7 @@ def _applied(obj, mapping: dict, where: str):
             raise ConfigError(f"{where}: unknown key '{key}'{_suggest(str(key), names)}; valid keys: {names}")
         current = changes.get(key, getattr(obj, key))
         if dataclasses.is_dataclass(current):
-            changes[key] = _applied(current, value or {}, f"{where}.{key}" if where else key)
+            changes[key] = apply_fields(current, value or {}, f"{where}.{key}" if where else key)
         elif key == "params" and isinstance(current, dict) and isinstance(value, dict):
             changes[key] = {**current, **value}  # a later file adds to the model's defaults
         else:
@@ -244,7 +247,7 @@ def _applied(obj, mapping: dict, where: str):
 def config_from_dict(mapping: dict | None, base: RunConfig | None = None) -> RunConfig:
     """A :class:`RunConfig` from nested mappings (unknown keys are errors), on top of ``base`` (the
     defaults when ``None``); ``base`` itself is not changed."""
-    return _applied(base if base is not None else RunConfig(), mapping or {}, "")
+    return apply_fields(base if base is not None else RunConfig(), mapping or {}, "")
 
 
 def with_fields(cfg: RunConfig, values: dict) -> RunConfig:

@@ -7,16 +7,16 @@ client trains with; its ``train.epochs`` is replaced by ``local_epochs``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
-from ..config import RunConfig, _applied, _choice, _positive_int, config_from_dict
+from ..config import RunConfig, apply_fields, check_choice, check_positive_int, config_from_dict
 from ..errors import ConfigError, MissingFileError
 from ..files import atomic_write
+from ..training.schedule import cosine_factor
 
 
 FINETUNE_LR = 0.25  #: default fine-tuning learning rate, a factor on train.lr
@@ -55,11 +55,11 @@ class FederatedConfig:
         """The checked config, with ``crs`` in its canonical spelling (a copy when that differs; ``self``
         is not changed): use the returned object."""
         for name in ("clients", "rounds", "local_epochs"):
-            _positive_int(self, name, "federated")
-        _choice(self, "strategy", ("fedavg", "fedprox"), "federated")
-        _choice(self, "lr_schedule", ("none", "cosine", "step"), "federated")
-        _choice(self, "dp_side", ("server", "client"), "federated")
-        _positive_int(self, "lr_step_rounds", "federated")
+            check_positive_int(self, name, "federated")
+        check_choice(self, "strategy", ("fedavg", "fedprox"), "federated")
+        check_choice(self, "lr_schedule", ("none", "cosine", "step"), "federated")
+        check_choice(self, "dp_side", ("server", "client"), "federated")
+        check_positive_int(self, "lr_step_rounds", "federated")
         if not 0 < float(self.lr_gamma) <= 1:
             raise ConfigError(f"federated.lr_gamma = {self.lr_gamma}: expected a number in (0, 1]")
         if self.partition not in ("by-region", "metis", "random") and not str(self.partition).endswith(".csv"):
@@ -89,15 +89,13 @@ class FederatedConfig:
 def round_lr_factor(fed: FederatedConfig, server_round: int) -> float:
     """The factor on the clients' ``train.lr`` in round ``server_round`` (1-based) of ``fed.rounds``.
 
-    ``cosine``: ``0.02 + 0.98 * (1 + cos(pi * (r - 1) / R)) / 2``, the trainer's cosine over
-    epochs (:class:`~stgraph.training.trainer.Trainer`) with rounds in place of epochs: 1 in the
-    first round, falling towards 0.02; ``step``: ``lr_gamma ** ((r - 1) // lr_step_rounds)``;
-    ``none``: 1.
+    ``cosine``: the trainer's cosine (:func:`stgraph.training.schedule.cosine_factor`) with rounds in
+    place of epochs, at ``t = (r - 1) / R``: ``0.02 + 0.98 * (1 + cos(pi * t)) / 2``, 1 in the first
+    round, falling towards 0.02; ``step``: ``lr_gamma ** ((r - 1) // lr_step_rounds)``; ``none``: 1.
     """
     r = max(1, int(server_round))
     if fed.lr_schedule == "cosine":
-        t = min(1.0, (r - 1) / max(1, int(fed.rounds)))
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+        return cosine_factor((r - 1) / max(1, int(fed.rounds)))
     if fed.lr_schedule == "step":
         return float(fed.lr_gamma) ** ((r - 1) // int(fed.lr_step_rounds))
     return 1.0
@@ -106,7 +104,7 @@ def round_lr_factor(fed: FederatedConfig, server_round: int) -> float:
 def apply_federated_override(fed: FederatedConfig, key: str, value) -> FederatedConfig:
     """``fed`` with ``federated.<key>`` set (checked like a config file field); a new config, ``fed`` is
     not changed."""
-    return _applied(fed, {key: value}, "federated")
+    return apply_fields(fed, {key: value}, "federated")
 
 
 def save_federated(path: str | Path, fed: FederatedConfig, run: RunConfig) -> Path:
@@ -127,7 +125,7 @@ def load_federated(path: str | Path) -> tuple[FederatedConfig, RunConfig]:
         raise ConfigError(f"'{path}': sections {sorted(doc) if isinstance(doc, dict) else type(doc).__name__}; "
                           f"expected 'federated' and 'run'")
     try:
-        fed = _applied(FederatedConfig(), doc.get("federated") or {}, "federated")
+        fed = apply_fields(FederatedConfig(), doc.get("federated") or {}, "federated")
         run = config_from_dict(doc.get("run") or {})
     except ConfigError as e:
         raise ConfigError(f"'{path}': {e}") from None
