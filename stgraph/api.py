@@ -17,14 +17,11 @@ flags are these keyword arguments). They log through ``logging.getLogger("stgrap
 from __future__ import annotations
 
 import difflib
-import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 #: keyword argument of :func:`train` / :func:`run_config` -> the :class:`~stgraph.config.RunConfig` field it sets
 #: (``stgraph train``'s flags are these arguments: ``--batch-size`` is ``batch_size``, ``--budget`` is
@@ -56,16 +53,6 @@ def _settings(fields: Mapping[str, Any]) -> dict[str, Any]:
     if out.get("model.distribution"):  # a distribution is a probabilistic head
         out["model.probabilistic"] = True
     return out
-
-
-def _logged(fn) -> dict:
-    """``{"log": ...}`` for a library function that still takes ``log=`` (printing by default): its lines go to
-    this module's logger instead. Nothing once the library logs by itself."""
-    import inspect
-
-    if "log" not in inspect.signature(fn).parameters:
-        return {}
-    return {"log": lambda *args, **kwargs: log.info(" ".join(str(a) for a in args))}
 
 
 def _text(key: str, value: Any) -> str:
@@ -159,7 +146,7 @@ def train(data: str | Path | None = None, graph: str | Path | None = None, *, mo
     fields.update(data=data, graph=graph, epochs=epochs)
     cfg = run_config(model=model, config=config, overrides=overrides, **fields)
     given = _given(model, config, overrides, fields) if resume else None
-    return train_run(cfg, out, resume=resume, overwrite=overwrite, given=given, **_logged(train_run))
+    return train_run(cfg, out, resume=resume, overwrite=overwrite, given=given)
 
 
 def open_run(run_dir: str | Path, *, model: str | None = None, checkpoint: str = "best.pt",
@@ -245,8 +232,7 @@ def update(run_dir: str | Path, data: str | Path, *, out: str | Path | None = No
     from .online.update import update_run
 
     _, summary = update_run(run_dir, data, out, graph=None if graph is None else str(graph), weeks=weeks,
-                            lr_scale=lr_scale, epochs=epochs, replay=replay, seed=seed, progress=progress,
-                            **_logged(update_run))
+                            lr_scale=lr_scale, epochs=epochs, replay=replay, seed=seed, progress=progress)
     return summary
 
 

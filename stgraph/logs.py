@@ -18,13 +18,14 @@ class _CommandHandler(logging.Handler):
     ``warning: ...`` / ``error: ...`` on stderr. The streams are looked up at each message, so a swapped
     ``sys.stdout`` (pytest's capture, a redirect) gets them."""
 
-    def __init__(self, to_stderr: bool = False) -> None:
+    def __init__(self, to_stderr: bool = False, rewrite=None) -> None:
         super().__init__()
         self.to_stderr = to_stderr
+        self.rewrite = rewrite or (lambda message: message)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            msg = record.getMessage()
+            msg = self.rewrite(record.getMessage())
             if record.levelno >= logging.WARNING:
                 stream, msg = sys.stderr, f"{'error' if record.levelno >= logging.ERROR else 'warning'}: {msg}"
             else:
@@ -45,11 +46,12 @@ def level_of(verbose: bool, quiet: bool, as_json: bool) -> int:
 
 
 @contextmanager
-def show_messages(*, verbose: bool = False, quiet: bool = False, as_json: bool = False):
+def show_messages(*, verbose: bool = False, quiet: bool = False, as_json: bool = False, rewrite=None):
     """Show the ``stgraph`` logger's messages while the ``with`` block runs; afterwards the logger is as it was
-    (a Python caller of an entry point keeps its own logging)."""
+    (a Python caller of an entry point keeps its own logging). ``rewrite(message)``: the text shown (the
+    command says ``--resume`` where the library says ``resume=True``)."""
     logger = logging.getLogger("stgraph")
-    handler = _CommandHandler(to_stderr=as_json)
+    handler = _CommandHandler(to_stderr=as_json, rewrite=rewrite)
     level = level_of(verbose, quiet, as_json)
     handler.setLevel(level)
     before = logger.level

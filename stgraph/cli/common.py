@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from .fields import Flag
@@ -19,6 +20,20 @@ BUDGET_HELP = ("training budget in CPU time of the process (time.process_time: t
                "passes), e.g. 10m, 90s, 1.5h or 10 (minutes)")
 
 MODEL_PATH_HELP = "import path of the run's user model (package.module:Class)"
+
+
+#: how a library message names an argument -> how the command line says it (the library speaks of arguments,
+#: ``resume=True``; the command of flags, ``--resume``)
+ARGUMENT_FLAGS = ((re.compile(r"\bresume=True\b"), "--resume"), (re.compile(r"\boverwrite=True\b"), "--overwrite"),
+                  (re.compile(r"\banother out\b"), "another --out"))
+
+
+def in_flags(message: str) -> str:
+    """A library message as the command line says it: ``pass resume=True`` -> ``pass --resume``, ``another out``
+    -> ``another --out`` (:data:`ARGUMENT_FLAGS`)."""
+    for pattern, flag in ARGUMENT_FLAGS:
+        message = pattern.sub(flag, message)
+    return message
 
 
 def _argparse_type(parse, text: str):

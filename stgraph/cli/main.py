@@ -19,6 +19,7 @@ import sys
 
 from ..errors import StgraphError, one_line
 from . import bench, data, federated, graph, online, runs
+from .common import in_flags
 
 #: command -> the module of its group (``add_parser(sub)`` and ``run(args)``)
 COMMANDS = {"data": data, "graph": graph, "train": runs, "evaluate": runs, "predict": runs, "plot": runs,
@@ -61,12 +62,13 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
     import warnings
-    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {in_flags(str(message))}\n"
     from ..logs import show_messages
     try:
         from ..runtime import tune_malloc
         tune_malloc()
-        with show_messages(verbose=args.verbose, quiet=args.quiet, as_json=getattr(args, "json", False)):
+        with show_messages(verbose=args.verbose, quiet=args.quiet, as_json=getattr(args, "json", False),
+                           rewrite=in_flags):
             return int(COMMANDS[args.command].run(args) or 0)
     except BrokenPipeError:  # `stgraph ... | head`
         sys.stderr.close()
@@ -77,13 +79,14 @@ def main(argv=None) -> int:
     except (StgraphError, OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
         if args.debug:
             raise
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        print(f"error: {in_flags(one_line(e))}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - the last resort: never a traceback without --debug
         if args.debug:
             raise
-        print(f"error: stgraph {_inputs(args)} failed: {type(e).__name__}: {one_line(e, with_type=False)}; "
-              f"this is an unexpected failure: rerun with --debug to see where, and report it", file=sys.stderr)
+        print(f"error: stgraph {_inputs(args)} failed: {type(e).__name__}: "
+              f"{in_flags(one_line(e, with_type=False))}; this is an unexpected failure: rerun with --debug to see "
+              f"where, and report it", file=sys.stderr)
         return 2
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..api import TRAIN_FIELDS
 from ..errors import ConfigError
-from .common import BUDGET_HELP, CRS_HELP, MODEL_PATH_HELP, NULL_FLAG, budget_arg
+from .common import BUDGET_HELP, CRS_HELP, MODEL_PATH_HELP, NULL_FLAG, budget_arg, in_flags
 from .fields import Flag, add_flags, given
 
 
@@ -174,7 +174,7 @@ def evaluate(args) -> int:
         sys.stdout.write(json.dumps(result) + "\n")
         return 0
     if notice:
-        print(f"note: {notice}")
+        print(f"note: {in_flags(notice)}")
     print(f"null convention: {result['null_convention']}")
     print(format_table(result, run.data))
     return 0
