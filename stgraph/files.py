@@ -69,7 +69,7 @@ def check_no_links(run_dir: str | os.PathLike) -> None:
                 raise RunDirError(
                     f"run directory '{root}' holds a symbolic link '{p}' -> '{os.readlink(p)}'; stgraph never "
                     f"writes or deletes through a link in a run directory. Replace the link by the file itself, "
-                    f"or choose another --out")
+                    f"or choose another out")
 
 
 def replace_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
@@ -217,7 +217,7 @@ def run_lock(run_dir: str | os.PathLike, command: str | None = None) -> Iterator
     try:
         if not _try_lock(fd):
             raise RunDirError(f"run directory '{run_dir}' is in use by {_holder(fh)} (lock file '{lock}'); "
-                              f"wait for it to finish, or choose another --out")
+                              f"wait for it to finish, or choose another out")
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "since": _dt.datetime.now().isoformat(timespec="seconds"),
                 "command": command or " ".join(["stgraph"] + sys.argv[1:])}

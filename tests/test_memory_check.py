@@ -59,8 +59,8 @@ def test_check_falls_back_to_lean_then_recompute_then_stops(monkeypatch, caplog)
     with pytest.raises(ConfigError) as e:
         check(int(0.5 * lean_rc))
     msg = str(e.value)
-    assert "would be killed for lack of memory" in msg and "--batch-size" in msg
-    assert "train.memory_check=false" in msg and lines[-1].startswith("estimated peak memory")
+    assert "would be killed for lack of memory" in msg and "train.batch_size = " in msg
+    assert "train.memory_check = false" in msg and lines[-1].startswith("estimated peak memory")
     # switched off: only the estimate is printed
     assert check(1, enabled=False) == fast
     # a model without an estimate is not checked
@@ -82,7 +82,7 @@ def test_train_refuses_before_touching_the_run_dir(capsys, tiny_synth, tmp_path,
     rc = main(["train", "--data", str(tiny_synth["data"]), "--graph", str(tiny_synth["adj"]), "--model", "stgt",
                "--out", str(out), "--epochs", "1", "--no-progress", "--batch-size", "387"])  # all 387 training windows
     err = capsys.readouterr().err
-    assert rc == 2 and "would be killed for lack of memory" in err and "--batch-size" in err
+    assert rc == 2 and "would be killed for lack of memory" in err and "train.batch_size = " in err
     assert not out.exists()
 
 

@@ -242,7 +242,7 @@ def test_item8_early_stopping_announced_and_unfinished_run_noticed(tmp_path, cap
     torch.save(ck, ck_path)
     rc, out, _ = run(capsys, "evaluate", tmp_path / "s")
     assert rc == 0 and f"note: the run in '{tmp_path / 's'}' did not finish: 1 of 5 epoch(s) done" in out
-    assert f"stgraph train --out {tmp_path / 's'} --resume" in out
+    assert f"Continue it with --resume (train into '{tmp_path / 's'}' again)" in out
 
 
 # ============================================================ 4. edge-weight meaning

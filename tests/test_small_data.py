@@ -43,7 +43,7 @@ def test_few_validation_windows_need_a_large_gain(daily, monkeypatch, caplog):
     assert cfg.model.params["residual"] == "blend"
     assert re.fullmatch(r"stgt residual: blend \(validation MAE over all steps, 5 windows: last value [\d.]+, seasonal "
                         r"average [\d.]+; the seasonal average is \d+% ahead, at least 20%; the choice rests on only 5 "
-                        r"validation windows \(fewer than 30\); --set model\.params\.residual=last\|blend chooses\)",
+                        r"validation windows \(fewer than 30\); model\.params\.residual = last or blend chooses\)",
                         lines[0]), lines
     monkeypatch.setattr(seasonal, "FEW_WINDOWS_GAIN", share + 0.01)  # a lead just short of the bar
     r = choose_residual(closed_form_data(data))
@@ -76,7 +76,7 @@ def test_batch_larger_than_the_training_windows(daily, capsys, tmp_path):
     from stgraph.training.run import train
 
     with pytest.raises(ConfigError, match=r"the training split has 33 windows, fewer than one batch "
-                                          r"\(train\.batch_size = 64\); use --batch-size 33 or less, or more windows: "
+                                          r"\(train\.batch_size = 64\); use train\.batch_size = 33 or less, or more windows: "
                                           r"a longer series"):
         train(_cfg(daily, **{"model.name": "stid"}), None)
     rc = main(["train", "--data", str(daily["data"]), "--graph", str(daily["graph"]), "--model", "stid",

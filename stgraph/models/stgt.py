@@ -253,18 +253,12 @@ class STGT(nn.Module):
         return layer.resolve_backend(self.num_nodes, g.edge_index.size(1), self.pos_in.device,
                                      needs_grad=self.training)
 
-    #: float32 numbers kept per unit and per ``A`` at a training step's peak, by (lean, recompute); a unit is a
-    #: block for the classic shape, a block or the decoder's cross-attention + head for the efficient one
-    #: (``spatial_ff=False``). Measured: ``benchmarks/results/attention_scaling.md`` (classic),
-    #: ``benchmarks/results/stgt_cost.md`` (efficient; its recompute rows scaled as the classic's)
-    MEMORY_NUMBERS = {"classic": {(False, False): 62, (False, True): 50, (True, False): 30, (True, True): 17},
-                      "efficient": {(False, False): 40, (False, True): 32, (True, False): 20, (True, True): 11}}
-
     def estimate_train_memory(self, batch_size: int, num_edges: int, device=None,
                               recompute: Optional[bool] = None, lean: bool = False) -> int:
         """Bytes a training step adds to the process at its peak, from measurements on CPU, in float32
         numbers per unit and per ``A = B * T * N * D`` (``T`` the larger of the input and horizon token
-        counts, ``ceil(T_in / patch_len)`` and ``ceil(T_out / patch_len)``), :attr:`MEMORY_NUMBERS`:
+        counts, ``ceil(T_in / patch_len)`` and ``ceil(T_out / patch_len)``), the allocator table
+        :data:`stgraph.training.memory.MEMORY_NUMBERS` (:func:`~stgraph.training.memory.kept_numbers`):
 
         ========================  =======  ===========  =========  ===============
         allocator                 classic  + recompute  efficient  + recompute
@@ -284,17 +278,16 @@ class STGT(nn.Module):
             device: where the step runs; recompute: override ``self.recompute``;
             lean: estimate for the lean allocator.
         """
-        from ..runtime import MMAP_THRESHOLD
+        from ..training.memory import kept_numbers
 
         rc = self.recompute if recompute is None else recompute
         N, D = self.num_nodes, self.hidden
         T = max(self.num_patches, self.num_out_patches)
         blocks = len(self.encoder) + len(self.decoder)
         A = batch_size * T * N * D
-        lean = lean or 4 * A > MMAP_THRESHOLD
         classic = (*self.encoder, *self.decoder)[0].spatial.ffn is not None
         units = blocks if classic else blocks + 1
-        numbers = self.MEMORY_NUMBERS["classic" if classic else "efficient"][(lean, rc)] * units * A
+        numbers = kept_numbers("classic" if classic else "efficient", A, units, lean=lean, recompute=rc)
         layer = (*self.encoder, *self.decoder)[0].spatial
         E = num_edges + N
         backend = layer.resolve_backend(N, E, device, needs_grad=True)

@@ -53,7 +53,7 @@ def rolling_errors(run, period: str = "1D", stride: int = 1, batch_size: int = 2
     data = forecaster.data
     step = np.timedelta64(parse_interval(period), "ns").astype(np.int64)
     if step <= 0:
-        raise ConfigError(f"--period {period!r}: expected a positive duration such as 1D or 6h")
+        raise ConfigError(f"period = {period!r}: expected a positive duration such as 1D or 6h")
     starts = np.sort(np.concatenate([np.asarray(data.split[k], dtype=np.int64) for k in ("train", "val", "test")]))
     starts = starts[::max(1, int(stride))]
     t_ns = data.timestamps.astype("datetime64[ns]").astype(np.int64)
@@ -94,7 +94,7 @@ def flag_sensors(errors: np.ndarray, baseline: int = 2, recent: int = 2, jump: f
     P = errors.shape[0]
     if P < baseline + recent:
         raise ConfigError(f"the data cover {P} period(s); the drift report needs baseline {baseline} + recent "
-                          f"{recent}: pass a longer file or a shorter --period")
+                          f"{recent}: pass a longer file or a shorter period")
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a sensor without any valid reading: NaN, not flagged
         base = np.nanmean(errors[:baseline], axis=0)

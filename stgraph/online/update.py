@@ -127,16 +127,16 @@ def _check_arguments(run_dir: Path, out, replay: float, lr_scale: float, epochs:
     from ..training.layout import RunFiles
 
     if not RunFiles(run_dir).config.is_file():
-        raise RunDirError(f"'{run_dir}' is not a run directory (no config.yaml); train first with stgraph train")
+        raise RunDirError(f"'{run_dir}' is not a run directory (no config.yaml); train a run first")
     if not 0 <= replay < 1:
-        raise ConfigError(f"replay = {replay} (--replay): expected a share of each batch in [0, 1)")
+        raise ConfigError(f"replay = {replay}: expected a share of each batch in [0, 1)")
     if not (lr_scale > 0 and epochs >= 1 and weeks >= 0):
-        raise ConfigError(f"lr_scale = {lr_scale}, epochs = {epochs}, weeks = {weeks} (--lr-scale, --epochs, "
-                          f"--weeks): expected lr_scale > 0, epochs >= 1, weeks >= 0")
+        raise ConfigError(f"lr_scale = {lr_scale}, epochs = {epochs}, weeks = {weeks}: expected lr_scale > 0, "
+                          f"epochs >= 1, weeks >= 0")
     check_no_links(run_dir)
     out = Path(out) if out is not None else _default_out(run_dir)
     if out.exists() and any(out.iterdir()):
-        raise RunDirError(f"out = '{out}' (--out) already exists; an update writes a new run directory: choose "
+        raise RunDirError(f"out = '{out}' already exists; an update writes a new run directory: choose "
                           f"another")
     return out
 

@@ -59,7 +59,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; clear errors for missing or damaged files."""
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"checkpoint '{path}' not found; train first (stgraph train ... --out {path.parent.parent})")
+        raise MissingFileError(f"checkpoint '{path}' not found; train a run into '{path.parent.parent}' first")
     if path.stat().st_size == 0:
         raise DataFormatError(f"checkpoint '{path}' is empty (0 bytes); it was not written completely. "
                               f"Use the other checkpoint in {path.parent} or train again")

@@ -40,8 +40,8 @@ def check_windows(cfg: RunConfig, windows: dict[str, int]) -> None:
 
     if windows["train"] < cfg.train.batch_size:
         raise ConfigError(f"the training split has {windows['train']} windows, fewer than one batch "
-                          f"(train.batch_size = {cfg.train.batch_size}); use --batch-size {max(1, windows['train'])} "
-                          f"or less, or more windows: {MORE_WINDOWS}")
+                          f"(train.batch_size = {cfg.train.batch_size}); use train.batch_size = "
+                          f"{max(1, windows['train'])} or less, or more windows: {MORE_WINDOWS}")
     if windows["val"] < MIN_VALIDATION_WINDOWS:
         what = ["the best checkpoint"] + (["early stopping"] if cfg.train.patience else []) + \
             (["stgt's residual"] if cfg.model.name == "stgt" else [])
@@ -49,7 +49,7 @@ def check_windows(cfg: RunConfig, windows: dict[str, int]) -> None:
                     f"(fewer than {MIN_VALIDATION_WINDOWS}); for more: {MORE_WINDOWS}")
     if cfg.train.budget_minutes:
         log.info(f"training: up to {cfg.train.epochs} epochs or {cfg.train.budget_minutes:g} CPU minutes, whichever "
-                 f"comes first (train.budget_minutes; --budget 0 trains for the epochs alone)")
+                 f"comes first (train.budget_minutes = 0 trains for the epochs alone)")
 
 
 def choose_defaults(cfg: RunConfig, data) -> RunConfig:
@@ -65,8 +65,8 @@ def choose_defaults(cfg: RunConfig, data) -> RunConfig:
     cfg = with_fields(cfg, {"model.params": {**cfg.model.params, "residual": r.choice}})
     where = {"val": "validation", "train": "training"}[r.split]
     log.info(f"stgt residual: {r.choice} ({where} MAE over all steps, {r.windows} windows: last value "
-             f"{r.last_mae:.4g}, seasonal average {r.ha_mae:.4g}; {r.reason}; --set model.params.residual=last|blend "
-             f"chooses)")
+             f"{r.last_mae:.4g}, seasonal average {r.ha_mae:.4g}; {r.reason}; model.params.residual = last or "
+             f"blend chooses)")
     return cfg
 
 

@@ -23,6 +23,25 @@ log = logging.getLogger(__name__)
 #: share of the available memory a run may plan to use
 HEADROOM = 0.9
 
+#: stgt's allocator table: float32 numbers a training step keeps at its peak per unit and per ``A = B * T * N * D``,
+#: by shape (``'classic'``, ``'efficient'``) and (lean allocator, recompute); a unit is a block for the classic
+#: shape, a block or the decoder's cross-attention + head for the efficient one (``spatial_ff=False``).
+#: Measured: ``benchmarks/results/attention_scaling.md`` (classic), ``benchmarks/results/stgt_cost.md``
+#: (efficient; its recompute rows scaled as the classic's)
+MEMORY_NUMBERS = {"classic": {(False, False): 62, (False, True): 50, (True, False): 30, (True, True): 17},
+                  "efficient": {(False, False): 40, (False, True): 32, (True, False): 20, (True, True): 11}}
+
+
+def kept_numbers(shape: str, A: int, units: int, *, lean: bool = False, recompute: bool = False) -> int:
+    """float32 numbers a training step of stgt's ``shape`` keeps at its peak: :data:`MEMORY_NUMBERS` times
+    ``units * A``. The default allocator (:func:`stgraph.runtime.tune_malloc`) maps a block above
+    :data:`stgraph.runtime.MMAP_THRESHOLD` on its own, as the lean one does every block: where a ``4 * A``-byte
+    tensor is above it, the lean numbers apply even without ``lean``."""
+    from ..runtime import MMAP_THRESHOLD
+
+    lean = lean or 4 * A > MMAP_THRESHOLD
+    return MEMORY_NUMBERS[shape][(lean, recompute)] * units * A
+
 
 def available_bytes() -> int:
     """Memory available to this process now: ``MemAvailable`` from ``/proc/meminfo`` (Linux),
@@ -90,24 +109,24 @@ def check_training_memory(model, *, batch_size: int, num_edges: int, device,
     if lean_ok and est(batch_size, lean=True) <= budget and lean_malloc():
         need = est(batch_size, lean=True)
         log.info(f"memory: using the lean allocator to fit ({_gb(need)}); steps are about 2x slower on CPU. "
-            f"A smaller --batch-size keeps the fast one")
+            f"A smaller train.batch_size keeps the fast one")
         return need
     has_rc = getattr(model, "recompute", None) is False
     if has_rc and lean_ok and est(batch_size, lean=True, recompute=True) <= budget and lean_malloc():
         model.recompute = True
         need = est(batch_size, lean=True, recompute=True)
         log.info(f"memory: recomputing each block in backward and using the lean allocator to fit "
-            f"({_gb(need)}); steps are about 3x slower on CPU. A smaller --batch-size is faster")
+            f"({_gb(need)}); steps are about 3x slower on CPU. A smaller train.batch_size is faster")
         return need
     options = []
     b = batch_size
     while b > 1 and est(b) > budget:
         b //= 2
     if est(b) <= budget:
-        options.append(f"--batch-size {b} ({_gb(est(b))})")
+        options.append(f"train.batch_size = {b} ({_gb(est(b))})")
     if hasattr(model, "hidden"):
-        options.append("a smaller --set model.params.hidden=...")
+        options.append("a smaller model.params.hidden")
     raise ConfigError(
         f"this run needs about {_gb(need)} but {_gb(available)} is available on {dev.type}: it would be "
         f"killed for lack of memory. Lower it with " + " or ".join(options)
-        + "; or --set train.memory_check=false to try anyway")
+        + "; or train.memory_check = false to try anyway")

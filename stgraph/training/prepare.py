@@ -49,7 +49,7 @@ def load_series_and_graph(cfg: RunConfig, data_path: str | None = None):
     else:
         path = data_path or d.path
         if not path:
-            raise ConfigError("data.path is not set: pass --data FILE (or --dataset NAME)")
+            raise ConfigError("data.path is not set: set it to the series file (or data.dataset to a dataset's name)")
         series = read_series(path, null_value=d.null_value, start=d.start, freq=d.freq,
                              **(dict(lazy=True, cache_bytes=d.cache_mb << 20) if d.lazy else {}))
         if d.graph:

@@ -79,8 +79,8 @@ def check_run_dir(out: Path, cfg: RunConfig, overwrite: bool) -> None:
             what = ("a run with the same config" if not diff else
                     "a different run (" + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in diff[:3])
                     + ("; ..." if len(diff) > 3 else "") + ")")
-        raise RunDirError(f"run directory '{out}' already holds {what}; pass --resume to continue it, "
-                          f"--overwrite to replace it, or choose another --out")
+        raise RunDirError(f"run directory '{out}' already holds {what}; pass resume=True to continue it, "
+                          f"overwrite=True to replace it, or choose another out")
 
 
 def _given(diff_key: str, given) -> bool:
@@ -95,7 +95,7 @@ def resume_config(out: Path, cfg: RunConfig, given) -> RunConfig:
     that differs from the run and may not change is an error listing each difference."""
     files = RunFiles(out)
     if not files.last.is_file():
-        raise RunDirError(f"cannot resume: '{files.last}' does not exist; start without --resume")
+        raise RunDirError(f"cannot resume: '{files.last}' does not exist; start without resume=True")
     saved = load_run_config(files.config)
     new = absolute_paths(config_from_dict(cfg.to_dict()))
     diffs = [d for d in config_diff(saved.to_dict(), _with_chosen(saved.to_dict(), new.to_dict()))
@@ -105,8 +105,8 @@ def resume_config(out: Path, cfg: RunConfig, given) -> RunConfig:
         what = "; ".join(f"{k}: {a!r} in the run, {b!r} given" for k, a, b in refused[:6])
         raise RunDirError(
             f"cannot resume '{out}' with other settings ({what}{'; ...' if len(refused) > 6 else ''}); only "
-            f"{' and '.join(MAY_CHANGE_ON_RESUME)} may change on --resume. Drop those options to continue the run "
-            f"as it was, or start a new run (another --out, or --overwrite)")
+            f"{' and '.join(MAY_CHANGE_ON_RESUME)} may change on resume. Drop those settings to continue the run "
+            f"as it was, or start a new run (another out, or overwrite=True)")
     saved = with_fields(saved, {key: value for key, _, value in diffs})
     for key, old, value in diffs:
         if key in MAY_CHANGE_ON_RESUME:

@@ -60,7 +60,7 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
     """
     cfg.validate()
     if resume and overwrite:
-        raise ConfigError("resume=True and overwrite=True contradict each other (--resume, --overwrite); pass one")
+        raise ConfigError("resume=True and overwrite=True contradict each other; pass one")
     with distributed.session(cfg.train.device) as dist:
         if not dist.is_main:  # rank 0 speaks for all: the others log nothing and warn nothing
             logging.getLogger("stgraph").setLevel(logging.CRITICAL)
@@ -105,7 +105,7 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, snaps
             if ck.get("fingerprint") and ck["fingerprint"] != record.fingerprint:
                 raise RunDirError(f"cannot resume '{out}': {fingerprint_diff(ck['fingerprint'], record.fingerprint, cfg)} "
                                   f"differ from what the run started with; pass the original files, or start a new "
-                                  f"run (another --out, or --overwrite)")
+                                  f"run (another out, or overwrite=True)")
         info = record.info(model, prep)
         if fresh and writes:
             writer.start(info)
@@ -146,13 +146,13 @@ def _model_class_for(cfg: RunConfig, model: str | None, run_dir: Path):
     name = cfg.model.name
     if name.lower() in available_models():
         if model is not None and model.lower() != name.lower():
-            raise ConfigError(f"--model {model}: the run in '{run_dir}' was trained with model '{name}'")
+            raise ConfigError(f"model = {model!r}: the run in '{run_dir}' was trained with model '{name}'")
         return get_model_class(name)
     if model is None:
         raise RunDirError(f"the run in '{run_dir}' uses the user model '{name}', which is imported by path; stgraph "
-                          f"never imports a module named in a run file. Pass --model {name} to import it")
+                          f"never imports a module named in a run file. Pass model={name!r} to import it")
     if model != name:
-        raise ConfigError(f"--model {model}: the run in '{run_dir}' was trained with model '{name}'; pass that")
+        raise ConfigError(f"model = {model!r}: the run in '{run_dir}' was trained with model '{name}'; pass that")
     return get_model_class(model)
 
 
@@ -219,7 +219,7 @@ class Run:
         if not p.get("finished"):
             return (f"the run in '{run_dir}' did not finish: {p.get('epoch', 0)} of {epochs} epoch(s) done (it was "
                     f"interrupted or is still training); these are the weights of epoch {best}, the best so far. "
-                    f"Continue it with stgraph train --out {run_dir} --resume")
+                    f"Continue it with resume=True (train into '{run_dir}' again)")
         if p.get("early_stopped"):
             return (f"early stopping ended the run at epoch {p.get('epoch')} of {epochs} (validation MAE did not "
                     f"improve for train.patience = {self.config.train.patience} epochs); these are the weights of "
@@ -269,8 +269,8 @@ class Run:
         run_dir = Path(run_dir)
         files = RunFiles(run_dir)
         if not files.config.is_file():
-            raise RunDirError(f"'{run_dir}' is not a run directory (no {files.config.name}); train first with "
-                              f"stgraph train ... --out {run_dir}")
+            raise RunDirError(f"'{run_dir}' is not a run directory (no {files.config.name}); train a run into it "
+                              f"first")
         check_no_links(run_dir)
         cfg = load_run_config(files.config)
         ckpt_path = files.checkpoint(checkpoint)

@@ -12,8 +12,8 @@ and checkpoints it.
   ``last.pt`` every epoch and, with ``checkpoint_every``, every k batches; ``best.pt`` on improvement) holding
   weights, optimiser, scheduler, RNG states, scaler, config and a data/graph fingerprint;
   ``fit(resume=True)`` continues an interrupted run exactly;
-* a tqdm bar with loss, learning rate and ETA (with a budget: the CPU seconds used of it); one row per epoch
-  in ``metrics.csv`` (:mod:`stgraph.training.history`);
+* a tqdm bar with loss, learning rate and ETA (with a budget: the CPU seconds used of it,
+  :mod:`stgraph.training.progress`); one row per epoch in ``metrics.csv`` (:mod:`stgraph.training.history`);
 * a training budget in CPU time (``train.budget_minutes``) and snapshot marks: :mod:`stgraph.training.budget`;
 * data parallel under ``torchrun`` (:mod:`stgraph.training.distributed`): when this process is one of ``K``
   in a ``torch.distributed`` group, the model is wrapped in ``DistributedDataParallel``, every global batch
@@ -43,6 +43,7 @@ from .forecaster import Forecaster
 from .history import METRIC_FIELDS, EpochTable
 from .layout import BEST, LAST, RunFiles
 from .losses import masked_loss, masked_loss_sum
+from .progress import TrainingBar
 from .schedule import COSINE_FLOOR, cosine_factor, lr_factor, snapshots_stand_for_budgets
 
 
@@ -253,17 +254,6 @@ class Trainer:
         self.state.update(finished=False, budget_stopped=False)  # extended: more epochs or budget
         return False
 
-    def _progress_bar(self, n_batches: int):
-        cfg = self.cfg
-        if not (cfg.progress and self.dist.is_main):
-            return None
-        from tqdm.auto import tqdm
-        if self.budget.seconds:  # the bar counts the budget's CPU seconds
-            return tqdm(total=round(self.budget.seconds, 1), unit="cpu s", dynamic_ncols=True, leave=True,
-                        initial=round(min(self.state["cpu_seconds"], self.budget.seconds), 1))
-        return tqdm(total=cfg.epochs * n_batches, initial=self.state["epoch"] * n_batches + self.state["batch"],
-                    unit="batch", dynamic_ncols=True, leave=True)
-
     def _fit(self, resume: bool) -> dict:
         self.budget.restart()
         fit_closed_form(self.model, self.data)
@@ -283,7 +273,8 @@ class Trainer:
         if n_batches == 0:
             raise StgraphError(f"the training split has fewer windows than one batch ({cfg.batch_size}); "
                                f"lower train.batch_size or use more data")
-        bar = self._progress_bar(n_batches)
+        bar = (TrainingBar(cfg.epochs, n_batches, self.budget.seconds, self.state)
+               if cfg.progress and self.dist.is_main else None)
         try:
             while self.state["epoch"] < cfg.epochs:
                 if self.budget_spent():  # a run stopped between its last epoch and 'finished'
@@ -300,20 +291,6 @@ class Trainer:
         self.state["finished"] = True
         self.save(LAST)
         return self.state
-
-    def _show(self, bar, epoch: int, loss_v: float) -> None:
-        """One step on the progress bar (batches, or with a budget the CPU seconds used of it)."""
-        cfg = self.cfg
-        lr = f"{self.optimizer.param_groups[0]['lr']:.2e}"
-        if self.budget.seconds:
-            bar.update(round(min(self.state["cpu_seconds"], self.budget.seconds), 1) - bar.n)
-            bar.set_description(f"epoch {epoch + 1}")
-            bar.set_postfix(loss=f"{loss_v:.4f}", lr=lr,
-                            budget=f"{100 * self.state['cpu_seconds'] / self.budget.seconds:.0f}%", refresh=False)
-            return
-        bar.update(1)
-        bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
-        bar.set_postfix(loss=f"{loss_v:.4f}", lr=lr, refresh=False)
 
     def _step(self, batch, epoch: int, b: int) -> float:
         """One optimiser step on ``batch`` (skipped when its loss or gradient norm is not finite, as
@@ -384,7 +361,7 @@ class Trainer:
             checkpoint = cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 and b + 1 < n_batches
             self.budget.count(self.state, sync=per_step or checkpoint)
             if bar is not None:
-                self._show(bar, epoch, loss_v)
+                bar.step(epoch, loss_v, self.optimizer.param_groups[0]["lr"], self.state["cpu_seconds"])
             if cfg.budget_stop == "step" and self.budget_spent():
                 break  # validate what it has, save, stop
             if cfg.budget_stop == "step" and self.budget.mark_due(self.state):
@@ -424,10 +401,7 @@ class Trainer:
         self.budget.take_snapshots(self.state, self.files)
         self.save(LAST)
         if bar is not None:
-            used = (f"  CPU {self.state['cpu_seconds'] / 60:.2f} of {cfg.budget_minutes:g} min"
-                    if self.budget.seconds else "")
-            bar.write(f"epoch {epoch + 1}: train loss {train_loss:.4f}  val MAE {val['mae']:.4f}{used}"
-                      f"{'  *' if improved else ''}")
+            bar.epoch_done(epoch, train_loss, val["mae"], improved, self.state["cpu_seconds"], cfg.budget_minutes)
         return stop
 
 
