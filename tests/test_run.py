@@ -1,6 +1,7 @@
 """The Run handle and the one table of run-directory file names."""
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,39 @@ def test_write_needs_a_run_directory(tiny_synth):
     assert run.files is None and run.notice() is None
     with pytest.raises(Exception, match="without a run directory"):
         run.write_evaluation({}, "test")
+
+
+def test_the_run_writer_swaps_a_new_run_in_and_publishes_a_finished_one(tiny_synth, tmp_path):
+    """RunWriter.start: a new folder renamed into place (the old run is gone at once); publish: checkpoints,
+    run.json and config.yaml of a finished run in one swap; RunRecord: the one run.json and checkpoint layout."""
+    from stgraph.training.checkpoint import load_checkpoint
+    from stgraph.training.layout import BEST, LAST
+    from stgraph.training.prepare import make_model, prepare
+    from stgraph.training.writer import RunRecord, RunWriter, fingerprint_of
+
+    cfg = _cfg(tiny_synth, "last")
+    prep = prepare(cfg)
+    model = make_model(cfg, prep.data)
+    record = RunRecord.of(cfg, prep)
+    assert record.fingerprint == fingerprint_of(prep.data, prep.graph) and record.covariates is None
+    info = record.info(model, prep, lineage=[])
+    assert list(info) == ["model", "parameters", "sensor_ids", "channels", "target_channels", "fingerprint",
+                          "source", "lineage"]
+    assert info["sensor_ids"] == list(prep.series.sensor_ids) and Path(info["source"]).is_absolute()
+    ck = record.checkpoint(model.state_dict(), scaler=prep.data.scaler.state_dict(), trainer={"epoch": 0})
+    assert list(ck) == ["model", "trainer", "scaler", "config", "fingerprint"]  # None entries are left out
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "metrics.csv").write_text("stale")  # a run file of no run (no config.yaml): removed by a start
+    (out / "notes.txt").write_text("mine")
+    writer = RunWriter(out, record)
+    writer.start(info)
+    assert not (out / "metrics.csv").exists() and (out / "notes.txt").exists()
+    assert json.loads(writer.files.info.read_text()) == json.loads(json.dumps(info))
+    writer.publish(info, {BEST: ck, LAST: ck})  # over a run: swapped, the old folder's other files go with it
+    assert not (out / "notes.txt").exists() and sorted(p.name for p in out.iterdir()) == [
+        "checkpoints", "config.yaml", "run.json"]
+    assert load_checkpoint(writer.files.best)["fingerprint"] == record.fingerprint
+    assert not list(tmp_path.glob(".r.*"))  # no staging folder left behind
+    opened = Run.open(out)
+    assert opened.config.model.name == "last" and opened.progress == {"epoch": 0}

@@ -114,3 +114,81 @@ def test_non_finite_loss_stops_with_epoch_and_batch(tiny_synth, tmp_path):
     cfg = _cfg(tiny_synth, epochs=1, max_batches=3, lr=1e30, clip_grad=0.0, weight_decay=0.0)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch \d+"):
         train(cfg, tmp_path / "nan")
+
+
+def test_open_builds_no_optimiser_and_sets_the_threads(tiny_synth, tmp_path, monkeypatch):
+    """Inference (Run.open, evaluate) needs no AdamW; the entry point sets train.threads, not a constructor."""
+    from stgraph.training.forecaster import Forecaster
+
+    trained = train(_cfg(tiny_synth, epochs=1, max_batches=2, threads=1), tmp_path / "run")
+
+    def refuse(*a, **k):
+        raise AssertionError("an optimiser was built for inference")
+
+    monkeypatch.setattr(torch.optim, "AdamW", refuse)
+    torch.set_num_threads(2)
+    run = load_run(tmp_path / "run")
+    assert torch.get_num_threads() == 1  # Run.open, the entry point, set train.threads = 1
+    torch.set_num_threads(2)
+    Forecaster(run.model, run.data, run.graph, run.config.train)
+    assert torch.get_num_threads() == 2  # the forecaster itself leaves process settings alone
+    assert run.evaluate("val")["average"]["mae"] == pytest.approx(trained.evaluate("val")["average"]["mae"])
+    assert run.progress["epoch"] == 1 and run.progress is run.state
+
+
+def test_fedprox_is_a_loss_term_the_trainer_takes(tiny_synth):
+    """FedProx(model, anchors, mu) = the masked loss + mu / 2 * ||w - anchor||^2 over the anchored weights, and a
+    Trainer(loss=...) fits with it: pulled towards the anchors, the weights move less than without the term."""
+    from stgraph.training.forecaster import Forecaster
+    from stgraph.training.losses import FedProx, masked_loss
+    from stgraph.training.prepare import make_model, prepare
+    from stgraph.training.trainer import Trainer, seed_everything
+
+    cfg = _cfg(tiny_synth, epochs=1, max_batches=3, lr=0.05)
+    prep = prepare(cfg)
+    moved = {}
+    for mu in (0.0, 1000.0):
+        seed_everything(0)
+        model = make_model(cfg, prep.data)
+        start = {k: v.detach().clone() for k, v in model.named_parameters()}
+        forecaster = Forecaster(model, prep.data, prep.graph, cfg.train)
+        prox = FedProx(model, start, mu)
+        batch = next(iter(prep.data.loader("train", 4)))
+        out = model(batch.x, prep.graph, batch.covariates)
+        with torch.no_grad():
+            model.head_fc.weight.add_(0.1)
+        want = masked_loss(forecaster, out, batch.y) + 0.5 * mu * (0.1 ** 2) * model.head_fc.weight.numel()
+        assert torch.allclose(prox(forecaster, out, batch.y), want, rtol=1e-5)
+        with torch.no_grad():
+            model.head_fc.weight.sub_(0.1)
+        Trainer(forecaster, cfg.train, loss=prox).fit()
+        moved[mu] = sum(float((p - start[k]).pow(2).sum()) for k, p in model.named_parameters())
+    assert moved[1000.0] < moved[0.0]
+
+
+def test_a_batch_source_decides_what_the_trainer_sees(tiny_synth):
+    """batches=: the trainer counts and draws its training batches from the source (here: a fixed few windows)."""
+    from stgraph.training.forecaster import Forecaster
+    from stgraph.training.prepare import make_model, prepare
+    from stgraph.training.trainer import Trainer
+
+    cfg = _cfg(tiny_synth, epochs=2)
+    prep = prepare(cfg)
+
+    class FirstWindows:
+        seen = []
+
+        def count(self, batch_size):
+            return 2
+
+        def epoch(self, batch_size, *, generator, start=0, shard=None, workers=0):
+            starts = prep.data.split_starts("train")[:2 * batch_size]
+            for i in range(2):
+                s = starts[i * batch_size:(i + 1) * batch_size]
+                self.seen.append(s.tolist())
+                yield prep.data.batch(s)
+
+    trainer = Trainer(Forecaster(make_model(cfg, prep.data), prep.data, prep.graph, cfg.train), cfg.train,
+                      batches=FirstWindows())
+    state = trainer.fit()
+    assert state["steps"] == 4 and len(FirstWindows.seen) == 4 and FirstWindows.seen[0] == FirstWindows.seen[2]
