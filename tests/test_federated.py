@@ -95,23 +95,29 @@ def test_stgt_sensor_embeddings_are_personal_and_nothing_else():
 
 
 def test_fedprox_loss_adds_the_proximal_term_on_shared_weights(net):
+    """A client's FedProx is the trainer's loss term (stgraph.training.losses.FedProx): the masked loss plus
+    mu / 2 * ||w - w_global||^2 over the anchored (shared) weights only."""
     from stgraph.config import RunConfig, with_fields
-    from stgraph.federated.client import _ProxTrainer
+    from stgraph.training.forecaster import Forecaster
+    from stgraph.training.losses import FedProx, masked_loss
     from stgraph.training.run import make_model, prepare
+    from stgraph.training.trainer import Trainer
     cfg = with_fields(RunConfig(), {"data.path": str(net["data"]), "data.graph": str(net["adj"]),
                                     "model.params": {"hidden": 16, "heads": 2, "encoder_layers": 1},
                                     "train.device": "cpu"})
     prep = prepare(cfg)
     model = make_model(cfg, prep.data)
     anchors = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith("head_fc.")}
-    tr = _ProxTrainer(model, prep.data, prep.graph, cfg.train, None, mu=0.5, anchors=anchors)
+    forecaster = Forecaster(model, prep.data, prep.graph, cfg.train)
+    tr = Trainer(forecaster, cfg.train, loss=FedProx(model, anchors, mu=0.5))
     with torch.no_grad():
         model.head_fc.weight.add_(0.1)
     batch = next(iter(prep.data.loader("train", 4)))
     out = model(batch.x, prep.graph, batch.covariates)
-    plain = super(_ProxTrainer, tr).loss(out, batch.y)
+    plain = masked_loss(forecaster, out, batch.y)
     expected = plain + 0.5 * 0.5 * (0.1 ** 2) * model.head_fc.weight.numel()
     assert torch.allclose(tr.loss(out, batch.y), expected, rtol=1e-5)
+    assert torch.equal(Trainer(forecaster, cfg.train).loss(out, batch.y), plain)  # mu = 0: FedAvg's loss
 
 
 # ----------------------------------------------------------------------------------------------- gRPC round trip

@@ -18,31 +18,18 @@ import torch
 
 from ..errors import ConfigError
 from ..files import atomic_write
-from ..models.registry import count_parameters
+from ..runtime import configure_process
 from ..training.checkpoint import load_checkpoint, save_checkpoint
+from ..training.forecaster import Forecaster
 from ..training.layout import BEST, LAST
-from ..training.prepare import graph_fingerprint, model_sizes
+from ..training.losses import FedProx
+from ..training.prepare import model_sizes
 from ..training.trainer import Trainer, seed_everything
+from ..training.writer import RunRecord, RunWriter
 from .folders import load_client
 from .layout import ClientFiles
 from .personal import initial_model, personal_keys, shared_keys
 from .seeds import round_seed
-
-
-class _ProxTrainer(Trainer):
-    """The trainer with FedProx's proximal term ``mu / 2 * ||w - w_global||^2`` on the shared weights."""
-
-    def __init__(self, *args, mu: float = 0.0, anchors: dict | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.mu = float(mu)
-        params = dict(self.model.named_parameters())
-        self.anchors = [(params[k], v.to(self.device)) for k, v in (anchors or {}).items() if k in params]
-
-    def loss(self, out, y):
-        base = super().loss(out, y)
-        if self.mu > 0 and self.anchors:
-            base = base + 0.5 * self.mu * sum(((p - a) ** 2).sum() for p, a in self.anchors)
-        return base
 
 
 class FederatedClient:
@@ -75,28 +62,20 @@ class FederatedClient:
         self.personal = personal_keys(self.cfg.model.name, model_sizes(data, self.cfg.model.probabilistic),
                                       self.cfg.model.params, self.info.get("personal", ()))
         self.keys = shared_keys(self.model, self.personal)
-        self.fingerprint = {"data": data.fingerprint(), "graph": graph_fingerprint(self.prep.graph)}
-        self.trainer = Trainer(self.model, data, self.prep.graph, self.cfg.train, None, extra_state=self._extra(),
-                               distribution=self.cfg.model.distribution)
+        self.forecaster = Forecaster(self.model, data, self.prep.graph, self.cfg.train, self.cfg.model.distribution)
+        configure_process(self.forecaster.device, self.cfg.train.threads)  # a client process's entry point
+        self.writer = RunWriter(self.dir, RunRecord.of(self.cfg, self.prep))
+        # the checkpoints of the client folder are this untrained trainer's (its fresh optimiser), at the round
+        self.trainer = Trainer(self.forecaster, self.cfg.train, record=self.writer.record)
         if self.files.last.is_file():
             self.model.load_state_dict(load_checkpoint(self.files.last)["model"])
         else:
-            self._write_run_info()
+            self.writer.write_start(self.writer.record.info(
+                self.model, self.prep, source=str(self.prep.series.source),
+                federated={"partition_id": self.partition_id, "personal_keys": self.personal}))
         self.n_own = len(self.info["own_sensors"])
 
     # -------------------------------------------------------------------------------- helpers
-    def _extra(self) -> dict:
-        return {"config": self.cfg.to_dict(), "fingerprint": self.fingerprint}
-
-    def _write_run_info(self) -> None:
-        p = self.prep
-        info = {"model": self.cfg.model.name, "parameters": count_parameters(self.model),
-                "sensor_ids": list(p.series.sensor_ids), "channels": list(p.series.channels),
-                "target_channels": list(p.data.target_channels), "fingerprint": self.fingerprint,
-                "source": str(p.series.source), "federated": {"partition_id": self.partition_id,
-                                                              "personal_keys": self.personal}}
-        atomic_write(self.files.info, json.dumps(info, indent=1))
-
     def _state(self) -> dict:
         path = self.files.state
         return json.loads(path.read_text()) if path.is_file() else {"best_val": None, "best_round": None}
@@ -127,7 +106,7 @@ class FederatedClient:
 
     def _save(self, name: str, round_: int) -> None:
         self.trainer.state["epoch"] = round_
-        save_checkpoint(self.trainer.checkpoint_state(), self.files.checkpoint(name))
+        self.writer.save(name, self.trainer.checkpoint_state())
 
     # -------------------------------------------------------------------------------- messages
     def get_parameters(self) -> list[np.ndarray]:
@@ -150,9 +129,8 @@ class FederatedClient:
             self.cfg.train, seed=round_seed(self.cfg.train.seed, server_round, self.partition_id),
             lr=self.cfg.train.lr * float(lr_factor))
         seed_everything(train_cfg.seed)
-        trainer = _ProxTrainer(self.model, self.prep.data, self.prep.graph, train_cfg, None,
-                               extra_state=self._extra(), mu=mu, anchors=anchors,
-                               distribution=self.cfg.model.distribution)
+        trainer = Trainer(self.forecaster, train_cfg, loss=FedProx(self.model, anchors, mu) if mu else None,
+                          record=self.writer.record)
         if keep_optimizer:
             self._restore_optimizer(trainer.optimizer, train_cfg.lr)
         t0 = time.perf_counter()
@@ -177,7 +155,7 @@ class FederatedClient:
         """The personalised model (global shared + own personal weights) on the validation split:
         ``(MAE, validation windows x own sensors, metrics)``; keeps ``best.pt`` at the best round."""
         self._set_shared(parameters)
-        mae = float(self.trainer.evaluate("val")["average"]["mae"])
+        mae = float(self.forecaster.evaluate("val")["average"]["mae"])
         st = self._state()
         self._save(LAST, server_round)
         if st["best_val"] is None or mae < st["best_val"]:

@@ -1,4 +1,5 @@
-"""The global run of a federation: one ordinary run over every sensor, assembled from the clients."""
+"""The global run of a federation: one ordinary run over every sensor, assembled from the clients and
+written through the run writer (:class:`~stgraph.training.writer.RunWriter`)."""
 from __future__ import annotations
 
 import json
@@ -6,14 +7,14 @@ from pathlib import Path
 
 import torch
 
-from ..files import atomic_write
-from ..models.registry import count_parameters
-from ..training.checkpoint import load_checkpoint, save_checkpoint
-from ..training.layout import BEST, LAST, RunFiles
-from ..training.prepare import graph_fingerprint, model_sizes, prepare
+from ..training.axes import sensor_axes
+from ..training.checkpoint import load_checkpoint
+from ..training.layout import BEST, LAST
+from ..training.prepare import model_sizes, prepare
+from ..training.writer import RunRecord, RunWriter
 from .config import FederatedConfig, load_federated
 from .layout import FederationFiles
-from .personal import initial_model, node_dims
+from .personal import initial_model
 
 
 def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = LAST) -> Path:
@@ -31,7 +32,7 @@ def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = LAST)
     prep = prepare(cfg)
     model = initial_model(cfg, prep.data)
     state = model.state_dict()
-    dims = node_dims(cfg.model.name, model_sizes(prep.data, cfg.model.probabilistic), cfg.model.params)
+    dims = sensor_axes(cfg.model.name, model_sizes(prep.data, cfg.model.probabilistic), cfg.model.params)
     gpos = {s: i for i, s in enumerate(prep.series.sensor_ids)}
     for c in range(fed.clients):
         cfiles = files.client(c)
@@ -46,20 +47,13 @@ def export_global(out: str | Path, fed: FederatedConfig, checkpoint: str = LAST)
                 continue
             state[k] = _scatter(state[k], v, dims[k], g_idx, c_idx)
     model.load_state_dict(state)
-    gfiles = RunFiles(files.global_run)
-    gfiles.last.parent.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(gfiles.config)
-    fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
-    ckpt = {"model": model.state_dict(), "optimizer": {}, "scheduler": {}, "trainer": {"epoch": fed.rounds},
-            "scaler": prep.data.scaler.state_dict(), "config": cfg.to_dict(), "fingerprint": fingerprint}
-    for name in (BEST, LAST):
-        save_checkpoint(ckpt, gfiles.checkpoint(name))
-    atomic_write(gfiles.info, json.dumps({
-        "model": cfg.model.name, "parameters": count_parameters(model), "sensor_ids": list(prep.series.sensor_ids),
-        "channels": list(prep.series.channels), "target_channels": list(prep.data.target_channels),
-        "fingerprint": fingerprint, "source": str(prep.series.source), "federated": {"assembled_from": fed.clients}},
-        indent=1))
-    return gfiles.root
+    record = RunRecord.of(cfg, prep)
+    ckpt = record.checkpoint(model.state_dict(), optimizer={}, scheduler={}, trainer={"epoch": fed.rounds},
+                             scaler=prep.data.scaler.state_dict())
+    info = record.info(model, prep, source=str(prep.series.source), federated={"assembled_from": fed.clients})
+    writer = RunWriter(files.global_run, record)
+    writer.publish(info, {BEST: ckpt, LAST: ckpt})
+    return writer.root
 
 
 def _scatter(dst: torch.Tensor, src: torch.Tensor, dims: list[int], g_idx: torch.Tensor,

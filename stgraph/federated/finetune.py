@@ -14,9 +14,12 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..files import atomic_write
+from ..runtime import configure_process
 from ..training.checkpoint import load_checkpoint, save_checkpoint
-from ..training.prepare import graph_fingerprint
+from ..training.forecaster import Forecaster
+from ..training.layout import LAST
 from ..training.trainer import Trainer, seed_everything
+from ..training.writer import RunRecord, RunWriter
 from .config import FINETUNE_LR, FederatedConfig
 from .folders import load_client
 from .layout import ClientFiles, FederationFiles
@@ -24,6 +27,15 @@ from .personal import initial_model
 from .seeds import finetune_seed
 
 log = logging.getLogger(__name__)
+
+
+class _KeepLastRound(RunWriter):
+    """The client folder's writer while it fine-tunes: ``best.pt`` and ``metrics.csv`` as any run's, but
+    ``last.pt`` stays the last round's weights (what the global export and the next round read); the
+    fine-tuning's own last state is not kept."""
+
+    def save(self, name: str, state: dict) -> Path:
+        return self.files.checkpoint(name) if name == LAST else super().save(name, state)
 
 
 def finetune_client(client_dir: str | Path, epochs: int | None = None, lr_factor: float | None = None) -> dict:
@@ -66,19 +78,17 @@ def finetune_client(client_dir: str | Path, epochs: int | None = None, lr_factor
     train_cfg = dataclasses.replace(cfg.train, epochs=epochs, lr=cfg.train.lr * lr_factor, scheduler="cosine",
                                     warmup_epochs=0, patience=0, seed=finetune_seed(cfg.train.seed))
     seed_everything(train_cfg.seed)
-    fingerprint = {"data": prep.data.fingerprint(), "graph": graph_fingerprint(prep.graph)}
     files.metrics.unlink(missing_ok=True)
-    last_round = files.last.read_bytes() if files.last.is_file() else None
-    trainer = Trainer(model, prep.data, prep.graph, train_cfg, d, distribution=cfg.model.distribution,
-                      extra_state={"config": cfg.to_dict(), "fingerprint": fingerprint})
-    base = float(trainer.evaluate("val")["average"]["mae"])
-    trainer.state.update(best_val=base, best_epoch=0)  # an epoch is kept only if it beats the federated model
+    forecaster = Forecaster(model, prep.data, prep.graph, train_cfg, cfg.model.distribution)
+    configure_process(forecaster.device, train_cfg.threads)
+    trainer = Trainer(forecaster, train_cfg, writer=_KeepLastRound(d, RunRecord.of(cfg, prep)))
+    base = float(forecaster.evaluate("val")["average"]["mae"])
+    # epoch 0 is the federated model: a fine-tuned epoch is kept only if it beats it
+    trainer.load_state({"model": ckpt["model"], "trainer": {"best_val": base, "best_epoch": 0}})
     t0 = time.perf_counter()
     trainer.fit()
     if trainer.state["best_epoch"] == 0:
         save_checkpoint(ckpt, files.best)
-    if last_round is not None:
-        atomic_write(files.last, last_round)
     result = {"epochs": epochs, "lr": train_cfg.lr, "val_mae_federated": base,
               "val_mae": float(trainer.state["best_val"]), "best_epoch": int(trainer.state["best_epoch"]),
               "seconds": round(time.perf_counter() - t0, 1)}

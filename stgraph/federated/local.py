@@ -22,10 +22,10 @@ from ..config import with_fields
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..models.blend import blend_params, choose_weights
-from ..models.registry import build_model, count_parameters
-from ..training.checkpoint import save_checkpoint
+from ..models.registry import build_model
 from ..training.layout import BEST, LAST, RunFiles
-from ..training.prepare import graph_fingerprint, model_sizes
+from ..training.prepare import model_sizes
+from ..training.writer import RunRecord, RunWriter
 from .config import FederatedConfig
 from .folders import load_client
 from .layout import ClientFiles, FederationFiles
@@ -113,24 +113,13 @@ def blend_client(client_dir: str | Path) -> dict:
     model = build_model("blend", model_sizes(data, cfg.model.probabilistic), bcfg.model.params)
     model.members[0].load_state_dict(fed_run.model.state_dict())
     model.members[1].load_state_dict(local_run.model.state_dict())
-    out = RunFiles(files.blend)
-    out.root.mkdir(exist_ok=True)
-    out.config.unlink(missing_ok=True)  # config.yaml marks a finished run: removed first, written last
-    for p in out.written():
-        p.unlink()
-    ckpt = {"model": model.state_dict(), "config": bcfg.to_dict(), "scaler": data.scaler.state_dict(),
-            "fingerprint": {"data": data.fingerprint(), "graph": graph_fingerprint(fed_run.graph)},
-            "trainer": {"epoch": 0, "best_val": result["val_mae"], "best_epoch": 0}}
-    save_checkpoint(ckpt, out.checkpoint(BEST))
-    save_checkpoint(ckpt, out.checkpoint(LAST))
-    atomic_write(out.info, json.dumps({"model": "blend", "parameters": count_parameters(model),
-                                       "sensor_ids": list(fed_run.series.sensor_ids),
-                                       "channels": list(fed_run.series.channels),
-                                       "target_channels": list(data.target_channels),
-                                       "fingerprint": ckpt["fingerprint"], "source": str(fed_run.series.source),
-                                       "members": [str(d.resolve()), str(local.resolve())],
-                                       "federated": {"partition_id": info["partition_id"], **result}}, indent=1))
-    bcfg.to_yaml(out.config)
+    record = RunRecord.of(bcfg, fed_run.prepared)
+    ckpt = record.checkpoint(model.state_dict(), scaler=data.scaler.state_dict(),
+                             trainer={"epoch": 0, "best_val": result["val_mae"], "best_epoch": 0})
+    run_info = record.info(model, fed_run.prepared, source=str(fed_run.series.source),
+                           members=[str(d.resolve()), str(local.resolve())],
+                           federated={"partition_id": info["partition_id"], **result})
+    RunWriter(files.blend, record).publish(run_info, {BEST: ckpt, LAST: ckpt})
     atomic_write(files.blend_info, json.dumps(result, indent=1))
     log.info(f"client {info['partition_id']}: blended its federated and local models, weight on the local one "
              f"{min(result['weights_local']):.2f} .. {max(result['weights_local']):.2f} over the steps; validation "
