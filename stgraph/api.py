@@ -11,8 +11,9 @@
 
 These are thin functions over the library (:func:`stgraph.training.run.train`,
 :meth:`stgraph.training.run.Run.open`, :func:`stgraph.online.update.update_run`), exposed lazily as
-``stgraph.train``, ``stgraph.open_run``, ``stgraph.evaluate`` and ``stgraph.update``; the ``stgraph`` command calls them (its
-flags are these keyword arguments). They log through ``logging.getLogger("stgraph")`` and print nothing.
+``stgraph.train``, ``stgraph.open_run``, ``stgraph.evaluate`` and ``stgraph.update``; the ``stgraph``
+command calls them (its flags are these keyword arguments). They log through
+``logging.getLogger("stgraph")`` and print nothing.
 """
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def _given(model, config, overrides, fields) -> set[str] | None:
 
     if isinstance(config, RunConfig):
         return None
-    return given_keys(model, config, _settings(fields), _overrides(overrides)) | {TRAIN_FIELDS[k] for k, v in fields.items() if v is not None}
+    named = {TRAIN_FIELDS[k] for k, v in fields.items() if v is not None}
+    return given_keys(model, config, _settings(fields), _overrides(overrides)) | named
 
 
 def train(data: str | Path | None = None, graph: str | Path | None = None, *, model: str | None = None,

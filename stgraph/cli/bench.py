@@ -9,7 +9,12 @@ from .common import BUDGET_HELP, add_null_value, budgets_arg
 
 
 def add_parser(sub) -> None:
-    """``stgraph bench``."""
+    """``stgraph bench``; the defaults of --seeds and --jobs are :class:`~stgraph.bench.spec.BenchSpec`'s."""
+    import dataclasses
+
+    from ..bench.spec import BenchSpec
+
+    dflt = {f.name: f.default for f in dataclasses.fields(BenchSpec)}
     b = sub.add_parser("bench", help="train and evaluate several models side by side; write results.csv/.md")
     b.add_argument("--data", help="series file (HDF5, npz, CSV)")
     b.add_argument("--graph", help="graph file")
@@ -18,7 +23,8 @@ def add_parser(sub) -> None:
     b.add_argument("--models", required=True, help="comma-separated registry names or import paths, "
                                                    "e.g. last,ha,var,dcrnn,stgcn,gwnet,gman,staeformer,stid,stgt")
     b.add_argument("--epochs", type=int, help="epochs for every learned model (default: each paper's config)")
-    b.add_argument("--seeds", type=int, default=3, help="seeds 0..k-1 per learned model (default 3)")
+    b.add_argument("--seeds", type=int, default=dflt["seeds"],
+                   help=f"seeds 0..k-1 per learned model (default {dflt['seeds']})")
     b.add_argument("--batch-size", type=int)
     b.add_argument("--device")
     add_null_value(b)
@@ -34,9 +40,9 @@ def add_parser(sub) -> None:
                      "epochs (epochs 10000 and patience 0 unless --epochs / --set say otherwise, one torch thread "
                      "per run unless --set train.threads=K), and its best-validation checkpoint is evaluated; "
                      "writes budget.csv, budget.md and budget_mae.png")
-    b.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="runs side by side, each in its own process (default 1); with --budget, N runs of one "
-                        "thread each on N cores are compared fairly")
+    b.add_argument("--jobs", type=int, default=dflt["jobs"], metavar="N",
+                   help=f"runs side by side, each in its own process (default {dflt['jobs']}); with --budget, N "
+                        f"runs of one thread each on N cores are compared fairly")
     b.add_argument("--progress", action="store_true", help="show each run's progress bar")
     b.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
 

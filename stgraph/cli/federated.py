@@ -183,7 +183,8 @@ def _client(args, fed) -> int:
     from ..federated.server import client_mods
 
     if not 0 <= args.partition_id < fed.clients:
-        raise ConfigError(f"--partition-id {args.partition_id}: expected 0 .. {fed.clients - 1} (--clients {fed.clients})")
+        raise ConfigError(f"--partition-id {args.partition_id}: expected 0 .. {fed.clients - 1} "
+                          f"(--clients {fed.clients})")
     setup(fed, run_config(args), args.out, clients=[args.partition_id])
     cdir = FederationFiles(args.out).client(args.partition_id).root
     start_client(cdir, fed.address, record=args.record, max_wait=args.max_wait, mods=client_mods(fed))
