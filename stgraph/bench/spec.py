@@ -153,8 +153,8 @@ class BenchJob:
 def plan(spec: BenchSpec) -> list[BenchJob]:
     """The runs of the bench: every (model, seed), one seed of a closed-form model; with budgets, one run
     per budget of a model whose schedule follows the budget, one run with the largest budget serving all
-    of them otherwise (:func:`stgraph.training.trainer.snapshots_stand_for_budgets`)."""
-    from ..training.trainer import snapshots_stand_for_budgets
+    of them otherwise (:func:`stgraph.training.schedule.snapshots_stand_for_budgets`)."""
+    from ..training.schedule import snapshots_stand_for_budgets
 
     if not spec.budgets:
         return [BenchJob(m, s) for m in spec.models for s in range(1 if m in DETERMINISTIC else spec.seeds)]

@@ -18,7 +18,6 @@ import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-import torch
 
 from ..config import RunConfig, config_from_dict, load_run_config, with_fields
 from ..errors import ConfigError, RunDirError
@@ -36,7 +35,7 @@ from .prepare import (Prepared, empty_graph, graph_fingerprint, load_series_and_
                       prepare, target_positions)
 from .resume import absolute_paths, check_config_matches, check_run_dir, fingerprint_diff, resume_config
 from .trainer import Trainer, seed_everything
-from .writer import RunRecord, RunWriter
+from .writer import RunRecord, RunWriter, fingerprint_of
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +157,15 @@ def _model_class_for(cfg: RunConfig, model: str | None, run_dir: Path):
 
 def _check_fingerprints(cfg: RunConfig, prep: Prepared, stored: dict, run_dir: Path, data_path) -> None:
     """The data (unless read from another file, ``data_path``) and the graph must be what the run was trained on."""
-    if data_path is None and stored.get("data") not in (None, prep.data.fingerprint()):
+    now = fingerprint_of(prep.data, prep.graph)
+    if data_path is None and stored.get("data") not in (None, now["data"]):
         raise RunDirError(f"the data file {cfg.data.path or cfg.data.dataset} changed since '{run_dir}' was "
-                          f"trained (fingerprint {prep.data.fingerprint()}, the run's {stored.get('data')}); "
+                          f"trained (fingerprint {now['data']}, the run's {stored.get('data')}); "
                           f"retrain, or pass the original file")
-    if stored.get("graph") not in (None, graph_fingerprint(prep.graph)):
+    if stored.get("graph") not in (None, now["graph"]):
         raise RunDirError(f"the graph {cfg.data.graph or cfg.data.dataset or '(none)'} changed since '{run_dir}' "
-                          f"was trained (fingerprint {graph_fingerprint(prep.graph)}, the run's "
-                          f"{stored.get('graph')}); its metrics would not belong to the run. Restore the original "
-                          f"graph file, or retrain")
+                          f"was trained (fingerprint {now['graph']}, the run's {stored.get('graph')}); its metrics "
+                          f"would not belong to the run. Restore the original graph file, or retrain")
 
 
 class Run:
@@ -309,4 +308,4 @@ def config_from_run(run_dir: str | Path) -> RunConfig:
 
 __all__ = ["Run", "Prepared", "prepare", "train", "load_run", "make_model", "model_sizes", "RunDirError",
            "config_from_dict", "config_from_run", "graph_fingerprint", "empty_graph", "load_series_and_graph",
-           "target_positions", "choose_defaults", "torch"]
+           "target_positions", "choose_defaults"]

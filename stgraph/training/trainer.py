@@ -40,11 +40,11 @@ from .batches import TrainingWindows
 from .budget import CpuBudget, check_marks
 from .checkpoint import load_checkpoint
 from .forecaster import Forecaster
-from .history import METRIC_FIELDS, EpochTable
-from .layout import BEST, LAST, RunFiles
+from .history import EpochTable
+from .layout import BEST, LAST
 from .losses import masked_loss, masked_loss_sum
 from .progress import TrainingBar
-from .schedule import COSINE_FLOOR, cosine_factor, lr_factor, snapshots_stand_for_budgets
+from .schedule import lr_factor
 
 
 class NonFiniteLossError(StgraphError, FloatingPointError):
@@ -439,5 +439,4 @@ def fit_closed_form(module: torch.nn.Module, data) -> None:
         fit(module, closed_form_data(data))
 
 
-__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "fit_closed_form", "METRIC_FIELDS",
-           "COSINE_FLOOR", "cosine_factor", "snapshots_stand_for_budgets", "RunFiles"]
+__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "fit_closed_form"]
