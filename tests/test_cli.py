@@ -162,3 +162,13 @@ def test_flags_take_types_and_help_defaults_from_the_config_dataclasses(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["federated", "simulate", "--out", "x", "--clients", "three"])
     assert stop.value.code == 2 and "--clients: invalid int value: 'three'" in capsys.readouterr().err
+
+
+def test_library_arguments_are_said_as_flags():
+    from stgraph.cli.common import in_flags
+
+    assert in_flags("pass resume=True to continue it, overwrite=True to replace it, or choose another out") == \
+        "pass --resume to continue it, --overwrite to replace it, or choose another --out"
+    assert in_flags("Pass model='pkg.mod:Net' to import it") == "Pass --model pkg.mod:Net to import it"
+    assert in_flags("model = 'stgt': the run was trained with model 'last'") == \
+        "model = 'stgt': the run was trained with model 'last'"  # a field's value stays as it is

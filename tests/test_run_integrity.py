@@ -264,7 +264,7 @@ def test_user_model_import_path_comes_only_from_the_command_line(tmp_path, serie
         "--no-progress", "--epochs", "1", "--batch-size", "8", "--set", "data.input_len=3",
         "--set", "data.horizon=3")
     _has(_cli(capsys, "evaluate", out), "user model 'user_model:TinyUserModel'", "never imports",
-         "model='user_model:TinyUserModel'")
+         "--model user_model:TinyUserModel")
     assert "average" in _ok(capsys, "evaluate", out, "--model", "user_model:TinyUserModel")
 
 

@@ -25,12 +25,13 @@ MODEL_PATH_HELP = "import path of the run's user model (package.module:Class)"
 #: how a library message names an argument -> how the command line says it (the library speaks of arguments,
 #: ``resume=True``; the command of flags, ``--resume``)
 ARGUMENT_FLAGS = ((re.compile(r"\bresume=True\b"), "--resume"), (re.compile(r"\boverwrite=True\b"), "--overwrite"),
-                  (re.compile(r"\banother out\b"), "another --out"))
+                  (re.compile(r"\banother out\b"), "another --out"),
+                  (re.compile(r"\bmodel=(['\"])([^'\"]+)\1"), r"--model \2"))
 
 
 def in_flags(message: str) -> str:
     """A library message as the command line says it: ``pass resume=True`` -> ``pass --resume``, ``another out``
-    -> ``another --out`` (:data:`ARGUMENT_FLAGS`)."""
+    -> ``another --out``, ``model='pkg.mod:Class'`` -> ``--model pkg.mod:Class`` (:data:`ARGUMENT_FLAGS`)."""
     for pattern, flag in ARGUMENT_FLAGS:
         message = pattern.sub(flag, message)
     return message
