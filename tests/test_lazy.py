@@ -82,8 +82,9 @@ class _nothing:
 
 def test_training_on_a_lazy_series_gives_the_same_weights(tmp_path):
     from stgraph.models.registry import build_model
-    from stgraph.training.trainer import Trainer
+    from stgraph.training.forecaster import Forecaster
     from stgraph.training.run import empty_graph, model_sizes
+    from stgraph.training.trainer import Trainer
 
     path = write_series(_series(T=500, C=1, seed=1), tmp_path / "s.h5", chunk_rows=5)
     cfg = TrainConfig(epochs=1, batch_size=8, max_batches=5, device="cpu", progress=False, seed=2)
@@ -93,7 +94,7 @@ def test_training_on_a_lazy_series_gives_the_same_weights(tmp_path):
             data = ForecastData.from_series(read_series(path, lazy=lazy, cache_bytes=1 << 14))
         torch.manual_seed(0)
         model = build_model("stgt", model_sizes(data, False), {"hidden": 8, "dropout": 0.0})
-        trainer = Trainer(model, data, empty_graph(data.num_nodes), cfg)
+        trainer = Trainer(Forecaster(model, data, empty_graph(data.num_nodes), cfg), cfg)
         trainer.fit()
         weights.append(trainer.model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

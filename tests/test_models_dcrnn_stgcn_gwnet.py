@@ -210,14 +210,15 @@ def tiny_problem():
 def test_trainer_runs_one_epoch(name, tiny_problem):
     from stgraph.config import TrainConfig
     from stgraph.training.run import model_sizes
+    from stgraph.training.forecaster import Forecaster
     from stgraph.training.trainer import Trainer
 
     data, graph = tiny_problem
     torch.manual_seed(0)
     model = build_model(name, model_sizes(data, False), SMALL[name])
     cfg = TrainConfig(epochs=1, max_batches=3, batch_size=8, progress=False, device="cpu")
-    trainer = Trainer(model, data, graph, cfg)
+    trainer = Trainer(Forecaster(model, data, graph, cfg), cfg)
     state = trainer.fit()
     assert state["finished"] and state["epoch"] == 1
-    result = trainer.evaluate("test")["average"]
+    result = trainer.forecaster.evaluate("test")["average"]
     assert math.isfinite(result["mae"])

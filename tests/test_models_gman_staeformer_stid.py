@@ -249,6 +249,7 @@ def test_trainer_one_epoch(name):
     from stgraph.data import ForecastData
     from stgraph.graph import to_pyg
     from stgraph.training.run import model_sizes
+    from stgraph.training.forecaster import Forecaster
     from stgraph.training.trainer import Trainer
 
     series, g = synth.generate(8, days=1, seed=0)
@@ -257,7 +258,7 @@ def test_trainer_one_epoch(name):
     torch.manual_seed(0)
     model = build_model(name, model_sizes(data, False), SMALL[name])
     cfg = TrainConfig(epochs=1, max_batches=3, batch_size=8, progress=False, device="cpu")
-    trainer = Trainer(model, data, graph, cfg, run_dir=None)
+    trainer = Trainer(Forecaster(model, data, graph, cfg), cfg)
     state = trainer.fit()
     assert state["epoch"] == 1 and state["finished"]
     assert math.isfinite(state["best_val"])

@@ -85,10 +85,8 @@ class Trainer:
     is the masked loss of the global batch (``loss=`` is not supported).
     """
 
-    def __init__(self, forecaster: Forecaster, cfg, *old_args, loss=None, batches=None, writer=None, record=None,
-                 snapshot_marks=None, **old_kwargs):
-        if isinstance(forecaster, torch.nn.Module):  # the old form: Trainer(model, data, graph, cfg, run_dir, ...)
-            forecaster, cfg, writer, record = _old_form(forecaster, cfg, *old_args, **old_kwargs)
+    def __init__(self, forecaster: Forecaster, cfg, *, loss=None, batches=None, writer=None, record=None,
+                 snapshot_marks=None):
         self.cfg = cfg
         self.forecaster = f = forecaster
         self.model, self.data, self.dist, self.device = f.model, f.data, f.dist, f.device
@@ -179,10 +177,6 @@ class Trainer:
         return total * (self.dist.world / count.clamp(min=1)).to(total.dtype)
 
     # --------------------------------------------------------------------------- checkpoints
-    def evaluate(self, split: str = "test", horizons=None) -> dict:
-        """:meth:`Forecaster.evaluate <stgraph.training.forecaster.Forecaster.evaluate>` of the model as it is now."""
-        return self.forecaster.evaluate(split, horizons)
-
     def _rng_state(self) -> dict:
         st = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -403,29 +397,6 @@ class Trainer:
         if bar is not None:
             bar.epoch_done(epoch, train_loss, val["mae"], improved, self.state["cpu_seconds"], cfg.budget_minutes)
         return stop
-
-
-class _ExtraState:
-    """The record of the old form: a checkpoint is the trainer's parts plus the caller's ``extra_state`` dict."""
-
-    def __init__(self, extra: dict | None) -> None:
-        self.extra = dict(extra or {})
-
-    def checkpoint(self, **parts) -> dict:
-        return {**parts, **self.extra}
-
-
-def _old_form(model, data, graph, cfg, run_dir=None, extra_state: dict | None = None, distribution: str = "normal"):
-    """``(forecaster, cfg, writer, record)`` of the old call ``Trainer(model, data, graph, cfg, run_dir,
-    extra_state=, distribution=)``, which also set the process-wide settings (the new form leaves them to the
-    entry point: :func:`stgraph.runtime.configure_process`). Kept until its last callers have moved."""
-    from ..runtime import configure_process
-    from .writer import RunWriter
-
-    forecaster = Forecaster(model, data, graph, cfg, distribution)
-    configure_process(forecaster.device, cfg.threads)
-    record = _ExtraState(extra_state)
-    return forecaster, cfg, None if run_dir is None else RunWriter(run_dir, record), record
 
 
 def fit_closed_form(module: torch.nn.Module, data) -> None:
