@@ -239,6 +239,30 @@ def test_simulate_writes_runs_that_evaluate(net, tmp_path, capsys):
     # a second simulate into the same folder is refused
     assert main(["federated", "simulate", "--data", str(net["data"]), "--out", str(out)]) == 2
     assert "already holds a federated run" in capsys.readouterr().err
+    # the federation read back from Python: its summary and the global row of each round
+    from stgraph.federated.simulation import Federation
+    fed = Federation.read(out)
+    assert fed.summary == summary and [r["round"] for r in fed.history] == [1, 2]
+    assert [r["val_mae"] for r in fed.history] == [float(r["val_mae"]) for r in rows]
+    assert fed.open_client(1).config.data.path == str((out / "client_1" / "data" / "series.h5").resolve())
+
+
+def test_python_simulate_checks_its_arguments_before_writing(net, tmp_path):
+    """stgraph.federated.simulate: federated settings and run config arguments as keywords; a misspelt one,
+    a bad value or a folder holding a federation is refused before anything is written."""
+    from stgraph.errors import ConfigError, RunDirError
+    from stgraph.federated import simulate
+    with pytest.raises(ConfigError, match=r"unknown argument 'clientz' \(did you mean 'clients'\?\)"):
+        simulate(tmp_path / "a", data=net["data"], graph=net["adj"], clientz=2)
+    with pytest.raises(ConfigError, match="federated.strategy = 'fedsgd'"):
+        simulate(tmp_path / "a", data=net["data"], graph=net["adj"], strategy="fedsgd")
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        simulate(tmp_path / "a", data=net["data"], graph=net["adj"], batch_size=0)
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "federated.yaml").write_text("federated: {}\n")
+    with pytest.raises(RunDirError, match="already holds a federated run .*overwrite=True"):
+        simulate(tmp_path / "b", data=net["data"], graph=net["adj"], clients=2)
 
 
 # ----------------------------------------------------------------------------------------------- LR over the rounds

@@ -72,6 +72,7 @@ def simulate(out: str | Path, *, data: str | Path | None = None, graph: str | Pa
             federation and ``overwrite`` is off. Both before anything in ``out`` changes.
     """
     import dataclasses
+    import difflib
 
     from ..api import TRAIN_FIELDS, run_config
     from ..errors import ConfigError
@@ -82,7 +83,9 @@ def simulate(out: str | Path, *, data: str | Path | None = None, graph: str | Pa
     fed_fields = [f.name for f in dataclasses.fields(FederatedConfig)]
     unknown = sorted(set(settings) - set(fed_fields) - set(TRAIN_FIELDS))
     if unknown:
-        raise ConfigError(f"simulate: unknown argument {unknown[0]!r}; expected a FederatedConfig field "
+        near = difflib.get_close_matches(unknown[0], [*fed_fields, *TRAIN_FIELDS], n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ConfigError(f"simulate: unknown argument {unknown[0]!r}{hint}; expected a FederatedConfig field "
                           f"({fed_fields}) or a run config argument ({sorted(TRAIN_FIELDS)})")
     fed = federated if federated is not None else FederatedConfig()
     for key in (k for k in settings if k in fed_fields):

@@ -125,7 +125,8 @@ def summarise(out: str | Path, fed: FederatedConfig, info: dict, seconds: float,
     summary = {"engine": engine, "clients": fed.clients, "partition": fed.partition, "strategy": fed.strategy,
                "rounds": len(hist), "local_epochs": fed.local_epochs, "best_round": best["round"],
                "best_global_val_mae": best["val_mae"], "rounds_to_converge": rounds_to_converge(hist),
-               "uplink_bytes_per_round": hist[-1]["uplink_bytes"], "downlink_bytes_per_round": hist[-1]["downlink_bytes"],
+               "uplink_bytes_per_round": hist[-1]["uplink_bytes"],
+               "downlink_bytes_per_round": hist[-1]["downlink_bytes"],
                "sensors_per_client": sizes, "cut_edges": info["cut_edges"], "seconds": round(seconds, 1),
                "dp_noise": fed.dp_noise}
     if finetune:
