@@ -162,7 +162,7 @@ def test_fedprox_is_a_loss_term_the_trainer_takes(tiny_synth):
         with torch.no_grad():
             model.head_fc.weight.sub_(0.1)
         Trainer(forecaster, cfg.train, loss=prox).fit()
-        moved[mu] = sum(float((p - start[k]).pow(2).sum()) for k, p in model.named_parameters())
+        moved[mu] = sum(float((p.detach() - start[k]).pow(2).sum()) for k, p in model.named_parameters())
     assert moved[1000.0] < moved[0.0]
 
 
