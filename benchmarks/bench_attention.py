@@ -16,7 +16,7 @@ one step = forward, backward and AdamW update on random inputs. Paths:
 Every (size, batch, path) runs in its own process (its peak RSS is its own), with the malloc tuning
 the trainer uses; the processes take turns over ``--rounds`` rounds (order reversed every other
 round) and each reports the median of ``--steps`` timed steps after one warm-up step. A row whose
-estimated peak (``STGT.estimate_train_memory`` plus the process footprint) exceeds ``--max-gb``
+estimated peak (``stgraph.training.memory.estimate_train_memory`` plus the process footprint) exceeds ``--max-gb``
 is not run: it shows the estimate, marked ``est.``. Also measured: the chunk budget of the sparse
 path (``--chunk-sweep``), the CPU inference paths incl. FlexAttention, and the headline step at
 8,600 sensors, batch 8, width 64.
@@ -128,11 +128,12 @@ def estimate_gb(spec: dict) -> float:
     import torch  # noqa: F401
 
     from stgraph.models.stgt import STGT
+    from stgraph.training.memory import estimate_train_memory
     ei, _ = build(spec["nodes"])
     m = STGT(spec["nodes"], 2, 1, 12, 12, hidden=spec["hidden"], spatial_backend=spec["path"],
              recompute=spec.get("recompute", False), **spec.get("params", {}))
-    return (0.45 * 2**30 + m.estimate_train_memory(spec["batch"], int(ei.size(1)),
-                                                   lean=spec.get("lean", False))) / 2**30
+    return (0.45 * 2**30 + estimate_train_memory(m, spec["batch"], int(ei.size(1)),
+                                                 lean=spec.get("lean", False))) / 2**30
 
 
 # ---------------------------------------------------------------------------------- the driver

@@ -7,7 +7,7 @@ from stgraph.cli.runs import build_config
 from stgraph.config import load_config, shipped_config
 from stgraph.errors import ConfigError
 from stgraph.models.stgt import STGT
-from stgraph.training.memory import check_training_memory
+from stgraph.training.memory import check_training_memory, estimate_train_memory
 
 
 def stgt(**kw):
@@ -16,14 +16,14 @@ def stgt(**kw):
 
 def test_estimate_grows_with_batch_width_and_falls_with_recompute():
     m = stgt(hidden=32)
-    e8, e16 = m.estimate_train_memory(8, 300), m.estimate_train_memory(16, 300)
+    e8, e16 = estimate_train_memory(m, 8, 300), estimate_train_memory(m, 16, 300)
     assert e16 == 2 * e8  # activations are linear in the batch
-    assert stgt(hidden=64).estimate_train_memory(8, 300) == 2 * e8  # and in the width
+    assert estimate_train_memory(stgt(hidden=64), 8, 300) == 2 * e8  # and in the width
     # 3 blocks x 62 numbers per A = B*T*N*D, float32
     assert e8 == 4 * 62 * 3 * (8 * 12 * 50 * 32)
-    assert m.estimate_train_memory(8, 300, recompute=True) < e8
+    assert estimate_train_memory(m, 8, 300, recompute=True) < e8
     # the plain edge-wise path keeps E' x S x D per layer on top
-    g = stgt(hidden=32, spatial_backend="gather").estimate_train_memory(8, 300)
+    g = estimate_train_memory(stgt(hidden=32, spatial_backend="gather"), 8, 300)
     assert g - e8 == 4 * 3 * 8 * (300 + 50) * (8 * 12) * 32
 
 
@@ -42,9 +42,9 @@ def test_check_falls_back_to_lean_then_recompute_then_stops(monkeypatch, caplog)
     switched = []
     monkeypatch.setattr(rt, "lean_malloc", lambda: switched.append(1) or True)
     m = stgt(hidden=32)
-    fast = m.estimate_train_memory(32, 300)
-    lean = m.estimate_train_memory(32, 300, lean=True)
-    lean_rc = m.estimate_train_memory(32, 300, lean=True, recompute=True)
+    fast = estimate_train_memory(m, 32, 300)
+    lean = estimate_train_memory(m, 32, 300, lean=True)
+    lean_rc = estimate_train_memory(m, 32, 300, lean=True, recompute=True)
     assert lean_rc < lean < fast
     caplog.set_level("INFO", logger="stgraph")
     lines = LoggedLines(caplog)
@@ -137,10 +137,10 @@ def test_estimate_of_the_efficient_shape_and_of_tensors_the_allocator_gives_back
     from stgraph.runtime import MMAP_THRESHOLD
     eff = STGT(50, 2, 1, 12, 12, hidden=32, patch_len=3, spatial_ff=False, window_skip=True, decoder_layers=0)
     A = 8 * 4 * 50 * 32
-    assert eff.estimate_train_memory(8, 300) == 4 * 40 * 3 * A
-    assert eff.estimate_train_memory(8, 300, lean=True) == 4 * 20 * 3 * A
+    assert estimate_train_memory(eff, 8, 300) == 4 * 40 * 3 * A
+    assert estimate_train_memory(eff, 8, 300, lean=True) == 4 * 20 * 3 * A
     big = STGT(8600, 2, 1, 12, 12, hidden=32, patch_len=3, spatial_ff=False, window_skip=True, decoder_layers=0,
                node_emb_dim=1)
     A = 8 * 4 * 8600 * 32
     assert 4 * A > MMAP_THRESHOLD
-    assert big.estimate_train_memory(8, 30000) == big.estimate_train_memory(8, 30000, lean=True) == 4 * 20 * 3 * A
+    assert estimate_train_memory(big, 8, 30000) == estimate_train_memory(big, 8, 30000, lean=True) == 4 * 20 * 3 * A

@@ -74,7 +74,7 @@ def simulate(out: str | Path, *, data: str | Path | None = None, graph: str | Pa
     import dataclasses
     import difflib
 
-    from ..api import TRAIN_FIELDS, run_config
+    from ..arguments import TRAIN_FIELDS, run_config
     from ..errors import ConfigError
     from .config import apply_federated_override
     from .folders import prepare_out

@@ -64,6 +64,9 @@ class RoundLog:
         return pairs
 
     def aggregate_fit(self, server_round, results, failures):
+        # in client order, not arrival order: a float sum depends on its order, and a federation run twice
+        # should give the same global model bit for bit
+        results = _by_client(results)
         self._fit = {int(r.metrics["partition_id"]): {"train_loss": r.metrics.get("train_loss"),
                                                       "train_windows": r.num_examples,
                                                       "uplink_bytes": _nbytes(r.parameters)}
@@ -85,13 +88,14 @@ class RoundLog:
         return pairs
 
     def aggregate_evaluate(self, server_round, results, failures):
+        results = _by_client(results)
         agg = super().aggregate_evaluate(server_round, results, failures)
         if not results:
             return agg
         seconds = round(time.perf_counter() - self._t0, 3)
         rows = []
         total_n = sum(r.num_examples for _, r in results)
-        for _, r in sorted(results, key=lambda cr: int(cr[1].metrics["partition_id"])):
+        for _, r in results:
             pid = int(r.metrics["partition_id"])
             f = self._fit.get(pid, {})
             rows.append({"round": server_round, "client": pid, "val_mae": round(float(r.loss), 6),
@@ -109,6 +113,11 @@ class RoundLog:
         log.info(f"round {server_round}: val MAE global {glob:.4f} ({per}); {up / 1e6:.2f} MB up, "
                  f"{self._down / 1e6:.2f} MB down, {seconds:.1f} s")
         return agg
+
+
+def _by_client(results: list) -> list:
+    """Flower's ``(client proxy, result)`` pairs in the order of the clients' partition ids."""
+    return sorted(results, key=lambda cr: int(cr[1].metrics["partition_id"]))
 
 
 def _round(v):

@@ -135,7 +135,7 @@ class STGT(nn.Module):
         recompute: in training, keep only each block's input and recompute the
             block in backward (activation checkpointing): about a third more time
             a step. Live activation memory falls about 2.5x (see
-            :meth:`estimate_train_memory`), but with the default retaining
+            :meth:`memory_terms`), but with the default retaining
             allocator the peak resident memory falls only ~20%; `stgraph train`
             turns it on together with the lean allocator when a run fits no
             other way.
@@ -253,51 +253,41 @@ class STGT(nn.Module):
         return layer.resolve_backend(self.num_nodes, g.edge_index.size(1), self.pos_in.device,
                                      needs_grad=self.training)
 
-    def estimate_train_memory(self, batch_size: int, num_edges: int, device=None,
-                              recompute: Optional[bool] = None, lean: bool = False) -> int:
-        """Bytes a training step adds to the process at its peak, from measurements on CPU, in float32
-        numbers per unit and per ``A = B * T * N * D`` (``T`` the larger of the input and horizon token
-        counts, ``ceil(T_in / patch_len)`` and ``ceil(T_out / patch_len)``), the allocator table
-        :data:`stgraph.training.memory.MEMORY_NUMBERS` (:func:`~stgraph.training.memory.kept_numbers`):
+    def memory_terms(self, batch_size: int, num_edges: int, device=None,
+                     recompute: Optional[bool] = None) -> dict:
+        """What a training step of this model keeps at its peak, in the terms of the allocator table
+        :data:`stgraph.training.memory.MEMORY_NUMBERS` (read by
+        :func:`stgraph.training.memory.estimate_train_memory`, which turns them into bytes):
 
-        ========================  =======  ===========  =========  ===============
-        allocator                 classic  + recompute  efficient  + recompute
-        ========================  =======  ===========  =========  ===============
-        retaining (the default)   62       50           40         32
-        lean (``lean=True``)      30       17           20         11
-        ========================  =======  ===========  =========  ===============
-
-        The default allocator (:func:`stgraph.runtime.tune_malloc`) keeps freed blocks up to
-        :data:`stgraph.runtime.MMAP_THRESHOLD` for speed (its heap fragments) and gives larger ones back,
-        as the lean one (:func:`stgraph.runtime.lean_malloc`) does every block: where a ``4 * A``-byte
-        tensor is above the threshold the lean numbers apply. On top: ``'gather'`` keeps
-        ``8 * E' * B*T * D`` numbers a layer, ``'dense'`` ``3 * B*T * H * N^2`` a layer when training on CPU.
+        * ``shape``: ``'classic'`` (a feed-forward in the spatial layer) or ``'efficient'``;
+        * ``A = B * T * N * D``, ``T`` the larger of the input and horizon token counts,
+          ``ceil(T_in / patch_len)`` and ``ceil(T_out / patch_len)``;
+        * ``units``: the blocks, plus the decoder's cross-attention + head for the efficient shape;
+        * ``recompute``: whether each block is recomputed in backward;
+        * ``extra``: float32 numbers the spatial backend keeps on top: ``'gather'`` ``8 * E' * B*T * D`` a
+          layer, ``'dense'`` ``3 * B*T * H * N^2`` a layer when training on CPU (one layer with recompute).
 
         Args:
             batch_size: ``B``; num_edges: ``E`` of the graph (self loops are added here);
-            device: where the step runs; recompute: override ``self.recompute``;
-            lean: estimate for the lean allocator.
+            device: where the step runs; recompute: override ``self.recompute``.
         """
-        from ..training.memory import kept_numbers
-
         rc = self.recompute if recompute is None else recompute
         N, D = self.num_nodes, self.hidden
         T = max(self.num_patches, self.num_out_patches)
         blocks = len(self.encoder) + len(self.decoder)
-        A = batch_size * T * N * D
-        classic = (*self.encoder, *self.decoder)[0].spatial.ffn is not None
-        units = blocks if classic else blocks + 1
-        numbers = kept_numbers("classic" if classic else "efficient", A, units, lean=lean, recompute=rc)
         layer = (*self.encoder, *self.decoder)[0].spatial
+        classic = layer.ffn is not None
         E = num_edges + N
         backend = layer.resolve_backend(N, E, device, needs_grad=True)
         S = batch_size * T
         kept = 1 if rc else blocks
+        extra = 0
         if backend == "gather":
-            numbers += kept * 8 * E * S * D
+            extra = kept * 8 * E * S * D
         elif backend == "dense" and torch.device(device or "cpu").type == "cpu":
-            numbers += kept * 3 * S * self.heads * N * N
-        return int(4 * numbers)
+            extra = kept * 3 * S * self.heads * N * N
+        return {"shape": "classic" if classic else "efficient", "A": batch_size * T * N * D,
+                "units": blocks if classic else blocks + 1, "recompute": bool(rc), "extra": extra}
 
     def _exogenous(self, covariates: dict):
         """``(exo_in, exo_out)`` from ``covariates`` (``None, None`` for a model without covariates)."""

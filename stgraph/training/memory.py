@@ -1,8 +1,8 @@
 """Will a training run fit in memory? Estimate before the first step, and say what to lower.
 
-A model that defines ``estimate_train_memory(batch_size, num_edges, device, recompute=None)``
-(bytes of activations a training step keeps, see :meth:`stgraph.models.stgt.STGT.estimate_train_memory`)
-is checked before training starts: the estimate plus the process's own footprint (interpreter,
+A model that defines ``memory_terms(batch_size, num_edges, device, recompute=None)`` (what a training step
+keeps, in the terms of the allocator table :data:`MEMORY_NUMBERS`, see
+:meth:`stgraph.models.stgt.STGT.memory_terms`; :func:`estimate_train_memory` turns them into bytes) is checked before training starts: the estimate plus the process's own footprint (interpreter,
 torch, the series in memory) is compared with the memory the machine has available, and a run
 that would not fit stops with a message naming the settings to lower and what each would need,
 instead of being killed by the kernel's out-of-memory killer halfway through an epoch. The estimate and
@@ -43,6 +43,32 @@ def kept_numbers(shape: str, A: int, units: int, *, lean: bool = False, recomput
     return MEMORY_NUMBERS[shape][(lean, recompute)] * units * A
 
 
+def estimate_train_memory(model, batch_size: int, num_edges: int, device=None, recompute: bool | None = None,
+                          lean: bool = False) -> int | None:
+    """Bytes a training step of ``model`` adds to the process at its peak (``None`` for a model without
+    ``memory_terms``), measured on CPU: :func:`kept_numbers` of the model's shape, plus the numbers its
+    spatial backend keeps, 4 bytes each. Per unit and per ``A = B * T * N * D``:
+
+    ========================  =======  ===========  =========  ===============
+    allocator                 classic  + recompute  efficient  + recompute
+    ========================  =======  ===========  =========  ===============
+    retaining (the default)   62       50           40         32
+    lean (``lean=True``)      30       17           20         11
+    ========================  =======  ===========  =========  ===============
+
+    Args:
+        model: the model; batch_size: ``B``; num_edges: ``E`` of the graph;
+        device: where the step runs; recompute: override the model's ``recompute``;
+        lean: estimate for the lean allocator (:func:`stgraph.runtime.lean_malloc`).
+    """
+    terms = getattr(model, "memory_terms", None)
+    if terms is None:
+        return None
+    t = terms(batch_size, num_edges, device, recompute=recompute)
+    numbers = kept_numbers(t["shape"], t["A"], t["units"], lean=lean, recompute=t["recompute"]) + t["extra"]
+    return int(4 * numbers)
+
+
 def available_bytes() -> int:
     """Memory available to this process now: ``MemAvailable`` from ``/proc/meminfo`` (Linux),
     else the physical memory."""
@@ -69,7 +95,7 @@ def check_training_memory(model, *, batch_size: int, num_edges: int, device,
     """Estimate the peak memory of training ``model`` and stop if it cannot fit.
 
     Args:
-        model: the model (checked only if it has ``estimate_train_memory``).
+        model: the model (checked only if it has ``memory_terms``).
         batch_size: training batch size; num_edges: ``E`` of the graph; device: training device.
         available: bytes available (default: :func:`available_bytes`, or free CUDA memory).
         enabled: ``train.memory_check``; False only logs the estimate.
@@ -82,8 +108,7 @@ def check_training_memory(model, *, batch_size: int, num_edges: int, device,
     Raises:
         ConfigError: naming the estimate, what is available and the settings that would fit.
     """
-    estimate = getattr(model, "estimate_train_memory", None)
-    if estimate is None:
+    if getattr(model, "memory_terms", None) is None:
         return None
     dev = torch.device(device)
     if dev.type == "cuda":
@@ -97,7 +122,7 @@ def check_training_memory(model, *, batch_size: int, num_edges: int, device,
         base = held if base is None else base
         if available is None:
             available = available_bytes() + held
-    est = lambda b, **kw: base + estimate(b, num_edges, dev, **kw)  # noqa: E731
+    est = lambda b, **kw: base + estimate_train_memory(model, b, num_edges, dev, **kw)  # noqa: E731
     lean_ok = dev.type == "cpu"
     need = est(batch_size)
     budget = HEADROOM * available
