@@ -2,10 +2,10 @@
 
 Already covered elsewhere (not repeated here):
 
-* ``test_graph.py``: the restricted unpickler refuses ``os.system`` (nothing runs),
+* ``graph/test_graph.py``: the restricted unpickler refuses ``os.system`` (nothing runs),
   ``eval``/``exec`` under pickle protocols 0, 2 and 4, and ``_codecs.encode`` other
   than latin1 -- 8 cases;
-* ``test_datasets.py``: sha256 mismatch detected and the file moved aside, a redirect
+* ``datasets/test_datasets.py``: sha256 mismatch detected and the file moved aside, a redirect
   to ``file://`` refused, ``file:``/``ftp:``/``data:``/scheme-less URLs refused, HTML
   pages and Git LFS pointers refused, zip-slip (4 names), tar ``..``, absolute,
   symlink (2) and hard-link members refused -- 18 cases.

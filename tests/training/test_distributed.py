@@ -26,7 +26,7 @@ from stgraph.errors import ConfigError
 from stgraph.training.checkpoint import load_checkpoint
 from stgraph.training.distributed import Dist, strip_devices, torchrun_command
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120
 
 

@@ -9,7 +9,7 @@ import pytest
 from stgraph.cli.main import main
 from stgraph.models.registry import build_model, count_parameters, get_model_class
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/user_model.py
 
 
 def test_registry_takes_a_user_model_by_import_path():
@@ -25,7 +25,7 @@ def test_registry_takes_a_user_model_by_import_path():
 
 
 def test_bench_writes_a_well_formed_table(capsys, tiny_synth, tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + ":" + __import__("os").environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[1]) + ":" + __import__("os").environ.get("PYTHONPATH", ""))
     out = tmp_path / "bench"
     argv = ["bench", "--data", str(tiny_synth["data"]), "--graph", str(tiny_synth["adj"]),
             "--models", "last,var,user_model:TinyUserModel", "--epochs", "2", "--seeds", "2",

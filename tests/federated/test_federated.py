@@ -17,7 +17,7 @@ from stgraph.errors import DataFormatError
 from stgraph.federated.partition import cut_edges, partition_sensors, read_partition, write_partition
 
 pytest.importorskip("flwr")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "model.params.hidden=16", "--set", "model.params.heads=2", "--set", "model.params.encoder_layers=1",
          "--set", "train.batch_size=16", "--set", "train.max_batches=2", "--set", "train.device=cpu"]
 

@@ -25,7 +25,7 @@ from stgraph.data import ForecastData
 from stgraph.errors import ConfigError, SeriesError
 from stgraph.io import LazySeries, Series, read_series, write_series
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _series(T=700, N=9, C=2, seed=0) -> Series:
