@@ -70,7 +70,8 @@ def open_run(run_dir: str | Path, *, model: str | None = None, checkpoint: str =
         model: import path of the run's user model (``package.module:Class``); a run never chooses a module
             to import by itself.
         checkpoint: ``"best.pt"`` (the best validation epoch) or ``"last.pt"``.
-        data: read the series from this file instead of the training file (same sensors; the run's scaler).
+        data: read the series from this file instead of the training file; it must fit the run (the run's
+            interval, sensors and channels, :func:`stgraph.data.fit.check_fits`); the run's scaler.
         device: ``"cpu"``, ``"cuda"``, ... (default the run's ``train.device``).
         amp: ``"off"``, ``"bf16"`` or ``"auto"`` for its predictions (default the run's ``train.amp``).
 
@@ -80,6 +81,7 @@ def open_run(run_dir: str | Path, *, model: str | None = None, checkpoint: str =
 
     Raises:
         RunDirError: not a run directory, a damaged one, or data / graph files changed since training.
+        SeriesError: ``data`` does not fit the run.
     """
     from .training.run import Run
 
@@ -95,7 +97,8 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True) -> dic
         split: ``"train"``, ``"val"`` or ``"test"``.
         steps: horizon steps to report (``[1, 2, 4]`` or ``"1,2,4"``); default every step up to 12, or 3, 6, 12
             (15, 30, 60 minutes) for 12-step 5-minute data.
-        write: record the result as ``evaluation_<split>.json`` in the run directory (a run kept on disk).
+        write: record the result as ``evaluation_<split>.json`` in the run directory (a run kept on disk, opened
+            on its own data: figures on another file, ``open_run(data=)``, are not the run's and are not recorded).
 
     Returns:
         ``{"horizons": {"3": {"mae": ..., "rmse": ..., "mape": ...}, ...}, "average": {...}, "split": ...,
@@ -112,7 +115,7 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True) -> dic
     if notice:
         result["notice"] = notice
     result["null_convention"] = run.null_convention()
-    if write and run.files is not None:
+    if write and run.files is not None and getattr(run, "data_path", None) is None:
         run.write_evaluation(result, split)
     return result
 

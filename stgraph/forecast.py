@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.fit import check_fits, parse_at
 from .distributions import interval, point
 from .errors import ConfigError, SeriesError
 from .runtime import autocast_context
@@ -59,13 +60,16 @@ def forecast_at(run, at: str | None = None, series=None, amp: str = "off") -> Fo
         a :class:`Forecast` with ``mean`` (and ``std``) ``[T_out, N, C_out]`` in data units.
 
     Raises:
-        SeriesError: ``series`` has other sensors or channels than the run, or ``at`` is not one of its steps.
+        ConfigError: ``at`` is not a timestamp or has a UTC offset (:func:`stgraph.data.fit.parse_at`).
+        SeriesError: ``series`` does not fit the run (interval, sensors, channels:
+            :func:`stgraph.data.fit.check_fits`), ``at`` is not one of its steps, or the input window ending there
+            crosses a gap in time or holds no reading (:func:`stgraph.data.fit.check_window`).
     """
     data = run.data
     if series is None:
         series = run.series
     else:
-        _check_same_layout(series, run.series)
+        check_fits(series, run.trained_on)
     try:
         x, cov, future = data.window_at(series, at)
     except (ConfigError, SeriesError) as e:
@@ -83,22 +87,8 @@ def forecast_at(run, at: str | None = None, series=None, amp: str = "off") -> Fo
         else:
             mean, std = out[0].float().cpu().numpy(), None
     chans = [series.channels[c] for c in data.target_channels]
-    issued = series.timestamps[-1] if at is None else np.datetime64(at, "ns")
+    issued = series.timestamps[-1] if at is None else parse_at(at)
     return Forecast(mean, std, future, list(series.sensor_ids), chans, issued, *(band or (None, None)))
-
-
-def _check_same_layout(series, trained) -> None:
-    if list(series.sensor_ids) != list(trained.sensor_ids):
-        extra = sorted(set(series.sensor_ids) - set(trained.sensor_ids))
-        missing = sorted(set(trained.sensor_ids) - set(series.sensor_ids))
-        what = (f"{len(extra)} sensor(s) the run does not know ({extra[:5]}{'...' if len(extra) > 5 else ''}) and "
-                f"{len(missing)} it needs but are absent ({missing[:5]}{'...' if len(missing) > 5 else ''})"
-                if extra or missing else "the same sensors in another order")
-        raise SeriesError(f"{series.source}: has {what}; a forecast needs the {len(trained.sensor_ids)} sensors "
-                          f"of the training file {trained.source} in the same order")
-    if list(series.channels) != list(trained.channels):
-        raise SeriesError(f"{series.source}: channels {list(series.channels)}, but the run was trained on "
-                          f"{list(trained.channels)}")
 
 
 FORECAST_SUFFIXES = (".csv", ".h5", ".hdf5")

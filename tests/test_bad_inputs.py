@@ -10,6 +10,9 @@ Sections, one per failure mode:
               distance tables naming unknown sensors, ...
 4. configs -- unknown keys (nearest key suggested), wrong types, impossible values,
               a run directory holding a different run, ...
+4b. fit    -- data that do not fit a run (predict, evaluate, drift, update): another interval,
+              other sensors or channels, older data, windows over a gap or without a reading,
+              ``--at`` with a UTC offset; drift settings refused where they are parsed.
 5. properties (hypothesis) -- random shapes, nulls, lengths and bytes raise only the
               package's own errors, and every window lies inside its split.
 
@@ -707,6 +710,189 @@ def test_resume_from_a_damaged_checkpoint(tmp_path, capsys, abcd_series, damage)
     last.write_bytes(b"" if damage == "empty" else last.read_bytes()[:200])
     err = _cli(capsys, *args, "--resume")
     _has(err, str(last), "empty (0 bytes)" if damage == "empty" else "truncated or damaged", "train again")
+
+
+# ================================================================= 4b. data that do not fit a run
+D = 288  # 5-minute steps a day
+
+
+@pytest.fixture(scope="module")
+def fit_run(tmp_path_factory, synth):
+    """A last-value run trained on the last two of the synthetic network's three days, and files that do not fit
+    it: ``files(name)`` writes one (``hourly``, ``renamed`` sensors, ``fewer`` sensors, ``flow`` channel,
+    ``older`` readings, a ``gap`` and a ``dark`` hour of null readings just before the end)."""
+    from stgraph.training.run import train
+
+    root = tmp_path_factory.mktemp("fit_run")
+    s = read_series(synth["data"])
+
+    def cut(name, values=None, ts=None, ids=None, channels=None, rows=slice(D, None)):
+        v = s.values[rows] if values is None else values
+        t = s.timestamps[rows] if ts is None else ts
+        out = Series(v, t, ids or s.sensor_ids, channels or s.channels, s.null_value)
+        return str(write_series(out, root / f"{name}.h5", layout="pandas"))
+
+    gap = np.r_[D:3 * D - 8, 3 * D - 2:3 * D]  # 6 steps (30 minutes) missing 2 steps before the end
+    dark = s.values[D:].copy()
+    dark[-12:] = 0.0  # the last hour null at every sensor
+    files = {"own": cut("own"), "hourly": cut("hourly", rows=slice(0, None, 12)),
+             "renamed": cut("renamed", ids=[f"x{i}" for i in s.sensor_ids]),
+             "fewer": cut("fewer", values=s.values[D:, 2:], ids=s.sensor_ids[2:]),
+             "flow": cut("flow", channels=["flow"]), "older": cut("older", rows=slice(0, 2 * D)),
+             "gap": cut("gap", values=s.values[gap], ts=s.timestamps[gap]), "dark": cut("dark", values=dark)}
+    from stgraph.config import with_fields
+    cfg = with_fields(RunConfig(), {"data.path": files["own"], "data.graph": str(synth["adj"]), "model.name": "last",
+                                    "train.progress": False})
+    train(cfg, root / "run")
+    return root / "run", files, root
+
+
+def _command(kind, run, data, out):
+    return {"predict": ["predict", run, "--data", data, "--out", out / "fc.csv"],
+            "evaluate": ["evaluate", run, "--data", data],
+            "drift": ["drift", run, "--data", data, "--out", out / "drift", "--period", "6h"],
+            "update": ["update", run, "--data", data, "--out", out / "upd", "--epochs", "1", "--no-progress"]}[kind]
+
+
+FITS = ["predict", "evaluate", "drift", "update"]
+
+
+@pytest.mark.parametrize("kind", FITS)
+def test_data_at_another_interval_are_refused_naming_both(fit_run, tmp_path, capsys, kind):
+    run, files, _ = fit_run
+    err = _cli(capsys, *_command(kind, run, files["hourly"], tmp_path))
+    _has(err, "hourly.h5", "one reading every 1h", f"the run in '{run}' was trained on readings every 5min",
+         "Resample the file to 5min")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("kind", FITS)
+def test_data_with_other_channels_are_refused(fit_run, tmp_path, capsys, kind):
+    run, files, _ = fit_run
+    _has(_cli(capsys, *_command(kind, run, files["flow"], tmp_path)), "flow.h5", "channels ['flow']",
+         "was trained on ['speed']")
+
+
+@pytest.mark.parametrize("kind", ["predict", "evaluate", "drift"])
+def test_data_with_other_sensors_are_refused_naming_them(fit_run, tmp_path, capsys, kind):
+    run, files, _ = fit_run
+    ids = read_series(files["own"]).sensor_ids
+    _has(_cli(capsys, *_command(kind, run, files["fewer"], tmp_path)), "fewer.h5",
+         f"2 it needs but are absent ({ids[:2]})", "needs its 12 sensors in the same order")
+    _has(_cli(capsys, *_command(kind, run, files["renamed"], tmp_path)), "12 sensor(s) the run does not know")
+
+
+def test_update_with_no_sensor_in_common_is_refused(fit_run, tmp_path, capsys):
+    run, files, _ = fit_run
+    err = _cli(capsys, *_command("update", run, files["renamed"], tmp_path))
+    _has(err, "renamed.h5", "none of its 12 sensor(s)", f"is one of the 12 sensor(s) of the run in '{run}'",
+         "at least one sensor in common")
+    assert not (tmp_path / "upd").exists()
+
+
+def test_update_on_data_older_than_the_run_is_refused(fit_run, tmp_path, capsys):
+    run, files, _ = fit_run
+    err = _cli(capsys, *_command("update", run, files["older"], tmp_path))
+    _has(err, "older.h5", "its readings end at 2012-03-02T23:55:00", "up to 2012-03-03T23:55:00",
+         "an update continues a run on newer data")
+    assert not (tmp_path / "upd").exists()
+
+
+def test_a_run_without_the_time_in_run_json_is_checked_against_its_training_file(fit_run, tmp_path):
+    """A run written before run.json recorded its time span: the interval comes from its training file."""
+    import json
+    import shutil
+
+    from stgraph.api import open_run
+
+    run, files, _ = fit_run
+    old = tmp_path / "old-run"
+    shutil.copytree(run, old)
+    info = json.loads((old / "run.json").read_text())
+    info.pop("time", None)
+    (old / "run.json").write_text(json.dumps(info))
+    with pytest.raises(SeriesError, match="one reading every 1h, but the run in .* every 5min"):
+        open_run(old, data=files["hourly"])
+
+
+def test_predict_refuses_a_window_over_a_gap_and_forecasts_after_it(fit_run, tmp_path, capsys):
+    run, files, _ = fit_run
+    err = _cli(capsys, "predict", run, "--data", files["gap"], "--out", tmp_path / "fc.csv")
+    _has(err, "at=2012-03-03T23:55:00: the input window 2012-03-03T22:30:00 .. 2012-03-03T23:55:00",
+         "gap.h5", "crosses a gap in time", "no reading from 2012-03-03T23:15:00 to 2012-03-03T23:50:00",
+         "6 step(s) of 5min missing", "Training drops windows over a gap")
+    assert not (tmp_path / "fc.csv").exists()
+    capsys.readouterr()
+    assert cli_main(["predict", str(run), "--data", files["gap"], "--at", "2012-03-03T23:15", "--out",
+                     str(tmp_path / "fc.csv")]) == 0  # the window before the gap
+
+
+def test_predict_refuses_a_window_where_every_reading_is_null(fit_run, tmp_path, capsys):
+    run, files, _ = fit_run
+    err = _cli(capsys, "predict", run, "--data", files["dark"], "--out", tmp_path / "fc.csv")
+    _has(err, "every reading of the input window 2012-03-03T23:00:00 .. 2012-03-03T23:55:00", "dark.h5",
+         "null (the null value 0.0) at all 12 sensors", "a forecast from it would be the model's guess")
+    assert not (tmp_path / "fc.csv").exists()
+    capsys.readouterr()
+    with pytest.warns(StgraphWarning, match=r"dark.h5'?: \d\d% of the readings of the input window 2012-03-03T22:35:00"):
+        assert cli_main(["predict", str(run), "--data", files["dark"], "--at", "2012-03-03T23:30", "--out",
+                         str(tmp_path / "fc.csv")]) == 0  # 7 of its 12 steps null: forecast, with a warning
+
+
+@pytest.mark.parametrize("at, utc", [("2012-03-03T20:00+05:00", "2012-03-03T15:00:00"),
+                                     ("2012-03-03T20:00:00Z", "2012-03-03T20:00:00"),
+                                     ("2012-03-03 20:00-0130", "2012-03-03T21:30:00")])
+def test_predict_at_with_a_utc_offset_is_refused_not_moved(fit_run, tmp_path, capsys, at, utc):
+    run, files, _ = fit_run
+    err = _cli(capsys, "predict", run, "--at", at, "--out", tmp_path / "fc.csv")
+    _has(err, f"at='{at}' has the UTC offset", "carry no time zone", f"{utc} if its times are UTC",
+         "2012-03-03T20:00:00 if they are local times")
+    assert not (tmp_path / "fc.csv").exists()
+
+
+@pytest.mark.parametrize("flags, parts", [
+    (["--jump", "nan"], ["argument --jump", "jump = 'nan'", "finite number > 0"]),
+    (["--jump", "-1"], ["jump = '-1'", "finite number > 0"]),
+    (["--jump", "inf"], ["jump = 'inf'"]),
+    (["--baseline", "0"], ["argument --baseline", "baseline = 0: expected an integer >= 1"]),
+    (["--recent", "0"], ["argument --recent", "recent = 0: expected an integer >= 1"]),
+    (["--recent", "1.5"], ["recent = '1.5'"]),
+    (["--stride", "0"], ["stride = 0"]),
+    (["--period", "soon"], ["argument --period", "period = 'soon'", "unknown unit 'soon'"]),
+    (["--period", "0h"], ["period = '0h'", "is zero"])])
+def test_drift_settings_are_refused_where_they_are_parsed(tmp_path, capsys, flags, parts):
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["drift", str(tmp_path / "run"), "--data", str(tmp_path / "x.h5"), *flags])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: stgraph drift: ") and err.count("\n") == 1, err
+    _has(err, *parts)
+
+
+def test_drift_settings_are_refused_by_the_library_too(fit_run, tmp_path):
+    from stgraph.online.drift import drift_report, flag_sensors
+
+    run, files, _ = fit_run
+    errors = np.random.default_rng(0).uniform(1, 2, (6, 4))
+    for kw, text in [({"jump": float("nan")}, "jump = nan"), ({"jump": -1}, "jump = -1"),
+                     ({"baseline": 0, "recent": 0}, "baseline = 0"), ({"recent": 0}, "recent = 0")]:
+        with pytest.raises(ConfigError, match=text):
+            flag_sensors(errors, **{"baseline": 2, "recent": 2, **kw})
+        with pytest.raises(ConfigError, match=text):
+            drift_report(run, files["own"], tmp_path / "d", **kw)
+    for period, stride, text in [("1min", 1, r"period = '1min' is shorter than .* \(1 step\(s\) of 5min"),
+                                 ("30min", 12, r"period = '30min' .* \(12 step\(s\) of 5min, stride = 12\)"
+                                               r".* at least 1h")]:
+        with pytest.raises(ConfigError, match=text):
+            drift_report(run, files["own"], tmp_path / "d", period=period, stride=stride)
+    assert not (tmp_path / "d").exists()
+
+
+def test_evaluate_on_another_file_reports_without_recording(fit_run, tmp_path, capsys):
+    run, files, _ = fit_run
+    before = sorted(p.name for p in run.iterdir())
+    assert cli_main(["evaluate", str(run), "--data", files["gap"], "--json"]) == 0
+    assert sorted(p.name for p in run.iterdir()) == before  # no evaluation_test.json of another file
+    assert "mae" in capsys.readouterr().out
 
 
 # ============================================================================== 5. properties

@@ -47,6 +47,12 @@ def _argparse_type(parse, text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def checked(parse):
+    """An argparse type: ``parse(text)`` (a library check that raises
+    :class:`~stgraph.errors.ConfigError`), a refused value an argparse error (one line, exit status 2)."""
+    return lambda text: _argparse_type(parse, text)
+
+
 def null_value_arg(text: str):
     """argparse type of ``--null-value``: :func:`stgraph.io.series.parse_null_value`, refused values are
     argparse errors (one line, exit status 2)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 
-from .common import MODEL_PATH_HELP, emit
+from .common import MODEL_PATH_HELP, checked, emit
 
 
 def _update_defaults() -> dict:
@@ -42,15 +42,31 @@ def add_parser(sub) -> None:
     d.add_argument("run_dir")
     d.add_argument("--data", required=True, help="series to check (the run's sensors)")
     d.add_argument("--out", default=None, help="folder for drift.csv, errors.csv, drift.png (default RUN_DIR/drift)")
-    d.add_argument("--period", default="1D", help="error per sensor per period (default %(default)s)")
-    d.add_argument("--baseline", type=int, default=2, help="first periods taken as the baseline (default %(default)s)")
-    d.add_argument("--recent", type=int, default=2, help="last periods compared with it (default %(default)s)")
-    d.add_argument("--jump", type=float, default=0.25,
+    from ..online.drift import check_count, check_jump, parse_period
+
+    def count(name):
+        return checked(lambda text: check_count(name, _integer(text)))
+
+    d.add_argument("--period", default="1D", type=checked(lambda t: (parse_period(t), t)[1]),
+                   help="error per sensor per period, at least the data's interval (default %(default)s)")
+    d.add_argument("--baseline", type=count("baseline"), default=2,
+                   help="first periods taken as the baseline (default %(default)s)")
+    d.add_argument("--recent", type=count("recent"), default=2,
+                   help="last periods compared with it (default %(default)s)")
+    d.add_argument("--jump", type=checked(check_jump), default=0.25,
                    help="flag a sensor whose error rose more than the network's median rise by at least this share "
-                        "of the median baseline error (default %(default)s)")
-    d.add_argument("--stride", type=int, default=1, help="use every k-th window (faster on long files)")
+                        "of the median baseline error; a finite number > 0 (default %(default)s)")
+    d.add_argument("--stride", type=count("stride"), default=1, help="use every k-th window (faster on long files)")
     d.add_argument("--model", default=None, help=MODEL_PATH_HELP)
     d.add_argument("--json", action="store_true")
+
+
+def _integer(text: str):
+    """``text`` as an int where it is one (``'3'``), else as it is (refused by the check, naming it)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def run(args) -> int:

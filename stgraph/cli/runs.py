@@ -85,6 +85,9 @@ def add_parser(sub) -> None:
     e.add_argument("--steps", default=None, help="comma-separated horizon steps to report, e.g. 1,2,4 (default: "
                                                  "every step up to 12, or 3,6,12 for 12-step 5-minute data)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--data", default=None, help="evaluate on this series instead of the training file (the run's "
+                                                "interval, sensors and channels; the result is not recorded in the "
+                                                "run directory)")
     e.add_argument("--json", action="store_true")
     e.add_argument("--model", default=None, help=MODEL_PATH_HELP)
 
@@ -167,7 +170,7 @@ def evaluate(args) -> int:
     from ..files import run_lock
 
     with run_lock(args.run_dir):
-        run = open_run(args.run_dir, model=args.model)
+        run = open_run(args.run_dir, model=args.model, data=args.data)
         result = evaluate_run(run, args.split, steps=args.steps)
     notice = result.get("notice")
     if args.json:

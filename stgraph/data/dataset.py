@@ -32,12 +32,13 @@ import torch
 
 from ..errors import ConfigError, SeriesError, StgraphWarning, where
 from ..io.covariates import Source
-from ..io.series import Series
+from ..io.series import Series, infer_interval
 from ..metrics import valid_mask
 from ..runtime import resolve_device
 from .batches import Batch, BatchLoader
 from .calendar import day_of_week, steps_per_day, time_of_day
 from .covariates import Exogenous
+from .fit import check_window, parse_at
 from .scaler import ROW_BLOCK_ELEMENTS, StandardScaler
 from .split import SPLIT_NAMES, Split, make_split, training_rows
 from .windows import WindowIndex, contiguous_mask, take_rows
@@ -301,17 +302,15 @@ class ForecastData:
             has covariate files (:meth:`_exogenous_at`); ``future`` ``[T_out]`` datetime64 timestamps of those steps.
 
         Raises:
-            ConfigError: ``at`` is not a timestamp.
-            SeriesError: ``at`` is not a step of ``series``, or fewer than ``input_len`` steps lead up to it.
+            ConfigError: ``at`` is not a timestamp, or has a UTC offset (:func:`stgraph.data.fit.parse_at`).
+            SeriesError: ``at`` is not a step of ``series``, fewer than ``input_len`` steps lead up to it, or the
+                window crosses a gap in time or holds no reading (:func:`stgraph.data.fit.check_window`).
         """
         ts = series.timestamps
         if at is None:
             end = len(ts) - 1
         else:
-            try:
-                when = np.datetime64(at, "ns")
-            except ValueError:
-                raise ConfigError(f"'{at}' is not a timestamp; expected e.g. 2012-03-07T08:00") from None
+            when = parse_at(at)
             end = int(np.searchsorted(ts, when, side="right")) - 1
             if end < 0 or ts[end] != when:
                 raise SeriesError(f"{at}: no such step in {series.source}; it runs from {ts[0]} to {ts[-1]} "
@@ -321,8 +320,11 @@ class ForecastData:
             raise SeriesError(f"{at}: a forecast needs {self.input_len} steps up to it, only {end + 1} exist "
                               f"in {series.source}; pick a later time")
         rows = torch.arange(first, end + 1)[None]  # [1, T_in]
-        raw = take_rows(_channel_tensor(series.values, self.input_channels), rows).to(self.device)
-        future = ts[end] + series.interval * np.arange(1, self.horizon + 1)
+        raw = take_rows(_channel_tensor(series.values, self.input_channels), rows)
+        step = infer_interval(self.timestamps)  # the run's interval (check_fits: the series' too)
+        check_window(series, first, end, step, raw[0].numpy(), self.null_value)
+        raw = raw.to(self.device)
+        future = ts[end] + step * np.arange(1, self.horizon + 1)
         past = ts[first:end + 1]
         cov = {"tod_in": time_of_day(past), "dow_in": day_of_week(past),
                "tod_out": time_of_day(future), "dow_out": day_of_week(future)}

@@ -34,6 +34,60 @@ from ..io.series import iso, parse_interval
 from ..metrics import valid_mask
 
 
+def parse_period(period) -> np.timedelta64:
+    """``period`` (``'1D'``, ``'6h'``) as ``timedelta64[ns]``; the drift report's bin width.
+
+    Raises:
+        ConfigError: not a duration, or zero.
+    """
+    from ..errors import SeriesError
+
+    try:
+        return parse_interval(period)
+    except SeriesError as e:
+        raise ConfigError(f"period = {period!r}: {e}") from None
+
+
+def check_jump(jump) -> float:
+    """``jump`` as a float: finite and > 0 (NaN flags nothing, a negative jump flags everyone)."""
+    try:
+        value = float(jump)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise ConfigError(f"jump = {jump!r}: expected a finite number > 0, the share of the median baseline error "
+                          f"by which a sensor's rise must exceed the network's (e.g. 0.25)")
+    return value
+
+
+def check_count(name: str, value) -> int:
+    """``value`` as an int >= 1 (``baseline``, ``recent``, ``stride``)."""
+    try:
+        ok = not isinstance(value, bool) and int(value) == float(value) and int(value) >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        what = {"baseline": "periods taken as the baseline", "recent": "last periods compared with it",
+                "stride": "steps between the windows used"}.get(name, "a count")
+        raise ConfigError(f"{name} = {value!r}: expected an integer >= 1 ({what})")
+    return int(value)
+
+
+def _bin_width(data, period, stride: int) -> int:
+    """The period in ns; at least the spacing of the forecast origins (``stride`` steps of the data's interval),
+    else most periods would hold no window and their error would be NaN."""
+    from ..io.series import format_interval, infer_interval
+
+    step = parse_period(period)
+    spacing = infer_interval(data.timestamps) * stride
+    if step < spacing:
+        every = f"{stride} step(s) of {format_interval(spacing // stride)}"
+        raise ConfigError(f"period = {period!r} is shorter than the spacing of the forecast origins ({every}, stride "
+                          f"= {stride}): most periods would hold no window and their error would be NaN; expected "
+                          f"a period of at least {format_interval(spacing)}")
+    return int(step.astype(np.int64))
+
+
 @torch.no_grad()
 def rolling_errors(run, period: str = "1D", stride: int = 1, batch_size: int = 256):
     """Error of a run's model per sensor and period over every window of its data.
@@ -48,14 +102,17 @@ def rolling_errors(run, period: str = "1D", stride: int = 1, batch_size: int = 2
         ``(starts, errors, counts)``: ``starts [P]`` datetime64 first instant of each period,
         ``errors [P, N]`` float64 MAE (NaN where a sensor has no valid target in the period),
         ``counts [P, N]`` the valid target entries behind each.
+
+    Raises:
+        ConfigError: ``stride`` not an integer >= 1, ``period`` not a duration or shorter than ``stride`` steps
+            of the data's interval (periods without any window).
     """
     forecaster = getattr(run, "forecaster", run)
     data = forecaster.data
-    step = np.timedelta64(parse_interval(period), "ns").astype(np.int64)
-    if step <= 0:
-        raise ConfigError(f"period = {period!r}: expected a positive duration such as 1D or 6h")
+    stride = check_count("stride", stride)
+    step = _bin_width(data, period, stride)
     starts = np.sort(np.concatenate([np.asarray(data.split[k], dtype=np.int64) for k in ("train", "val", "test")]))
-    starts = starts[::max(1, int(stride))]
+    starts = starts[::stride]
     t_ns = data.timestamps.astype("datetime64[ns]").astype(np.int64)
     origin = t_ns[starts + data.input_len - 1]
     first = (t_ns[0] // step) * step
@@ -89,8 +146,10 @@ def flag_sensors(errors: np.ndarray, baseline: int = 2, recent: int = 2, jump: f
     error, ``first`` the first period after the baseline whose excess reaches ``jump`` (``-1``: not flagged).
 
     Raises:
-        ConfigError: fewer periods than ``baseline + recent``.
+        ConfigError: ``baseline`` or ``recent`` not an integer >= 1, ``jump`` not finite and > 0, or fewer periods
+            than ``baseline + recent``.
     """
+    baseline, recent, jump = check_count("baseline", baseline), check_count("recent", recent), check_jump(jump)
     P = errors.shape[0]
     if P < baseline + recent:
         raise ConfigError(f"the data cover {P} period(s); the drift report needs baseline {baseline} + recent "
@@ -115,10 +174,17 @@ def drift_report(run_dir, data_path, out=None, *, period: str = "1D", baseline: 
     """Run the drift report of ``run_dir`` on ``data_path`` (module docstring) and write its files.
 
     Returns ``{"flagged": [sensor ids], "periods": P, "table": path, "errors": path, "plot": path|None}``.
+
+    Raises:
+        ConfigError: a setting out of range (:func:`parse_period`, :func:`check_jump`, :func:`check_count`),
+            checked before the run is opened; a period shorter than the data's interval times ``stride``.
+        SeriesError: ``data_path`` does not fit the run (:func:`stgraph.data.fit.check_fits`).
     """
     from ..training.layout import RunFiles
     from ..training.run import load_run
 
+    parse_period(period), check_jump(jump), check_count("stride", stride)
+    check_count("baseline", baseline), check_count("recent", recent)
     run = load_run(run_dir, data_path=str(data_path), model=model)
     starts, errors, _ = rolling_errors(run, period, stride)
     f = flag_sensors(errors, baseline, recent, jump)

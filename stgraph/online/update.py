@@ -177,7 +177,8 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
 
     Args:
         run_dir: a finished run (``stgraph train``).
-        data_path: the new series file (its channels must be the run's).
+        data_path: the new series file: the run's interval and channels, at least one of its sensors, readings
+            that do not end before the run's.
         out: the new run directory (default ``RUN_DIR-updateK``, the first free ``K``).
         graph: the road graph of the new sensors (default: the run's graph file).
         weeks: train on the windows of the newest ``weeks`` weeks of the new training split (0: all).
@@ -192,7 +193,9 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
         written to ``out/update.json``.
 
     Raises:
-        RunDirError / ConfigError: not a run, ``out`` exists, channels differ, a tensor cannot be carried over.
+        RunDirError / ConfigError: not a run, ``out`` exists, a tensor cannot be carried over.
+        SeriesError: the new data do not fit the run (:func:`stgraph.data.fit.check_fits`): another interval or
+            other channels, no sensor in common, or readings that end before the run's.
     """
     from ..config import load_run_config, with_fields
     from ..training.checkpoint import load_checkpoint
@@ -220,9 +223,11 @@ def update_run(run_dir, data_path, out=None, *, graph: str | None = None, weeks:
 def _update(run_dir: Path, data_path, out: Path, cfg, old_cfg, ck: dict, ck_path: Path, old_info: dict,
             weeks: float, replay: float):
     """The update itself, from the new config on (:func:`update_run`)."""
+    from ..data.fit import check_fits
     from ..runtime import configure_process
     from ..training.axes import sensor_axes
     from ..training.checks import report_gates
+    from ..training.fit_check import run_trained_on
     from ..training.forecaster import Forecaster
     from ..training.layout import RunFiles
     from ..training.prepare import make_model, model_sizes, prepare
@@ -230,11 +235,10 @@ def _update(run_dir: Path, data_path, out: Path, cfg, old_cfg, ck: dict, ck_path
     from ..training.writer import RunRecord, RunWriter
     from .replay import ReplayBatches
 
-    prep = prepare(cfg, covariate_stats=ck.get("covariates"))
+    trained = run_trained_on(run_dir, old_cfg, old_info)
+    prep = prepare(cfg, covariate_stats=ck.get("covariates"),
+                   fits=lambda series: check_fits(series, trained, sensors="common", newer=True))
     old_ids, new_ids = [str(s) for s in old_info["sensor_ids"]], list(prep.series.sensor_ids)
-    if list(prep.series.channels) != list(old_info["channels"]):
-        raise ConfigError(f"{data_path}: channels {prep.series.channels}, the run's {old_info['channels']}; an update "
-                          f"needs the same channels")
     if ck.get("scaler"):
         prep.data.set_scaler_state(ck["scaler"])
     old_data = _old_data(old_cfg, new_ids, ck) if replay > 0 else None

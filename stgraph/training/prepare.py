@@ -35,8 +35,10 @@ def empty_graph(num_nodes: int):
     return Data(edge_index=torch.zeros(2, 0, dtype=torch.long), edge_weight=torch.zeros(0), num_nodes=num_nodes)
 
 
-def load_series_and_graph(cfg: RunConfig, data_path: str | None = None):
-    """Read the series and the road graph named by ``cfg.data`` (``data_path`` overrides the series file)."""
+def load_series_and_graph(cfg: RunConfig, data_path: str | None = None, fits=None):
+    """Read the series and the road graph named by ``cfg.data`` (``data_path`` overrides the series file);
+    ``fits(series)`` (e.g. :func:`stgraph.data.fit.check_fits` against a run) checks the series before the
+    graph is read."""
     from ..graph import read_graph, to_pyg
     from ..io import read_series
 
@@ -52,18 +54,22 @@ def load_series_and_graph(cfg: RunConfig, data_path: str | None = None):
             raise ConfigError("data.path is not set: set it to the series file (or data.dataset to a dataset's name)")
         series = read_series(path, null_value=d.null_value, start=d.start, freq=d.freq,
                              **(dict(lazy=True, cache_bytes=d.cache_mb << 20) if d.lazy else {}))
-        if d.graph:
-            nx_graph = read_graph(d.graph, sensor_ids=series.sensor_ids)
+    if fits is not None:
+        fits(series)
+    if not (d.dataset and data_path is None) and d.graph:
+        nx_graph = read_graph(d.graph, sensor_ids=series.sensor_ids)
     graph = to_pyg(nx_graph, series.sensor_ids) if nx_graph is not None else empty_graph(series.num_nodes)
     return series, nx_graph, graph
 
 
-def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict | None = None) -> Prepared:
+def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict | None = None,
+            fits=None) -> Prepared:
     """Read files and cut windows as ``cfg.data`` says; covariate files (``data.covariates``) are
-    aligned and attached (scaled with ``covariate_stats`` when given, e.g. a checkpoint's)."""
+    aligned and attached (scaled with ``covariate_stats`` when given, e.g. a checkpoint's). ``fits(series)``
+    checks the series first (:func:`load_series_and_graph`)."""
     from ..data import ForecastData
 
-    series, nx_graph, graph = load_series_and_graph(cfg, data_path)
+    series, nx_graph, graph = load_series_and_graph(cfg, data_path, fits)
     d = cfg.data
     covariates = None
     if d.covariates:

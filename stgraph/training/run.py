@@ -20,6 +20,7 @@ from pathlib import Path
 
 
 from ..config import RunConfig, config_from_dict, load_run_config, with_fields
+from ..data.fit import TrainedOn, check_fits
 from ..errors import ConfigError, RunDirError
 from ..files import atomic_write, check_no_links, run_lock
 from ..io.series import null_convention
@@ -28,6 +29,7 @@ from ..runtime import configure_process, resolve_device
 from . import distributed
 from .checkpoint import load_checkpoint
 from .checks import check_windows, choose_defaults, count_windows, peak_memory, report_gates
+from .fit_check import run_trained_on
 from .forecaster import Forecaster
 from .layout import BEST, RunFiles
 from .memory import check_training_memory
@@ -198,6 +200,17 @@ class Run:
         self.progress = self.state = dict(progress or {})
         self.model, self.graph = forecaster.model, forecaster.graph
         self.data, self.series = prepared.data, prepared.series
+        #: the file the run was opened on instead of its own data (:meth:`open`'s ``data_path``), else ``None``
+        self.data_path: str | None = None
+        self._trained_on: TrainedOn | None = None
+
+    @property
+    def trained_on(self) -> TrainedOn:
+        """What the run was trained on (:class:`~stgraph.data.fit.TrainedOn`), which new data must fit
+        (:func:`stgraph.data.fit.check_fits`)."""
+        if self._trained_on is None:
+            self._trained_on = TrainedOn.of_series(self.series, None if self.files is None else self.files.root)
+        return self._trained_on
 
     def evaluate(self, split: str = "test", horizons=None) -> dict:
         """Masked metrics of the split (see :meth:`stgraph.training.forecaster.Forecaster.evaluate`)."""
@@ -255,8 +268,9 @@ class Run:
         """Read a finished run back (data re-read from the config, weights from ``checkpoint``); builds no
         optimiser.
 
-        With ``data_path`` the series comes from another file with the same sensors
-        (for ``predict``); the scaler stays the one fitted at training time. ``model`` is the
+        With ``data_path`` the series comes from another file, which must fit the run (its interval, sensors
+        and channels: :func:`stgraph.data.fit.check_fits`); the scaler stays the one fitted at training
+        time. ``model`` is the
         import path of a user model (``pkg.mod:Class``): the run's own files never choose a module
         to import. ``amp`` (``'off'``, ``'bf16'``, ``'auto'``) replaces the run's ``train.amp`` for
         its predictions and evaluation. config.yaml must agree with the checkpoint, and the data (unless
@@ -264,6 +278,7 @@ class Run:
 
         Raises:
             RunDirError: not a run directory, a damaged or edited one, or changed data / graph files.
+            SeriesError: ``data_path`` does not fit the run.
         """
         run_dir = Path(run_dir)
         files = RunFiles(run_dir)
@@ -282,7 +297,9 @@ class Run:
             cfg = with_fields(cfg, {"train.device": device})
         if amp is not None:
             cfg = with_fields(cfg, {"train.amp": amp}).validate()
-        prep = prepare(cfg, data_path, ckpt.get("covariates"))
+        trained = None if data_path is None else run_trained_on(run_dir, cfg)
+        prep = prepare(cfg, data_path, ckpt.get("covariates"), fits=None if trained is None else
+                       lambda series: check_fits(series, trained))
         _check_fingerprints(cfg, prep, ckpt.get("fingerprint") or {}, run_dir, data_path)
         if ckpt.get("scaler"):
             prep.data.set_scaler_state(ckpt["scaler"])
@@ -293,7 +310,9 @@ class Run:
                     else load_checkpoint(last, map_location="cpu")).get("trainer") or {}
         forecaster = Forecaster(net, prep.data, prep.graph, cfg.train, cfg.model.distribution)
         configure_process(forecaster.device, cfg.train.threads)
-        return cls(cfg, prep, forecaster, files, progress)
+        run = cls(cfg, prep, forecaster, files, progress)
+        run.data_path, run._trained_on = data_path, trained
+        return run
 
 
 def load_run(run_dir: str | Path, **kwargs) -> Run:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import RunConfig
+from ..data.fit import time_info
 from ..errors import RunDirError
 from ..files import atomic_write, wrap_os_error
 from .checkpoint import save_checkpoint
@@ -77,14 +78,17 @@ class RunRecord:
 
     def info(self, model, prepared, *, source: str | None = None, **extra) -> dict:
         """``run.json``: the model's name and parameter count, the series' sensor ids and channels, the data's
-        target channels, the fingerprint and the series file (``source``, default its absolute path), then
+        target channels, the series' time span and interval (:func:`stgraph.data.fit.time_info`: what new data
+        are checked against, :func:`stgraph.data.fit.check_fits`), the fingerprint and the series file
+        (``source``, default its absolute path), then
         ``extra`` in the order given (``lineage=``, ``federated=``, ``members=`` ...)."""
         from ..models.registry import count_parameters
 
         series, data = prepared.series, prepared.data
         return {"model": self.config.model.name, "parameters": count_parameters(model),
                 "sensor_ids": list(series.sensor_ids), "channels": list(series.channels),
-                "target_channels": list(data.target_channels), "fingerprint": self.fingerprint,
+                "target_channels": list(data.target_channels), "time": time_info(series),
+                "fingerprint": self.fingerprint,
                 "source": os.path.abspath(str(series.source)) if source is None else source, **extra}
 
     def checkpoint(self, model: dict, *, scaler: dict, trainer: dict | None = None, optimizer: dict | None = None,

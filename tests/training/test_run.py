@@ -79,7 +79,7 @@ def test_the_run_writer_swaps_a_new_run_in_and_publishes_a_finished_one(tiny_syn
     record = RunRecord.of(cfg, prep)
     assert record.fingerprint == fingerprint_of(prep.data, prep.graph) and record.covariates is None
     info = record.info(model, prep, lineage=[])
-    assert list(info) == ["model", "parameters", "sensor_ids", "channels", "target_channels", "fingerprint",
+    assert list(info) == ["model", "parameters", "sensor_ids", "channels", "target_channels", "time", "fingerprint",
                           "source", "lineage"]
     assert info["sensor_ids"] == list(prep.series.sensor_ids) and Path(info["source"]).is_absolute()
     ck = record.checkpoint(model.state_dict(), scaler=prep.data.scaler.state_dict(), trainer={"epoch": 0})
