@@ -45,6 +45,11 @@ class RunDirError(StgraphError, ValueError):
     """A run directory is missing, incomplete, damaged, in use or holds a different run."""
 
 
+class FederationError(StgraphError, RuntimeError):
+    """A federated round cannot complete (too few valid client updates, a client lost): the server stops
+    with this message, the last good global model kept."""
+
+
 class StgraphWarning(UserWarning):
     """Input stgraph accepts but that probably is not what the analyst meant
     (e.g. a sensor with no reading at all); the message says what to check."""

@@ -16,6 +16,9 @@ ROUND_FLAGS = (
     Flag("clients", "K clients (default {default})"),
     Flag("rounds", "server rounds (default {default})"),
     Flag("strategy", "fedavg or fedprox (default {default})", options={"choices": ["fedavg", "fedprox"]}),
+    Flag("aggregate", "how the server combines the clients' updates: fedavg (mean weighted by training windows), "
+                      "median or trimmed-mean (robust to a hostile client; unweighted) (default {default})",
+         options={"choices": ["fedavg", "median", "trimmed-mean"]}),
     Flag("proximal_mu", "FedProx proximal weight (default {default})", name="mu"),
     Flag("dp_noise", "Flower DP with fixed clipping: Gaussian noise multiplier (default {default}: off)"),
     Flag("dp_clip", "Flower DP: clipping norm of an update (default {default})"),
@@ -175,24 +178,12 @@ def _server(args, fed) -> int:
 
 def _client(args, fed) -> int:
     from ..errors import ConfigError
-    from ..federated.finetune import finetune_client
-    from ..federated.flower import start_client
-    from ..federated.folders import setup
-    from ..federated.layout import FederationFiles
-    from ..federated.local import blend_client, train_local
-    from ..federated.server import client_mods
+    from ..federated.remote import take_part
 
     if not 0 <= args.partition_id < fed.clients:
         raise ConfigError(f"--partition-id {args.partition_id}: expected 0 .. {fed.clients - 1} "
                           f"(--clients {fed.clients})")
-    setup(fed, run_config(args), args.out, clients=[args.partition_id])
-    cdir = FederationFiles(args.out).client(args.partition_id).root
-    start_client(cdir, fed.address, record=args.record, max_wait=args.max_wait, mods=client_mods(fed))
-    if fed.finetune_epochs:
-        finetune_client(cdir)
-    if fed.local_blend:
-        train_local(cdir)
-        blend_client(cdir)
+    cdir = take_part(fed, run_config(args), args.out, args.partition_id, record=args.record, max_wait=args.max_wait)
     print(f"client {args.partition_id} done; run directory {cdir}")
     return 0
 

@@ -69,13 +69,16 @@ def simulate(out: str | Path, *, data: str | Path | None = None, graph: str | Pa
 
     Raises:
         ConfigError: an unknown setting or a value the configs refuse; RunDirError: ``out`` holds a
-            federation and ``overwrite`` is off. Both before anything in ``out`` changes.
+            federation and ``overwrite`` is off, or another process is using it (``out`` is locked while
+            the federation runs). Both before anything in ``out`` changes. FederationError: a round
+            could not complete (too few valid client updates, a client failed).
     """
     import dataclasses
     import difflib
 
     from ..arguments import TRAIN_FIELDS, run_config
     from ..errors import ConfigError
+    from ..files import run_lock
     from .config import apply_federated_override
     from .folders import prepare_out
     from .simulation import Federation, simulate_federation
@@ -94,8 +97,9 @@ def simulate(out: str | Path, *, data: str | Path | None = None, graph: str | Pa
     run_fields = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items() if k not in fed_fields}
     cfg = run_config(model=model, config=config, overrides=overrides, data=data and str(data),
                      graph=graph and str(graph), **run_fields)
-    out = prepare_out(out, overwrite=overwrite)
-    return Federation.read(out, simulate_federation(fed, cfg, out, record=record, cpus=cpus))
+    with run_lock(out):
+        out = prepare_out(out, overwrite=overwrite)
+        return Federation.read(out, simulate_federation(fed, cfg, out, record=record, cpus=cpus))
 
 
 __all__ = ["FederatedConfig", "METHODS", "cut_edges", "load_federated", "partition_sensors", "read_partition",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, FederationError
 from ..files import atomic_write
 from ..runtime import configure_process
 from ..training.checkpoint import load_checkpoint, save_checkpoint
@@ -91,6 +91,9 @@ class FederatedClient:
             if tuple(t.shape) != tuple(state[k].shape):
                 raise ConfigError(f"client {self.partition_id}: shared tensor '{k}' has shape {tuple(t.shape)} "
                                   f"from the server; expected {tuple(state[k].shape)}")
+            if not (t.is_floating_point() and bool(torch.isfinite(t).all())):
+                raise FederationError(f"client {self.partition_id}: shared tensor '{k}' from the server is not "
+                                      f"finite floating point ({t.dtype}); refusing to train on it")
             state[k] = t.to(state[k].dtype)
         self.model.load_state_dict(state)
 

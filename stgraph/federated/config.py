@@ -7,6 +7,7 @@ client trains with; its ``train.epochs`` is replaced by ``local_epochs``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -20,6 +21,8 @@ from ..training.schedule import cosine_factor
 
 
 FINETUNE_LR = 0.25  #: default fine-tuning learning rate, a factor on train.lr
+#: how the server may combine the clients' updates (federated.aggregate, :func:`~.server.make_strategy`)
+AGGREGATES = ("fedavg", "median", "trimmed-mean")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class FederatedConfig:
     rounds: int = 10                    #: server rounds
     local_epochs: int = 1               #: epochs each client trains per round
     strategy: str = "fedavg"            #: 'fedavg' or 'fedprox'
+    aggregate: str = "fedavg"           #: how the server combines updates: 'fedavg', 'median' or 'trimmed-mean'
     proximal_mu: float = 0.01           #: FedProx's proximal weight (strategy fedprox)
     personal: list = field(default_factory=list)  #: regexes of more parameter names kept local
     lr_schedule: str = "none"           #: clients' learning rate over the rounds: 'none', 'cosine' or 'step'
@@ -57,6 +61,7 @@ class FederatedConfig:
         for name in ("clients", "rounds", "local_epochs"):
             check_positive_int(self, name, "federated")
         check_choice(self, "strategy", ("fedavg", "fedprox"), "federated")
+        check_choice(self, "aggregate", AGGREGATES, "federated")
         check_choice(self, "lr_schedule", ("none", "cosine", "step"), "federated")
         check_choice(self, "dp_side", ("server", "client"), "federated")
         check_positive_int(self, "lr_step_rounds", "federated")
@@ -70,20 +75,45 @@ class FederatedConfig:
         if int(self.border_hops) < 0:
             raise ConfigError(f"federated.border_hops = {self.border_hops}: expected an integer >= 0")
         for name in ("proximal_mu", "dp_noise"):
-            if not float(getattr(self, name)) >= 0:
-                raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a number >= 0")
+            if not 0 <= float(getattr(self, name)) < math.inf:
+                raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a finite number >= 0")
         if not isinstance(self.finetune_epochs, int) or isinstance(self.finetune_epochs, bool) \
                 or self.finetune_epochs < 0:
             raise ConfigError(f"federated.finetune_epochs = {self.finetune_epochs!r}: expected an integer >= 0 "
                               f"(0 = no local fine-tuning)")
         for name in ("dp_clip", "round_timeout", "finetune_lr"):
-            if not float(getattr(self, name)) > 0:
-                raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a number > 0")
+            if not 0 < float(getattr(self, name)) < math.inf:
+                raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a finite number > 0")
         if not isinstance(self.local_blend, bool):
             raise ConfigError(f"federated.local_blend = {self.local_blend!r}: expected true or false")
-        if ":" not in str(self.address):
-            raise ConfigError(f"federated.address = {self.address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        check_loopback(self.address)
         return self if crs == self.crs else dataclasses.replace(self, crs=crs)
+
+
+def check_loopback(address) -> None:
+    """``address`` must be ``HOST:PORT`` with a loopback host (``127.x.x.x``, ``::1``, ``localhost``).
+
+    stgraph's gRPC server and clients (Flower's ``start_server`` / ``start_client``) run without TLS
+    and without node authentication: Flower's ``--certificates`` / ``--auth-keys`` of its SuperLink are
+    not wired into them, so anyone who can reach the port could join as a client or read the weights.
+    Beyond this machine, reach the server through an authenticated tunnel (``ssh -L``) instead.
+    """
+    import ipaddress
+
+    host, sep, port = str(address).rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"federated.address = {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"federated.address = {address!r}: only a loopback address (127.0.0.1, ::1 or "
+                          f"localhost) is accepted; the federated server and clients run without TLS or node "
+                          f"authentication (Flower's certificates / auth keys are not wired), so {host!r} would "
+                          f"let anyone who reaches the port join or read the weights. Across machines, connect "
+                          f"through an authenticated tunnel (e.g. ssh -L 8080:127.0.0.1:8080 HOST)")
 
 
 def round_lr_factor(fed: FederatedConfig, server_round: int) -> float:

@@ -19,6 +19,9 @@ import flwr
 from flwr.client import NumPyClient
 from flwr.clientapp import ClientApp
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+from flwr.server.client_proxy import ClientProxy
+
+from ..errors import ConfigError, FederationError
 
 from .client import FederatedClient
 from .config import FederatedConfig
@@ -124,13 +127,73 @@ def start_client(client_dir: str | Path, address: str, *, record: bool = False, 
 def serve(fed: FederatedConfig, out: str | Path, *, record: bool = False) -> list[dict]:
     """Run the server over gRPC at ``fed.address`` for ``fed.rounds`` rounds; returns the global rows.
 
-    Uses Flower's ``flwr.compat.server.app.start_server`` (gRPC bidirectional
-    stream); each round waits at most ``fed.round_timeout`` seconds for the clients.
-    When the rounds are done the clients are told to disconnect and the call returns.
+    Flower's gRPC server (bidirectional stream, as ``flwr.compat.server.app.start_server``) and its
+    server loop; each round waits at most ``fed.round_timeout`` seconds for the clients. When the rounds
+    are done, or a round cannot complete (:class:`~stgraph.errors.FederationError`: too few valid
+    updates, a client failed or left), the clients are told to disconnect, the gRPC server stops and the
+    call returns or raises: it never waits on after a failure. ``OUT/server`` is locked meanwhile
+    (:func:`stgraph.files.run_lock`).
     """
-    from flwr.compat.server.app import start_server
+    from flwr.server.client_manager import SimpleClientManager
+    from flwr.server.server import Server, run_fl
+    from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
+    from flwr.supercore.address import parse_address
 
-    strategy, round_log = make_strategy(fed, out, record=record)
-    start_server(server_address=fed.address, strategy=strategy,
-                 config=ServerConfig(num_rounds=fed.rounds, round_timeout=fed.round_timeout))
+    from ..files import run_lock
+
+    host, port, is_v6 = parse_address(fed.address) or (None, None, None)
+    if host is None:
+        raise ConfigError(f"federated.address = {fed.address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    with run_lock(out):
+        strategy, round_log = make_strategy(fed, out, record=record)
+        server = Server(client_manager=SimpleClientManager(), strategy=strategy)
+        config = ServerConfig(num_rounds=fed.rounds, round_timeout=fed.round_timeout)
+        grpc_server = start_grpc_server(client_manager=server.client_manager(),
+                                        server_address=f"[{host}]:{port}" if is_v6 else f"{host}:{port}")
+        try:
+            run_fl(server, config)
+        except FederationError:
+            server.disconnect_all_clients(timeout=min(10.0, fed.round_timeout))
+            raise
+        finally:
+            grpc_server.stop(grace=1)
     return round_log.history
+
+
+class _LocalProxy(ClientProxy):
+    """A Flower client proxy calling a ``Client`` in this process."""
+
+    def __init__(self, cid: str, client) -> None:
+        super().__init__(cid)
+        self.client = client
+
+    def get_properties(self, ins, timeout, group_id):
+        return self.client.get_properties(ins)
+
+    def get_parameters(self, ins, timeout, group_id):
+        return self.client.get_parameters(ins)
+
+    def fit(self, ins, timeout, group_id):
+        return self.client.fit(ins)
+
+    def evaluate(self, ins, timeout, group_id):
+        return self.client.evaluate(ins)
+
+    def reconnect(self, ins, timeout, group_id):
+        from flwr.common import DisconnectRes
+        return DisconnectRes(reason="")
+
+
+def run_local(fed: FederatedConfig, clients: Sequence, strategy) -> None:
+    """Flower's server loop (``flwr.server.Server``) with ``clients`` in this process, one at a time: no
+    Ray, no gRPC (tests, benchmarks). ``clients``: Flower ``Client`` objects, e.g.
+    ``StgraphClient(dir).to_client()`` or a wrapper of one. Raises
+    :class:`~stgraph.errors.FederationError` when a round cannot complete."""
+    from flwr.server.client_manager import SimpleClientManager
+    from flwr.server.server import Server, run_fl
+
+    server = Server(client_manager=SimpleClientManager(), strategy=strategy)
+    server.set_max_workers(1)
+    for i, client in enumerate(clients):
+        server.client_manager().register(_LocalProxy(f"local-{i}", client))
+    run_fl(server, ServerConfig(num_rounds=fed.rounds, round_timeout=fed.round_timeout))

@@ -13,6 +13,7 @@ back at its end.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -61,10 +62,49 @@ def _clear(files: ClientFiles) -> None:
             shutil.rmtree(stale)
 
 
+def set_aside(files: ClientFiles) -> None:
+    """Move what an earlier federation left in the client folder (:meth:`~.layout.ClientFiles.stale`) into
+    ``.previous/``, deleting nothing: :func:`restore_previous` puts it back if the new federation fails,
+    :func:`discard_previous` removes it once the new one has finished. A ``.previous/`` left by a run that
+    was killed holds the last finished state: it is restored first."""
+    restore_previous(files.root)
+    stale_files, stale_folders = files.stale()
+    for stale in [*stale_files, *stale_folders]:
+        if stale.exists() and not stale.is_symlink():
+            target = files.previous / stale.relative_to(files.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stale, target)
+
+
+def restore_previous(client_dir: str | Path) -> None:
+    """Put what :func:`set_aside` moved back in place (over what the failed run wrote), if anything."""
+    files = ClientFiles(client_dir)
+    if not files.previous.is_dir() or files.previous.is_symlink():
+        return
+    _, folders = files.stale()
+    kept_folders = [files.previous / d.name for d in folders]
+    moves = [d for d in kept_folders if d.is_dir()]
+    moves += [f for f in files.previous.rglob("*") if f.is_file() and not any(d in f.parents for d in kept_folders)]
+    for kept in moves:
+        target = files.root / kept.relative_to(files.previous)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(kept, target)
+    shutil.rmtree(files.previous)
+
+
+def discard_previous(client_dir: str | Path) -> None:
+    """Remove what :func:`set_aside` kept, once the new federation has finished."""
+    previous = ClientFiles(client_dir).previous
+    if previous.is_dir() and not previous.is_symlink():
+        shutil.rmtree(previous)
+
+
 def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph: nx.DiGraph | None,
                  own: Sequence[str], border: Sequence[str], local_epochs: int, personal: Sequence[str] = (),
                  finetune_epochs: int = 0, finetune_lr: float = FINETUNE_LR, local_blend_epochs: int = 0,
-                 local_scheduler: str = "cosine") -> Path:
+                 local_scheduler: str = "cosine", keep_previous: bool = False) -> Path:
     """Create the client folder ``out`` (an ordinary run directory) from the client's part of the data.
 
     Writes ``data/series.h5`` (the ``own`` sensors' readings and, for ``border``
@@ -72,7 +112,8 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
     them), ``config.yaml`` (``run_cfg`` pointing at those files, ``train.epochs =
     local_epochs``, constant learning rate, one CPU thread) and ``client.json`` (its sensors, the
     personalised layers, the fine-tuning after the last round, :func:`~.finetune.finetune_client`, and the local
-    model's epochs and schedule, :mod:`.local`; 0 epochs: no local model).
+    model's epochs and schedule, :mod:`.local`; 0 epochs: no local model). What an earlier federation left
+    there is removed, or with ``keep_previous`` only set aside (:func:`set_aside`).
 
     Args:
         series: the full :class:`~stgraph.io.Series` (``values [T, N, C]``); only the
@@ -84,7 +125,7 @@ def write_client(out: str | Path, client: int, run_cfg: RunConfig, series, graph
 
     files = ClientFiles(out)
     files.data.mkdir(parents=True, exist_ok=True)
-    _clear(files)
+    set_aside(files) if keep_previous else _clear(files)
     ids = list(own) + list(border)
     sub = series.select_sensors(ids)
     values = sub.values.copy()
@@ -158,8 +199,10 @@ def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
     return files.root
 
 
-def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: list[int] | None = None) -> dict:
-    """Partition the data and write the client folders (``clients``: only these, default all).
+def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: list[int] | None = None,
+          keep_previous: bool = False) -> dict:
+    """Partition the data and write the client folders (``clients``: only these, default all;
+    ``keep_previous``: an earlier federation's state is set aside, not deleted, see :func:`write_client`).
 
     Returns ``{'labels': [N], 'sensor_ids': [...], 'client_dirs': [...], 'cut_edges': int}``.
     """
@@ -186,6 +229,6 @@ def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: li
         write_client(d, c, run_cfg, series, nx_graph, own, border, fed.local_epochs, fed.personal,
                      finetune_epochs=fed.finetune_epochs, finetune_lr=fed.finetune_lr,
                      local_blend_epochs=fed.rounds * fed.local_epochs if fed.local_blend else 0,
-                     local_scheduler="cosine" if fed.lr_schedule == "cosine" else "none")
+                     local_scheduler="cosine" if fed.lr_schedule == "cosine" else "none", keep_previous=keep_previous)
     cuts = cut_edges(nx_graph, series.sensor_ids, labels) if nx_graph is not None else None
     return {"labels": labels, "sensor_ids": list(series.sensor_ids), "client_dirs": dirs, "cut_edges": cuts}

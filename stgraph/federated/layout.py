@@ -21,6 +21,8 @@ Layout of ``OUT`` (every name below comes from :class:`FederationFiles`, :class:
         local/                     a run trained on its own data alone (local_blend)
         blend/                     the run blending the federated and the local model (local_blend)
         blend.json                 the blend's weights and validation MAE
+        .previous/                 an earlier federation's checkpoints and state, set aside while a client
+                                   re-run is under way (restored if it fails, removed when it finishes)
     global/                        the final model over every sensor (an ordinary run)
 """
 from __future__ import annotations
@@ -56,6 +58,8 @@ GRAPH = "graph.json"
 LOCAL = "local"
 BLEND = "blend"
 BLEND_INFO = "blend.json"
+#: in a client folder: what :meth:`ClientFiles.stale` lists, set aside while a re-run client is under way
+PREVIOUS = ".previous"
 
 
 class ServerFiles:
@@ -136,6 +140,11 @@ class ClientFiles(RunFiles):
                  self.finetune, self.blend_info, self.metrics]
         return files, [self.local, self.blend]
 
+    @property
+    def previous(self) -> Path:
+        """``.previous/``: the stale files and folders of an earlier federation, while a re-run is under way."""
+        return self.root / PREVIOUS
+
 
 class FederationFiles:
     """The paths of the federated run directory ``root`` (see the module docstring)."""
@@ -178,4 +187,5 @@ class FederationFiles:
 
 __all__ = ["FederationFiles", "ServerFiles", "ClientFiles", "FEDERATED_CONFIG", "PARTITION", "SUMMARY", "SERVER",
            "GLOBAL", "CLIENT", "ROUND_LOG", "GLOBAL_SHARED", "ROUNDS", "ROUND", "CLIENT_INFO", "STATE", "OPTIMIZER",
-           "FEDERATED", "FINETUNE", "UPDATES", "DATA", "SERIES", "GRAPH", "LOCAL", "BLEND", "BLEND_INFO"]
+           "FEDERATED", "FINETUNE", "UPDATES", "DATA", "SERIES", "GRAPH", "LOCAL", "BLEND", "BLEND_INFO",
+           "PREVIOUS"]

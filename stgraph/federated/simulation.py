@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import RunConfig
+from ..errors import FederationError
 from ..files import atomic_write
 from .config import FederatedConfig
 from .export import export_global
@@ -93,8 +94,10 @@ def simulate_federation(fed: FederatedConfig, run_cfg: RunConfig, out: str | Pat
     t0 = time.perf_counter()
     flower.run_simulation(fed, dirs, strategy, record=record, cpus=cpus, mods=client_mods(fed))
     seconds = time.perf_counter() - t0
+    if round_log.failure is not None:
+        raise round_log.failure
     if len(round_log.history) < fed.rounds:
-        raise RuntimeError(f"the simulation finished {len(round_log.history)} of {fed.rounds} rounds; see the "
+        raise FederationError(f"the simulation finished {len(round_log.history)} of {fed.rounds} rounds; see the "
                            f"Flower log above (a client failed)")
     export_global(files.root, fed)
     tuned = finetune_clients(files.root, fed)
