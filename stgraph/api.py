@@ -27,6 +27,7 @@ from .arguments import TRAIN_FIELDS, given_fields, run_config
 def train(data: str | Path | None = None, graph: str | Path | None = None, *, model: str | None = None,
           out: str | Path | None = None, epochs: int | None = None, config=None,
           overrides: Mapping[str, Any] | Iterable[str] | None = None, resume: bool = False, overwrite: bool = False,
+          force: bool = False,
           **fields) -> "Run":  # noqa: F821 - stgraph.training.run.Run
     """Train a model on a series and its road graph into the run directory ``out``; returns the finished run.
 
@@ -41,6 +42,7 @@ def train(data: str | Path | None = None, graph: str | Path | None = None, *, mo
         resume: continue the interrupted run in ``out``: the fields you set here must be ones a resume may
             change, and the data and graph must be the run's.
         overwrite: replace a different run already in ``out``.
+        force: also delete files in ``out`` that stgraph did not write (without it they are an error naming them).
         **fields: the other keyword arguments of :data:`TRAIN_FIELDS`: ``dataset``, ``covariates``,
             ``null_value``, ``probabilistic``, ``distribution``, ``budget`` (CPU minutes), ``batch_size``,
             ``lr``, ``seed``, ``device``, ``progress``.
@@ -58,7 +60,7 @@ def train(data: str | Path | None = None, graph: str | Path | None = None, *, mo
     fields.update(data=data, graph=graph, epochs=epochs)
     cfg = run_config(model=model, config=config, overrides=overrides, **fields)
     given = given_fields(model, config, overrides, fields) if resume else None
-    return train_run(cfg, out, resume=resume, overwrite=overwrite, given=given)
+    return train_run(cfg, out, resume=resume, overwrite=overwrite, force=force, given=given)
 
 
 def open_run(run_dir: str | Path, *, model: str | None = None, checkpoint: str = "best.pt",

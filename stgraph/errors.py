@@ -45,6 +45,11 @@ class RunDirError(StgraphError, ValueError):
     """A run directory is missing, incomplete, damaged, in use or holds a different run."""
 
 
+class ForeignFileError(RunDirError):
+    """A file or folder stgraph did not write is where it would write: it is never replaced or deleted
+    without ``force=True`` (``--force``); the message names it."""
+
+
 class FederationError(StgraphError, RuntimeError):
     """A federated round cannot complete (too few valid client updates, a client lost): the server stops
     with this message, the last good global model kept."""

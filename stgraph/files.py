@@ -12,13 +12,19 @@ One place for each job:
 * :func:`fingerprint` / :func:`file_fingerprint`: 16 hex digits of SHA-256 over content,
   so a run, a resume or a bench can tell whether its data or graph changed.
 * :func:`read_json`: a JSON file stgraph wrote, with errors that name it.
+* :func:`owned_outputs` (:func:`check_replaceable` before, :func:`record_written` after): stgraph replaces
+  only files it can show it wrote. Each folder it writes outputs into keeps a manifest, ``.stgraph-files.json``
+  (file name -> fingerprint of the bytes stgraph wrote); a file in the way that is not in it, or changed since,
+  is a :class:`~stgraph.errors.ForeignFileError` naming it unless ``force=True``.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
+import logging
 import os
 import socket
 import sys
@@ -26,13 +32,15 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DataFormatError, RunDirError, where
+from .errors import DataFormatError, ForeignFileError, RunDirError, where
 
 CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 __all__ = ["atomic_path", "atomic_write", "atomic_open", "replace_file", "refuse_symlink",
            "check_no_links", "run_lock", "fingerprint", "sha256_file", "file_fingerprint", "read_json",
-           "wrap_os_error"]
+           "wrap_os_error", "MANIFEST", "written_by_stgraph", "check_replaceable", "record_written", "owned_outputs",
+           "manifest_names"]
 
 
 # ------------------------------------------------------------------ writing
@@ -197,27 +205,58 @@ def _unlock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike, command: str | None = None) -> Iterator[Path]:
-    """Hold an exclusive lock on run folder ``run_dir`` for the block.
-
-    The lock is the file ``.<name>.lock`` beside the folder (so it survives the folder being
-    replaced); it records this process's pid, host, start time and command. A second process
-    gets :class:`RunDirError` naming the holder. The lock ends with the process, even a killed one.
-    """
-    run_dir = Path(run_dir)
-    lock = _lock_file(run_dir)
+def _open_lock(lock: Path, read_only: bool) -> int | None:
+    """A descriptor of the lock file (created), or ``None`` for a read-only command where it cannot be made."""
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(lock, flags, 0o644)
+        return os.open(lock, flags, 0o644)
     except OSError as e:
+        if read_only and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            log.info(f"{where(lock.parent)} is read-only: reading the run without a lock")
+            return None
         raise wrap_os_error(e, lock, "create the lock file") from None
-    fh = os.fdopen(fd, "r+b")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (a holder that ended may have removed it)."""
     try:
+        a, b = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike, command: str | None = None, *, read_only: bool = False) -> Iterator[Path | None]:
+    """Hold an exclusive lock on run folder ``run_dir`` for the block.
+
+    The lock is the file ``.<name>.lock`` beside the folder (so it survives the folder being
+    replaced); it records this process's pid, host, start time and command, and is removed when the
+    block ends (a refused command leaves none behind). A second process gets :class:`RunDirError` naming
+    the holder. The lock ends with the process, even a killed one. ``read_only``: a command that only
+    reads the run runs without a lock (yields ``None``) where the folder beside the run cannot be written.
+    """
+    run_dir = Path(run_dir)
+    lock = _lock_file(run_dir)
+    for _ in range(20):
+        fd = _open_lock(lock, read_only)
+        if fd is None:
+            yield None
+            return
+        fh = os.fdopen(fd, "r+b")
         if not _try_lock(fd):
-            raise RunDirError(f"run directory '{run_dir}' is in use by {_holder(fh)} (lock file '{lock}'); "
+            holder = _holder(fh)
+            fh.close()
+            raise RunDirError(f"run directory '{run_dir}' is in use by {holder} (lock file '{lock}'); "
                               f"wait for it to finish, or choose another out")
+        if _same_file(fd, lock):
+            break
+        _unlock(fd)  # the holder before us removed this file as it ended: lock the new one
+        fh.close()
+    else:  # pragma: no cover - twenty holders ending one after the other while we try
+        raise RunDirError(f"run directory '{run_dir}' is in use (lock file '{lock}' keeps changing); try again")
+    try:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "since": _dt.datetime.now().isoformat(timespec="seconds"),
                 "command": command or " ".join(["stgraph"] + sys.argv[1:])}
@@ -225,15 +264,12 @@ def run_lock(run_dir: str | os.PathLike, command: str | None = None) -> Iterator
         fh.truncate()
         fh.write(json.dumps(info).encode("utf-8"))
         fh.flush()
-        try:
-            yield lock
-        finally:
-            with contextlib.suppress(OSError):
-                fh.seek(0)
-                fh.truncate()
-                fh.flush()
-            _unlock(fd)
+        yield lock
     finally:
+        with contextlib.suppress(OSError):
+            if sys.platform != "win32":  # removed while held: a process waiting on it sees it gone and retries
+                lock.unlink()
+        _unlock(fd)
         fh.close()
 
 
@@ -294,3 +330,72 @@ def read_json(path: str | os.PathLike, what: str = "file", error=DataFormatError
     except RecursionError:
         raise error(f"{what} {where(path)} nests JSON arrays/objects too deeply to read; expected a flat "
                     f"document") from None
+
+
+# ------------------------------------------------------------ owned outputs
+#: the manifest stgraph keeps in each folder it writes outputs into: ``{"files": {name: fingerprint}}``
+MANIFEST = ".stgraph-files.json"
+
+
+def manifest_names(folder: str | os.PathLike) -> dict:
+    """``{file name: fingerprint}`` of the files stgraph recorded writing into ``folder`` (``{}``: none, or a
+    manifest that is damaged or a link: then stgraph can show nothing there is its own)."""
+    p = Path(folder) / MANIFEST
+    if p.is_symlink() or not p.is_file():
+        return {}
+    try:
+        doc = read_json(p, "stgraph's file manifest")
+    except (DataFormatError, OSError):
+        return {}
+    files = doc.get("files") if isinstance(doc, dict) else None
+    return {k: v for k, v in files.items() if isinstance(k, str)} if isinstance(files, dict) else {}
+
+
+def written_by_stgraph(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file stgraph wrote and nobody changed since (its folder's manifest says so)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    fp = manifest_names(path.parent).get(path.name)
+    return isinstance(fp, str) and fp == file_fingerprint(path)
+
+
+def check_replaceable(paths, *, force: bool = False) -> None:
+    """Refuse (:class:`ForeignFileError` naming it) a path among ``paths`` that exists and that stgraph cannot
+    show it wrote, unless ``force``. A folder or a link in the way is refused even with ``force``."""
+    for p in map(Path, paths):
+        if p.is_symlink():
+            refuse_symlink(p)
+        if not p.exists():
+            continue
+        if p.is_dir():
+            raise ForeignFileError(f"{where(p)} is a folder; expected a file name to write (choose another out)")
+        if force or written_by_stgraph(p):
+            continue
+        raise ForeignFileError(
+            f"{where(p)} already exists and stgraph did not write it (it is not in {where(p.parent / MANIFEST)}, or "
+            f"it changed since); stgraph replaces only files it wrote. Move it away, choose another out, or pass "
+            f"force=True to replace it")
+
+
+def record_written(paths) -> None:
+    """Record the files ``paths`` (their bytes as they are now) in their folders' manifests."""
+    by_folder: dict[Path, list[Path]] = {}
+    for p in map(Path, paths):
+        by_folder.setdefault(p.parent, []).append(p)
+    for folder, files in by_folder.items():
+        entries = manifest_names(folder)
+        for p in files:
+            if p.is_file() and not p.is_symlink():
+                entries[p.name] = file_fingerprint(p)
+        atomic_write(folder / MANIFEST, json.dumps({"files": dict(sorted(entries.items()))}, indent=1))
+
+
+@contextlib.contextmanager
+def owned_outputs(paths, *, force: bool = False) -> Iterator[list[Path]]:
+    """Check ``paths`` are replaceable (:func:`check_replaceable`), run the block that writes them, then record
+    the ones it wrote (:func:`record_written`)."""
+    paths = [Path(p) for p in paths]
+    check_replaceable(paths, force=force)
+    yield paths
+    record_written([p for p in paths if p.is_file()])

@@ -94,24 +94,37 @@ def forecast_at(run, at: str | None = None, series=None, amp: str = "off") -> Fo
 FORECAST_SUFFIXES = (".csv", ".h5", ".hdf5")
 
 
-def check_forecast_path(path: str | Path) -> Path:
-    """``path`` must end in .csv, .h5 or .hdf5 and not be a folder; checked before anything is created."""
+def check_forecast_path(path: str | Path, force: bool = False) -> Path:
+    """``path`` must end in .csv, .h5 or .hdf5, not be a folder, and not be a file stgraph did not write (unless
+    ``force``: :func:`stgraph.files.check_replaceable`); checked before anything is created."""
+    from .files import check_replaceable
+
     path = Path(path)
     if path.suffix.lower() not in FORECAST_SUFFIXES:
         raise ConfigError(f"out='{path}': expected a .csv or .h5 file (suffix {path.suffix or 'none'!r})")
     if path.is_dir():
         raise ConfigError(f"out='{path}' is a folder; expected a .csv or .h5 file name")
+    check_replaceable([path], force=force)
     return path
 
 
-def write_forecast(fc: Forecast, path: str | Path) -> Path:
+def write_forecast(fc: Forecast, path: str | Path, force: bool = False) -> Path:
     """Write ``fc`` as long-format CSV (timestamp, sensor_id, horizon, channel, forecast[, std, q05, q95]) or HDF5,
-    atomically (an interrupted write leaves the previous file, never half of one)."""
+    atomically (an interrupted write leaves the previous file, never half of one). A file already at ``path``
+    is replaced only if stgraph wrote it (or with ``force``), and the new one is recorded as stgraph's."""
+    from .files import record_written
+
+    path = check_forecast_path(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_forecast(fc, path)
+    record_written([path])
+    return path
+
+
+def _write_forecast(fc: Forecast, path: Path) -> None:
     from .files import atomic_open, atomic_path
     from .io.series import iso
 
-    path = check_forecast_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     T, N, C = fc.mean.shape
     if path.suffix.lower() in (".h5", ".hdf5"):
         import h5py
@@ -126,7 +139,7 @@ def write_forecast(fc: Forecast, path: str | Path) -> Path:
             f.attrs["channels"] = fc.channels
             f.attrs["issued_at"] = iso(fc.issued_at)
             f.attrs["layout"] = "forecast [T_out, N, C_out]; timestamps int64 ns"
-        return path
+        return
     stamps = np.datetime_as_string(fc.timestamps, unit="s")
     with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -142,4 +155,3 @@ def write_forecast(fc: Forecast, path: str | Path) -> Path:
                 if band:
                     cols += [np.round(fc.q05[t, :, c], 4), np.round(fc.q95[t, :, c], 4)]
                 w.writerows(zip(*cols))
-    return path

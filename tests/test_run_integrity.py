@@ -139,7 +139,7 @@ def test_overwrite_with_a_typo_in_data_changes_nothing(run, tmp_path, series_fil
     _ok(capsys, "train", "--data", series_file, "--graph", graph_file, "--out", run, "--overwrite", *SMALL,
         "--set", "data.horizon=2")
     assert load_config(run / "config.yaml").data.horizon == 2
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".run.")) == [".run.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".run.")) == []  # no stage, no lock
 
 
 # ================================================================ 3. atomic writes
@@ -654,3 +654,213 @@ def test_os_errors_name_the_path(tmp_path, run, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
     _has(_cli(capsys, "train", "--data", run.parent / "speed.h5", "--out", blocker, *SMALL), "afile", "is a file")
+
+
+# ================================================================ issue 24, class 3: only what stgraph wrote is replaced
+def _bytes(folder: Path) -> dict[str, bytes | None]:
+    """Every file (bytes) and folder (None) under ``folder``, hidden ones included."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def _user_folder(folder: Path, config: bool = True) -> Path:
+    folder.mkdir()
+    if config:
+        (folder / "config.yaml").write_text("services:\n  web: {image: nginx}\n")  # the user's own config.yaml
+    (folder / "notes.txt").write_text("field notes, irreplaceable")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "survey.csv").write_text("a,b\n1,2\n")
+    return folder
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_train_never_deletes_a_folder_holding_a_config_yaml_it_did_not_write(tmp_path, series_file, capsys, flags):
+    proj = _user_folder(tmp_path / "proj")
+    before = _bytes(proj)
+    err = _cli(capsys, "train", "--data", series_file, "--out", proj, *SMALL, *flags)
+    _has(err, "config.yaml", "stgraph did not write")
+    if flags:
+        _has(err, "notes.txt", "sub", "--force")
+    assert _bytes(proj) == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".proj")]  # no stage, no lock left
+
+
+def test_overwrite_of_a_run_holding_user_files_is_refused_then_forced(run, series_file, capsys):
+    (run / "my_analysis.ipynb").write_text("{}")
+    (run / "figures").mkdir()
+    (run / "figures" / "fig1.png").write_bytes(b"\x89PNG user figure")
+    (run / "checkpoints" / "hand_tuned.pt").write_bytes(b"a user's weights")
+    before = _bytes(run)
+    err = _cli(capsys, "train", "--data", series_file, "--out", run, "--overwrite", *SMALL)
+    _has(err, "checkpoints/hand_tuned.pt", "figures", "my_analysis.ipynb", "stgraph did not write", "--force")
+    assert _bytes(run) == before
+    _ok(capsys, "train", "--data", series_file, "--out", run, "--overwrite", "--force", *SMALL)
+    assert not (run / "my_analysis.ipynb").exists() and (run / "checkpoints" / "last.pt").is_file()
+    # a run stgraph made, holding only its own files (drift's report included): --overwrite alone replaces it
+    (run / "drift").mkdir()
+    (run / "drift" / "drift.csv").write_text("sensor_id\n")
+    _ok(capsys, "evaluate", run)
+    _ok(capsys, "train", "--data", series_file, "--out", run, "--overwrite", *SMALL)
+
+
+@pytest.mark.parametrize("names", [["metrics.csv"], ["train_summary.json", "evaluation_test.json"],
+                                   ["checkpoints/last.pt"], ["run.json", "gates.json"]])
+def test_user_files_with_run_file_names_in_a_folder_without_a_run_are_kept(tmp_path, series_file, capsys, names):
+    out = _user_folder(tmp_path / "mine", config=False)
+    for name in names:
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_bytes(f"user data in {name}".encode())
+    before = _bytes(out)
+    _has(_cli(capsys, "train", "--data", series_file, "--out", out, *SMALL), names[0], "stgraph did not write",
+         "--force")
+    assert _bytes(out) == before
+
+
+def _real_dcrnn_files(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "adj_mx.pkl").write_bytes(pickle.dumps([["7"], {"7": 0}, np.ones((1, 1), np.float32)], protocol=2))
+    (folder / "graph_sensor_locations.csv").write_text("index,sensor_id,latitude,longitude\n0,7,34.1,-118.2\n")
+    (folder / "graph_sensor_ids.txt").write_text("7")
+    (folder / "distances.csv").write_text("from,to,cost\n7,7,0\n")
+    (folder / "synthetic.h5").write_bytes(b"\x89HDF\r\n\x1a\n a user's file")
+    (folder / "counts.csv").write_text("timestamp,7\n2020-01-01,3\n")
+    (folder / "graph.json").write_text("{}")
+    (folder / "rain.csv").write_text("timestamp,rain_mm_h\n")
+    return folder
+
+
+@pytest.mark.parametrize("keep", ["adj_mx.pkl", "graph_sensor_locations.csv", "graph_sensor_ids.txt",
+                                  "distances.csv", "synthetic.h5"])
+@pytest.mark.parametrize("kind", [[], ["--kind", "counts"], ["--rain"]])
+def test_data_synth_never_replaces_real_files_it_did_not_write(tmp_path, capsys, keep, kind):
+    real = _real_dcrnn_files(tmp_path / "metr-la")
+    for name in {"adj_mx.pkl", "graph_sensor_locations.csv", "graph_sensor_ids.txt", "distances.csv", "synthetic.h5",
+                 "counts.csv", "graph.json", "rain.csv"} - {keep, "graph_sensor_locations.csv" if kind else keep}:
+        (real / name).unlink()
+    if kind == ["--kind", "counts"] and keep not in ("graph_sensor_locations.csv",):
+        (real / "counts.csv").write_text("timestamp,7\n2020-01-01,3\n")  # the counts layout's own name
+        keep = "counts.csv"
+    before = _bytes(real)
+    err = _cli(capsys, "data", "synth", "--out", real, "--sensors", "6", "--days", "1", *kind)
+    _has(err, "stgraph did not write", "--force")
+    assert _bytes(real) == before
+
+
+def test_data_synth_replaces_its_own_files_and_force_replaces_others(tmp_path, capsys):
+    out = tmp_path / "syn"
+    _ok(capsys, "data", "synth", "--out", out, "--sensors", "6", "--days", "1")
+    _ok(capsys, "data", "synth", "--out", out, "--sensors", "6", "--days", "1", "--seed", "2")  # its own: replaced
+    (out / "adj_mx.pkl").write_bytes(b"edited by hand")  # changed since stgraph wrote it: the user's now
+    _has(_cli(capsys, "data", "synth", "--out", out, "--sensors", "6", "--days", "1"), "adj_mx.pkl")
+    assert (out / "adj_mx.pkl").read_bytes() == b"edited by hand"
+    _ok(capsys, "data", "synth", "--out", out, "--sensors", "6", "--days", "1", "--force")
+    assert from_adj_pickle(out / "adj_mx.pkl").number_of_nodes() == 6
+
+
+def test_graph_partition_and_predict_outputs_never_replace_unrelated_files(run, tmp_path, series_file, graph_file,
+                                                                             capsys):
+    table = tmp_path / "distances.csv"
+    table.write_text("from,to,cost\na,b,100\n")
+    big = tmp_path / "metr-la.h5"
+    big.write_bytes(series_file.read_bytes())
+    series_csv = tmp_path / "series.csv"
+    series_csv.write_text("timestamp,a\n2020-01-01T00:00,1\n")
+    cases = [(["graph", "build", "--graph", graph_file, "--out", table], table),
+             (["graph", "build", "--graph", graph_file, "--out", tmp_path / "g.json"], None),
+             (["federated", "partition", "--data", series_file, "--graph", graph_file, "--clients", "2",
+               "--partition", "random", "--out", series_csv], series_csv),
+             (["predict", run, "--out", big], big), (["predict", run, "--out", series_csv], series_csv)]
+    for args, victim in cases:
+        if victim is None:
+            continue
+        before = victim.read_bytes()
+        _has(_cli(capsys, *args), str(victim), "stgraph did not write", "--force")
+        assert victim.read_bytes() == before
+    # stgraph's own outputs are replaced on a rerun, and --force replaces the others
+    for args in (["predict", run, "--out", tmp_path / "fc.csv"], ["graph", "build", "--graph", graph_file, "--out",
+                                                                   tmp_path / "g.json"]):
+        _ok(capsys, *args)
+        _ok(capsys, *args)
+    _ok(capsys, "predict", run, "--out", big, "--force")
+    assert h5py.is_hdf5(big) and "forecast" in h5py.File(big, "r")
+
+
+def _read_only(monkeypatch, folder: Path) -> None:
+    """Make ``folder`` (and what is in it) refuse every write, as a read-only mount does (also for root)."""
+    real_open = os.open
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+    def ro_open(path, flags, *a, **k):
+        if flags & writing and str(os.path.abspath(path)).startswith(str(folder)):
+            raise OSError(30, "Read-only file system", str(path))
+        return real_open(path, flags, *a, **k)
+    monkeypatch.setattr(os, "open", ro_open)
+
+
+def test_evaluate_works_on_a_read_only_run_and_locks_leave_nothing_behind(run, tmp_path, series_file, capsys,
+                                                                           monkeypatch):
+    before = _bytes(tmp_path)
+    with monkeypatch.context() as m:
+        _read_only(m, tmp_path)
+        rc = cli_main(["evaluate", str(run)])
+        out, err = capsys.readouterr()
+    assert rc == 0, err
+    _has(out + err, "average", "read-only")
+    assert _bytes(tmp_path) == before
+    # refused and finished commands alike leave no lock file beside the run
+    _cli(capsys, "train", "--data", series_file, "--out", run, *SMALL, "--lr", "0.5")
+    _ok(capsys, "evaluate", run)
+    _ok(capsys, "predict", run, "--out", tmp_path / "fc.csv")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")]
+
+
+# ================================================================ issue 24, class 4: results match the command
+def test_resume_refuses_a_hand_edited_config_naming_the_fields(run, series_file, graph_file, capsys):
+    cfg = run / "config.yaml"
+    text = cfg.read_text()
+    assert "lr: 0.001" in text and "input_len: 3" in text
+    cfg.write_text(text.replace("lr: 0.001", "lr: 0.05").replace("input_len: 3", "input_len: 4"))
+    before = _bytes(run)
+    err = _cli(capsys, "train", "--out", run, "--resume", "--data", series_file, "--graph", graph_file,
+               "--no-progress")
+    _has(err, "cannot resume", "config.yaml", "train.lr", "0.05", "data.input_len", "last.pt")
+    assert _bytes(run) == before
+
+
+def _bench_cfgs(out: Path) -> dict[str, RunConfig]:
+    return {str(p.parent.relative_to(out / "runs")): load_config(p) for p in sorted((out / "runs").rglob("config.yaml"))}
+
+
+def test_bench_rerun_with_other_settings_retrains_instead_of_reusing(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    rng = np.random.default_rng(1)
+    values = rng.uniform(20, 70, (160, 4, 1))
+    values[::7, 1] = 0.0  # zeros: a null under --null-value 0, a reading under nan
+    data = write_series(Series(values, T0 + np.arange(160) * FIVE, ["a", "b", "c", "d"], ["speed"]),
+                        tmp_path / "z.h5")
+    out = tmp_path / "bench"
+    base = ["bench", "--data", data, "--models", "last,user_model:TinyUserModel", "--seeds", "2", "--out", out,
+            "--set", "data.input_len=3", "--set", "data.horizon=3", "--set", "train.batch_size=16"]
+
+    def bench(*extra) -> dict[str, float]:
+        _ok(capsys, *base, *extra)
+        return {str(p.parent.relative_to(out / "runs")): json.loads(p.read_text())["average"]["mae"]
+                for p in sorted((out / "runs").rglob("bench_eval.json"))}
+
+    first = bench("--epochs", "1", "--null-value", "0")
+    second = bench("--epochs", "2", "--null-value", "nan")
+    cfgs = _bench_cfgs(out)
+    assert {k: (c.train.epochs, str(c.data.null_value)) for k, c in cfgs.items() if k.startswith("user")} == {
+        "user_model.TinyUserModel/seed0": (2, "nan"), "user_model.TinyUserModel/seed1": (2, "nan")}
+    assert str(cfgs["last/seed0"].data.null_value) == "nan"
+    assert all(first[k] != second[k] for k in first)  # every number is the new command's
+    # a bench interrupted after one seed and resumed with another --set never mixes settings across seeds
+    (out / "runs" / "user_model.TinyUserModel" / "seed1" / "bench_eval.json").unlink()
+    bench("--epochs", "2", "--null-value", "nan", "--set", "train.lr=0.01")
+    assert {k: c.train.lr for k, c in _bench_cfgs(out).items()} == {
+        "last/seed0": 0.01, "user_model.TinyUserModel/seed0": 0.01, "user_model.TinyUserModel/seed1": 0.01}
+    # the same command again: every run reused as it is
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("bench_eval.json")}
+    bench("--epochs", "2", "--null-value", "nan", "--set", "train.lr=0.01")
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("bench_eval.json")} == stamps

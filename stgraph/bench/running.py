@@ -1,5 +1,11 @@
 """Running a bench: each job trains (or resumes, or reuses) its run in a child process and evaluates it;
-:func:`run_bench` runs them all, ``spec.jobs`` at a time, and logs a line per run."""
+:func:`run_bench` runs them all, ``spec.jobs`` at a time, and logs a line per run.
+
+A run already in the bench folder is reused (or resumed) only when it was made with the full resolved config
+the bench asks for now (:func:`stgraph.training.resume.settings_diff`: epochs, null value, every ``--set``,
+the seed ...) on the same data and graph (``bench.json``'s fingerprints); otherwise it is trained again from
+the start, with a log line naming the settings that differ, so a bench never reports, nor mixes across
+seeds, runs made with other settings."""
 from __future__ import annotations
 
 import json
@@ -119,12 +125,13 @@ def run_job(spec: BenchSpec, job: BenchJob) -> list[dict]:
     from ..training.layout import RunFiles
 
     files = RunFiles(run_dir(spec, job.model, job.seed, job.budget))
+    differs = _settings_differ(spec, job, files)
     evaluations = [files.bench_evaluation] + [files.bench_evaluation_at(m) for m in job.marks]
-    if all(p.is_file() for p in evaluations) and files.summary.is_file():
+    if not differs and all(p.is_file() for p in evaluations) and files.summary.is_file():
         res = read_json(files.bench_evaluation, "bench file")
         snaps = {m: read_json(files.bench_evaluation_at(m), "bench file") for m in job.marks}
     else:
-        resume = files.last.is_file() and files.config.is_file()
+        resume = not differs and files.last.is_file() and files.config.is_file()
         got = _in_child(spec, job, files.root, resume)
         if "error" in got:
             raise BenchError(f"{job}: training failed ({got['error']}); its run directory is "
@@ -146,6 +153,20 @@ def run_job(spec: BenchSpec, job: BenchJob) -> list[dict]:
                       best_epoch=snap.get("best_epoch"))
         rows.append({**row, **at})
     return rows
+
+
+def _settings_differ(spec: BenchSpec, job: BenchJob, files) -> bool:
+    """Whether the run in ``files.root`` was made with other settings than ``job`` asks for now (logged,
+    naming them); ``False`` where there is no run yet."""
+    from ..training.resume import settings_diff
+
+    if not files.config.is_file():
+        return False
+    diff = settings_diff(files.root, run_config(spec, job.model, job.seed, job.budget)[0])
+    if diff:
+        what = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in diff[:4]) + ("; ..." if len(diff) > 4 else "")
+        log.info(f"{job}: the run in '{files.root}' was made with other settings ({what}); training it again")
+    return bool(diff)
 
 
 def run_one(spec: BenchSpec, model: str, seed: int) -> dict:

@@ -25,6 +25,7 @@ MODEL_PATH_HELP = "import path of the run's user model (package.module:Class)"
 #: how a library message names an argument -> how the command line says it (the library speaks of arguments,
 #: ``resume=True``; the command of flags, ``--resume``)
 ARGUMENT_FLAGS = ((re.compile(r"\bresume=True\b"), "--resume"), (re.compile(r"\boverwrite=True\b"), "--overwrite"),
+                  (re.compile(r"\bforce=True\b"), "--force"),
                   (re.compile(r"\banother out\b"), "another --out"),
                   (re.compile(r"\bmodel=(['\"])([^'\"]+)\1"), r"--model \2"))
 

@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     syn = s.add_parser("synth", help="write the synthetic road network (METR-LA's HDF5 layout) or the synthetic "
                                      "counts network (hourly boardings, CSV + node-link graph)")
     syn.add_argument("--out", required=True)
+    syn.add_argument("--force", action="store_true", help="replace files in --out that stgraph did not write (a "
+                                                          "real adj_mx.pkl, locations, ids ...)")
     syn.add_argument("--kind", choices=["speeds", "counts"], default="speeds",
                      help="speeds: 5-minute speeds, METR-LA layout (default); counts: hourly boardings at stops "
                           "with real zeros and daily / weekly profiles, counts.csv + graph.json (distances in metres)")
@@ -65,20 +67,22 @@ def data_synth(args) -> int:
     if getattr(args, "kind", "speeds") == "counts":
         days = args.days or 56
         paths = write_synthetic_counts(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
-                                       start=args.start or "2012-03-05", interval=interval)
+                                       start=args.start or "2012-03-05", interval=interval,
+                                       force=getattr(args, "force", False))
         what = (f"a synthetic counts network ({'hourly boardings' if interval == 'hour' else 'daily counts'}) of "
                 f"{args.sensors} {'stops' if interval == 'hour' else 'regions'} x {days} days")
     elif getattr(args, "rain", False) or getattr(args, "incidents", False):
         from ..synth.events import write_events
         days = args.days or 7
         paths = write_events(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
-                             start=args.start or "2012-03-01", rain=args.rain, incidents=args.incidents)
+                             start=args.start or "2012-03-01", rain=args.rain, incidents=args.incidents,
+                             force=getattr(args, "force", False))
         what = (f"a synthetic road network of {args.sensors} sensors x {days} days with "
                 + " and ".join(w for w, on in (("rain", args.rain), ("incident flags", args.incidents)) if on))
     else:
         days = args.days or 7
         paths = write_synthetic(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
-                                start=args.start or "2012-03-01")
+                                start=args.start or "2012-03-01", force=getattr(args, "force", False))
         what = f"a synthetic road network of {args.sensors} sensors x {days} days"
     paths = {k: str(v) for k, v in paths.items()}
     if args.json:

@@ -108,6 +108,7 @@ def add_parser(sub) -> None:
     pa.add_argument("--locations", default=dflt.locations)
     pa.add_argument("--crs", default=dflt.crs, help="of --locations: " + CRS_HELP)
     pa.add_argument("--out", required=True, help="CSV file")
+    pa.add_argument("--force", action="store_true", help="replace a file at --out that stgraph did not write")
 
 
 def federated_config(args):
@@ -201,7 +202,7 @@ def _partition(args) -> int:
     fed = FederatedConfig(clients=args.clients, partition=args.partition, partition_seed=args.partition_seed,
                           locations=args.locations, crs=args.crs).validate()
     labels = load_partition(fed, series, graph)
-    write_partition(args.out, series.sensor_ids, labels)
+    write_partition(args.out, series.sensor_ids, labels, force=args.force)
     sizes = [int((labels == c).sum()) for c in range(args.clients)]
     cuts = cut_edges(graph, series.sensor_ids, labels) if graph is not None else "n/a"
     print(f"wrote {args.out}: sensors per client {sizes}, cut road links {cuts}")

@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
     b.add_argument("--k", type=int, default=None, help="k nearest neighbours (with --locations)")
     b.add_argument("--radius-km", type=float, default=None, help="radius in km (with --locations)")
     b.add_argument("--out", required=True)
+    b.add_argument("--force", action="store_true", help="replace a file at --out that stgraph did not write")
     i = s.add_parser("info", help="nodes, edges, components, degree stats")
     i.add_argument("path")
     i.add_argument("--sensors", help="sensor order, needed for a distance CSV")
@@ -67,6 +68,7 @@ def _sensor_order(spec: str | None) -> list[str] | None:
 
 def graph_build(args) -> int:
     from .. import graph as G
+    from ..files import owned_outputs
 
     ids = _sensor_order(args.sensors)
     if args.weights and not (args.edges or args.graph):
@@ -104,7 +106,8 @@ def graph_build(args) -> int:
     dropped = []
     if ids is not None:
         g, dropped = G.for_sensors(g, ids)
-    G.write_graph(g, args.out)
+    with owned_outputs([args.out], force=args.force):
+        G.write_graph(g, args.out)
     info = G.graph_info(g)
     print(f"wrote {args.out}: {info['nodes']} nodes, {info['edges']} edges, {info['components']} component(s); "
           f"weights {info['weights']}: {info['weight_meaning']}"

@@ -70,6 +70,8 @@ def _add_train(sub) -> None:
                    help="override any config field, e.g. --set model.params.hidden=32 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
+    t.add_argument("--force", action="store_true",
+                   help="also delete files in --out that stgraph did not write (without it they are an error)")
     add_flags(t, RunConfig, [PROGRESS_FLAG])
     t.add_argument("--devices", type=int, default=None, metavar="K",
                    help="train data parallel in K processes on this machine: runs `torchrun --standalone "
@@ -96,6 +98,7 @@ def add_parser(sub) -> None:
     pr.add_argument("--data", default=None, help="series to forecast from (default: the training file)")
     pr.add_argument("--at", default=None, help="forecast from this timestamp (last input step); default the last")
     pr.add_argument("--out", required=True, help=".csv or .h5")
+    pr.add_argument("--force", action="store_true", help="replace a file at --out that stgraph did not write")
     pr.add_argument("--model", default=None, help=MODEL_PATH_HELP)
     from ..runtime import AMP_CHOICES
     pr.add_argument("--amp", default="off", choices=AMP_CHOICES,
@@ -132,7 +135,7 @@ def train(args) -> int:
         build_config(args)  # a wrong setting fails here, once, before any process starts
         return _launch_devices(args)
     run = train_run(model=args.model, config=args.config, overrides=args.set, out=args.out, resume=args.resume,
-                    overwrite=args.overwrite, **given(args, TRAIN_FLAGS))
+                    overwrite=args.overwrite, force=args.force, **given(args, TRAIN_FLAGS))
     st, cfg = run.state, run.config
     if not run.forecaster.dist.is_main:  # the other data-parallel processes: rank 0 reports
         return 0
@@ -169,7 +172,7 @@ def evaluate(args) -> int:
     from ..api import open_run
     from ..files import run_lock
 
-    with run_lock(args.run_dir):
+    with run_lock(args.run_dir, read_only=True):
         run = open_run(args.run_dir, model=args.model, data=args.data)
         result = evaluate_run(run, args.split, steps=args.steps)
     notice = result.get("notice")
@@ -207,8 +210,8 @@ def predict(args) -> int:
     from ..api import open_run
     from ..forecast import check_forecast_path, forecast_at, write_forecast
 
-    check_forecast_path(args.out)  # before anything is read or created
-    _refuse_output_that_is_an_input(args.out, args.run_dir, args.data)
+    _refuse_output_that_is_an_input(args.out, args.run_dir, args.data)  # even with --force
+    check_forecast_path(args.out, args.force)  # before anything is read or created
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads {args.threads}: expected an integer >= 1")
@@ -221,7 +224,7 @@ def predict(args) -> int:
         d = run.config.data
         series = read_series(args.data, null_value=d.null_value, start=d.start, freq=d.freq)
     fc = forecast_at(run, args.at, series=series, amp=args.amp)
-    write_forecast(fc, args.out)
+    write_forecast(fc, args.out, force=args.force)
     from ..io.series import iso
     print(f"wrote the forecast of {len(fc.sensor_ids)} sensors x {len(fc.timestamps)} steps from "
           f"{iso(fc.issued_at)} to {args.out}")

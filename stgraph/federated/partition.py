@@ -28,7 +28,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError, GraphError, MissingFileError, where
-from ..files import atomic_open
+from ..files import atomic_open, owned_outputs
 
 METHODS = ("by-region", "metis", "random")
 
@@ -196,13 +196,15 @@ def cut_edges(graph: nx.DiGraph, sensor_ids: Sequence[str], labels: np.ndarray) 
     return int(sum(labels[pos[u]] != labels[pos[v]] for u, v in g.edges))
 
 
-def write_partition(path: str | Path, sensor_ids: Sequence[str], labels: np.ndarray) -> Path:
-    """Write CSV ``sensor_id,client`` (one row per sensor, series order)."""
+def write_partition(path: str | Path, sensor_ids: Sequence[str], labels: np.ndarray, *, force: bool = False) -> Path:
+    """Write CSV ``sensor_id,client`` (one row per sensor, series order); a file already at ``path`` is replaced
+    only if stgraph wrote it, or with ``force`` (:func:`stgraph.files.owned_outputs`)."""
     path = Path(path)
-    with atomic_open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["sensor_id", "client"])
-        w.writerows((str(s), int(c)) for s, c in zip(sensor_ids, labels))
+    with owned_outputs([path], force=force):
+        with atomic_open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["sensor_id", "client"])
+            w.writerows((str(s), int(c)) for s, c in zip(sensor_ids, labels))
     return path
 
 

@@ -84,21 +84,24 @@ def _write_table(path: Path, timestamps: np.ndarray, header: list[str], values: 
 
 def write_events(out_dir, num_sensors: int = 207, days: float = 7, seed: int = 0, start="2012-03-01",
                  rain: bool = True, incidents: bool = True, episodes_per_day: float = 1.5,
-                 incident_rate: float = 0.05) -> dict[str, Path]:
+                 incident_rate: float = 0.05, *, force: bool = False) -> dict[str, Path]:
     """The synthetic dataset with weather and incidents, and their covariate files.
 
     Writes what :func:`stgraph.synth.write_synthetic` writes (``synthetic.h5`` then carries the rain's
     slowdown when ``rain``) plus ``rain.csv`` (``timestamp,rain_mm_h``) and ``incidents.csv``
-    (``timestamp,<sensor ids>`` 0/1 flags), each only when asked for.
+    (``timestamp,<sensor ids>`` 0/1 flags), each only when asked for. Files in the way that stgraph did not
+    write are refused before anything is written, unless ``force`` (:func:`stgraph.files.owned_outputs`).
 
     Returns ``{'data', 'adj', ..., 'rain', 'incidents'}`` -> path.
     """
+    from ..files import record_written
     from ..io import write_series
     from . import make_road_network, simulate_speeds, write_synthetic
 
     out = Path(out_dir)
+    also = [name for name, on in (("rain.csv", rain), ("incidents.csv", incidents)) if on]
     paths = write_synthetic(out, num_sensors=num_sensors, days=days, seed=seed, start=start,
-                            incident_rate=incident_rate)
+                            incident_rate=incident_rate, force=force, also=also)
     series, log = simulate_speeds(make_road_network(num_sensors, seed), start=start, days=days, seed=seed,
                                   incident_rate=incident_rate, return_log=True)
     if rain:
@@ -111,6 +114,7 @@ def write_events(out_dir, num_sensors: int = 207, days: float = 7, seed: int = 0
         paths["incidents"] = out / "incidents.csv"
         _write_table(paths["incidents"], series.timestamps, list(series.sensor_ids),
                      incident_flags(series, log.incidents), "%d")
+    record_written([paths[k] for k in ("data", "rain", "incidents") if k in paths])
     return paths
 
 

@@ -15,10 +15,19 @@ Layout of ``RUN_DIR`` (every name below comes from :class:`RunFiles`; nothing el
     gates.json                covariate fusion gates per source and horizon step (runs with --covariates)
     update.json               what ``stgraph update`` continued from and on (runs made by an update)
     drift/                    ``stgraph drift``'s default output folder (table, per-period errors, plot)
+    .stgraph-files.json       the manifest (:data:`stgraph.files.MANIFEST`): the run writer records run.json there,
+                              which shows stgraph made this run (:meth:`RunFiles.made_by_stgraph`)
+
+A new run over an old one (``overwrite=True``) replaces only what stgraph can show it wrote: the files above in a
+folder it made a run of (:meth:`RunFiles.foreign` lists anything else, which needs ``force=True``).
 """
 from __future__ import annotations
 
+import fnmatch
+import json
 from pathlib import Path
+
+from ..files import MANIFEST, manifest_names
 
 CONFIG = "config.yaml"
 INFO = "run.json"
@@ -34,6 +43,21 @@ UPDATE = "update.json"
 DRIFT = "drift"
 SNAPSHOT = "best@{minutes}m.pt"
 BENCH_EVALUATION_AT = "bench_eval@{minutes}m.json"
+
+
+#: the files a run writes at its top level, in ``checkpoints/`` and in ``drift/`` (``fnmatch`` patterns)
+RUN_PATTERNS = (CONFIG, INFO, METRICS, SUMMARY, BENCH_EVALUATION, GATES, UPDATE, EVALUATION.format(split="*"),
+                BENCH_EVALUATION_AT.format(minutes="*"), MANIFEST)
+CHECKPOINT_PATTERNS = (LAST, BEST, SNAPSHOT.format(minutes="*"), MANIFEST)
+DRIFT_PATTERNS = ("drift.csv", "errors.csv", "drift.png", MANIFEST)
+
+
+def _is_run_file(p: Path, patterns) -> bool:
+    """``p`` is a plain file named as a run names its files (or a temporary file of one, left by a killed write)."""
+    name = p.name
+    if name.startswith(".") and name.endswith(".tmp"):  # atomic_path's ".<name>.<random>.tmp"
+        name = name[1:-4].rsplit(".", 1)[0]
+    return p.is_file() and not p.is_symlink() and any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
 
 
 def minutes_text(minutes: float) -> str:
@@ -114,6 +138,37 @@ class RunFiles:
         paths += sorted(self.root.glob(BENCH_EVALUATION_AT.format(minutes="*")))
         paths += sorted((self.root / CHECKPOINTS).glob(SNAPSHOT.format(minutes="*")))
         return [p for p in paths if p.is_file() or p.is_symlink()]
+
+    def made_by_stgraph(self) -> bool:
+        """Whether stgraph can show it made a run here: the manifest records the run.json the run writer wrote,
+        or (a run from before manifests) the folder holds config.yaml, a checkpoint and a run.json naming the
+        run's fingerprint."""
+        if INFO in manifest_names(self.root):
+            return True
+        if not (self.config.is_file() and self.info.is_file() and (self.last.is_file() or self.best.is_file())):
+            return False
+        try:
+            doc = json.loads(self.info.read_bytes().decode("utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(doc, dict) and isinstance(doc.get("fingerprint"), dict)
+
+    def foreign(self) -> list[Path]:
+        """What in the run directory stgraph cannot show it wrote: everything in a folder it did not make a run
+        of; in one it did, everything but the run's files (see the module docstring)."""
+        if not self.root.is_dir():
+            return []
+        entries = sorted(self.root.iterdir())
+        if not self.made_by_stgraph():
+            return [p for p in entries if p.name != MANIFEST]
+        out = []
+        for p in entries:
+            inner = {CHECKPOINTS: CHECKPOINT_PATTERNS, DRIFT: DRIFT_PATTERNS}.get(p.name)
+            if inner is not None and p.is_dir() and not p.is_symlink():
+                out += [q for q in sorted(p.iterdir()) if not _is_run_file(q, inner)]
+            elif not _is_run_file(p, RUN_PATTERNS):
+                out.append(p)
+        return out
 
 
 __all__ = ["RunFiles", "CONFIG", "INFO", "METRICS", "CHECKPOINTS", "LAST", "BEST", "SUMMARY", "EVALUATION",

@@ -5,7 +5,10 @@ different one, a checkpoint checked against ``config.yaml``, the fingerprints co
   whether the old run has the same config, or which fields differ);
 * :func:`resume_config`: the saved config with the settings a resume may change (:data:`MAY_CHANGE_ON_RESUME`,
   :data:`RUNTIME_SETTINGS`, :data:`PATH_SETTINGS`) taken from the caller's;
-* :func:`check_config_matches`: ``config.yaml`` and the checkpoint's config agree;
+* :func:`check_config_matches`: ``config.yaml`` and the checkpoint's config agree (a resume checks it too: a
+  hand-edited ``config.yaml`` is refused, naming the fields);
+* :func:`settings_diff`: what a finished run was made with that differs from a config asked for now (a bench
+  reuses a run only when there is nothing);
 * :func:`fingerprint_diff`: which of data and graph differ from what a run started with, in words.
 """
 from __future__ import annotations
@@ -66,7 +69,11 @@ def _with_chosen(saved: dict, new: dict) -> dict:
 
 def check_run_dir(out: Path, cfg: RunConfig, overwrite: bool) -> None:
     """Refuse to start a new run over the run in ``out`` unless ``overwrite``."""
-    saved = RunFiles(out).config
+    files = RunFiles(out)
+    saved = files.config
+    if saved.exists() and not overwrite and not files.made_by_stgraph():
+        raise RunDirError(f"'{out}' holds a {saved.name} that stgraph did not write (it is not a run stgraph made); "
+                          f"a new run there would replace it. Choose another out, or move the folder's files away")
     if saved.exists() and not overwrite:
         try:
             old = load_run_config(saved).to_dict()
@@ -97,6 +104,7 @@ def resume_config(out: Path, cfg: RunConfig, given) -> RunConfig:
     if not files.last.is_file():
         raise RunDirError(f"cannot resume: '{files.last}' does not exist; start without resume=True")
     saved = load_run_config(files.config)
+    _check_not_edited(saved, files)
     new = absolute_paths(config_from_dict(cfg.to_dict()))
     diffs = [d for d in config_diff(saved.to_dict(), _with_chosen(saved.to_dict(), new.to_dict()))
              if _given(d[0], given)]
@@ -114,6 +122,33 @@ def resume_config(out: Path, cfg: RunConfig, given) -> RunConfig:
         elif key in PATH_SETTINGS:
             log.info(f"resume: {key} = '{value}' (the run had '{old}'); accepted only if its content is the same")
     return saved.validate()
+
+
+def _check_not_edited(saved: RunConfig, files: RunFiles) -> None:
+    """A resume continues what ``last.pt`` was trained with: a ``config.yaml`` that says otherwise (edited by
+    hand) is refused, naming the fields."""
+    from .checkpoint import load_checkpoint
+
+    try:
+        check_config_matches(saved, load_checkpoint(files.last, map_location="cpu"), files.config, files.last)
+    except RunDirError as e:
+        raise RunDirError(f"cannot resume '{files.root}': {e}. A resume continues the checkpoint's config; change "
+                          f"settings a resume may change with their arguments, or start a new run (another out, or "
+                          f"overwrite=True)") from None
+
+
+def settings_diff(run_dir: str | Path, cfg: RunConfig) -> list[tuple[str, object, object]]:
+    """``(field, in the run, asked for)`` of every setting of ``cfg`` the run in ``run_dir`` was not made with
+    (its ``config.yaml``; how to run and file locations aside: :data:`RUNTIME_SETTINGS`, :data:`PATH_SETTINGS`;
+    the data's choices of :data:`CHOSEN_PARAMS` taken where ``cfg`` leaves them open). A config.yaml that
+    cannot be read differs in every field (``[("config.yaml", error, None)]``)."""
+    files = RunFiles(run_dir)
+    try:
+        saved = load_run_config(files.config).to_dict()
+    except (RunDirError, ConfigError, OSError) as e:
+        return [(files.config.name, str(e), None)]
+    asked = _with_chosen(saved, absolute_paths(config_from_dict(cfg.to_dict())).to_dict())
+    return [d for d in config_diff(saved, asked) if d[0] not in RUNTIME_SETTINGS + PATH_SETTINGS]
 
 
 def fingerprint_diff(old: dict, new: dict, cfg: RunConfig) -> str:
@@ -146,4 +181,5 @@ def check_config_matches(cfg: RunConfig, ckpt: dict, cfg_path: Path, ckpt_path: 
 
 
 __all__ = ["MAY_CHANGE_ON_RESUME", "RUNTIME_SETTINGS", "PATH_SETTINGS", "CHOSEN_PARAMS", "config_diff",
-           "absolute_paths", "check_run_dir", "resume_config", "fingerprint_diff", "check_config_matches"]
+           "absolute_paths", "check_run_dir", "resume_config", "fingerprint_diff", "check_config_matches",
+           "settings_diff"]

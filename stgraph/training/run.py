@@ -10,6 +10,7 @@ A run's model forecasts through a :class:`~stgraph.training.forecaster.Forecaste
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -37,17 +38,19 @@ from .prepare import (Prepared, empty_graph, graph_fingerprint, load_series_and_
                       prepare, target_positions)
 from .resume import absolute_paths, check_config_matches, check_run_dir, fingerprint_diff, resume_config
 from .trainer import Trainer, seed_everything
-from .writer import RunRecord, RunWriter, fingerprint_of
+from .writer import RunRecord, RunWriter, check_replace, fingerprint_of
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overwrite: bool = False,
-          given=None, snapshot_marks=None) -> "Run":
+          force: bool = False, given=None, snapshot_marks=None) -> "Run":
     """Train ``cfg`` into run directory ``out`` (``None``: keep nothing on disk); returns the finished :class:`Run`.
 
     Everything is checked (config, files, model) before the run directory changes: a failed start
-    leaves it as it was. ``overwrite`` replaces an old run by renaming a new folder into place.
+    leaves it as it was. ``overwrite`` replaces an old run by renaming a new folder into place; files there that
+    stgraph cannot show it wrote are an error naming them (:func:`~stgraph.training.writer.check_replace`)
+    unless ``force``.
     ``resume`` continues the run in ``out``; ``given`` names the settings the caller set (``None``:
     all of ``cfg``): those that differ from the run must be ones a resume may change
     (:data:`~stgraph.training.resume.MAY_CHANGE_ON_RESUME`), and the data and graph must have the run's
@@ -76,10 +79,13 @@ def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overw
                 cfg = resume_config(out, cfg, given)
             elif dist.is_main:
                 check_run_dir(out, cfg, overwrite)
-            return _train(absolute_paths(cfg), out, resume=resume, fresh=not resume, snapshot_marks=snapshot_marks)
+                check_replace(out, force)
+            return _train(absolute_paths(cfg), out, resume=resume, fresh=not resume, snapshot_marks=snapshot_marks,
+                          force=force)
 
 
-def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, snapshot_marks=None) -> "Run":
+def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, snapshot_marks=None,
+           force: bool = False) -> "Run":
     get_model_class(cfg.model.name)  # an unknown model fails before any file is read
     seed_everything(cfg.train.seed)
     prep = prepare(cfg)
@@ -99,7 +105,7 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, snaps
                           enabled=cfg.train.memory_check)
     record = RunRecord.of(cfg, prep)
     writes = out is not None and dist.is_main
-    writer = None if out is None else RunWriter(out, record)
+    writer = None if out is None else RunWriter(out, record, force=force)
     if out is not None:
         if resume:
             ck = load_checkpoint(RunFiles(out).last)
@@ -243,9 +249,18 @@ class Run:
         s = self.series
         return null_convention(s.zero_ratio, s.null_value, s.null_origin)
 
-    def write_evaluation(self, result: dict, split: str) -> Path:
-        """Write ``result`` (the evaluation of ``split``) into the run directory, atomically."""
-        return self._write(self._files().evaluation(split), result)
+    def write_evaluation(self, result: dict, split: str) -> Path | None:
+        """Write ``result`` (the evaluation of ``split``) into the run directory, atomically; in a read-only run
+        directory the result is not recorded (a warning says so) and ``None`` is returned."""
+        path = self._files().evaluation(split)
+        try:
+            return self._write(path, result)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            log.warning(f"{path} not written: the run directory is read-only ({e.strerror}); the evaluation is "
+                        f"reported, not recorded")
+            return None
 
     def write_bench_evaluation(self, result: dict, minutes: float | None = None) -> Path:
         """Write the bench's test figures at every horizon step into the run directory, atomically (with

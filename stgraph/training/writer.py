@@ -37,8 +37,8 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..data.fit import time_info
-from ..errors import RunDirError
-from ..files import atomic_write, wrap_os_error
+from ..errors import ForeignFileError, RunDirError
+from ..files import atomic_write, record_written, wrap_os_error
 from .checkpoint import save_checkpoint
 from .layout import RunFiles
 from .prepare import graph_fingerprint
@@ -110,11 +110,13 @@ class RunWriter:
     Args:
         root: the run directory.
         record: the run's :class:`RunRecord`.
+        force: replace or delete files in the way that stgraph cannot show it wrote (:func:`check_replace`).
     """
 
-    def __init__(self, root: str | Path, record: RunRecord) -> None:
+    def __init__(self, root: str | Path, record: RunRecord, *, force: bool = False) -> None:
         self.files = RunFiles(root)
         self.record = record
+        self.force = force
 
     @property
     def root(self) -> Path:
@@ -124,6 +126,7 @@ class RunWriter:
         """Write ``config.yaml`` (``cfg``, default the record's) and ``run.json`` in place."""
         (cfg or self.record.config).to_yaml(self.files.config)
         atomic_write(self.files.info, json.dumps(info, indent=1))
+        record_written([self.files.config, self.files.info])  # the mark: stgraph made a run here
 
     def save(self, name: str, state: dict) -> Path:
         """Save the checkpoint dict ``state`` (:meth:`RunRecord.checkpoint`) as ``checkpoints/<name>``, atomically."""
@@ -133,8 +136,8 @@ class RunWriter:
         """Begin a new run: ``config.yaml`` and ``run.json`` are written into a new folder beside the root and
         renamed into place; an old run there is swapped out and deleted only then (never through a link).
         In a folder that holds no run (no ``config.yaml``) the files a run writes that are there already are
-        removed first (a start killed early, or results of a run whose config was deleted): a new run
-        inherits none."""
+        removed first (results of a run whose config was deleted): a new run inherits none. Only what stgraph
+        can show it wrote is replaced or removed (:func:`check_replace`)."""
         self._swap_in(lambda stage: stage.write_start(info))
 
     def publish(self, info: dict, checkpoints: dict[str, dict], cfg: RunConfig | None = None) -> None:
@@ -149,10 +152,9 @@ class RunWriter:
 
     def _swap_in(self, write) -> None:
         out, files = self.root, self.files
-        if out.exists() and not out.is_dir():
-            raise RunDirError(f"run directory '{out}' is a file; expected a folder (out=)")
+        check_replace(out, self.force)
         if out.is_dir() and any(out.iterdir()) and not files.config.exists():
-            # a folder stgraph did not make a run of (or a start that was killed early): use it as it is
+            # a folder stgraph did not make a run of, or a run whose config was deleted: write in place
             try:
                 for p in files.written():
                     p.unlink()
@@ -179,4 +181,34 @@ class RunWriter:
                 shutil.rmtree(stage, ignore_errors=True)
 
 
-__all__ = ["RunRecord", "RunWriter", "fingerprint_of", "covariate_state"]
+def check_replace(out: str | Path, force: bool = False) -> None:
+    """Refuse (:class:`~stgraph.errors.ForeignFileError`, naming them) to start a run in ``out`` over files stgraph
+    cannot show it wrote, unless ``force``: in a folder holding a run (``config.yaml``), anything but the files of
+    a run stgraph made (:meth:`~stgraph.training.layout.RunFiles.foreign`), which a new run would delete; in
+    another folder, files with the names of run files (a new run would delete them; the folder's other files
+    stay)."""
+    out, files = Path(out), RunFiles(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"run directory '{out}' is a file; expected a folder (out=)")
+    if force or not out.is_dir():
+        return
+    if files.config.exists():
+        foreign = files.foreign()
+        if not foreign:
+            return
+        names = ", ".join(f"'{p}'" for p in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        mine = files.made_by_stgraph()
+        raise ForeignFileError(
+            f"run directory '{out}' holds {names}, which stgraph did not write"
+            + ("" if mine else f" (it is not a run stgraph made: {files.info.name} is not in its manifest)")
+            + "; replacing the run would delete them. Move them out of the folder, choose another out, or pass "
+              "force=True to delete them with the old run")
+    named = [p for p in files.written() if p != files.config]
+    if named and not files.made_by_stgraph():
+        raise ForeignFileError(
+            f"'{named[0]}' is in the way of a new run in '{out}' and stgraph did not write it (the folder holds no "
+            f"run stgraph made); a new run would delete it. Move it, choose another out, or pass force=True to "
+            f"delete it")
+
+
+__all__ = ["RunRecord", "RunWriter", "fingerprint_of", "covariate_state", "check_replace"]

@@ -8,6 +8,8 @@ import pytest
 from stgraph.bench import BenchSpec, run_bench
 from stgraph.cli.main import main
 from stgraph.config import RunConfig, with_fields
+from stgraph.errors import ForeignFileError
+from stgraph.files import record_written
 from stgraph.training.layout import RunFiles
 from stgraph.training.run import Run, train
 
@@ -36,10 +38,12 @@ def test_a_new_run_inherits_no_results_left_in_its_folder(tiny_synth, tmp_path):
     out = tmp_path / "r"
     files = RunFiles(out)
     out.mkdir()
-    # what a run whose config.yaml was deleted leaves behind, and a file of the user's
+    # what a run whose config.yaml was deleted leaves behind (its run.json in the folder's manifest: stgraph's),
+    # and a file of the user's
     files.metrics.write_text("epoch,train_loss,val_mae\n1,9,9\n2,9,9\n3,9,9\n")
-    for p in (files.evaluation("test"), files.bench_evaluation, files.summary):
+    for p in (files.evaluation("test"), files.bench_evaluation, files.summary, files.info):
         p.write_text('{"stale": true}')
+    record_written([files.info])
     (out / "notes.txt").write_text("mine")
     train(_cfg(tiny_synth, "stgt", epochs=1, max_batches=2, batch_size=16), out)
     rows = list(csv.DictReader(files.metrics.open()))
@@ -86,15 +90,24 @@ def test_the_run_writer_swaps_a_new_run_in_and_publishes_a_finished_one(tiny_syn
     assert list(ck) == ["model", "trainer", "scaler", "config", "fingerprint"]  # None entries are left out
     out = tmp_path / "r"
     out.mkdir()
-    (out / "metrics.csv").write_text("stale")  # a run file of no run (no config.yaml): removed by a start
+    (out / "metrics.csv").write_text("stale")  # a run file of no run stgraph made (no config.yaml, no manifest)
     (out / "notes.txt").write_text("mine")
-    writer = RunWriter(out, record)
-    writer.start(info)
+    with pytest.raises(ForeignFileError, match="metrics.csv' is in the way"):
+        RunWriter(out, record).start(info)  # not stgraph's: refused, nothing touched
+    assert (out / "metrics.csv").read_text() == "stale" and sorted(p.name for p in out.iterdir()) == [
+        "metrics.csv", "notes.txt"]
+    writer = RunWriter(out, record, force=True)
+    writer.start(info)  # force: removed by a start; the user's other files stay
     assert not (out / "metrics.csv").exists() and (out / "notes.txt").exists()
     assert json.loads(writer.files.info.read_text()) == json.loads(json.dumps(info))
-    writer.publish(info, {BEST: ck, LAST: ck})  # over a run: swapped, the old folder's other files go with it
-    assert not (out / "notes.txt").exists() and sorted(p.name for p in out.iterdir()) == [
-        "checkpoints", "config.yaml", "run.json"]
+    with pytest.raises(ForeignFileError, match="notes.txt'?, which stgraph did not write"):
+        RunWriter(out, record).publish(info, {BEST: ck, LAST: ck})  # swapping would delete notes.txt
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    writer = RunWriter(out, record)
+    writer.publish(info, {BEST: ck, LAST: ck})  # over a run stgraph made: swapped in at once
+    assert sorted(p.name for p in out.iterdir()) == [".stgraph-files.json", "checkpoints", "config.yaml",
+                                                      "run.json"]
     assert load_checkpoint(writer.files.best)["fingerprint"] == record.fingerprint
     assert not list(tmp_path.glob(".r.*"))  # no staging folder left behind
     opened = Run.open(out)
