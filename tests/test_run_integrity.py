@@ -716,6 +716,18 @@ def test_user_files_with_run_file_names_in_a_folder_without_a_run_are_kept(tmp_p
     assert _bytes(out) == before
 
 
+def test_drift_report_never_replaces_user_tables_and_stays_part_of_the_run(run, tmp_path, series_file, capsys):
+    report = _user_folder(tmp_path / "report", config=False)
+    (report / "errors.csv").write_text("my own error log\n")
+    before = _bytes(report)
+    drift = ["drift", run, "--data", series_file, "--period", "1h"]
+    _has(_cli(capsys, *drift, "--out", report), "errors.csv", "stgraph did not write", "--force")
+    assert _bytes(report) == before
+    _ok(capsys, *drift)  # into RUN/drift, twice: its own files are replaced
+    _ok(capsys, *drift)
+    _ok(capsys, "train", "--data", series_file, "--out", run, "--overwrite", *SMALL)  # drift/ is the run's
+
+
 def _real_dcrnn_files(folder: Path) -> Path:
     folder.mkdir()
     (folder / "adj_mx.pkl").write_bytes(pickle.dumps([["7"], {"7": 0}, np.ones((1, 1), np.float32)], protocol=2))

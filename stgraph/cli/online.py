@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     d.add_argument("run_dir")
     d.add_argument("--data", required=True, help="series to check (the run's sensors)")
     d.add_argument("--out", default=None, help="folder for drift.csv, errors.csv, drift.png (default RUN_DIR/drift)")
+    d.add_argument("--force", action="store_true", help="replace files of those names in --out that stgraph did "
+                                                        "not write")
     from ..online.drift import check_count, check_jump, parse_period
 
     def count(name):
@@ -82,7 +84,7 @@ def run(args) -> int:
     from ..online.drift import drift_report, drift_table
 
     res = drift_report(args.run_dir, args.data, args.out, period=args.period, baseline=args.baseline,
-                       recent=args.recent, jump=args.jump, stride=args.stride, model=args.model)
+                       recent=args.recent, jump=args.jump, stride=args.stride, model=args.model, force=args.force)
     if args.json:
         emit(res, True)
         return 0

@@ -29,7 +29,7 @@ import torch
 
 from ..distributions import point
 from ..errors import ConfigError
-from ..files import atomic_open, atomic_write
+from ..files import atomic_open, atomic_write, check_replaceable, record_written
 from ..io.series import iso, parse_interval
 from ..metrics import valid_mask
 
@@ -170,8 +170,10 @@ def flag_sensors(errors: np.ndarray, baseline: int = 2, recent: int = 2, jump: f
 
 def drift_report(run_dir, data_path, out=None, *, period: str = "1D", baseline: int = 2, recent: int = 2,
                  jump: float = 0.25, stride: int = 1, model: str | None = None,
-                 plot: bool = True) -> dict:
-    """Run the drift report of ``run_dir`` on ``data_path`` (module docstring) and write its files.
+                 plot: bool = True, force: bool = False) -> dict:
+    """Run the drift report of ``run_dir`` on ``data_path`` (module docstring) and write its files (files of
+    those names in ``out`` that stgraph did not write are an error unless ``force``:
+    :func:`stgraph.files.check_replaceable`).
 
     Returns ``{"flagged": [sensor ids], "periods": P, "table": path, "errors": path, "plot": path|None}``.
 
@@ -190,6 +192,8 @@ def drift_report(run_dir, data_path, out=None, *, period: str = "1D", baseline: 
     f = flag_sensors(errors, baseline, recent, jump)
     ids = run.data.sensor_ids
     out = Path(out) if out is not None else RunFiles(run_dir).drift
+    written = [out / name for name in ("drift.csv", "errors.csv", "drift.json")] + ([out / "drift.png"] if plot else [])
+    check_replaceable(written, force=force)
     out.mkdir(parents=True, exist_ok=True)
     order = np.argsort(-np.nan_to_num(f["excess"], nan=-np.inf))
     with atomic_open(out / "drift.csv", "w", newline="") as fh:
@@ -211,6 +215,7 @@ def drift_report(run_dir, data_path, out=None, *, period: str = "1D", baseline: 
               "settings": {"period": period, "baseline": baseline, "recent": recent, "jump": jump,
                            "stride": stride, "data": str(data_path)}}
     atomic_write(out / "drift.json", json.dumps(result, indent=1))
+    record_written(written)
     return result
 
 

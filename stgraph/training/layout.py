@@ -49,7 +49,7 @@ BENCH_EVALUATION_AT = "bench_eval@{minutes}m.json"
 RUN_PATTERNS = (CONFIG, INFO, METRICS, SUMMARY, BENCH_EVALUATION, GATES, UPDATE, EVALUATION.format(split="*"),
                 BENCH_EVALUATION_AT.format(minutes="*"), MANIFEST)
 CHECKPOINT_PATTERNS = (LAST, BEST, SNAPSHOT.format(minutes="*"), MANIFEST)
-DRIFT_PATTERNS = ("drift.csv", "errors.csv", "drift.png", MANIFEST)
+DRIFT_PATTERNS = ("drift.csv", "errors.csv", "drift.png", "drift.json", MANIFEST)
 
 
 def _is_run_file(p: Path, patterns) -> bool:
