@@ -22,7 +22,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from digest import ROOTS, SKIP, VOLATILE, _markdown  # noqa: E402
+from digest import ROOTS, SKIP, SKIP_NAMES, VOLATILE, _markdown  # noqa: E402
 
 
 def _load(path: Path, root: Path):
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     p.add_argument("--tol", type=float, default=1e-6)
     args = p.parse_args(argv)
     files = lambda root: {q.relative_to(root) for q in root.rglob("*") if q.is_file()  # noqa: E731
-                          and q.suffix.lower() not in SKIP and q.name != "digest.txt" and q.suffix != ".npz"}
+                          and q.suffix.lower() not in SKIP and q.name not in SKIP_NAMES and q.name != "digest.txt" and q.suffix != ".npz"}
     names = sorted(files(args.before) | files(args.after))
     same = close = 0
     bad = []

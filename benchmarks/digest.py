@@ -29,6 +29,7 @@ VOLATILE = re.compile(r"time|date|second|minute|wall|cpu|clock|created|started|f
                       r"ms$|_s$| s$|MB$|peak|rss|memory|throughput|per_s", re.I)
 #: the folder being digested, spelled as "<OUT>" wherever a string names it
 ROOTS: list[str] = []
+SKIP_NAMES = {".stgraph-files.json"}  # the manifest of written files holds fingerprints of files with paths in them
 SKIP = {".png", ".log", ".svg", ".pdf", ".lock"}
 
 
@@ -68,7 +69,7 @@ def _markdown(text: str) -> str:
 
 def canonical(path: Path, root: Path) -> str | None:
     suffix = path.suffix.lower()
-    if suffix in SKIP or path.name.endswith(".tmp"):
+    if suffix in SKIP or path.name in SKIP_NAMES or path.name.endswith(".tmp"):
         return None
     if suffix in {".json", ".yaml", ".yml", ".csv", ".md", ".txt"}:
         text = path.read_text().replace(str(root.resolve()), "<OUT>").replace(str(root), "<OUT>")
