@@ -10,7 +10,8 @@ Every field can be set in a YAML file and overridden on the command line with
 ``--set section.field=value`` (the value is parsed as YAML, so ``0.001``,
 ``true``, ``[0.7, 0.1, 0.2]`` work). Unknown keys are an error that suggests
 the nearest valid key; wrong types and impossible values are errors naming the
-field, the value found and what is expected.
+field, the value found and what is expected; every count has a sane upper bound too
+(:data:`stgraph.limits.COUNT_LIMITS`: threads and workers by this machine's CPUs).
 
 The dataclasses are frozen: a config is never changed after it is made. A changed
 copy comes from :func:`with_fields` (``with_fields(cfg, {"train.lr": 0.01})``),
@@ -33,6 +34,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from .errors import ConfigError, where
+from .limits import check_config_counts
 from .typecheck import check_value
 from .yamlfile import load_yaml
 
@@ -65,12 +67,9 @@ class DataConfig:
     covariate_tolerance: Optional[str] = None  #: how old a covariate reading may be, e.g. '10min' (None: its interval)
 
     def validate(self) -> None:
-        check_positive_int(self, "input_len", "data")
-        check_positive_int(self, "cache_mb", "data")
+        check_config_counts(self, "data")  # input_len, horizon, stride, cache_mb: stgraph/limits.py
         if not isinstance(self.lazy, bool):
             raise ConfigError(f"data.lazy = {self.lazy!r}: expected true or false")
-        check_positive_int(self, "horizon", "data")
-        check_positive_int(self, "stride", "data")
         if not isinstance(self.covariates, list) or not all(isinstance(c, str) and c for c in self.covariates):
             raise ConfigError(f"data.covariates = {self.covariates!r}: expected a list of covariate files "
                               f"(or graph:ATTR[,ATTR...]), e.g. [rain.csv, incidents.csv]")
@@ -130,8 +129,7 @@ class TrainConfig:
     budget_stop: str = "epoch"          #: with a budget: 'epoch' (finish the epoch that crosses it) or 'step'
 
     def validate(self) -> None:
-        check_positive_int(self, "epochs", "train")
-        check_positive_int(self, "batch_size", "train")
+        check_config_counts(self, "train")  # every count, bounded: stgraph/limits.py
         for name in ("lr",):
             v = float(getattr(self, name))
             if not (v > 0 and math.isfinite(v)):
@@ -140,13 +138,6 @@ class TrainConfig:
             v = float(getattr(self, name))
             if not (v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"train.{name} = {getattr(self, name)}: expected a finite number >= 0")
-        for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips", "workers"):
-            if isinstance(getattr(self, name), int) and getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} = {getattr(self, name)}: expected an integer >= 0")
-        for name in ("patience", "warmup_epochs", "max_batches", "checkpoint_every", "threads", "max_skips", "workers"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise ConfigError(f"train.{name} = {v!r}: expected an integer >= 0")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"train.seed = {self.seed!r}: expected an integer from 0 to {MAX_SEED} (2**32 - 1)")
         ms = self.milestones

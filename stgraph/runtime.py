@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import logging
 import os
 import sys
 
@@ -84,12 +85,19 @@ def lean_malloc() -> bool:
 def configure_process(device, threads: int = 0) -> None:
     """The process-wide settings of a run, set once by its entry point (``train``, ``Run.open``,
     ``update_run``, a federated client), never by a constructor: on a CPU ``device`` (a ``torch.device``) the
-    allocator (:func:`tune_malloc`), and with ``threads`` > 0 torch's CPU threads (``train.threads``)."""
+    allocator (:func:`tune_malloc`), and with ``threads`` > 0 torch's CPU threads (``train.threads``), at most
+    :func:`stgraph.limits.max_threads` (a run trained on a larger machine is opened with that many, logged)."""
     import torch
+
+    from .limits import max_threads
 
     if device.type == "cpu":
         tune_malloc()
     if threads:
+        if threads > max_threads():
+            logging.getLogger(__name__).warning(f"train.threads = {threads} is more than this machine takes "
+                                                f"({max_threads()}: 4 per CPU); using {max_threads()}")
+            threads = max_threads()
         torch.set_num_threads(threads)
 
 

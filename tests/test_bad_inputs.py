@@ -642,6 +642,21 @@ OVERRIDE_CASES = [
     ("override model argument without prefix", "hidden=16", ["unknown key 'hidden'", "model.params.hidden="]),
     ("override without value", "train.lr", ["override 'train.lr'", "expected section.field=value"]),
     ("override NaN lr", "train.lr=.nan", ["train.lr = nan", "expected a positive finite number"]),
+    # one line asking for more than any machine has: refused by the bounds (stgraph/limits.py) before anything
+    # is read, built or forked
+    ("threads beyond the machine", "train.threads=10000", ["train.threads = 10000", "per CPU of this machine"]),
+    ("workers beyond the machine", "train.workers=1000", ["train.workers = 1000", "one per CPU of this machine"]),
+    ("huge batch", "train.batch_size=100000000", ["train.batch_size = 100000000", "at most 1,048,576"]),
+    ("huge epochs", "train.epochs=10000000000", ["train.epochs = 10000000000", "at most 1,000,000"]),
+    ("huge input", "data.input_len=10000000", ["data.input_len = 10000000", "at most 100,000"]),
+    ("huge chunk cache", "data.cache_mb=10000000000", ["data.cache_mb = 10000000000", "1 TiB"]),
+    ("huge max_batches", "train.max_batches=1099511627776",
+     ["train.max_batches = 1099511627776", "at most 2,147,483,648"]),
+    ("depth beyond bound", "model.params.encoder_layers=100000",
+     ["model.params.encoder_layers = 100000", "at most 256", "a depth"]),
+    ("heads beyond bound", "model.params.heads=100000", ["model.params.heads = 100000", "at most 256"]),
+    ("width beyond bound", "model.params.hidden=100000000",
+     ["model.params.hidden = 100000000", "at most 1,048,576"]),
 ]
 
 
@@ -649,6 +664,14 @@ OVERRIDE_CASES = [
 def test_bad_override(tmp_path, capsys, abcd_series, assignment, parts):
     err = _cli(capsys, "train", "--data", abcd_series, "--out", tmp_path / "run", "--set", assignment)
     _has(err, *parts)
+
+
+def test_predict_threads_beyond_the_machine_is_refused_before_the_run_is_read(tmp_path, capsys):
+    import os
+
+    for n in (4096, 4 * (os.cpu_count() or 1) + 1, 0, -3):
+        err = _cli(capsys, "predict", tmp_path / "no-run", "--out", tmp_path / "f.csv", "--threads", n)
+        _has(err, f"--threads = {n}", "per CPU of this machine")
 
 
 def test_negative_learning_rate_flag(tmp_path, capsys, abcd_series):

@@ -213,8 +213,8 @@ def predict(args) -> int:
     _refuse_output_that_is_an_input(args.out, args.run_dir, args.data)  # even with --force
     check_forecast_path(args.out, args.force)  # before anything is read or created
     if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads {args.threads}: expected an integer >= 1")
+        from ..limits import check_threads
+        check_threads(args.threads, "--threads")
         import torch
         torch.set_num_threads(args.threads)
     run = open_run(args.run_dir, model=args.model)

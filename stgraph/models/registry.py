@@ -37,6 +37,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from ..errors import ConfigError
+from ..limits import param_limit
 from ..typecheck import check_value
 
 _REGISTRY: dict[str, type] = {}
@@ -207,7 +208,8 @@ def _check_annotation(model: str, key: str, value, tp) -> None:
 def _check_param(model: str, key: str, value, default, may_be_zero: bool = False) -> None:
     """A model argument must have the type of its default; an integer whose default is >= 1
     (a width, a depth, a number of heads) must be >= 1, or >= 0 where the model lists the argument in
-    its class attribute ``may_be_zero`` (stgt's ``decoder_layers``)."""
+    its class attribute ``may_be_zero`` (stgt's ``decoder_layers``), and at most its bound
+    (:func:`stgraph.limits.param_limit`: 256 for a depth, checked before anything is built)."""
     where = f"model.params.{key} = {value!r}"
     if default is inspect.Parameter.empty or default is None:
         return
@@ -220,6 +222,9 @@ def _check_param(model: str, key: str, value, default, may_be_zero: bool = False
         if default >= 1 and value < (0 if may_be_zero else 1):
             raise ConfigError(f"{where}: expected {'an integer >= 0' if may_be_zero else 'a positive integer'} "
                               f"('{model}' defaults to {default})")
+        high, what = param_limit(key)
+        if default >= 1 and value > high:
+            raise ConfigError(f"{where}: expected at most {high:,} ({what}; '{model}' defaults to {default})")
     elif isinstance(default, float):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or \
                 value in (float("inf"), float("-inf")):

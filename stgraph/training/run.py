@@ -33,7 +33,7 @@ from .checks import check_windows, choose_defaults, count_windows, peak_memory, 
 from .fit_check import run_trained_on
 from .forecaster import Forecaster
 from .layout import BEST, RunFiles
-from .memory import check_training_memory
+from .memory import check_training_memory, preflight
 from .prepare import (Prepared, empty_graph, graph_fingerprint, load_series_and_graph, make_model, model_sizes,
                       prepare, target_positions)
 from .resume import absolute_paths, check_config_matches, check_run_dir, fingerprint_diff, resume_config
@@ -94,15 +94,18 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, snaps
     windows = count_windows(prep.data)
     if fresh or out is None:
         cfg = choose_defaults(cfg, prep.data)
+    dist = distributed.current()
+    sizes = dict(batch_size=dist.per_rank_batch(cfg.train.batch_size), num_edges=int(prep.graph.edge_index.size(1)),
+                 device=resolve_device(distributed.device_for(cfg.train.device)))
+    shell = preflight(cfg, prep.data, **sizes)  # from the config, before anything is built (the meta device)
     seed_everything(cfg.train.seed)
     model = make_model(cfg, prep.data)
     if any(p.requires_grad for p in model.parameters()):  # closed-form models neither batch nor stop early
         check_windows(cfg, windows)
-    dist = distributed.current()
-    check_training_memory(model, batch_size=dist.per_rank_batch(cfg.train.batch_size),
-                          num_edges=int(prep.graph.edge_index.size(1)),
-                          device=resolve_device(distributed.device_for(cfg.train.device)),
-                          enabled=cfg.train.memory_check)
+    if shell is None:  # a model that cannot be built on the meta device: checked now
+        check_training_memory(model, enabled=cfg.train.memory_check, **sizes)
+    elif getattr(shell, "recompute", False):  # the preflight fitted the run by recomputing blocks
+        model.recompute = True
     record = RunRecord.of(cfg, prep)
     writes = out is not None and dist.is_main
     writer = None if out is None else RunWriter(out, record, force=force)

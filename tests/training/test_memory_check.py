@@ -144,3 +144,61 @@ def test_estimate_of_the_efficient_shape_and_of_tensors_the_allocator_gives_back
     A = 8 * 4 * 8600 * 32
     assert 4 * A > MMAP_THRESHOLD
     assert estimate_train_memory(big, 8, 30000) == estimate_train_memory(big, 8, 30000, lean=True) == 4 * 20 * 3 * A
+
+
+def test_preflight_refuses_a_huge_model_before_building_it(capsys, tiny_synth, tmp_path):
+    """hidden=100000 (370 billion parameters) is refused from the config in seconds, naming the field, the
+    estimate and what is available; nothing is allocated and no run directory is made."""
+    import time
+    out = tmp_path / "run"
+    t0 = time.perf_counter()
+    rc = main(["train", "--data", str(tiny_synth["data"]), "--graph", str(tiny_synth["adj"]), "--out", str(out),
+               "--epochs", "1", "--no-progress", "--set", "model.params.hidden=100000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and time.perf_counter() - t0 < 60, err
+    assert "model.params.hidden = 100000" in err and "parameters" in err and "is available on cpu" in err
+    assert "a smaller model.params.hidden" in err and not out.exists()
+
+
+def test_preflight_counts_parameters_exactly_and_the_workers(tiny_synth, monkeypatch):
+    """The meta-device build gives the real model's parameter count; each worker process adds its footprint,
+    so a run that fits without workers is refused with many, naming train.workers."""
+    import stgraph.limits as limits
+    from stgraph.config import compose_config
+    from stgraph.errors import ConfigError as CE
+    from stgraph.models.registry import count_parameters
+    from stgraph.training import memory
+    from stgraph.training.prepare import make_model, prepare
+
+    monkeypatch.setattr(limits, "cpu_count", lambda: 64)
+    cfg = compose_config(settings={"data.path": str(tiny_synth["data"]), "data.graph": str(tiny_synth["adj"]),
+                                   "train.batch_size": 8})
+    prep = prepare(cfg)
+    shell = memory.preflight(cfg, prep.data, num_edges=300, device="cpu", batch_size=8, available=1 << 40)
+    assert next(shell.parameters()).device.type == "meta"
+    assert count_parameters(shell) == count_parameters(make_model(cfg, prep.data))
+    assert memory.worker_bytes(cfg, prep.data, 8) == 0
+    settings = {"data.path": str(tiny_synth["data"]), "data.graph": str(tiny_synth["adj"]), "train.batch_size": 8}
+    many = compose_config(settings={**settings, "train.workers": 64})
+    one = compose_config(settings={**settings, "train.workers": 1})
+    assert memory.worker_bytes(many, prep.data, 8) == 64 * memory.worker_bytes(one, prep.data, 8)
+    assert memory.worker_bytes(one, prep.data, 8) > memory.WORKER_BYTES
+    import resource
+    held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    fits_alone = int((held + (256 << 20)) / memory.HEADROOM)  # 256 MiB past the process: the model fits
+    memory.preflight(cfg, prep.data, num_edges=300, device="cpu", batch_size=8, available=fits_alone)
+    with pytest.raises(CE) as e:
+        memory.preflight(many, prep.data, num_edges=300, device="cpu", batch_size=8, available=fits_alone)
+    assert "train.workers = 64" in str(e.value) and "would be killed for lack of memory" in str(e.value)
+
+
+def test_threads_of_a_larger_machine_are_capped_when_a_run_is_opened(caplog):
+    import torch
+
+    from stgraph.limits import max_threads
+    from stgraph.runtime import configure_process
+
+    caplog.set_level("WARNING", logger="stgraph")
+    configure_process(torch.device("cpu"), 100 * max_threads())
+    assert torch.get_num_threads() == max_threads()
+    assert f"train.threads = {100 * max_threads()} is more than this machine takes" in caplog.text
