@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cells import safe_cell
 from .data.fit import check_fits, parse_at
 from .distributions import interval, point
 from .errors import ConfigError, SeriesError
@@ -109,9 +110,13 @@ def check_forecast_path(path: str | Path, force: bool = False) -> Path:
 
 
 def write_forecast(fc: Forecast, path: str | Path, force: bool = False) -> Path:
-    """Write ``fc`` as long-format CSV (timestamp, sensor_id, horizon, channel, forecast[, std, q05, q95]) or HDF5,
-    atomically (an interrupted write leaves the previous file, never half of one). A file already at ``path``
-    is replaced only if stgraph wrote it (or with ``force``), and the new one is recorded as stgraph's."""
+    """Write ``fc`` as long-format CSV (timestamp, sensor_id, horizon, channel, forecast[, std, q05, q95]) or HDF5.
+    In the CSV a sensor id or channel name beginning with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return (or ``'``) gets a leading ``'`` so that a spreadsheet shows it as text instead of running it
+    as a formula (:func:`stgraph.cells.safe_cell`; numbers are untouched, stgraph's CSV reader removes the
+    ``'``). Written atomically: an interrupted write leaves the previous file, never half of one. A file
+    already at ``path`` is replaced only if stgraph wrote it (or with ``force``), and the new one is recorded as
+    stgraph's."""
     from .files import record_written
 
     path = check_forecast_path(path, force)
@@ -141,6 +146,7 @@ def _write_forecast(fc: Forecast, path: Path) -> None:
             f.attrs["layout"] = "forecast [T_out, N, C_out]; timestamps int64 ns"
         return
     stamps = np.datetime_as_string(fc.timestamps, unit="s")
+    ids = [safe_cell(str(s)) for s in fc.sensor_ids]  # no cell a spreadsheet runs as a formula (stgraph.cells)
     with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         band = fc.q05 is not None
@@ -148,7 +154,7 @@ def _write_forecast(fc: Forecast, path: Path) -> None:
                    + (["q05", "q95"] if band else []))
         for t in range(T):
             for c in range(C):
-                cols = [np.full(N, stamps[t]), fc.sensor_ids, np.full(N, t + 1), np.full(N, fc.channels[c]),
+                cols = [np.full(N, stamps[t]), ids, np.full(N, t + 1), np.full(N, safe_cell(str(fc.channels[c]))),
                         np.round(fc.mean[t, :, c], 4)]
                 if fc.std is not None:
                     cols.append(np.round(fc.std[t, :, c], 4))

@@ -121,4 +121,40 @@ def test_bf16_forecast_is_close_to_the_float32_one(runs, tmp_path, capsys):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == b.size and float(rows[0]["forecast"]) == pytest.approx(float(b[0, 0, 0]), abs=1e-3)
     assert main(["predict", str(run.files.root), "--out", str(out), "--threads", "0"]) == 2
-    assert "--threads 0: expected an integer >= 1" in capsys.readouterr().err
+    assert "--threads = 0: expected a positive integer" in capsys.readouterr().err
+
+
+def test_csv_text_cells_are_spreadsheet_safe_and_read_back_as_written(tmp_path):
+    """A sensor id or channel that a spreadsheet would run as a formula (=, +, -, @, tab, CR) is written with a
+    leading apostrophe; numbers are untouched; stgraph's CSV reader gives the original ids back."""
+    from stgraph.cells import read_cell, safe_cell
+    from stgraph.forecast import Forecast
+    from stgraph.io.csv import read_rows
+
+    ids = ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-2", "@SUM(A1)", "\t=1", "\r=1", "'quoted", "'=x", "plain", "7"]
+    T, N = 2, len(ids)
+    mean = -np.arange(T * N, dtype=float).reshape(T, N, 1) - 0.5
+    fc = Forecast(mean=mean, std=None, timestamps=np.array(["2020-01-01T00:05", "2020-01-01T00:10"],
+                  dtype="datetime64[s]"), sensor_ids=ids, channels=["=cmd"], issued_at=np.datetime64("2020-01-01"))
+    path = write_forecast(fc, tmp_path / "fc.csv")
+    with open(path, newline="") as fh:
+        raw = list(csv.reader(fh))
+    written = [r[1] for r in raw[1:N + 1]]
+    assert written == ["'" + i for i in ids[:8]] + ["plain", "7"]
+    assert all(r[3] == "'=cmd" for r in raw[1:])
+    assert [float(r[4]) for r in raw[1:N + 1]] == list(mean[0, :, 0])  # numbers: no apostrophe, negative kept
+    assert not any(c.startswith(("=", "+", "@", "\t", "\r")) or (c.startswith("-") and i in (1, 3))
+                   for row in raw for i, c in enumerate(row))
+    rows, _ = read_rows(path)
+    back = [r[1] for r in rows[1:N + 1]]  # (the reader reads a CR inside a quoted cell as a newline)
+    assert back[:5] + back[6:] == ids[:5] + ids[6:] and back[5] == "\n=1" and rows[1][3] == "=cmd"
+    assert all(read_cell(safe_cell(i)) == i for i in ids) and safe_cell(-1.5) == -1.5
+
+
+def test_partition_file_round_trips_formula_like_sensor_ids(tmp_path):
+    from stgraph.federated.partition import read_partition, write_partition
+
+    ids = ["=1+1", "-5", "@a", "ok"]
+    path = write_partition(tmp_path / "p.csv", ids, np.array([0, 1, 0, 1]))
+    assert "'=1+1" in path.read_text() and "\n'-5," in path.read_text()
+    assert list(read_partition(path, ids)) == [0, 1, 0, 1]

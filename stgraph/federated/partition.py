@@ -27,6 +27,7 @@ from typing import Sequence
 import networkx as nx
 import numpy as np
 
+from ..cells import read_cell, safe_cell
 from ..errors import ConfigError, DataFormatError, GraphError, MissingFileError, where
 from ..files import atomic_open, owned_outputs
 
@@ -204,7 +205,7 @@ def write_partition(path: str | Path, sensor_ids: Sequence[str], labels: np.ndar
         with atomic_open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["sensor_id", "client"])
-            w.writerows((str(s), int(c)) for s, c in zip(sensor_ids, labels))
+            w.writerows((safe_cell(str(s)), int(c)) for s, c in zip(sensor_ids, labels))  # stgraph.cells
     return path
 
 
@@ -232,7 +233,7 @@ def read_partition(path: str | Path, sensor_ids: Sequence[str], num_clients: int
             continue
         if len(row) < 2:
             raise DataFormatError(f"{where(path)}: line {line} has {len(row)} field(s); expected sensor_id,client")
-        sid, text = row[0].strip(), row[1].strip()
+        sid, text = read_cell(row[0].strip()), row[1].strip()
         try:
             client = int(text)
         except ValueError:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cells import read_cell
 from ..errors import DataFormatError, where
 from .raw import RawTable
 
@@ -119,7 +120,7 @@ def read_header(path) -> list[str]:
             first = fh.readline()
     except UnicodeDecodeError as e:
         raise DataFormatError(f"{where(path)}: not UTF-8 text ({e}); save the CSV as UTF-8") from None
-    return next(_csv.reader(io.StringIO(first), delimiter=sniff_delimiter(first)), [])
+    return [read_cell(c) for c in next(_csv.reader(io.StringIO(first), delimiter=sniff_delimiter(first)), [])]
 
 
 def read_rows(path) -> tuple[list[list[str]], list[int]]:
@@ -143,7 +144,7 @@ def read_rows(path) -> tuple[list[list[str]], list[int]]:
     try:
         for row in reader:
             if row and any(c.strip() for c in row):
-                rows.append(row)
+                rows.append([read_cell(c) for c in row])  # the apostrophe of stgraph.cells.safe_cell
                 lines.append(reader.line_num)
     except _csv.Error as exc:
         raise DataFormatError(f"{where(path)}: line {reader.line_num}: malformed CSV ({exc})") from None

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cells import read_cell, safe_cell
 from ..distributions import point
 from ..errors import ConfigError
 from ..files import atomic_open, atomic_write, check_replaceable, record_written
@@ -201,11 +202,11 @@ def drift_report(run_dir, data_path, out=None, *, period: str = "1D", baseline: 
         w.writerow(["sensor_id", "baseline_mae", "recent_mae", "ratio", "excess_rise", "flagged",
                     "first_flagged_period"])
         for i in order:
-            w.writerow([ids[i], f"{f['baseline'][i]:.4f}", f"{f['recent'][i]:.4f}", f"{f['ratio'][i]:.3f}",
+            w.writerow([safe_cell(str(ids[i])), f"{f['baseline'][i]:.4f}", f"{f['recent'][i]:.4f}", f"{f['ratio'][i]:.3f}",
                         f"{f['excess'][i]:.3f}", int(f["flagged"][i]), iso(starts[f["first"][i]]) if f["first"][i] >= 0 else ""])
     with atomic_open(out / "errors.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["period_start", *ids])
+        w.writerow(["period_start", *(safe_cell(str(s)) for s in ids)])
         for p in range(len(starts)):
             w.writerow([iso(starts[p]), *(f"{v:.4f}" for v in errors[p])])
     flagged = [ids[i] for i in order if f["flagged"][i]]
@@ -222,7 +223,7 @@ def drift_report(run_dir, data_path, out=None, *, period: str = "1D", baseline: 
 def drift_table(result: dict, limit: int = 20) -> str:
     """The first ``limit`` rows of ``drift.csv`` (sensors by excess rise) as text."""
     with open(result["table"], encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+        rows = [[read_cell(c) for c in r] for r in csv.reader(fh)]
     width = [max(len(r[j]) for r in rows[:limit + 1]) for j in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows[:limit + 1])
 
