@@ -82,8 +82,59 @@ def safe_dataset(g: h5py.Group, name: str, path, budget: bool = True) -> h5py.Da
             f"data stored in the file itself. Save a plain copy of the data")
     plist = obj.id.get_create_plist()
     compressed = plist.get_nfilters() > 0
+    check_filters(plist, full, path, obj.id)
     stored = obj.id.get_storage_size() if obj.size else 0
     check_declared_size(obj.shape or (), obj.dtype.itemsize, f"dataset '{full}'", path,
                         stored=stored if obj.size else None, compressed=compressed or obj.chunks is not None,
                         budget=budget)
     return obj
+
+
+#: HDF5 filters h5py does not bring, by registered id: (name, the package that provides the filter)
+FILTER_PACKAGES = {32001: ("Blosc", "hdf5plugin"), 32026: ("Blosc2", "hdf5plugin"), 32004: ("LZ4", "hdf5plugin"),
+                   32008: ("Bitshuffle", "hdf5plugin"), 32015: ("Zstandard", "hdf5plugin"),
+                   307: ("bzip2", "hdf5plugin"), 32013: ("ZFP", "hdf5plugin"), 32017: ("SZ", "hdf5plugin"),
+                   32024: ("SZ3", "hdf5plugin"), 32018: ("FCIDECOMP", "hdf5plugin")}
+
+
+def check_filters(plist, full: str, path, dsid=None) -> None:
+    """Every filter of a dataset's pipeline (its creation property list ``plist``; ``dsid`` its dataset id) must
+    be available here; an unavailable one is named with the package that provides it (not reported as a
+    damaged file). An optional filter that no stored chunk went through is no obstacle.
+
+    Raises:
+        DataFormatError: naming the file, the dataset, the filter (id and name) and what to install.
+    """
+    for i in range(plist.get_nfilters()):
+        code, flags, _, name = plist.get_filter(i)
+        if h5py.h5z.filter_avail(code) or (_load_plugins() and h5py.h5z.filter_avail(code)):
+            continue
+        if flags & h5py.h5z.FLAG_OPTIONAL and not _applied(dsid, i):
+            continue  # an optional filter skipped when the file was written (no plugin there either): readable
+        known, package = FILTER_PACKAGES.get(code, (name.decode(errors="replace") if isinstance(name, bytes)
+                                                     else str(name), None))
+        fix = (f"`pip install {package}` (stgraph loads it when installed)" if package
+               else "install the HDF5 plugin that provides it (HDF5_PLUGIN_PATH)")
+        raise DataFormatError(
+            f"{where(path)}: dataset '{full}' is compressed with the HDF5 filter {known or 'unnamed'} (id {code}), "
+            f"which this h5py does not have: the file is not damaged, the filter is missing. {fix[0].upper()}"
+            f"{fix[1:]}, or rewrite the file without it (e.g. gzip)")
+
+
+def _load_plugins() -> bool:
+    """Import ``hdf5plugin`` where installed (it registers its filters with h5py); whether it was."""
+    try:
+        import hdf5plugin  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _applied(dsid, i: int, most: int = 1000) -> bool:
+    """Whether filter ``i`` of the pipeline was applied to any of the first ``most`` stored chunks of the
+    dataset ``dsid`` (bit ``i`` of a chunk's filter mask is set where it was skipped)."""
+    try:
+        n = dsid.get_num_chunks()
+        return any(not dsid.get_chunk_info(k).filter_mask & (1 << i) for k in range(min(n, most)))
+    except (AttributeError, RuntimeError, ValueError, OSError):
+        return True

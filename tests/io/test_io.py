@@ -388,3 +388,30 @@ def test_nan_to_null_and_the_value_checks_go_in_row_blocks():
     with pytest.raises(SeriesError, match="NaN at step 8, sensor 'b'"):
         s._check_all_values(False, rows=3)
     s._check_all_values(True, rows=3)  # NaN allowed when it is the null value
+
+
+@pytest.mark.parametrize("code, named", [(32001, "HDF5 filter Blosc (id 32001)"), (32015, "Zstandard (id 32015)"),
+                                         (40123, "(id 40123)")])
+def test_unavailable_hdf5_filter_is_named_with_its_package_not_called_corrupt(tmp_path, code, named):
+    """A chunk stored through a valid filter this h5py lacks is reported naming the filter and the package
+    that provides it; the same pipeline whose chunks skipped the (optional) filter reads as usual."""
+    import h5py
+
+    from stgraph.errors import DataFormatError
+    from stgraph.io import read_series
+
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("values", data=np.arange(40, dtype="f4").reshape(10, 4, 1), chunks=(5, 4, 1),
+                         compression=code, allow_unknown_filter=True)
+        f["timestamps"] = (np.arange(10) * 300 * 10**9).astype("i8")
+        f["sensor_ids"] = np.array(["a", "b", "c", "d"], dtype=h5py.string_dtype())
+    assert read_series(path).values.sum() == np.arange(40).sum()  # no chunk went through the filter
+    before = path.read_bytes()
+    with h5py.File(path, "a") as f:  # a chunk as a machine with the plugin wrote it
+        f["values"].id.write_direct_chunk((0, 0, 0), b"\x02\x01" + bytes(100), filter_mask=0)
+    with pytest.raises(DataFormatError) as e:
+        read_series(path)
+    msg = str(e.value)
+    assert named in msg and "dataset '/values'" in msg and "not damaged" in msg and "corrupt" not in msg
+    assert ("pip install hdf5plugin" in msg) == (code != 40123) and before != path.read_bytes()
