@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import DataFormatError, GraphError, where
 from .info import FLOAT32_MAX, validate_graph
-from .nodes import as_id_list, id_column, lookup, make_graph, positions, preview
+from .nodes import as_id_list, lookup, make_graph, positions, preview, table_ids
 from .safe_pickle import safe_load_pickle
 from .table import (DIST_NAMES, FROM_NAMES, TO_NAMES, WEIGHT_NAMES, find_column, float_column, read_table,
                     rows_from_object)
@@ -210,7 +210,7 @@ def from_edge_list(
         )
     wc = find_column(header, WEIGHT_NAMES, 2 if cells.shape[1] > 2 else None)
     dc = find_column(header, DIST_NAMES, None)
-    src, dst = id_column(cells[:, sc]), id_column(cells[:, tc])
+    src, dst = table_ids(cells[:, sc]), table_ids(cells[:, tc])
     weight = (np.full(src.size, float(default_weight)) if wc is None
               else float_column(cells[:, wc], (header or ["", "", "weight"])[wc], source))
     dist = None if dc is None else float_column(cells[:, dc], header[dc], source)

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataFormatError, GraphError, where
 from .coords import KERNELS, distance_kernel
 from .info import validate_graph
-from .nodes import as_id_list, id_column, lookup, make_graph, preview
+from .nodes import as_id_list, lookup, make_graph, preview, table_ids
 from .table import DIST_NAMES, FROM_NAMES, TO_NAMES, find_column, float_column, read_table, rows_from_object
 
 __all__ = ["from_distances"]
@@ -39,7 +39,7 @@ def _distance_rows(table: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]
             "expected from,to,cost (or from,to,distance). Rename the header or pass rows "
             "of (from, to, distance)"
         )
-    return (id_column(cells[:, fc]), id_column(cells[:, tc]),
+    return (table_ids(cells[:, fc]), table_ids(cells[:, tc]),
             float_column(cells[:, dc], (header or ["from", "to", "distance"])[dc], source), source)
 
 

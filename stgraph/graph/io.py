@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import networkx as nx
 import numpy as np
 
+from ..cells import safe_cell
 from ..errors import DataFormatError, GraphError, where
 from ..files import atomic_open, atomic_write
 from .build import from_adj_pickle, from_adjacency, from_edge_list
@@ -197,7 +198,7 @@ def write_graph(graph: nx.DiGraph, path: str | Path) -> Path:
             a.get("distance") is not None for _, _, a in graph.edges(data=True))
         lines = ["source,target,weight" + (",distance" if with_d else "")]
         for u, v, a in graph.edges(data=True):
-            row = f"{u},{v},{float(a.get('weight', 1.0))!r}"
+            row = f"{safe_cell(str(u))},{safe_cell(str(v))},{float(a.get('weight', 1.0))!r}"
             lines.append(row + (f",{float(a['distance'])!r}" if with_d else ""))
         atomic_write(path, "\n".join(lines) + "\n")
         return path

@@ -12,11 +12,12 @@ from typing import Any, Sequence
 import networkx as nx
 import numpy as np
 
+from ..cells import safe_cell
 from ..errors import DataFormatError, GraphError, where
 from ..files import atomic_write
 from .coords import check_coordinates, parse_crs
 from .formats import node_order
-from .nodes import id_column
+from .nodes import table_ids
 from .table import float_column, read_table
 
 __all__ = ["read_locations", "write_locations", "attach_locations"]
@@ -61,7 +62,7 @@ def read_locations(path: str | Path, crs: str = "degrees") -> tuple[list[str], n
             f"{where(path)}: location table has columns {header or f'({ncol} unnamed)'}; "
             "expected sensor_id,latitude,longitude (optionally after index)"
         )
-    ids = id_column(cells[:, ic])
+    ids = table_ids(cells[:, ic])
     lat = float_column(cells[:, la], "latitude", path)
     lon = float_column(cells[:, lo], "longitude", path)
     lat, lon, _ = check_coordinates(ids, lat, lon, crs, path)
@@ -96,7 +97,7 @@ def write_locations(graph: nx.DiGraph, path: str | Path, *, index: bool = True) 
     rows = ["index,sensor_id,latitude,longitude" if index else "sensor_id,latitude,longitude"]
     for i, u in enumerate(nodes):
         a = graph.nodes[u]
-        row = f"{a.get('sensor_id', u)},{float(a['lat']):.6f},{float(a['lon']):.6f}"
+        row = f"{safe_cell(str(a.get('sensor_id', u)))},{float(a['lat']):.6f},{float(a['lon']):.6f}"
         rows.append(f"{i},{row}" if index else row)
     atomic_write(path, "\n".join(rows) + "\n")
     return path

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 import networkx as nx
 import numpy as np
 
+from ..cells import ESCAPE
 from ..errors import DataFormatError, GraphError, where
 
 __all__ = ["preview", "id_column", "as_id_list", "lookup", "make_graph", "positions"]
@@ -52,6 +53,20 @@ def id_column(values: Any) -> np.ndarray:
             v = int(v)
         out.append(str(v).strip())
     return np.asarray(out, dtype=str)
+
+
+def table_ids(column: np.ndarray) -> np.ndarray:
+    """The sensor ids of a table's column (``[R]`` text cells) as :func:`id_column` gives them, with the
+    spreadsheet escape of the tables stgraph writes undone (:func:`stgraph.cells.safe_cell`: one leading
+    ``'`` before a cell such as ``=A1``)."""
+    ids = id_column(column)
+    if ids.dtype.kind == "U" and ids.size:
+        escaped = np.char.startswith(ids, ESCAPE)
+        if escaped.any():
+            ids = ids.astype(object)
+            ids[escaped] = [s[1:] for s in ids[escaped]]
+            ids = ids.astype(str)
+    return ids
 
 
 def as_id_list(sensor_ids: Any, field: str = "sensor_ids", source: Any = None) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from ..cells import safe_cell
 from ..errors import SeriesError
 from ..files import atomic_open, atomic_write, owned_outputs
 from ..graph import write_graph, write_locations
@@ -63,7 +64,8 @@ def write_synthetic(out_dir, num_sensors: int = 207, days: float = 7, seed: int 
         series, graph = generate(num_sensors, days, seed, start, interval_minutes, **simulate_kwargs)
         write_series(series, paths["data"], layout="pandas")
         write_graph(graph, paths["adj"])
-        rows = ["from,to,cost"] + [f"{u},{v},{d:.1f}" for u, v, d in graph.graph["candidates"]]
+        rows = ["from,to,cost"] + [f"{safe_cell(str(u))},{safe_cell(str(v))},{d:.1f}"
+                                   for u, v, d in graph.graph["candidates"]]
         atomic_write(paths["distances"], ("\n".join(rows) + "\n").encode())
         write_locations(graph, paths["locations"])
         atomic_write(paths["sensor_ids"], ",".join(series.sensor_ids).encode())

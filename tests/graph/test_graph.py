@@ -569,3 +569,27 @@ def test_matrix_graph_pyg_round_trip(n, seed, density):
     key = np.lexsort((src, dst))
     np.testing.assert_array_equal(data.edge_index.numpy(), np.stack([src[key], dst[key]]))
     np.testing.assert_array_equal(data.edge_weight.numpy(), rev[src[key], dst[key]].astype(np.float32))
+
+
+def test_graph_tables_stgraph_writes_are_spreadsheet_safe_and_read_back_as_the_ids(tmp_path):
+    """Sensor ids that a spreadsheet would run as formulas are written with a leading apostrophe in the edge
+    list and the locations table, and read back as the original ids."""
+    from stgraph.graph.locations import write_locations
+
+    ids = ["=HYPERLINK(\"x\")", "+1", "@SUM(A1)", "-7", "'quoted", "plain"]
+    g = nx.DiGraph()
+    for i, s in enumerate(ids):
+        g.add_node(s, index=i, sensor_id=s, lat=34.0 + i / 100, lon=-118.0 - i / 100)
+    for a, b in zip(ids, ids[1:]):
+        g.add_edge(a, b, weight=0.5)
+    edges = write_graph(g, tmp_path / "edges.csv")
+    text = edges.read_text()
+    assert "\n'=HYPERLINK" in text and ",'+1," in text and "\n'@SUM(A1)" in text and "''quoted" in text
+    assert not any(line.startswith(("=", "+", "-", "@")) for line in text.splitlines())
+    back = read_graph(edges, sensor_ids=ids)
+    assert sorted(back.edges()) == sorted(g.edges())
+    locs = write_locations(g, tmp_path / "locations.csv")
+    assert all(not cell.startswith(("=", "+", "-", "@")) for line in locs.read_text().splitlines()
+               for cell in line.split(",")[:2])
+    got, lat, lon = read_locations(locs)
+    assert got == ids and np.allclose(lat, [34.0 + i / 100 for i in range(6)])
