@@ -27,7 +27,9 @@ MODEL_PATH_HELP = "import path of the run's user model (package.module:Class)"
 ARGUMENT_FLAGS = ((re.compile(r"\bresume=True\b"), "--resume"), (re.compile(r"\boverwrite=True\b"), "--overwrite"),
                   (re.compile(r"\bforce=True\b"), "--force"),
                   (re.compile(r"\banother out\b"), "another --out"),
-                  (re.compile(r"\bmodel=(['\"])([^'\"]+)\1"), r"--model \2"))
+                  (re.compile(r"\bmodel=(['\"])([^'\"]+)\1"), r"--model \2"),
+                  (re.compile(r"\bfederated\.certificates\b"), "--certificates"),
+                  (re.compile(r"\bfederated\.root_certificates\b"), "--root-certificates"))
 
 
 def in_flags(message: str) -> str:

@@ -54,9 +54,15 @@ DATA_FLAGS = (
                         "(client_<i>/blend)"),
 )
 
-ADDRESS_FLAG = Flag("address", "HOST:PORT of the server (default {default})")
+ADDRESS_FLAG = Flag("address", "HOST:PORT of the server (default {default}); beyond a loopback address only with "
+                               "TLS (--certificates on the server, --root-certificates on each client)")
+CERTIFICATES_FLAG = Flag("certificates", "serve over TLS: the CA certificate, the server's certificate (its name or "
+                                         "IP as clients give in --address) and its private key, PEM files",
+                         options={"nargs": 3, "action": "store", "metavar": ("CA_CERT", "SERVER_CERT", "SERVER_KEY")})
+ROOT_CERTIFICATES_FLAG = Flag("root_certificates", "connect over TLS, accepting only a server certificate signed by "
+                                                   "this CA certificate (PEM)", options={"metavar": "CA_CERT"})
 
-FED_FLAGS = ROUND_FLAGS + DATA_FLAGS + (ADDRESS_FLAG,)
+FED_FLAGS = ROUND_FLAGS + DATA_FLAGS + (ADDRESS_FLAG, CERTIFICATES_FLAG, ROOT_CERTIFICATES_FLAG)
 
 
 def _federation_args(p, *, data: bool) -> None:
@@ -91,11 +97,11 @@ def add_parser(sub) -> None:
     sim.add_argument("--json", action="store_true")
     srv = s.add_parser("server", help="the Flower server over gRPC (waits for --clients clients)")
     _federation_args(srv, data=False)
-    add_flags(srv, FederatedConfig, [ADDRESS_FLAG])
+    add_flags(srv, FederatedConfig, [ADDRESS_FLAG, CERTIFICATES_FLAG])
     cl = s.add_parser("client", help="one client over gRPC: its part of the data, trained locally")
     _federation_args(cl, data=True)
     cl.add_argument("--partition-id", type=int, required=True, help="which client (0 .. K-1)")
-    add_flags(cl, FederatedConfig, [ADDRESS_FLAG])
+    add_flags(cl, FederatedConfig, [ADDRESS_FLAG, ROOT_CERTIFICATES_FLAG])
     cl.add_argument("--max-wait", type=float, default=60.0, help="seconds to keep trying to reach the server")
     dflt = FederatedConfig()
     pa = s.add_parser("partition", help="write the partition file sensor_id,client")

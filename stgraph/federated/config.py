@@ -18,6 +18,7 @@ from ..config import RunConfig, apply_fields, check_choice, check_positive_int, 
 from ..errors import ConfigError, MissingFileError
 from ..files import atomic_write
 from ..training.schedule import cosine_factor
+from .tls import check_certificate_fields, host_of, is_loopback
 
 
 FINETUNE_LR = 0.25  #: default fine-tuning learning rate, a factor on train.lr
@@ -53,6 +54,8 @@ class FederatedConfig:
     dp_clip: float = 1.0                #: clipping norm of the client updates when dp_noise > 0
     dp_side: str = "server"             #: where Flower clips the updates: 'server' or 'client' (fixed clipping)
     address: str = "127.0.0.1:8080"     #: gRPC address of `stgraph federated server`
+    certificates: Optional[list] = None  #: server TLS: paths [CA_CERT, SERVER_CERT, SERVER_KEY] (PEM); see tls.py
+    root_certificates: Optional[str] = None  #: client TLS: path of the CA certificate that signed the server's
     round_timeout: float = 600.0        #: seconds the server waits for the clients in a round
 
     def validate(self) -> "FederatedConfig":
@@ -86,34 +89,28 @@ class FederatedConfig:
                 raise ConfigError(f"federated.{name} = {getattr(self, name)}: expected a finite number > 0")
         if not isinstance(self.local_blend, bool):
             raise ConfigError(f"federated.local_blend = {self.local_blend!r}: expected true or false")
-        check_loopback(self.address)
+        check_certificate_fields(self)
+        check_loopback(self.address, tls=bool(self.certificates or self.root_certificates))
         return self if crs == self.crs else dataclasses.replace(self, crs=crs)
 
 
-def check_loopback(address) -> None:
-    """``address`` must be ``HOST:PORT`` with a loopback host (``127.x.x.x``, ``::1``, ``localhost``).
+def check_loopback(address, tls: bool = False) -> None:
+    """``address`` must be ``HOST:PORT``, with a loopback host (``127.x.x.x``, ``::1``, ``localhost``)
+    unless ``tls`` (certificates are given: :mod:`~.tls`).
 
-    stgraph's gRPC server and clients (Flower's ``start_server`` / ``start_client``) run without TLS
-    and without node authentication: Flower's ``--certificates`` / ``--auth-keys`` of its SuperLink are
-    not wired into them, so anyone who can reach the port could join as a client or read the weights.
-    Beyond this machine, reach the server through an authenticated tunnel (``ssh -L``) instead.
+    Without certificates stgraph's gRPC server and clients (Flower's gRPC server / ``start_client``) run
+    in plain gRPC, so anyone who could reach the port could join as a client or read the weights. With
+    them the server must have ``certificates`` and each client ``root_certificates``
+    (:func:`~.tls.server_certificates`, :func:`~.tls.client_root_certificates`). Node authentication
+    (Flower's auth keys) is not available on this transport.
     """
-    import ipaddress
-
-    host, sep, port = str(address).rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"federated.address = {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    host = host_of(address)
+    if not tls and not is_loopback(address):
         raise ConfigError(f"federated.address = {address!r}: only a loopback address (127.0.0.1, ::1 or "
-                          f"localhost) is accepted; the federated server and clients run without TLS or node "
-                          f"authentication (Flower's certificates / auth keys are not wired), so {host!r} would "
-                          f"let anyone who reaches the port join or read the weights. Across machines, connect "
-                          f"through an authenticated tunnel (e.g. ssh -L 8080:127.0.0.1:8080 HOST)")
+                          f"localhost) is accepted without TLS, so {host!r} would let anyone who reaches the "
+                          f"port join or read the weights. Pass federated.certificates CA_CERT SERVER_CERT "
+                          f"SERVER_KEY to the server and federated.root_certificates CA_CERT to each client, "
+                          f"or connect through an authenticated tunnel (e.g. ssh -L 8080:127.0.0.1:8080 HOST)")
 
 
 def round_lr_factor(fed: FederatedConfig, server_round: int) -> float:

@@ -103,25 +103,36 @@ def version() -> str:
 
 
 def start_client(client_dir: str | Path, address: str, *, record: bool = False, max_wait: float = 60.0,
-                 mods: Sequence = ()) -> None:
+                 mods: Sequence = (), root_certificates: bytes | None = None) -> None:
     """Connect the client in ``client_dir`` to a server over gRPC and serve until it says stop.
 
-    Uses Flower's ``flwr.compat.client.app.start_client`` (gRPC bidirectional stream);
-    gives up after ``max_wait`` seconds without a server. ``mods``: Flower client mods
-    (e.g. ``fixedclipping_mod`` for client-side DP, :func:`~.server.client_mods`), which
-    need the ``ClientApp`` form of the same call.
+    Uses Flower's ``flwr.compat.client.app.start_client`` (gRPC bidirectional stream), over TLS when
+    ``root_certificates`` (PEM bytes of the CA that signed the server's certificate, Flower's
+    ``root_certificates=``; :func:`~.tls.client_root_certificates`) are given, else plain gRPC;
+    gives up after ``max_wait`` seconds without a server (:class:`~stgraph.errors.FederationError`,
+    also when the TLS handshake fails). ``mods``: Flower client mods (e.g. ``fixedclipping_mod`` for
+    client-side DP, :func:`~.server.client_mods`), which need the ``ClientApp`` form of the same call.
     """
+    import grpc
     from flwr.compat.client.app import start_client as flwr_start_client
-
-    client = StgraphClient(client_dir, record=record)
-    retry = dict(insecure=True, max_retries=max(1, int(max_wait)), max_wait_time=max_wait)
-    if not mods:
-        flwr_start_client(server_address=address, client=client.to_client(), **retry)
-        return
     from flwr.compat.client.app import start_client_internal
 
-    app = ClientApp(client_fn=lambda context: client.to_client(), mods=list(mods))
-    start_client_internal(server_address=address, node_config={}, load_client_app_fn=lambda *a: app, **retry)
+    client = StgraphClient(client_dir, record=record)
+    retry = dict(insecure=root_certificates is None, root_certificates=root_certificates,
+                 max_retries=max(1, int(max_wait)), max_wait_time=max_wait)
+    try:
+        if not mods:
+            flwr_start_client(server_address=address, client=client.to_client(), **retry)
+            return
+        app = ClientApp(client_fn=lambda context: client.to_client(), mods=list(mods))
+        start_client_internal(server_address=address, node_config={}, load_client_app_fn=lambda *a: app, **retry)
+    except grpc.RpcError as e:
+        detail = e.details() if hasattr(e, "details") else str(e)
+        how = ("over TLS: is the server using TLS, and was its certificate (for this address) signed by "
+               "federated.root_certificates?" if root_certificates is not None else
+               "in plain gRPC: if the server uses TLS, pass federated.root_certificates CA_CERT")
+        raise FederationError(f"the server at {address} could not be reached or the connection was lost "
+                              f"(within {max_wait:g} s, {detail}); connecting {how}") from None
 
 
 def serve(fed: FederatedConfig, out: str | Path, *, record: bool = False) -> list[dict]:
@@ -132,7 +143,8 @@ def serve(fed: FederatedConfig, out: str | Path, *, record: bool = False) -> lis
     are done, or a round cannot complete (:class:`~stgraph.errors.FederationError`: too few valid
     updates, a client failed or left), the clients are told to disconnect, the gRPC server stops and the
     call returns or raises: it never waits on after a failure. ``OUT/server`` is locked meanwhile
-    (:func:`stgraph.files.run_lock`).
+    (:func:`stgraph.files.run_lock`). Over TLS with ``fed.certificates`` (:func:`~.tls.server_certificates`:
+    required beyond a loopback address; missing or unreadable files are refused before anything starts).
     """
     from flwr.server.client_manager import SimpleClientManager
     from flwr.server.server import Server, run_fl
@@ -140,7 +152,9 @@ def serve(fed: FederatedConfig, out: str | Path, *, record: bool = False) -> lis
     from flwr.supercore.address import parse_address
 
     from ..files import run_lock
+    from .tls import server_certificates
 
+    certificates = server_certificates(fed)
     host, port, is_v6 = parse_address(fed.address) or (None, None, None)
     if host is None:
         raise ConfigError(f"federated.address = {fed.address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
@@ -149,7 +163,8 @@ def serve(fed: FederatedConfig, out: str | Path, *, record: bool = False) -> lis
         server = Server(client_manager=SimpleClientManager(), strategy=strategy)
         config = ServerConfig(num_rounds=fed.rounds, round_timeout=fed.round_timeout)
         grpc_server = start_grpc_server(client_manager=server.client_manager(),
-                                        server_address=f"[{host}]:{port}" if is_v6 else f"{host}:{port}")
+                                        server_address=f"[{host}]:{port}" if is_v6 else f"{host}:{port}",
+                                        certificates=certificates)
         try:
             run_fl(server, config)
         except FederationError:

@@ -26,7 +26,8 @@ def rounds_done(client_dir: str | Path) -> int:
 def take_part(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, partition_id: int, *,
               record: bool = False, max_wait: float = 60.0) -> Path:
     """Set up client ``partition_id``'s folder in ``out``, take part in the server's rounds at
-    ``fed.address``, then fine-tune and blend (``fed.finetune_epochs``, ``fed.local_blend``).
+    ``fed.address`` (over TLS with ``fed.root_certificates``), then fine-tune and blend
+    (``fed.finetune_epochs``, ``fed.local_blend``).
 
     The folder is locked (:func:`stgraph.files.run_lock`) throughout. What an earlier federation left
     there is set aside, not deleted (:func:`~.folders.set_aside`): it is restored if the server cannot be
@@ -37,14 +38,17 @@ def take_part(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, partiti
     from .flower import start_client
     from .local import blend_client, train_local
     from .server import client_mods
+    from .tls import client_root_certificates
 
+    root_certificates = client_root_certificates(fed)  # refused before the folder is touched
     if not 0 <= partition_id < fed.clients:
         raise ConfigError(f"partition id {partition_id}: expected 0 .. {fed.clients - 1} (clients = {fed.clients})")
     cdir = FederationFiles(out).client(partition_id).root
     with run_lock(cdir):
         setup(fed, run_cfg, out, clients=[partition_id], keep_previous=True)
         try:
-            start_client(cdir, fed.address, record=record, max_wait=max_wait, mods=client_mods(fed))
+            start_client(cdir, fed.address, record=record, max_wait=max_wait, mods=client_mods(fed),
+                         root_certificates=root_certificates)
             done = rounds_done(cdir)
             if done < fed.rounds:
                 raise FederationError(f"client {partition_id}: the server ended the federation after {done} of "
