@@ -28,7 +28,7 @@ LAYERS = [
     {"errors", "files", "runtime", "limits", "cells", "typecheck", "yamlfile", "logs", "shared_data", "distributions"},
     {"io"},
     {"graph", "metrics", "config", "arguments"},
-    {"datasets", "synth", "data"},
+    {"datasets", "synth", "data", "regimes"},
     {"nn"},
     {"models"},
     {"training"},
