@@ -48,7 +48,9 @@ VALUE_FLAGS = (
     _flag("probabilistic", "a probabilistic head: forecast mean and spread (90%% bands, CRPS)"),
     _flag("distribution", "predictive distribution of the probabilistic head (implies --probabilistic): normal "
                           "(default), or lognormal for counts and other non-negative targets (censored at 0: "
-                          "bands and quantiles never go below zero)", options={"choices": ["normal", "lognormal"]}),
+                          "bands and quantiles never go below zero), or mixture: K Normals (model.params.components, "
+                          "default 2) for two-peaked targets such as congestion edges",
+          options={"choices": ["normal", "lognormal", "mixture"]}),
     NULL_FLAG,
 )
 
