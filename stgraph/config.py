@@ -65,11 +65,14 @@ class DataConfig:
     cache_mb: int = 256                 #: with lazy: MiB of row chunks kept in memory (per process)
     covariates: list = field(default_factory=list)  #: covariate files / graph:ATTR (stgraph.data.covariates)
     covariate_tolerance: Optional[str] = None  #: how old a covariate reading may be, e.g. '10min' (None: its interval)
+    nonnegative: bool = False           #: the target cannot be below 0 (counts): point forecasts and quantiles clipped at 0
 
     def validate(self) -> None:
         check_config_counts(self, "data")  # input_len, horizon, stride, cache_mb: stgraph/limits.py
         if not isinstance(self.lazy, bool):
             raise ConfigError(f"data.lazy = {self.lazy!r}: expected true or false")
+        if not isinstance(self.nonnegative, bool):
+            raise ConfigError(f"data.nonnegative = {self.nonnegative!r}: expected true or false")
         if not isinstance(self.covariates, list) or not all(isinstance(c, str) and c for c in self.covariates):
             raise ConfigError(f"data.covariates = {self.covariates!r}: expected a list of covariate files "
                               f"(or graph:ATTR[,ATTR...]), e.g. [rain.csv, incidents.csv]")
@@ -86,8 +89,7 @@ class ModelConfig:
 
     name: str = "stgt"
     probabilistic: bool = False
-    distribution: str = "normal"        #: of the probabilistic head: 'normal', 'lognormal' (counts, >= 0), 'mixture'
-    #: ('mixture': K Normals, K = model.params.components, default 2; stgt's head)
+    distribution: str = "normal"        #: of the probabilistic head: 'normal' or 'lognormal' (counts, >= 0)
     params: dict = field(default_factory=dict)
 
     def validate(self) -> None:

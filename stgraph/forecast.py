@@ -80,7 +80,7 @@ def forecast_at(run, at: str | None = None, series=None, amp: str = "off") -> Fo
     with torch.inference_mode():
         with autocast_context(device, amp)():
             out = run.model(x.to(device), run.graph, {k: v.to(device) for k, v in cov.items()})
-        out = run.forecaster.to_units(out)
+        out = run.forecaster.in_units(out)  # clipped at 0 with data.nonnegative
         band = None
         if isinstance(out, torch.distributions.Distribution):
             mean, std = point(out)[0].float().cpu().numpy(), out.stddev[0].float().cpu().numpy()

@@ -25,11 +25,10 @@ MAX_FUNCTION_LINES = 80
 #: what uses a trained run (forecasts, plots, online updates, federations, the bench, the Python API); the
 #: command line and the demo on top
 LAYERS = [
-    {"errors", "files", "runtime", "limits", "cells", "typecheck", "yamlfile", "logs", "shared_data", "distributions",
-     "mixture"},
+    {"errors", "files", "runtime", "limits", "cells", "typecheck", "yamlfile", "logs", "shared_data", "distributions"},
     {"io"},
     {"graph", "metrics", "config", "arguments"},
-    {"datasets", "synth", "data", "regimes"},
+    {"datasets", "synth", "data"},
     {"nn"},
     {"models"},
     {"training"},

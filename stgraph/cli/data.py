@@ -54,8 +54,31 @@ def data_info(args) -> int:
     s = read_series(args.path, null_value=args.null_value, start=args.start, freq=args.freq)
     info = s.summary()
     info["path"] = str(args.path)
+    counts = count_channels(s)
+    if counts:
+        info["suggestion"] = (f"channel(s) {counts} hold non-negative integers with zeros (counts): train with "
+                              f"--distribution lognormal (bands that stay >= 0) and --set data.nonnegative=true "
+                              f"(point forecasts and quantiles clipped at 0 for every model)")
     emit(info, args.json)
     return 0
+
+
+def count_channels(series) -> list[str]:
+    """The channels of ``series`` (``values [T, N, C]``) whose readings (NaN and a non-zero null marker left
+    out) are all non-negative integers, with at least one 0: counts."""
+    import numpy as np
+
+    from ..io.series import null_mask
+
+    v = series.values
+    null = float(series.null_value)
+    skip = v != v if null == 0 else null_mask(v, null)  # zeros are what counts are asked about
+    out = []
+    for c, name in enumerate(series.channels):
+        x = v[..., c][~skip[..., c]]
+        if x.size and bool((x >= 0).all()) and bool((x == np.round(x)).all()) and bool((x == 0).any()):
+            out.append(str(name))
+    return out
 
 
 def data_synth(args) -> int:

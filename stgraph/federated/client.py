@@ -62,7 +62,8 @@ class FederatedClient:
         self.personal = personal_keys(self.cfg.model.name, model_sizes(data, self.cfg.model.probabilistic),
                                       self.cfg.model.params, self.info.get("personal", ()))
         self.keys = shared_keys(self.model, self.personal)
-        self.forecaster = Forecaster(self.model, data, self.prep.graph, self.cfg.train, self.cfg.model.distribution)
+        self.forecaster = Forecaster(self.model, data, self.prep.graph, self.cfg.train, self.cfg.model.distribution,
+                                     self.cfg.data.nonnegative)
         configure_process(self.forecaster.device, self.cfg.train.threads)  # a client process's entry point
         self.writer = RunWriter(self.dir, RunRecord.of(self.cfg, self.prep))
         # the checkpoints of the client folder are this untrained trainer's (its fresh optimiser), at the round

@@ -79,7 +79,7 @@ def finetune_client(client_dir: str | Path, epochs: int | None = None, lr_factor
                                     warmup_epochs=0, patience=0, seed=finetune_seed(cfg.train.seed))
     seed_everything(train_cfg.seed)
     files.metrics.unlink(missing_ok=True)
-    forecaster = Forecaster(model, prep.data, prep.graph, train_cfg, cfg.model.distribution)
+    forecaster = Forecaster(model, prep.data, prep.graph, train_cfg, cfg.model.distribution, cfg.data.nonnegative)
     configure_process(forecaster.device, train_cfg.threads)
     trainer = Trainer(forecaster, train_cfg, writer=_KeepLastRound(d, RunRecord.of(cfg, prep)))
     base = float(forecaster.evaluate("val")["average"]["mae"])

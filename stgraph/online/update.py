@@ -253,7 +253,7 @@ def _update(run_dir: Path, data_path, out: Path, cfg, old_cfg, ck: dict, ck_path
     with run_lock(out):
         writer = RunWriter(out, record)
         writer.start(info)
-        forecaster = Forecaster(model, prep.data, prep.graph, cfg.train)
+        forecaster = Forecaster(model, prep.data, prep.graph, cfg.train, cfg.model.distribution, cfg.data.nonnegative)
         configure_process(forecaster.device, cfg.train.threads)
         trainer = Trainer(forecaster, cfg.train, batches=batches, writer=writer)
         t0 = time.perf_counter()

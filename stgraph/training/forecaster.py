@@ -18,12 +18,58 @@ from torch.distributions import Distribution
 
 from ..config import TrainConfig
 from ..distributions import check_name, check_support, from_head, point
-from ..mixture import NormalMixture
 from ..errors import StgraphWarning
 from ..metrics import MetricAccumulator, ProbabilisticAccumulator, default_steps, valid_mask
 from ..runtime import autocast_context, resolve_device
 from .distributed import current as current_dist
 from .distributed import device_for
+
+
+class AtLeastZero(Distribution):
+    """``max(0, X)`` for a forecast distribution ``X`` (``data.nonnegative``): its median and quantiles are
+    ``X``'s clipped at 0, so a band keeps the readings ``X``'s band held (for ``y >= 0``,
+    ``q05 <= y <= q95`` exactly when ``max(0, q05) <= y <= max(0, q95)``). ``loc``, ``stddev`` and
+    ``log_prob`` are ``X``'s (the head's spread, the loss's likelihood); the CRPS is the clipped
+    quantiles' (:func:`stgraph.distributions.crps`). Shapes: ``X``'s batch shape, ``[B, T_out, N, C_out]``."""
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, base: Distribution) -> None:
+        self.base = base
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def loc(self) -> torch.Tensor:
+        return self.base.loc
+
+    @property
+    def median(self) -> torch.Tensor:
+        return point(self.base).clamp(min=0)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.base.mean
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        return self.base.stddev
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.base.variance
+
+    def icdf(self, q: torch.Tensor) -> torch.Tensor:
+        return self.base.icdf(q).clamp(min=0)
+
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
+        return torch.where(value < 0, torch.zeros_like(value), self.base.cdf(value.clamp(min=0)))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(value)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self.base.sample(sample_shape).clamp(min=0)
 
 
 class Forecaster:
@@ -37,6 +83,8 @@ class Forecaster:
             ``workers`` say how to predict (default: ``TrainConfig()``).
         distribution: what a probabilistic head's ``Normal`` becomes in data units
             (:data:`stgraph.distributions.DISTRIBUTIONS`, ``model.distribution``).
+        nonnegative: the target cannot be below 0 (``data.nonnegative``, counts): every prediction
+            (:meth:`in_units`: point forecasts, quantiles, bands) is clipped at 0; the training loss is not.
 
     Attributes:
         model, graph, data, device, dist (:class:`~stgraph.training.distributed.Dist`), null_value,
@@ -44,9 +92,10 @@ class Forecaster:
     """
 
     def __init__(self, model: torch.nn.Module, data, graph, cfg: TrainConfig | None = None,
-                 distribution: str = "normal") -> None:
+                 distribution: str = "normal", nonnegative: bool = False) -> None:
         self.cfg = cfg = cfg if cfg is not None else TrainConfig()
         self.distribution = check_name(distribution)
+        self.nonnegative = bool(nonnegative)
         self.data = data
         self.dist = current_dist()
         self.device = resolve_device(device_for(cfg.device) if self.dist.enabled else cfg.device)
@@ -88,11 +137,16 @@ class Forecaster:
         if isinstance(out, torch.distributions.Normal):
             return from_head(out.loc.float() * self._std + self._mean, out.scale.float() * self._std,
                              self.distribution)
-        if isinstance(out, NormalMixture):  # components [..., K]: the same affine map per component
-            std, mean = self._std[..., None], self._mean[..., None]
-            return from_head(out.locs.float() * std + mean, out.scales.float() * std, self.distribution,
-                             out.logits.float())
         return out.float() * self._std + self._mean
+
+    def in_units(self, out):
+        """What every prediction goes through: :meth:`to_units`, then, with ``nonnegative``, clipped at 0
+        (a tensor ``[B, T_out, N, C_out]`` by ``clamp``; a distribution as :class:`AtLeastZero`, whose
+        median and quantiles are the clipped ones). The training loss takes :meth:`to_units` unclipped."""
+        out = self.to_units(out)
+        if not self.nonnegative:
+            return out
+        return AtLeastZero(out) if isinstance(out, Distribution) else out.clamp(min=0)
 
     @torch.no_grad()
     def predictions(self, split: str = "test", batch_size: int | None = None, shard: bool = False):
@@ -107,7 +161,7 @@ class Forecaster:
         for batch in self.data.loader(split, batch_size or self.cfg.batch_size, shuffle=False, shard=part,
                                       workers=self.cfg.workers):
             batch = batch.to(self.device, non_blocking=True)
-            yield self.to_units(self.forward(batch)), batch.y, batch.starts
+            yield self.in_units(self.forward(batch)), batch.y, batch.starts
 
     @torch.no_grad()
     def evaluate(self, split: str = "test", horizons=None) -> dict:
@@ -143,4 +197,4 @@ class Forecaster:
         return result
 
 
-__all__ = ["Forecaster"]
+__all__ = ["AtLeastZero", "Forecaster"]

@@ -121,7 +121,7 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, snaps
             writer.start(info)
         elif writes:
             writer.write_start(info)
-    forecaster = Forecaster(model, prep.data, prep.graph, cfg.train, cfg.model.distribution)
+    forecaster = Forecaster(model, prep.data, prep.graph, cfg.train, cfg.model.distribution, cfg.data.nonnegative)
     configure_process(forecaster.device, cfg.train.threads)
     trainer = Trainer(forecaster, cfg.train, writer=writer, record=record, snapshot_marks=snapshot_marks)
     t0 = time.perf_counter()
@@ -326,7 +326,7 @@ class Run:
         last = files.last
         progress = (ckpt if ckpt_path == last or not last.is_file()
                     else load_checkpoint(last, map_location="cpu")).get("trainer") or {}
-        forecaster = Forecaster(net, prep.data, prep.graph, cfg.train, cfg.model.distribution)
+        forecaster = Forecaster(net, prep.data, prep.graph, cfg.train, cfg.model.distribution, cfg.data.nonnegative)
         configure_process(forecaster.device, cfg.train.threads)
         run = cls(cfg, prep, forecaster, files, progress)
         run.data_path, run._trained_on = data_path, trained
