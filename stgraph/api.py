@@ -91,7 +91,8 @@ def open_run(run_dir: str | Path, *, model: str | None = None, checkpoint: str =
                     model=model, amp=amp)
 
 
-def evaluate(run, split: str = "test", *, steps=None, write: bool = True) -> dict:
+def evaluate(run, split: str = "test", *, steps=None, write: bool = True, by: str | None = None,
+             regimes=None) -> dict:
     """The masked metrics of a trained run on one split, as ``stgraph evaluate`` reports and records them.
 
     Args:
@@ -101,18 +102,29 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True) -> dic
             (15, 30, 60 minutes) for 12-step 5-minute data.
         write: record the result as ``evaluation_<split>.json`` in the run directory (a run kept on disk, opened
             on its own data: figures on another file, ``open_run(data=)``, are not the run's and are not recorded).
+        by: also the figures by group (:mod:`stgraph.regimes`): ``"regime"`` (free flow / congested /
+            transition), ``"sensor"`` or ``"hour"``, under ``result["by"]``, per group and step: share, MAE,
+            RMSE (and coverage90, CRPS for a probabilistic run).
+        regimes: a :class:`stgraph.regimes.RegimeConfig` (thresholds; default its documented defaults).
 
     Returns:
         ``{"horizons": {"3": {"mae": ..., "rmse": ..., "mape": ...}, ...}, "average": {...}, "split": ...,
         "null_convention": ...}`` in data units (a probabilistic run adds ``coverage90`` and ``crps``; a run that
-        did not finish adds ``notice``).
+        did not finish adds ``notice``; ``by`` adds ``"by"``, :func:`stgraph.regimes.evaluate_groups`).
     """
     from .metrics import parse_steps
 
     if steps and not isinstance(steps, str):
         steps = ",".join(str(s) for s in steps)
+    if by is not None:
+        from .regimes import check_by
+        check_by(by, run.data)  # before the pass over the split
     result = run.evaluate(split, horizons=parse_steps(steps, run.data.horizon) if steps else None)
     result["split"] = split
+    if by is not None:
+        from .regimes import evaluate_groups
+        hs = [int(h) for h in result["horizons"]]
+        result["by"] = evaluate_groups(run.predictions(split), run.data, by, hs, regimes)
     notice = run.notice()
     if notice:
         result["notice"] = notice

@@ -89,7 +89,8 @@ class ModelConfig:
 
     name: str = "stgt"
     probabilistic: bool = False
-    distribution: str = "normal"        #: of the probabilistic head: 'normal' or 'lognormal' (counts, >= 0)
+    distribution: str = "normal"        #: of the probabilistic head: 'normal', 'lognormal' (counts, >= 0), 'mixture'
+    #: ('mixture': K Normals, K = model.params.components, default 2; stgt's head)
     params: dict = field(default_factory=dict)
 
     def validate(self) -> None:

@@ -13,6 +13,10 @@ the distribution the run asked for:
   ``s = scale / (1 + max(loc, 0))`` (the delta method), so the median is ``max(loc, 0)``:
   a head that starts at persistence still forecasts the last value.
 
+* ``mixture``: ``K`` Normals (``model.params.components``, default 2) from a mixture head, for
+  two-regime targets (free flow or congested): :class:`~stgraph.mixture.NormalMixture` (median and
+  quantiles by batched bisection, CRPS in closed form).
+
 Everything else works on any of them, with shapes ``[B, T_out, N, C_out]`` (or any shape):
 :func:`nll` (the training loss), :func:`point` (the median, what minimises MAE),
 :func:`quantile`, :func:`interval`, :func:`crps` and :func:`check_support`.
@@ -25,8 +29,9 @@ import torch
 from torch.distributions import Distribution, Normal, constraints
 
 from .errors import ConfigError
+from .mixture import NormalMixture
 
-DISTRIBUTIONS = ("normal", "lognormal")
+DISTRIBUTIONS = ("normal", "lognormal", "mixture")
 #: quantile levels of the CRPS integral for distributions without a closed form (midpoints of 100 bins)
 CRPS_LEVELS = 100
 
@@ -104,10 +109,18 @@ def check_name(name: str, field: str = "model.distribution") -> str:
     return name
 
 
-def from_head(loc: torch.Tensor, scale: torch.Tensor, name: str = "normal") -> Distribution:
+def from_head(loc: torch.Tensor, scale: torch.Tensor, name: str = "normal",
+              logits: torch.Tensor | None = None) -> Distribution:
     """The distribution ``name`` from the head's location and scale in data units (``[B, T_out, N, C_out]``
-    each; see the module docstring for the mapping)."""
+    each; see the module docstring for the mapping). ``mixture``: a mixture head's ``K`` components,
+    ``loc``, ``scale`` and mixing ``logits`` ``[B, T_out, N, C_out, K]`` (:class:`~stgraph.mixture.NormalMixture`)."""
     check_name(name)
+    if (name == "mixture") != (logits is not None):
+        raise ConfigError(f"model.distribution = {name!r} with a {'mixture' if logits is not None else 'single'} "
+                          f"head: expected 'mixture' exactly when the head has mixture components "
+                          f"(stgt with model.params.components)")
+    if name == "mixture":
+        return NormalMixture(loc, scale, logits)
     if name == "normal":
         return Normal(loc, scale)
     pos = loc.clamp(min=0)
@@ -145,6 +158,8 @@ def crps(dist: Distribution, y: torch.Tensor) -> torch.Tensor:
     ``2 * integral over q of the pinball loss of the q-quantile``, by the midpoint rule on
     :data:`CRPS_LEVELS` levels (exact for any distribution, mass points included, as the levels grow).
     """
+    if isinstance(dist, NormalMixture):
+        return dist.crps(y)
     if isinstance(dist, Normal):
         z = (y - dist.loc) / dist.scale
         return dist.scale * (z * (2 * torch.special.ndtr(z) - 1) + 2 * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)

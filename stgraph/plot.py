@@ -299,3 +299,35 @@ def attention_sample(run, max_nodes: int = 60) -> dict | None:
         mat[dst[keep], src[keep]] = w.cpu().numpy()[keep]
         out["spatial"] = mat
     return out or None
+
+
+def plot_groups(by: dict, out) -> Path:
+    """MAE and coverage of the 90% band by group and horizon step (``stgraph evaluate --by ... --plot``).
+
+    Args:
+        by: :func:`stgraph.regimes.evaluate_groups`'s result (``result["by"]`` of :func:`stgraph.evaluate`).
+        out: the picture file (PNG, SVG, PDF).
+
+    Returns:
+        the path written: MAE per step, one line per group (a legend up to 12 groups), and for a probabilistic
+        run the coverage beside it with the nominal 0.9 dashed.
+    """
+    path = _picture_path(out)
+    groups = by["groups"]
+    prob = any("coverage90" in g["average"] for g in groups.values())
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2 if prob else 1, figsize=(11 if prob else 6, 4), squeeze=False)
+    panels = [("mae", "MAE (data units)")] + ([("coverage90", "coverage of the 90% band")] if prob else [])
+    for ax, (key, title) in zip(axes[0], panels):
+        for name, g in groups.items():
+            steps = [int(h) for h in g["horizons"]]
+            ax.plot(steps, [g["horizons"][str(h)][key] for h in steps], marker="o", lw=1.2 if len(groups) <= 12
+                    else 0.6, label=f"{name} ({100 * g['average']['share']:.1f}%)")
+        if key == "coverage90":
+            ax.axhline(0.9, color="k", ls="--", lw=0.8)
+            ax.set_ylim(0, 1.02)
+        ax.set_xlabel("horizon step")
+        ax.set_title(f"{title} by {by['by']}")
+        if len(groups) <= 12:
+            ax.legend(fontsize=8)
+    return save_figure(fig, path)

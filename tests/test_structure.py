@@ -25,10 +25,11 @@ MAX_FUNCTION_LINES = 80
 #: what uses a trained run (forecasts, plots, online updates, federations, the bench, the Python API); the
 #: command line and the demo on top
 LAYERS = [
-    {"errors", "files", "runtime", "limits", "cells", "typecheck", "yamlfile", "logs", "shared_data", "distributions"},
+    {"errors", "files", "runtime", "limits", "cells", "typecheck", "yamlfile", "logs", "shared_data", "distributions",
+     "mixture"},
     {"io"},
     {"graph", "metrics", "config", "arguments"},
-    {"datasets", "synth", "data"},
+    {"datasets", "synth", "data", "regimes"},
     {"nn"},
     {"models"},
     {"training"},

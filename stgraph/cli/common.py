@@ -29,7 +29,11 @@ ARGUMENT_FLAGS = ((re.compile(r"\bresume=True\b"), "--resume"), (re.compile(r"\b
                   (re.compile(r"\banother out\b"), "another --out"),
                   (re.compile(r"\bmodel=(['\"])([^'\"]+)\1"), r"--model \2"),
                   (re.compile(r"\bfederated\.certificates\b"), "--certificates"),
-                  (re.compile(r"\bfederated\.root_certificates\b"), "--root-certificates"))
+                  (re.compile(r"\bfederated\.root_certificates\b"), "--root-certificates"),
+                  (re.compile(r"\bthreshold=VALUE\b"), "--regime-threshold VALUE"),
+                  (re.compile(r"\bby=(['\"])(\w+)\1"), r"--by \2"),
+                  (re.compile(r"\b(free_flow_quantile|congested_fraction) = "),
+                   lambda m: "--" + m.group(1).replace("_", "-") + " "))
 
 
 def in_flags(message: str) -> str:

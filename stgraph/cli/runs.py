@@ -48,7 +48,9 @@ VALUE_FLAGS = (
     _flag("probabilistic", "a probabilistic head: forecast mean and spread (90%% bands, CRPS)"),
     _flag("distribution", "predictive distribution of the probabilistic head (implies --probabilistic): normal "
                           "(default), or lognormal for counts and other non-negative targets (censored at 0: "
-                          "bands and quantiles never go below zero)", options={"choices": ["normal", "lognormal"]}),
+                          "bands and quantiles never go below zero), or mixture: K Normals (model.params.components, "
+                          "default 2) for two-peaked targets such as congestion edges",
+          options={"choices": ["normal", "lognormal", "mixture"]}),
     NULL_FLAG,
 )
 
@@ -92,6 +94,7 @@ def add_parser(sub) -> None:
                                                 "run directory)")
     e.add_argument("--json", action="store_true")
     e.add_argument("--model", default=None, help=MODEL_PATH_HELP)
+    _add_by_flags(e)
 
     pr = sub.add_parser("predict", help="write the forecast of every sensor (CSV or HDF5)")
     pr.add_argument("run_dir")
@@ -114,6 +117,26 @@ def add_parser(sub) -> None:
     pl.add_argument("--crs", default="degrees", help="of --locations: " + CRS_HELP)
     pl.add_argument("--out", required=True, help="PNG file")
     pl.add_argument("--model", default=None, help=MODEL_PATH_HELP)
+
+
+def _add_by_flags(e) -> None:
+    """``stgraph evaluate --by regime|sensor|hour`` and the regime thresholds (:mod:`stgraph.regimes`)."""
+    from ..regimes import GROUPINGS, RegimeConfig
+
+    d = RegimeConfig()
+    e.add_argument("--by", default=None, choices=list(GROUPINGS),
+                   help="also share, MAE, RMSE (coverage, CRPS) per group and step: regime = free flow / congested "
+                        "/ transition from the data, sensor, or hour of day of the target")
+    e.add_argument("--free-flow-quantile", type=float, default=d.free_flow_quantile,
+                   help="--by regime: a sensor's free-flow speed is this quantile of its training readings "
+                        "(default %(default)s)")
+    e.add_argument("--congested-fraction", type=float, default=d.congested_fraction,
+                   help="--by regime: congested below this fraction of the free-flow speed (default %(default)s)")
+    e.add_argument("--regime-threshold", type=float, default=None, metavar="VALUE",
+                   help="--by regime: one threshold in data units for every sensor instead (required for counts "
+                        "and other non-speed targets)")
+    e.add_argument("--plot", default=None, metavar="PNG",
+                   help="with --by: a picture of MAE and 90%% coverage by group and horizon")
 
 
 def run(args) -> int:
@@ -172,9 +195,17 @@ def evaluate(args) -> int:
     from ..api import open_run
     from ..files import run_lock
 
+    from ..regimes import RegimeConfig
+
+    regimes = RegimeConfig(args.free_flow_quantile, args.congested_fraction, args.regime_threshold).validate()
+    if args.plot and not args.by:
+        raise ConfigError("--plot draws the figures by group: add --by regime, sensor or hour")
     with run_lock(args.run_dir, read_only=True):
         run = open_run(args.run_dir, model=args.model, data=args.data)
-        result = evaluate_run(run, args.split, steps=args.steps)
+        result = evaluate_run(run, args.split, steps=args.steps, by=args.by, regimes=regimes)
+    if args.plot:
+        from ..plot import plot_groups
+        print(f"wrote {plot_groups(result['by'], args.plot)}", file=sys.stderr if args.json else sys.stdout)
     notice = result.get("notice")
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
@@ -183,7 +214,32 @@ def evaluate(args) -> int:
         print(f"note: {in_flags(notice)}")
     print(f"null convention: {result['null_convention']}")
     print(format_table(result, run.data))
+    if args.by:
+        print(format_groups(result["by"], run.data))
     return 0
+
+
+def format_groups(by: dict, data=None) -> str:
+    """Plain-text table of :func:`stgraph.regimes.evaluate_groups`: one row per group and horizon step."""
+    from ..io.series import horizon_text
+
+    step = getattr(data, "interval_minutes", None) if data is not None else None
+    groups = by["groups"]
+    first = next(iter(groups.values()))["average"] if groups else {}
+    keys = [k for k in ("share", "mae", "rmse", "coverage90", "crps") if k in first]
+    head = f"{by['by']:>12} {'horizon':>16} " + " ".join(f"{k.upper():>10}" for k in keys)
+    lines = [head, "-" * len(head)]
+    for name, g in groups.items():
+        rows = list(g["horizons"].items()) + [("average", g["average"])]
+        for h, vals in rows:
+            label = f"{h} ({horizon_text(int(h), step)})" if step and h != "average" else h
+            lines.append(f"{name[:12]:>12} {label:>16} " + " ".join(f"{vals[k]:>10.4f}" for k in keys))
+    thr = by.get("thresholds")
+    if thr:
+        lines.append(f"regime thresholds: mean {thr['mean_threshold']:.4g} in data units (free-flow quantile "
+                     f"{thr['free_flow_quantile']}, congested below {thr['congested_fraction']} of it"
+                     + (f"; given {thr['threshold']}" if thr["threshold"] is not None else "") + ")")
+    return "\n".join(lines)
 
 
 def format_table(result: dict, data=None) -> str:

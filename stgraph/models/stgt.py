@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 from torch.utils.checkpoint import checkpoint
 
+from ..mixture import NormalMixture
 from ..nn.embedding import InputEmbedding
 from ..nn.fusion import GatedFusion
 from ..nn.lean import Dropout
@@ -121,6 +122,10 @@ class STGT(nn.Module):
         node_emb_dim: stored size of the sensor embeddings (``None``: ``D``).
         dense_max_nodes: ``'auto'`` never goes dense above this many sensors.
         min_scale: added to the softplus scale of the probabilistic output.
+        components: ``K >= 1`` makes the probabilistic head a mixture of ``K`` Normals
+            (:class:`~stgraph.mixture.NormalMixture`, parameters ``[B, T_out, N, C_out, K]``; every
+            location adds the persistence term, the locations start spread over ``[-1, 1]`` z-units);
+            0 (default): one Normal. ``model.distribution = mixture`` sets 2 unless given.
         exogenous: ``[[source, channels], ...]``: covariates from files
             (:mod:`stgraph.data.covariates`) taken through a gated fusion embedding
             (:class:`stgraph.nn.fusion.GatedFusion`) added to the encoder's input and the
@@ -163,7 +168,7 @@ class STGT(nn.Module):
                  node_emb_dim: Optional[int] = None, dense_max_nodes: int = 1024,
                  min_scale: float = 1e-3, attn_dropout: float = 0.0, recompute: bool = False,
                  residual: str = "last", exogenous: Optional[Sequence[Sequence]] = None,
-                 patch_len: int = 1, spatial_ff: bool = True, window_skip: bool = False):
+                 patch_len: int = 1, spatial_ff: bool = True, window_skip: bool = False, components: int = 0):
         super().__init__()
         if not isinstance(patch_len, int) or isinstance(patch_len, bool) or patch_len < 1:
             raise ValueError(f"patch_len is {patch_len!r}; expected an integer >= 1 (input steps per token)")
@@ -178,6 +183,9 @@ class STGT(nn.Module):
         self.input_len, self.horizon, self.hidden, self.heads = input_len, horizon, hidden, heads
         self.target_channels = target_channels
         self.probabilistic, self.min_scale = probabilistic, min_scale
+        if not isinstance(components, int) or isinstance(components, bool) or components < 0:
+            raise ValueError(f"components is {components!r}; expected an integer >= 0 (0: one Normal)")
+        self.components = components if probabilistic else 0
         self.recompute = recompute
         self.patch_len = patch_len
         self.num_patches = -(-input_len // patch_len)  # P = ceil(T_in / patch_len)
@@ -195,7 +203,8 @@ class STGT(nn.Module):
         self.decoder = nn.ModuleList([block() for _ in range(decoder_layers)])
         self.norm_out = nn.LayerNorm(hidden)
         self.head_fc = nn.Linear(hidden, hidden)
-        self.head_out = nn.Linear(hidden, patch_len * out_channels * (2 if probabilistic else 1))
+        width = 3 * self.components if self.components else (2 if probabilistic else 1)  # mixture: loc, scale, logit
+        self.head_out = nn.Linear(hidden, patch_len * out_channels * width)
         self.persistence_gate = nn.Parameter(torch.empty(horizon, out_channels))
         if target_channels is not None:
             self.register_buffer("target_index", torch.tensor(target_channels), persistent=False)
@@ -238,6 +247,11 @@ class STGT(nn.Module):
         if self.probabilistic:
             with torch.no_grad():  # softplus(log(e - 1)) = 1
                 self.head_out.bias.view(self.patch_len, -1)[:, self.out_channels:] = math.log(math.e - 1.0)
+                if getattr(self, "components", 0):  # mixture: locations spread over [-1, 1] (symmetry broken),
+                    K = self.components            # equal weights (logits 0)
+                    bias = self.head_out.bias.view(self.patch_len, 3, self.out_channels, K)
+                    bias[:, 0] = torch.linspace(-1.0, 1.0, K) if K > 1 else 0.0
+                    bias[:, 2] = 0.0
         nn.init.ones_(self.persistence_gate)
         if getattr(self, "seasonal", None) is not None:
             self.seasonal.reset_parameters()
@@ -395,14 +409,19 @@ class STGT(nn.Module):
         if self.patch_len > 1:  # each query's patch_len steps -> [B, T_out, N, C_out(*2)]
             out = out.view(B, P_out, N, self.patch_len, -1).transpose(2, 3).reshape(B, P_out * self.patch_len, N, -1)
             out = out[:, : self.horizon]
-        mean = out[..., : self.out_channels]
+        C = self.out_channels
+        mean = out[..., :C] if not self.components else out[..., : C * self.components].unflatten(-1, (C, -1))
         if self.target_index is not None:
             last = x[:, -1:, :, :].index_select(-1, self.target_index)  # [B, 1, N, C_out]
             if self.seasonal is not None:
-                mean = mean + self.seasonal(last, covariates)
+                base = self.seasonal(last, covariates)
             else:
-                mean = mean + self.persistence_gate[:, None, :] * last
-        if self.probabilistic:
+                base = self.persistence_gate[:, None, :] * last
+            mean = mean + (base.unsqueeze(-1) if self.components else base)
+        if self.components:  # [B, T_out, N, C_out, K] each
+            rest = out[..., C * self.components:].unflatten(-1, (2, C, self.components))
+            result = NormalMixture(mean, F.softplus(rest[..., 0, :, :]) + self.min_scale, rest[..., 1, :, :])
+        elif self.probabilistic:
             scale = F.softplus(out[..., self.out_channels:]) + self.min_scale
             result = Normal(mean, scale)
         else:

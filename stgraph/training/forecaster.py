@@ -18,6 +18,7 @@ from torch.distributions import Distribution
 
 from ..config import TrainConfig
 from ..distributions import check_name, check_support, from_head, point
+from ..mixture import NormalMixture
 from ..errors import StgraphWarning
 from ..metrics import MetricAccumulator, ProbabilisticAccumulator, default_steps, valid_mask
 from ..runtime import autocast_context, resolve_device
@@ -137,6 +138,10 @@ class Forecaster:
         if isinstance(out, torch.distributions.Normal):
             return from_head(out.loc.float() * self._std + self._mean, out.scale.float() * self._std,
                              self.distribution)
+        if isinstance(out, NormalMixture):  # components [..., K]: the same affine map per component
+            std, mean = self._std[..., None], self._mean[..., None]
+            return from_head(out.locs.float() * std + mean, out.scales.float() * std, self.distribution,
+                             out.logits.float())
         return out.float() * self._std + self._mean
 
     def in_units(self, out):

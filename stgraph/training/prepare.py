@@ -81,6 +81,10 @@ def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict 
     return Prepared(series, nx_graph, graph, data)
 
 
+#: mixture components of ``model.distribution = mixture`` when ``model.params.components`` is not given
+DEFAULT_COMPONENTS = 2
+
+
 def model_sizes(data, probabilistic: bool) -> dict:
     """The size arguments the registry passes a model constructor (:data:`~stgraph.models.registry.SIZE_ARGS`)."""
     sizes = dict(num_nodes=data.num_nodes, in_channels=data.in_channels, out_channels=data.out_channels,
@@ -100,7 +104,10 @@ def target_positions(data) -> tuple | None:
 
 def make_model(cfg: RunConfig, data) -> torch.nn.Module:
     """The model ``cfg.model`` names, built for the sizes of ``data`` (a :class:`~stgraph.data.ForecastData`)."""
-    return build_model(cfg.model.name, model_sizes(data, cfg.model.probabilistic), cfg.model.params)
+    params = cfg.model.params
+    if cfg.model.distribution == "mixture":  # a mixture head: K components, 2 unless model.params says
+        params = {"components": DEFAULT_COMPONENTS, **params}
+    return build_model(cfg.model.name, model_sizes(data, cfg.model.probabilistic), params)
 
 
 def closed_form_data(data) -> ClosedFormData:
