@@ -9,9 +9,14 @@ the distribution the run asked for:
   ``Normal(m, s)`` and the target is ``Y = max(0, exp(L) - 1)``: a shifted log-normal censored
   at zero, so an observed zero has probability ``P(L <= 0)`` (real zeros are likely, not
   impossible) and no quantile is below zero. The head's pair maps as
-  ``m = log1p(loc)`` for ``loc >= 0`` and ``m = loc`` below (continuous, slope 1 at 0) and
-  ``s = scale / (1 + max(loc, 0))`` (the delta method), so the median is ``max(loc, 0)``:
-  a head that starts at persistence still forecasts the last value.
+  ``m = log1p(loc)`` for ``loc >= 0`` and ``m = loc`` below (continuous, slope 1 at 0), so the median
+  is ``max(loc, 0)`` (a head that starts at persistence still forecasts the last value), and ``s`` is
+  the log-scale whose log-normal ``exp(L)`` with median ``M = 1 + max(loc, 0)`` has standard deviation
+  ``scale``: with ``r = scale / M``, ``s^2 = log((1 + sqrt(1 + 4 r^2)) / 2)`` (``s ~ r``, the delta
+  method, for a small ``r``; ``s ~ sqrt(log r)`` for a large one), bounded to
+  ``[LOG_SCALE_MIN, LOG_SCALE_MAX]``. A wide head scale on a small count (a Normal-sized scale of 18 on
+  counts near 0) therefore gives a band of tens, not ``exp(18 * 1.64)``; quantiles are computed in the
+  log domain and every output (quantiles, mean, std, CRPS) stays finite.
 
 * ``mixture``: ``K`` Normals (``model.params.components``, default 2) from a mixture head, for
   two-regime targets (free flow or congested): :class:`~stgraph.mixture.NormalMixture` (median and
@@ -34,6 +39,9 @@ from .mixture import NormalMixture
 DISTRIBUTIONS = ("normal", "lognormal", "mixture")
 #: quantile levels of the CRPS integral for distributions without a closed form (midpoints of 100 bins)
 CRPS_LEVELS = 100
+#: bounds of the log-normal's log-scale ``s`` from :func:`from_head`: at 3 the 95% quantile is at most
+#: ``e^(3 * 1.645) ~ 139`` times the median (plus one), at 1e-6 float32 still tells ``m`` and ``m + s`` apart
+LOG_SCALE_MIN, LOG_SCALE_MAX = 1e-6, 3.0
 
 
 class CensoredLogNormal(Distribution):
@@ -82,19 +90,22 @@ class CensoredLogNormal(Distribution):
 
     @property
     def mean(self) -> torch.Tensor:
-        """``E[Y] = exp(m + s^2/2) Phi((m + s^2)/s) - Phi(m/s)``."""
-        m, s = self.loc, self.scale
-        return torch.exp(m + s * s / 2) * torch.special.ndtr((m + s * s) / s) - torch.special.ndtr(m / s)
+        """``E[Y] = exp(m + s^2/2) Phi((m + s^2)/s) - Phi(m/s)`` (in float64, returned in ``loc``'s dtype)."""
+        m, s = self.loc.double(), self.scale.double()
+        out = torch.exp(m + s * s / 2) * torch.special.ndtr((m + s * s) / s) - torch.special.ndtr(m / s)
+        return out.to(self.loc.dtype)
 
     @property
     def variance(self) -> torch.Tensor:
-        """``E[Y^2] - E[Y]^2`` with ``E[Y^2] = e^(2m+2s^2) Phi((m+2s^2)/s) - 2 E[e^L; L>0] + P(L>0)``."""
-        m, s = self.loc, self.scale
+        """``E[Y^2] - E[Y]^2`` with ``E[Y^2] = e^(2m+2s^2) Phi((m+2s^2)/s) - 2 E[e^L; L>0] + P(L>0)``, in float64
+        (the difference of two close large numbers for a small ``s``), returned in ``loc``'s dtype."""
+        m, s = self.loc.double(), self.scale.double()
         ndtr = torch.special.ndtr
         e1 = torch.exp(m + s * s / 2) * ndtr((m + s * s) / s)
         e2 = torch.exp(2 * m + 2 * s * s) * ndtr((m + 2 * s * s) / s)
+        mean = e1 - ndtr(m / s)
         second = e2 - 2 * e1 + ndtr(m / s)
-        return (second - self.mean ** 2).clamp(min=0)
+        return (second - mean ** 2).clamp(min=0).to(self.loc.dtype)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         with torch.no_grad():
@@ -125,7 +136,16 @@ def from_head(loc: torch.Tensor, scale: torch.Tensor, name: str = "normal",
         return Normal(loc, scale)
     pos = loc.clamp(min=0)
     m = torch.where(loc > 0, torch.log1p(pos), loc)
-    return CensoredLogNormal(m, scale / (1 + pos))
+    return CensoredLogNormal(m, log_scale(scale / (1 + pos)))
+
+
+def log_scale(r: torch.Tensor) -> torch.Tensor:
+    """The log-scale ``s`` of a log-normal whose standard deviation is ``r`` times its median (any shape):
+    ``s^2 = log((1 + sqrt(1 + 4 r^2)) / 2)``, written as ``log1p(2 r^2 / (1 + sqrt(1 + 4 r^2)))`` so that a
+    small ``r`` keeps its precision (``s ~ r``), bounded to ``[LOG_SCALE_MIN, LOG_SCALE_MAX]``."""
+    r2 = r.clamp(max=1e6) ** 2  # beyond r ~ 8100 s is at LOG_SCALE_MAX anyway; no overflow in r^2
+    s2 = torch.log1p(2 * r2 / (1 + torch.sqrt(1 + 4 * r2)))
+    return torch.sqrt(s2.clamp(min=LOG_SCALE_MIN ** 2)).clamp(max=LOG_SCALE_MAX)
 
 
 def nll(dist: Distribution, y: torch.Tensor) -> torch.Tensor:

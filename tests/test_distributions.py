@@ -40,10 +40,16 @@ def test_head_mapping_keeps_persistence_as_the_median():
     d = from_head(loc, torch.full_like(loc, 2.0), "lognormal")
     assert point(d).tolist() == pytest.approx([0.0, 0.0, 0.5, 5.0, 40.0], rel=1e-5)
     lo, hi = interval(d, 0.9)
-    assert (lo >= 0).all() and (hi > point(d)).all()
+    assert (lo >= 0).all() and (hi[1:] > point(d)[1:]).all()
+    assert hi[0].item() == 0.0  # loc -2, log-scale 0.97: P(Y = 0) = Phi(2 / 0.97) > 0.95
     assert lo[0].item() == 0.0 and lo[-1].item() > 30  # a large count's band stays near it
-    # the scale in log space is the head's scale over 1 + loc (delta method)
-    assert d.scale.tolist() == pytest.approx([2.0, 2.0, 2 / 1.5, 2 / 6, 2 / 41], rel=1e-6)
+    # the log-scale: exp(L) with median M = 1 + max(loc, 0) has the head's scale as its std (r = scale / M);
+    # hand values s = sqrt(log((1 + sqrt(1 + 4 r^2)) / 2)), ~ r (the delta method) for a small r
+    want = [math.sqrt(math.log((1 + math.sqrt(1 + 4 * r * r)) / 2)) for r in (2.0, 2.0, 2 / 1.5, 2 / 6, 2 / 41)]
+    assert d.scale.tolist() == pytest.approx(want, rel=1e-5)
+    assert want[-1] == pytest.approx(2 / 41, rel=0.003)
+    for s, m in zip(d.scale.tolist(), (1.0, 1.0, 1.5, 6.0, 41.0)):
+        assert m * math.sqrt((math.exp(s * s) - 1) * math.exp(s * s)) == pytest.approx(2.0, rel=1e-4)
     n = from_head(loc, torch.full_like(loc, 2.0), "normal")
     assert isinstance(n, torch.distributions.Normal) and point(n).tolist() == loc.tolist()
     assert quantile(n, 0.05)[1].item() == pytest.approx(-2 * 1.6448536, rel=1e-5)  # the Normal goes below 0
@@ -63,6 +69,34 @@ def test_crps_closed_form_and_quantile_grid():
     mc = (x - y).abs().mean(0) - 0.5 * (x[:200_000] - x[200_000:]).abs().mean(0)
     torch.testing.assert_close(crps(d, y), mc, rtol=0.01, atol=0.002)
     assert nll(d, y).tolist() == pytest.approx((-d.log_prob(y)).tolist())
+
+
+def test_lognormal_is_finite_on_small_zero_heavy_counts():
+    """Issue 25: a Normal-sized head scale (18) on counts near zero gave q95 ~ 5.6e12 and std nan/inf. With the
+    bounded log-scale every output is finite and the band is of the counts' size."""
+    from stgraph.distributions import LOG_SCALE_MAX, LOG_SCALE_MIN
+    loc = torch.tensor([-50.0, -1.0, 0.0, 0.0, 0.3, 2.0, 12.0, 25.0, 0.0, 1e6, 3.0])
+    scale = torch.tensor([17.85, 17.85, 17.85, 1e30, 17.85, 17.85, 17.85, 17.85, 1e-12, 1e-3, 0.0])
+    d = from_head(loc, scale, "lognormal")
+    assert (d.scale >= LOG_SCALE_MIN).all() and (d.scale <= LOG_SCALE_MAX).all()
+    y = torch.tensor([0.0, 0.0, 0.0, 3.0, 1.0, 0.0, 10.0, 25.0, 0.0, 1e6, 3.0])
+    lo, hi = interval(d, 0.9)
+    outs = {"q05": lo, "q95": hi, "median": point(d), "mean": d.mean, "std": d.stddev, "crps": crps(d, y),
+            "nll": nll(d, y)}
+    for name, v in outs.items():
+        assert torch.isfinite(v).all(), (name, v)
+    assert (lo >= 0).all()
+    # loc 0, scale 17.85: r = 17.85, s = sqrt(log((1 + sqrt(1 + 4 r^2)) / 2)) = 1.70588; q95 = e^(1.6449 s) - 1
+    assert hi[2].item() == pytest.approx(math.expm1(1.6448536 * 1.7058755), rel=1e-4)
+    assert hi[2].item() < 20 and hi[7].item() < 100  # was 5.6e12
+    assert hi[3].item() == pytest.approx(math.expm1(1.6448536 * LOG_SCALE_MAX), rel=1e-4)  # the bound
+    # the std of the censored count stays near the head's scale where little mass is censored
+    assert d.stddev[7].item() == pytest.approx(17.85, rel=0.05)
+    # CRPS on the grid against E|X - y| - E|X - X'| / 2 from draws, for the wide small-count cases
+    torch.manual_seed(3)
+    x = d.sample((400_000,))[:, 2:8]
+    mc = (x - y[2:8]).abs().mean(0) - 0.5 * (x[:200_000] - x[200_000:]).abs().mean(0)
+    torch.testing.assert_close(crps(d, y)[2:8], mc, rtol=0.03, atol=0.02)
 
 
 def test_support_and_config_errors():
@@ -162,3 +196,28 @@ def test_runs_written_before_the_field_still_load(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(RunDirError, match="model.probabilistic"):
         load_run_config(tmp_path / "config.yaml")
+
+
+def test_lognormal_run_on_short_daily_counts_is_finite(tmp_path, capsys):
+    """Issue 25: trained, evaluated and forecast on a short daily counts series with many zeros (the case that
+    gave std nan/inf, q95 5.6e12 and a CRPS of 6.7e13), every number the run writes is finite and the band
+    stays of the counts' size."""
+    from stgraph.synth import write_synthetic_counts
+    from stgraph.training.run import load_run
+    paths = write_synthetic_counts(tmp_path / "daily", num_sensors=8, days=40, interval="day", seed=2)
+    values = np.loadtxt(paths["data"], delimiter=",", skiprows=1, usecols=range(1, 9))
+    assert (values == 0).mean() > 0.02 and values.max() < 200  # small counts with zeros
+    run = tmp_path / "run"
+    rc = main(["train", "--data", str(paths["data"]), "--graph", str(paths["graph"]), "--out", str(run),
+               "--epochs", "2", "--distribution", "lognormal", "--set", "data.input_len=7", "--set", "data.horizon=7",
+               *SMALL])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    res = load_run(run).evaluate("test")
+    assert math.isfinite(res["average"]["crps"]) and res["average"]["crps"] < 10 * res["average"]["mae"]
+    fc = tmp_path / "fc.csv"
+    assert main(["predict", str(run), "--out", str(fc)]) == 0, capsys.readouterr().err[-2000:]
+    rows = list(csv.DictReader(fc.open()))
+    cols = {k: np.array([float(r[k]) for r in rows]) for k in ("forecast", "std", "q05", "q95")}
+    for k, v in cols.items():
+        assert np.isfinite(v).all(), k
+    assert cols["q05"].min() >= 0 and cols["q95"].max() < 10 * values.max() + 50

@@ -130,6 +130,10 @@ class STGT(nn.Module):
             (:mod:`stgraph.data.covariates`) taken through a gated fusion embedding
             (:class:`stgraph.nn.fusion.GatedFusion`) added to the encoder's input and the
             decoder's queries; ``None`` (default): calendar only.
+        scale_prior: a probabilistic (one-Normal) head's scale is multiplied by a per-step,
+            per-sensor factor fitted on the training windows (:class:`~stgraph.models.scale_prior.ScalePrior`:
+            last value's RMS error there), so the band depends on sensor and horizon from the start;
+            ``False`` (the constructor's default, what older runs were trained with): it does not.
         attn_dropout: dropout on attention weights (default 0: on CPU it is
             slower than the rest of the attention and bars the fused kernels).
         patch_len: input steps per encoder token (1: one token per step).
@@ -168,7 +172,8 @@ class STGT(nn.Module):
                  node_emb_dim: Optional[int] = None, dense_max_nodes: int = 1024,
                  min_scale: float = 1e-3, attn_dropout: float = 0.0, recompute: bool = False,
                  residual: str = "last", exogenous: Optional[Sequence[Sequence]] = None,
-                 patch_len: int = 1, spatial_ff: bool = True, window_skip: bool = False, components: int = 0):
+                 patch_len: int = 1, spatial_ff: bool = True, window_skip: bool = False, components: int = 0,
+                 scale_prior: bool = False):
         super().__init__()
         if not isinstance(patch_len, int) or isinstance(patch_len, bool) or patch_len < 1:
             raise ValueError(f"patch_len is {patch_len!r}; expected an integer >= 1 (input steps per token)")
@@ -224,6 +229,10 @@ class STGT(nn.Module):
         # covariates from files: built last and only when given, so a model without them draws the same
         # initial weights (same seed, same numbers) as before they existed
         self.fusion = GatedFusion(exogenous, hidden, horizon) if exogenous else None
+        self.scale_prior = None  # a buffer only: the same initial weights with or without it
+        if scale_prior and probabilistic and not self.components and target_channels is not None:
+            from .scale_prior import ScalePrior
+            self.scale_prior = ScalePrior(num_nodes, out_channels, horizon, target_channels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -423,6 +432,8 @@ class STGT(nn.Module):
             result = NormalMixture(mean, F.softplus(rest[..., 0, :, :]) + self.min_scale, rest[..., 1, :, :])
         elif self.probabilistic:
             scale = F.softplus(out[..., self.out_channels:]) + self.min_scale
+            if self.scale_prior is not None:
+                scale = self.scale_prior(scale)
             result = Normal(mean, scale)
         else:
             result = mean
