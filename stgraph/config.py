@@ -318,7 +318,7 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 #: fields added after runs were first written: a run's config.yaml from before them may lack them
 #: (their defaults then hold)
 ADDED_FIELDS = ("data.covariates", "data.covariate_tolerance", "model.distribution", "train.budget_minutes",
-                "train.budget_stop")
+                "train.budget_stop", "data.nonnegative")
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -128,3 +128,17 @@ def test_one_device_check():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"train.device = 'cuda:1' but no CUDA device is available"):
             resolve_device("cuda:1")
+
+
+def test_a_run_config_written_before_the_newer_fields_still_opens():
+    """tests/training/fixtures/config_99fb60b.yaml is a run's config.yaml as stgraph wrote it at 99fb60b: every
+    field added since must be in ADDED_FIELDS (its default then holds), or runs trained then stop opening."""
+    from pathlib import Path
+
+    from stgraph.config import ADDED_FIELDS, RunConfig, load_run_config
+
+    old = Path(__file__).parent / "training" / "fixtures" / "config_99fb60b.yaml"
+    cfg = load_run_config(old)
+    assert cfg.model.name == "stgt" and cfg.train.max_batches == 5 and cfg.model.params["patch_len"] == 3
+    assert cfg.data.nonnegative is RunConfig().data.nonnegative is False
+    assert "data.nonnegative" in ADDED_FIELDS
