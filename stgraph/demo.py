@@ -4,7 +4,9 @@
 2. describe the data and the graph;
 3. train the flagship ``stgt`` model for a few minutes on CPU, and the last-value baseline beside it
    (:func:`stgraph.train`);
-4. evaluate both at 15, 30 and 60 minutes (:func:`stgraph.open_run`, :func:`stgraph.evaluate`);
+4. evaluate both at 15, 30 and 60 minutes (:func:`stgraph.open_run`, :func:`stgraph.evaluate`), and stgt's
+   error by traffic regime: free flow / congested / transition (``stgraph.evaluate(run, by="regime")``,
+   :mod:`stgraph.regimes`);
 5. forecast the next hour and plot the forecast against the truth, the error map and the attention maps.
 
 Run ``python -m stgraph.demo --out demo``.
@@ -59,13 +61,20 @@ def _train(out: Path, files: dict, args) -> tuple[Path, Path]:
     return run, base
 
 
-def _evaluate(run_dir: Path, title: str) -> dict:
+def _evaluate(run_dir: Path, title: str, by: str | None = None) -> dict:
     from . import api
 
-    _step(title, f"stgraph.evaluate(stgraph.open_run('{run_dir}'), 'test')")
-    result = api.evaluate(api.open_run(run_dir), "test")
+    extra = f", by='{by}'" if by else ""
+    _step(title, f"stgraph.evaluate(stgraph.open_run('{run_dir}'), 'test'{extra})")
+    run = api.open_run(run_dir)
+    result = api.evaluate(run, "test", by=by)
     for h, vals in result["horizons"].items():
         print(f"step {h:>3}: MAE {vals['mae']:.3f}  RMSE {vals['rmse']:.3f}")
+    if by:
+        from .cli.runs import format_groups
+
+        _step(f"stgt's error by {by} (free flow / congested / transition)", "result['by']")
+        print(format_groups(result["by"], run.data))
     return result
 
 
@@ -105,7 +114,7 @@ def _demo(out: Path, args) -> int:
         return 0
     run_dir, base = _train(out, files, args)
     last = _evaluate(base, "evaluate the last-value baseline")
-    ours = _evaluate(run_dir, "evaluate stgt")
+    ours = _evaluate(run_dir, "evaluate stgt", by="regime")
     # outputs go beside the run directory: stgraph keeps a run directory to its own files
     forecast, plots = out / "forecast.csv", out / "plots"
     _step("forecast the next hour for every sensor", f"write_forecast(forecast_at(run), '{forecast}')")
