@@ -30,8 +30,24 @@ def _evaluate(run, minutes: float | None = None) -> dict:
         run.model.load_state_dict(state["model"])
     res = run.evaluate("test", horizons=tuple(range(1, run.data.horizon + 1)))
     res["step_minutes"] = run.data.interval_minutes
+    transition = transition_mae(run)
+    if transition is not None:
+        res["transition_mae"] = transition
     run.write_bench_evaluation(res, minutes)
     return res
+
+
+def transition_mae(run) -> float | None:
+    """The test MAE of a run over the readings of the transition regime (:mod:`stgraph.regimes`: the truth
+    crosses the congestion threshold within the window), pooled over every horizon step, in data units;
+    ``None`` where regimes do not apply (counts and other non-speed targets, :func:`~stgraph.regimes.is_speed_target`)
+    or the test split holds no transition reading."""
+    from ..regimes import evaluate_groups, is_speed_target
+
+    if not is_speed_target(run.data):
+        return None
+    groups = evaluate_groups(run.predictions("test"), run.data, "regime", [run.data.horizon])["groups"]
+    return groups["transition"]["average"]["mae"] if "transition" in groups else None
 
 
 def _train_and_evaluate(spec: BenchSpec, job: BenchJob, run_dir: Path, resume: bool) -> dict:

@@ -42,6 +42,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
                     continue
                 agg[f"{'avg' if key == 'average' else 'h' + key}_{met}"], \
                     agg[f"{'avg' if key == 'average' else 'h' + key}_{met}_std"] = _mean_std(vals)
+        transition = [r["result"]["transition_mae"] for r in ok if r["result"].get("transition_mae") is not None]
+        if len(transition) == len(ok):  # regimes apply (speeds) in every seed's run
+            agg["transition_mae"], agg["transition_mae_std"] = _mean_std(transition)
         for k in ("epochs", "train_seconds", "cpu_seconds", "peak_rss_mb", "peak_cuda_mb"):
             vals = [r[k] for r in ok if r.get(k) is not None]
             if vals:
@@ -77,6 +80,8 @@ def write_csv(agg: list[dict], path: Path, columns=RESULTS_COLUMNS) -> None:
     for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
         for met in METRICS:
             cols += [f"{key}_{met}", f"{key}_{met}_std"]
+    if any("transition_mae" in a for a in agg):  # regimes apply (speeds); left out for counts
+        cols += ["transition_mae", "transition_mae_std"]
     cols += list(after)
     with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
@@ -123,7 +128,9 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
     head = ["model", "params"]
     for h in HORIZONS:
         head += [f"{names[m]} {label(h)}" for m in metrics]
-    head += [f"{names[m]} avg" for m in metrics] + [h for h, _ in tail]
+    head += [f"{names[m]} avg" for m in metrics]
+    transition = any("transition_mae" in a for a in agg)  # regimes apply (speeds); left out for counts
+    head += (["MAE transition"] if transition else []) + [h for h, _ in tail]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a in agg:
         if "error" in a:
@@ -132,6 +139,7 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
         cells = [a["model"], f"{a['parameters']:,}"]
         for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
             cells += [_cell(a, f"{key}_{met}") for met in metrics]
+        cells += [_cell(a, "transition_mae")] if transition else []
         cells += [cell(a) for _, cell in tail]
         lines.append("| " + " | ".join(cells) + " |")
         pub = (published or {}).get(a["model"], {}).get(published_key or "", None)
@@ -142,10 +150,14 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
                 pc += [f"*{vals[m]:.2f}*" if m in vals else "-" for m in metrics]
             av = pub.get("average") or {}
             pc += [f"*{av[m]:.2f}*" if m in av else "-" for m in metrics]
-            pc += [""] * len(tail)
+            pc += [""] * (len(tail) + transition)
             lines.append("| " + " | ".join(pc) + " |")
             if pub.get("source"):
                 lines.append("| " + f"*source: {pub['source']}*" + " |" * (len(head) - 1))
+    if transition:
+        lines += ["", "MAE transition: test MAE over the readings of windows where the truth crosses the congestion "
+                      "threshold (0.6 of the sensor's free-flow speed; `stgraph evaluate --by regime`), pooled over "
+                      "every horizon step: who handles congestion edges."]
     if note:
         lines += ["", f"{note}."]
     return "\n".join(lines)

@@ -45,10 +45,23 @@ def test_bench_writes_a_well_formed_table(capsys, tiny_synth, tmp_path, monkeypa
     # last value in the table equals its own evaluation
     ev = json.loads((out / "runs" / "last" / "seed0" / "bench_eval.json").read_text())
     assert float(by["last"]["h12_mae"]) == pytest.approx(ev["horizons"]["12"]["mae"], abs=1e-4)
+    # the transition-regime MAE (speeds): the regime evaluation's transition figure, pooled over the steps
+    from stgraph import api
+    regimes = api.evaluate(api.open_run(out / "runs" / "last" / "seed0"), "test", by="regime", write=False)["by"]
+    transition = regimes["groups"]["transition"]["average"]["mae"]
+    assert float(by["last"]["transition_mae"]) == pytest.approx(transition, abs=1e-4)
+    assert ev["transition_mae"] == pytest.approx(transition, rel=1e-9)
+    assert transition > float(by["last"]["avg_mae"])  # last value misses every crossing
+    assert all(float(r["transition_mae"]) > 0 for r in rows)
+    assert float(by["user_model:TinyUserModel"]["transition_mae_std"]) > 0
     steps = list(csv.DictReader((out / "per_step.csv").open()))
     assert len(steps) == 12 * (1 + 1 + 2)
     md = (out / "results.md").read_text()
     assert "| last |" in md and "MAE 60 min" in md and "stgraph bench" in md and "| last |" in printed
+    head = next(l for l in md.splitlines() if l.startswith("| model"))
+    last_row = next(l for l in md.splitlines() if l.startswith("| last |"))
+    assert "MAE transition" in head and "MAE transition:" in md
+    assert last_row.split(" | ")[head.split(" | ").index("MAE transition")] == f"{transition:.2f}"
     # run_bench's progress lines reach the CLI's output through the "stgraph" logger
     assert "[1/4] last seed 0 ..." in printed and "[4/4] user_model:TinyUserModel seed 1: test MAE@12 " in printed
     assert (out / "horizon_mae.png").read_bytes()[:4] == b"\x89PNG"
@@ -97,3 +110,25 @@ def test_a_shipped_setup_is_a_bench_entry(tmp_path):
 def shipped_lr(name):
     from stgraph.config import load_config, shipped_config
     return load_config(shipped_config(name)).train.lr
+
+
+def test_transition_column_is_left_out_where_regimes_do_not_apply(tmp_path):
+    """Counts carry no transition_mae (stgraph.bench.running.transition_mae is None): no column in either table;
+    a speed row's figure is averaged over seeds like the others."""
+    from stgraph.bench.tables import aggregate, markdown, write_csv
+
+    def row(model, seed, mae, transition=None):
+        result = {"horizons": {str(h): {"mae": mae, "rmse": mae, "mape": 0.1} for h in (3, 6, 12)},
+                  "average": {"mae": mae, "rmse": mae, "mape": 0.1}}
+        if transition is not None:
+            result["transition_mae"] = transition
+        return {"model": model, "seed": seed, "result": result, "parameters": 1, "train_seconds": 0.0}
+
+    counts = aggregate([row("last", 0, 2.0), row("var", 0, 1.5)])
+    write_csv(counts, tmp_path / "counts.csv")
+    assert "transition" not in (tmp_path / "counts.csv").read_text() and "transition" not in markdown(counts)
+    speeds = aggregate([row("stgt", 0, 2.0, 5.0), row("stgt", 1, 2.0, 7.0)])
+    assert speeds[0]["transition_mae"] == 6.0 and speeds[0]["transition_mae_std"] == pytest.approx(2 ** 0.5)
+    write_csv(speeds, tmp_path / "speeds.csv")
+    assert list(csv.DictReader((tmp_path / "speeds.csv").open()))[0]["transition_mae"] == "6.0"
+    assert "| MAE transition |" in markdown(speeds) and "6.00 ± 1.41" in markdown(speeds)
