@@ -92,7 +92,7 @@ def open_run(run_dir: str | Path, *, model: str | None = None, checkpoint: str =
 
 
 def evaluate(run, split: str = "test", *, steps=None, write: bool = True, by: str | None = None,
-             regimes=None) -> dict:
+             regimes=None, calibration: bool = False) -> dict:
     """The masked metrics of a trained run on one split, as ``stgraph evaluate`` reports and records them.
 
     Args:
@@ -106,6 +106,8 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True, by: st
             transition), ``"sensor"`` or ``"hour"``, under ``result["by"]``, per group and step: share, MAE,
             RMSE (and coverage90, CRPS for a probabilistic run).
         regimes: a :class:`stgraph.regimes.RegimeConfig` (thresholds; default its documented defaults).
+        calibration: also the PIT histogram and the reliability diagram's observed coverage at 10% .. 90% of a
+            probabilistic run, under ``result["calibration"]`` (:func:`stgraph.calibration.evaluate_calibration`).
 
     Returns:
         ``{"horizons": {"3": {"mae": ..., "rmse": ..., "mape": ...}, ...}, "average": {...}, "split": ...,
@@ -125,6 +127,9 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True, by: st
         from .regimes import evaluate_groups
         hs = [int(h) for h in result["horizons"]]
         result["by"] = evaluate_groups(run.predictions(split), run.data, by, hs, regimes)
+    if calibration:
+        from .calibration import evaluate_calibration
+        result["calibration"] = evaluate_calibration(run.predictions(split), run.data.null_value)
     notice = run.notice()
     if notice:
         result["notice"] = notice

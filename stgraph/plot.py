@@ -331,3 +331,35 @@ def plot_groups(by: dict, out) -> Path:
         if len(groups) <= 12:
             ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_calibration(cal: dict, out) -> Path:
+    """The PIT histogram and the reliability diagram of a probabilistic run (``stgraph evaluate --calibration``).
+
+    Args:
+        cal: :func:`stgraph.calibration.evaluate_calibration`'s result (``result["calibration"]``).
+        out: the picture file (PNG, SVG, PDF).
+
+    Returns:
+        the path written: left the PIT density per bin with the calibrated level 1 dashed, right the observed
+        coverage of the central bands against their nominal level with the diagonal dashed.
+    """
+    path = _picture_path(out)
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    edges, density = cal["pit"]["edges"], cal["pit"]["density"]
+    left.bar(edges[:-1], density, width=[b - a for a, b in zip(edges[:-1], edges[1:])], align="edge",
+             edgecolor="k", lw=0.5)
+    left.axhline(1.0, color="k", ls="--", lw=0.8)
+    left.set_xlabel("PIT = forecast CDF at the truth")
+    left.set_ylabel("density")
+    left.set_title(f"PIT histogram ({cal['count']:,} readings)")
+    nominal = [r["nominal"] for r in cal["reliability"]]
+    right.plot([0, 1], [0, 1], color="k", ls="--", lw=0.8)
+    right.plot(nominal, [r["observed"] for r in cal["reliability"]], marker="o")
+    right.set_xlim(0, 1)
+    right.set_ylim(0, 1)
+    right.set_xlabel("nominal coverage of the central band")
+    right.set_ylabel("observed coverage")
+    right.set_title("reliability")
+    return save_figure(fig, path)

@@ -29,7 +29,7 @@ LAYERS = [
      "mixture"},
     {"io"},
     {"graph", "metrics", "config", "arguments"},
-    {"datasets", "synth", "data", "regimes"},
+    {"datasets", "synth", "data", "regimes", "calibration"},
     {"nn"},
     {"models"},
     {"training"},

@@ -137,6 +137,9 @@ def _add_by_flags(e) -> None:
                         "and other non-speed targets)")
     e.add_argument("--plot", default=None, metavar="PNG",
                    help="with --by: a picture of MAE and 90%% coverage by group and horizon")
+    e.add_argument("--calibration", default=None, metavar="PNG",
+                   help="probabilistic runs: a picture of the PIT histogram and the reliability diagram (observed "
+                        "vs nominal coverage of the central 10%% .. 90%% bands), and the coverage table")
 
 
 def run(args) -> int:
@@ -202,7 +205,12 @@ def evaluate(args) -> int:
         raise ConfigError("--plot draws the figures by group: add --by regime, sensor or hour")
     with run_lock(args.run_dir, read_only=True):
         run = open_run(args.run_dir, model=args.model, data=args.data)
-        result = evaluate_run(run, args.split, steps=args.steps, by=args.by, regimes=regimes)
+        result = evaluate_run(run, args.split, steps=args.steps, by=args.by, regimes=regimes,
+                              calibration=bool(args.calibration))
+    if args.calibration:
+        from ..plot import plot_calibration
+        print(f"wrote {plot_calibration(result['calibration'], args.calibration)}",
+              file=sys.stderr if args.json else sys.stdout)
     if args.plot:
         from ..plot import plot_groups
         print(f"wrote {plot_groups(result['by'], args.plot)}", file=sys.stderr if args.json else sys.stdout)
@@ -216,6 +224,10 @@ def evaluate(args) -> int:
     print(format_table(result, run.data))
     if args.by:
         print(format_groups(result["by"], run.data))
+    if args.calibration:
+        cal = result["calibration"]
+        print("coverage of the central band: " + "  ".join(
+            f"{100 * r['nominal']:.0f}% -> {100 * r['observed']:.1f}%" for r in cal["reliability"]))
     return 0
 
 
