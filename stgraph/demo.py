@@ -71,7 +71,7 @@ def _evaluate(run_dir: Path, title: str, by: str | None = None) -> dict:
     for h, vals in result["horizons"].items():
         print(f"step {h:>3}: MAE {vals['mae']:.3f}  RMSE {vals['rmse']:.3f}")
     if by:
-        from .cli.runs import format_groups
+        from .regimes import format_groups
 
         _step(f"stgt's error by {by} (free flow / congested / transition)", "result['by']")
         print(format_groups(result["by"], run.data))

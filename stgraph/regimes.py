@@ -257,3 +257,26 @@ def evaluate_groups(predictions, data, by: str, horizons: Sequence[int], cfg: Re
 __all__ = ["COUNT_WORDS", "FIGURES", "GROUPINGS", "GroupAccumulator", "REGIMES", "RegimeConfig", "check_by",
            "evaluate_groups", "group_ids", "group_names", "is_speed_target", "regime_labels", "thresholds",
            "training_targets"]
+
+
+def format_groups(by: dict, data=None) -> str:
+    """Plain-text table of :func:`stgraph.regimes.evaluate_groups`: one row per group and horizon step."""
+    from .io.series import horizon_text
+
+    step = getattr(data, "interval_minutes", None) if data is not None else None
+    groups = by["groups"]
+    first = next(iter(groups.values()))["average"] if groups else {}
+    keys = [k for k in ("share", "mae", "rmse", "coverage90", "crps") if k in first]
+    head = f"{by['by']:>12} {'horizon':>16} " + " ".join(f"{k.upper():>10}" for k in keys)
+    lines = [head, "-" * len(head)]
+    for name, g in groups.items():
+        rows = list(g["horizons"].items()) + [("average", g["average"])]
+        for h, vals in rows:
+            label = f"{h} ({horizon_text(int(h), step)})" if step and h != "average" else h
+            lines.append(f"{name[:12]:>12} {label:>16} " + " ".join(f"{vals[k]:>10.4f}" for k in keys))
+    thr = by.get("thresholds")
+    if thr:
+        lines.append(f"regime thresholds: mean {thr['mean_threshold']:.4g} in data units (free-flow quantile "
+                     f"{thr['free_flow_quantile']}, congested below {thr['congested_fraction']} of it"
+                     + (f"; given {thr['threshold']}" if thr["threshold"] is not None else "") + ")")
+    return "\n".join(lines)

@@ -223,35 +223,13 @@ def evaluate(args) -> int:
     print(f"null convention: {result['null_convention']}")
     print(format_table(result, run.data))
     if args.by:
+        from ..regimes import format_groups
         print(format_groups(result["by"], run.data))
     if args.calibration:
         cal = result["calibration"]
         print("coverage of the central band: " + "  ".join(
             f"{100 * r['nominal']:.0f}% -> {100 * r['observed']:.1f}%" for r in cal["reliability"]))
     return 0
-
-
-def format_groups(by: dict, data=None) -> str:
-    """Plain-text table of :func:`stgraph.regimes.evaluate_groups`: one row per group and horizon step."""
-    from ..io.series import horizon_text
-
-    step = getattr(data, "interval_minutes", None) if data is not None else None
-    groups = by["groups"]
-    first = next(iter(groups.values()))["average"] if groups else {}
-    keys = [k for k in ("share", "mae", "rmse", "coverage90", "crps") if k in first]
-    head = f"{by['by']:>12} {'horizon':>16} " + " ".join(f"{k.upper():>10}" for k in keys)
-    lines = [head, "-" * len(head)]
-    for name, g in groups.items():
-        rows = list(g["horizons"].items()) + [("average", g["average"])]
-        for h, vals in rows:
-            label = f"{h} ({horizon_text(int(h), step)})" if step and h != "average" else h
-            lines.append(f"{name[:12]:>12} {label:>16} " + " ".join(f"{vals[k]:>10.4f}" for k in keys))
-    thr = by.get("thresholds")
-    if thr:
-        lines.append(f"regime thresholds: mean {thr['mean_threshold']:.4g} in data units (free-flow quantile "
-                     f"{thr['free_flow_quantile']}, congested below {thr['congested_fraction']} of it"
-                     + (f"; given {thr['threshold']}" if thr["threshold"] is not None else "") + ")")
-    return "\n".join(lines)
 
 
 def format_table(result: dict, data=None) -> str:
