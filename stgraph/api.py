@@ -107,7 +107,8 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True, by: st
             RMSE (and coverage90, CRPS for a probabilistic run).
         regimes: a :class:`stgraph.regimes.RegimeConfig` (thresholds; default its documented defaults).
         calibration: also the PIT histogram and the reliability diagram's observed coverage at 10% .. 90% of a
-            probabilistic run, under ``result["calibration"]`` (:func:`stgraph.calibration.evaluate_calibration`).
+            probabilistic run, under ``result["calibration"]`` (:func:`stgraph.calibration.evaluate_calibration`);
+            with ``by``, also per group under ``result["calibration"]["by"]``.
 
     Returns:
         ``{"horizons": {"3": {"mae": ..., "rmse": ..., "mape": ...}, ...}, "average": {...}, "split": ...,
@@ -129,7 +130,11 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True, by: st
         result["by"] = evaluate_groups(run.predictions(split), run.data, by, hs, regimes)
     if calibration:
         from .calibration import evaluate_calibration
-        result["calibration"] = evaluate_calibration(run.predictions(split), run.data.null_value)
+        groups = None
+        if by is not None:
+            from .regimes import grouper
+            groups = grouper(by, run.data, regimes)
+        result["calibration"] = evaluate_calibration(run.predictions(split), run.data.null_value, groups)
     notice = run.notice()
     if notice:
         result["notice"] = notice

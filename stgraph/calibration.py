@@ -37,9 +37,10 @@ class CalibrationAccumulator:
         self.count = 0
 
     @torch.no_grad()
-    def update(self, forecast, y: torch.Tensor) -> None:
+    def update(self, forecast, y: torch.Tensor, keep: torch.Tensor | None = None) -> None:
         """Add a batch: ``forecast`` a distribution of batch shape ``[B, T_out, N, C]`` and ``y [B, T_out, N, C]``
-        the truth, both in data units (null readings left out).
+        the truth, both in data units (null readings left out); ``keep [B, T_out, N, C]`` (bool): only these
+        readings (one group's, :func:`evaluate_calibration`'s ``groups``).
 
         Raises:
             ConfigError: ``forecast`` is a point forecast (a tensor): calibration needs a distribution.
@@ -48,6 +49,8 @@ class CalibrationAccumulator:
             raise ConfigError("calibration needs a forecast distribution, but the run gives point forecasts: train "
                               "it with probabilistic=True (--probabilistic)")
         mask = valid_mask(y, self.null_value)
+        if keep is not None:
+            mask = mask & keep
         yz = torch.where(mask, y, forecast.loc.to(y.dtype)).to(forecast.loc.dtype)
         u = forecast.cdf(yz)[mask].double().clamp(0, 1)
         self.pit += torch.histc(u.cpu(), bins=self.bins, min=0.0, max=1.0)
@@ -69,13 +72,27 @@ class CalibrationAccumulator:
                                 for level, k in zip(self.levels, self.inside)]}
 
 
-def evaluate_calibration(predictions, null_value: float) -> dict:
+def evaluate_calibration(predictions, null_value: float, groups=None) -> dict:
     """:meth:`CalibrationAccumulator.compute` of one pass over ``predictions`` (``(forecast, y, starts)`` per
-    batch in data units, :meth:`stgraph.training.forecaster.Forecaster.predictions`)."""
+    batch in data units, :meth:`stgraph.training.forecaster.Forecaster.predictions`).
+
+    ``groups``: ``(names, ids)`` with ``ids(starts, y) -> [B, T_out, N, C]`` group indices into ``names``
+    (:func:`stgraph.regimes.grouper`, e.g. the traffic regimes): the result then also holds, under ``"by"``,
+    each group's PIT histogram and reliability (a group without a valid reading is left out).
+    """
     acc = CalibrationAccumulator(null_value)
-    for out, y, _ in predictions:
+    names, ids = groups if groups is not None else ((), None)
+    per = [CalibrationAccumulator(null_value) for _ in names]
+    for out, y, starts in predictions:
         acc.update(out, y)
-    return acc.compute()
+        if per:
+            g = ids(starts, y)
+            for k, a in enumerate(per):
+                a.update(out, y, keep=g == k)
+    result = acc.compute()
+    if per:
+        result["by"] = {name: a.compute() for name, a in zip(names, per) if a.count}
+    return result
 
 
 __all__ = ["CalibrationAccumulator", "LEVELS", "PIT_BINS", "evaluate_calibration"]

@@ -254,8 +254,17 @@ def evaluate_groups(predictions, data, by: str, horizons: Sequence[int], cfg: Re
     return result
 
 
+def grouper(by: str, data, cfg: RegimeConfig | None = None) -> tuple[list[str], object]:
+    """``(names, ids)`` of a grouping, ``ids(starts, y) -> [B, T_out, N, C]`` group indices into ``names``:
+    :func:`group_ids` with the thresholds computed once (for calibration by group,
+    :func:`stgraph.calibration.evaluate_calibration`)."""
+    check_by(by, data)
+    thr = thresholds(data, cfg) if by == "regime" else None
+    return list(group_names(by, data)), lambda starts, y: group_ids(by, data, starts, y, thr)
+
+
 __all__ = ["COUNT_WORDS", "FIGURES", "GROUPINGS", "GroupAccumulator", "REGIMES", "RegimeConfig", "check_by",
-           "evaluate_groups", "group_ids", "group_names", "is_speed_target", "regime_labels", "thresholds",
+           "evaluate_groups", "group_ids", "group_names", "grouper", "is_speed_target", "regime_labels", "thresholds",
            "training_targets"]
 
 

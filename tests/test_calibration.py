@@ -86,3 +86,42 @@ def test_cli_calibration_refuses_a_point_run(tiny_synth, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "last"), "--calibration", str(tmp_path / "c.png")]) == 2
     assert "calibration needs a forecast distribution" in capsys.readouterr().err
     assert not (tmp_path / "c.png").exists()
+
+
+def test_calibration_by_regime_splits_the_readings_and_pools_back(tiny_synth, tmp_path):
+    """evaluate(run, by="regime", calibration=True): each regime's PIT histogram and band coverage; the
+    groups' counts add up to the overall count, and their coverage and PIT, weighted by count, pool back to
+    the overall figures; each group's 50% coverage equals a by-hand count over that regime's readings."""
+    import stgraph
+    from stgraph.distributions import interval
+    from stgraph.metrics import valid_mask
+    from stgraph.regimes import grouper
+
+    run = stgraph.train(data=tiny_synth["data"], graph=tiny_synth["adj"], model="stgt", probabilistic=True,
+                        epochs=1, out=tmp_path / "stgt", progress=False,
+                        overrides={"model.params.hidden": 16, "train.max_batches": 4, "train.patience": 0})
+    res = stgraph.evaluate(run, "test", by="regime", calibration=True, write=False)
+    cal = res["calibration"]
+    groups = cal["by"]
+    assert set(groups) <= {"free flow", "congested", "transition"} and "free flow" in groups
+    assert sum(g["count"] for g in groups.values()) == cal["count"]
+    for i in range(9):
+        pooled = sum(g["count"] * g["reliability"][i]["observed"] for g in groups.values()) / cal["count"]
+        assert pooled == pytest.approx(cal["reliability"][i]["observed"])
+    for b in range(10):
+        pooled = sum(g["count"] * g["pit"]["density"][b] for g in groups.values()) / cal["count"]
+        assert pooled == pytest.approx(cal["pit"]["density"][b])
+    names, ids = grouper("regime", run.data)
+    inside = {n: 0 for n in names}
+    total = {n: 0 for n in names}
+    for dist, y, starts in run.predictions("test"):
+        m = valid_mask(y, run.data.null_value)
+        g = ids(starts, y)
+        lo, hi = interval(dist, 0.5)
+        hit = (y >= lo) & (y <= hi)
+        for k, n in enumerate(names):
+            sel = m & (g == k)
+            inside[n] += int(hit[sel].sum())
+            total[n] += int(sel.sum())
+    for n, g in groups.items():
+        assert g["count"] == total[n] and g["reliability"][4]["observed"] == pytest.approx(inside[n] / total[n])
