@@ -73,7 +73,8 @@ def _resolve(module: str, path: Path, node: ast.ImportFrom) -> list[str]:
         prefix = ".".join(base + ([node.module] if node.module else []))
     else:
         prefix = node.module or ""
-    return [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+    # each imported name: a submodule, or a name of the module (the walk up in import_graph finds which)
+    return [f"{prefix}.{a.name}" for a in node.names]
 
 
 def import_graph() -> nx.DiGraph:
@@ -92,8 +93,9 @@ def import_graph() -> nx.DiGraph:
                 while t and t not in mods:
                     t = t.rpartition(".")[0]
                 # a package's own __init__ re-exporting its modules is not an arrow back up
-                if t and t != name and not name.startswith(t + ".") and not (
-                        path.name == "__init__.py" and t.startswith(name + ".")):
+                # a package's own __init__ re-exporting its modules is not an arrow back up; a module importing
+                # a name from its package's __init__ is one (the __init__ may import it in turn)
+                if t and t != name and not (path.name == "__init__.py" and t.startswith(name + ".")):
                     g.add_edge(name, t)
     return g
 

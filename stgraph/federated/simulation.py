@@ -82,7 +82,7 @@ def simulate_federation(fed: FederatedConfig, run_cfg: RunConfig, out: str | Pat
     (:mod:`~.local`, ``OUT/client_<i>/blend``).
     Returns the summary (also written to ``OUT/summary.json``).
     """
-    from . import flower
+    from .flower import run_simulation, version
     from .server import client_mods, make_strategy
 
     files = FederationFiles(out)
@@ -92,7 +92,7 @@ def simulate_federation(fed: FederatedConfig, run_cfg: RunConfig, out: str | Pat
     dirs = [str(d.resolve()) for d in info["client_dirs"]]
     cpus = max(1, min(fed.clients, cpus or _cpu_count()))
     t0 = time.perf_counter()
-    flower.run_simulation(fed, dirs, strategy, record=record, cpus=cpus, mods=client_mods(fed))
+    run_simulation(fed, dirs, strategy, record=record, cpus=cpus, mods=client_mods(fed))
     seconds = time.perf_counter() - t0
     if round_log.failure is not None:
         raise round_log.failure
@@ -102,7 +102,7 @@ def simulate_federation(fed: FederatedConfig, run_cfg: RunConfig, out: str | Pat
     export_global(files.root, fed)
     tuned = finetune_clients(files.root, fed)
     blended = blend_clients(files.root, fed)
-    return summarise(files.root, fed, info, seconds, engine=f"flwr {flower.version()} run_simulation (ray)",
+    return summarise(files.root, fed, info, seconds, engine=f"flwr {version()} run_simulation (ray)",
                      finetune=tuned, blend=blended)
 
 
