@@ -34,11 +34,10 @@ import networkx as nx
 import numpy as np
 
 from ..errors import DataFormatError, GraphError, where
+from .edges import read_edge_table
 from .info import FLOAT32_MAX, validate_graph
 from .nodes import as_id_list, lookup, make_graph, positions, preview, table_ids
 from .safe_pickle import safe_load_pickle
-from .table import (DIST_NAMES, FROM_NAMES, TO_NAMES, WEIGHT_NAMES, find_column, float_column, read_table,
-                    rows_from_object)
 
 __all__ = ["from_adjacency", "from_adj_pickle", "from_edge_list", "for_sensors"]
 
@@ -166,13 +165,17 @@ def from_edge_list(
     sensor_ids: Sequence[Any] | None = None,
     ignore_unknown: bool = False,
     default_weight: float = 1.0,
+    weight_column: str | None = None,
+    weights: str | None = None,
+    aggregate: str | None = None,
 ) -> nx.DiGraph:
-    """Graph from ``source,target[,weight]`` rows.
+    """Graph from ``source,target[,weight]`` rows, read by :func:`~stgraph.graph.edges.read_edge_table`.
 
     Files may be comma, tab or whitespace separated, with an optional header
     (``source,target,weight``, ``from,to``, ...; a ``distance``/``cost``
-    column is kept as the edge's ``distance``). A pair listed twice keeps its
-    last row. Self loops are kept as given.
+    column is kept as the edge's ``distance``). Any other column, and a pair listed twice, is an error
+    unless ``weight_column`` / ``weights`` / ``aggregate`` say how to read them (see
+    :mod:`stgraph.graph.edges`). Self loops are kept as given.
 
     Args:
         edges: path to the file, a DataFrame, or rows ``(source, target[, weight])``.
@@ -180,46 +183,23 @@ def from_edge_list(
         ignore_unknown: with ``sensor_ids``, drop rows naming other sensors
             instead of raising.
         default_weight: weight of rows without one.
+        weight_column, weights, aggregate: as :func:`~stgraph.graph.edges.read_edge_table`; ``weights`` is
+            recorded as the graph's ``weight_meaning``, what the table did with each column as its ``columns``.
 
     Returns:
         DiGraph.
 
     Raises:
-        DataFormatError: fewer than 2 columns, or non-numeric weights.
-        GraphError: unknown sensors (with ``sensor_ids``), negative or
+        DataFormatError: fewer than 2 columns, undeclared extra columns, or non-numeric weights.
+        GraphError: unknown sensors (with ``sensor_ids``), repeated pairs without ``aggregate``, negative or
             non-finite weights, or no edges.
     """
-    if isinstance(edges, (str, Path)):
-        source: Path | None = Path(edges)
-        header, cells = read_table(source)
-    else:
-        source = None
-        header, cells = rows_from_object(edges, source)
-    if cells.ndim != 2 or cells.shape[1] < 2:
-        raise DataFormatError(
-            f"{where(source)}: edge list has {cells.shape[1] if cells.ndim == 2 else 0} "
-            "columns; expected source,target[,weight]"
-        )
-    if cells.shape[0] == 0:
-        raise GraphError(f"{where(source)}: edge list has no rows; expected at least one edge")
-    sc, tc = find_column(header, FROM_NAMES, 0), find_column(header, TO_NAMES, 1)
-    if sc is None or tc is None:
-        raise DataFormatError(
-            f"{where(source)}: edge list header {header} lacks a source/target column; "
-            "expected e.g. 'source,target,weight'"
-        )
-    wc = find_column(header, WEIGHT_NAMES, 2 if cells.shape[1] > 2 else None)
-    dc = find_column(header, DIST_NAMES, None)
-    src, dst = table_ids(cells[:, sc]), table_ids(cells[:, tc])
-    weight = (np.full(src.size, float(default_weight)) if wc is None
-              else float_column(cells[:, wc], (header or ["", "", "weight"])[wc], source))
-    dist = None if dc is None else float_column(cells[:, dc], header[dc], source)
-    if sensor_ids is None:
-        both = np.stack([src, dst], axis=1).reshape(-1)
-        _, first = np.unique(both, return_index=True)
-        ids = both[np.sort(first)].tolist()
-    else:
-        ids = as_id_list(sensor_ids)
+    table = read_edge_table(edges, weight_column=weight_column, weights=weights, aggregate=aggregate)
+    source = table.source
+    src, dst = table.src, table.dst
+    weight = np.full(src.size, float(default_weight)) if table.weight is None else table.weight
+    dist = table.distance
+    ids = table.ids if sensor_ids is None else as_id_list(sensor_ids)
     ids_arr = np.asarray(ids, dtype=str)
     si, sok = lookup(ids_arr, src)
     ti, tok = lookup(ids_arr, dst)
@@ -233,7 +213,8 @@ def from_edge_list(
             )
         si, ti, weight = si[keep], ti[keep], weight[keep]
         dist = None if dist is None else dist[keep]
-    g = make_graph(ids, si, ti, weight, dist, source=None if source is None else str(source))
+    g = make_graph(ids, si, ti, weight, dist, source=None if source is None else str(source),
+                   weight_meaning=table.meaning, columns="; ".join(table.notes) or None)
     validate_graph(g, source)
     return g
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # PyG is imported by to_pyg itself: importing it costs ~2 s t
 __all__ = ["to_pyg", "to_adjacency", "edge_similarity", "WEIGHT_MEANINGS"]
 
 #: what an edge ``weight`` can mean; declared in ``graph.graph["weight_meaning"]`` (``graph build --weights``)
-WEIGHT_MEANINGS = ("similarity", "distance")
+WEIGHT_MEANINGS = ("similarity", "distance", "flow")
 
 
 def edge_similarity(w: np.ndarray, meaning: str | None = None, source: Any = None,
@@ -33,6 +33,8 @@ def edge_similarity(w: np.ndarray, meaning: str | None = None, source: Any = Non
 
     * ``meaning='similarity'``: used as is when every weight is at most 1; larger ones are divided by
       the largest weight (with a warning saying so);
+    * ``meaning='flow'`` (trips, counts between two places: more = a stronger link): ``log1p(w) / log1p(max w)``,
+      in [0, 1] with the largest flow 1 and order kept (the log tames flows spanning orders of magnitude);
     * ``meaning='distance'``: turned into ``exp(-(d / sigma)^2)``, ``sigma`` the std of the distances
       (their mean when all are equal): the Gaussian kernel of :func:`~stgraph.graph.coords.distance_kernel`
       (DCRNN's), without a threshold so no given edge is dropped;
@@ -49,8 +51,16 @@ def edge_similarity(w: np.ndarray, meaning: str | None = None, source: Any = Non
         return w, "no edges"
     lo, hi = float(w.min()), float(w.max())
     span = f"{lo:g} .. {hi:g}"
-    declare = ("declare what the weights are with stgraph graph build ... --weights distance|similarity "
-               "(or the graph attribute weight_meaning)")
+    declare = ("if larger weights mean a stronger link, declare --weights similarity (or --weights flow for trips "
+               "or counts, log1p-scaled); if they are distances, --weights distance (stgraph graph build / train, "
+               "or the graph attribute weight_meaning)")
+    if meaning == "flow":
+        if lo < 0:
+            raise GraphError(f"graph {where(source)}: flows {span} include negative values; expected flows >= 0")
+        top = float(np.log1p(hi))
+        out = np.log1p(w) / top if top > 0 else w
+        return out, (f"flows {span} (declared) turned into similarities log1p(flow) / log1p({hi:g}); now "
+                     f"{float(out.min()):.3g} .. {float(out.max()):.3g}")
     if meaning == "similarity" or (meaning is None and hi <= 1.0):
         if hi <= 1.0:
             return w, f"similarity ({'declared' if meaning else 'all in [0, 1]'}; {span}), used as is"

@@ -73,6 +73,10 @@ def _refuse_series_file(path: Path) -> None:
 
 def _read_table_graph(path: Path, sensor_ids: Sequence[Any] | None, **kwargs: Any) -> nx.DiGraph:
     header, cells = read_table(path)
+    declared = {k: kwargs.pop(k, None) for k in ("weight_column", "weights", "aggregate")}
+    declared = {k: v for k, v in declared.items() if v is not None}
+    if set(declared) - {"weights"}:  # a declared edge table (stgraph.graph.edges), whatever its columns are called
+        return from_edge_list(path, sensor_ids=sensor_ids, **declared, **kwargs)
     if header is not None and any(n in header for n in DIST_NAMES) and \
             not any(n in header for n in WEIGHT_NAMES):
         if sensor_ids is None:
@@ -81,6 +85,9 @@ def _read_table_graph(path: Path, sensor_ids: Sequence[Any] | None, **kwargs: An
                 "(e.g. the series' sensor ids; on the command line --sensors SERIES_FILE) to choose "
                 "the nodes and their order"
             )
+        if declared.get("weights", "distance") != "distance":
+            raise GraphError(f"{where(path)}: is a distance table (columns {header}); weights={declared['weights']!r} "
+                             f"(--weights) does not fit it. Drop it, or name the weight column (--weight-column)")
         return from_distances(path, sensor_ids, **kwargs)
     rows, cols = cells.shape
     if header is None and cols >= 4 and rows == cols:
@@ -89,8 +96,11 @@ def _read_table_graph(path: Path, sensor_ids: Sequence[Any] | None, **kwargs: An
                 f"{where(path)}: is a dense {rows} x {cols} matrix; pass sensor_ids= (the "
                 "ids of its rows, e.g. the series' sensor ids; on the command line --sensors SERIES_FILE)"
             )
-        return from_adjacency(float_column(cells, "matrix", path), sensor_ids, source=path)
-    return from_edge_list(path, sensor_ids=sensor_ids, **kwargs)
+        g = from_adjacency(float_column(cells, "matrix", path), sensor_ids, source=path)
+        if "weights" in declared:
+            g.graph["weight_meaning"] = declared["weights"]
+        return g
+    return from_edge_list(path, sensor_ids=sensor_ids, **declared, **kwargs)
 
 
 def read_graph(
@@ -99,6 +109,9 @@ def read_graph(
     sensor_ids: Sequence[Any] | None = None,
     format: str | None = None,
     crs: str | None = None,
+    weight_column: str | None = None,
+    weights: str | None = None,
+    aggregate: str | None = None,
     **kwargs: Any,
 ) -> nx.DiGraph:
     """Read a road graph, choosing the reader by suffix, else by content.
@@ -110,6 +123,10 @@ def read_graph(
         format: force ``'pickle'``, ``'json'``, ``'graphml'`` or ``'table'``.
         crs: coordinate system of node ``lat``/``lon`` in JSON / GraphML (default: the graph's own
             ``crs`` attribute, else degrees); see :mod:`stgraph.graph.coords`.
+        weight_column, weights, aggregate: how an edge table is read (:func:`~stgraph.graph.edges.read_edge_table`:
+            which column is the weight, what it means, how repeated pairs combine); ``weights`` also declares
+            the weights of a JSON / GraphML / pickle graph (its ``weight_meaning``). Data config fields
+            ``data.graph_weight_column`` / ``graph_weights`` / ``graph_aggregate``.
         **kwargs: passed to :func:`~stgraph.graph.distances.from_distances`
             (``sigma``, ``threshold``, ``kernel``, ``ignore_unknown``) or
             :func:`~stgraph.graph.build.from_edge_list`.
@@ -125,14 +142,19 @@ def read_graph(
     require_file(path, "graph file")
     _refuse_series_file(path)
     fmt = format or GRAPH_SUFFIXES.get(path.suffix.lower()) or _sniff(path)
-    if fmt == "pickle":
-        return from_adj_pickle(path)
-    if fmt == "json":
-        return read_node_link(path, crs)
-    if fmt == "graphml":
-        return read_graphml(path, crs)
     if fmt == "table":
-        return _read_table_graph(path, sensor_ids, **kwargs)
+        return _read_table_graph(path, sensor_ids, weight_column=weight_column, weights=weights,
+                                 aggregate=aggregate, **kwargs)
+    if weight_column is not None or aggregate is not None:
+        raise GraphError(f"{where(path)}: is a {fmt} graph, not an edge table; weight column "
+                         f"({weight_column}) and aggregate ({aggregate}) apply to edge tables (CSV) only. Drop them "
+                         f"(--weight-column / --aggregate, data.graph_weight_column / data.graph_aggregate)")
+    if fmt in ("pickle", "json", "graphml"):
+        g = {"pickle": from_adj_pickle, "json": lambda p: read_node_link(p, crs),
+             "graphml": lambda p: read_graphml(p, crs)}[fmt](path)
+        if weights is not None:
+            g.graph["weight_meaning"] = weights
+        return g
     raise DataFormatError(
         f"{where(path)}: format {fmt!r} is unknown; expected one of 'pickle', 'json', "
         "'graphml', 'table'"
