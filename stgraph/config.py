@@ -65,6 +65,7 @@ class DataConfig:
     cache_mb: int = 256                 #: with lazy: MiB of row chunks kept in memory (per process)
     covariates: list = field(default_factory=list)  #: covariate files / graph:ATTR (stgraph.data.covariates)
     covariate_tolerance: Optional[str] = None  #: how old a covariate reading may be, e.g. '10min' (None: its interval)
+    time_zone: Optional[str] = None     #: the series' clock (UTC, +01:00, IANA): covariate files with UTC offsets go to it
     nonnegative: bool = False           #: the target cannot be below 0 (counts): point forecasts and quantiles clipped at 0
 
     def validate(self) -> None:
@@ -318,7 +319,7 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 #: fields added after runs were first written: a run's config.yaml from before them may lack them
 #: (their defaults then hold)
 ADDED_FIELDS = ("data.covariates", "data.covariate_tolerance", "model.distribution", "train.budget_minutes",
-                "train.budget_stop", "data.nonnegative")
+                "train.budget_stop", "data.nonnegative", "data.time_zone")
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -30,7 +30,9 @@ FILE_FLAGS = (
     _flag("graph", "graph file (adj pickle, distance CSV, JSON, GraphML)"),
     _flag("dataset", "named dataset instead of --data/--graph"),
     _flag("covariates", "covariate file (repeatable): weather, incidents, static sensor features, events, or "
-                        "graph:ATTR[,ATTR...]; only models that take them (stgt). The same as data.covariates",
+                        "graph:ATTR[,ATTR...]; FILE:observed (held at the last input step) or FILE:forecast "
+                        "(known ahead) declares whether its future is known, else the kind's default; or a .yaml "
+                        "listing them; only models that take them (stgt). The same as data.covariates",
           options={"metavar": "FILE"}),
 )
 

@@ -10,10 +10,14 @@ with the mean and standard deviation of the training rows. Missing values become
 (the training mean, as for the inputs).
 
 Batches (:meth:`Exogenous.gather`) carry ``exo_in [B, T_in, N, C]`` and ``exo_out [B, T_out, N, C]``
-gathered by row index from the stored arrays, never from materialised windows. Shared series,
-events and static features are taken as known ahead (weather forecasts, calendars, the road
-itself): ``exo_out`` holds their values at the forecast steps. Per-sensor series (incidents) are
-not known ahead: ``exo_out`` repeats their value at the last input step.
+gathered by row index from the stored arrays, never from materialised windows. A source known ahead
+(:attr:`stgraph.io.covariates.Source.known_ahead`: declared ``FILE:forecast``, or by default shared
+series, events and static features: weather forecasts, calendars, the road itself) has its values at the
+forecast steps in ``exo_out``; a source that is observed only (``FILE:observed``, or by default a
+per-sensor series such as incident flags) repeats its value at the last input step there.
+
+A reading that the scaling turns into infinity (``|x - mean| / std`` beyond float32) is refused naming the
+file, the column and the series step.
 """
 from __future__ import annotations
 
@@ -58,15 +62,28 @@ class Exogenous:
         self._where = []  # per source: (store, first channel, channels)
         for s in self.sources:
             st = self.stats[s.name]
-            v = (s.values - np.asarray(st["mean"], np.float32)) / np.asarray(st["std"], np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):
+                v = (s.values.astype(np.float64) - np.asarray(st["mean"])) / np.asarray(st["std"])
+            self._refuse_overflow(s, v)
             v = np.nan_to_num(v, nan=0.0).astype(np.float32)
             store = {"shared": "time", "event": "time", "sensor": "sensor", "static": "static"}[s.kind]
             first = sum(a.shape[-1] for a in by_kind[store])
             by_kind[store].append(v)
-            self._where.append((store, first, s.num_channels))
+            self._where.append((store, first, s.num_channels, s.known_ahead))
         self.time = torch.from_numpy(np.concatenate(by_kind["time"], -1)).to(device) if by_kind["time"] else None
         self.sensor = torch.from_numpy(np.concatenate(by_kind["sensor"], -1)).to(device) if by_kind["sensor"] else None
         self.static = torch.from_numpy(np.concatenate(by_kind["static"], -1)).to(device) if by_kind["static"] else None
+
+    @staticmethod
+    def _refuse_overflow(s: Source, scaled: np.ndarray) -> None:
+        bad = ~np.isfinite(scaled) & ~np.isnan(s.values) | (np.abs(np.nan_to_num(scaled)) > 3.0e38)
+        if not bad.any():
+            return
+        idx = np.argwhere(bad)[0]
+        where_ = f"series step {int(idx[0])}" if s.kind != "static" else f"sensor {int(idx[0])}"
+        raise ConfigError(f"covariates: {s.origin}, column '{s.channels[int(idx[-1])]}', {where_}: the value "
+                          f"{float(s.values[tuple(idx)])!r} overflows the scaler (z-score beyond float32); "
+                          f"expected readings within float32's range")
 
     def _fit(self, train_rows) -> dict:
         stats = {}
@@ -82,18 +99,23 @@ class Exogenous:
                 if _is_flag(whole[:, c]) or not np.isfinite(col).any():
                     mean.append(0.0), std.append(1.0)  # flags stay 0/1
                 else:
+                    col = col.astype(np.float64)
                     sd = float(np.nanstd(col))
                     mean.append(float(np.nanmean(col))), std.append(sd if sd > 1e-6 else 1.0)
-            stats[s.name] = {"kind": s.kind, "channels": list(s.channels), "mean": mean, "std": std}
+            stats[s.name] = {"kind": s.kind, "channels": list(s.channels), "mean": mean, "std": std,
+                             "known_ahead": s.known_ahead}
         return stats
 
     def _check_stats(self) -> None:
         for s in self.sources:
             st = self.stats.get(s.name)
-            if st is None or st["kind"] != s.kind or list(st["channels"]) != list(s.channels):
+            if st is None or st["kind"] != s.kind or list(st["channels"]) != list(s.channels) or \
+                    st.get("known_ahead", s.known_ahead) != s.known_ahead:
                 raise ConfigError(f"covariates: source '{s.name}' ({s.origin}) has kind {s.kind} and channels "
                                   f"{s.channels}, but the run was trained with "
-                                  f"{'no such source' if st is None else (st['kind'], st['channels'])}; pass the "
+                                  f"{'no such source' if st is None else (st['kind'], st['channels'])}"
+                                  f"{'' if st is None else ', known ahead' if st.get('known_ahead') else ', observed'}"
+                                  f" (this file: {'known ahead' if s.known_ahead else 'observed'}); pass the "
                                   f"covariate files of the run")
 
     def state_dict(self) -> dict:
@@ -111,24 +133,30 @@ class Exogenous:
 
     def gather(self, rows_in: torch.Tensor, rows_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``exo_in [B, T_in, N, C]``, ``exo_out [B, T_out, N, C]`` for series rows ``rows_in [B, T_in]``
-        and ``rows_out [B, T_out]``: one gather per stored array; sources not known ahead repeat their
-        last input value over the forecast steps."""
+        and ``rows_out [B, T_out]``: one gather per stored array and kind of row; sources not known ahead
+        repeat their last input value over the forecast steps."""
         from .windows import take_rows
 
         N = self.num_nodes
         last = rows_in[:, -1:].expand_as(rows_out)
         res = []
-        for rows, sensor_rows in ((rows_in, rows_in), (rows_out, last)):
+        for rows, held in ((rows_in, rows_in), (rows_out, last)):
             B, L = rows.shape
-            time = None if self.time is None else take_rows(self.time, rows)              # [B, L, Ct]
-            sensor = None if self.sensor is None else take_rows(self.sensor, sensor_rows)  # [B, L, N, Cn]
+            got: dict = {}
+
+            def take(store, ahead):
+                key = (store, ahead)
+                if key not in got:
+                    got[key] = take_rows(getattr(self, store), rows if ahead else held)  # [B, L, (N,) C]
+                return got[key]
+
             pieces = []
-            for store, a, c in self._where:
+            for store, a, c, ahead in self._where:
                 if store == "static":
                     pieces.append(self.static[:, a:a + c].expand(B, L, N, c))
                 elif store == "time":
-                    pieces.append(time[..., a:a + c].unsqueeze(2).expand(B, L, N, c))
+                    pieces.append(take("time", ahead)[..., a:a + c].unsqueeze(2).expand(B, L, N, c))
                 else:
-                    pieces.append(sensor[..., a:a + c])
+                    pieces.append(take("sensor", ahead)[..., a:a + c])
             res.append(torch.cat(pieces, -1))
         return res[0], res[1]

@@ -30,6 +30,7 @@ The aligned :class:`Source` objects are data: :meth:`stgraph.data.ForecastData.f
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -37,16 +38,20 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError, SeriesError, where
-from .csv import read_header, read_rows
+from .covariate_specs import id_like_columns, near_ids, parse_specs, to_series_clock, zone_of_file
+from .csv import _timestamps, read_header, read_rows
 from .read import read_series
 from .series import iso, parse_interval
 from .sniff import existing_file
 
 __all__ = ["KINDS", "Source", "align_times", "read_covariates"]
 
+log = logging.getLogger(__name__)
+
 KINDS = ("shared", "sensor", "static", "event")
 _ID_NAMES = ("sensor_id", "sensor", "id", "node", "node_id")
-#: whether a kind's values at the forecast steps may be used (known ahead) or are held at the last input step
+#: whether a kind's values at the forecast steps may be used (known ahead) or are held at the last input step,
+#: unless the spec declares it (``FILE:observed`` / ``FILE:forecast``, :mod:`stgraph.io.covariate_specs`)
 _FLAG_KINDS_AHEAD = {"shared": True, "event": True, "static": True, "sensor": False}
 
 
@@ -61,6 +66,7 @@ class Source:
         values: float32, ``[T, C]`` (shared, event), ``[T, N, C]`` (sensor) or ``[N, C]`` (static);
             NaN marks a missing value.
         origin: the file (or ``graph:...``) it came from.
+        known: ``'forecast'`` / ``'observed'`` as the spec declared it, ``None``: the kind's default.
     """
 
     name: str
@@ -68,6 +74,7 @@ class Source:
     channels: list
     values: np.ndarray
     origin: str = ""
+    known: str | None = None
 
     @property
     def num_channels(self) -> int:
@@ -75,8 +82,8 @@ class Source:
 
     @property
     def known_ahead(self) -> bool:
-        """Whether the values at the forecast steps may be used (see the module docstring)."""
-        return _FLAG_KINDS_AHEAD[self.kind]
+        """Whether the values at the forecast steps may be used: as declared, else the kind's default."""
+        return self.known == "forecast" if self.known else _FLAG_KINDS_AHEAD[self.kind]
 
 
 # ----------------------------------------------------------------------------------- alignment
@@ -142,20 +149,17 @@ def _dict_rows(path: Path) -> list[dict]:
 
 
 def _dates(cells: Sequence[str], column: str, path: Path) -> np.ndarray:
-    out = np.empty(len(cells), dtype="datetime64[ns]")
-    for i, c in enumerate(cells):
-        try:
-            out[i] = np.datetime64(c.replace(" ", "T"), "ns")
-        except ValueError:
-            raise DataFormatError(f"{where(path)}: row {i + 2}, column '{column}': {c!r} is not a date/time; "
-                                  f"expected ISO text such as 2012-03-05 or 2012-03-05 08:30") from None
-    return out
+    """``[K]`` datetime64[ns] from ISO cells (rows from line 2 on); UTC offsets applied (naive UTC)."""
+    return _timestamps(np.asarray(cells, dtype=object), np.arange(2, len(cells) + 2), column, path)
 
 
-def _read_events(path: Path, series_times: np.ndarray) -> Source:
+def _read_events(path: Path, series_times: np.ndarray, time_zone: str | None = None) -> Source:
     rows = _dict_rows(path)
     start = _dates([r.get("start", "") for r in rows], "start", path)
     end = _dates([r.get("end", "") for r in rows], "end", path)
+    zone = zone_of_file(path, "start")
+    if zone is not None:  # read as UTC (offsets applied), then on the series' clock
+        start, end = (to_series_clock(t, time_zone, zone, path) for t in (start, end))
     bad = np.flatnonzero(end <= start)
     if bad.size:
         i = int(bad[0])
@@ -226,14 +230,33 @@ def _read_static_graph(spec: str, nx_graph, sensor_ids: list[str]) -> Source:
     return Source("graph", "static", names, values, spec)
 
 
-def _read_timed(path: Path, series, tolerance) -> Source:
+def _refuse_id_like(path: Path, columns, sensor_ids) -> None:
+    """A file none of whose columns is a sensor of the series, but some look like sensor ids, is refused."""
+    odd = id_like_columns(columns, sensor_ids)
+    if not odd:
+        return
+    near = near_ids(odd, sensor_ids)
+    hint = (f"; {', '.join(f'{k} would be sensor {v}' for k, v in list(near.items())[:3])} if written as an "
+            f"integer: write the ids as the series does") if near else ""
+    raise SeriesError(f"{where(path)}: columns {odd[:10]} look like sensor ids but match no sensor of the series "
+                      f"(e.g. {list(sensor_ids)[:3]}){hint}. Read as a shared series (weather) every sensor would "
+                      f"see those columns, known ahead of time; expected a per-sensor file headed by the series' "
+                      f"sensor ids, or a shared file whose value columns are named (e.g. rain_mm_h)")
+
+
+def _read_timed(path: Path, series, tolerance, time_zone: str | None = None) -> Source:
     cov = read_series(path, null_value="nan")
     ids = set(series.sensor_ids)
     named = [s for s in cov.sensor_ids if s in ids]
-    rows = align_times(cov.timestamps, series.timestamps, tolerance, str(path))
+    names = [c if cov.num_channels == 1 else f"{c}:{ch}" for c in cov.sensor_ids for ch in cov.channels]
+    times = cov.timestamps
+    zone = zone_of_file(path)
+    if zone is not None:
+        times = to_series_clock(times, time_zone, zone, path)
+    rows = align_times(times, series.timestamps, tolerance, str(path))
     if not named:  # shared: every column (x channel) is one covariate channel
+        _refuse_id_like(path, cov.sensor_ids, series.sensor_ids)
         flat = cov.values.reshape(cov.num_steps, -1)
-        names = [c if cov.num_channels == 1 else f"{c}:{ch}" for c in cov.sensor_ids for ch in cov.channels]
         return Source(path.stem, "shared", names, _take(flat, rows), str(path))
     unknown = [s for s in cov.sensor_ids if s not in ids]
     if unknown:
@@ -246,39 +269,57 @@ def _read_timed(path: Path, series, tolerance) -> Source:
     return Source(path.stem, "sensor", list(cov.channels), _take(full, rows), str(path))
 
 
-def read_covariates(specs: Sequence[str], series, nx_graph=None, tolerance: str | None = None) -> list[Source]:
+_KIND_TEXT = {"shared": "shared series", "sensor": "per-sensor series", "static": "static features",
+              "event": "calendar events"}
+
+
+def _read_one(path: Path, series, tol, time_zone) -> Source:
+    header = [h.strip().lower() for h in read_header(path)] if path.suffix.lower() in (".csv", ".txt") else []
+    if "start" in header and "end" in header:
+        return _read_events(path, series.timestamps, time_zone)
+    if header and any(k in header for k in _ID_NAMES) and not any(
+            h in ("timestamp", "time", "date", "datetime") for h in header):
+        return _read_static_csv(path, series.sensor_ids)
+    return _read_timed(path, series, tol, time_zone)
+
+
+def read_covariates(specs: Sequence[str], series, nx_graph=None, tolerance: str | None = None,
+                    time_zone: str | None = None) -> list[Source]:
     """Read and align covariate sources to ``series`` (a :class:`~stgraph.io.series.Series`).
 
     Args:
-        specs: file paths (CSV, HDF5, ``.npz``) or ``graph:ATTR[,ATTR...]``; the kind of each is
-            told by its content (module docstring).
+        specs: file paths (CSV, HDF5, ``.npz``) or ``graph:ATTR[,ATTR...]``, each optionally with
+            ``:observed`` / ``:forecast`` (whether its values at the forecast steps are known), or a
+            ``.yaml`` listing them (:mod:`stgraph.io.covariate_specs`); the kind of each is told by its
+            content (module docstring). Each source's kind and known-ahead choice is logged.
         series: the series they are aligned to (its timestamps and sensor ids).
         nx_graph: the road graph, for ``graph:`` sources.
         tolerance: how old a reading may be, e.g. ``'10min'``; ``None``: each file's own interval.
+        time_zone: the zone of the series' clock (``data.time_zone``), to which files whose timestamps
+            carry UTC offsets are converted; ``None``: such files are refused.
 
     Returns:
-        One :class:`Source` per spec, aligned (``T`` = ``series.num_steps``, ``N`` = its sensors).
+        One :class:`Source` per file, aligned (``T`` = ``series.num_steps``, ``N`` = its sensors).
 
     Raises:
         MissingFileError / DataFormatError / SeriesError / ConfigError naming the file.
     """
     tol = None if tolerance in (None, "") else parse_interval(str(tolerance))
     out: list[Source] = []
-    for spec in specs:
-        spec = str(spec)
+    for spec, known, given in parse_specs(specs):
         if spec.startswith("graph:"):
             src = _read_static_graph(spec, nx_graph, series.sensor_ids)
         else:
-            path = existing_file(spec)
-            header = [h.strip().lower() for h in read_header(path)] if path.suffix.lower() in (".csv", ".txt") else []
-            if "start" in header and "end" in header:
-                src = _read_events(path, series.timestamps)
-            elif header and any(k in header for k in _ID_NAMES) and not any(
-                    h in ("timestamp", "time", "date", "datetime") for h in header):
-                src = _read_static_csv(path, series.sensor_ids)
-            else:
-                src = _read_timed(path, series, tol)
+            src = _read_one(existing_file(spec), series, tol, time_zone)
+        if known and src.kind == "static":
+            raise ConfigError(f"covariates '{given}': static features do not change over time, so ':{known}' does "
+                              f"not apply; give the file without it")
+        src.known = known
         if any(s.name == src.name for s in out):
-            raise ConfigError(f"covariates: two sources are named '{src.name}' ({spec}); rename one file")
+            raise ConfigError(f"covariates: two sources are named '{src.name}' ({given}); rename one file")
+        log.info("covariate %s (%s): %s, %d channel(s), %s", src.name, given, _KIND_TEXT[src.kind],
+                 src.num_channels, ("known ahead (forecast)" if src.known_ahead else
+                                    "observed (held at the last input step)") +
+                 ("" if known else " by default for its kind"))
         out.append(src)
     return out

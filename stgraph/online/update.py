@@ -152,7 +152,7 @@ def _old_data(old_cfg, new_ids: list[str], ck: dict):
     covariates = None
     if d.covariates:
         from ..io.covariates import read_covariates
-        covariates = read_covariates(d.covariates, old_on_new, None, d.covariate_tolerance)
+        covariates = read_covariates(d.covariates, old_on_new, None, d.covariate_tolerance, d.time_zone)
     old_data = ForecastData.from_series(old_on_new, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
                                         split=tuple(d.split), target=d.target, covariates=covariates,
                                         covariate_stats=ck.get("covariates"))

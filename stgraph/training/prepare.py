@@ -74,7 +74,7 @@ def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict 
     covariates = None
     if d.covariates:
         from ..io.covariates import read_covariates
-        covariates = read_covariates(d.covariates, series, nx_graph, d.covariate_tolerance)
+        covariates = read_covariates(d.covariates, series, nx_graph, d.covariate_tolerance, d.time_zone)
     data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
                                     split=tuple(d.split), target=d.target, covariates=covariates,
                                     covariate_stats=covariate_stats)
