@@ -27,6 +27,9 @@ class Batch:
         starts: ``[B]`` int64 first row of each window in the series.
         exo_in, exo_out: ``[B, T_in, N, C_x]`` / ``[B, T_out, N, C_x]`` scaled covariates from files
             (:mod:`stgraph.data.covariates`), or ``None`` when the data has none.
+        graph: each window's graph (that of its last input step) as one disjoint union
+            (:class:`stgraph.graph.dynamic.WindowGraphs`) when the data has a dynamic graph; ``None``: the
+            run's static graph serves every window.
     """
 
     x: torch.Tensor
@@ -38,6 +41,7 @@ class Batch:
     starts: torch.Tensor
     exo_in: torch.Tensor | None = None
     exo_out: torch.Tensor | None = None
+    graph: object = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])

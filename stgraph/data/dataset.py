@@ -66,7 +66,7 @@ class ForecastData:
                  null_value: float, steps_per_day: int, timestamps: np.ndarray, sensor_ids: Sequence[str],
                  channel_names: Sequence[str], input_channels: Sequence[int], target_channels: Sequence[int],
                  fingerprint: str, dropped_windows: int = 0, dead_sensors: Sequence[str] = (),
-                 exogenous: Exogenous | None = None) -> None:
+                 exogenous: Exogenous | None = None, dynamic_graph=None) -> None:
         self.raw_inputs = raw_inputs
         self.targets = targets
         self.tod = tod
@@ -90,6 +90,9 @@ class ForecastData:
         self.dead_sensors: list[str] = list(dead_sensors)
         #: covariates from files (:class:`stgraph.data.covariates.Exogenous`), from ``from_series(covariates=...)``
         self.exogenous = exogenous
+        #: a graph per period aligned to the steps (:class:`stgraph.graph.dynamic.DynamicGraph`): batches then carry
+        #: each window's graph, that of its last input step (``Batch.graph``); ``None``: one static graph
+        self.dynamic_graph = None if dynamic_graph is None else dynamic_graph.to(raw_inputs.device)
 
     # ---------------------------------------------------------------- build
     @classmethod
@@ -97,7 +100,7 @@ class ForecastData:
                     split=(0.7, 0.1, 0.2), target: int | str | Sequence[int | str] = 0,
                     input_channels: int | str | Sequence[int | str] | None = None,
                     device: str | torch.device = "cpu", covariates: Sequence[Source] | None = None,
-                    covariate_stats: dict | None = None) -> "ForecastData":
+                    covariate_stats: dict | None = None, dynamic_graph=None) -> "ForecastData":
         """Window, split, scale and place a :class:`~stgraph.io.series.Series`.
 
         Args:
@@ -116,6 +119,8 @@ class ForecastData:
                 statistics of the training rows, or with ``covariate_stats`` (a saved
                 ``Exogenous.state_dict()``, e.g. a checkpoint's) when given.
             covariate_stats: see ``covariates``.
+            dynamic_graph: a :class:`~stgraph.graph.dynamic.DynamicGraph` aligned to ``series``: batches carry
+                per-window graphs (``Batch.graph``).
 
         Raises:
             ConfigError: bad lengths, split, channels or device.
@@ -163,7 +168,7 @@ class ForecastData:
                    timestamps=series.timestamps.copy(), sensor_ids=series.sensor_ids,
                    channel_names=series.channels, input_channels=in_idx, target_channels=out_idx,
                    fingerprint=_fingerprint(series), dropped_windows=dropped, dead_sensors=dead,
-                   exogenous=exogenous)
+                   exogenous=exogenous, dynamic_graph=dynamic_graph)
 
     # ------------------------------------------------------------ properties
     @property
@@ -283,7 +288,8 @@ class ForecastData:
         return Batch(x=self.scale_inputs(take_rows(self.raw_inputs, rows_in)), y=take_rows(self.targets, rows_out),
                      tod_in=take_rows(self.tod, rows_in), dow_in=take_rows(self.dow, rows_in),
                      tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts,
-                     exo_in=exo[0], exo_out=exo[1])
+                     exo_in=exo[0], exo_out=exo[1],
+                     graph=None if self.dynamic_graph is None else self.dynamic_graph.window_graphs(rows_in[:, -1]))
 
     def window_at(self, series: Series, at: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor],
                                                                         np.ndarray]:

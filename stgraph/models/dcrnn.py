@@ -64,6 +64,7 @@ import torch.nn as nn
 
 from ..nn.calendar import append_time_of_day
 from ..nn.graph_ops import GraphCache, diffusion_linear, random_walk_operators
+from ..nn.window_graphs import per_window, window_operators
 from .registry import check_input, register
 
 
@@ -177,7 +178,8 @@ class DCRNN(nn.Module):
 
         Args:
             x: ``[B, T_in, N, C_in]`` z-scored inputs.
-            graph: ``edge_index`` ``[2, E]`` (source -> target), ``edge_weight`` ``[E]`` or absent.
+            graph: ``edge_index`` ``[2, E]`` (source -> target), ``edge_weight`` ``[E]`` or absent; or one
+                graph per window (:mod:`stgraph.nn.window_graphs`; the sequence then runs ``[N, B, T, C]``).
             covariates: ``tod_in`` ``[B, T_in]`` in ``[0, 1)`` (others unused).
             targets: optional z-scored ``[B, T_out, N, C_out]`` for scheduled sampling.
             teacher_forcing: in training mode with ``targets``, the probability that a
@@ -187,21 +189,23 @@ class DCRNN(nn.Module):
             ``[B, T_out, N, C_out]``.
         """
         B, T, N, C = check_input(self, x)
-        supports = self._supports(graph, N)
+        windows = per_window(graph)
+        supports = window_operators(graph, self._supports.build) if windows else self._supports(graph, N)
         if self.time_of_day:
             x = append_time_of_day(x, covariates["tod_in"])
-        seq = x.permute(2, 1, 0, 3).contiguous()  # [N, T, B, C]: node-major
+        tdim = 2 if windows else 1  # per-window operators need B next to N: [N, B, T, C]
+        seq = x.permute(2, 0, 1, 3).contiguous() if windows else x.permute(2, 1, 0, 3).contiguous()  # node-major
 
         states = []
         for cell in self.encoder:  # layer by layer: the input terms of all steps in one product
             x_proj = cell.project_input(seq, supports)  # [N, T, B, 3H]
             h = x.new_zeros(N, B, self.hidden)
             outs = []
-            for x_t in x_proj.unbind(1):  # unbind: one gradient buffer, not one per step
+            for x_t in x_proj.unbind(tdim):  # unbind: one gradient buffer, not one per step
                 h = cell(x_t, h, supports)
                 outs.append(h)
             states.append(h)
-            seq = torch.stack(outs, dim=1)  # [N, T, B, H]
+            seq = torch.stack(outs, dim=tdim)  # [N, T, B, H] ([N, B, T, H] per window)
 
         use_truth = self.training and targets is not None and teacher_forcing > 0
         inp = x.new_zeros(N, B, self.out_channels)  # GO frame

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from ..nn.calendar import append_time_of_day
 from ..nn.graph_ops import GraphCache, diffuse, random_walk_operators
+from ..nn.window_graphs import per_window, window_operators
 from .registry import check_input, register
 
 
@@ -206,14 +207,17 @@ class GraphWaveNet(nn.Module):
 
         Args:
             x: ``[B, T_in, N, C_in]`` z-scored inputs.
-            graph: ``edge_index`` ``[2, E]`` (source -> target), ``edge_weight`` ``[E]`` or absent.
+            graph: ``edge_index`` ``[2, E]`` (source -> target), ``edge_weight`` ``[E]`` or absent; or one
+                graph per window (:mod:`stgraph.nn.window_graphs`): per-window fixed supports, the adaptive
+                adjacency unchanged.
             covariates: ``tod_in`` ``[B, T_in]`` in ``[0, 1)`` (others unused).
 
         Returns:
             ``[B, T_out, N, C_out]``.
         """
         B, T, N, C = check_input(self, x)
-        supports = list(self._supports(graph, N)) if self.graph_supports else []
+        supports = [] if not self.graph_supports else (  # per-window graphs: block-diagonal sparse supports
+            window_operators(graph, self._supports.build) if per_window(graph) else list(self._supports(graph, N)))
         if self.adaptive:
             supports.append(_Dense(self.adaptive_adjacency()))
         if self.time_of_day:

@@ -61,6 +61,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..nn.graph_ops import GraphCache, SparseOperator, scaled_laplacian
+from ..nn.window_graphs import per_window, window_laplacian
 from .registry import check_input, register
 
 
@@ -255,14 +256,16 @@ class STGCN(nn.Module):
 
         Args:
             x: ``[B, T_in, N, C_in]`` z-scored inputs.
-            graph: ``edge_index`` ``[2, E]``, ``edge_weight`` ``[E]`` or absent.
+            graph: ``edge_index`` ``[2, E]``, ``edge_weight`` ``[E]`` or absent; or one graph per window
+                (:mod:`stgraph.nn.window_graphs`: a Laplacian per window, ``lambda_max`` per window).
             covariates: unused (STGCN reads the series only).
 
         Returns:
             ``[B, T_out, N, C_out]``.
         """
         B, T, N, C = check_input(self, x)
-        lap = self._laplacian(graph, N)
+        lap = (window_laplacian(graph, self._laplacian.build.keywords["lambda_max"]) if per_window(graph)
+               else self._laplacian(graph, N))
         for block in self.blocks:
             x = block(x, lap)
         x = self.out_conv(self.out_norm(self.out_temporal(x)))  # [B, 1, N, C]

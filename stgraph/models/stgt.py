@@ -58,6 +58,7 @@ from ..nn.fusion import GatedFusion
 from ..nn.lean import Dropout
 from ..nn.spatial import SpatialGraphAttention, with_self_loops
 from ..nn.temporal import CrossAttention, TemporalTransformerBlock
+from ..nn.window_graphs import fold, per_window, unfold
 from .registry import check_input, register
 
 
@@ -362,7 +363,10 @@ class STGT(nn.Module):
         Args:
             x: ``[B, T_in, N, C_in]`` z-scored inputs (missing readings = 0).
             graph: has ``edge_index`` ``[2, E]`` (source -> target) and
-                optionally ``edge_weight`` ``[E]`` in ``(0, 1]``.
+                optionally ``edge_weight`` ``[E]`` in ``(0, 1]``; or one graph per window
+                (:class:`stgraph.graph.dynamic.WindowGraphs`, ``[2, E_b]`` over ``B * N`` nodes): the spatial
+                attention then runs over that union (:mod:`stgraph.nn.window_graphs`; attention weights
+                returned refer to it).
             covariates: ``tod_in`` ``[B, T_in]`` float, ``dow_in`` ``[B, T_in]``
                 long, ``tod_out`` ``[B, T_out]``, ``dow_out`` ``[B, T_out]``.
             return_attention: also return a dict of attention weights.
@@ -385,6 +389,7 @@ class STGT(nn.Module):
         B, T, N, C = check_input(self, x)
         edge_index = graph.edge_index
         edge_weight = getattr(graph, "edge_weight", None)
+        windows = per_window(graph)  # one graph per window: the B windows side by side as B * N nodes
         attn = {}
 
         exo_in, exo_out = self._exogenous(covariates)
@@ -392,7 +397,7 @@ class STGT(nn.Module):
         h = self.embed(xp, tod_p, dow_p) + self.pos_in[:, None, :]  # [B, P, N, D]
         if exo_in is not None:
             h = h + self._patch_mean(self.fusion.encode(exo_in), self.num_patches, front=True)
-        h = self.drop(h)
+        h = fold(self.drop(h)) if windows else self.drop(h)  # [B, P, N, D] (per window: [1, P, B * N, D])
         for i, blk in enumerate(self.encoder):
             if return_attention and i == len(self.encoder) - 1:
                 h, attn = blk(h, edge_index, edge_weight, return_attention=True)
@@ -407,12 +412,14 @@ class STGT(nn.Module):
             q = q + self.window(x.transpose(1, 2).reshape(B, N, T * C)).unsqueeze(1)
         if exo_out is not None:
             q = q + self._patch_mean(self.fusion.decode(exo_out), P_out, front=False)
+        q = fold(q) if windows else q
         if return_attention:
             q, attn["cross"] = self.cross(q, h, return_attention=True)
         else:
             q = self.cross(q, h)
         for blk in self.decoder:
             q = self._block(blk, q, edge_index, edge_weight)
+        q = unfold(q, B) if windows else q
 
         out = self.head_out(F.gelu(self.head_fc(self.norm_out(q))))  # [B, P_out, N, patch_len * C_out(*2)]
         if self.patch_len > 1:  # each query's patch_len steps -> [B, T_out, N, C_out(*2)]

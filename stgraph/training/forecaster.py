@@ -130,7 +130,8 @@ class Forecaster:
         """The z-scored forecast of ``batch`` (on the device) by ``module`` (default :attr:`forward_model`)
         under the autocast ``cfg.amp`` asks for: ``[B, T_out, N, C_out]`` or a ``Normal`` of that shape."""
         with self.autocast():
-            return (self.forward_model if module is None else module)(batch.x, self.graph, batch.covariates)
+            graph = self.graph if getattr(batch, "graph", None) is None else batch.graph  # per-window graphs
+            return (self.forward_model if module is None else module)(batch.x, graph, batch.covariates)
 
     def to_units(self, out):
         """Model output (z-scored) -> data units; a head's ``Normal`` becomes ``self.distribution``

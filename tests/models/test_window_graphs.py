@@ -1,0 +1,93 @@
+"""Models with one graph per window (a dynamic graph): with every window's graph the static one they give the
+static model's numbers; with different graphs per window each window gets its own graph's forecast."""
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from stgraph.graph.dynamic import WindowGraphs
+from stgraph.models.registry import build_model
+from stgraph.nn.window_graphs import fold, unfold, window_laplacian, window_operators
+from stgraph.nn.graph_ops import random_walk_operators, scaled_laplacian
+
+N, C, T_IN, T_OUT, B = 7, 2, 12, 3, 3
+PARAMS = {
+    "stgt": dict(hidden=16, heads=2, encoder_layers=2, decoder_layers=1, dropout=0.0),
+    "gwnet": dict(residual_channels=8, dilation_channels=8, skip_channels=16, end_channels=32, dropout=0.0),
+    "dcrnn": dict(hidden=8),
+    "stgcn": dict(channels=(8, 4, 8)),
+}
+
+
+def graph(seed):
+    g = torch.Generator().manual_seed(seed)
+    i = torch.arange(N)
+    src = torch.cat([i, torch.randint(0, N, (2 * N,), generator=g)])
+    dst = torch.cat([(i + 1) % N, torch.randint(0, N, (2 * N,), generator=g)])
+    key = torch.unique(src[src != dst] * N + dst[src != dst])
+    return torch.stack([key // N, key % N]), 0.1 + 0.9 * torch.rand(key.numel(), generator=g)
+
+
+def union(graphs):
+    """The per-window graphs as WindowGraphs (node b * N + n)."""
+    ei = torch.cat([e + b * N for b, (e, _) in enumerate(graphs)], 1)
+    return WindowGraphs(ei, torch.cat([w for _, w in graphs]), N, len(graphs))
+
+
+def model(name):
+    torch.manual_seed(0)
+    sizes = dict(num_nodes=N, in_channels=C, out_channels=C, input_len=T_IN, horizon=T_OUT, steps_per_day=288,
+                 target_channels=(0, 1), probabilistic=False)
+    m = build_model(name, sizes, PARAMS[name]).eval()
+    with torch.no_grad():  # stgt's head starts at zero (persistence only): random weights make the graph matter
+        for p in m.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return m
+
+
+@pytest.mark.parametrize("name", ["stgt", "gwnet", "dcrnn", "stgcn"])
+def test_same_graph_in_every_window_gives_the_static_numbers(name, calendar_batch):
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C)
+    ei, w = graph(1)
+    m = model(name)
+    with torch.no_grad():
+        static = m(x, Data(edge_index=ei, edge_weight=w, num_nodes=N), cov)
+        dynamic = m(x, union([(ei, w)] * B), cov)
+    assert dynamic.shape == static.shape == (B, T_OUT, N, C)
+    torch.testing.assert_close(dynamic, static, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["stgt", "gwnet", "dcrnn", "stgcn"])
+def test_each_window_gets_its_own_graph(name, calendar_batch):
+    x, cov = calendar_batch(B, T_IN, T_OUT, N, C)
+    graphs = [graph(s) for s in (1, 2, 3)]
+    m = model(name)
+    with torch.no_grad():
+        dynamic = m(x, union(graphs), cov)
+        for b, (ei, w) in enumerate(graphs):  # window b alone, with its own static graph
+            one = m(x[b:b + 1], Data(edge_index=ei, edge_weight=w, num_nodes=N), {k: v[b:b + 1] for k, v in cov.items()})
+            torch.testing.assert_close(dynamic[b:b + 1], one, atol=2e-5, rtol=1e-4)
+        other = m(x, Data(edge_index=graphs[0][0], edge_weight=graphs[0][1], num_nodes=N), cov)
+    assert (dynamic[1:] - other[1:]).abs().max() > 1e-3  # windows 1, 2 differ from graph 0's forecast
+
+
+def test_fold_and_operators_by_hand():
+    x = torch.arange(2 * 3 * 4 * 1, dtype=torch.float32).view(2, 3, 4, 1)  # [B=2, T=3, N=4, D=1]
+    f = fold(x)
+    assert f.shape == (1, 3, 8, 1) and f[0, 1, 4 + 2, 0] == x[1, 1, 2, 0]  # window 1's node 2 at 1 * 4 + 2
+    assert torch.equal(unfold(f, 2), x)
+    # window 0: 0 -> 1 (weight 1); window 1: 1 -> 0 (weight 1); forward random walk moves mass along edges
+    wg = WindowGraphs(torch.tensor([[0, 4 + 1], [1, 4 + 0]]), torch.ones(2), 4, 2)
+    fwd = window_operators(wg, lambda e, w, n: random_walk_operators(e, w, n, self_loops=False))[0]
+    h = torch.zeros(4, 2, 1)
+    h[0, 0, 0], h[1, 1, 0] = 3.0, 5.0
+    y = fwd(h)
+    assert y[1, 0, 0] == 3.0 and y[0, 1, 0] == 5.0 and y.abs().sum() == 8.0
+
+
+def test_per_window_laplacian_estimates_lambda_per_window():
+    graphs = [graph(4), graph(5)]
+    lap = window_laplacian(union(graphs))
+    v = torch.randn(N, 2, 3)
+    for b, (ei, w) in enumerate(graphs):
+        ref = scaled_laplacian(ei, w, N)(v[:, b])
+        torch.testing.assert_close(lap(v)[:, b], ref, atol=1e-5, rtol=1e-4)
