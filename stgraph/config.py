@@ -67,6 +67,10 @@ class DataConfig:
     covariate_tolerance: Optional[str] = None  #: how old a covariate reading may be, e.g. '10min' (None: its interval)
     time_zone: Optional[str] = None     #: the series' clock (UTC, +01:00, IANA): covariate files with UTC offsets go to it
     nonnegative: bool = False           #: the target cannot be below 0 (counts): point forecasts and quantiles clipped at 0
+    graph_weight_column: Optional[str] = None  #: edge-table graph: the weight's column, what the weights mean and
+    graph_weights: Optional[str] = None  #: how repeated pairs combine (stgraph.graph.edges.read_edge_table)
+    graph_aggregate: Optional[str] = None
+    split_gap: int = 0                  #: steps dropped between splits (0: none, the published protocol)
 
     def validate(self) -> None:
         check_config_counts(self, "data")  # input_len, horizon, stride, cache_mb: stgraph/limits.py
@@ -80,8 +84,7 @@ class DataConfig:
         ok = isinstance(self.split, (list, tuple)) and len(self.split) == 3 and all(
             isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in self.split)
         if not ok or abs(sum(map(float, self.split)) - 1) > 1e-6:
-            raise ConfigError(f"data.split = {self.split}: expected three positive ratios (train, val, test) "
-                              f"that sum to 1, e.g. [0.7, 0.1, 0.2]")
+            raise ConfigError(f"data.split = {self.split}: expected three positive ratios summing to 1, e.g. [0.7, 0.1, 0.2]")
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ class ModelConfig:
     name: str = "stgt"
     probabilistic: bool = False
     distribution: str = "normal"        #: of the probabilistic head: 'normal', 'lognormal' (counts, >= 0), 'mixture'
-    #: ('mixture': K Normals, K = model.params.components, default 2; stgt's head)
+    #: ('mixture': K Normals, K = model.params.components, default 2; stgt's head), 'lognormal-mixture' (K censored
+    #: log-normals: two-regime counts)
     params: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -319,7 +323,8 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 #: fields added after runs were first written: a run's config.yaml from before them may lack them
 #: (their defaults then hold)
 ADDED_FIELDS = ("data.covariates", "data.covariate_tolerance", "model.distribution", "train.budget_minutes",
-                "train.budget_stop", "data.nonnegative", "data.time_zone")
+                "train.budget_stop", "data.nonnegative", "data.time_zone", "data.split_gap", "data.graph_weights",
+                "data.graph_weight_column", "data.graph_aggregate")
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -21,6 +21,9 @@ the distribution the run asked for:
 * ``mixture``: ``K`` Normals (``model.params.components``, default 2) from a mixture head, for
   two-regime targets (free flow or congested): :class:`~stgraph.mixture.NormalMixture` (median and
   quantiles by batched bisection, CRPS in closed form).
+* ``lognormal-mixture``: ``K`` censored log-normals from a mixture head, each component's pair mapped as
+  ``lognormal`` maps the single head's: two-regime counts (a quiet day or an outbreak), never below zero
+  (:class:`~stgraph.mixture.Mixture`; CRPS from quantile atoms).
 
 Everything else works on any of them, with shapes ``[B, T_out, N, C_out]`` (or any shape):
 :func:`nll` (the training loss), :func:`point` (the median, what minimises MAE),
@@ -34,9 +37,13 @@ import torch
 from torch.distributions import Distribution, Normal, constraints
 
 from .errors import ConfigError
-from .mixture import NormalMixture
+from .mixture import Mixture, NormalMixture
 
-DISTRIBUTIONS = ("normal", "lognormal", "mixture")
+DISTRIBUTIONS = ("normal", "lognormal", "mixture", "lognormal-mixture")
+#: the distributions of a mixture head (stgt with ``model.params.components``)
+MIXTURES = ("mixture", "lognormal-mixture")
+#: the distributions whose support is ``y >= 0`` (refused for a target with negative values)
+NONNEGATIVE = ("lognormal", "lognormal-mixture")
 #: quantile levels of the CRPS integral for distributions without a closed form (midpoints of 100 bins)
 CRPS_LEVELS = 100
 #: bounds of the log-normal's log-scale ``s`` from :func:`from_head`: at 3 the 95% quantile is at most
@@ -116,7 +123,7 @@ def check_name(name: str, field: str = "model.distribution") -> str:
     """``name`` if it is one of :data:`DISTRIBUTIONS`; else a ConfigError naming ``field``."""
     if name not in DISTRIBUTIONS:
         raise ConfigError(f"{field} = {name!r}: expected one of {list(DISTRIBUTIONS)} (lognormal for counts and "
-                          f"other non-negative targets)")
+                          f"other non-negative targets; a mixture for two-regime targets)")
     return name
 
 
@@ -124,11 +131,12 @@ def from_head(loc: torch.Tensor, scale: torch.Tensor, name: str = "normal",
               logits: torch.Tensor | None = None) -> Distribution:
     """The distribution ``name`` from the head's location and scale in data units (``[B, T_out, N, C_out]``
     each; see the module docstring for the mapping). ``mixture``: a mixture head's ``K`` components,
-    ``loc``, ``scale`` and mixing ``logits`` ``[B, T_out, N, C_out, K]`` (:class:`~stgraph.mixture.NormalMixture`)."""
+    ``loc``, ``scale`` and mixing ``logits`` ``[B, T_out, N, C_out, K]`` (:class:`~stgraph.mixture.NormalMixture`;
+    ``lognormal-mixture``: each component mapped as ``lognormal`` maps a single pair)."""
     check_name(name)
-    if (name == "mixture") != (logits is not None):
+    if (name in MIXTURES) != (logits is not None):
         raise ConfigError(f"model.distribution = {name!r} with a {'mixture' if logits is not None else 'single'} "
-                          f"head: expected 'mixture' exactly when the head has mixture components "
+                          f"head: expected one of {list(MIXTURES)} exactly when the head has mixture components "
                           f"(stgt with model.params.components)")
     if name == "mixture":
         return NormalMixture(loc, scale, logits)
@@ -136,6 +144,8 @@ def from_head(loc: torch.Tensor, scale: torch.Tensor, name: str = "normal",
         return Normal(loc, scale)
     pos = loc.clamp(min=0)
     m = torch.where(loc > 0, torch.log1p(pos), loc)
+    if name == "lognormal-mixture":
+        return Mixture(CensoredLogNormal, (m, log_scale(scale / (1 + pos))), logits)
     return CensoredLogNormal(m, log_scale(scale / (1 + pos)))
 
 
@@ -178,7 +188,7 @@ def crps(dist: Distribution, y: torch.Tensor) -> torch.Tensor:
     ``2 * integral over q of the pinball loss of the q-quantile``, by the midpoint rule on
     :data:`CRPS_LEVELS` levels (exact for any distribution, mass points included, as the levels grow).
     """
-    if isinstance(dist, NormalMixture):
+    if isinstance(dist, Mixture):
         return dist.crps(y)
     if isinstance(dist, Normal):
         z = (y - dist.loc) / dist.scale
@@ -193,8 +203,9 @@ def crps(dist: Distribution, y: torch.Tensor) -> torch.Tensor:
 
 
 def check_support(name: str, minimum: float, source=None) -> None:
-    """Refuse ``lognormal`` for a target whose smallest valid value ``minimum`` is below 0."""
-    if name == "lognormal" and minimum < 0:
+    """Refuse ``lognormal`` (or ``lognormal-mixture``) for a target whose smallest valid value ``minimum`` is
+    below 0."""
+    if name in NONNEGATIVE and minimum < 0:
         from .errors import where
-        raise ConfigError(f"{where(source)}: model.distribution = 'lognormal' needs a non-negative target, but its "
+        raise ConfigError(f"{where(source)}: model.distribution = {name!r} needs a non-negative target, but its "
                           f"smallest value is {minimum:.4g}; use 'normal' (e.g. for z-scored series)")

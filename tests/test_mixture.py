@@ -169,22 +169,26 @@ SMALL = ["--set", "model.params.hidden=16", "--set", "model.params.heads=2", "--
          "--set", "train.device=cpu", "--set", "train.patience=0", "--no-progress"]
 
 
-def test_train_evaluate_predict_mixture(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["mixture", "lognormal-mixture"])
+def test_train_evaluate_predict_mixture(tmp_path, capsys, name):
     from stgraph.synth import write_synthetic_counts
     files = write_synthetic_counts(tmp_path / "data", num_sensors=6, days=6)
     run = tmp_path / "run"
     rc = main(["train", "--data", str(files["data"]), "--graph", str(files["graph"]), "--out", str(run),
-               "--epochs", "1", "--lr", "0.005", "--distribution", "mixture", *SMALL])
+               "--epochs", "1", "--lr", "0.005", "--distribution", name, *SMALL])
     assert rc == 0, capsys.readouterr().err[-2000:]
     from stgraph.training.run import load_run
     opened = load_run(run)
-    assert opened.config.model.distribution == "mixture" and opened.model.components == 2
+    assert opened.config.model.distribution == name and opened.model.components == 2
     res = opened.evaluate("test")
     assert 0 < res["average"]["coverage90"] <= 1 and 0 < res["average"]["crps"] < res["average"]["mae"]
+    assert all(math.isfinite(v) for v in res["average"].values() if isinstance(v, float))
     out, y, _ = next(iter(opened.forecaster.predictions("test")))
-    assert type(out).__name__ in ("NormalMixture", "AtLeastZero")
+    assert type(out).__name__ in (("NormalMixture", "AtLeastZero") if name == "mixture" else ("Mixture", "AtLeastZero"))
     fc = tmp_path / "mixture.csv"
     assert main(["predict", str(run), "--out", str(fc)]) == 0, capsys.readouterr().err[-2000:]
     rows = list(csv.DictReader(fc.open()))
     q05, mid, q95 = (np.array([float(r[k]) for r in rows]) for k in ("q05", "forecast", "q95"))
     assert np.isfinite(q05).all() and (q05 <= mid + 1e-4).all() and (mid <= q95 + 1e-4).all()
+    if name == "lognormal-mixture":  # censored log-normal components: no quantile below zero
+        assert np.isfinite(q95).all() and (q05 >= 0).all()

@@ -24,11 +24,24 @@ def _flag(name: str, help: str = "", **kw) -> Flag:
 
 _SHIPPED = "(default: the model's shipped config, else {default})"
 
+#: how an edge-table --graph is read (stgraph.graph.edges); federated spells --aggregate --graph-aggregate
+GRAPH_TABLE_FLAGS = (
+    _flag("weight_column", "edge-table --graph: the column holding the weight (needs --weights); an edge table with "
+                           "other columns than source,target,weight,distance is refused without it. "
+                           "data.graph_weight_column", options={"metavar": "COLUMN"}),
+    _flag("weights", "what the --graph weights mean: similarity, distance or flow (log1p-scaled). data.graph_weights",
+          options={"choices": ["similarity", "distance", "flow"]}),
+    _flag("aggregate", "edge-table --graph: combine rows repeating a pair (one per day, ...) by sum, mean, max or "
+                       "last; a repeated pair is an error without it. data.graph_aggregate",
+          options={"choices": ["sum", "mean", "max", "last"]}),
+)
+
 #: the flags naming files, before --model / --out / --config
 FILE_FLAGS = (
     _flag("data", "series file (HDF5, npz, CSV)"),
     _flag("graph", "graph file (adj pickle, distance CSV, JSON, GraphML)"),
     _flag("dataset", "named dataset instead of --data/--graph"),
+    *GRAPH_TABLE_FLAGS,
     _flag("covariates", "covariate file (repeatable): weather, incidents, static sensor features, events, or "
                         "graph:ATTR[,ATTR...]; FILE:observed (held at the last input step) or FILE:forecast "
                         "(known ahead) declares whether its future is known, else the kind's default; or a .yaml "
@@ -51,8 +64,9 @@ VALUE_FLAGS = (
     _flag("distribution", "predictive distribution of the probabilistic head (implies --probabilistic): normal "
                           "(default), or lognormal for counts and other non-negative targets (censored at 0: "
                           "bands and quantiles never go below zero), or mixture: K Normals (model.params.components, "
-                          "default 2) for two-peaked targets such as congestion edges",
-          options={"choices": ["normal", "lognormal", "mixture"]}),
+                          "default 2) for two-peaked targets such as congestion edges, or lognormal-mixture: K "
+                          "censored log-normals for two-regime counts",
+          options={"choices": ["normal", "lognormal", "mixture", "lognormal-mixture"]}),  # = distributions.DISTRIBUTIONS
     NULL_FLAG,
 )
 

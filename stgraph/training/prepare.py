@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
+from ..distributions import MIXTURES
 from ..errors import ConfigError
 from ..files import fingerprint
 from ..models.registry import ClosedFormData, build_model
@@ -57,7 +58,8 @@ def load_series_and_graph(cfg: RunConfig, data_path: str | None = None, fits=Non
     if fits is not None:
         fits(series)
     if not (d.dataset and data_path is None) and d.graph:
-        nx_graph = read_graph(d.graph, sensor_ids=series.sensor_ids)
+        nx_graph = read_graph(d.graph, sensor_ids=series.sensor_ids, weight_column=d.graph_weight_column,
+                              weights=d.graph_weights, aggregate=d.graph_aggregate)
     graph = to_pyg(nx_graph, series.sensor_ids) if nx_graph is not None else empty_graph(series.num_nodes)
     return series, nx_graph, graph
 
@@ -105,7 +107,7 @@ def target_positions(data) -> tuple | None:
 def make_model(cfg: RunConfig, data) -> torch.nn.Module:
     """The model ``cfg.model`` names, built for the sizes of ``data`` (a :class:`~stgraph.data.ForecastData`)."""
     params = cfg.model.params
-    if cfg.model.distribution == "mixture":  # a mixture head: K components, 2 unless model.params says
+    if cfg.model.distribution in MIXTURES:  # a mixture head: K components, 2 unless model.params says
         params = {"components": DEFAULT_COMPONENTS, **params}
     return build_model(cfg.model.name, model_sizes(data, cfg.model.probabilistic), params)
 
