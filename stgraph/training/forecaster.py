@@ -17,7 +17,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..config import TrainConfig
-from ..distributions import MIXTURES, check_name, check_support, from_head, point
+from ..distributions import check_name, check_support, from_head, point
 from ..mixture import NormalMixture
 from ..errors import StgraphWarning
 from ..metrics import MetricAccumulator, ProbabilisticAccumulator, default_steps, valid_mask
