@@ -22,6 +22,8 @@ TRAIN_FIELDS = {
     "null_value": "data.null_value", "probabilistic": "model.probabilistic", "distribution": "model.distribution",
     "epochs": "train.epochs", "budget": "train.budget_minutes", "batch_size": "train.batch_size", "lr": "train.lr",
     "seed": "train.seed", "device": "train.device", "progress": "train.progress",
+    "weight_column": "data.graph_weight_column", "weights": "data.graph_weights", "aggregate": "data.graph_aggregate",
+    "split_gap": "data.split_gap",
 }
 
 #: the arguments that name files or lists: they count as given only when not empty

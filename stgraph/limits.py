@@ -48,6 +48,7 @@ COUNT_LIMITS = {
     "data.horizon": (1, 100_000, "steps"),
     "data.stride": (1, 100_000, "steps"),
     "data.cache_mb": (1, 1 << 20, "MiB: 1 TiB"),
+    "data.split_gap": (0, 100_000, "steps dropped between splits, 0 = none (published protocol)"),
     "train.epochs": (1, 1_000_000, ""),
     "train.batch_size": (1, 1 << 20, "windows"),
     "train.patience": (0, 1_000_000, "epochs"),

@@ -76,6 +76,7 @@ def _federation_args(p, *, data: bool) -> None:
     p.add_argument("--data", help="series file (HDF5, npz, CSV)")
     p.add_argument("--graph", help="graph file (adj pickle, distance CSV, JSON, GraphML)")
     p.add_argument("--dataset", help="named dataset instead of --data/--graph")
+    _graph_table_args(p)
     add_flags(p, FederatedConfig, DATA_FLAGS)
     p.add_argument("--model", default=None, help="registry name (default stgt)")
     p.add_argument("--config", help="YAML run config for the clients")
@@ -83,6 +84,23 @@ def _federation_args(p, *, data: bool) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a run config field, e.g. --set model.params.hidden=32 (repeatable)")
     add_null_value(p)
+
+
+def _graph_table_args(p) -> None:
+    """How an edge-table --graph is read, as ``stgraph train``'s flags (``--graph-aggregate``: ``--aggregate`` is
+    the server's)."""
+    from ..config import RunConfig
+    from .runs import GRAPH_TABLE_FLAGS
+
+    add_flags(p, RunConfig, GRAPH_TABLE_FLAGS[:2])
+    add_flags(p, RunConfig, [Flag(GRAPH_TABLE_FLAGS[2].field, GRAPH_TABLE_FLAGS[2].help, name="graph_aggregate",
+                                  options=GRAPH_TABLE_FLAGS[2].options)])
+
+
+def _graph_table_fields(args) -> dict:
+    """``weight_column`` / ``weights`` / ``aggregate`` of :func:`stgraph.api.run_config` from the flags."""
+    return dict(weight_column=getattr(args, "weight_column", None), weights=getattr(args, "weights", None),
+                aggregate=getattr(args, "graph_aggregate", None))
 
 
 def add_parser(sub) -> None:
@@ -108,6 +126,7 @@ def add_parser(sub) -> None:
     pa.add_argument("--data")
     pa.add_argument("--graph")
     pa.add_argument("--dataset")
+    _graph_table_args(pa)
     pa.add_argument("--clients", type=int, default=dflt.clients)
     pa.add_argument("--partition", default=dflt.partition, choices=["by-region", "metis", "random"])
     pa.add_argument("--partition-seed", type=int, default=dflt.partition_seed)
@@ -132,7 +151,7 @@ def federated_config(args):
 def _run_fields(args) -> dict:
     """The clients' run config arguments of :func:`stgraph.api.run_config` the flags give (no progress bars)."""
     return dict(data=args.data, graph=args.graph, dataset=args.dataset, seed=args.seed, progress=False,
-                **given(args, [NULL_FLAG]))
+                **_graph_table_fields(args), **given(args, [NULL_FLAG]))
 
 
 def run_config(args):
@@ -201,7 +220,10 @@ def _partition(args) -> int:
     from ..federated.partition import cut_edges, load_partition, write_partition
     from ..training.prepare import load_series_and_graph
 
-    cfg = with_fields(RunConfig(), {"data.path": args.data, "data.graph": args.graph, "data.dataset": args.dataset})
+    table = _graph_table_fields(args)
+    cfg = with_fields(RunConfig(), {"data.path": args.data, "data.graph": args.graph, "data.dataset": args.dataset,
+                                    "data.graph_weight_column": table["weight_column"],
+                                    "data.graph_weights": table["weights"], "data.graph_aggregate": table["aggregate"]})
     series, graph, _ = load_series_and_graph(cfg)
     if graph is not None and args.graph:
         graph.graph.setdefault("source", args.graph)

@@ -22,10 +22,17 @@ def add_parser(sub) -> None:
     b.add_argument("--sensors", help="keep exactly these sensors, in this order (every builder): a series file "
                                      "(HDF5, .npz, CSV with a row per time step), or a text file of ids, comma "
                                      "separated on one line or one per line")
-    b.add_argument("--weights", choices=["similarity", "distance"], default=None,
+    b.add_argument("--weights", choices=["similarity", "distance", "flow"], default=None,
                    help="what the edge weights of --edges/--graph are: similarity (larger = closer; scaled into "
-                        "[0, 1] if above 1) or distance (turned into exp(-(d/sigma)^2)). Undeclared weights above 1 "
-                        "are read as distances, with a warning")
+                        "[0, 1] if above 1), distance (turned into exp(-(d/sigma)^2)) or flow (trips, counts: "
+                        "log1p(flow) / log1p(largest flow)). Undeclared weights above 1 are read as distances, with "
+                        "a warning")
+    b.add_argument("--weight-column", default=None, metavar="COLUMN",
+                   help="with --edges: the column holding the weight (needs --weights); an edge table with columns "
+                        "other than source, target, weight, distance is refused until you say which is the weight")
+    b.add_argument("--aggregate", choices=["sum", "mean", "max", "last"], default=None,
+                   help="with --edges: combine rows that repeat a pair (e.g. one row per day) by this; also lets "
+                        "the other columns (a date) go unread. Without it a repeated pair is an error")
     b.add_argument("--crs", default="degrees", help="with --locations (or --graph): " + CRS_HELP)
     b.add_argument("--sigma", type=float, default=None)
     b.add_argument("--threshold", type=float, default=0.1)
@@ -74,6 +81,9 @@ def graph_build(args) -> int:
     if args.weights and not (args.edges or args.graph):
         raise ConfigError(f"--weights {args.weights} declares the weights of --edges or --graph; the other builders "
                           f"make similarities themselves (a kernel of distances)")
+    if (args.weight_column or args.aggregate) and not args.edges:
+        raise ConfigError("--weight-column / --aggregate say how an edge table (--edges) is read; the other "
+                          "builders read no such table")
     crs = G.parse_crs(args.crs)
     if crs != "degrees" and not (args.locations or args.graph):
         raise ConfigError(f"--crs {args.crs} applies to coordinates, read with --locations (or --graph)")
@@ -98,7 +108,10 @@ def graph_build(args) -> int:
         g = G.from_coordinates(lid, lat, lon, k=args.k, radius_km=args.radius_km, sigma=args.sigma,
                                crs="projected" if crs == "projected" else "degrees")
     elif args.edges:
-        g = G.from_edge_list(args.edges, sensor_ids=ids)
+        g = G.from_edge_list(args.edges, sensor_ids=ids, weight_column=args.weight_column, weights=args.weights,
+                             aggregate=args.aggregate)
+        for note in g.graph.get("columns", "").split("; "):
+            print(f"column {note}")
     else:
         g = G.read_graph(args.graph, crs=None if crs == "degrees" else crs)
     if args.weights:
