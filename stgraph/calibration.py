@@ -26,21 +26,34 @@ PIT_BINS = 10
 
 
 class CalibrationAccumulator:
-    """Streaming PIT histogram and per-level band counts over batches (float64 sums)."""
+    """Streaming PIT histogram and per-level band counts over batches (float64 sums), overall and, with
+    ``groups = G``, per group in the same pass: the CDF at the truth and the nine bands are computed once
+    per batch and each reading's counts go to its group by one ``bincount`` (no pass per group).
 
-    def __init__(self, null_value: float, bins: int = PIT_BINS, levels=LEVELS) -> None:
+    Args:
+        null_value: the run's null reading (left out).
+        bins: PIT histogram bins over ``[0, 1]``.
+        levels: the central-band levels of the reliability diagram.
+        groups: ``G``: also count per group ``0 .. G-1`` (:meth:`update`'s ``group``); 0: overall only.
+    """
+
+    def __init__(self, null_value: float, bins: int = PIT_BINS, levels=LEVELS, groups: int = 0) -> None:
         self.null_value = float(null_value)
         self.bins = int(bins)
         self.levels = tuple(float(v) for v in levels)
+        self.groups = int(groups)
         self.pit = torch.zeros(self.bins, dtype=torch.float64)
         self.inside = torch.zeros(len(self.levels), dtype=torch.float64)
         self.count = 0
+        self.group_pit = torch.zeros(self.groups, self.bins, dtype=torch.float64)
+        self.group_inside = torch.zeros(self.groups, len(self.levels), dtype=torch.float64)
+        self.group_count = torch.zeros(self.groups, dtype=torch.float64)
 
     @torch.no_grad()
-    def update(self, forecast, y: torch.Tensor, keep: torch.Tensor | None = None) -> None:
+    def update(self, forecast, y: torch.Tensor, group: torch.Tensor | None = None) -> None:
         """Add a batch: ``forecast`` a distribution of batch shape ``[B, T_out, N, C]`` and ``y [B, T_out, N, C]``
-        the truth, both in data units (null readings left out); ``keep [B, T_out, N, C]`` (bool): only these
-        readings (one group's, :func:`evaluate_calibration`'s ``groups``).
+        the truth, both in data units (null readings left out); ``group [B, T_out, N, C]`` (integers in
+        ``0 .. groups-1``): each reading's group (:func:`stgraph.regimes.grouper`), needed when ``groups > 0``.
 
         Raises:
             ConfigError: ``forecast`` is a point forecast (a tensor): calibration needs a distribution.
@@ -49,27 +62,38 @@ class CalibrationAccumulator:
             raise ConfigError("calibration needs a forecast distribution, but the run gives point forecasts: train "
                               "it with probabilistic=True (--probabilistic)")
         mask = valid_mask(y, self.null_value)
-        if keep is not None:
-            mask = mask & keep
         yz = torch.where(mask, y, forecast.loc.to(y.dtype)).to(forecast.loc.dtype)
-        u = forecast.cdf(yz)[mask].double().clamp(0, 1)
-        self.pit += torch.histc(u.cpu(), bins=self.bins, min=0.0, max=1.0)
-        for i, level in enumerate(self.levels):
-            lo, hi = interval(forecast, level)
-            self.inside[i] += float(((yz >= lo) & (yz <= hi))[mask].sum())
-        self.count += int(mask.sum())
+        u = forecast.cdf(yz)[mask].double().clamp(0, 1).cpu()
+        bin_of = (u * self.bins).long().clamp(max=self.bins - 1)  # torch.histc's bins over [0, 1]
+        inside = torch.stack([((yz >= lo) & (yz <= hi))[mask] for lo, hi in
+                              (interval(forecast, level) for level in self.levels)]).double().cpu()  # [L, n]
+        self.pit += torch.bincount(bin_of, minlength=self.bins).double()
+        self.inside += inside.sum(1)
+        self.count += int(u.numel())
+        if self.groups:
+            g = group[mask].long().cpu()
+            G, bins = self.groups, self.bins
+            self.group_pit += torch.bincount(g * bins + bin_of, minlength=G * bins).double().view(G, bins)
+            self.group_inside += torch.stack([torch.bincount(g, weights=row, minlength=G) for row in inside], 1)
+            self.group_count += torch.bincount(g, minlength=G).double()
+
+    def _summary(self, n: int, pit: torch.Tensor, inside: torch.Tensor) -> dict:
+        edges = torch.linspace(0, 1, self.bins + 1).tolist()
+        return {"count": n, "pit": {"edges": [round(e, 6) for e in edges], "density": (pit * self.bins / n).tolist()},
+                "reliability": [{"nominal": level, "observed": float(k) / n}
+                                for level, k in zip(self.levels, inside)]}
 
     def compute(self) -> dict:
         """``{"count": n, "pit": {"edges": [bins + 1], "density": [bins]}, "reliability": [{"nominal": L,
         "observed": share}, ...]}`` as Python numbers (density 1 everywhere for a calibrated forecast)."""
-        n = self.count
-        if not n:
+        if not self.count:
             raise ConfigError("calibration: the split holds no valid target reading")
-        edges = torch.linspace(0, 1, self.bins + 1).tolist()
-        return {"count": n, "pit": {"edges": [round(e, 6) for e in edges],
-                                    "density": (self.pit * self.bins / n).tolist()},
-                "reliability": [{"nominal": level, "observed": float(k) / n}
-                                for level, k in zip(self.levels, self.inside)]}
+        return self._summary(self.count, self.pit, self.inside)
+
+    def compute_groups(self) -> dict:
+        """``{g: compute()-like dict}`` for every group ``g`` with a valid reading."""
+        return {g: self._summary(int(self.group_count[g]), self.group_pit[g], self.group_inside[g])
+                for g in range(self.groups) if self.group_count[g] > 0}
 
 
 def evaluate_calibration(predictions, null_value: float, groups=None) -> dict:
@@ -80,18 +104,13 @@ def evaluate_calibration(predictions, null_value: float, groups=None) -> dict:
     (:func:`stgraph.regimes.grouper`, e.g. the traffic regimes): the result then also holds, under ``"by"``,
     each group's PIT histogram and reliability (a group without a valid reading is left out).
     """
-    acc = CalibrationAccumulator(null_value)
     names, ids = groups if groups is not None else ((), None)
-    per = [CalibrationAccumulator(null_value) for _ in names]
+    acc = CalibrationAccumulator(null_value, groups=len(names))
     for out, y, starts in predictions:
-        acc.update(out, y)
-        if per:
-            g = ids(starts, y)
-            for k, a in enumerate(per):
-                a.update(out, y, keep=g == k)
+        acc.update(out, y, ids(starts, y) if names else None)
     result = acc.compute()
-    if per:
-        result["by"] = {name: a.compute() for name, a in zip(names, per) if a.count}
+    if names:
+        result["by"] = {names[g]: summary for g, summary in acc.compute_groups().items()}
     return result
 
 

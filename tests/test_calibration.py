@@ -125,3 +125,24 @@ def test_calibration_by_regime_splits_the_readings_and_pools_back(tiny_synth, tm
             total[n] += int(sel.sum())
     for n, g in groups.items():
         assert g["count"] == total[n] and g["reliability"][4]["observed"] == pytest.approx(inside[n] / total[n])
+
+
+def test_groups_in_one_pass_equal_one_accumulator_per_group():
+    """Per-group counts by bincount (one CDF and one set of bands per batch) equal feeding each group's
+    readings alone to its own accumulator; group 2 has no reading and is left out."""
+    batches = list(_normal_batches(0.7, seed=3, batches=2))
+    ids = [torch.randint(0, 2, y.shape, generator=torch.Generator().manual_seed(i)) for i, (_, y, _) in enumerate(batches)]
+    acc = CalibrationAccumulator(0.0, groups=3)
+    for (d, y, _), g in zip(batches, ids):
+        acc.update(d, y, g)
+    by = acc.compute_groups()
+    assert sorted(by) == [0, 1]
+    for k in (0, 1):
+        alone = CalibrationAccumulator(0.0)
+        for (d, y, _), g in zip(batches, ids):
+            alone.update(d, torch.where(g == k, y, torch.zeros_like(y)))  # other groups' readings made null
+        want = alone.compute()
+        assert by[k]["count"] == want["count"] == sum(int((g == k).sum()) for g in ids)
+        assert by[k]["pit"]["density"] == pytest.approx(want["pit"]["density"], abs=1e-12)
+        assert [r["observed"] for r in by[k]["reliability"]] == pytest.approx(
+            [r["observed"] for r in want["reliability"]], abs=1e-12)
