@@ -55,6 +55,16 @@ class FederationError(StgraphError, RuntimeError):
     with this message, the last good global model kept."""
 
 
+class RequestError(StgraphError, ValueError):
+    """A request (to ``stgraph serve``, or of :func:`stgraph.explain.explain`) that cannot be answered: ``field``
+    names the part of the request at fault (``values``, ``timestamps[3]``, ``sensors``, ``body``, ...) and
+    ``status`` is the HTTP status it gets (422, 413, ...)."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field, self.detail, self.status = field, message, status
+
+
 class StgraphWarning(UserWarning):
     """Input stgraph accepts but that probably is not what the analyst meant
     (e.g. a sensor with no reading at all); the message says what to check."""

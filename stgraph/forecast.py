@@ -75,21 +75,37 @@ def forecast_at(run, at: str | None = None, series=None, amp: str = "off") -> Fo
         x, cov, future = data.window_at(series, at)
     except (ConfigError, SeriesError) as e:
         raise type(e)(f"at={e}") from None
+    mean, std, q05, q95 = forecast_batch(run, x, cov, amp)
+    chans = [series.channels[c] for c in data.target_channels]
+    issued = series.timestamps[-1] if at is None else parse_at(at)
+    return Forecast(mean[0], None if std is None else std[0], future, list(series.sensor_ids), chans, issued,
+                    None if q05 is None else q05[0], None if q95 is None else q95[0])
+
+
+def forecast_batch(run, x: torch.Tensor, cov: dict, amp: str = "off"):
+    """One forward of ``run``'s model on a batch of input windows, in data units (under ``torch.inference_mode``).
+
+    Args:
+        run: a :class:`~stgraph.training.run.Run`.
+        x: ``[B, T_in, N, C_in]`` scaled inputs (:meth:`stgraph.data.ForecastData.window_at`, stacked).
+        cov: the calendar (and covariate) tensors of those windows, batch first (``tod_in [B, T_in]``, ...).
+        amp: as :func:`forecast_at`.
+
+    Returns:
+        ``(mean, std, q05, q95)`` numpy ``[B, T_out, N, C_out]`` float32; ``std``/``q05``/``q95`` ``None`` for a
+        point model.
+    """
     device = run.forecaster.device
     run.model.eval()
     with torch.inference_mode():
         with autocast_context(device, amp)():
-            out = run.model(x.to(device), run.graph, {k: v.to(device) for k, v in cov.items()})
+            cov = {k: v.to(device) for k, v in cov.items()}
+            out = run.model(x.to(device), run.forecaster.graph_for(cov), cov)  # a dynamic graph: each window's
         out = run.forecaster.in_units(out)  # clipped at 0 with data.nonnegative
-        band = None
         if isinstance(out, torch.distributions.Distribution):
-            mean, std = point(out)[0].float().cpu().numpy(), out.stddev[0].float().cpu().numpy()
-            band = [b[0].float().cpu().numpy() for b in interval(out, 0.9)]
-        else:
-            mean, std = out[0].float().cpu().numpy(), None
-    chans = [series.channels[c] for c in data.target_channels]
-    issued = series.timestamps[-1] if at is None else parse_at(at)
-    return Forecast(mean, std, future, list(series.sensor_ids), chans, issued, *(band or (None, None)))
+            lo, hi = (b.float().cpu().numpy() for b in interval(out, 0.9))
+            return point(out).float().cpu().numpy(), out.stddev.float().cpu().numpy(), lo, hi
+        return out.float().cpu().numpy(), None, None, None
 
 
 FORECAST_SUFFIXES = (".csv", ".h5", ".hdf5")

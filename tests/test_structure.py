@@ -33,7 +33,7 @@ LAYERS = [
     {"nn"},
     {"models"},
     {"training"},
-    {"forecast", "plot", "online", "federated", "bench", "api"},
+    {"forecast", "plot", "online", "federated", "bench", "api", "explain", "serve", "report"},
     {"demo", "cli", "__main__"},
 ]
 

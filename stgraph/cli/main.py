@@ -5,7 +5,8 @@
 * :mod:`~stgraph.cli.runs`: ``train``, ``evaluate``, ``predict``, ``plot`` (over :mod:`stgraph.api`);
 * :mod:`~stgraph.cli.bench`: ``bench``;
 * :mod:`~stgraph.cli.federated`: ``federated {simulate,server,client,partition}``;
-* :mod:`~stgraph.cli.online`: ``update`` and ``drift``.
+* :mod:`~stgraph.cli.online`: ``update`` and ``drift``;
+* :mod:`~stgraph.cli.serve`: ``serve`` and ``explain``.
 
 Every command's failure prints one line on stderr (``error: ...``) and exits
 non-zero; ``--debug`` shows the traceback. ``--json`` prints exactly one JSON
@@ -18,12 +19,13 @@ import argparse
 import sys
 
 from ..errors import StgraphError, one_line
-from . import bench, data, federated, graph, online, runs
+from . import bench, data, federated, graph, online, runs, serve
 from .common import in_flags
 
 #: command -> the module of its group (``add_parser(sub)`` and ``run(args)``)
 COMMANDS = {"data": data, "graph": graph, "train": runs, "evaluate": runs, "predict": runs, "plot": runs,
-            "bench": bench, "federated": federated, "update": online, "drift": online}
+            "bench": bench, "federated": federated, "update": online, "drift": online, "serve": serve,
+            "explain": serve}
 
 #: the global flags, taken from anywhere on the command line
 GLOBAL_FLAGS = {"--debug": "debug", "-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}

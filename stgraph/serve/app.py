@@ -1,0 +1,267 @@
+"""The FastAPI app of ``stgraph serve`` (:func:`create_app`): forecasts, explanations, sensors and model facts
+over HTTP, and the page at ``/``.
+
+Endpoints (schemas at ``/docs`` and ``/openapi.json``):
+
+* ``POST /forecast``: JSON ``{timestamps, sensors, values}`` or a CSV body (``Content-Type: text/csv``) ->
+  the forecast per step and sensor in data units (``q05``/``q50``/``q95`` for a probabilistic run);
+* ``GET /forecast/latest[?at=T]``: the forecast from the newest step of ``--data FILE`` (re-read when the file
+  changes, cached per file version), or of the run's own series without ``--data``; with the input window
+  (``history``) and, where the series already has them, the readings of the forecast steps (``truth``);
+* ``GET /explain?sensor=ID&step=K[&at=T]``: attention into that sensor (models that have it) and integrated
+  gradients of its forecast over every input reading (:mod:`stgraph.explain`);
+* ``GET /sensors``, ``GET /model``, ``GET /health``.
+
+Every refused request is a JSON 4xx ``{"detail": [{"loc": [..., field], "msg": ..., "type": ...}]}``; an
+unexpected failure is a JSON 500 without a traceback (logged). With a token every endpoint but ``/``, its
+static files, ``/health`` and the schema needs ``Authorization: Bearer <token>``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+from ..errors import RequestError
+from .batching import MicroBatcher
+from .engine import Engine
+from .schemas import ErrorAnswer, ForecastAnswer, ForecastRequest, Health
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+#: largest request body accepted (bytes): a METR-LA window of 12 x 207 readings is about 30 kB of JSON
+MAX_BODY = 4 << 20
+OPEN_PATHS = ("/", "/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/favicon.ico")
+ERRORS = {422: {"model": ErrorAnswer}, 413: {"model": ErrorAnswer}, 401: {"model": ErrorAnswer}}
+
+
+def _error(status: int, field: str, msg: str, kind: str = "value_error") -> JSONResponse:
+    return JSONResponse({"detail": [{"loc": ["body"] if field in ("", "body") else ["body", field], "msg": msg,
+                                     "type": kind}]}, status_code=status)
+
+
+def create_app(run, *, data=None, token: str | None = None, locations=None, max_body: int = MAX_BODY,
+               max_batch: int = 32, amp: str = "off", model: str | None = None) -> FastAPI:
+    """The app serving ``run``.
+
+    Args:
+        run: a run directory or an opened :class:`~stgraph.training.run.Run`.
+        data: series file for ``/forecast/latest`` (re-read when it changes); default the run's own series.
+        token: the Bearer token every data endpoint requires (``None``: none).
+        locations: CSV of sensor coordinates for the map (default the graph's, or ``graph_sensor_locations.csv``
+            beside the run's graph file).
+        max_body: largest request body in bytes (a larger one: 413 naming ``body``).
+        max_batch: most concurrent requests batched into one forward (:class:`MicroBatcher`).
+        amp: precision of the forward (``off``, ``bf16``, ``auto``).
+        model: import path of a user model (``pkg.mod:Class``), as :func:`stgraph.open_run`.
+    """
+    if not hasattr(run, "forecaster"):
+        from ..api import open_run
+        run = open_run(run, model=model)
+    engine = Engine(run, data_path=data, locations=locations, amp=amp)
+    batcher = MicroBatcher(engine.forward, max_batch)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="stgraph serve", version="1", lifespan=lifespan,
+                  description=f"Forecasts of the {run.config.model.name} run over {len(engine.ids)} sensors")
+    app.state.engine, app.state.batcher = engine, batcher
+    _guards(app, token, max_body)
+    _routes(app, engine, batcher, max_body)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def app_from_settings(settings: dict) -> FastAPI:
+    """The app ``stgraph serve`` runs: ``settings`` holds ``run``, ``data``, ``locations``, ``model``,
+    ``token_file`` and ``threads`` (the command's flags)."""
+    if settings.get("threads"):
+        import torch
+        torch.set_num_threads(int(settings["threads"]))
+    token = None
+    if settings.get("token_file"):
+        token = Path(settings["token_file"]).read_text(encoding="utf-8").strip()
+    return create_app(settings["run"], data=settings.get("data"), token=token, locations=settings.get("locations"),
+                      model=settings.get("model"))
+
+
+def app_from_env() -> FastAPI:
+    """:func:`app_from_settings` of the JSON in ``$STGRAPH_SERVE`` (each uvicorn worker process of
+    ``stgraph serve --workers N`` builds its app so)."""
+    import os
+    return app_from_settings(json.loads(os.environ["STGRAPH_SERVE"]))
+
+
+def _guards(app: FastAPI, token: str | None, max_body: int) -> None:
+    """Error handlers (JSON, never a traceback), the body size limit and the Bearer token."""
+
+    @app.exception_handler(RequestError)
+    async def request_error(request, e: RequestError):
+        return _error(e.status, e.field, e.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, e: RequestValidationError):
+        return JSONResponse({"detail": json.loads(json.dumps(e.errors(), default=str))}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request, e: Exception):
+        log.exception(f"{request.method} {request.url.path} failed")
+        return JSONResponse({"detail": [{"loc": [], "msg": f"internal error ({type(e).__name__}); see the server's "
+                                                          f"log", "type": "internal"}]}, status_code=500)
+
+    @app.middleware("http")
+    async def limits(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return _error(413, "body", f"{length} bytes; the limit is {max_body} bytes", "too_large")
+        path = request.url.path
+        if token is not None and path not in OPEN_PATHS and not path.startswith("/static/"):
+            given = request.headers.get("authorization", "")
+            if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
+                return JSONResponse({"detail": [{"loc": ["header", "Authorization"], "msg": "missing or wrong "
+                                                 "token: send 'Authorization: Bearer <token>'", "type": "auth"}]},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+
+def _routes(app: FastAPI, engine: Engine, batcher: MicroBatcher, max_body: int) -> None:
+    @app.post("/forecast", response_model=ForecastAnswer, responses=ERRORS, openapi_extra=_body_doc())
+    async def forecast(request: Request):
+        body = await request.body()
+        if len(body) > max_body:
+            raise RequestError("body", f"{len(body)} bytes; the limit is {max_body} bytes", 413)
+        series = _parse(engine, request.headers.get("content-type", ""), body)
+        x, cov, future, issued = engine.window(series)
+        return _json(engine.answer(await batcher.submit(x, cov), future, issued))
+
+    @app.get("/forecast/latest", response_model=ForecastAnswer, responses=ERRORS)
+    async def latest(at: str | None = Query(None, description="last input step (default the newest)")):
+        series = await _in_thread(batcher, _latest_series, engine)
+        x, cov, future, issued = engine.window(series, at)
+        answer = engine.answer(await batcher.submit(x, cov), future, issued)
+        answer.update(_context(engine, series, issued))
+        return _json(answer)
+
+    @app.get("/explain", responses=ERRORS)
+    async def explain(sensor: str = Query(..., description="sensor id"),
+                      step: int = Query(..., ge=1, description="horizon step, 1 .. horizon"),
+                      at: str | None = Query(None, description="last input step (default the newest)"),
+                      alphas: int = Query(32, ge=2, le=256, description="integrated-gradient steps")):
+        from ..explain import explain as explain_one
+        series = await _in_thread(batcher, _latest_series, engine)
+        return _json(await _in_thread(batcher, explain_one, engine.run, series, sensor=sensor, step=step, at=at,
+                                      alphas=alphas))
+
+    @app.get("/sensors")
+    async def sensors():
+        from .facts import drift_flags
+        table = await _in_thread(batcher, engine.sensors)
+        flagged = set(drift_flags(engine.run))
+        for row in table["sensors"]:
+            row["drift"] = row["id"] in flagged
+        return _json(table)
+
+    @app.get("/model")
+    async def model():
+        return _json(await _in_thread(batcher, engine.model))
+
+    @app.get("/health", response_model=Health)
+    async def health():
+        return {"status": "ok", "model": engine.run.config.model.name, "sensors": len(engine.ids)}
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+
+async def _in_thread(batcher: MicroBatcher, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on the forward thread (one model, one thread at a time)."""
+    import functools
+    return await asyncio.get_running_loop().run_in_executor(batcher._pool, functools.partial(fn, *args, **kwargs))
+
+
+def _latest_series(engine: Engine):
+    return engine.latest_series()[1] if engine.data_path is not None else engine.run.series
+
+
+def _context(engine: Engine, series, issued) -> dict:
+    """``history`` ``[T_in][N][C_out]`` (the input window's readings of the target channels) and ``truth``
+    ``[T_out][N][C_out]`` (the readings at the forecast steps the series already has; ``null`` where missing or
+    not yet read), null readings as ``null``."""
+    import numpy as np
+
+    from ..metrics import valid_mask
+
+    d = engine.run.data
+    ts, chans = series.timestamps, list(d.target_channels)
+    end = int(np.searchsorted(ts, np.datetime64(issued, "ns"), side="right")) - 1
+    past = series.values[end - d.input_len + 1:end + 1][..., chans]
+    later = series.values[end + 1:end + 1 + d.horizon][..., chans]
+
+    def cells(a):
+        a = a.astype(np.float64)
+        a[~valid_mask(a, float(d.null_value))] = np.nan
+        return [[[None if np.isnan(v) else float(v) for v in row] for row in step] for step in a]
+
+    truth = cells(later) + [[[None] * len(chans)] * len(engine.ids)] * (d.horizon - len(later))
+    from ..io.series import iso
+    return {"history": cells(past), "history_steps": [iso(t) for t in ts[end - d.input_len + 1:end + 1]],
+            "truth": truth}
+
+
+def _parse(engine: Engine, content_type: str, body: bytes):
+    """The request's series: CSV (``text/csv``) or JSON (:class:`ForecastRequest`)."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind in ("text/csv", "application/csv", "text/plain"):
+        return engine.series_from_csv(body)
+    if kind not in ("application/json", ""):
+        raise RequestError("body", f"Content-Type {kind!r}; send application/json or text/csv", 415)
+
+    def reject(name):
+        raise RequestError("values", f"{name} is not allowed; send null for a missing reading")
+
+    try:
+        payload = json.loads(body or b"null", parse_constant=reject)
+    except json.JSONDecodeError as e:
+        raise RequestError("body", f"not JSON ({e})") from None
+    try:
+        req = ForecastRequest.model_validate(payload)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = _field(err["loc"])
+        raise RequestError(field, f"{err['msg']} ({len(e.errors())} problem(s) in all)") from None
+    return engine.series_from_json(req.timestamps, req.sensors, req.values)
+
+
+def _field(loc) -> str:
+    """A pydantic error location as a field name: ``('values', 'list[list[...]]', 3, 1)`` -> ``values[3][1]``."""
+    parts = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float")))]
+    if not parts:
+        return "body"
+    return str(parts[0]) + "".join(f"[{p}]" for p in parts[1:])
+
+
+def _json(obj) -> Response:
+    return Response(json.dumps(obj, separators=(",", ":")), media_type="application/json")
+
+
+def _body_doc() -> dict:
+    schema = ForecastRequest.model_json_schema()
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": schema},
+        "text/csv": {"schema": {"type": "string", "description": "a timestamp column, then one column per sensor "
+                                                                 "(the layout stgraph reads)"}}}}}

@@ -1,0 +1,51 @@
+"""The request and answer bodies of ``stgraph serve`` as pydantic models: they check JSON requests and give
+the OpenAPI schema shown at ``/docs``. Arrays follow stgraph's layout without the batch axis: ``[T, N, C]``."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Reading = Optional[float]
+
+
+class ForecastRequest(BaseModel):
+    """The latest ``input_len`` (or more) readings of every sensor of the run."""
+
+    model_config = ConfigDict(extra="forbid")
+    timestamps: list[str] = Field(description="T ISO timestamps without UTC offset, oldest first, one run "
+                                              "interval apart", min_length=1)
+    sensors: list[Union[str, int]] = Field(description="N sensor ids, every sensor of the run once, any order",
+                                           min_length=1)
+    values: Union[list[list[Reading]], list[list[list[Reading]]]] = Field(
+        description="[T][N] readings (one channel) or [T][N][C]; null for a missing reading (the run's null "
+                    "convention); NaN and infinity are refused")
+
+
+class ForecastAnswer(BaseModel):
+    """A forecast in data units: ``forecast`` (and ``std``, ``q05``, ``q50``, ``q95`` when probabilistic)
+    ``[T_out][N][C_out]``."""
+
+    issued_at: str = Field(description="timestamp of the last input step")
+    steps: list[str] = Field(description="T_out timestamps of the forecast steps")
+    sensors: list[str]
+    channels: list[str]
+    forecast: list[list[list[float]]]
+    probabilistic: bool
+    null_convention: str
+    std: Optional[list[list[list[float]]]] = None
+    q05: Optional[list[list[list[float]]]] = None
+    q50: Optional[list[list[list[float]]]] = None
+    q95: Optional[list[list[list[float]]]] = None
+
+
+class ErrorAnswer(BaseModel):
+    """Every refused request: ``detail`` names the field at fault and says what was wrong."""
+
+    detail: list[dict] = Field(description="[{'loc': ['body', field], 'msg': text, 'type': kind}]")
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    sensors: int

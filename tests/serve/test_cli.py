@@ -1,0 +1,52 @@
+"""`stgraph serve` on the command line: a host other than loopback needs a token file, and a real server
+answers on 127.0.0.1."""
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from stgraph.cli.main import main
+
+
+def test_non_loopback_needs_a_token(served, tmp_path, capsys):
+    assert main(["serve", str(served["stid"]), "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "--host 0.0.0.0 is not a loopback address" in err and "--token-file" in err
+    short = tmp_path / "token"
+    short.write_text("abc\n")
+    assert main(["serve", str(served["stid"]), "--host", "0.0.0.0", "--token-file", str(short)]) == 2
+    assert "at least 16 characters (found 3)" in capsys.readouterr().err
+    assert main(["serve", str(served["stid"]), "--token-file", str(tmp_path / "none")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["serve", str(served["stid"]), "--workers", "0"]) == 2
+    assert "--workers = 0" in capsys.readouterr().err
+
+
+def test_real_server_answers(served, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = tmp_path / "token"
+    token.write_text("0123456789abcdef0123\n")
+    proc = subprocess.Popen([sys.executable, "-m", "stgraph", "serve", str(served["stid"]), "--port", str(port),
+                             "--token-file", str(token), "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("server did not start: " + proc.stdout.read1().decode())
+        assert httpx.get(url + "/sensors").status_code == 401
+        r = httpx.get(url + "/forecast/latest", headers={"Authorization": "Bearer 0123456789abcdef0123"})
+        assert r.status_code == 200 and len(r.json()["forecast"]) == 12
+    finally:
+        proc.terminate()
+        proc.wait(10)
