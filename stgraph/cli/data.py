@@ -20,9 +20,14 @@ def add_parser(sub) -> None:
     syn.add_argument("--out", required=True)
     syn.add_argument("--force", action="store_true", help="replace files in --out that stgraph did not write (a "
                                                           "real adj_mx.pkl, locations, ids ...)")
-    syn.add_argument("--kind", choices=["speeds", "counts"], default="speeds",
+    syn.add_argument("--kind", choices=["speeds", "counts", "daily"], default="speeds",
                      help="speeds: 5-minute speeds, METR-LA layout (default); counts: hourly boardings at stops "
-                          "with real zeros and daily / weekly profiles, counts.csv + graph.json (distances in metres)")
+                          "with real zeros and daily / weekly profiles, counts.csv + graph.json (distances in metres); "
+                          "daily: counts --interval day")
+    syn.add_argument("--dynamic-graph", action="store_true",
+                     help="daily: regions whose mobility graph changes every day (weekdays, weekends, events) and "
+                          "daily cases driven by the flows: cases.csv, mobility.csv (timestamp,source,target,weight: "
+                          "a graph that changes over time) and mobility_mean.csv (its mean static graph)")
     syn.add_argument("--sensors", type=int, default=207)
     syn.add_argument("--interval", choices=["hour", "day"], default="hour",
                      help="counts: hour (hourly boardings, default) or day (daily counts per region, e.g. daily new "
@@ -35,6 +40,9 @@ def add_parser(sub) -> None:
                                                          "rain.csv, a covariate file (--covariates)")
     syn.add_argument("--incidents", action="store_true", help="speeds: incidents.csv, per-sensor incident flags (a "
                                                               "covariate file) for the simulated incidents")
+    syn.add_argument("--reports", action="store_true", help="speeds: reports.csv, text reports of the incidents "
+                                                            "(severity, expected duration), planned events near a "
+                                                            "venue whose crowds slow traffic, and noise")
     syn.add_argument("--json", action="store_true")
     dl = s.add_parser("download", help="download a named dataset into the cache")
     dl.add_argument("name")
@@ -81,10 +89,33 @@ def count_channels(series) -> list[str]:
     return out
 
 
+def _synth_mobility(args) -> int:
+    from ..synth.mobility import write_mobility
+
+    days = args.days or 730
+    regions = args.sensors if args.sensors != 207 else 40  # 207 is the speeds default
+    paths = {k: str(v) for k, v in write_mobility(args.out, regions, days, args.seed, args.start or "2012-03-05",
+                                                   force=getattr(args, "force", False)).items()}
+    if args.json:
+        emit(paths, True)
+    else:
+        print(f"wrote a synthetic daily network of {regions} regions x {days} days whose mobility graph changes every "
+              f"day (seed {args.seed}); train with --graph {paths['graph']} (dynamic) or {paths['mean_graph']} (its "
+              f"mean):")
+        emit(paths, False)
+    return 0
+
+
 def data_synth(args) -> int:
     from ..synth import write_synthetic, write_synthetic_counts
 
     interval = getattr(args, "interval", "hour")
+    if getattr(args, "kind", "speeds") == "daily":
+        args.kind, interval = "counts", "day"
+        if getattr(args, "dynamic_graph", False):
+            return _synth_mobility(args)
+    if getattr(args, "dynamic_graph", False):
+        raise ConfigError("--dynamic-graph is for --kind daily (regions with a daily mobility graph)")
     if interval != "hour" and getattr(args, "kind", "speeds") != "counts":
         raise ConfigError("--interval day is for --kind counts (speeds are 5-minute readings)")
     if getattr(args, "kind", "speeds") == "counts":
@@ -94,14 +125,15 @@ def data_synth(args) -> int:
                                        force=getattr(args, "force", False))
         what = (f"a synthetic counts network ({'hourly boardings' if interval == 'hour' else 'daily counts'}) of "
                 f"{args.sensors} {'stops' if interval == 'hour' else 'regions'} x {days} days")
-    elif getattr(args, "rain", False) or getattr(args, "incidents", False):
+    elif getattr(args, "rain", False) or getattr(args, "incidents", False) or getattr(args, "reports", False):
         from ..synth.events import write_events
         days = args.days or 7
         paths = write_events(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
                              start=args.start or "2012-03-01", rain=args.rain, incidents=args.incidents,
-                             force=getattr(args, "force", False))
+                             force=getattr(args, "force", False), reports=getattr(args, "reports", False))
         what = (f"a synthetic road network of {args.sensors} sensors x {days} days with "
-                + " and ".join(w for w, on in (("rain", args.rain), ("incident flags", args.incidents)) if on))
+                + " and ".join(w for w, on in (("rain", args.rain), ("incident flags", args.incidents),
+                                               ("text reports", getattr(args, "reports", False))) if on))
     else:
         days = args.days or 7
         paths = write_synthetic(args.out, num_sensors=args.sensors, days=days, seed=args.seed,

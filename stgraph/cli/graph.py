@@ -131,6 +131,12 @@ def graph_build(args) -> int:
 def graph_info(args) -> int:
     from .. import graph as G
 
+    from ..graph.dynamic import is_dynamic_table
+    if is_dynamic_table(args.path):  # a graph that changes over time: periods, edges per period, churn
+        from ..graph.info import dynamic_graph_info
+        table = {k: getattr(args, k, None) for k in ("weights", "weight_column", "aggregate")}
+        emit(dynamic_graph_info(args.path, _sensor_order(args.sensors), **table), args.json)
+        return 0
     g = G.read_graph(args.path, sensor_ids=_sensor_order(args.sensors))
     emit(G.graph_info(g), args.json)
     return 0

@@ -337,6 +337,8 @@ class ForecastData:
         cov = {k: torch.as_tensor(v, device=self.device)[None] for k, v in cov.items()}
         if self.exogenous is not None:
             cov["exo_in"], cov["exo_out"] = self._exogenous_at(series, first, end)
+        if self.dynamic_graph is not None:  # [1] the graph period at the last input step (Forecaster.graph_for)
+            cov["graph_period"] = torch.tensor([self.dynamic_graph.period_at(ts[end])], device=self.device)
         return self.scale_inputs(raw), cov, future
 
     def _exogenous_at(self, series: Series, first: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -163,8 +163,17 @@ class DynamicGraph:
     def window_graphs(self, last_steps: torch.Tensor) -> WindowGraphs:
         """The graphs at series steps ``last_steps [B]`` (each window's last input step) as a
         :class:`WindowGraphs`; one gather, no per-window loop."""
+        return self.period_graphs(self._steps()[last_steps.to(self.device)])
+
+    def period_at(self, when) -> int:
+        """The period valid at time ``when`` (as-of; ``-1``: before the first period)."""
+        t = np.datetime64(when, "ns").astype(np.int64)
+        return int(np.searchsorted(self.times.astype("datetime64[ns]").astype(np.int64), t, side="right")) - 1
+
+    def period_graphs(self, periods: torch.Tensor) -> WindowGraphs:
+        """The graphs of periods ``periods [B]`` (``-1``: no edges) as a :class:`WindowGraphs`."""
         N = self.num_nodes
-        p = self._steps()[last_steps.to(self.device)]                 # [B]
+        p = periods.to(self.device)
         has = p >= 0
         pc = p.clamp(min=0)
         lo = torch.where(has, self.ptr[pc], 0)
@@ -251,7 +260,7 @@ def _times(cells: np.ndarray, name: str, path) -> np.ndarray:
         raise
 
 
-def read_dynamic_graph(path, sensor_ids: Sequence[str], weights: str | None = None,
+def read_dynamic_graph(path, sensor_ids: Sequence[str] | None, weights: str | None = None,
                        weight_column: str | None = None, aggregate: str | None = None) -> DynamicGraph:
     """Read a dynamic graph table (module docstring) over the series' ``sensor_ids``.
 
@@ -261,7 +270,8 @@ def read_dynamic_graph(path, sensor_ids: Sequence[str], weights: str | None = No
 
     Args:
         path: CSV ``timestamp,source,target[,weight]``.
-        sensor_ids: the ``N`` node ids, in the series' order (the model's node positions).
+        sensor_ids: the ``N`` node ids, in the series' order (the model's node positions); ``None``: the
+            table's own ids in order of appearance.
         weights: what the weights are (``'similarity'``, ``'distance'``, ``'flow'``, as in
             :func:`stgraph.graph.convert.edge_similarity`, applied once over all periods); ``None``: inferred
             there, with its warning.
@@ -284,6 +294,7 @@ def read_dynamic_graph(path, sensor_ids: Sequence[str], weights: str | None = No
                               f"named one of {list(TIME_NAMES)} (timestamp,source,target,weight)")
     table = read_edge_table(path, weight_column=weight_column, weights=weights, aggregate=aggregate,
                             time_column=header[tc])
+    sensor_ids = table.ids if sensor_ids is None else sensor_ids
     t = _times(table.time, header[tc], path)
     pos = {s: i for i, s in enumerate(str(s) for s in sensor_ids)}
     ends = []
@@ -310,7 +321,7 @@ def read_dynamic_graph(path, sensor_ids: Sequence[str], weights: str | None = No
     ptr = np.append(starts, key.size).astype(np.int64)
     sim, done = edge_similarity(w[order], meaning, source=path)
     for note in table.notes:
-        log.info("dynamic graph %s: %s", where(path), note)
+        log.debug("dynamic graph %s: %s", where(path), note)
     return DynamicGraph([str(s) for s in sensor_ids], times.astype("datetime64[ns]"),
                         torch.from_numpy(np.stack([ends[0][order], ends[1][order]]).astype(np.int64)),
                         torch.from_numpy(np.asarray(sim, dtype=np.float32)), torch.from_numpy(ptr),

@@ -17,7 +17,7 @@ import networkx as nx
 
 from ..errors import GraphError, where
 
-__all__ = ["graph_info", "validate_graph", "has_coordinates"]
+__all__ = ["graph_info", "validate_graph", "has_coordinates", "dynamic_graph_info"]
 
 
 def _is_coord(value: Any) -> bool:
@@ -131,3 +131,12 @@ def validate_graph(graph: Any, source: str | Path | None = None) -> Any:
             "Fix the weights or drop those edges"
         )
     return graph
+
+
+def dynamic_graph_info(path, sensor_ids=None, **table) -> dict[str, Any]:
+    """:meth:`stgraph.graph.dynamic.DynamicGraph.info` of a graph that changes over time (a table with a time
+    column): periods, their range, edges per period, churn, weights. ``table``: ``weights``, ``weight_column``,
+    ``aggregate`` as in :func:`~stgraph.graph.dynamic.read_dynamic_graph`."""
+    from .dynamic import read_dynamic_graph
+
+    return read_dynamic_graph(path, sensor_ids, **table).info()

@@ -133,6 +133,15 @@ class Forecaster:
             graph = self.graph if getattr(batch, "graph", None) is None else batch.graph  # per-window graphs
             return (self.forward_model if module is None else module)(batch.x, graph, batch.covariates)
 
+    def graph_for(self, covariates: dict):
+        """The graph of a forecast's windows: with a dynamic graph, the periods ``covariates['graph_period']``
+        ``[B]`` names (:meth:`stgraph.data.ForecastData.window_at`; the key is removed) as per-window graphs;
+        otherwise the run's graph."""
+        periods = covariates.pop("graph_period", None)
+        if periods is None or getattr(self.data, "dynamic_graph", None) is None:
+            return self.graph
+        return self.data.dynamic_graph.period_graphs(periods).to(self.device)
+
     def to_units(self, out):
         """Model output (z-scored) -> data units; a head's ``Normal`` becomes ``self.distribution``
         (:func:`stgraph.distributions.from_head`)."""

@@ -2,6 +2,7 @@
 graph, the windowed data (:class:`Prepared`) and the model built for their sizes."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,8 @@ from ..distributions import MIXTURES
 from ..errors import ConfigError
 from ..files import fingerprint
 from ..models.registry import ClosedFormData, build_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,11 +39,31 @@ def empty_graph(num_nodes: int):
     return Data(edge_index=torch.zeros(2, 0, dtype=torch.long), edge_weight=torch.zeros(0), num_nodes=num_nodes)
 
 
+def dynamic_graph_data(d, series):
+    """A graph file that changes over time (``data.graph`` with a time column), read and aligned to ``series``
+    (:mod:`stgraph.graph.dynamic`), as PyG ``Data`` of its mean graph over the steps (what code that takes one
+    graph sees: the fingerprint, the memory estimate) with the aligned ``DynamicGraph`` as ``.dynamic``
+    (:func:`prepare` gives it to the data, whose batches then carry each window's graph)."""
+    from torch_geometric.data import Data
+
+    from ..graph.dynamic import read_dynamic_graph
+
+    table = {k: getattr(d, f"graph_{k}", None) for k in ("weights", "weight_column", "aggregate")}
+    dyn = read_dynamic_graph(d.graph, series.sensor_ids, **table).aligned(series.timestamps)
+    info = dyn.info()
+    log.info("dynamic graph %s: %d periods (%s .. %s), %s edges per period (mean), churn %.3f; each window takes the "
+             "graph of its last input step", d.graph, info["periods"], info["first_period"], info["last_period"],
+             info["edges_per_period"]["mean"], info["churn"])
+    ei, w = dyn.mean_graph()
+    return Data(edge_index=ei, edge_weight=w, num_nodes=series.num_nodes, dynamic=dyn)
+
+
 def load_series_and_graph(cfg: RunConfig, data_path: str | None = None, fits=None):
     """Read the series and the road graph named by ``cfg.data`` (``data_path`` overrides the series file);
     ``fits(series)`` (e.g. :func:`stgraph.data.fit.check_fits` against a run) checks the series before the
     graph is read."""
     from ..graph import read_graph, to_pyg
+    from ..graph.dynamic import is_dynamic_table
     from ..io import read_series
 
     d = cfg.data
@@ -57,6 +80,8 @@ def load_series_and_graph(cfg: RunConfig, data_path: str | None = None, fits=Non
                              **(dict(lazy=True, cache_bytes=d.cache_mb << 20) if d.lazy else {}))
     if fits is not None:
         fits(series)
+    if not (d.dataset and data_path is None) and d.graph and is_dynamic_table(d.graph):
+        return series, None, dynamic_graph_data(d, series)
     if not (d.dataset and data_path is None) and d.graph:
         nx_graph = read_graph(d.graph, sensor_ids=series.sensor_ids, weight_column=d.graph_weight_column,
                               weights=d.graph_weights, aggregate=d.graph_aggregate)
@@ -79,7 +104,7 @@ def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict 
         covariates = read_covariates(d.covariates, series, nx_graph, d.covariate_tolerance, d.time_zone)
     data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
                                     split=tuple(d.split), target=d.target, covariates=covariates,
-                                    covariate_stats=covariate_stats)
+                                    covariate_stats=covariate_stats, dynamic_graph=getattr(graph, "dynamic", None))
     return Prepared(series, nx_graph, graph, data)
 
 

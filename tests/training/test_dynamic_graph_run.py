@@ -1,0 +1,63 @@
+"""Train / evaluate / predict with a graph that changes over time (--graph mobility.csv): the run re-reads it,
+forecasts use each window's graph, and a dynamic graph that never changes gives the static run's numbers."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import stgraph
+from stgraph.cli.main import main
+from stgraph.forecast import forecast_at
+from stgraph.synth.mobility import write_mobility
+
+SET = {"data.input_len": 7, "data.horizon": 7, "model.params.residual_channels": 8, "model.params.dilation_channels": 8,
+       "model.params.skip_channels": 16, "model.params.end_channels": 16, "train.batch_size": 16, "train.seed": 3}
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    return write_mobility(tmp_path_factory.mktemp("mob"), num_regions=8, days=120, seed=1)
+
+
+def test_train_evaluate_predict_with_a_dynamic_graph(syn, tmp_path):
+    run = stgraph.train(data=syn["data"], graph=syn["graph"], model="gwnet", out=tmp_path / "run", epochs=1,
+                        overrides=SET)
+    dyn = run.data.dynamic_graph
+    assert dyn is not None and dyn.num_periods == 120 and dyn.step_period.tolist() == list(range(120))
+    again = stgraph.open_run(tmp_path / "run")  # re-reads data.graph: the same dynamic graph
+    assert again.config.data.graph == str(syn["graph"]) and torch.equal(again.data.dynamic_graph.ptr, dyn.ptr)
+    assert stgraph.evaluate(again, "test")["average"]["mae"] == pytest.approx(stgraph.evaluate(run, "test")["average"]["mae"])
+    # predict at a time = the forward of that window with the graph of its last input step
+    start = int(again.data.split_starts("test")[0])
+    end = start + 6
+    fc = forecast_at(again, str(again.data.timestamps[end]))
+    batch = again.data.batch(torch.tensor([start]))
+    assert batch.graph.edge_index.shape[1] == int(dyn.ptr[end + 1] - dyn.ptr[end])
+    with torch.no_grad():
+        want = again.forecaster.in_units(again.forecaster.forward(batch))[0]
+        static = again.forecaster.in_units(again.model(batch.x, again.graph, batch.covariates))[0]
+    assert np.allclose(fc.mean, want.numpy(), atol=1e-4)
+    assert not np.allclose(fc.mean, static.numpy(), atol=1e-4)  # not the run's mean graph
+
+
+def test_a_dynamic_graph_that_never_changes_gives_the_static_numbers(syn, tmp_path):
+    lines = open(syn["mean_graph"]).read().splitlines()[1:]
+    const = tmp_path / "const.csv"  # one period from the first day: the mean graph at every step
+    const.write_text("timestamp,source,target,weight\n" + "".join(f"2012-03-05,{ln}\n" for ln in lines))
+    a = stgraph.train(data=syn["data"], graph=syn["mean_graph"], model="gwnet", epochs=2, overrides=SET)
+    b = stgraph.train(data=syn["data"], graph=const, model="gwnet", epochs=2, overrides=SET)
+    assert a.data.dynamic_graph is None and b.data.dynamic_graph is not None
+    ma, mb = stgraph.evaluate(a, "test"), stgraph.evaluate(b, "test")
+    for h in ma["horizons"]:
+        assert mb["horizons"][h]["mae"] == pytest.approx(ma["horizons"][h]["mae"], rel=1e-4)
+
+
+def test_cli_synth_and_graph_info(tmp_path, capsys):
+    assert main(["data", "synth", "--kind", "daily", "--dynamic-graph", "--sensors", "8", "--days", "30",
+                 "--out", str(tmp_path / "s"), "--json"]) == 0
+    paths = json.loads(capsys.readouterr().out)
+    assert main(["graph", "info", paths["graph"], "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dynamic"] and info["periods"] == 30 and info["nodes"] == 8 and 0 < info["churn"] < 1
+    assert info["edges_per_period"]["min"] <= info["edges_per_period"]["mean"] <= info["edges_per_period"]["max"]
