@@ -17,11 +17,14 @@ command calls them (its flags are these keyword arguments). They log through
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .arguments import TRAIN_FIELDS, given_fields, run_config
+
+log = logging.getLogger(__name__)
 
 
 def train(data: str | Path | None = None, graph: str | Path | None = None, *, model: str | None = None,
@@ -113,7 +116,9 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True, by: st
     Returns:
         ``{"horizons": {"3": {"mae": ..., "rmse": ..., "mape": ...}, ...}, "average": {...}, "split": ...,
         "null_convention": ...}`` in data units (a probabilistic run adds ``coverage90`` and ``crps``; a run that
-        did not finish adds ``notice``; ``by`` adds ``"by"``, :func:`stgraph.regimes.evaluate_groups`).
+        did not finish adds ``notice``; ``by`` adds ``"by"``, :func:`stgraph.regimes.evaluate_groups`); ``windows``:
+        the split's window count, and ``windows_note`` (also logged) when they are few
+        (:func:`stgraph.training.checks.split_windows`).
     """
     from .metrics import parse_steps
 
@@ -124,6 +129,11 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True, by: st
         check_by(by, run.data)  # before the pass over the split
     result = run.evaluate(split, horizons=parse_steps(steps, run.data.horizon) if steps else None)
     result["split"] = split
+    from .training.checks import split_windows
+    result["windows"], few = split_windows(run.data, split)
+    if few:
+        result["windows_note"] = few
+        log.warning(few)
     if by is not None:
         from .regimes import evaluate_groups
         hs = [int(h) for h in result["horizons"]]

@@ -26,25 +26,30 @@ def _cfg(paths, **fields):
 
 
 def test_few_validation_windows_need_a_large_gain(daily, monkeypatch, caplog):
-    """On 5 validation windows the seasonal average must be far ahead (FEW_WINDOWS_GAIN) for 'blend', and the log
+    """On 5 validation windows (fewer than MIN_CHOICE_WINDOWS) stgt keeps 'last' whatever they show, and says so
+    (issue 26); on 10 to 29 the seasonal average must be far ahead (FEW_WINDOWS_GAIN) for 'blend', and the log
     says on how few windows the choice rests; a smaller lead keeps 'last' and says why."""
     import stgraph.models.seasonal as seasonal
-    from stgraph.models.seasonal import MIN_VALIDATION_WINDOWS, choose_residual
+    from stgraph.models.seasonal import MIN_CHOICE_WINDOWS, MIN_VALIDATION_WINDOWS, choose_residual
     from stgraph.training.prepare import closed_form_data, prepare
     from stgraph.training.run import choose_defaults
 
     data = prepare(_cfg(daily)).data
     r = choose_residual(closed_form_data(data))
-    share = 1 - r.ha_mae / r.last_mae
-    assert r.windows == 5 < MIN_VALIDATION_WINDOWS and share >= seasonal.FEW_WINDOWS_GAIN and r.choice == "blend"
+    assert r.windows == 5 < MIN_CHOICE_WINDOWS and r.ha_mae < r.last_mae and r.choice == "last"
     caplog.set_level("INFO", logger="stgraph")
     cfg = choose_defaults(_cfg(daily, **{"model.name": "stgt"}), data)
     lines = [r.getMessage() for r in caplog.records]
-    assert cfg.model.params["residual"] == "blend"
-    assert re.fullmatch(r"stgt residual: blend \(validation MAE over all steps, 5 windows: last value [\d.]+, seasonal "
-                        r"average [\d.]+; the seasonal average is \d+% ahead, at least 20%; the choice rests on only 5 "
-                        r"validation windows \(fewer than 30\); model\.params\.residual = last or blend chooses\)",
+    assert cfg.model.params["residual"] == "last"
+    assert re.fullmatch(r"stgt residual: last \(validation MAE over all steps, 5 windows: last value [\d.]+, seasonal "
+                        r"average [\d.]+; only 5 validation windows \(fewer than 10\): too few to choose the blend on, "
+                        r"whatever they show; keeping 'last'; model\.params\.residual = last or blend chooses\)",
                         lines[0]), lines
+    data = prepare(_cfg(daily, **{"data.split": [0.5, 0.3, 0.2]})).data  # 14 validation windows
+    r = choose_residual(closed_form_data(data))
+    share = 1 - r.ha_mae / r.last_mae
+    assert MIN_CHOICE_WINDOWS <= r.windows < MIN_VALIDATION_WINDOWS and share >= seasonal.FEW_WINDOWS_GAIN
+    assert r.choice == "blend" and f"the choice rests on only {r.windows} validation windows" in r.reason
     monkeypatch.setattr(seasonal, "FEW_WINDOWS_GAIN", share + 0.01)  # a lead just short of the bar
     r = choose_residual(closed_form_data(data))
     assert r.choice == "last" and "windows (fewer than 30) need; keeping 'last'" in r.reason

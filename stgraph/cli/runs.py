@@ -60,6 +60,10 @@ VALUE_FLAGS = (
     _flag("lr", "learning rate " + _SHIPPED),
     _flag("seed", "seed of every random draw " + _SHIPPED),
     _flag("device", "cpu, cuda, cuda:1 or auto " + _SHIPPED),
+    _flag("split_gap", "steps left unused between train, validation and test, the windows reaching into them "
+                       "dropped, so no target of one split is an input or target of the next (default {default}: "
+                       "none, the published protocol; see README 'Short series'). data.split_gap",
+          options={"metavar": "STEPS"}),
     _flag("probabilistic", "a probabilistic head: forecast mean and spread (90%% bands, CRPS)"),
     _flag("distribution", "predictive distribution of the probabilistic head (implies --probabilistic): normal "
                           "(default), or lognormal for counts and other non-negative targets (censored at 0: "
@@ -237,6 +241,8 @@ def evaluate(args) -> int:
     if notice:
         print(f"note: {in_flags(notice)}")
     print(f"null convention: {result['null_convention']}")
+    print(f"windows: {result['windows']} {args.split} (input {run.data.input_len} + horizon {run.data.horizon} steps "
+          f"each)")
     print(format_table(result, run.data))
     if args.by:
         from ..regimes import format_groups

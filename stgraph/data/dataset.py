@@ -100,7 +100,7 @@ class ForecastData:
                     split=(0.7, 0.1, 0.2), target: int | str | Sequence[int | str] = 0,
                     input_channels: int | str | Sequence[int | str] | None = None,
                     device: str | torch.device = "cpu", covariates: Sequence[Source] | None = None,
-                    covariate_stats: dict | None = None, dynamic_graph=None) -> "ForecastData":
+                    covariate_stats: dict | None = None, dynamic_graph=None, split_gap: int = 0) -> "ForecastData":
         """Window, split, scale and place a :class:`~stgraph.io.series.Series`.
 
         Args:
@@ -121,6 +121,8 @@ class ForecastData:
             covariate_stats: see ``covariates``.
             dynamic_graph: a :class:`~stgraph.graph.dynamic.DynamicGraph` aligned to ``series``: batches carry
                 per-window graphs (``Batch.graph``).
+            split_gap: steps left unused between splits, windows reaching into them dropped
+                (:func:`~stgraph.data.split.apply_gap`; 0: none, the published protocol).
 
         Raises:
             ConfigError: bad lengths, split, channels or device.
@@ -141,7 +143,7 @@ class ForecastData:
         keep = contiguous_mask(starts, series.timestamps, windows.span)
         dropped = int((~keep).sum())
         starts = starts[keep]
-        splits = make_split(split, starts, series.timestamps, windows.span)
+        splits = make_split(split, starts, series.timestamps, windows.span, split_gap)
         try:
             rows = training_rows(splits, windows.span)
         except SeriesError as exc:

@@ -11,6 +11,14 @@ Two protocols:
   rows (input and target) lie in that split's period: train ``< train_end``,
   val ``>= train_end`` and ``< val_end``, test ``>= val_end``. Windows that
   straddle a boundary are dropped, so no row is seen by two splits as a target.
+
+By ratio, neighbouring windows of two splits share ``span - stride`` rows at each boundary: the last
+training targets are inputs (and targets) of the first validation windows. That is the published
+benchmarks' protocol, kept by default. A split gap ``g >= 1`` (``data.split_gap``) leaves ``g`` steps
+unused between the last row of one split and the first row of the next, so no target of one split is an
+input or a target of the next: by ratio (:func:`split_by_ratio_with_gap`) the ``ceil((span + g) / stride)
+- 1`` windows each boundary costs come off first and the ratios share out the rest; by time or a given
+:class:`Split`, :func:`apply_gap` drops the first windows of validation and test.
 """
 from __future__ import annotations
 
@@ -89,13 +97,59 @@ def split_by_time(starts: np.ndarray, timestamps: np.ndarray, span: int, train_e
     return Split(starts[train], starts[val], starts[test])
 
 
-def make_split(spec, starts: np.ndarray, timestamps: np.ndarray, span: int) -> Split:
+def apply_gap(split: Split, span: int, gap: int) -> Split:
+    """Drop the first windows of ``val`` and ``test`` so each starts at least ``gap + 1`` rows after the last
+    row of the split before (``gap`` steps unused between); ``gap = 0`` returns ``split`` unchanged.
+
+    Args:
+        split: window starts per split.
+        span: rows per window, ``input_len + horizon``.
+        gap: steps left out between splits (``data.split_gap``).
+    """
+    if gap <= 0:
+        return split
+    parts = {"train": np.asarray(split.train, dtype=np.int64)}
+    end = int(parts["train"][-1]) + span - 1 if len(parts["train"]) else None  # last row of the split before
+    for name in ("val", "test"):
+        starts = np.asarray(split[name], dtype=np.int64)
+        parts[name] = starts if end is None else starts[starts >= end + 1 + gap]
+        if len(parts[name]):
+            end = int(parts[name][-1]) + span - 1
+    return Split(**parts)
+
+
+def split_by_ratio_with_gap(starts: np.ndarray, ratios, span: int, gap: int) -> Split:
+    """The ratio protocol with ``gap`` steps left unused between splits: the windows a boundary must drop
+    (``ceil((span + gap) / stride) - 1`` of them at each, ``stride`` the smallest step between starts) come off
+    first, the ratios share out the rest, then :func:`apply_gap` makes sure of the gap (holes in ``starts``)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    stride = int(np.diff(starts).min()) if len(starts) > 1 else 1
+    skip = -(-(span + gap) // stride) - 1
+    n_eff = len(starts) - 2 * skip
+    if n_eff < 3:
+        raise SeriesError(f"data.split_gap = {gap}: the {len(starts)} windows leave none for one of the splits once "
+                          f"{skip} are dropped at each of the two boundaries ({span} steps a window + the gap); "
+                          f"expected at least {2 * skip + 3} windows. Use a smaller gap, shorter windows or a longer "
+                          f"series")
+    base = split_by_ratio(starts[:n_eff], ratios)
+    n_train, n_val = len(base.train), len(base.val)
+    val = starts[n_train + skip:n_train + skip + n_val]
+    parts = Split(base.train, val, starts[n_train + skip + n_val + (skip if n_val else 0):])
+    return apply_gap(parts, span, gap)
+
+
+def make_split(spec, starts: np.ndarray, timestamps: np.ndarray, span: int, gap: int = 0) -> Split:
     """Build a :class:`Split` from a user spec.
 
     ``spec`` is a :class:`Split` (used as is), three ratios ``(train, val,
     test)``, two instants ``(train_end, val_end)``, or a mapping with keys
-    ``train_end`` and ``val_end``.
+    ``train_end`` and ``val_end``. ``gap`` (steps): ratios by :func:`split_by_ratio_with_gap`, the rest through
+    :func:`apply_gap`.
     """
+    if gap:
+        if isinstance(spec, (list, tuple)) and len(spec) == 3 and all(_is_number(r) for r in spec):
+            return split_by_ratio_with_gap(starts, spec, span, gap)
+        return apply_gap(make_split(spec, starts, timestamps, span), span, gap)
     if isinstance(spec, Split):
         return spec
     if isinstance(spec, Mapping):

@@ -154,7 +154,8 @@ def _old_data(old_cfg, new_ids: list[str], ck: dict):
         from ..io.covariates import read_covariates
         covariates = read_covariates(d.covariates, old_on_new, None, d.covariate_tolerance, d.time_zone)
     old_data = ForecastData.from_series(old_on_new, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
-                                        split=tuple(d.split), target=d.target, covariates=covariates,
+                                        split=tuple(d.split), split_gap=d.split_gap, target=d.target,
+                                        covariates=covariates,
                                         covariate_stats=ck.get("covariates"))
     if ck.get("scaler"):
         old_data.set_scaler_state(ck["scaler"])

@@ -31,6 +31,20 @@ def count_windows(data) -> dict[str, int]:
     return n
 
 
+def split_windows(data, split: str) -> tuple[int, str | None]:
+    """The windows of ``split`` and, when there are fewer than
+    :data:`~stgraph.models.seasonal.MIN_VALIDATION_WINDOWS`, a sentence saying what its figures rest on
+    (``evaluate`` reports both)."""
+    from ..models.seasonal import MIN_VALIDATION_WINDOWS
+
+    n = int(data.split_starts(split).numel())
+    if n >= MIN_VALIDATION_WINDOWS:
+        return n, None
+    return n, (f"the {split} figures rest on only {n} windows (fewer than {MIN_VALIDATION_WINDOWS}; neighbouring "
+               f"windows overlap, so they are fewer independent cases still): differences of a few percent between "
+               f"runs are within noise; for more: {MORE_WINDOWS}")
+
+
 def check_windows(cfg: RunConfig, windows: dict[str, int]) -> None:
     """For a model that trains: refuse a training split smaller than one batch before anything is written,
     and warn when the validation split has fewer than :data:`~stgraph.models.seasonal.MIN_VALIDATION_WINDOWS`
@@ -104,4 +118,4 @@ def peak_memory(device) -> dict:
     return out
 
 
-__all__ = ["MORE_WINDOWS", "count_windows", "check_windows", "choose_defaults", "report_gates", "peak_memory"]
+__all__ = ["MORE_WINDOWS", "count_windows", "split_windows", "check_windows", "choose_defaults", "report_gates", "peak_memory"]

@@ -103,7 +103,8 @@ def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict 
         from ..io.covariates import read_covariates
         covariates = read_covariates(d.covariates, series, nx_graph, d.covariate_tolerance, d.time_zone)
     data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
-                                    split=tuple(d.split), target=d.target, covariates=covariates,
+                                    split=tuple(d.split), split_gap=d.split_gap, target=d.target,
+                                    covariates=covariates,
                                     covariate_stats=covariate_stats, dynamic_graph=getattr(graph, "dynamic", None))
     return Prepared(series, nx_graph, graph, data)
 
