@@ -64,7 +64,8 @@ def test_each_window_gets_its_own_graph(name, calendar_batch):
     with torch.no_grad():
         dynamic = m(x, union(graphs), cov)
         for b, (ei, w) in enumerate(graphs):  # window b alone, with its own static graph
-            one = m(x[b:b + 1], Data(edge_index=ei, edge_weight=w, num_nodes=N), {k: v[b:b + 1] for k, v in cov.items()})
+            alone = {k: v[b:b + 1] for k, v in cov.items()}
+            one = m(x[b:b + 1], Data(edge_index=ei, edge_weight=w, num_nodes=N), alone)
             torch.testing.assert_close(dynamic[b:b + 1], one, atol=2e-5, rtol=1e-4)
         other = m(x, Data(edge_index=graphs[0][0], edge_weight=graphs[0][1], num_nodes=N), cov)
     assert (dynamic[1:] - other[1:]).abs().max() > 1e-3  # windows 1, 2 differ from graph 0's forecast
