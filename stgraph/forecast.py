@@ -99,7 +99,8 @@ def forecast_batch(run, x: torch.Tensor, cov: dict, amp: str = "off"):
     run.model.eval()
     with torch.inference_mode():
         with autocast_context(device, amp)():
-            cov = {k: v.to(device) for k, v in cov.items()}
+            from .data.batches import each_tensor
+            cov = {k: each_tensor(v, lambda t: t.to(device)) for k, v in cov.items()}  # text reports: a dict
             out = run.model(x.to(device), run.forecaster.graph_for(cov), cov)  # a dynamic graph: each window's
         out = run.forecaster.in_units(out)  # clipped at 0 with data.nonnegative
         if isinstance(out, torch.distributions.Distribution):

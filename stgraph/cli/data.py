@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
                                                          "rain.csv, a covariate file (--covariates)")
     syn.add_argument("--incidents", action="store_true", help="speeds: incidents.csv, per-sensor incident flags (a "
                                                               "covariate file) for the simulated incidents")
+    syn.add_argument("--reports", action="store_true", help="speeds: reports.csv, text reports of the incidents "
+                                                            "(severity, expected duration), planned events near a "
+                                                            "venue whose crowds slow traffic, and noise")
     syn.add_argument("--json", action="store_true")
     dl = s.add_parser("download", help="download a named dataset into the cache")
     dl.add_argument("name")
@@ -122,14 +125,15 @@ def data_synth(args) -> int:
                                        force=getattr(args, "force", False))
         what = (f"a synthetic counts network ({'hourly boardings' if interval == 'hour' else 'daily counts'}) of "
                 f"{args.sensors} {'stops' if interval == 'hour' else 'regions'} x {days} days")
-    elif getattr(args, "rain", False) or getattr(args, "incidents", False):
+    elif getattr(args, "rain", False) or getattr(args, "incidents", False) or getattr(args, "reports", False):
         from ..synth.events import write_events
         days = args.days or 7
         paths = write_events(args.out, num_sensors=args.sensors, days=days, seed=args.seed,
                              start=args.start or "2012-03-01", rain=args.rain, incidents=args.incidents,
-                             force=getattr(args, "force", False))
+                             force=getattr(args, "force", False), reports=getattr(args, "reports", False))
         what = (f"a synthetic road network of {args.sensors} sensors x {days} days with "
-                + " and ".join(w for w, on in (("rain", args.rain), ("incident flags", args.incidents)) if on))
+                + " and ".join(w for w, on in (("rain", args.rain), ("incident flags", args.incidents),
+                                               ("text reports", getattr(args, "reports", False))) if on))
     else:
         days = args.days or 7
         paths = write_synthetic(args.out, num_sensors=args.sensors, days=days, seed=args.seed,

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["Batch", "BatchLoader"]
+__all__ = ["Batch", "BatchLoader", "each_tensor"]
 
 
 @dataclass
@@ -30,6 +30,8 @@ class Batch:
         graph: each window's graph (that of its last input step) as one disjoint union
             (:class:`stgraph.graph.dynamic.WindowGraphs`) when the data has a dynamic graph; ``None``: the
             run's static graph serves every window.
+        text: text reports of the windows, ``{source: ReportTokens.gather(...)}`` (:mod:`stgraph.data.reports`),
+            or ``None`` when the data has none.
     """
 
     x: torch.Tensor
@@ -42,18 +44,19 @@ class Batch:
     exo_in: torch.Tensor | None = None
     exo_out: torch.Tensor | None = None
     graph: object = None
+    text: dict | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def to(self, device, non_blocking: bool = False) -> "Batch":
         """The batch on ``device`` (``non_blocking`` pays off from pinned memory)."""
-        return Batch(*(None if (t := getattr(self, f.name)) is None else t.to(device, non_blocking=non_blocking)
+        return Batch(*(each_tensor(getattr(self, f.name), lambda t: t.to(device, non_blocking=non_blocking))
                        for f in fields(self)))
 
     def pin_memory(self) -> "Batch":
         """The batch in page-locked host memory, for asynchronous copies to the GPU."""
-        return Batch(*(None if (t := getattr(self, f.name)) is None else t.pin_memory() for f in fields(self)))
+        return Batch(*(each_tensor(getattr(self, f.name), lambda t: t.pin_memory()) for f in fields(self)))
 
     @property
     def covariates(self) -> dict[str, torch.Tensor]:
@@ -62,7 +65,18 @@ class Batch:
         cov = {"tod_in": self.tod_in, "dow_in": self.dow_in, "tod_out": self.tod_out, "dow_out": self.dow_out}
         if self.exo_in is not None:
             cov.update(exo_in=self.exo_in, exo_out=self.exo_out)
+        if self.text is not None:
+            cov["text"] = self.text
         return cov
+
+
+def each_tensor(value, fn):
+    """``fn`` applied to a field (``None`` stays, a dict of tensors is applied to each, nested)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: each_tensor(v, fn) for k, v in value.items()}
+    return fn(value)
 
 
 class BatchLoader:

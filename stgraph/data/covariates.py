@@ -16,16 +16,25 @@ series, events and static features: weather forecasts, calendars, the road itsel
 forecast steps in ``exo_out``; a source that is observed only (``FILE:observed``, or by default a
 per-sensor series such as incident flags) repeats its value at the last input step there.
 
+Text reports (``text`` sources, placed by :func:`stgraph.data.reports.read_sources`) are not channels of
+``exo_in`` / ``exo_out``: :meth:`Exogenous.text` gathers them per batch (:meth:`ReportTokens.gather`), and the
+model's text encoder turns them into channels appended after the numeric ones (:attr:`Exogenous.layout`
+lists text sources last, as ``[name, channels, 'text', vector width]``).
+
 A reading that the scaling turns into infinity (``|x - mean| / std`` beyond float32) is refused naming the
 file, the column and the series step.
 """
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..io.covariates import Source
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Exogenous"]
 
@@ -54,9 +63,21 @@ class Exogenous:
                  stats: dict | None = None, device="cpu"):
         if not sources:
             raise ConfigError("covariates: no source given")
+        from .reports import ReportTokens
+
+        self.reports = {s.name: s.table for s in sources if s.kind == "text"}
+        for name, tokens in self.reports.items():
+            if not isinstance(tokens, ReportTokens):
+                raise ConfigError(f"covariates: the reports of '{name}' are not placed on the series; read covariate "
+                                  f"files through stgraph.data.reports.read_sources")
+            tokens.to(device)
+        self.text_sources = [s for s in sources if s.kind == "text"]
+        sources = [s for s in sources if s.kind != "text"]
         self.sources = list(sources)
         self.num_nodes = int(num_nodes)
-        self.stats = stats if stats is not None else self._fit(train_rows)
+        self.stats = stats if stats is not None else {**self._fit(train_rows), **{
+            s.name: {"kind": "text", "channels": list(s.channels), "mean": [], "std": [], "known_ahead": False}
+            for s in self.text_sources}}
         self._check_stats()
         by_kind: dict[str, list] = {k: [] for k in ("time", "sensor", "static")}
         self._where = []  # per source: (store, first channel, channels)
@@ -107,7 +128,7 @@ class Exogenous:
         return stats
 
     def _check_stats(self) -> None:
-        for s in self.sources:
+        for s in self.sources + self.text_sources:
             st = self.stats.get(s.name)
             if st is None or st["kind"] != s.kind or list(st["channels"]) != list(s.channels) or \
                     st.get("known_ahead", s.known_ahead) != s.known_ahead:
@@ -125,11 +146,28 @@ class Exogenous:
     @property
     def layout(self) -> list[list]:
         """``[[name, channels], ...]`` in batch channel order: what a model with exogenous inputs is built with."""
-        return [[s.name, s.num_channels] for s in self.sources]
+        from .reports import TEXT_DIM, TEXT_FEATURES
+
+        text = [[s.name, TEXT_DIM + TEXT_FEATURES, "text", 0 if self.reports[s.name].vectors is None else
+                 int(self.reports[s.name].vectors.shape[1])] for s in self.text_sources]
+        return [[s.name, s.num_channels] for s in self.sources] + text
 
     @property
     def num_channels(self) -> int:
+        """Numeric channels of ``exo_in`` / ``exo_out`` (text sources' come from the model's encoder)."""
         return sum(s.num_channels for s in self.sources)
+
+    def text(self, rows_in: torch.Tensor, rows_out: torch.Tensor, note: bool = False) -> dict | None:
+        """``{source: ReportTokens.gather(rows_in, rows_out)}`` for the text sources (``None``: none);
+        ``note``: log when no report reaches the window (a forecast without text signal)."""
+        if not self.reports:
+            return None
+        out = {name: tokens.gather(rows_in, rows_out) for name, tokens in self.reports.items()}
+        for name, t in out.items():
+            if note and not (t["slot_in"] >= 0).any():
+                log.info("covariates: no report of '%s' (%s) reaches this forecast window: no text signal", name,
+                         self.reports[name].origin)
+        return out
 
     def gather(self, rows_in: torch.Tensor, rows_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``exo_in [B, T_in, N, C]``, ``exo_out [B, T_out, N, C]`` for series rows ``rows_in [B, T_in]``
@@ -150,7 +188,7 @@ class Exogenous:
                     got[key] = take_rows(getattr(self, store), rows if ahead else held)  # [B, L, (N,) C]
                 return got[key]
 
-            pieces = []
+            pieces = [torch.zeros(B, L, N, 0, device=rows.device)]
             for store, a, c, ahead in self._where:
                 if store == "static":
                     pieces.append(self.static[:, a:a + c].expand(B, L, N, c))

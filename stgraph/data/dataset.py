@@ -291,6 +291,7 @@ class ForecastData:
                      tod_in=take_rows(self.tod, rows_in), dow_in=take_rows(self.dow, rows_in),
                      tod_out=take_rows(self.tod, rows_out), dow_out=take_rows(self.dow, rows_out), starts=starts,
                      exo_in=exo[0], exo_out=exo[1],
+                     text=None if self.exogenous is None else self.exogenous.text(rows_in, rows_out),
                      graph=None if self.dynamic_graph is None else self.dynamic_graph.window_graphs(rows_in[:, -1]))
 
     def window_at(self, series: Series, at: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor],
@@ -338,13 +339,16 @@ class ForecastData:
                "tod_out": time_of_day(future), "dow_out": day_of_week(future)}
         cov = {k: torch.as_tensor(v, device=self.device)[None] for k, v in cov.items()}
         if self.exogenous is not None:
-            cov["exo_in"], cov["exo_out"] = self._exogenous_at(series, first, end)
+            cov["exo_in"], cov["exo_out"], text = self._exogenous_at(series, first, end)
+            if text is not None:
+                cov["text"] = text
         if self.dynamic_graph is not None:  # [1] the graph period at the last input step (Forecaster.graph_for)
             cov["graph_period"] = torch.tensor([self.dynamic_graph.period_at(ts[end])], device=self.device)
         return self.scale_inputs(raw), cov, future
 
-    def _exogenous_at(self, series: Series, first: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Covariate files' ``exo_in [1, T_in, N, C]`` and ``exo_out [1, T_out, N, C]`` for the window
+    def _exogenous_at(self, series: Series, first: int, end: int) -> tuple:
+        """Covariate files' ``exo_in [1, T_in, N, C]``, ``exo_out [1, T_out, N, C]`` and text reports
+        (:meth:`~stgraph.data.covariates.Exogenous.text`, ``None`` without; logged when none reaches it) for the window
         ``first..end`` of ``series``, which must be the series the covariates were aligned to. Forecast
         steps past the end of the data hold the last aligned reading (a weather forecast beyond the file
         is not known)."""
@@ -356,7 +360,7 @@ class ForecastData:
                               f"open the run with that data (stgraph predict RUN --data FILE)")
         rows_in = torch.arange(first, end + 1, device=self.device)[None]
         rows_out = torch.arange(end + 1, end + 1 + self.horizon, device=self.device).clamp(max=self.num_steps - 1)[None]
-        return self.exogenous.gather(rows_in, rows_out)
+        return (*self.exogenous.gather(rows_in, rows_out), self.exogenous.text(rows_in, rows_out, note=True))
 
     def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                generator: torch.Generator | None = None, pin_memory: bool | None = None, start: int = 0,

@@ -48,11 +48,11 @@ __all__ = ["KINDS", "Source", "align_times", "read_covariates"]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("shared", "sensor", "static", "event")
+KINDS = ("shared", "sensor", "static", "event", "text")
 _ID_NAMES = ("sensor_id", "sensor", "id", "node", "node_id")
 #: whether a kind's values at the forecast steps may be used (known ahead) or are held at the last input step,
 #: unless the spec declares it (``FILE:observed`` / ``FILE:forecast``, :mod:`stgraph.io.covariate_specs`)
-_FLAG_KINDS_AHEAD = {"shared": True, "event": True, "static": True, "sensor": False}
+_FLAG_KINDS_AHEAD = {"shared": True, "event": True, "static": True, "sensor": False, "text": False}
 
 
 @dataclass
@@ -67,6 +67,8 @@ class Source:
             NaN marks a missing value.
         origin: the file (or ``graph:...``) it came from.
         known: ``'forecast'`` / ``'observed'`` as the spec declared it, ``None``: the kind's default.
+        table: for ``text`` sources, the :class:`~stgraph.io.reports.ReportTable` (``values`` is empty:
+            :mod:`stgraph.data.reports` places the reports on the series' tokens).
     """
 
     name: str
@@ -75,6 +77,7 @@ class Source:
     values: np.ndarray
     origin: str = ""
     known: str | None = None
+    table: object = None
 
     @property
     def num_channels(self) -> int:
@@ -270,11 +273,26 @@ def _read_timed(path: Path, series, tolerance, time_zone: str | None = None) -> 
 
 
 _KIND_TEXT = {"shared": "shared series", "sensor": "per-sensor series", "static": "static features",
-              "event": "calendar events"}
+              "event": "calendar events", "text": "text reports"}
 
 
-def _read_one(path: Path, series, tol, time_zone) -> Source:
+def _read_reports(path: Path, time_zone, skip_bad_rows: bool) -> Source:
+    from .reports import read_reports
+
+    table = read_reports(path, skip_bad_rows)
+    zone = zone_of_file(path)
+    if zone is not None:
+        table.times = to_series_clock(table.times, time_zone, zone, path)
+        table.ends = to_series_clock(table.ends, time_zone, zone, path)
+    return Source(path.stem, "text", ["text"], np.zeros(0, np.float32), str(path), table=table)
+
+
+def _read_one(path: Path, series, tol, time_zone, skip_bad_rows: bool = False) -> Source:
+    from .reports import is_reports_header
+
     header = [h.strip().lower() for h in read_header(path)] if path.suffix.lower() in (".csv", ".txt") else []
+    if is_reports_header(header):
+        return _read_reports(path, time_zone, skip_bad_rows)
     if "start" in header and "end" in header:
         return _read_events(path, series.timestamps, time_zone)
     if header and any(k in header for k in _ID_NAMES) and not any(
@@ -284,7 +302,7 @@ def _read_one(path: Path, series, tol, time_zone) -> Source:
 
 
 def read_covariates(specs: Sequence[str], series, nx_graph=None, tolerance: str | None = None,
-                    time_zone: str | None = None) -> list[Source]:
+                    time_zone: str | None = None, skip_bad_rows: bool = False) -> list[Source]:
     """Read and align covariate sources to ``series`` (a :class:`~stgraph.io.series.Series`).
 
     Args:
@@ -297,6 +315,7 @@ def read_covariates(specs: Sequence[str], series, nx_graph=None, tolerance: str 
         tolerance: how old a reading may be, e.g. ``'10min'``; ``None``: each file's own interval.
         time_zone: the zone of the series' clock (``data.time_zone``), to which files whose timestamps
             carry UTC offsets are converted; ``None``: such files are refused.
+        skip_bad_rows: bad rows of a reports file are skipped and counted instead of refused.
 
     Returns:
         One :class:`Source` per file, aligned (``T`` = ``series.num_steps``, ``N`` = its sensors).
@@ -310,16 +329,20 @@ def read_covariates(specs: Sequence[str], series, nx_graph=None, tolerance: str 
         if spec.startswith("graph:"):
             src = _read_static_graph(spec, nx_graph, series.sensor_ids)
         else:
-            src = _read_one(existing_file(spec), series, tol, time_zone)
+            src = _read_one(existing_file(spec), series, tol, time_zone, skip_bad_rows)
         if known and src.kind == "static":
             raise ConfigError(f"covariates '{given}': static features do not change over time, so ':{known}' does "
                               f"not apply; give the file without it")
+        if known == "forecast" and src.kind == "text":
+            raise ConfigError(f"covariates '{given}': a report is observed from its publication time on, never "
+                              f"known ahead; give the file without ':forecast'")
         src.known = known
         if any(s.name == src.name for s in out):
             raise ConfigError(f"covariates: two sources are named '{src.name}' ({given}); rename one file")
         log.info("covariate %s (%s): %s, %d channel(s), %s", src.name, given, _KIND_TEXT[src.kind],
-                 src.num_channels, ("known ahead (forecast)" if src.known_ahead else
+                 src.num_channels, ("observed from each report's publication on" if src.kind == "text" else
+                                    "known ahead (forecast)" if src.known_ahead else
                                     "observed (held at the last input step)") +
-                 ("" if known else " by default for its kind"))
+                 ("" if known or src.kind == "text" else " by default for its kind"))
         out.append(src)
     return out

@@ -320,7 +320,7 @@ class STGT(nn.Module):
         if "exo_in" not in covariates:
             raise ValueError(f"this stgt was built for covariate files {self.fusion.names} but the batch has none "
                              f"(covariates['exo_in'] / ['exo_out']); pass the run's covariates (data.covariates)")
-        return covariates["exo_in"], covariates["exo_out"]
+        return self.fusion.with_text(covariates["exo_in"], covariates["exo_out"], covariates.get("text"))
 
     def gates(self) -> dict | None:
         """The fusion gates per covariate source (:meth:`stgraph.nn.fusion.GatedFusion.gates`), or ``None``."""

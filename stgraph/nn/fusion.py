@@ -10,6 +10,10 @@ with one gate per source for the encoder (observed steps) and one per source and
 the decoder (forecast steps). Because the embeddings are normalised, a gate alone decides how much a
 source contributes: the model can switch a useless source off (gate -> 0), and the gates say after
 training which source mattered at which horizon (:meth:`GatedFusion.gates`).
+
+Text reports are a source like the others, with its own encoder and gates: a layout entry
+``[name, channels, 'text', vector width]`` gets a :class:`~stgraph.nn.text.ReportEncoder` whose per-token
+features (:meth:`GatedFusion.with_text`) are appended to the numeric channels before the gated sum.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ class GatedFusion(nn.Module):
     r"""Per-source encoders and sigmoid gates.
 
     Args:
-        sources: ``[[name, channels], ...]``: the covariate channels' layout, in channel order.
+        sources: ``[[name, channels], ...]``: the covariate channels' layout, in channel order; text sources
+            last, as ``[name, channels, 'text', vector width]`` (:attr:`stgraph.data.Exogenous.layout`).
         dim: the model width ``D``.
         horizon: forecast steps ``T_out`` (one decoder gate per source and step).
         gate_init: initial gate logit (``-2``: gates start at ``sigmoid(-2) = 0.12``, mostly shut;
@@ -40,8 +45,9 @@ class GatedFusion(nn.Module):
 
     def __init__(self, sources: Sequence[Sequence], dim: int, horizon: int, gate_init: float = -2.0):
         super().__init__()
-        self.names = [str(n) for n, _ in sources]
-        self.sizes = [int(c) for _, c in sources]
+        self.names = [str(e[0]) for e in sources]
+        self.sizes = [int(e[1]) for e in sources]
+        text = {str(e[0]): (int(e[1]), int(e[3]) if len(e) > 3 else 0) for e in sources if len(e) > 2 and e[2] == "text"}
         if not self.names or min(self.sizes) < 1 or len(set(self.names)) != len(self.names):
             raise ValueError(f"exogenous sources {list(sources)}: expected distinct [name, channels >= 1] pairs")
         self.gate_init = float(gate_init)
@@ -51,6 +57,11 @@ class GatedFusion(nn.Module):
         self.gate_in = nn.Parameter(torch.empty(len(self.sizes)))
         self.gate_out = nn.Parameter(torch.empty(horizon, len(self.sizes)))
         self.reset_parameters()
+        self.readers = None  # built after the others: runs without text draw the same weights as before
+        if text:
+            from .text import ReportEncoder
+            from ..data.reports import TEXT_FEATURES
+            self.readers = nn.ModuleDict({n: ReportEncoder(c - TEXT_FEATURES, v) for n, (c, v) in text.items()})
 
     def reset_parameters(self) -> None:
         for enc in self.encoders:
@@ -74,6 +85,21 @@ class GatedFusion(nn.Module):
         for s, (enc, part) in enumerate(zip(self.encoders, exo.split(self.sizes, dim=-1))):
             out = out + gates[:, s, None, None] * enc(part)  # [T, 1, 1] broadcasts over B, N, D
         return out
+
+    def with_text(self, exo_in: torch.Tensor, exo_out: torch.Tensor, text: dict | None):
+        """``exo_in [B, T_in, N, C]``, ``exo_out [B, T_out, N, C]`` with each text source's per-token features
+        appended (each distinct report embedded once for both); unchanged without text sources."""
+        if self.readers is None:
+            return exo_in, exo_out
+        if not text or any(n not in text for n in self.readers):
+            raise ValueError(f"this model was built for text reports {list(self.readers)} but the batch has "
+                             f"{sorted(text or {})}; pass the run's reports file (data.covariates)")
+        ins, outs = [exo_in], [exo_out]
+        for name, reader in self.readers.items():
+            emb = reader.reports(text[name])
+            ins.append(reader(text[name], "in", emb).to(exo_in.dtype))
+            outs.append(reader(text[name], "out", emb).to(exo_out.dtype))
+        return torch.cat(ins, -1), torch.cat(outs, -1)
 
     def encode(self, exo: torch.Tensor) -> torch.Tensor:
         return self._embed(exo, torch.sigmoid(self.GATE_SCALE * self.gate_in)[None, :])

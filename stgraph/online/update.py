@@ -151,8 +151,8 @@ def _old_data(old_cfg, new_ids: list[str], ck: dict):
     old_on_new = _old_on_new_sensors(old_series, new_ids)
     covariates = None
     if d.covariates:
-        from ..io.covariates import read_covariates
-        covariates = read_covariates(d.covariates, old_on_new, None, d.covariate_tolerance, d.time_zone)
+        from ..data.reports import read_sources
+        covariates = read_sources(d.covariates, old_on_new, None, None, d)
     old_data = ForecastData.from_series(old_on_new, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
                                         split=tuple(d.split), split_gap=d.split_gap, target=d.target,
                                         covariates=covariates,

@@ -10,7 +10,9 @@
 
 :func:`write_events` writes the synthetic dataset (:func:`stgraph.synth.write_synthetic`), the series
 with the rain's slowdown, ``rain.csv`` (``timestamp,rain_mm_h``) and ``incidents.csv`` (``timestamp``
-and one column per sensor); both are covariate files for ``stgraph train --covariates``.
+and one column per sensor); both are covariate files for ``stgraph train --covariates``. With ``reports``
+also ``reports.csv``, text reports of the incidents, planned events near a venue (whose crowds slow the
+series) and noise (:mod:`stgraph.synth.reports`).
 Same arguments and seed, same files.
 """
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _write_table(path: Path, timestamps: np.ndarray, header: list[str], values: 
 
 def write_events(out_dir, num_sensors: int = 207, days: float = 7, seed: int = 0, start="2012-03-01",
                  rain: bool = True, incidents: bool = True, episodes_per_day: float = 1.5,
-                 incident_rate: float = 0.05, *, force: bool = False) -> dict[str, Path]:
+                 incident_rate: float = 0.05, *, force: bool = False, reports: bool = False) -> dict[str, Path]:
     """The synthetic dataset with weather and incidents, and their covariate files.
 
     Writes what :func:`stgraph.synth.write_synthetic` writes (``synthetic.h5`` then carries the rain's
@@ -92,29 +94,40 @@ def write_events(out_dir, num_sensors: int = 207, days: float = 7, seed: int = 0
     (``timestamp,<sensor ids>`` 0/1 flags), each only when asked for. Files in the way that stgraph did not
     write are refused before anything is written, unless ``force`` (:func:`stgraph.files.owned_outputs`).
 
-    Returns ``{'data', 'adj', ..., 'rain', 'incidents'}`` -> path.
+    ``reports``: also ``reports.csv`` (:mod:`stgraph.synth.reports`); the series then carries the planned
+    events' crowds. Returns ``{'data', 'adj', ..., 'rain', 'incidents', 'reports'}`` -> path.
     """
     from ..files import record_written
     from ..io import write_series
     from . import make_road_network, simulate_speeds, write_synthetic
 
     out = Path(out_dir)
-    also = [name for name, on in (("rain.csv", rain), ("incidents.csv", incidents)) if on]
+    also = [name for name, on in (("rain.csv", rain), ("incidents.csv", incidents), ("reports.csv", reports)) if on]
     paths = write_synthetic(out, num_sensors=num_sensors, days=days, seed=seed, start=start,
                             incident_rate=incident_rate, force=force, also=also)
-    series, log = simulate_speeds(make_road_network(num_sensors, seed), start=start, days=days, seed=seed,
-                                  incident_rate=incident_rate, return_log=True)
+    graph = make_road_network(num_sensors, seed)
+    series, log = simulate_speeds(graph, start=start, days=days, seed=seed, incident_rate=incident_rate,
+                                  return_log=True)
+    if reports:
+        from .reports import incident_reports, noise_reports, planned_events, write_reports
+        series, notices, _ = planned_events(series, graph, seed)
+        step_min = float((series.timestamps[1] - series.timestamps[0]) / np.timedelta64(1, "m"))
+        paths["reports"] = out / "reports.csv"
+        write_reports(paths["reports"], incident_reports(log.incidents, series.timestamps, step_min, seed) + notices
+                      + noise_reports(series.timestamps, series.sensor_ids, seed))
     if rain:
         r = rain_series(series.timestamps, seed, episodes_per_day)
         series = apply_rain(series, r, seed)
+    if rain or reports:
         write_series(series, paths["data"], layout="pandas")
+    if rain:
         paths["rain"] = out / "rain.csv"
         _write_table(paths["rain"], series.timestamps, ["rain_mm_h"], r[:, None], "%.3f")
     if incidents:
         paths["incidents"] = out / "incidents.csv"
         _write_table(paths["incidents"], series.timestamps, list(series.sensor_ids),
                      incident_flags(series, log.incidents), "%d")
-    record_written([paths[k] for k in ("data", "rain", "incidents") if k in paths])
+    record_written([paths[k] for k in ("data", "rain", "incidents", "reports") if k in paths])
     return paths
 
 

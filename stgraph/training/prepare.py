@@ -100,8 +100,8 @@ def prepare(cfg: RunConfig, data_path: str | None = None, covariate_stats: dict 
     d = cfg.data
     covariates = None
     if d.covariates:
-        from ..io.covariates import read_covariates
-        covariates = read_covariates(d.covariates, series, nx_graph, d.covariate_tolerance, d.time_zone)
+        from ..data.reports import read_sources
+        covariates = read_sources(d.covariates, series, nx_graph, graph, d)
     data = ForecastData.from_series(series, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
                                     split=tuple(d.split), split_gap=d.split_gap, target=d.target,
                                     covariates=covariates,
