@@ -101,8 +101,9 @@ def evaluate(run, split: str = "test", *, steps=None, write: bool = True, by: st
     Args:
         run: a :class:`~stgraph.training.run.Run` (:func:`open_run`, :func:`train`).
         split: ``"train"``, ``"val"`` or ``"test"``.
-        steps: horizon steps to report (``[1, 2, 4]`` or ``"1,2,4"``); default every step up to 12, or 3, 6, 12
-            (15, 30, 60 minutes) for 12-step 5-minute data.
+        steps: horizon steps to report (``[1, 2, 4]`` or ``"1,2,4"``); default :func:`stgraph.metrics.default_steps`:
+            every step up to a horizon of 4, else the first, middle and last and 3, 6, 12 where they exist
+            (3, 6, 12 = 15, 30, 60 minutes for 12-step 5-minute data).
         write: record the result as ``evaluation_<split>.json`` in the run directory (a run kept on disk, opened
             on its own data: figures on another file, ``open_run(data=)``, are not the run's and are not recorded).
         by: also the figures by group (:mod:`stgraph.regimes`): ``"regime"`` (free flow / congested /

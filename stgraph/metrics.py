@@ -43,12 +43,16 @@ MAPE_MAX_ZERO_SHARE = 0.01
 
 
 def default_steps(horizon: int, step_minutes: float | None = None) -> list[int]:
-    """The horizon steps ``evaluate`` reports by default: the papers' 3, 6, 12 (15 / 30 / 60 min) for
-    12-step 5-minute data; every step for a horizon of at most 12 steps otherwise (a 4-step weekly
-    forecast shows steps 1-4); for longer horizons 3, 6, 12 and the last step."""
-    if horizon > 12 or (step_minutes == 5 and horizon == 12):
-        return sorted({h for h in DEFAULT_HORIZONS if h <= horizon} | {horizon})
-    return list(range(1, horizon + 1))
+    """The horizon steps ``evaluate``, ``plot`` and the ``bench`` tables and plot report by default (``--steps``
+    chooses others): every step up to a horizon of 4 (a 4-step weekly forecast shows steps 1-4); beyond, the
+    first, the middle (``(horizon + 1) // 2``) and the last step and the standard 3, 6, 12 where they exist
+    (horizon 7: 1, 3, 4, 6, 7; horizon 14: 1, 3, 6, 7, 12, 14), except the papers' 3, 6, 12 (15 / 30 / 60 min)
+    for 12-step 5-minute data (METR-LA, PEMS-BAY: the published tables' columns)."""
+    if horizon <= 4:
+        return list(range(1, horizon + 1))
+    if step_minutes == 5 and horizon == 12:
+        return list(DEFAULT_HORIZONS)
+    return sorted({1, (horizon + 1) // 2, horizon} | {h for h in DEFAULT_HORIZONS if h <= horizon})
 
 
 def parse_steps(text: str, horizon: int) -> list[int]:

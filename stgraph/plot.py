@@ -145,9 +145,10 @@ def _sensor_index(run, sensor: str | None) -> int:
 
 
 def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None = None,
-             model: str | None = None, crs: str = "degrees") -> list[Path]:
+             model: str | None = None, crs: str = "degrees", steps=None) -> list[Path]:
     """Write the pictures of ``run_dir`` (a run directory, or a :class:`~stgraph.training.run.Run`); returns
-    their paths. See the module docstring."""
+    their paths. See the module docstring. ``steps``: the horizon steps of the forecast panels (``[1, 4]`` or
+    ``"1,4"``; default :func:`stgraph.metrics.default_steps` of the horizon)."""
     from .training.run import Run
 
     out = _picture_path(out)
@@ -155,7 +156,12 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     out.parent.mkdir(parents=True, exist_ok=True)
     s_idx = _sensor_index(run, sensor)
     per_sensor, by_tod, traces = _collect(run, s_idx)
-    written = [_plot_forecast(run, traces, s_idx, out)]
+    from .metrics import default_steps, parse_steps
+
+    horizon = run.data.horizon
+    steps = (parse_steps(steps if isinstance(steps, str) else ",".join(map(str, steps)), horizon) if steps else
+             default_steps(horizon, getattr(run.data, "interval_minutes", None)))
+    written = [_plot_forecast(run, traces, s_idx, out, sorted(set(steps)))]
     err_path = out.with_name(out.stem + "_errors" + out.suffix)
     written.append(_plot_errors(run, per_sensor, by_tod, _locations(run, locations, crs), err_path))
     att = attention_sample(run)
@@ -164,8 +170,9 @@ def plot_run(run_dir, out, *, sensor: str | None = None, locations: str | None =
     return written
 
 
-def _plot_forecast(run, traces, s_idx: int, path: Path) -> Path:
-    """The forecast of sensor ``s_idx`` against the truth over the test split, at the 3rd step and the last."""
+def _plot_forecast(run, traces, s_idx: int, path: Path, steps: list[int]) -> Path:
+    """The forecast of sensor ``s_idx`` against the truth over the test split, a panel per horizon step of
+    ``steps``."""
     plt = pyplot()
     data, series = run.data, run.series
     ids = list(series.sensor_ids)
@@ -174,8 +181,6 @@ def _plot_forecast(run, traces, s_idx: int, path: Path) -> Path:
     true = torch.cat([t[2] for t in traces]).numpy()
     band = None if traces[0][3] is None else torch.cat([t[3] for t in traces], dim=1).numpy()  # [2, W, T_out]
     ts = series.timestamps
-    horizon = data.horizon
-    steps = sorted({min(3, horizon), horizon})
     fig, axes = plt.subplots(len(steps), 1, figsize=(12, 3.2 * len(steps)), sharex=True, squeeze=False)
     step_min = getattr(data, "interval_minutes", None)
     null = float(data.null_value)
@@ -323,6 +328,7 @@ def plot_groups(by: dict, out) -> Path:
             steps = [int(h) for h in g["horizons"]]
             ax.plot(steps, [g["horizons"][str(h)][key] for h in steps], marker="o", lw=1.2 if len(groups) <= 12
                     else 0.6, label=f"{name} ({100 * g['average']['share']:.1f}%)")
+            ax.set_xticks(steps)  # whole steps only
         if key == "coverage90":
             ax.axhline(0.9, color="k", ls="--", lw=0.8)
             ax.set_ylim(0, 1.02)

@@ -144,8 +144,8 @@ def test_item2_bench_columns_and_axis_in_the_data_unit(tmp_path, monkeypatch):
     res = {"horizons": {str(h): {"mae": float(h), "rmse": float(h), "mape": 1.0} for h in range(1, 13)},
            "average": {"mae": 6.5, "rmse": 6.5, "mape": 1.0}}
     rows = [{"model": "ha", "seed": 0, "result": res, "parameters": 10, "seeds": 1}]
-    md = markdown([{"model": "ha", "parameters": 10, "seeds": 1, "h3_mae": 3.0}], step_minutes=60)
-    assert "MAE 3 h" in md and "MAE 12 h" in md and "min" not in md
+    md = markdown([{"model": "ha", "parameters": 10, "seeds": 1, "h3_mae": 3.0}], step_minutes=60, steps=[3, 12])
+    assert "MAE 3 h" in md and "MAE 12 h" in md and "min" not in md  # (default: only the steps held, issue 26)
     shown = []
     monkeypatch.setattr(plt, "close", lambda fig=None: shown.append(fig))
     plot_horizons(rows, tmp_path / "h.png", step_minutes=10080)
@@ -157,8 +157,8 @@ def test_item2_bench_columns_and_axis_in_the_data_unit(tmp_path, monkeypatch):
 def test_item3_default_steps_and_mape_note():
     from stgraph.metrics import MetricAccumulator, default_steps, parse_steps
     assert default_steps(12, 5) == [3, 6, 12]
-    assert default_steps(4, 10080) == [1, 2, 3, 4] and default_steps(12, 60) == list(range(1, 13))
-    assert default_steps(24, 60) == [3, 6, 12, 24]
+    assert default_steps(4, 10080) == [1, 2, 3, 4] and default_steps(12, 60) == [1, 3, 6, 12]  # issue 26: first,
+    assert default_steps(24, 60) == [1, 3, 6, 12, 24] and default_steps(14, 1440) == [1, 3, 6, 7, 12, 14]  # middle, last
     assert parse_steps("1, 2,4", 4) == [1, 2, 4]
     with pytest.raises(ConfigError, match=r"horizons \[5\] exceed the 4 predicted steps"):
         parse_steps("1,5", 4)
@@ -403,7 +403,8 @@ def test_item7_plots_for_weekly_data(tmp_path, capsys, monkeypatch):
     from stgraph.plot import plot_run
     plot_run(tmp_path / "w", tmp_path / "f.png")
     forecast, errors, attention = figs
-    assert ": 2 weeks ahead (test MAE " in forecast.axes[0].get_title()  # not "20160 min"
+    assert ": 2 weeks ahead (test MAE " in forecast.axes[-1].get_title()  # not "20160 min"
+    assert ": 1 week ahead (test MAE " in forecast.axes[0].get_title()  # every step of a 2-step horizon (issue 26)
     bars, tod = errors.axes[0], errors.axes[1]
     assert sorted(t.get_text() for t in bars.get_xticklabels()) == ["east", "north", "south"]  # named sensors
     assert not tod.lines and "not several times a day" in tod.texts[0].get_text()  # no 12 h dot
@@ -483,7 +484,7 @@ def test_item9_stgt_default_matches_the_best_closed_form_on_counts(tmp_path):
             "train.progress": False, "train.epochs": 1, "train.max_batches": 8,
             **({"model.params": {"hidden": 16}} if name == "stgt" else {})})
         tr = train(cfg, None)
-        maes[name] = {int(k): v["mae"] for k, v in tr.evaluate("test")["horizons"].items()}
+        maes[name] = {int(k): v["mae"] for k, v in tr.evaluate("test", horizons=range(1, 13))["horizons"].items()}
         if name == "stgt":
             assert tr.model.residual == "blend"
     for h in range(1, 13):

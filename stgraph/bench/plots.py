@@ -7,8 +7,10 @@ from pathlib import Path
 from ..io.series import duration_unit, horizon_text
 
 
-def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = None) -> None:
-    """Test MAE against horizon, one line per model (mean over seeds, band = min..max)."""
+def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = None,
+                  steps: list[int] | None = None) -> None:
+    """Test MAE against horizon, one line per model (mean over seeds, band = min..max) over every step, ticks at
+    the whole steps ``steps`` (default: every step), in the data's unit."""
     import numpy as np
 
     from ..plot import pyplot, save_figure
@@ -20,12 +22,15 @@ def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = Non
         ok = [r for r in rows if r["model"] == m and "error" not in r]
         if not ok:
             continue
-        steps = sorted(int(k) for k in ok[0]["result"]["horizons"])
-        mat = np.array([[r["result"]["horizons"][str(s)]["mae"] for s in steps] for r in ok])
-        x = np.array(steps) * (step_minutes * 60 / unit_seconds if step_minutes else 1)
+        have = sorted(int(k) for k in ok[0]["result"]["horizons"])
+        mat = np.array([[r["result"]["horizons"][str(s)]["mae"] for s in have] for r in ok])
+        x = np.array(have) * (step_minutes * 60 / unit_seconds if step_minutes else 1)
         ax.plot(x, mat.mean(0), marker="o", ms=3, label=m)
         if len(ok) > 1:
             ax.fill_between(x, mat.min(0), mat.max(0), alpha=0.15)
+    ticks = steps or sorted({int(k) for r in rows if "error" not in r for k in r["result"]["horizons"]})
+    scale = step_minutes * 60 / unit_seconds if step_minutes else 1
+    ax.set_xticks([t * scale for t in ticks], [f"{t * scale:g}" for t in ticks])
     ax.set_xlabel(f"horizon ({unit})")
     ax.set_ylabel("test MAE")
     ax.set_title("forecast error against horizon")

@@ -8,8 +8,8 @@ from ..files import atomic_write
 from ..io.series import horizon_text
 from .plots import plot_budgets, plot_horizons
 from .spec import HORIZONS, BenchSpec
-from .tables import (BUDGET_COLUMNS, BUDGET_TAIL, aggregate, load_published, markdown, md_head, step_minutes,
-                     write_csv, write_per_step)
+from .tables import (BUDGET_COLUMNS, BUDGET_TAIL, aggregate, load_published, markdown, md_head, result_steps,
+                     step_minutes, table_steps, write_csv, write_per_step)
 
 
 def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None) -> dict[str, Path]:
@@ -20,16 +20,17 @@ def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None)
     agg = aggregate(rows)
     out = spec.out
     step = step_minutes(rows)
+    steps = table_steps(result_steps(rows), step, spec.steps)
     paths = {"csv": out / "results.csv", "md": out / "results.md", "per_step": out / "per_step.csv",
              "plot": out / "horizon_mae.png"}
-    write_csv(agg, paths["csv"])
+    write_csv(agg, paths["csv"], steps=steps)
     write_per_step(rows, paths["per_step"])
     published = None
     key = spec.published_key or (spec.dataset.lower() if spec.dataset else "metr-la")
     if spec.compare_published:
         published = load_published(spec.published_file)
     text = md_head(f"# stgraph bench: {spec.dataset or spec.data}", command)
-    text += [markdown(agg, published, key, step), ""]
+    text += [markdown(agg, published, key, step, steps=steps), ""]
     if published is not None:
         text += [f"Rows in italics: published test results on **{key}** (full dataset, papers' training budgets) "
                  f"from `benchmarks/published.yaml`; measured rows use the data and epochs above. Their parameter "
@@ -37,7 +38,7 @@ def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None)
                  f"code (marked `published: false` there).", ""]
     atomic_write(paths["md"], "\n".join(text))
     if any("error" not in r for r in rows):
-        plot_horizons(rows, paths["plot"], step)
+        plot_horizons(rows, paths["plot"], step, steps)
     return paths
 
 
@@ -57,10 +58,13 @@ def budget_aggregates(rows: list[dict]) -> list[tuple[float, list[dict]]]:
     return out
 
 
-def best_per_budget(aggs: list[tuple[float, list[dict]]], step_minutes: float | None = None) -> str:
-    """Markdown: per budget (rows) and horizon (columns), the model with the lowest mean test MAE."""
-    keys = [f"h{h}" for h in HORIZONS] + ["avg"]
-    head = ["budget"] + [horizon_text(h, step_minutes) for h in HORIZONS] + ["average"]
+def best_per_budget(aggs: list[tuple[float, list[dict]]], step_minutes: float | None = None,
+                    steps: list[int] | None = None) -> str:
+    """Markdown: per budget (rows) and horizon step (columns: ``steps``, default 3, 6, 12), the model with the
+    lowest mean test MAE."""
+    steps = steps or list(HORIZONS)
+    keys = [f"h{h}" for h in steps] + ["avg"]
+    head = ["budget"] + [horizon_text(h, step_minutes) for h in steps] + ["average"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b, agg in aggs:
         cells = [f"{b:g} min"]
@@ -77,9 +81,10 @@ def write_budget_reports(spec: BenchSpec, rows: list[dict], command: str | None 
     the best model per budget and horizon) and budget_mae.png; returns their paths."""
     out = spec.out
     step = step_minutes(rows)
+    steps = table_steps(result_steps(rows), step, spec.steps)
     paths = {"csv": out / "budget.csv", "md": out / "budget.md", "plot": out / "budget_mae.png"}
     aggs = budget_aggregates(rows)
-    write_csv([a for _, agg in aggs for a in agg], paths["csv"], BUDGET_COLUMNS)
+    write_csv([a for _, agg in aggs for a in agg], paths["csv"], BUDGET_COLUMNS, steps=steps)
     text = md_head(f"# stgraph bench at equal training budgets: {spec.dataset or spec.data}", command)
     text += [BUDGET_NOTE]
     shared = sorted({(r["model"], r["run_budget"]) for r in rows
@@ -90,8 +95,8 @@ def write_budget_reports(spec: BenchSpec, rows: list[dict], command: str | None 
                              f"checkpoint when its CPU time crossed them" for m, b in shared) + "."]
     text += [""]
     for b, agg in aggs:
-        text += [f"## budget {b:g} CPU min", "", markdown(agg, step_minutes=step, tail=BUDGET_TAIL), ""]
-    text += ["## best model per budget and horizon (test MAE)", "", best_per_budget(aggs, step), ""]
+        text += [f"## budget {b:g} CPU min", "", markdown(agg, step_minutes=step, tail=BUDGET_TAIL, steps=steps), ""]
+    text += ["## best model per budget and horizon (test MAE)", "", best_per_budget(aggs, step, steps), ""]
     atomic_write(paths["md"], "\n".join(text))
     if any("error" not in r for r in rows):
         plot_budgets(rows, paths["plot"], step)

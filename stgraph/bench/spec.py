@@ -46,6 +46,7 @@ class BenchSpec:
     progress: bool = False
     budgets: list[float] = field(default_factory=list)  #: CPU minutes per run (empty: epochs decide)
     jobs: int = 1                                       #: runs side by side, each in its own process
+    steps: list[int] = field(default_factory=list)      #: horizon steps of the tables (empty: from the horizon)
 
 
 def model_config(name: str) -> Path | None:

@@ -6,10 +6,12 @@ import csv
 import math
 from pathlib import Path
 
+import re
+
 from ..errors import ConfigError
 from ..files import atomic_open
 from ..io.series import horizon_text
-from .spec import HORIZONS, METRICS, PUBLISHED
+from .spec import METRICS, PUBLISHED
 
 
 def _mean_std(vals: list[float]) -> tuple[float, float]:
@@ -17,6 +19,37 @@ def _mean_std(vals: list[float]) -> tuple[float, float]:
     mean = sum(vals) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
     return mean, std
+
+
+def result_steps(rows: list[dict]) -> list[int]:
+    """Every horizon step the results of ``rows`` hold (the bench evaluates each step ``1..horizon``)."""
+    return sorted({int(k) for r in rows if "error" not in r for k in r["result"]["horizons"]})
+
+
+def table_steps(have: list[int], step_minutes: float | None = None, steps=None) -> list[int]:
+    """The horizon steps of the tables' columns and the plot's ticks, among the steps ``have`` results:
+    ``steps`` (``stgraph bench --steps``) or :func:`stgraph.metrics.default_steps` of the horizon (every step up
+    to 4; beyond, the first / middle / last and 3, 6, 12 where they exist; the papers' 3, 6, 12 for 12-step
+    5-minute data), so no column is all '-'.
+
+    Raises:
+        ConfigError: a step of ``steps`` that the results do not hold.
+    """
+    from ..metrics import default_steps
+
+    if steps:
+        missing = sorted({int(s) for s in steps} - set(have))
+        if missing:
+            raise ConfigError(f"--steps {','.join(map(str, steps))}: steps {missing} are not in the results, which "
+                              f"hold steps {have[0] if have else '-'}..{have[-1] if have else '-'}; expected steps "
+                              f"of the horizon")
+        return sorted({int(s) for s in steps})
+    return [s for s in default_steps(have[-1], step_minutes) if s in have] if have else []
+
+
+def _agg_steps(agg: list[dict]) -> list[int]:
+    """The steps aggregated rows hold (keys ``h<step>_mae``)."""
+    return sorted({int(m.group(1)) for a in agg for k in a for m in [re.fullmatch(r"h(\d+)_mae", k)] if m})
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
@@ -34,7 +67,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
         notes = [r["result"]["mape_note"] for r in ok if r["result"].get("mape_note")]
         if notes:  # MAPE means nothing on these true values (zeros, negatives): say so, do not print it
             agg["mape_note"] = notes[0]
-        for key in [str(h) for h in HORIZONS] + ["average"]:
+        for key in [str(h) for h in result_steps(ok)] + ["average"]:
             for met in METRICS:
                 vals = [(r["result"]["average"] if key == "average" else r["result"]["horizons"].get(key, {})).get(met)
                         for r in ok]
@@ -73,11 +106,14 @@ BUDGET_COLUMNS = (("model", "budget_minutes", "seeds", "failed", "cpu_seconds", 
                   ("closed_form", "parameters", "error"))
 
 
-def write_csv(agg: list[dict], path: Path, columns=RESULTS_COLUMNS) -> None:
-    """The aggregated rows as CSV: ``columns`` = (the columns before the metrics, those after them)."""
+def write_csv(agg: list[dict], path: Path, columns=RESULTS_COLUMNS, steps: list[int] | None = None,
+              step_minutes: float | None = None) -> None:
+    """The aggregated rows as CSV: ``columns`` = (the columns before the metrics, those after them); metrics at
+    ``steps`` (default :func:`table_steps` of the steps the rows hold)."""
     first, after = columns
     cols = list(first)
-    for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
+    steps = steps or table_steps(_agg_steps(agg), step_minutes)
+    for key in [f"h{h}" for h in steps] + ["avg"]:
         for met in METRICS:
             cols += [f"{key}_{met}", f"{key}_{met}_std"]
     if any("transition_mae" in a for a in agg):  # regimes apply (speeds); left out for counts
@@ -114,9 +150,10 @@ BUDGET_TAIL = (("seeds", _number("seeds")), ("CPU s", _number("cpu_seconds", 1))
 
 
 def markdown(agg: list[dict], published: dict | None = None, published_key: str | None = None,
-             step_minutes: float | None = None, tail=RESULTS_TAIL) -> str:
+             step_minutes: float | None = None, tail=RESULTS_TAIL, steps: list[int] | None = None) -> str:
     """The results table in Markdown; published rows in italics under each model when given. ``tail``: the
-    columns after the metrics, ``(header, cell function of an aggregated row)`` each.
+    columns after the metrics, ``(header, cell function of an aggregated row)`` each; metric columns at
+    ``steps`` (default :func:`table_steps` of the steps the rows hold).
 
     When MAPE means nothing for the data (a row carries ``mape_note``: counts with zeros, centred
     series; :func:`stgraph.metrics.mape_note`) its columns are left out and the note follows the table."""
@@ -125,8 +162,9 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
     note = next((a["mape_note"] for a in agg if a.get("mape_note")), None)
     metrics = tuple(m for m in METRICS if not (note and m == "mape"))
     names = {"mae": "MAE", "rmse": "RMSE", "mape": "MAPE %"}
+    steps = steps or table_steps(_agg_steps(agg), step_minutes)
     head = ["model", "params"]
-    for h in HORIZONS:
+    for h in steps:
         head += [f"{names[m]} {label(h)}" for m in metrics]
     head += [f"{names[m]} avg" for m in metrics]
     transition = any("transition_mae" in a for a in agg)  # regimes apply (speeds); left out for counts
@@ -137,7 +175,7 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
             lines.append(f"| {a['model']} | failed: {a['error'][:80]} |" + " |" * (len(head) - 2))
             continue
         cells = [a["model"], f"{a['parameters']:,}"]
-        for key in [f"h{h}" for h in HORIZONS] + ["avg"]:
+        for key in [f"h{h}" for h in steps] + ["avg"]:
             cells += [_cell(a, f"{key}_{met}") for met in metrics]
         cells += [_cell(a, "transition_mae")] if transition else []
         cells += [cell(a) for _, cell in tail]
@@ -145,7 +183,7 @@ def markdown(agg: list[dict], published: dict | None = None, published_key: str 
         pub = (published or {}).get(a["model"], {}).get(published_key or "", None)
         if pub:
             pc = [f"*{a['model']} published*", f"*{(published[a['model']].get('params') or {}).get(published_key, '-')}*"]
-            for h in HORIZONS:
+            for h in steps:
                 vals = (pub.get("horizons") or {}).get(h) or (pub.get("horizons") or {}).get(str(h)) or {}
                 pc += [f"*{vals[m]:.2f}*" if m in vals else "-" for m in metrics]
             av = pub.get("average") or {}

@@ -43,6 +43,10 @@ def add_parser(sub) -> None:
     b.add_argument("--jobs", type=int, default=dflt["jobs"], metavar="N",
                    help=f"runs side by side, each in its own process (default {dflt['jobs']}); with --budget, N "
                         f"runs of one thread each on N cores are compared fairly")
+    b.add_argument("--steps", default=None, help="comma-separated horizon steps of the tables' columns and the plot's "
+                                                 "ticks, e.g. 1,2,4 (default: every step up to a horizon of 4, else "
+                                                 "the first, middle and last and 3, 6, 12 where they exist; 3,6,12 "
+                                                 "for 12-step 5-minute data); per_step.csv always has every step")
     b.add_argument("--progress", action="store_true", help="show each run's progress bar")
     b.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
 
@@ -58,6 +62,8 @@ def null_override(args) -> list[str]:
 def run(args) -> int:
     from ..bench import BenchError, BenchSpec, run_bench, write_reports
     from ..errors import ConfigError
+    from ..limits import COUNT_LIMITS
+    from ..metrics import parse_steps
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds {args.seeds}: expected at least 1")
@@ -69,7 +75,8 @@ def run(args) -> int:
                      overrides=null_override(args) + list(args.set),
                      use_paper_configs=not args.no_paper_configs, compare_published=args.compare_published,
                      published_key=args.published_key, progress=args.progress, budgets=args.budget or [],
-                     jobs=args.jobs)
+                     jobs=args.jobs,
+                     steps=parse_steps(args.steps, COUNT_LIMITS["data.horizon"][1]) if args.steps else [])
     rows = run_bench(spec)
     command = "stgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     paths = write_reports(spec, rows, command)

@@ -107,7 +107,8 @@ def add_parser(sub) -> None:
     e = sub.add_parser("evaluate", help="MAE/RMSE/MAPE per horizon step and on average")
     e.add_argument("run_dir")
     e.add_argument("--steps", default=None, help="comma-separated horizon steps to report, e.g. 1,2,4 (default: "
-                                                 "every step up to 12, or 3,6,12 for 12-step 5-minute data)")
+                                                 "every step up to a horizon of 4, else the first, middle and last "
+                                                 "and 3, 6, 12 where they exist; 3,6,12 for 12-step 5-minute data)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--data", default=None, help="evaluate on this series instead of the training file (the run's "
                                                 "interval, sensors and channels; the result is not recorded in the "
@@ -136,6 +137,9 @@ def add_parser(sub) -> None:
     pl.add_argument("--locations", default=None, help="CSV of sensor coordinates for the error map")
     pl.add_argument("--crs", default="degrees", help="of --locations: " + CRS_HELP)
     pl.add_argument("--out", required=True, help="PNG file")
+    pl.add_argument("--steps", default=None, help="comma-separated horizon steps of the forecast panels, e.g. 1,4 "
+                                                  "(default: every step up to a horizon of 4, else the first, middle "
+                                                  "and last and 3, 6, 12 where they exist)")
     pl.add_argument("--model", default=None, help=MODEL_PATH_HELP)
 
 
@@ -331,7 +335,7 @@ def plot(args) -> int:
     from ..plot import plot_run
 
     paths = plot_run(args.run_dir, args.out, sensor=args.sensor, locations=args.locations, model=args.model,
-                     crs=args.crs)
+                     crs=args.crs, steps=args.steps)
     for p in paths:
         print(f"wrote {p}")
     return 0
