@@ -23,7 +23,7 @@ TRAIN_FIELDS = {
     "epochs": "train.epochs", "budget": "train.budget_minutes", "batch_size": "train.batch_size", "lr": "train.lr",
     "seed": "train.seed", "device": "train.device", "progress": "train.progress",
     "weight_column": "data.graph_weight_column", "weights": "data.graph_weights", "aggregate": "data.graph_aggregate",
-    "split_gap": "data.split_gap",
+    "split_gap": "data.split_gap", "text_encoder": "data.text_encoder", "skip_bad_rows": "data.skip_bad_rows",
 }
 
 #: the arguments that name files or lists: they count as given only when not empty

@@ -47,6 +47,12 @@ FILE_FLAGS = (
                         "(known ahead) declares whether its future is known, else the kind's default; or a .yaml "
                         "listing them; only models that take them (stgt). The same as data.covariates",
           options={"metavar": "FILE"}),
+    _flag("text_encoder", "text reports: a sentence-transformers model folder on disk embedding each distinct "
+                          "report text once (default: hashed word and character n-grams trained with the model; "
+                          "needs pip install 'stgraph[text]'). The same as data.text_encoder",
+          options={"metavar": "PATH"}),
+    _flag("skip_bad_rows", "text reports: skip and count bad rows (no time, unknown sensor, place outside the "
+                           "network, empty text) instead of refusing the file. The same as data.skip_bad_rows"),
 )
 
 #: the flags setting values of the run's config

@@ -52,7 +52,7 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, objec
 def absolute_paths(cfg: RunConfig) -> RunConfig:
     """``cfg`` with its file locations as absolute paths, so the run works from any working directory."""
     fields = {f"data.{name}": os.path.abspath(os.path.expanduser(str(getattr(cfg.data, name))))
-              for name in ("path", "graph", "root") if getattr(cfg.data, name)}
+              for name in ("path", "graph", "root", "locations", "text_encoder") if getattr(cfg.data, name, None)}
     fields["data.covariates"] = [c if c.startswith("graph:") else os.path.abspath(os.path.expanduser(c))
                                  for c in cfg.data.covariates]
     return with_fields(cfg, fields)

@@ -163,3 +163,31 @@ def test_fusion_takes_text_through_its_own_gate():
     assert torch.allclose(f.encode(exo_in), f.encode(torch.cat([exo_in[..., :1], 0 * exo_in[..., 1:]], -1)))
     with pytest.raises(ValueError, match="built for text reports"):
         f.with_text(torch.zeros(2, 4, 3, 1), torch.zeros(2, 3, 3, 1), None)
+
+
+def test_sentence_encoder_from_disk_each_distinct_text_once_or_a_message(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    p = _write(tmp_path, "2012-03-01 00:07,c,,,,,crash\n2012-03-01 00:12,b,,,,,crash\n2012-03-01 00:20,a,,,,,fog\n")
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)      # the package absent
+    with pytest.raises(ConfigError, match=r"pip install 'stgraph\[text\]'"):
+        ReportTokens(read_reports(p), _series(), opts=ReportOptions(encoder=str(tmp_path)))
+    with pytest.raises(ConfigError, match="not a folder"):
+        ReportTokens(read_reports(p), _series(), opts=ReportOptions(encoder=str(tmp_path / "nope")))
+    seen = []
+
+    class Model:  # stands in for sentence_transformers.SentenceTransformer (no download, no package)
+        def __init__(self, path, local_files_only):
+            assert path == str(tmp_path) and local_files_only
+
+        def encode(self, texts, convert_to_numpy):
+            seen.extend(texts)
+            return np.array([[len(t), 1.0, 0.0] for t in texts], np.float32)
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=Model))
+    tok = ReportTokens(read_reports(p), _series(), opts=ReportOptions(encoder=str(tmp_path)))
+    assert seen == ["crash", "fog"] and tok.vectors.tolist() == [[5, 1, 0], [5, 1, 0], [3, 1, 0]]
+    t = tok.gather(torch.tensor([[3, 4, 5, 6]]), torch.tensor([[7, 8, 9]]))
+    assert t["vectors"].shape == (3, 3) and "ngrams" not in t
+    assert ReportEncoder(4, vectors=3)(t, "out").shape == (1, 3, 4, 7)
