@@ -362,11 +362,8 @@ class STGT(nn.Module):
 
         Args:
             x: ``[B, T_in, N, C_in]`` z-scored inputs (missing readings = 0).
-            graph: has ``edge_index`` ``[2, E]`` (source -> target) and
-                optionally ``edge_weight`` ``[E]`` in ``(0, 1]``; or one graph per window
-                (:class:`stgraph.graph.dynamic.WindowGraphs`, ``[2, E_b]`` over ``B * N`` nodes): the spatial
-                attention then runs over that union (:mod:`stgraph.nn.window_graphs`; attention weights
-                returned refer to it).
+            graph: has ``edge_index`` ``[2, E]`` (source -> target) and optionally ``edge_weight`` ``[E]`` in
+                ``(0, 1]``; or one graph per window (:mod:`stgraph.nn.window_graphs`: attention over their union).
             covariates: ``tod_in`` ``[B, T_in]`` float, ``dow_in`` ``[B, T_in]``
                 long, ``tod_out`` ``[B, T_out]``, ``dow_out`` ``[B, T_out]``.
             return_attention: also return a dict of attention weights.
