@@ -148,7 +148,9 @@ class DCRNN(nn.Module):
                  time_of_day: bool = True, self_loops: bool = True):
         super().__init__()
         if num_layers < 1 or diffusion_steps < 0 or hidden < 1:
-            raise ValueError("num_layers and hidden must be >= 1 and diffusion_steps >= 0")
+            raise ValueError(f"num_layers = {num_layers}, hidden = {hidden}, diffusion_steps = {diffusion_steps}: set "
+                             f"model.params.num_layers and model.params.hidden to 1 or more and "
+                             f"model.params.diffusion_steps to 0 or more")
         self.num_nodes, self.in_channels, self.out_channels = num_nodes, in_channels, out_channels
         self.input_len, self.horizon, self.hidden = input_len, horizon, hidden
         self.time_of_day, self.self_loops = time_of_day, self_loops

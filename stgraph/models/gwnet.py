@@ -160,9 +160,11 @@ class GraphWaveNet(nn.Module):
                  self_loops: bool = True):
         super().__init__()
         if kernel_size != 2:
-            raise ValueError("kernel_size: only 2 (the paper's) is implemented")
+            raise ValueError(f"kernel_size = {kernel_size}: only 2 (the paper's) is implemented; set "
+                             f"model.params.kernel_size=2 (or leave it out)")
         if not (adaptive or graph_supports):
-            raise ValueError("need the adaptive adjacency, the graph supports, or both")
+            raise ValueError("need the adaptive adjacency, the graph supports, or both: set model.params.adaptive=true "
+                             "or model.params.graph_supports=true")
         self.num_nodes, self.in_channels, self.out_channels = num_nodes, in_channels, out_channels
         self.input_len, self.horizon = input_len, horizon
         self.time_of_day, self.adaptive, self.graph_supports = time_of_day, adaptive, graph_supports

@@ -178,7 +178,7 @@ def build_model(name: str, sizes: dict, params: dict | None = None) -> torch.nn.
     except (TypeError, ValueError, ZeroDivisionError, AssertionError, RuntimeError) as e:
         given = {k: v for k, v in (params or {}).items()}
         raise ConfigError(f"model '{name}' cannot be built with model.params {given} "
-                          f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); check those values") from None
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:400]}); check those values") from None
 
 
 def _hints(cls: type) -> dict:

@@ -144,6 +144,10 @@ class STAEformer(nn.Module):
                          if spatial_embedding_dim > 0 else None)
         self.adaptive_emb = (nn.Parameter(torch.empty(input_len, num_nodes, adaptive_embedding_dim))
                              if adaptive_embedding_dim > 0 else None)
+        if self.model_dim % heads:
+            raise ValueError(f"the model width {self.model_dim} (the sum of the embedding dims) is not divisible by "
+                             f"heads={heads}: set model.params.heads to a divisor of it, or change "
+                             f"model.params.input_embedding_dim / tod_ / dow_ / spatial_ / adaptive_embedding_dim")
         layer = lambda axis: AxisSelfAttentionLayer(self.model_dim, heads, feed_forward_dim, dropout, axis)
         self.temporal_layers = nn.ModuleList([layer("time") for _ in range(num_layers)])
         self.spatial_layers = nn.ModuleList([layer("node") for _ in range(num_layers)])

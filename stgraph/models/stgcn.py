@@ -104,7 +104,7 @@ class TemporalConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, activation: str = "glu"):
         super().__init__()
         if activation not in ("glu", "sigmoid"):
-            raise ValueError(f"activation must be 'glu' or 'sigmoid', got {activation!r}")
+            raise ValueError(f"activation must be 'glu' or 'sigmoid', got {activation!r} (model.params.activation)")
         self.kernel_size, self.activation, self.out_channels = kernel_size, activation, out_channels
         gated = activation == "glu"
         self.conv = nn.Linear(kernel_size * in_channels, (2 if gated else 1) * out_channels)
@@ -141,7 +141,7 @@ class ChebGraphConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, order: int):
         super().__init__()
         if order < 1:
-            raise ValueError("Chebyshev order Ks must be >= 1")
+            raise ValueError(f"Chebyshev order Ks = {order}: set model.params.cheb_order to 1 or more")
         self.order = order
         self.theta = nn.Linear(order * in_channels, out_channels)
         self.align = Align(in_channels, out_channels)
@@ -195,6 +195,24 @@ class STConvBlock(nn.Module):
         return self.dropout(self.norm(x))
 
 
+def short_input(input_len: int, blocks: int, kernel_size: int) -> str:
+    """Why ``input_len`` steps are too few for ``blocks`` ST-Conv blocks of temporal kernel ``kernel_size`` (each
+    block takes ``2 * (kernel_size - 1)`` steps off) and which ``model.params`` fields make it fit."""
+    need = 2 * blocks * (kernel_size - 1)
+    fixes = []
+    k = next((k for k in range(kernel_size - 1, 1, -1) if 2 * blocks * (k - 1) < input_len), None)
+    if k is not None:
+        fixes.append(f"model.params.kernel_size={k}")
+    b = next((b for b in range(blocks - 1, 0, -1) if 2 * b * (kernel_size - 1) < input_len), None)
+    if b is not None:
+        fixes.append(f"model.params.blocks={b}")
+    if not fixes and input_len > 2:
+        fixes.append(f"model.params.kernel_size=2 and model.params.blocks={max(1, (input_len - 1) // 2)}")
+    fixes.append(f"data.input_len={need + 1} or more")
+    return (f"input_len={input_len} is too short for {blocks} blocks of kernel {kernel_size} (each takes "
+            f"{2 * (kernel_size - 1)} steps off: more than {need} needed): set " + " or ".join(fixes))
+
+
 @register("stgcn")
 class STGCN(nn.Module):
     r"""STGCN with Chebyshev graph convolutions.
@@ -225,11 +243,11 @@ class STGCN(nn.Module):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if len(channels) != 3:
-            raise ValueError(f"channels must be three widths (temporal, spatial, temporal), got {channels}")
+            raise ValueError(f"channels must be three widths (temporal, spatial, temporal), got {channels}: set "
+                             f"model.params.channels, e.g. [64, 16, 64]")
         self.out_len = input_len - 2 * blocks * (kernel_size - 1)  # steps left for the output layer
         if self.out_len < 1:
-            raise ValueError(f"input_len={input_len} is too short for {blocks} blocks of kernel "
-                             f"{kernel_size}: need more than {2 * blocks * (kernel_size - 1)} steps")
+            raise ValueError(short_input(input_len, blocks, kernel_size))
         self.num_nodes, self.in_channels, self.out_channels = num_nodes, in_channels, out_channels
         self.input_len, self.horizon = input_len, horizon
         c = channels[-1]
