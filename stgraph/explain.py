@@ -135,33 +135,46 @@ def integrated_gradients(run, x: torch.Tensor, cov: dict, target: tuple[int, int
 
 
 @torch.inference_mode()
-def attention_into(run, x: torch.Tensor, cov: dict, n: int, step: int, past: np.ndarray) -> dict:
-    """``{"spatial": [{"sensor", "weight"}] (sorted, largest first), "temporal": [{"from", "to", "weight"}]}``
-    for sensor ``n`` and horizon ``step`` (1-based); both ``None`` for a model without attention."""
+def attention_maps(run, x: torch.Tensor, cov: dict) -> dict | None:
+    """The attention weights of one forward on ``x [1, T_in, N, C_in]`` (the model's ``return_attention``
+    dict), or ``None`` for a model without attention."""
     model = run.model
     if "return_attention" not in inspect.signature(model.forward).parameters:
-        return {"spatial": None, "temporal": None}
+        return None
+    model.eval()
     device = run.forecaster.device
     _, att = model(x.to(device), run.graph, {k: v.to(device) for k, v in cov.items()}, return_attention=True)
+    return att
+
+
+def spatial_into(run, att: dict, n: int) -> list[dict] | None:
+    """``[{"sensor", "weight"}]``, largest first: the spatial attention of the last encoder block into sensor
+    ``n`` (mean over heads and input patches; its in-edges and its self loop sum to 1)."""
+    if att is None or att.get("spatial") is None:
+        return None
     ids = [str(s) for s in run.series.sensor_ids]
-    spatial = temporal = None
-    if att.get("spatial") is not None:
-        w = att["spatial"].float()
-        w = w.mean(-1) if w.dim() > 1 else w
-        ei = att.get("spatial_edge_index", run.graph.edge_index).cpu().numpy()
-        into = np.flatnonzero(ei[1] == n)
-        w = w.cpu().numpy()[into]
-        spatial = [{"sensor": ids[ei[0][e]], "weight": float(v)} for e, v in
-                   sorted(zip(into, w), key=lambda p: -p[1])]
-    key = "cross" if att.get("cross") is not None else "temporal"
-    if att.get(key) is not None:
+    w = att["spatial"].float()
+    w = (w.mean(-1) if w.dim() > 1 else w).cpu().numpy()
+    ei = att.get("spatial_edge_index", run.graph.edge_index).cpu().numpy()
+    into = np.flatnonzero(ei[1] == n)
+    return [{"sensor": ids[ei[0][e]], "weight": float(w[e])} for e in sorted(into, key=lambda e: -w[e])]
+
+
+def attention_into(run, x: torch.Tensor, cov: dict, n: int, step: int, past: np.ndarray) -> dict:
+    """``{"spatial": [{"sensor", "weight"}] (largest first), "temporal": [{"from", "to", "weight"}]}`` for sensor
+    ``n`` and horizon ``step`` (1-based): :func:`spatial_into`, and the decoder's attention of that step over the
+    input steps (patches); both ``None`` for a model without attention."""
+    att = attention_maps(run, x, cov)
+    temporal = None
+    key = "cross" if att is not None and att.get("cross") is not None else "temporal"
+    if att is not None and att.get(key) is not None:
         a = att[key][0, n].float().mean(0)  # [P_q, P]
-        pl = max(1, int(getattr(model, "patch_len", 1) or 1))
+        pl = max(1, int(getattr(run.model, "patch_len", 1) or 1))
         row = a[min((step - 1) // pl, a.shape[0] - 1)] if key == "cross" else a[-1]
         T = len(past)
         temporal = [{"from": iso(past[min(p * pl, T - 1)]), "to": iso(past[min((p + 1) * pl, T) - 1]),
                      "weight": float(v)} for p, v in enumerate(row.cpu().numpy())]
-    return {"spatial": spatial, "temporal": temporal}
+    return {"spatial": spatial_into(run, att, n), "temporal": temporal}
 
 
 def explain_text(result: dict, top: int = 10) -> str:

@@ -6,7 +6,7 @@
 * :mod:`~stgraph.cli.bench`: ``bench``;
 * :mod:`~stgraph.cli.federated`: ``federated {simulate,server,client,partition}``;
 * :mod:`~stgraph.cli.online`: ``update`` and ``drift``;
-* :mod:`~stgraph.cli.serve`: ``serve`` and ``explain``.
+* :mod:`~stgraph.cli.serve`: ``serve``, ``explain`` and ``report``.
 
 Every command's failure prints one line on stderr (``error: ...``) and exits
 non-zero; ``--debug`` shows the traceback. ``--json`` prints exactly one JSON
@@ -25,7 +25,7 @@ from .common import in_flags
 #: command -> the module of its group (``add_parser(sub)`` and ``run(args)``)
 COMMANDS = {"data": data, "graph": graph, "train": runs, "evaluate": runs, "predict": runs, "plot": runs,
             "bench": bench, "federated": federated, "update": online, "drift": online, "serve": serve,
-            "explain": serve}
+            "explain": serve, "report": serve}
 
 #: the global flags, taken from anywhere on the command line
 GLOBAL_FLAGS = {"--debug": "debug", "-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}

@@ -43,9 +43,17 @@ def add_parser(sub) -> None:
     e.add_argument("--json", action="store_true")
     e.add_argument("--model", default=None, help=MODEL_PATH_HELP)
 
+    r = sub.add_parser("report", help="one self-contained HTML page: map, forecasts, test MAE per horizon, error "
+                                      "by time of day, worst sensors")
+    r.add_argument("run_dir")
+    r.add_argument("--out", required=True, help="HTML file")
+    r.add_argument("--locations", default=None, help="CSV of sensor coordinates (default as serve)")
+    r.add_argument("--force", action="store_true", help="replace a file at --out that stgraph did not write")
+    r.add_argument("--model", default=None, help=MODEL_PATH_HELP)
+
 
 def run(args) -> int:
-    return {"serve": serve, "explain": explain}[args.command](args)
+    return {"serve": serve, "explain": explain, "report": report}[args.command](args)
 
 
 def check_host(host: str, token_file: str | None) -> str | None:
@@ -116,4 +124,12 @@ def explain(args) -> int:
         emit(result, True)
     else:
         print(explain_text(result, args.top))
+    return 0
+
+
+def report(args) -> int:
+    from ..report import write_report
+
+    path = write_report(args.run_dir, args.out, locations=args.locations, model=args.model, force=args.force)
+    print(f"wrote {path}")
     return 0

@@ -150,10 +150,10 @@ def _routes(app: FastAPI, engine: Engine, batcher: MicroBatcher, max_body: int) 
 
     @app.get("/forecast/latest", response_model=ForecastAnswer, responses=ERRORS)
     async def latest(at: str | None = Query(None, description="last input step (default the newest)")):
-        series = await _in_thread(batcher, _latest_series, engine)
+        series = await _in_thread(batcher, engine.series_now)
         x, cov, future, issued = engine.window(series, at)
         answer = engine.answer(await batcher.submit(x, cov), future, issued)
-        answer.update(_context(engine, series, issued))
+        answer.update(engine.context(series, issued))
         return _json(answer)
 
     @app.get("/explain", responses=ERRORS)
@@ -162,7 +162,7 @@ def _routes(app: FastAPI, engine: Engine, batcher: MicroBatcher, max_body: int) 
                       at: str | None = Query(None, description="last input step (default the newest)"),
                       alphas: int = Query(32, ge=2, le=256, description="integrated-gradient steps")):
         from ..explain import explain as explain_one
-        series = await _in_thread(batcher, _latest_series, engine)
+        series = await _in_thread(batcher, engine.series_now)
         return _json(await _in_thread(batcher, explain_one, engine.run, series, sensor=sensor, step=step, at=at,
                                       alphas=alphas))
 
@@ -192,35 +192,6 @@ async def _in_thread(batcher: MicroBatcher, fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` on the forward thread (one model, one thread at a time)."""
     import functools
     return await asyncio.get_running_loop().run_in_executor(batcher._pool, functools.partial(fn, *args, **kwargs))
-
-
-def _latest_series(engine: Engine):
-    return engine.latest_series()[1] if engine.data_path is not None else engine.run.series
-
-
-def _context(engine: Engine, series, issued) -> dict:
-    """``history`` ``[T_in][N][C_out]`` (the input window's readings of the target channels) and ``truth``
-    ``[T_out][N][C_out]`` (the readings at the forecast steps the series already has; ``null`` where missing or
-    not yet read), null readings as ``null``."""
-    import numpy as np
-
-    from ..metrics import valid_mask
-
-    d = engine.run.data
-    ts, chans = series.timestamps, list(d.target_channels)
-    end = int(np.searchsorted(ts, np.datetime64(issued, "ns"), side="right")) - 1
-    past = series.values[end - d.input_len + 1:end + 1][..., chans]
-    later = series.values[end + 1:end + 1 + d.horizon][..., chans]
-
-    def cells(a):
-        a = a.astype(np.float64)
-        a[~valid_mask(a, float(d.null_value))] = np.nan
-        return [[[None if np.isnan(v) else float(v) for v in row] for row in step] for step in a]
-
-    truth = cells(later) + [[[None] * len(chans)] * len(engine.ids)] * (d.horizon - len(later))
-    from ..io.series import iso
-    return {"history": cells(past), "history_steps": [iso(t) for t in ts[end - d.input_len + 1:end + 1]],
-            "truth": truth}
 
 
 def _parse(engine: Engine, content_type: str, body: bytes):

@@ -208,6 +208,38 @@ class Engine:
                 self._latest = (version, s)
             return self._latest
 
+    def series_now(self) -> Series:
+        """The series forecasts are issued from without a request: ``data_path`` as it is now, else the run's."""
+        return self.latest_series()[1] if self.data_path is not None else self.run.series
+
+    def context(self, series: Series, issued) -> dict:
+        """``history`` ``[T_in][N][C_out]`` (the input window's readings of the target channels), its
+        ``history_steps``, and ``truth`` ``[T_out][N][C_out]`` (the readings of the forecast steps the series
+        already has); missing or not yet read readings as ``None``."""
+        from ..metrics import valid_mask
+
+        d = self.run.data
+        ts, chans = series.timestamps, list(d.target_channels)
+        end = int(np.searchsorted(ts, np.datetime64(issued, "ns"), side="right")) - 1
+        past = series.values[end - d.input_len + 1:end + 1][..., chans]
+        later = series.values[end + 1:end + 1 + d.horizon][..., chans]
+
+        def cells(a):
+            a = a.astype(np.float64)
+            a[~valid_mask(a, float(d.null_value))] = np.nan
+            return [[[None if np.isnan(v) else float(v) for v in row] for row in step] for step in a]
+
+        truth = cells(later) + [[[None] * len(chans)] * len(self.ids)] * (d.horizon - len(later))
+        return {"history": cells(past), "history_steps": [iso(t) for t in ts[end - d.input_len + 1:end + 1]],
+                "truth": truth}
+
+    def latest(self, at: str | None = None) -> dict:
+        """The answer of ``GET /forecast/latest`` computed here, without the batching queue (``stgraph report``)."""
+        series = self.series_now()
+        x, cov, future, issued = self.window(series, at)
+        arrays = tuple(None if a is None else a[0] for a in self.forward(x, cov))
+        return {**self.answer(arrays, future, issued), **self.context(series, issued)}
+
     # ------------------------------------------------------------------ facts
     def sensors(self) -> dict:
         """``{"sensors": [{id, lat, lon, in_degree, out_degree}], "edges": [[from, to], ...]}`` (positions in the

@@ -30,7 +30,7 @@ def sensor_positions(run, locations=None) -> tuple[np.ndarray, np.ndarray] | Non
         if beside is None or not beside.is_file():
             return None
         locations = beside
-        log.info(f"sensor coordinates from {beside}")
+        log.debug(f"sensor coordinates from {beside}")
     pos = _locations(run, str(locations))
     return None if pos is None else (pos[0], pos[1])
 
