@@ -62,3 +62,29 @@ def test_cli_synth_and_graph_info(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["dynamic"] and info["periods"] == 30 and info["nodes"] == 8 and 0 < info["churn"] < 1
     assert info["edges_per_period"]["min"] <= info["edges_per_period"]["mean"] <= info["edges_per_period"]["max"]
+
+
+@pytest.mark.parametrize("model, params", [("stgt", {"model.params.hidden": 8, "model.params.heads": 2}),
+                                           ("gwnet", {}), ("dcrnn", {"model.params.hidden": 8}),
+                                           ("stgcn", {"model.params.kernel_size": 2, "model.params.blocks": 1})])
+def test_a_static_graph_takes_none_of_the_per_window_code(syn, monkeypatch, model, params):
+    """Static runs keep their path: batches carry no graph and the models call nothing of the per-window code, so
+    their cost and numbers are those from before dynamic graphs."""
+    import stgraph.models.dcrnn
+    import stgraph.models.gwnet
+    import stgraph.models.stgcn
+    import stgraph.models.stgt
+    from stgraph.graph.dynamic import DynamicGraph
+
+    def boom(*a, **k):
+        raise AssertionError("per-window code on a static graph")
+
+    for mod, names in ((stgraph.models.stgt, ("fold", "unfold")), (stgraph.models.gwnet, ("window_operators",)),
+                       (stgraph.models.dcrnn, ("window_operators",)), (stgraph.models.stgcn, ("window_laplacian",)),
+                       (DynamicGraph, ("window_graphs", "period_graphs"))):
+        for name in names:
+            monkeypatch.setattr(mod, name, boom)
+    small = {k: v for k, v in SET.items() if not k.startswith("model.params")}
+    run = stgraph.train(data=syn["data"], graph=syn["mean_graph"], model=model, epochs=1, overrides={**small, **params})
+    assert run.data.dynamic_graph is None and run.data.batch(torch.tensor([0])).graph is None
+    assert np.isfinite(stgraph.evaluate(run, "test", write=False)["average"]["mae"])
