@@ -192,3 +192,37 @@ def test_train_evaluate_predict_mixture(tmp_path, capsys, name):
     assert np.isfinite(q05).all() and (q05 <= mid + 1e-4).all() and (mid <= q95 + 1e-4).all()
     if name == "lognormal-mixture":  # censored log-normal components: no quantile below zero
         assert np.isfinite(q95).all() and (q05 >= 0).all()
+
+
+def test_scale_prior_sets_each_steps_mixture_spread_and_old_runs_load():
+    """With scale_prior, a mixture's component offsets from persistence and its scales are in units of the
+    step's factor (last value's RMS error at that sensor and step): at the start the components sit at
+    last -f, +f with scale (1 + min_scale) f. A state dict from before (no factor) loads as factor 1."""
+    from torch_geometric.data import Data
+    from stgraph.models.stgt import STGT
+    torch.manual_seed(0)
+    N, T_IN, T_OUT = 4, 3, 2
+    kw = dict(hidden=8, heads=2, encoder_layers=1, decoder_layers=0, dropout=0.0, target_channels=(0,),
+              probabilistic=True, components=2)
+    m = STGT(N, 1, 1, T_IN, T_OUT, scale_prior=True, **kw)
+    f = torch.tensor([[0.5, 1.0, 2.0, 4.0], [1.5, 3.0, 0.25, 1.0]]).unsqueeze(-1)  # [T_out, N, 1]
+    m.scale_prior.factor.copy_(f)
+    i = torch.arange(N)
+    graph = Data(edge_index=torch.stack([(i - 1) % N, i]), edge_weight=torch.ones(N), num_nodes=N)
+    x = torch.randn(3, T_IN, N, 1)
+    zeros = torch.zeros(3, T_IN, dtype=torch.long)
+    cov = {"tod_in": zeros.float(), "dow_in": zeros, "tod_out": zeros[:, :T_OUT].float(), "dow_out": zeros[:, :T_OUT]}
+    out = m(x, graph, cov)
+    last = x[:, -1:].expand(3, T_OUT, N, 1)
+    torch.testing.assert_close(out.locs[..., 0], last - f, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.locs[..., 1], last + f, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.scales, ((1 + m.min_scale) * f).expand(3, T_OUT, N, 1).unsqueeze(-1).expand(-1, -1, -1, -1, 2))
+    before = STGT(N, 1, 1, T_IN, T_OUT, **kw)  # a mixture run saved before: no scale_prior.factor
+    with torch.no_grad():
+        before.head_out.bias.add_(0.3 * torch.randn(before.head_out.bias.shape))
+    assert "scale_prior.factor" not in before.state_dict()
+    m.load_state_dict(before.state_dict())
+    torch.testing.assert_close(m.scale_prior.factor, torch.ones_like(f))
+    now, then = m(x, graph, cov), before(x, graph, cov)
+    for a, b in ((now.locs, then.locs), (now.scales, then.scales), (now.logits, then.logits)):
+        torch.testing.assert_close(a, b)

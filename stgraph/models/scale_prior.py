@@ -41,6 +41,12 @@ class ScalePrior(ClosedForm, nn.Module):
         self.register_buffer("factor", torch.ones(horizon, num_nodes, out_channels))
         self.register_buffer("target_index", torch.tensor(list(target_channels)), persistent=False)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A mixture run from before mixtures had the prior saved no ``factor``: it loads as 1, which is what
+        that run computed (its offsets and scales unscaled)."""
+        state_dict.setdefault(prefix + "factor", torch.ones_like(self.factor))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, scale: torch.Tensor) -> torch.Tensor:
         return scale * self.factor.to(scale.dtype)
 

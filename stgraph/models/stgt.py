@@ -131,7 +131,8 @@ class STGT(nn.Module):
             (:mod:`stgraph.data.covariates`) taken through a gated fusion embedding
             (:class:`stgraph.nn.fusion.GatedFusion`) added to the encoder's input and the
             decoder's queries; ``None`` (default): calendar only.
-        scale_prior: a probabilistic (one-Normal) head's scale is multiplied by a per-step,
+        scale_prior: a probabilistic head's scale (a mixture's: every component's scale and its offset from
+            the base forecast) is multiplied by a per-step,
             per-sensor factor fitted on the training windows (:class:`~stgraph.models.scale_prior.ScalePrior`:
             last value's RMS error there), so the band depends on sensor and horizon from the start;
             ``False`` (the constructor's default, what older runs were trained with): it does not.
@@ -231,7 +232,7 @@ class STGT(nn.Module):
         # initial weights (same seed, same numbers) as before they existed
         self.fusion = GatedFusion(exogenous, hidden, horizon) if exogenous else None
         self.scale_prior = None  # a buffer only: the same initial weights with or without it
-        if scale_prior and probabilistic and not self.components and target_channels is not None:
+        if scale_prior and probabilistic and target_channels is not None:
             from .scale_prior import ScalePrior
             self.scale_prior = ScalePrior(num_nodes, out_channels, horizon, target_channels)
         self.reset_parameters()
@@ -433,7 +434,12 @@ class STGT(nn.Module):
             mean = mean + (base.unsqueeze(-1) if self.components else base)
         if self.components:  # [B, T_out, N, C_out, K] each
             rest = out[..., C * self.components:].unflatten(-1, (2, C, self.components))
-            result = NormalMixture(mean, F.softplus(rest[..., 0, :, :]) + self.min_scale, rest[..., 1, :, :])
+            scales = F.softplus(rest[..., 0, :, :]) + self.min_scale
+            if self.scale_prior is not None:  # offsets from the base and scales in units of the step's factor
+                factor = self.scale_prior.factor.to(scales.dtype).unsqueeze(-1)  # [T_out, N, C_out, 1]
+                scales = scales * factor
+                mean = mean + (mean - base.unsqueeze(-1)) * (factor - 1)
+            result = NormalMixture(mean, scales, rest[..., 1, :, :])
         elif self.probabilistic:
             scale = F.softplus(out[..., self.out_channels:]) + self.min_scale
             if self.scale_prior is not None:
