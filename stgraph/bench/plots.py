@@ -10,7 +10,8 @@ from ..io.series import duration_unit, horizon_text
 def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = None,
                   steps: list[int] | None = None) -> None:
     """Test MAE against horizon, one line per model (mean over seeds, band = min..max) over every step, ticks at
-    the whole steps ``steps`` (default: every step), in the data's unit."""
+    the whole steps ``steps`` (``stgraph bench --steps``; default: every step up to 12 of them, else
+    :func:`stgraph.metrics.default_steps`), in the data's unit."""
     import numpy as np
 
     from ..plot import pyplot, save_figure
@@ -28,7 +29,11 @@ def plot_horizons(rows: list[dict], path: Path, step_minutes: float | None = Non
         ax.plot(x, mat.mean(0), marker="o", ms=3, label=m)
         if len(ok) > 1:
             ax.fill_between(x, mat.min(0), mat.max(0), alpha=0.15)
-    ticks = steps or sorted({int(k) for r in rows if "error" not in r for k in r["result"]["horizons"]})
+    every = sorted({int(k) for r in rows if "error" not in r for k in r["result"]["horizons"]})
+    if not steps:  # every step up to 12 of them, else the tables' default steps
+        from ..metrics import default_steps
+        steps = every if len(every) <= 12 else [s for s in default_steps(every[-1], step_minutes) if s in every]
+    ticks = steps
     scale = step_minutes * 60 / unit_seconds if step_minutes else 1
     ax.set_xticks([t * scale for t in ticks], [f"{t * scale:g}" for t in ticks])
     ax.set_xlabel(f"horizon ({unit})")

@@ -38,7 +38,7 @@ def write_reports(spec: BenchSpec, rows: list[dict], command: str | None = None)
                  f"code (marked `published: false` there).", ""]
     atomic_write(paths["md"], "\n".join(text))
     if any("error" not in r for r in rows):
-        plot_horizons(rows, paths["plot"], step, steps)
+        plot_horizons(rows, paths["plot"], step, spec.steps and steps)
     return paths
 
 

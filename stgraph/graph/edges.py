@@ -119,11 +119,15 @@ def _columns(header, cells, source, weight_column, weights, aggregate, time_colu
     used = {sc, tc, wc, dc, tmc}
     unknown = [h for k, h in enumerate(header) if k not in used]
     if unknown and aggregate is None:
-        example = "--aggregate sum" if wc is not None else f"--weight-column {unknown[-1]} --weights flow --aggregate sum"
+        named = [h for h in unknown if h not in ("date", "time", "timestamp", "datetime")] or unknown
+        example = "--aggregate sum" if wc is not None else f"--weight-column {named[-1]} --weights flow --aggregate sum"
+        timed = [h for h in unknown if "date" in h or "time" in h]
         raise DataFormatError(
             f"{where(source)}: column(s) {unknown} of the edge table are not read by default "
             f"({_first_rows(header, cells)}); say which column is the weight and what it means, and how rows that "
-            f"repeat a pair are combined (over {unknown}): {_FLAGS}, e.g. {example}")
+            f"repeat a pair are combined (over {unknown}): {_FLAGS}, e.g. {example}"
+            + (f". With a time column ({timed[0]}) the file is also a graph that changes over time, which stgraph "
+               f"train --graph reads as such (README 'Graphs that change over time')" if timed else ""))
     if weight_column and weights is None:
         raise DataFormatError(f"{where(source)}: --weight-column {weight_column} needs --weights "
                               f"similarity|distance|flow: what larger values of '{header[wc]}' mean")
@@ -206,9 +210,9 @@ def read_edge_table(edges: str | Path | Any, *, weight_column: str | None = None
         if aggregate is None:
             g = int(np.nonzero(counts > 1)[0][0])
             rows = np.nonzero(group == g)[0]
-            at = f" at time {time[rows[0]]!r}" if time is not None else ""
+            at = f" at time {str(time[rows[0]])!r}" if time is not None else ""
             raise GraphError(
-                f"{where(source)}: pair {src[rows[0]]!r} -> {dst[rows[0]]!r}{at} is listed {rows.size} times "
+                f"{where(source)}: pair {str(src[rows[0]])!r} -> {str(dst[rows[0]])!r}{at} is listed {rows.size} times "
                 f"({_first_rows(header, cells, rows)}); {int((counts > 1).sum())} pairs repeat. Expected one row per "
                 f"pair{' and time' if time is not None else ''}, or say how to combine them: --aggregate "
                 f"sum|mean|max|last (API: aggregate=)")

@@ -67,6 +67,12 @@ def test_bench_plot_ticks_are_whole_steps(tmp_path, monkeypatch):
     figs.clear()
     plot_horizons(rows_of(12), tmp_path / "h.png", 5, [3, 6, 12])
     assert list(figs[0].axes[0].get_xticks()) == [15, 30, 60]  # minutes
+    figs.clear()
+    plot_horizons(rows_of(7), tmp_path / "h.png", 1440)  # default: every step of a short horizon
+    assert list(figs[0].axes[0].get_xticks()) == [1, 2, 3, 4, 5, 6, 7]
+    figs.clear()
+    plot_horizons(rows_of(14), tmp_path / "h.png", 1440)  # a longer one: the tables' steps
+    assert list(figs[0].axes[0].get_xticks()) == [1, 3, 6, 7, 12, 14]
 
 
 def test_horizon_14_evaluate_shows_step_1_and_plot_takes_steps(tmp_path, capsys, monkeypatch):

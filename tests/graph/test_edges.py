@@ -42,6 +42,7 @@ def test_mobility_table_is_an_error_without_flags_and_right_with_them(mobility):
     msg = str(e.value)
     assert "mobility.csv" in msg and "['date', 'flow']" in msg and "row 1: 2020-04-01,a,b,4321" in msg
     assert "--weight-column flow --weights flow --aggregate sum" in msg
+    assert "With a time column (date) the file is also a graph that changes over time" in msg
     with pytest.raises(DataFormatError, match="--weight-column flow needs --weights"):
         from_edge_list(mobility, weight_column="flow", aggregate="sum")
     g = from_edge_list(mobility, weight_column="flow", weights="flow", aggregate="sum")
@@ -120,7 +121,9 @@ def test_graph_build_prints_columns_and_train_reader_takes_the_flags(mobility, t
     from stgraph.training.prepare import load_series_and_graph
     series = tmp_path / "cases.csv"
     series.write_text("timestamp,a,b,c\n" + "".join(f"2020-04-0{d},1,2,3\n" for d in range(1, 10)))
-    cfg = with_fields(RunConfig(), {"data.path": str(series), "data.graph": str(mobility)})
+    modes = tmp_path / "modes.csv"  # a mode column (bus, rail) instead of a date: one static graph, flows summed
+    modes.write_text(MOBILITY.replace("date", "mode").replace("2020-04-0", "mode"))
+    cfg = with_fields(RunConfig(), {"data.path": str(series), "data.graph": str(modes)})
     with pytest.raises(DataFormatError, match="not read by default"):
         load_series_and_graph(cfg)
     cfg = with_fields(cfg, {"data.graph_weight_column": "flow", "data.graph_weights": "flow",
