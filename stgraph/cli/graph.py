@@ -44,6 +44,11 @@ def add_parser(sub) -> None:
     i = s.add_parser("info", help="nodes, edges, components, degree stats")
     i.add_argument("path")
     i.add_argument("--sensors", help="sensor order, needed for a distance CSV")
+    i.add_argument("--weight-column", default=None, metavar="COLUMN", help="an edge table's weight column (as build)")
+    i.add_argument("--weights", choices=["similarity", "distance", "flow"], default=None,
+                   help="what the weights mean (as build)")
+    i.add_argument("--aggregate", choices=["sum", "mean", "max", "last"], default=None,
+                   help="combine an edge table's rows repeating a pair (as build)")
     i.add_argument("--json", action="store_true")
 
 
@@ -137,6 +142,7 @@ def graph_info(args) -> int:
         table = {k: getattr(args, k, None) for k in ("weights", "weight_column", "aggregate")}
         emit(dynamic_graph_info(args.path, _sensor_order(args.sensors), **table), args.json)
         return 0
-    g = G.read_graph(args.path, sensor_ids=_sensor_order(args.sensors))
+    g = G.read_graph(args.path, sensor_ids=_sensor_order(args.sensors), weight_column=args.weight_column,
+                     weights=args.weights, aggregate=args.aggregate)
     emit(G.graph_info(g), args.json)
     return 0

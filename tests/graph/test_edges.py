@@ -123,6 +123,9 @@ def test_graph_build_prints_columns_and_train_reader_takes_the_flags(mobility, t
     series.write_text("timestamp,a,b,c\n" + "".join(f"2020-04-0{d},1,2,3\n" for d in range(1, 10)))
     modes = tmp_path / "modes.csv"  # a mode column (bus, rail) instead of a date: one static graph, flows summed
     modes.write_text(MOBILITY.replace("date", "mode").replace("2020-04-0", "mode"))
+    rc, text, err = run(capsys, "graph", "info", modes, "--weight-column", "flow", "--weights", "flow", "--aggregate",
+                        "sum")
+    assert rc == 0 and "flows 30 .. 5430 (declared) turned into similarities log1p(flow)" in text, err
     cfg = with_fields(RunConfig(), {"data.path": str(series), "data.graph": str(modes)})
     with pytest.raises(DataFormatError, match="not read by default"):
         load_series_and_graph(cfg)
