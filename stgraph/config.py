@@ -90,7 +90,7 @@ class DataConfig:
         ok = isinstance(self.split, (list, tuple)) and len(self.split) == 3 and all(
             isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0 for r in self.split)
         if not ok or abs(sum(map(float, self.split)) - 1) > 1e-6:
-            raise ConfigError(f"data.split = {self.split}: expected three positive ratios summing to 1, e.g. [0.7, 0.1, 0.2]")
+            raise ConfigError(f"data.split = {self.split}: expected three positive ratios that sum to 1, e.g. [0.7, 0.1, 0.2]")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,13 @@ def _distance_rows(table: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]
             "expected from,to,cost (or from,to,distance). Rename the header or pass rows "
             "of (from, to, distance)"
         )
+    extra = [h for k, h in enumerate(header or []) if k not in (fc, tc, dc) and h not in ("index", "", "unnamed: 0")]
+    if extra:
+        raise DataFormatError(
+            f"{where(source)}: distance table has column(s) {extra} besides from, to and {header[dc]}; they would "
+            f"be ignored. Expected from,to,cost (DCRNN's layout); for a table with more columns (a date, several "
+            f"rows per pair) read it as an edge table: stgraph graph build --edges FILE --weight-column "
+            f"{header[dc]} --weights distance --aggregate mean|max|last|sum (see README 'Bringing your own data')")
     return (table_ids(cells[:, fc]), table_ids(cells[:, tc]),
             float_column(cells[:, dc], (header or ["from", "to", "distance"])[dc], source), source)
 

@@ -193,7 +193,7 @@ def read_edge_table(edges: str | Path | Any, *, weight_column: str | None = None
         header, cells = rows_from_object(edges, source)
     _check_choices(weights, aggregate, source)
     if cells.ndim != 2 or cells.shape[0] == 0:
-        raise GraphError(f"{where(source)}: edge table has no rows; expected at least one edge")
+        raise GraphError(f"{where(source)}: edge list has no rows; expected at least one edge")
     sc, tc, wc, dc, tmc, notes = _columns(header, cells, source, weight_column, weights, aggregate, time_column)
     names = header or ["source", "target", "weight"]
     src, dst = table_ids(cells[:, sc]), table_ids(cells[:, tc])

@@ -142,3 +142,16 @@ def test_graph_build_prints_columns_and_train_reader_takes_the_flags(mobility, t
     assert load_series_and_graph(again)[2].edge_weight.tolist() == pyg.edge_weight.tolist()
     with pytest.raises(DataFormatError, match=r"aggregate='median' \(--aggregate\); expected one of"):
         load_series_and_graph(with_fields(cfg, {"data.graph_aggregate": "median"}))
+
+
+def test_distance_table_with_more_columns_is_refused(tmp_path):
+    from stgraph.graph import from_distances
+    p = tmp_path / "dist.csv"
+    p.write_text("from,to,cost\na,b,100\nb,a,200\n")
+    assert from_distances(p, ["a", "b"], kernel="binary")["a"]["b"]["distance"] == 100  # as before
+    p.write_text("date,from,to,cost\n2020-01-01,a,b,100\n2020-01-02,a,b,300\n")
+    with pytest.raises(DataFormatError, match=r"column\(s\) \['date'\] besides from, to and cost.*--weight-column cost "
+                                              r"--weights distance --aggregate"):
+        from_distances(p, ["a", "b"])
+    g = from_edge_list(p, weight_column="cost", weights="distance", aggregate="mean")
+    assert g["a"]["b"]["weight"] == 200 and g.graph["weight_meaning"] == "distance"
