@@ -111,6 +111,7 @@ def integrated_gradients(run, x: torch.Tensor, cov: dict, target: tuple[int, int
     """
     model = run.model
     model.eval()
+    _drop_inference_caches(model)
     device = run.forecaster.device
     x = x.to(device).float()
     cov = {k: v.to(device) for k, v in cov.items()}
@@ -132,6 +133,15 @@ def integrated_gradients(run, x: torch.Tensor, cov: dict, target: tuple[int, int
         both, _ = _forecast(run, torch.cat([x, base]), {k: torch.cat([v, v]) for k, v in cov.items()})
         fx, f0 = (float(v) for v in both[:, t, n, c].float().cpu())
     return attr, fx, f0, kind
+
+
+def _drop_inference_caches(model) -> None:
+    """Forget the graphs layers cached during an earlier forecast (``cached_graph`` of the spatial attention,
+    :meth:`stgraph.nn.spatial.GraphAttention.prepare`): tensors made under ``torch.inference_mode`` cannot enter
+    a backward pass; the layers rebuild them on the next forward."""
+    for m in model.modules():
+        if getattr(m, "cached_graph", None) is not None:
+            m.cached_graph = None
 
 
 @torch.inference_mode()

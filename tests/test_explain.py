@@ -35,6 +35,17 @@ def test_completeness(runs, name):
     assert r["forecast"] == pytest.approx(float(forecast_at(run).mean[2, 3, 0]), rel=1e-5, abs=1e-4)
 
 
+def test_after_a_forecast(runs):
+    """A forecast first (its graph caches built under inference mode), then an explanation: still differentiable."""
+    from stgraph.forecast import forecast_at
+
+    run = runs["stgt"]
+    forecast_at(run)
+    r = explain(run, run.series, sensor="700002", step=12, alphas=8)
+    assert np.abs(r["attribution"]).sum() > 0
+    forecast_at(run)  # and forecasts go on after it
+
+
 def test_last_value_by_hand(runs):
     """The last-value model forecasts the last reading: all of f(x) - f(x0) is that one reading's."""
     run = runs["last"]

@@ -11,6 +11,9 @@ from ..errors import ConfigError, MissingFileError
 from .common import MODEL_PATH_HELP, emit
 
 LOOPBACK_NAMES = ("localhost",)
+#: seconds an idle keep-alive connection stays open (uvicorn's default 5 s closes connections of clients that
+#: wait in a long queue, a race that shows as a read error on their next request)
+KEEP_ALIVE = 30
 
 
 def add_parser(sub) -> None:
@@ -98,10 +101,11 @@ def serve(args) -> int:
     if args.workers > 1:
         os.environ["STGRAPH_SERVE"] = json.dumps(settings)
         uvicorn.run("stgraph.serve.app:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level="warning")
+                    workers=args.workers, log_level="warning", timeout_keep_alive=KEEP_ALIVE)
     else:
         from ..serve.app import app_from_settings
-        uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(app_from_settings(settings), host=args.host, port=args.port, log_level="warning",
+                    timeout_keep_alive=KEEP_ALIVE)
     return 0
 
 

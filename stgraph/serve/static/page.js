@@ -71,7 +71,7 @@ function colour() {
     c.setAttribute("fill", fill);
     c.querySelector("title").textContent = S.sensors[i].id + ": " + fmt(x);
   });
-  const what = mode === "change" ? "change from the last reading" : mode === "mae" ? "test MAE (red ring: worst)"
+  const what = mode === "change" ? "change from the last reading" : mode === "mae" ? "test MAE (purple ring: worst)"
     : "forecast";
   const when = mode === "mae" ? "" : " at " + S.fc.steps[h];
   const sw = mode === "change" ? [diverging(-1), diverging(0), diverging(1)] : [ramp(0), ramp(.5), ramp(1)];
@@ -104,7 +104,8 @@ function drawMap() {
   }
   const dots = el("g", {}, svg);
   S.circles = sensors.map((s, i) => {
-    const c = el("circle", { cx: pts[i][0], cy: pts[i][1], r: 6, class: "sensor", "data-id": s.id }, dots);
+    const c = el("circle", { cx: pts[i][0], cy: pts[i][1], r: sensors.length > 60 ? 4.5 : 6, class: "sensor",
+                             "data-id": s.id }, dots);
     el("title", {}, c);
     if (s.drift) c.classList.add("drift");
     c.addEventListener("click", () => select(i));
@@ -155,6 +156,7 @@ async function select(i) {
   S.selected = i;
   S.circles.forEach(c => c.classList.remove("selected", "top"));
   S.circles[i].classList.add("selected");
+  S.circles[i].parentNode.appendChild(S.circles[i]);  // drawn on top of its neighbours
   const id = S.sensors[i].id;
   document.getElementById("sensor-title").textContent = "sensor " + id;
   drawSeries(i);
@@ -200,6 +202,8 @@ function drawBars(svgId, labels, vals, title) {
 
 function drawReport() {
   const r = S.report, box = document.getElementById("extra");
+  document.querySelector("#map-panel .note").insertAdjacentHTML("beforeend",
+    " Ringed in purple: the " + r.worst.length + " sensors of largest test MAE.");
   box.innerHTML = "<h2>test MAE by time of day (last horizon step)</h2>" +
     '<svg id="tod" class="small" role="img" aria-label="error by time of day"></svg>' +
     "<h2>worst sensors (test MAE)</h2><table><tr><th>sensor</th><th>MAE</th></tr>" +
