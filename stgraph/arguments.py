@@ -22,7 +22,8 @@ TRAIN_FIELDS = {
     "null_value": "data.null_value", "probabilistic": "model.probabilistic", "distribution": "model.distribution",
     "epochs": "train.epochs", "budget": "train.budget_minutes", "batch_size": "train.batch_size", "lr": "train.lr",
     "seed": "train.seed", "device": "train.device", "progress": "train.progress",
-    "weight_column": "data.graph_weight_column", "weights": "data.graph_weights", "aggregate": "data.graph_aggregate",
+    "weight_column": "data.graph_weight_column", "weights": "data.graph_weights",
+    "graph_aggregate": "data.graph_aggregate",
     "split_gap": "data.split_gap", "text_encoder": "data.text_encoder", "skip_bad_rows": "data.skip_bad_rows",
 }
 

@@ -94,13 +94,13 @@ def _graph_table_args(p) -> None:
 
     add_flags(p, RunConfig, GRAPH_TABLE_FLAGS[:2])
     add_flags(p, RunConfig, [Flag(GRAPH_TABLE_FLAGS[2].field, GRAPH_TABLE_FLAGS[2].help, name="graph_aggregate",
-                                  options=GRAPH_TABLE_FLAGS[2].options)])
+                                  flag="--graph-aggregate", options=GRAPH_TABLE_FLAGS[2].options)])
 
 
 def _graph_table_fields(args) -> dict:
-    """``weight_column`` / ``weights`` / ``aggregate`` of :func:`stgraph.api.run_config` from the flags."""
+    """``weight_column`` / ``weights`` / ``graph_aggregate`` of :func:`stgraph.api.run_config` from the flags."""
     return dict(weight_column=getattr(args, "weight_column", None), weights=getattr(args, "weights", None),
-                aggregate=getattr(args, "graph_aggregate", None))
+                graph_aggregate=getattr(args, "graph_aggregate", None))
 
 
 def add_parser(sub) -> None:
@@ -223,7 +223,7 @@ def _partition(args) -> int:
     table = _graph_table_fields(args)
     cfg = with_fields(RunConfig(), {"data.path": args.data, "data.graph": args.graph, "data.dataset": args.dataset,
                                     "data.graph_weight_column": table["weight_column"],
-                                    "data.graph_weights": table["weights"], "data.graph_aggregate": table["aggregate"]})
+                                    "data.graph_weights": table["weights"], "data.graph_aggregate": table["graph_aggregate"]})
     series, graph, _ = load_series_and_graph(cfg)
     if graph is not None and args.graph:
         graph.graph.setdefault("source", args.graph)

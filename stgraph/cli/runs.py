@@ -24,16 +24,17 @@ def _flag(name: str, help: str = "", **kw) -> Flag:
 
 _SHIPPED = "(default: the model's shipped config, else {default})"
 
-#: how an edge-table --graph is read (stgraph.graph.edges); federated spells --aggregate --graph-aggregate
+#: how an edge-table --graph is read (stgraph.graph.edges); federated spells --aggregate --graph-aggregate (and
+#: the Python API graph_aggregate=: federated's aggregate= is the server's)
 GRAPH_TABLE_FLAGS = (
     _flag("weight_column", "edge-table --graph: the column holding the weight (needs --weights); an edge table with "
                            "other columns than source,target,weight,distance is refused without it. "
                            "data.graph_weight_column", options={"metavar": "COLUMN"}),
     _flag("weights", "what the --graph weights mean: similarity, distance or flow (log1p-scaled). data.graph_weights",
           options={"choices": ["similarity", "distance", "flow"]}),
-    _flag("aggregate", "edge-table --graph: combine rows repeating a pair (one per day, ...) by sum, mean, max or "
-                       "last; a repeated pair is an error without it. data.graph_aggregate",
-          options={"choices": ["sum", "mean", "max", "last"]}),
+    _flag("graph_aggregate", "edge-table --graph: combine rows repeating a pair (one per day, ...) by sum, mean, max "
+                             "or last; a repeated pair is an error without it. data.graph_aggregate",
+          flag="--aggregate", options={"choices": ["sum", "mean", "max", "last"]}),
 )
 
 #: the flags naming files, before --model / --out / --config
