@@ -252,8 +252,9 @@ def evaluate(args) -> int:
     if notice:
         print(f"note: {in_flags(notice)}")
     print(f"null convention: {result['null_convention']}")
-    print(f"windows: {result['windows']} {args.split} (input {run.data.input_len} + horizon {run.data.horizon} steps "
-          f"each)")
+    n = run.data.split.sizes()
+    print(f"windows: {n['train']} train, {n['val']} validation, {n['test']} test (input {run.data.input_len} + "
+          f"horizon {run.data.horizon} steps each); scored: {result['windows']} {args.split}")
     print(format_table(result, run.data))
     if args.by:
         from ..regimes import format_groups

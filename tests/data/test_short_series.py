@@ -80,7 +80,7 @@ def test_train_and_evaluate_print_window_counts(tmp_path, capsys):
     rc = main(["evaluate", str(run)])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    assert "windows: 4 test (input 7 + horizon 7 steps each)" in out
+    assert "windows: 14 train, 2 validation, 4 test (input 7 + horizon 7 steps each); scored: 4 test" in out
     assert "the test figures rest on only 4 windows (fewer than 30" in out + err
     import stgraph
     result = stgraph.evaluate(stgraph.open_run(run), "test", write=False)
