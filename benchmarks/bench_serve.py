@@ -68,6 +68,39 @@ def bodies(run_dir: Path, count: int = 64) -> list[bytes]:
     return out
 
 
+def cpu_cost(run_dir: Path, payloads: list[bytes], reps: int = 50) -> dict:
+    """CPU milliseconds (``time.process_time``, one torch thread, in this process: little moved by other jobs)
+    per request of each stage the server runs: parse + check the JSON body, build the input window, one forward,
+    the answer as JSON bytes (``load.md``'s second table)."""
+    import torch
+
+    import stgraph
+    from stgraph.serve.app import _parse
+    from stgraph.serve.engine import Engine
+
+    torch.set_num_threads(1)
+    engine = Engine(stgraph.open_run(run_dir))
+    import gc
+    gc.collect()
+    gc.freeze()  # as the server does at start (stgraph.serve.app's lifespan)
+    stages = {"parse": 0.0, "window": 0.0, "forward": 0.0, "answer": 0.0}
+    for k in range(reps + 3):
+        t = [time.process_time()]
+        series = _parse(engine, "application/json", payloads[k % len(payloads)])
+        t.append(time.process_time())
+        x, cov, future, issued = engine.window(series)
+        t.append(time.process_time())
+        arrays = tuple(None if a is None else a[0] for a in engine.forward(x, cov))
+        t.append(time.process_time())
+        json.dumps(engine.answer(arrays, future, issued), separators=(",", ":")).encode()
+        t.append(time.process_time())
+        if k >= 3:  # after warm-up
+            for name, a, b in zip(stages, t, t[1:]):
+                stages[name] += (b - a) * 1000 / reps
+    stages["total"] = sum(stages.values())
+    return stages
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -148,10 +181,12 @@ def main() -> None:
     workdir, out = Path(args.workdir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    results = []
+    results, cost = [], {}
     for model in args.models.split(","):
         run_dir = train_run(model, workdir, args.train_batches)
         payloads = bodies(run_dir)
+        cost[model] = cpu_cost(run_dir, payloads)
+        print(f"{model} CPU ms per request: " + ", ".join(f"{k} {v:.2f}" for k, v in cost[model].items()), flush=True)
         port = free_port()
         proc = start_server(run_dir, port, args.threads)
         try:
@@ -171,7 +206,7 @@ def main() -> None:
             f"{load_after[0]:.1f} after, on {cpus} CPUs, other jobs running beside it)" if contended else
             f"measured alone (load average {load_before[0]:.1f} before on {cpus} CPUs)")
     command = "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])
-    doc = {"results": results, "command": command, "note": note, "threads": args.threads, "cpus": cpus,
+    doc = {"results": results, "cpu_ms_per_request": cost, "command": command, "note": note, "threads": args.threads, "cpus": cpus,
            "cpu": platform.processor() or platform.machine(), "body_bytes": len(payloads[0])}
     (out / "load.json").write_text(json.dumps(doc, indent=1))
     one = [r for r in results if r["clients"] == 1]
@@ -183,7 +218,13 @@ def main() -> None:
           f"Command: `{command}` (server `stgraph serve RUN --threads {args.threads}` in a child process; "
           f"client httpx + asyncio on the same machine; {args.requests} requests per level; JSON body of the latest "
           f"12 readings of 207 sensors, {len(payloads[0]):,} bytes).", "", f"**{note}.**", "", table(results), "",
-          "Goals (issue 28): p50 < 30 ms and p99 < 100 ms for one forecast at 1 client; no error at 32 clients.", ""]
+          "Goals (issue 28): p50 < 30 ms and p99 < 100 ms for one forecast at 1 client; no error at 32 clients.", "",
+          "CPU time per request of each stage the server runs (`time.process_time` in one process, one torch thread, "
+          f"mean of 50 requests; CPU time moves little with other jobs, wall time does):", "",
+          "| model | parse + check JSON | input window | forward | answer JSON | total |", "|---|---:|---:|---:|---:|---:|"]
+    md += [f"| {m} | " + " | ".join(f"{c[k]:.2f}" for k in ("parse", "window", "forward", "answer", "total")) + " |"
+           for m, c in cost.items()]
+    md += ["", "Against the goals:"]
     md += [f"- {g}" for g in goals]
     (out / "load.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out / 'load.md'} and {out / 'load.json'}")

@@ -73,6 +73,12 @@ def create_app(run, *, data=None, token: str | None = None, locations=None, max_
 
     @asynccontextmanager
     async def lifespan(app):
+        import gc
+        # the model, the series and the libraries are hundreds of thousands of long-lived objects: left in the
+        # collector's generations, every full collection walks them all (tens of ms, triggered by the lists an
+        # answer builds); frozen, a collection sees only the requests' objects
+        gc.collect()
+        gc.freeze()
         await batcher.start()
         yield
         await batcher.stop()
