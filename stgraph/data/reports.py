@@ -13,6 +13,11 @@ places each reports file (:mod:`stgraph.io.reports`) on the series as a :class:`
 * **at the forecast steps** (``exo_out``): only the reports published by the last input step, at the age
   they will have then; a report published later is not seen.
 
+Stated times: the first clock time in a report's words (``ends 22:30``) or else its first duration (``expect 90
+minutes``, ``2 h``) gives the time it says things will end (:func:`stated_end`, the next such clock time after
+publication); each token then carries how many hours are left until it (negative once past), which a bag of
+words cannot compare.
+
 Words: each report's text becomes hashed word unigrams, word bigrams and character 3-grams of its words
 (:func:`hash_ngrams`, CRC32 into :data:`NGRAM_BUCKETS` buckets: no vocabulary file, nothing downloaded),
 computed once per report; the model embeds each distinct report of a batch once
@@ -38,14 +43,17 @@ from ..io.series import iso
 log = logging.getLogger(__name__)
 
 __all__ = ["NGRAM_BUCKETS", "TEXT_DIM", "TEXT_FEATURES", "ReportOptions", "ReportTokens", "hash_ngrams",
-           "read_sources"]
+           "read_sources", "stated_end"]
 
 #: hash buckets of the n-gram embedding bag
 NGRAM_BUCKETS = 1 << 17
 #: width of a report's embedding (the default encoder's)
 TEXT_DIM = 16
-#: pooled per token: the embedding, log(1 + reports), mean age (hours), mean hop
-TEXT_FEATURES = 3
+#: pooled per token after the embedding: log(1 + reports), mean age (hours), mean hop, hours left until the stated
+#: end, share of reports stating one, and the relevance (the share of the text embedding the token takes)
+TEXT_FEATURES = 6
+_CLOCK = re.compile(r"\b([01]?\d|2[0-3])[:.]([0-5]\d)\b")
+_SPAN = re.compile(r"\b(\d+(?:\.\d+)?)\s*(minutes?|mins?|hours?|hrs?|h)\b")
 
 
 def hash_ngrams(text: str) -> np.ndarray:
@@ -55,6 +63,22 @@ def hash_ngrams(text: str) -> np.ndarray:
     grams = [f"w:{w}" for w in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:])]
     grams += [f"c:{p[i:i + 3]}" for w in words for p in (f"<{w}>",) for i in range(len(p) - 2)]
     return np.array([zlib.crc32(g.encode()) % (NGRAM_BUCKETS - 1) + 1 for g in grams] or [0], np.int64)
+
+
+def stated_end(text: str, published: np.datetime64) -> np.datetime64:
+    """The time a report says things end: its first clock time (the next one after ``published``), else
+    ``published`` plus its first duration (minutes or hours); ``NaT`` when it states neither."""
+    low = text.lower()
+    m = _CLOCK.search(low)
+    if m:
+        day = np.datetime64(published, "D").astype("datetime64[ns]")
+        t = day + np.timedelta64(int(m.group(1)) * 60 + int(m.group(2)), "m")
+        return t if t > published else t + np.timedelta64(1, "D")
+    m = _SPAN.search(low)
+    if m:
+        minutes = float(m.group(1)) * (1 if m.group(2).startswith("m") else 60)
+        return published + np.timedelta64(int(round(minutes * 60)), "s")
+    return np.datetime64("NaT", "ns")
 
 
 @dataclass(frozen=True)
@@ -181,6 +205,9 @@ class ReportTokens:
         self.published = torch.from_numpy(table.times.astype(np.int64) // 10**9)   # [R] seconds
         self.step_seconds = torch.from_numpy(ts.astype(np.int64) // 10**9)         # [T]
         self.open = torch.from_numpy(np.isnat(table.ends))
+        said = np.array([stated_end(t, p) for t, p in zip(self.texts, table.times)], "datetime64[ns]")
+        self.stated = torch.from_numpy(~np.isnat(said))
+        self.said_end = torch.from_numpy(np.where(np.isnat(said), table.times, said).astype(np.int64) // 10**9)
         grams = [hash_ngrams(t) for t in self.texts]
         self.lengths = torch.tensor([len(g) for g in grams], dtype=torch.long)
         self.starts = torch.cumsum(self.lengths, 0) - self.lengths
@@ -210,7 +237,8 @@ class ReportTokens:
         self.slots, self.hops = torch.from_numpy(slots), torch.from_numpy(hops_)
 
     def to(self, device) -> "ReportTokens":
-        for k in ("slots", "hops", "first", "published", "step_seconds", "open", "lengths", "starts", "ngrams"):
+        for k in ("slots", "hops", "first", "published", "step_seconds", "open", "lengths", "starts", "ngrams",
+                  "stated", "said_end"):
             setattr(self, k, getattr(self, k).to(device))
         if self.vectors is not None:
             self.vectors = self.vectors.to(device)
@@ -223,7 +251,9 @@ class ReportTokens:
             ``slot_in [B, T_in, N, M]`` / ``slot_out [B, T_out, N, M]`` long: index into this batch's
             distinct reports (``-1``: none; at the forecast steps only reports published by the last input
             step), ``age_in`` / ``age_out`` (hours since publication) and ``hop_in`` / ``hop_out`` float of the
-            same shape, ``open [U]`` float (1: no end given, the weight decays), and the ``U`` distinct
+            same shape, ``left_in`` / ``left_out`` (hours until the end the words state, 0 where they state
+            none), ``open [U]`` float (1: no end given, the weight decays), ``stated [U]`` float (1: the words
+            state an end), and the ``U`` distinct
             reports' ``ngrams [K]`` / ``offsets [U]`` (an embedding bag's input) or ``vectors [U, D]``.
         """
         s_in = self.slots[rows_in].long()
@@ -235,12 +265,16 @@ class ReportTokens:
         compact = torch.full_like(both, -1)
         compact[both >= 0] = inv
         c_in, c_out = compact[:s_in.numel()].view_as(s_in), compact[s_in.numel():].view_as(s_out)
-        out = {"open": self.open[uniq].float()}
+        out = {"open": self.open[uniq].float(), "stated": self.stated[uniq].float()}
         for part, rows, slots in (("in", rows_in, c_in), ("out", rows_out, c_out)):
             pub = self.published[uniq][slots.clamp(min=0)] if uniq.numel() else torch.zeros_like(slots)
-            age = (self.step_seconds[rows][:, :, None, None] - pub).float() / 3600.0
+            said = self.said_end[uniq][slots.clamp(min=0)] if uniq.numel() else torch.zeros_like(slots)
+            now = self.step_seconds[rows][:, :, None, None]
+            age = (now - pub).float() / 3600.0
+            has = (slots >= 0) & (self.stated[uniq][slots.clamp(min=0)] if uniq.numel() else slots >= 0)
             out[f"slot_{part}"] = slots
             out[f"age_{part}"] = torch.where(slots >= 0, age, 0.0)
+            out[f"left_{part}"] = torch.where(has, (said - now).float() / 3600.0, 0.0)
             out[f"hop_{part}"] = self.hops[rows].float() * (slots >= 0)
         if self.vectors is not None:
             out["vectors"] = self.vectors[uniq]

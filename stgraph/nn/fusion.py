@@ -52,8 +52,8 @@ class GatedFusion(nn.Module):
             raise ValueError(f"exogenous sources {list(sources)}: expected distinct [name, channels >= 1] pairs")
         self.gate_init = float(gate_init)
         self.encoders = nn.ModuleList(
-            nn.Sequential(nn.Linear(c, dim), nn.GELU(), nn.Linear(dim, dim),
-                          nn.LayerNorm(dim, elementwise_affine=False)) for c in self.sizes)
+            nn.Sequential(nn.Linear(c - (n in text), dim), nn.GELU(), nn.Linear(dim, dim),  # text: relevance apart
+                          nn.LayerNorm(dim, elementwise_affine=False)) for n, c in zip(self.names, self.sizes))
         self.gate_in = nn.Parameter(torch.empty(len(self.sizes)))
         self.gate_out = nn.Parameter(torch.empty(horizon, len(self.sizes)))
         self.reset_parameters()
@@ -83,7 +83,11 @@ class GatedFusion(nn.Module):
                              f"({dict(zip(self.names, self.sizes))})")
         out = 0
         for s, (enc, part) in enumerate(zip(self.encoders, exo.split(self.sizes, dim=-1))):
-            out = out + gates[:, s, None, None] * enc(part)  # [T, 1, 1] broadcasts over B, N, D
+            if self.readers is not None and self.names[s] in self.readers:  # text: scaled by the token's relevance
+                emb = enc(part[..., :-1]) * part[..., -1:]
+            else:
+                emb = enc(part)
+            out = out + gates[:, s, None, None] * emb  # [T, 1, 1] broadcasts over B, N, D
         return out
 
     def with_text(self, exo_in: torch.Tensor, exo_out: torch.Tensor, text: dict | None):

@@ -1,10 +1,14 @@
 """Text reports as a covariate: embed each distinct report of a batch once, pool the reports at each token.
 
 :class:`ReportEncoder` takes what :meth:`stgraph.data.reports.ReportTokens.gather` gives a batch and returns
-``[B, T, N, TEXT_DIM + 3]``: the mean of the embeddings of the reports at each (time, sensor) token,
-weighted by ``exp(-rate * age)`` for reports that state no end (``rate`` learned: how fast a report without
-an end stops mattering) and 1 for those within their stated end, followed by ``log(1 + reports)``, their mean
-age in hours and their mean hop count upstream. A token no report reaches is all zeros.
+``[B, T, N, D + 6]``: the mean of the embeddings of the reports at each (time, sensor) token, weighted by
+``exp(-rate * age)`` for reports that give no end (``rate`` learned: how fast a report without an end stops
+mattering) and 1 for those within their end, followed by ``log(1 + reports)``, their mean age in hours, mean
+hop count upstream, mean hours left until the end their words state (:func:`stgraph.data.reports.stated_end`),
+the share that state one, and last the token's relevance: the weighted mean of ``sigmoid(a . e + b)`` over its
+reports' embeddings ``e``, learned, by which the gated fusion scales the text source's embedding at that
+token (:class:`~stgraph.nn.fusion.GatedFusion`), so that an irrelevant report can weigh nothing. A token no
+report reaches is all zeros (no text contribution at all).
 
 The default embedding is a bag of hashed word and character n-grams (:class:`torch.nn.EmbeddingBag`, mean
 mode, :data:`stgraph.data.reports.NGRAM_BUCKETS` rows), trained end to end with the forecaster; with
@@ -43,6 +47,8 @@ class ReportEncoder(nn.Module):
         if self.bag is not None:
             nn.init.normal_(self.bag.weight, std=0.1)
         self.rate = nn.Parameter(torch.tensor(0.0))  # softplus(0) = 0.69 per hour to start
+        self.relevance = nn.Linear(self.dim, 1)
+        nn.init.zeros_(self.relevance.weight), nn.init.zeros_(self.relevance.bias)  # 0.5 for every report to start
 
     @property
     def out_channels(self) -> int:
@@ -63,9 +69,16 @@ class ReportEncoder(nn.Module):
         is_open = torch.cat([text["open"].new_zeros(1), text["open"]])[slot + 1]
         age = text[f"age_{part}"]
         w = valid * torch.where(is_open > 0, torch.exp(-F.softplus(self.rate) * age), torch.ones_like(age))
-        pooled = (w.unsqueeze(-1) * emb[slot + 1]).sum(-2) / w.sum(-1, keepdim=True).clamp(min=1e-6)
+        total = w.sum(-1, keepdim=True).clamp(min=1e-6)
+        pooled = (w.unsqueeze(-1) * emb[slot + 1]).sum(-2) / total
+        rel = torch.sigmoid(self.relevance(emb[1:]))[:, 0]                         # [U]
+        relevance = (w * torch.cat([rel.new_zeros(1), rel])[slot + 1]).sum(-1, keepdim=True) / total
         n = valid.sum(-1, keepdim=True)
         mean = n.clamp(min=1.0)
+        stated = valid * torch.cat([text["stated"].new_zeros(1), text["stated"]])[slot + 1]
+        k = stated.sum(-1, keepdim=True)
         feats = torch.cat([torch.log1p(n), (age * valid).sum(-1, keepdim=True) / mean,
-                           (text[f"hop_{part}"] * valid).sum(-1, keepdim=True) / mean], -1)
+                           (text[f"hop_{part}"] * valid).sum(-1, keepdim=True) / mean,
+                           (text[f"left_{part}"] * stated).sum(-1, keepdim=True) / k.clamp(min=1.0), k / mean,
+                           relevance], -1)
         return torch.cat([pooled, feats], -1)

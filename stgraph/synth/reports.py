@@ -142,20 +142,27 @@ def write_reports(path, rows: list[tuple]) -> None:
             fh.write(f"{iso(t).replace('T', ' ')[:16]},{safe_cell(s)},{la},{lo},\"{text}\"\n")
 
 
-def affected_mask(incidents, events, graph, T: int, step_min: float, hops: int = 2) -> np.ndarray:
+def affected_mask(incidents, events, graph, T: int, step_min: float, hops: int = 2,
+                  reported: bool = False) -> np.ndarray:
     """``[T, N]`` bool: steps at an incident's sensor and the sensors upstream within ``hops``, from its start
-    to 30 minutes after its end, and the steps of each event's crowds at the sensors it reaches."""
+    to 30 minutes after its end, and the steps of each event's crowds at the sensors it reaches.
+
+    ``reported``: instead ``[T, N]`` int64, the step from which the disruption touching that step is reported
+    (an incident 10 minutes after its start, the latest its report comes; an event an hour before its end, its
+    notice), a large number where none touches it: a forecast issued at step ``o`` can know of the steps with
+    ``value <= o``."""
     from .layout import node_order
 
     nodes = node_order(graph)
     pos = {str(graph.nodes[v].get("sensor_id", v)): i for i, v in enumerate(nodes)}
     against = road_graph(road_predecessors(graph, nodes)).reverse(copy=False)
-    mask = np.zeros((T, len(nodes)), bool)
+    never = np.iinfo(np.int64).max // 2
+    since = np.full((T, len(nodes)), never, np.int64)
     tail = int(math.ceil(30 / step_min))
     for inc in incidents:
         a, b = max(0, inc.start_step), min(T, inc.start_step + inc.duration_steps + tail)
         for node, _ in upstream(against, pos[inc.sensor_id], hops):
-            mask[a:b, node] = True
+            since[a:b, node] = np.minimum(since[a:b, node], inc.start_step + int(math.ceil(10 / step_min)))
     for _, a, b, reach in events:
-        mask[a:b, reach] = True
-    return mask
+        since[a:b, reach] = np.minimum(since[a:b, reach], a - int(round(60 / step_min)))
+    return since if reported else since < never

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stgraph.data import ForecastData
-from stgraph.data.reports import NGRAM_BUCKETS, ReportOptions, ReportTokens, hash_ngrams, read_sources
+from stgraph.data.reports import NGRAM_BUCKETS, ReportOptions, ReportTokens, hash_ngrams, read_sources, stated_end
 from stgraph.errors import ConfigError, DataFormatError
 from stgraph.graph import to_pyg
 from stgraph.io.covariates import read_covariates
@@ -108,7 +108,7 @@ def test_batches_see_reports_from_publication_and_forecast_steps_only_what_was_p
 
     data = ForecastData.from_series(s, input_len=4, horizon=3, split=(0.5, 0.25, 0.25),
                                     covariates=read_sources([str(p)], s, g, to_pyg(g, IDS), D()))
-    assert data.exogenous.layout == [["reports", 19, "text", 0]] and data.exogenous.num_channels == 0
+    assert data.exogenous.layout == [["reports", 22, "text", 0]] and data.exogenous.num_channels == 0
     b = data.batch(torch.tensor([0]))                       # input rows 0..3 (origin 00:15), forecast rows 4..6
     t = b.text["reports"]
     assert b.exo_in.shape == (1, 4, 4, 0)
@@ -139,30 +139,45 @@ def test_hashed_ngrams_and_pooled_encoder_by_hand():
         enc.bag.weight[2] = torch.tensor([0.0, 3.0])
         enc.rate.fill_(0.0)                                 # softplus(0) = ln 2 per hour
     text = {"ngrams": torch.tensor([1, 2]), "offsets": torch.tensor([0, 1]), "open": torch.tensor([0.0, 1.0]),
-            "slot_in": torch.tensor([[[[0, 1], [-1, -1]]]]), "age_in": torch.tensor([[[[0.5, 1.0], [0.0, 0.0]]]]),
-            "hop_in": torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])}
-    out = enc(text, "in")                                   # [1, 1, 2, 4]
+            "stated": torch.tensor([1.0, 0.0]), "slot_in": torch.tensor([[[[0, 1], [-1, -1]]]]),
+            "age_in": torch.tensor([[[[0.5, 1.0], [0.0, 0.0]]]]), "hop_in": torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]]),
+            "left_in": torch.tensor([[[[0.25, 0.0], [0.0, 0.0]]]])}
+    out = enc(text, "in")                                   # [1, 1, 2, 2 + 6]
     w = 0.5                                                 # exp(-ln 2 * 1 h) for the open report; 1 for the ended
     assert out[0, 0, 0, :2].tolist() == pytest.approx([1 / (1 + w), 3 * w / (1 + w)])
-    assert out[0, 0, 0, 2:].tolist() == pytest.approx([np.log(3), 0.75, 0.5])
-    assert out[0, 0, 1].tolist() == [0, 0, 0, 0, 0]
+    # reports, mean age, mean hop, hours left (of the one stating an end), share stating one, relevance (0.5 each)
+    assert out[0, 0, 0, 2:].tolist() == pytest.approx([np.log(3), 0.75, 0.5, 0.25, 0.5, 0.5])
+    assert out[0, 0, 1].tolist() == [0] * 8
 
 
 def test_fusion_takes_text_through_its_own_gate():
-    f = GatedFusion([["rain", 1], ["reports", 5, "text", 0]], dim=8, horizon=3)
+    f = GatedFusion([["rain", 1], ["reports", 8, "text", 0]], dim=8, horizon=3)
     assert set(f.gates()) == {"rain", "reports"}
+    z_in, z_out = torch.zeros(2, 4, 3, 1), torch.zeros(2, 3, 3, 1)
     text = {"reports": {"ngrams": torch.tensor([5, 6]), "offsets": torch.tensor([0]), "open": torch.tensor([1.0]),
-                        "slot_in": torch.zeros(2, 4, 3, 1, dtype=torch.long), "age_in": torch.ones(2, 4, 3, 1),
-                        "hop_in": torch.zeros(2, 4, 3, 1), "slot_out": -torch.ones(2, 3, 3, 1, dtype=torch.long),
-                        "age_out": torch.zeros(2, 3, 3, 1), "hop_out": torch.zeros(2, 3, 3, 1)}}
-    exo_in, exo_out = f.with_text(torch.zeros(2, 4, 3, 1), torch.zeros(2, 3, 3, 1), text)
-    assert exo_in.shape == (2, 4, 3, 6) and exo_out.shape == (2, 3, 3, 6) and (exo_out == 0).all()
+                        "stated": torch.tensor([0.0]), "slot_in": torch.zeros(2, 4, 3, 1, dtype=torch.long),
+                        "age_in": z_in + 1, "hop_in": z_in, "left_in": z_in,
+                        "slot_out": -torch.ones(2, 3, 3, 1, dtype=torch.long), "age_out": z_out, "hop_out": z_out,
+                        "left_out": z_out}}
+    exo_in, exo_out = f.with_text(z_in, z_out, text)
+    assert exo_in.shape == (2, 4, 3, 9) and exo_out.shape == (2, 3, 3, 9) and (exo_out == 0).all()
     assert f.encode(exo_in).shape == (2, 4, 3, 8)
+    # no report at a token: the text source adds nothing there (relevance 0), whatever its gate
+    assert torch.allclose(f.decode(exo_out), f.decode(torch.cat([exo_out[..., :1], 0 * exo_out[..., 1:]], -1)))
     with torch.no_grad():
         f.gate_in[1] = -100.0                               # the text gate shut: its embedding is gone
     assert torch.allclose(f.encode(exo_in), f.encode(torch.cat([exo_in[..., :1], 0 * exo_in[..., 1:]], -1)))
     with pytest.raises(ValueError, match="built for text reports"):
         f.with_text(torch.zeros(2, 4, 3, 1), torch.zeros(2, 3, 3, 1), None)
+
+
+def test_stated_end_from_the_words():
+    pub = np.datetime64("2012-03-01T21:30", "ns")
+    assert stated_end("concert ends at 22:30, crowds for 45 min", pub) == np.datetime64("2012-03-01T22:30")
+    assert stated_end("ends 01:15", pub) == np.datetime64("2012-03-02T01:15")          # the next 01:15
+    assert stated_end("two lanes blocked, expect 90 minutes", pub) == np.datetime64("2012-03-01T23:00")
+    assert stated_end("closed for about 2 hours", pub) == np.datetime64("2012-03-01T23:30")
+    assert np.isnat(stated_end("debris on the road", pub))
 
 
 def test_sentence_encoder_from_disk_each_distinct_text_once_or_a_message(tmp_path, monkeypatch):
@@ -190,4 +205,4 @@ def test_sentence_encoder_from_disk_each_distinct_text_once_or_a_message(tmp_pat
     assert seen == ["crash", "fog"] and tok.vectors.tolist() == [[5, 1, 0], [5, 1, 0], [3, 1, 0]]
     t = tok.gather(torch.tensor([[3, 4, 5, 6]]), torch.tensor([[7, 8, 9]]))
     assert t["vectors"].shape == (3, 3) and "ngrams" not in t
-    assert ReportEncoder(4, vectors=3)(t, "out").shape == (1, 3, 4, 7)
+    assert ReportEncoder(4, vectors=3)(t, "out").shape == (1, 3, 4, 10)
