@@ -26,7 +26,7 @@ WORST = 10
 TOP = 5
 
 
-def report_data(run, locations=None) -> dict:
+def report_data(run, locations=None, tiles: str | None = None) -> dict:
     """What the page reads from the server, under the same keys (``sensors``, ``model``, ``forecast/latest``),
     plus ``attention`` (sensor id -> its ``TOP`` most weighed other sensors) and ``report`` (``per_sensor`` test
     MAE ``[N]``, ``worst`` ids, ``tod``: ``{"labels", "mae"}`` of the last horizon step by time of day)."""
@@ -35,7 +35,7 @@ def report_data(run, locations=None) -> dict:
     from .serve.engine import Engine
     from .serve.facts import drift_flags
 
-    engine = Engine(run, locations=locations)
+    engine = Engine(run, locations=locations, tiles=tiles)
     sensors = engine.sensors()
     flagged = set(drift_flags(run))
     for row in sensors["sensors"]:
@@ -72,9 +72,11 @@ def render(data: dict) -> str:
                         f"<script>window.STGRAPH_DATA = {blob};</script>\n<script>\n{js}</script>")
 
 
-def write_report(run_dir, out, *, locations=None, model: str | None = None, force: bool = False) -> Path:
+def write_report(run_dir, out, *, locations=None, model: str | None = None, force: bool = False,
+                 tiles: str | None = None) -> Path:
     """Write the report of ``run_dir`` (a run directory or an opened run) to ``out`` (``.html``), atomically; a
-    file already there is replaced only if stgraph wrote it (or with ``force``). Returns the path."""
+    file already there is replaced only if stgraph wrote it (or with ``force``). ``tiles``: a map tile URL
+    template (the report then loads tiles from it when opened). Returns the path."""
     from .files import atomic_write, check_replaceable, record_written
 
     out = Path(out)
@@ -83,12 +85,14 @@ def write_report(run_dir, out, *, locations=None, model: str | None = None, forc
     if out.is_dir():
         raise ConfigError(f"out='{out}' is a folder; expected an .html file name")
     check_replaceable([out], force=force)
+    from .serve.facts import check_tiles
+    check_tiles(tiles)
     if hasattr(run_dir, "forecaster"):
         run = run_dir
     else:
         from .api import open_run
         run = open_run(run_dir, model=model)
-    html = render(report_data(run, locations))
+    html = render(report_data(run, locations, tiles))
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, html)
     record_written([out])

@@ -14,6 +14,8 @@ LOOPBACK_NAMES = ("localhost",)
 #: seconds an idle keep-alive connection stays open (uvicorn's default 5 s closes connections of clients that
 #: wait in a long queue, a race that shows as a read error on their next request)
 KEEP_ALIVE = 30
+TILES_HELP = ("map tile URL template, e.g. 'https://tile.openstreetmap.org/{z}/{x}/{y}.png' (default none: the page "
+              "loads nothing from elsewhere; mind the tile server's terms and attribution)")
 
 
 def add_parser(sub) -> None:
@@ -32,6 +34,7 @@ def add_parser(sub) -> None:
     s.add_argument("--locations", default=None, help="CSV of sensor coordinates for the map (default: the "
                                                      "graph's, or graph_sensor_locations.csv beside it)")
     s.add_argument("--model", default=None, help=MODEL_PATH_HELP)
+    s.add_argument("--tiles", default=None, help=TILES_HELP)
 
     e = sub.add_parser("explain", help="why a forecast: attention into a sensor and integrated gradients over "
                                        "every input reading")
@@ -53,6 +56,7 @@ def add_parser(sub) -> None:
     r.add_argument("--locations", default=None, help="CSV of sensor coordinates (default as serve)")
     r.add_argument("--force", action="store_true", help="replace a file at --out that stgraph did not write")
     r.add_argument("--model", default=None, help=MODEL_PATH_HELP)
+    r.add_argument("--tiles", default=None, help=TILES_HELP)
 
 
 def run(args) -> int:
@@ -85,6 +89,8 @@ def serve(args) -> int:
     from ..limits import check_count, check_threads, max_workers
 
     token = check_host(args.host, args.token_file)
+    from ..serve.facts import check_tiles
+    check_tiles(args.tiles)
     if args.threads is not None:
         check_threads(args.threads, "--threads")
     check_count(args.workers, "--workers", 1, max_workers(), "processes, one per CPU of this machine")
@@ -95,7 +101,7 @@ def serve(args) -> int:
     except ImportError:
         raise ImportError("stgraph serve needs FastAPI and uvicorn: pip install 'stgraph[serve]'") from None
     settings = {"run": args.run_dir, "data": args.data, "locations": args.locations, "model": args.model,
-                "token_file": args.token_file, "threads": args.threads}
+                "token_file": args.token_file, "threads": args.threads, "tiles": args.tiles}
     print(f"serving {args.run_dir} on http://{args.host}:{args.port}/ ({args.workers} worker(s)"
           f"{', Bearer token required' if token else ''}); Ctrl-C stops it")
     if args.workers > 1:
@@ -134,6 +140,7 @@ def explain(args) -> int:
 def report(args) -> int:
     from ..report import write_report
 
-    path = write_report(args.run_dir, args.out, locations=args.locations, model=args.model, force=args.force)
+    path = write_report(args.run_dir, args.out, locations=args.locations, model=args.model, force=args.force,
+                        tiles=args.tiles)
     print(f"wrote {path}")
     return 0

@@ -51,7 +51,7 @@ def _error(status: int, field: str, msg: str, kind: str = "value_error") -> JSON
 
 
 def create_app(run, *, data=None, token: str | None = None, locations=None, max_body: int = MAX_BODY,
-               max_batch: int = 32, amp: str = "off", model: str | None = None) -> FastAPI:
+               max_batch: int = 32, amp: str = "off", model: str | None = None, tiles: str | None = None) -> FastAPI:
     """The app serving ``run``.
 
     Args:
@@ -64,11 +64,13 @@ def create_app(run, *, data=None, token: str | None = None, locations=None, max_
         max_batch: most concurrent requests batched into one forward (:class:`MicroBatcher`).
         amp: precision of the forward (``off``, ``bf16``, ``auto``).
         model: import path of a user model (``pkg.mod:Class``), as :func:`stgraph.open_run`.
+        tiles: map tile URL template for the page (``https://.../{z}/{x}/{y}.png``; default none: no request
+            leaves the page).
     """
     if not hasattr(run, "forecaster"):
         from ..api import open_run
         run = open_run(run, model=model)
-    engine = Engine(run, data_path=data, locations=locations, amp=amp)
+    engine = Engine(run, data_path=data, locations=locations, amp=amp, tiles=tiles)
     batcher = MicroBatcher(engine.forward, max_batch)
 
     @asynccontextmanager
@@ -94,7 +96,7 @@ def create_app(run, *, data=None, token: str | None = None, locations=None, max_
 
 def app_from_settings(settings: dict) -> FastAPI:
     """The app ``stgraph serve`` runs: ``settings`` holds ``run``, ``data``, ``locations``, ``model``,
-    ``token_file`` and ``threads`` (the command's flags)."""
+    ``token_file``, ``threads`` and ``tiles`` (the command's flags)."""
     if settings.get("threads"):
         import torch
         torch.set_num_threads(int(settings["threads"]))
@@ -102,7 +104,7 @@ def app_from_settings(settings: dict) -> FastAPI:
     if settings.get("token_file"):
         token = Path(settings["token_file"]).read_text(encoding="utf-8").strip()
     return create_app(settings["run"], data=settings.get("data"), token=token, locations=settings.get("locations"),
-                      model=settings.get("model"))
+                      model=settings.get("model"), tiles=settings.get("tiles"))
 
 
 def app_from_env() -> FastAPI:

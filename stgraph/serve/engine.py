@@ -32,11 +32,14 @@ class Engine:
         locations: CSV of sensor coordinates (default: the graph's, or ``graph_sensor_locations.csv`` beside
             the run's graph file).
         amp: precision of the forward, as :func:`stgraph.forecast.forecast_at`.
+        tiles: map tile URL template for the page (:func:`stgraph.serve.facts.check_tiles`; default none).
     """
 
     def __init__(self, run, *, data_path: str | Path | None = None, locations: str | Path | None = None,
-                 amp: str = "off") -> None:
-        self.run, self.amp = run, amp
+                 amp: str = "off", tiles: str | None = None) -> None:
+        from .facts import check_tiles
+
+        self.run, self.amp, self.tiles = run, amp, check_tiles(tiles)
         self.data_path = None if data_path is None else Path(data_path)
         self.ids = [str(s) for s in run.series.sensor_ids]
         self.pos = {s: i for i, s in enumerate(self.ids)}
@@ -242,11 +245,12 @@ class Engine:
 
     # ------------------------------------------------------------------ facts
     def sensors(self) -> dict:
-        """``{"sensors": [{id, lat, lon, in_degree, out_degree}], "edges": [[from, to], ...]}`` (positions in the
-        sensor list; self loops left out; ``lat``/``lon`` ``None`` when no coordinates are known)."""
+        """``{"sensors": [{id, lat, lon, in_degree, out_degree}], "edges": [[from, to], ...], "tiles"}`` (positions in
+        the sensor list; self loops left out; ``lat``/``lon`` ``None`` when no coordinates are known; ``tiles`` the
+        map tile URL template or ``None``)."""
         from .facts import sensor_table
 
-        return sensor_table(self.run, self.locations)
+        return {**sensor_table(self.run, self.locations), "tiles": self.tiles}
 
     def model(self) -> dict:
         """The model, its config, data fingerprint, when it was trained and its test MAE per horizon."""

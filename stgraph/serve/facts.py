@@ -35,6 +35,19 @@ def sensor_positions(run, locations=None) -> tuple[np.ndarray, np.ndarray] | Non
     return None if pos is None else (pos[0], pos[1])
 
 
+def check_tiles(tiles: str | None) -> str | None:
+    """A map tile URL template (``https://tile.example.org/{z}/{x}/{y}.png``, or a ``data:`` URL): it must hold
+    ``{z}``, ``{x}`` and ``{y}``. ``None``: no tiles (the page draws the sensors alone)."""
+    from ..errors import ConfigError
+
+    if tiles is None:
+        return None
+    if not tiles.startswith(("https://", "http://", "data:")) or not all(k in tiles for k in ("{z}", "{x}", "{y}")):
+        raise ConfigError(f"tiles = {tiles!r}: expected a URL template starting with https:// (or http://, data:) "
+                          f"holding {{z}}, {{x}} and {{y}}, e.g. https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png")
+    return tiles
+
+
 def sensor_table(run, locations=None) -> dict:
     """``{"sensors": [{"id", "lat", "lon", "in_degree", "out_degree"}], "edges": [[i, j], ...]}``: ``edges`` are
     the graph's ``edge_index [2, E]`` columns (source, target positions in the list), self loops left out."""

@@ -163,3 +163,15 @@ def test_token_required_off_loopback(stgt_run, window_body):
         assert c.get("/sensors", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/sensors", headers={"Authorization": "Bearer " + "t" * 32}).status_code == 200
         assert c.get("/health").status_code == 200 and c.get("/").status_code == 200
+
+
+def test_tiles_setting(stgt_run):
+    from stgraph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"holding \{z\}, \{x\} and \{y\}"):
+        create_app(stgt_run, tiles="https://tiles.example.org/tile.png")
+    with pytest.raises(ConfigError, match="https://"):
+        create_app(stgt_run, tiles="file:///etc/{z}/{x}/{y}")
+    url = "https://tiles.example.org/{z}/{x}/{y}.png"
+    with TestClient(create_app(stgt_run, tiles=url)) as c:
+        assert c.get("/sensors").json()["tiles"] == url

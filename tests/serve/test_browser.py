@@ -121,3 +121,47 @@ def test_report(browser, served, tmp_path):
     browser.get(out.as_uri())
     _check_page(browser, 10)
     assert _severe(browser) == []
+
+
+def test_map_tiles_only_when_configured(browser, stgt_run, server):
+    """Without a tile URL the map has no image; with one (a data: URL here: nothing leaves the machine) the
+    tiles behind the sensors are the Web Mercator tiles {z}/{x}/{y} covering them."""
+    import math
+
+    import uvicorn
+    from selenium.webdriver.common.by import By
+
+    from stgraph.serve import create_app
+    from stgraph.serve.facts import sensor_positions
+
+    browser.get(server)
+    _ready(browser)
+    assert browser.find_elements(By.CSS_SELECTOR, "#map image") == []
+    tile = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='256' height='256'%3E%3Crect "
+            "width='256' height='256' fill='%23ddd'/%3E%3C/svg%3E#{z}/{x}/{y}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(stgt_run, tiles=tile), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    while not srv.started:
+        time.sleep(0.05)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        _ready(browser)
+        hrefs = [i.get_attribute("href") for i in browser.find_elements(By.CSS_SELECTOR, "#map image")]
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#map circle.sensor")) == 10
+        zxy = {tuple(int(v) for v in h.rsplit("#", 1)[1].split("/")) for h in hrefs}
+        z = next(iter(zxy))[0]
+        lat, lon = sensor_positions(stgt_run)
+        for a, o in zip(lat, lon):  # every sensor's own tile is drawn
+            r = math.radians(a)
+            x = int((o + 180) / 360 * 2 ** z)
+            y = int((1 - math.log(math.tan(r) + 1 / math.cos(r)) / math.pi) / 2 * 2 ** z)
+            assert (z, x, y) in zxy
+        assert _severe(browser) == []
+    finally:
+        srv.should_exit = True
+        t.join(10)

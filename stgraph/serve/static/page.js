@@ -81,18 +81,39 @@ function colour() {
   if (S.selected !== null) drawSeries(S.selected);
 }
 
+function mercator(s) {  // [x, y] in [0, 1): the world's Web Mercator square
+  const r = s.lat * Math.PI / 180;
+  return [(s.lon + 180) / 360, (1 - Math.log(Math.tan(r) + 1 / Math.cos(r)) / Math.PI) / 2];
+}
+
+function drawTiles(svg, x0, y0, sc, W, H, pad) {  // only when a tile URL is configured (--tiles)
+  const z = Math.max(0, Math.min(19, Math.round(Math.log2(sc / 256)))), n = 2 ** z, size = sc / n;
+  const g = el("g", { class: "tiles" }, svg);
+  const tx0 = Math.floor((x0 - pad / sc) * n), tx1 = Math.floor((x0 + (W - pad) / sc) * n);
+  const ty0 = Math.max(0, Math.floor((y0 - pad / sc) * n)), ty1 = Math.min(n - 1, Math.floor((y0 + (H - pad) / sc) * n));
+  for (let tx = tx0; tx <= tx1; tx++) {
+    for (let ty = ty0; ty <= ty1; ty++) {
+      const href = S.tiles.replace("{z}", z).replace("{x}", ((tx % n) + n) % n).replace("{y}", ty);
+      el("image", { href, x: pad + (tx / n - x0) * sc, y: pad + (ty / n - y0) * sc, width: size, height: size,
+                    opacity: 0.6 }, g);
+    }
+  }
+  const host = S.tiles.startsWith("http") ? new URL(S.tiles.replace(/[{}]/g, "")).host : "configured";
+  text(svg, W - 4, H - 4, "map tiles: " + host, "end");
+}
+
 function drawMap() {
   const svg = document.getElementById("map");
   svg.innerHTML = "";
   const W = 800, H = 560, pad = 20, sensors = S.sensors;
   svg.setAttribute("viewBox", "0 0 " + W + " " + H);
   let pts;
-  if (sensors.every(s => s.lat !== null)) {
-    const lat0 = sensors.reduce((a, s) => a + s.lat, 0) / sensors.length, k = Math.cos(lat0 * Math.PI / 180);
-    const xs = sensors.map(s => s.lon * k), ys = sensors.map(s => -s.lat);
+  if (sensors.every(s => s.lat !== null)) {  // Web Mercator, as map tiles are drawn
+    const m = sensors.map(mercator), xs = m.map(p => p[0]), ys = m.map(p => p[1]);
     const x0 = Math.min(...xs), y0 = Math.min(...ys);
-    const sc = Math.min((W - 2 * pad) / ((Math.max(...xs) - x0) || 1), (H - 2 * pad) / ((Math.max(...ys) - y0) || 1));
+    const sc = Math.min((W - 2 * pad) / ((Math.max(...xs) - x0) || 1e-6), (H - 2 * pad) / ((Math.max(...ys) - y0) || 1e-6));
     pts = sensors.map((s, i) => [pad + (xs[i] - x0) * sc, pad + (ys[i] - y0) * sc]);
+    if (S.tiles) drawTiles(svg, x0, y0, sc, W, H, pad);
   } else {  // no coordinates: a circle
     text(svg, 10, 14, "no sensor coordinates known: sensors on a circle (pass --locations)");
     pts = sensors.map((s, i) => [W / 2 + 240 * Math.cos(2 * Math.PI * i / sensors.length),
@@ -217,7 +238,7 @@ function drawReport() {
 
 async function main() {
   const [sensors, model, fc] = await Promise.all([get("sensors"), get("model"), get("forecast/latest")]);
-  S.sensors = sensors.sensors; S.edges = sensors.edges; S.fc = fc; S.report = EMBED ? EMBED.report : null;
+  S.sensors = sensors.sensors; S.edges = sensors.edges; S.tiles = sensors.tiles || null; S.fc = fc; S.report = EMBED ? EMBED.report : null;
   S.index = Object.fromEntries(S.sensors.map((s, i) => [s.id, i]));
   document.getElementById("title").textContent = "stgraph forecast: " + model.model;
   document.getElementById("facts").textContent = S.sensors.length + " sensors, " + model.input_len +
