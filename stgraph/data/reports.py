@@ -43,7 +43,7 @@ from ..io.series import iso
 log = logging.getLogger(__name__)
 
 __all__ = ["NGRAM_BUCKETS", "TEXT_DIM", "TEXT_FEATURES", "ReportOptions", "ReportTokens", "hash_ngrams",
-           "read_sources", "stated_end"]
+           "read_sources", "stated_end", "join_text"]
 
 #: hash buckets of the n-gram embedding bag
 NGRAM_BUCKETS = 1 << 17
@@ -285,6 +285,27 @@ class ReportTokens:
                 int(lengths.sum()), device=lengths.device)
             out["ngrams"] = self.ngrams[pos]
         return out
+
+
+def join_text(a: dict, b: dict) -> dict:
+    """Two batches' text (``{source: ReportTokens.gather(...)}``) as one batch's, ``a``'s windows first (the
+    replay of an update joins new and old windows): ``b``'s report indices are shifted past ``a``'s reports."""
+    out = {}
+    for name, x in a.items():
+        y, u = b[name], len(x["open"])
+        j = {k: torch.cat([x[k], y[k]]) for k in ("open", "stated")}
+        if "vectors" in x:
+            j["vectors"] = torch.cat([x["vectors"], y["vectors"]])
+        else:
+            j["ngrams"] = torch.cat([x["ngrams"], y["ngrams"]])
+            j["offsets"] = torch.cat([x["offsets"], y["offsets"] + len(x["ngrams"])])
+        for part in ("in", "out"):
+            j[f"slot_{part}"] = torch.cat([x[f"slot_{part}"], torch.where(y[f"slot_{part}"] >= 0, y[f"slot_{part}"] + u,
+                                                                        -1)])
+            for k in ("age", "hop", "left"):
+                j[f"{k}_{part}"] = torch.cat([x[f"{k}_{part}"], y[f"{k}_{part}"]])
+        out[name] = j
+    return out
 
 
 def _encode_texts(texts: list, path: str) -> torch.Tensor:

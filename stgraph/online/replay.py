@@ -48,6 +48,7 @@ class ReplayLoader:
 
     def __iter__(self):
         from ..data.dataset import Batch
+        from ..data.reports import join_text
 
         order = self.new_starts[torch.randperm(self.new_starts.numel(), generator=self.generator)]
         for i in range(len(self)):
@@ -56,6 +57,7 @@ class ReplayLoader:
                 pick = torch.randint(0, self.old_starts.numel(), (self.k,), generator=self.generator)
                 old = self.old.batch(self.old_starts[pick])
                 batch = Batch(*(None if getattr(batch, f.name) is None else
+                                join_text(batch.text, old.text) if f.name == "text" else  # text reports: re-indexed
                                 torch.cat([getattr(batch, f.name), getattr(old, f.name)])
                                 for f in fields(batch)))
             yield batch

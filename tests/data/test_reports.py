@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from stgraph.data import ForecastData
-from stgraph.data.reports import NGRAM_BUCKETS, ReportOptions, ReportTokens, hash_ngrams, read_sources, stated_end
+from stgraph.data.reports import (NGRAM_BUCKETS, ReportOptions, ReportTokens, hash_ngrams, join_text, read_sources,
+                                  stated_end)
 from stgraph.errors import ConfigError, DataFormatError
 from stgraph.graph import to_pyg
 from stgraph.io.covariates import read_covariates
@@ -121,6 +122,11 @@ def test_batches_see_reports_from_publication_and_forecast_steps_only_what_was_p
     assert t["offsets"].tolist() == [0] and t["ngrams"].tolist() == hash_ngrams("published before the origin").tolist()
     b = data.batch(torch.tensor([3]))                       # origin row 6 (00:30): both seen, each encoded once
     assert len(b.text["reports"]["offsets"]) == 2
+    j = join_text(data.batch(torch.tensor([0])).text, b.text)["reports"]  # an update's replay joins batches
+    assert j["slot_in"].shape[0] == 2 and j["offsets"].tolist() == [0, len(t["ngrams"]), len(t["ngrams"]) + int(
+        b.text["reports"]["offsets"][1])]
+    second = j["slot_in"][1][j["slot_in"][1] >= 0]
+    assert second.min() >= 1 and torch.equal(j["slot_in"][0], t["slot_in"][0])  # shifted past the first's report
     with caplog.at_level(logging.INFO, logger="stgraph"):
         _, cov, _ = data.window_at(s, "2012-03-01T01:35")  # both reports over (1 h each): said, no text signal
     assert "no report of 'reports'" in caplog.text and "no text signal" in caplog.text
