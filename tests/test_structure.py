@@ -26,7 +26,7 @@ MAX_FUNCTION_LINES = 80
 #: command line and the demo on top
 LAYERS = [
     {"errors", "files", "runtime", "limits", "cells", "typecheck", "yamlfile", "logs", "shared_data", "distributions",
-     "mixture"},
+     "mixture", "budgets"},
     {"io"},
     {"graph", "metrics", "config", "arguments"},
     {"datasets", "synth", "data", "regimes", "calibration"},

@@ -69,15 +69,15 @@ def null_value_arg(text: str):
 
 
 def budget_arg(text: str) -> float:
-    """argparse type of ``--budget`` (``stgraph train``): :func:`stgraph.config.parse_budget`, minutes."""
-    from ..config import parse_budget
+    """argparse type of ``--budget`` (``stgraph train``): :func:`stgraph.budgets.parse_budget`, minutes."""
+    from ..budgets import parse_budget
 
     return _argparse_type(lambda t: parse_budget(t, None), text)
 
 
 def budgets_arg(text: str) -> list[float]:
-    """argparse type of ``--budget`` (``stgraph bench``): :func:`stgraph.config.parse_budgets`, minutes."""
-    from ..config import parse_budgets
+    """argparse type of ``--budget`` (``stgraph bench``): :func:`stgraph.budgets.parse_budgets`, minutes."""
+    from ..budgets import parse_budgets
 
     return _argparse_type(lambda t: parse_budgets(t, None), text)
 

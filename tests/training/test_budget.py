@@ -9,7 +9,8 @@ import pytest
 
 from stgraph.bench import BenchSpec, plan, run_bench, write_reports
 from stgraph.cli.main import main
-from stgraph.config import RunConfig, parse_budget, parse_budgets, with_fields
+from stgraph.budgets import parse_budget, parse_budgets
+from stgraph.config import RunConfig, with_fields
 from stgraph.errors import ConfigError
 from stgraph.training.checkpoint import load_checkpoint
 from stgraph.training.layout import RunFiles
