@@ -238,8 +238,12 @@ def _column(header: list[str], names: Sequence[str]) -> int | None:
 
 
 def is_dynamic_table(path) -> bool:
-    """Whether ``path`` is a CSV edge table with a time column (a dynamic graph)."""
+    """Whether ``path`` is a CSV edge table with a time column, or an HDF5 file of one graph per period
+    (:mod:`stgraph.graph.dynamic_h5`): a dynamic graph."""
     p = Path(str(path))
+    if p.suffix.lower() in (".h5", ".hdf5"):
+        from .dynamic_h5 import is_dynamic_h5
+        return is_dynamic_h5(p)
     if p.suffix.lower() not in (".csv", ".txt") or not p.is_file():
         return False
     from ..io.csv import read_header
@@ -269,7 +273,8 @@ def read_dynamic_graph(path, sensor_ids: Sequence[str] | None, weights: str | No
     (``weight_column``, with ``weights``), and a pair repeated at one time is an error unless ``aggregate``.
 
     Args:
-        path: CSV ``timestamp,source,target[,weight]``.
+        path: CSV ``timestamp,source,target[,weight]``, or an HDF5 file of one graph per period
+            (:mod:`stgraph.graph.dynamic_h5`; ``weights``, ``weight_column`` and ``aggregate`` do not apply).
         sensor_ids: the ``N`` node ids, in the series' order (the model's node positions); ``None``: the
             table's own ids in order of appearance.
         weights: what the weights are (``'similarity'``, ``'distance'``, ``'flow'``, as in
@@ -287,6 +292,9 @@ def read_dynamic_graph(path, sensor_ids: Sequence[str] | None, weights: str | No
     from .edges import read_edge_table
 
     path = existing_file(str(path))
+    if path.suffix.lower() in (".h5", ".hdf5"):  # one graph per period, weights stored as similarities
+        from .dynamic_h5 import read_dynamic_h5
+        return read_dynamic_h5(path, sensor_ids)
     header = [h.strip().lower() for h in read_header(path)]
     tc = _column(header, TIME_NAMES)
     if tc is None:
