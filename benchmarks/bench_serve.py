@@ -76,7 +76,7 @@ def cpu_cost(run_dir: Path, payloads: list[bytes], reps: int = 50) -> dict:
 
     import stgraph
     from stgraph.serve.app import _parse
-    from stgraph.serve.engine import Engine
+    from stgraph.serve.engine import Engine, dumps
 
     torch.set_num_threads(1)
     engine = Engine(stgraph.open_run(run_dir))
@@ -92,7 +92,7 @@ def cpu_cost(run_dir: Path, payloads: list[bytes], reps: int = 50) -> dict:
         t.append(time.process_time())
         arrays = tuple(None if a is None else a[0] for a in engine.forward(x, cov))
         t.append(time.process_time())
-        json.dumps(engine.answer(arrays, future, issued), separators=(",", ":")).encode()
+        dumps(engine.answer(arrays, future, issued))
         t.append(time.process_time())
         if k >= 3:  # after warm-up
             for name, a, b in zip(stages, t, t[1:]):

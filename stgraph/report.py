@@ -62,7 +62,9 @@ def render(data: dict) -> str:
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     css = (STATIC / "page.css").read_text(encoding="utf-8")
     js = (STATIC / "page.js").read_text(encoding="utf-8")
-    blob = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    from .serve.engine import plain
+
+    blob = json.dumps(data, separators=(",", ":"), allow_nan=False, default=plain).replace("</", "<\\/")
     for tag in ('<link rel="stylesheet" href="static/page.css">', '<script src="static/page.js"></script>'):
         if tag not in page:
             raise RuntimeError(f"{STATIC / 'index.html'} lacks {tag}; the report cannot inline it")

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from ..errors import RequestError
 from .batching import MicroBatcher
-from .engine import Engine
+from .engine import Engine, dumps
 from .schemas import ErrorAnswer, ForecastAnswer, ForecastRequest, Health
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def _field(loc) -> str:
 
 
 def _json(obj) -> Response:
-    return Response(json.dumps(obj, separators=(",", ":")), media_type="application/json")
+    return Response(dumps(obj), media_type="application/json")
 
 
 def _body_doc() -> dict:

