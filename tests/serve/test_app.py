@@ -150,6 +150,8 @@ def test_latest_rereads_the_file_when_it_changes(stgt_run, tmp_path):
         write(320)
         b = c.get("/forecast/latest").json()
         assert b["issued_at"] == str(np.datetime_as_string(s.timestamps[319], unit="s"))
+        bad = c.get("/forecast/latest", params={"at": "2031-01-01T00:00:00"})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "at"
         older = c.get("/forecast/latest", params={"at": a["issued_at"]}).json()
         assert older["forecast"] == a["forecast"]
         v = s.values[300, 0, 0]

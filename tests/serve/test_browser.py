@@ -165,3 +165,35 @@ def test_map_tiles_only_when_configured(browser, stgt_run, server):
     finally:
         srv.should_exit = True
         t.join(10)
+
+
+def test_page_with_a_token(browser, stgt_run):
+    """Off loopback the data needs a token: the page sends the one in its address (#token=...), and says what
+    failed without it."""
+    import uvicorn
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from stgraph.serve import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "k" * 40
+    srv = uvicorn.Server(uvicorn.Config(create_app(stgt_run, token=token), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    while not srv.started:
+        time.sleep(0.05)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/#token={token}")
+        _ready(browser)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#map circle.sensor")) == 10
+        browser.get(f"http://127.0.0.1:{port}/?again#")
+        WebDriverWait(browser, 20).until(
+            lambda d: "could not load" in d.find_element(By.ID, "sensor-title").text)
+        assert "401" in browser.find_element(By.ID, "sensor-title").text
+    finally:
+        srv.should_exit = True
+        t.join(10)

@@ -50,3 +50,13 @@ def test_real_server_answers(served, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_explain_and_report_errors_name_the_field(served, tmp_path, capsys):
+    run = str(served["stid"])
+    assert main(["explain", run, "--sensor", "nope", "--step", "1"]) == 2
+    assert "error: sensor: unknown sensor 'nope'" in capsys.readouterr().err
+    assert main(["explain", run, "--sensor", "700001", "--step", "99"]) == 2
+    assert "error: step: 99; expected a horizon step from 1 to 12" in capsys.readouterr().err
+    assert main(["report", run, "--out", str(tmp_path / "r.html"), "--tiles", "https://x.org/tile.png"]) == 2
+    assert "{z}, {x} and {y}" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
