@@ -195,5 +195,6 @@ def test_page_with_a_token(browser, stgt_run):
             lambda d: "could not load" in d.find_element(By.ID, "sensor-title").text)
         assert "401" in browser.find_element(By.ID, "sensor-title").text
     finally:
+        browser.get_log("browser")  # the 401s' console errors are this test's, not the next one's
         srv.should_exit = True
         t.join(10)
