@@ -88,9 +88,19 @@ def explain(run, series, *, sensor: str, step: int, at: str | None = None, alpha
     return out
 
 
+def _graph_and_covariates(run, cov: dict, batch: int) -> tuple:
+    """``(graph, covariates)`` of ``batch`` copies of one window: a dynamic graph's period (``graph_period [1]``)
+    becomes that many per-window graphs (:meth:`stgraph.training.forecaster.Forecaster.graph_for`), else the run's
+    graph; ``cov`` itself is left as it is."""
+    cov = dict(cov)
+    if "graph_period" in cov:
+        cov["graph_period"] = cov["graph_period"].expand(batch)
+    return run.forecaster.graph_for(cov), cov
+
+
 def _forecast(run, x: torch.Tensor, cov: dict) -> tuple[torch.Tensor, str]:
     """``[B, T_out, N, C_out]`` forecast in data units (differentiable) and what it is (median / mean)."""
-    out = run.forecaster.in_units(run.model(x, run.graph, cov))
+    out = run.forecaster.in_units(run.model(x, *_graph_and_covariates(run, cov, x.shape[0])))
     if not isinstance(out, Distribution):
         return out, "point forecast"
     med = point(out)
@@ -153,7 +163,8 @@ def attention_maps(run, x: torch.Tensor, cov: dict) -> dict | None:
         return None
     model.eval()
     device = run.forecaster.device
-    _, att = model(x.to(device), run.graph, {k: v.to(device) for k, v in cov.items()}, return_attention=True)
+    graph, cov = _graph_and_covariates(run, {k: v.to(device) for k, v in cov.items()}, 1)
+    _, att = model(x.to(device), graph, cov, return_attention=True)
     return att
 
 
