@@ -60,7 +60,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             items = [await self.queue.get()]
-            while len(items) < self.max_batch and not self.queue.empty():
+            stackable = all(isinstance(v, torch.Tensor) for v in items[0][1].values())  # text reports: a dict
+            while stackable and len(items) < self.max_batch and not self.queue.empty():
                 items.append(self.queue.get_nowait())
             x = torch.cat([i[0] for i in items]) if len(items) > 1 else items[0][0]
             cov = items[0][1] if len(items) == 1 else {k: torch.cat([i[1][k] for i in items]) for k in items[0][1]}

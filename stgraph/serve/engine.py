@@ -160,9 +160,13 @@ class Engine:
     def window(self, series: Series, at: str | None = None):
         """``(x [1, T_in, N, C_in], covariates, future [T_out], issued_at)``: the model input ending at ``at``
         (default the last step), as :func:`stgraph.forecast.forecast_at` builds it."""
-        if self.run.data.exogenous is not None:
-            raise RequestError("covariates", "this run was trained with covariate files; stgraph serve forecasts "
-                                             "only runs without them for now")
+        d = self.run.data
+        if d.exogenous is not None:
+            ts = series.timestamps
+            if len(ts) != d.num_steps or ts[0] != d.timestamps[0] or ts[-1] != d.timestamps[-1]:
+                raise RequestError("covariates", "this run takes covariate files, aligned to its own series; a "
+                                                 "request cannot carry covariates yet: GET /forecast/latest forecasts "
+                                                 "from the run's series (or --data with the same timestamps)")
         try:
             x, cov, future = self.run.data.window_at(series, at)
         except StgraphError as e:
