@@ -110,6 +110,16 @@ def test_page(browser, server, stgt_run):
     feeders = {ids[s] for s, t in zip(*ei) if t == 1 and s != 1}
     ringed = {c.get_attribute("data-id") for c in browser.find_elements(By.CSS_SELECTOR, "#map circle.sensor.top")}
     assert ringed == feeders  # attention weighs exactly its in-neighbours (all of them: fewer than five)
+    assert not browser.find_elements(By.ID, "truth-line")  # the newest forecast: nothing read after it yet
+    assert _severe(browser) == []
+    at = str(stgt_run.series.timestamps[-40])[:19]
+    browser.get(server + "#at=" + at)  # an older forecast: the readings that followed are drawn
+    browser.refresh()
+    _ready(browser)
+    assert browser.find_element(By.ID, "issued").text == "issued at " + at
+    browser.find_elements(By.CSS_SELECTOR, "#map circle.sensor")[1].click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "truth-line"))
+    assert browser.find_element(By.ID, "truth-line").get_attribute("d").count("L") == 11  # 12 readings
     assert _severe(browser) == []
 
 

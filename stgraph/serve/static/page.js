@@ -5,6 +5,7 @@
 "use strict";
 const EMBED = window.STGRAPH_DATA || null;
 const TOKEN = (location.hash.match(/token=([^&]+)/) || [])[1];
+const AT = (location.hash.match(/at=([^&]+)/) || [])[1];  // #at=2012-03-07T08:00:00: the forecast issued then
 const NS = "http://www.w3.org/2000/svg";
 const S = { selected: null, top: [] };
 
@@ -189,7 +190,8 @@ async function select(i) {
       top = (EMBED.attention || {})[id] || [];
       how = "spatial attention into it";
     } else {
-      const ex = await get("explain?sensor=" + encodeURIComponent(id) + "&step=" + h + "&alphas=16");
+      const ex = await get("explain?sensor=" + encodeURIComponent(id) + "&step=" + h + "&alphas=16" +
+                           (AT ? "&at=" + AT : ""));
       top = (ex.spatial || []).filter(r => r.sensor !== id).slice(0, 5);
       how = "spatial attention into it";
       if (!top.length) {  // no attention, or no other sensor feeds this one in the graph
@@ -237,7 +239,8 @@ function drawReport() {
 }
 
 async function main() {
-  const [sensors, model, fc] = await Promise.all([get("sensors"), get("model"), get("forecast/latest")]);
+  const [sensors, model, fc] = await Promise.all([get("sensors"), get("model"),
+                                                  get("forecast/latest" + (AT && !EMBED ? "?at=" + AT : ""))]);
   S.sensors = sensors.sensors; S.edges = sensors.edges; S.tiles = sensors.tiles || null; S.fc = fc; S.report = EMBED ? EMBED.report : null;
   S.index = Object.fromEntries(S.sensors.map((s, i) => [s.id, i]));
   document.getElementById("title").textContent = "stgraph forecast: " + model.model;
