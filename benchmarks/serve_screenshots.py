@@ -6,7 +6,7 @@ sensor with the most in-edges (so the attention rings show) and waits for the fo
 explanation, then saves ``--out``/page.png; the report is written to a temporary folder and photographed the same
 way (``--out``/report.png).
 
-Usage: ``python benchmarks/serve_screenshots.py RUN_DIR [--out benchmarks/results/serve] [--horizon 12]``
+Usage: ``python benchmarks/serve_screenshots.py RUN_DIR [--out benchmarks/results/serve] [--horizon 12] [--at T]``
 (e.g. a stgt run trained with ``stgraph train --data ../shared/data/metr-la-week/metr-la-week.h5 --graph
 ../shared/data/metr-la-week/adj_mx.pkl --model stgt --probabilistic --epochs 8``).
 """
@@ -57,6 +57,8 @@ def main() -> None:
     p.add_argument("--out", default=str(HERE / "results" / "serve"))
     p.add_argument("--horizon", type=int, default=12)
     p.add_argument("--sensor", default=None, help="sensor to click (default: the one with the most in-edges)")
+    p.add_argument("--at", default=None, help="show the forecast issued at this step of the run's series (the page's "
+                                               "#at=; default the newest); the readings that followed are drawn")
     args = p.parse_args()
     import uvicorn
 
@@ -79,7 +81,8 @@ def main() -> None:
         time.sleep(0.05)
     d = browser(1500, 980)
     try:
-        shoot(d, f"http://127.0.0.1:{port}/", sensor, args.horizon, out / "page.png")
+        shoot(d, f"http://127.0.0.1:{port}/" + (f"#at={args.at}" if args.at else ""), sensor, args.horizon,
+              out / "page.png")
         with tempfile.TemporaryDirectory() as tmp:
             report = write_report(run, Path(tmp) / "report.html")
             d.set_window_size(1500, 1250)
