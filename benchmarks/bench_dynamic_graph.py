@@ -14,9 +14,10 @@ writes benchmarks/results/dynamic_graph.md and dynamic_graph.csv. What it runs:
   CPU budget off and a fixed number of epochs (stgt 40, gwnet 30: a fixed number of optimiser steps), seeds
   ``--seeds`` (0 and 1);
   test MAE at every horizon (mean over seeds);
-* cost: milliseconds per training step (batch gather, forward, backward, AdamW step; median over
-  ``--timing-steps`` steps after 3 warm-up steps, one thread) of the static path with this code, the static path
-  with the code before dynamic graphs (``--baseline``, exported with ``git archive``), and the dynamic path;
+* cost: CPU milliseconds per training step (batch gather, forward, backward, AdamW step; median over
+  ``--timing-steps`` steps after 3 warm-up steps, one thread) of the static path just before and just after the
+  change (``--baseline`` / ``--after``) and of the dynamic path (``--dynamic-commit``), each commit exported
+  with ``git archive``;
   each measured in its own process, the three interleaved over ``--rounds`` rounds (median of the rounds).
   Timings depend on the machine and its load: the results file says under what conditions they were taken.
 """
@@ -35,8 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"stgt": 40, "gwnet": 30}  # epochs (fixed optimiser steps; the shipped configs otherwise, CPU budget off)
 WINDOW = {"data.input_len": 7, "data.horizon": 7, "train.budget_minutes": 0}
-#: the commit before dynamic graphs (6a80b4f added them): the static path's step time before the change
-BASELINE = "6a80b4f~1"
+#: the static path's step time just before (6a80b4f~1) and just after (6a80b4f) the change that added per-window
+#: graphs to batches and models; the dynamic path is timed on HEAD (it needs the later commits that read the file)
+BASELINE, AFTER, DYNAMIC = "6a80b4f~1", "6a80b4f", "HEAD"
 
 
 def accuracy(files: dict, seeds: list[int], epochs: dict) -> list[dict]:
@@ -65,7 +67,8 @@ def accuracy(files: dict, seeds: list[int], epochs: dict) -> list[dict]:
 
 
 def time_steps(files: dict, model: str, graph: str, steps: int) -> float:
-    """Median ms per training step (gather, forward, backward, AdamW) of ``model`` on ``graph`` (one thread)."""
+    """Median CPU ms per training step (gather, forward, backward, AdamW) of ``model`` on ``graph`` (one thread;
+    process CPU time, which other processes on a shared machine disturb less than wall time)."""
     import torch
 
     import stgraph
@@ -80,7 +83,7 @@ def time_steps(files: dict, model: str, graph: str, steps: int) -> float:
     out = []
     loader = iter(())
     for i in range(steps + 3):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         batch = next(loader, None)
         if batch is None:
             loader = iter(run.data.loader("train", run.config.train.batch_size, shuffle=True, drop_last=True,
@@ -92,16 +95,22 @@ def time_steps(files: dict, model: str, graph: str, steps: int) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        out.append(time.perf_counter() - t0)
+        out.append(time.process_time() - t0)
     return 1000 * statistics.median(out[3:])
 
 
-def timing(files: dict, steps: int, rounds: int, baseline: str) -> dict:
-    """``{model: {path: ms}}`` for the static path now, before (``baseline``), and the dynamic path."""
-    old = Path(tempfile.mkdtemp(prefix="stgraph-baseline-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", baseline, "stgraph"], capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-    paths = {"static (before)": (old, "static"), "static": (ROOT, "static"), "dynamic": (ROOT, "dynamic")}
+def _export(commit: str) -> Path:
+    """The package at ``commit`` in a temporary folder (``git archive``; the working tree is left alone)."""
+    out = Path(tempfile.mkdtemp(prefix="stgraph-" + commit.replace("~", "-") + "-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "stgraph"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out
+
+
+def timing(files: dict, steps: int, rounds: int, commits: tuple[str, str, str]) -> dict:
+    """``{model: {path: ms}}``: the static path before and after the change, and the dynamic path."""
+    before, after, dynamic = (_export(c) for c in commits)
+    paths = {"static (before)": (before, "static"), "static": (after, "static"), "dynamic": (dynamic, "dynamic")}
     got: dict = {m: {p: [] for p in paths} for m in MODELS}
     for r in range(rounds):
         for model in MODELS:
@@ -142,9 +151,11 @@ def report(rows: list[dict], cost: dict | None, args, files: dict) -> str:
         f"{m}: {'yes' if _beats(rows, m) else 'no'}"
         for m in MODELS) + "."]
     if cost:
-        lines += ["", "Cost: ms per training step (batch gather, forward, backward, AdamW; one thread; median of "
-                  f"{args.timing_steps} steps, median of {args.rounds} interleaved rounds, each path in its own "
-                  f"process). 'static (before)' is the code at `{args.baseline}` (before dynamic graphs). "
+        lines += ["", "Cost: CPU ms per training step (batch gather, forward, backward, AdamW; one thread; median "
+                  f"of {args.timing_steps} steps, median of {args.rounds} interleaved rounds, each path in its own "
+                  f"process). 'static (before)' / 'static' are the static path at `{args.baseline}` / `{args.after}` "
+                  f"(just before / after the change that put per-window graphs into batches and models), "
+                  f"'dynamic' the dynamic path at `{args.dynamic_commit}`. "
                   f"**Measured under CPU contention** ({os.cpu_count()} CPUs shared with other work): rerun alone "
                   "with `--timing-only` for clean figures.", "",
                   "| model | static (before) | static | dynamic | static / before | dynamic / static |",
@@ -152,8 +163,22 @@ def report(rows: list[dict], cost: dict | None, args, files: dict) -> str:
         for m, c in cost.items():
             lines.append(f"| {m} | {c['static (before)']:.1f} | {c['static']:.1f} | {c['dynamic']:.1f} | "
                          f"{c['static'] / c['static (before)']:.2f} | {c['dynamic'] / c['static']:.2f} |")
-    lines += ["", "Per run: `dynamic_graph.csv` (model, graph, seed, steps, CPU seconds, MAE per day)."]
+    lines += ["", _graph_note(files), "", "Per run: `dynamic_graph.csv` (model, graph, seed, steps, CPU seconds, MAE "
+              "per day)."]
     return "\n".join(lines) + "\n"
+
+
+def _graph_note(files: dict) -> str:
+    """The two graphs' sizes (what the cost figures rest on)."""
+    from stgraph.graph.dynamic import read_dynamic_graph
+
+    info = read_dynamic_graph(files["graph"], None).info()
+    pairs = len(Path(files["mean_graph"]).read_text().splitlines()) - 1
+    e = info["edges_per_period"]
+    return (f"Graphs: the dynamic one has {info['periods']} periods (days) of {e['min']} .. {e['max']} edges "
+            f"(mean {e['mean']}), churn {info['churn']} (the share of a day's edges not there the day before); the "
+            f"mean static graph has {pairs} edges, every pair seen on some day, so a static step multiplies by a "
+            f"denser graph than a dynamic one.")
 
 
 def _beats(rows, model) -> bool:
@@ -174,8 +199,10 @@ def main(argv=None) -> int:
     p.add_argument("--days", type=int, default=730)
     p.add_argument("--epochs", type=int, default=None, help="epochs of every model (default: stgt 40, gwnet 30)")
     p.add_argument("--timing-steps", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--baseline", default=BASELINE)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--baseline", default=BASELINE, help="commit of the static path before (default %(default)s)")
+    p.add_argument("--after", default=AFTER, help="commit of the static path after (default %(default)s)")
+    p.add_argument("--dynamic-commit", default=DYNAMIC, help="commit the dynamic path is timed on (default HEAD)")
     p.add_argument("--timing-only", action="store_true", help="only the cost table (reuses the accuracy CSV)")
     p.add_argument("--no-timing", action="store_true")
     p.add_argument("--time-one", nargs=4, help=argparse.SUPPRESS)
@@ -199,7 +226,8 @@ def main(argv=None) -> int:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         keys = list(rows[0])
         csv_path.write_text(",".join(keys) + "\n" + "".join(",".join(str(r[k]) for k in keys) + "\n" for r in rows))
-    cost = None if args.no_timing else timing(files, args.timing_steps, args.rounds, args.baseline)
+    cost = None if args.no_timing else timing(files, args.timing_steps, args.rounds,
+                                              (args.baseline, args.after, args.dynamic_commit))
     text = report(rows, cost, args, files)
     Path(args.results + ".md").write_text(text)
     print(text)
