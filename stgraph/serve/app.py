@@ -71,6 +71,8 @@ def create_app(run, *, data=None, token: str | None = None, locations=None, max_
         from ..api import open_run
         run = open_run(run, model=model)
     engine = Engine(run, data_path=data, locations=locations, amp=amp, tiles=tiles)
+    if data is not None:
+        engine.latest_series()  # a --data file that cannot be read or does not fit the run: refused at the start
     batcher = MicroBatcher(engine.forward, max_batch)
 
     @asynccontextmanager
@@ -149,9 +151,12 @@ def _guards(app: FastAPI, token: str | None, max_body: int) -> None:
 def _routes(app: FastAPI, engine: Engine, batcher: MicroBatcher, max_body: int) -> None:
     @app.post("/forecast", response_model=ForecastAnswer, responses=ERRORS, openapi_extra=_body_doc())
     async def forecast(request: Request):
-        body = await request.body()
-        if len(body) > max_body:
-            raise RequestError("body", f"{len(body)} bytes; the limit is {max_body} bytes", 413)
+        body = bytearray()
+        async for chunk in request.stream():  # a body without Content-Length is cut off at the limit too
+            body += chunk
+            if len(body) > max_body:
+                raise RequestError("body", f"over {max_body} bytes (the limit)", 413)
+        body = bytes(body)
         series = _parse(engine, request.headers.get("content-type", ""), body)
         x, cov, future, issued = engine.window(series)
         return _json(engine.answer(await batcher.submit(x, cov), future, issued))

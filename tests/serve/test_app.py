@@ -97,6 +97,9 @@ def test_bad_inputs_name_their_field(stgt_run, client, window_body):
     field, msg = _fields(client.post("/forecast", content=b"x" * 200_001,
                                      headers={"content-type": "application/json"}), 413)
     assert field == "body" and "200000" in msg
+    chunks = (b"[" + b"0," * 50_000 for _ in range(3))  # no Content-Length: cut off while it streams
+    field, msg = _fields(client.post("/forecast", content=chunks, headers={"content-type": "application/json"}), 413)
+    assert field == "body" and "over 200000 bytes" in msg
     field, msg = _fields(client.post("/forecast", content=b"<a/>", headers={"content-type": "application/xml"}), 415)
     assert field == "body"
     csv_body = "timestamp,nope\n2012-03-01 00:00:00,1\n".encode()
@@ -156,6 +159,14 @@ def test_latest_rereads_the_file_when_it_changes(stgt_run, tmp_path):
         assert older["forecast"] == a["forecast"]
         v = s.values[300, 0, 0]
         assert older["truth"][0][0][0] == (None if v == 0 else pytest.approx(float(v)))
+
+
+def test_data_file_checked_at_start(stgt_run, tmp_path):
+    from stgraph.errors import RequestError
+
+    with pytest.raises(RequestError, match="cannot be read") as e:
+        create_app(stgt_run, data=tmp_path / "none.h5")
+    assert e.value.field == "data"
 
 
 def test_token_required_off_loopback(stgt_run, window_body):
