@@ -294,7 +294,10 @@ def read_dynamic_graph(path, sensor_ids: Sequence[str] | None, weights: str | No
     path = existing_file(str(path))
     if path.suffix.lower() in (".h5", ".hdf5"):  # one graph per period, weights stored as similarities
         from .dynamic_h5 import read_dynamic_h5
-        return read_dynamic_h5(path, sensor_ids)
+        a = read_dynamic_h5(path, sensor_ids)
+        return DynamicGraph(a["sensor_ids"], a["times"], *(torch.from_numpy(a[k]) for k in
+                                                           ("edge_index", "edge_weight", "ptr")),
+                            source=a["source"], weights_done="similarity (stored in [0, 1]), used as is")
     header = [h.strip().lower() for h in read_header(path)]
     tc = _column(header, TIME_NAMES)
     if tc is None:

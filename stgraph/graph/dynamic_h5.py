@@ -1,5 +1,6 @@
 """A graph that changes over time in HDF5: one graph per period, stored as :class:`~stgraph.graph.dynamic.DynamicGraph`
-keeps it (:func:`write_dynamic_h5`, :func:`read_dynamic_h5`).
+keeps it (:func:`write_dynamic_h5`; :func:`stgraph.graph.dynamic.read_dynamic_graph` reads it through
+:func:`read_dynamic_h5`, which gives the checked arrays).
 
 Layout (root of the file, attribute ``stgraph_kind = "dynamic_graph"``):
 
@@ -19,10 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ..errors import DataFormatError, GraphError, where
-from .dynamic import DynamicGraph
 
 __all__ = ["KIND", "is_dynamic_h5", "read_dynamic_h5", "write_dynamic_h5"]
 
@@ -46,8 +45,9 @@ def is_dynamic_h5(path) -> bool:
         return False
 
 
-def write_dynamic_h5(path, graph: DynamicGraph) -> Path:
-    """Write ``graph`` in the layout above, atomically. Returns the path."""
+def write_dynamic_h5(path, graph) -> Path:
+    """Write ``graph`` (a :class:`~stgraph.graph.dynamic.DynamicGraph`) in the layout above, atomically.
+    Returns the path."""
     import h5py
 
     from ..files import atomic_path
@@ -65,8 +65,11 @@ def write_dynamic_h5(path, graph: DynamicGraph) -> Path:
     return Path(path)
 
 
-def read_dynamic_h5(path, sensor_ids: Sequence[str] | None = None) -> DynamicGraph:
-    """Read a dynamic graph file (layout above), its nodes in the order of ``sensor_ids`` (default: the file's).
+def read_dynamic_h5(path, sensor_ids: Sequence[str] | None = None) -> dict:
+    """Read a dynamic graph file (layout above), its nodes in the order of ``sensor_ids`` (default: the file's):
+    ``{'sensor_ids': [N], 'times': [P] datetime64[ns], 'edge_index': [2, E_all] int64, 'edge_weight': [E_all]
+    float32, 'ptr': [P + 1] int64, 'source': path}`` (:func:`stgraph.graph.dynamic.read_dynamic_graph` makes the
+    ``DynamicGraph``).
 
     Raises:
         DataFormatError: a dataset missing or of the wrong shape, times not increasing, pointers out of order.
@@ -98,9 +101,8 @@ def read_dynamic_h5(path, sensor_ids: Sequence[str] | None = None) -> DynamicGra
                              f"(e.g. {list(pos)[:3]})")
         ei = np.array([pos[s] for s in ids], dtype=np.int64)[ei] if ei.size else ei
         ids = [str(s) for s in sensor_ids]
-    return DynamicGraph(ids, times, torch.from_numpy(ei.astype(np.int64)), torch.from_numpy(w.astype(np.float32)),
-                        torch.from_numpy(ptr.astype(np.int64)), source=str(path),
-                        weights_done="similarity (stored in [0, 1]), used as is")
+    return {"sensor_ids": ids, "times": times, "edge_index": ei.astype(np.int64), "edge_weight": w.astype(np.float32),
+            "ptr": ptr.astype(np.int64), "source": str(path)}
 
 
 def _check(path, ids, times, ptr, ei, w) -> None:

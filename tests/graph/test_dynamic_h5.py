@@ -22,8 +22,9 @@ def test_round_trip_and_node_order(graph, tmp_path):
     back = read_dynamic_graph(path, ["a", "b", "c"])  # the one entry point reads either format
     assert np.array_equal(back.times, graph.times) and torch.equal(back.ptr, graph.ptr)
     assert torch.equal(back.edge_index, graph.edge_index) and torch.equal(back.edge_weight, graph.edge_weight)
-    other = read_dynamic_h5(path, ["c", "b", "a"])  # a series with another sensor order
+    other = read_dynamic_graph(path, ["c", "b", "a"])  # a series with another sensor order
     assert other.edge_index.tolist() == [[2, 1, 2], [1, 0, 0]]  # a->b, b->c, a->c in the new positions
+    assert read_dynamic_h5(path)["sensor_ids"] == ["a", "b", "c"]
 
 
 def test_bad_files_are_refused(graph, tmp_path):
