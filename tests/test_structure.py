@@ -147,6 +147,19 @@ def test_cli_is_imported_by_nothing_in_the_package():
     assert cli_importers() == []
 
 
+def clashing_test_files(root: Path = PACKAGE.parent / "tests") -> list[str]:
+    """Test files sharing a basename in different folders: the test folders are not packages, so pytest
+    (import mode prepend) refuses to collect the second one."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(root)))
+    return [" ~ ".join(paths) for paths in seen.values() if len(paths) > 1]
+
+
+def test_no_two_test_files_share_a_name():
+    assert clashing_test_files() == []
+
+
 def test_the_checker_sees_a_circle_and_a_long_function(tmp_path, monkeypatch):
     pkg = tmp_path / "stgraph"
     (pkg / "cli").mkdir(parents=True)
@@ -167,7 +180,7 @@ if __name__ == "__main__":
     for title, items in (("files over %d lines" % MAX_FILE_LINES, long_files()),
                          ("functions over %d lines" % MAX_FUNCTION_LINES, long_functions()),
                          ("import circles", import_circles()), ("modules importing stgraph.cli", cli_importers()),
-                         ("upward arrows", upward_arrows())):
+                         ("upward arrows", upward_arrows()), ("test files sharing a name", clashing_test_files())):
         print(f"# {title}: {len(items)}")
         for s in items:
             print("  " + s)
