@@ -88,3 +88,24 @@ def test_a_static_graph_takes_none_of_the_per_window_code(syn, monkeypatch, mode
     run = stgraph.train(data=syn["data"], graph=syn["mean_graph"], model=model, epochs=1, overrides={**small, **params})
     assert run.data.dynamic_graph is None and run.data.batch(torch.tensor([0])).graph is None
     assert np.isfinite(stgraph.evaluate(run, "test", write=False)["average"]["mae"])
+
+
+def test_stgt_predict_with_a_dynamic_graph(syn, tmp_path, capsys):
+    """stgraph predict forecasts under torch.inference_mode, where the window's graph is made of inference
+    tensors (no version counter): stgt's attention must take it uncached (it failed with 'Inference tensors do
+    not track version counter'), and the forecast equals the forward of that window with its graph."""
+    run = stgraph.train(data=syn["data"], graph=syn["graph"], model="stgt", out=tmp_path / "run", epochs=1,
+                        overrides={"data.input_len": 7, "data.horizon": 7, "model.params.hidden": 8,
+                                   "model.params.heads": 2, "train.batch_size": 16, "train.seed": 3})
+    out = tmp_path / "fc.csv"
+    assert main(["predict", str(tmp_path / "run"), "--out", str(out)]) == 0, capsys.readouterr().err[-1500:]
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("timestamp,sensor_id,horizon") and len(rows) == 1 + 8 * 7
+    start = int(run.data.split_starts("test")[0])
+    with torch.inference_mode():
+        fc = forecast_at(run, str(run.data.timestamps[start + 6]))
+        fc2 = forecast_at(run, str(run.data.timestamps[start + 6]))  # twice: nothing cached from the first
+    batch = run.data.batch(torch.tensor([start]))
+    with torch.no_grad():
+        want = run.forecaster.in_units(run.forecaster.forward(batch))[0]
+    assert np.allclose(fc.mean, want.numpy(), atol=1e-4) and np.array_equal(fc.mean, fc2.mean)

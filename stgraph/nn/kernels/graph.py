@@ -84,8 +84,14 @@ def with_self_loops(edge_index: torch.Tensor, edge_weight: Optional[torch.Tensor
     return LoopedGraph(ei, ew, is_loop, num_nodes, csr, perm)
 
 
+def _version(t: Optional[torch.Tensor]):
+    """``t``'s in-place version counter; ``None`` for no tensor, ``-1`` for an inference tensor (made under
+    ``torch.inference_mode``, e.g. a per-window graph built while forecasting), which has none."""
+    return None if t is None else (-1 if t.is_inference() else t._version)
+
+
 def _versions(edge_index: torch.Tensor, edge_weight: Optional[torch.Tensor]) -> tuple:
-    return edge_index._version, None if edge_weight is None else edge_weight._version
+    return _version(edge_index), _version(edge_weight)
 
 
 @dataclass
@@ -126,7 +132,10 @@ class AttentionGraph:
 
     @property
     def cacheable(self) -> bool:
-        """A weight that requires grad (a learned adjacency) is never cached."""
+        """A weight that requires grad (a learned adjacency) is never cached, nor a graph of inference tensors
+        (no version counter tells an in-place change)."""
+        if -1 in self.versions:
+            return False
         return self.edge_weight is None or not self.edge_weight.requires_grad
 
     def for_dense(self) -> DenseGraph:
