@@ -17,8 +17,8 @@ affected steps (:func:`stgraph.synth.reports.affected_mask`: an incident's senso
 within 2 hops from its start to 30 minutes after its end, and an event's crowds) and on the other steps.
 Each variant trains in its own process, which reports its training time and peak resident memory.
 
-Usage (one command; about 12 minutes on one core):
-``python benchmarks/bench_cross_modal.py [--sensors 12 --days 10 --epochs 12 --seed 1 --incident-rate 1.5]
+Usage (one command; about 10 minutes a seed on one core):
+``python benchmarks/bench_cross_modal.py [--sensors 12 --days 10 --epochs 12 --seeds 1,2,3 --incident-rate 1.5]
 [--out benchmarks/results/cross_modal.md]``
 """
 from __future__ import annotations
@@ -126,44 +126,61 @@ def table(rows: dict, base: str = "flags") -> list[str]:
     return head
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sensors", type=int, default=12)
-    ap.add_argument("--days", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--incident-rate", type=float, default=1.5)
-    ap.add_argument("--work", default="/tmp/stgraph-bench-cross-modal")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cross_modal.md"))
-    args = ap.parse_args()
-    from stgraph.files import atomic_write
-
-    d = make_data(Path(args.work), args.sensors, args.days, args.seed, args.incident_rate)
+def run_seed(args, seed: int) -> dict:
+    """Every variant on the data of ``seed`` (also the training seed): ``{variant: scores}``."""
+    d = make_data(Path(args.work) / f"seed{seed}", args.sensors, args.days, seed, args.incident_rate)
     p = d["paths"]
     variants = {"none": [], "flags": [p["incidents"]], "flags + text": [p["incidents"], p["reports"]],
                 "text": [p["reports"]], "flags + shuffled text": [p["incidents"], p["shuffled"]]}
     rows = {}
     for name, cov in variants.items():
         with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
-            rows[name] = ex.submit(run_variant, p, cov, d["affected"], args.epochs, args.seed).result()
-        print(name, {k: np.round(v, 3).tolist() for k, v in rows[name].items()
-                     if k in GROUPS + ("seconds", "peak_mb")}, flush=True)
+            rows[name] = ex.submit(run_variant, p, cov, d["affected"], args.epochs, seed).result()
+        print(f"seed {seed}", name, {k: np.round(v, 3).tolist() for k, v in rows[name].items()
+                                     if k in GROUPS + ("seconds", "peak_mb")}, flush=True)
+    return rows
+
+
+def mean_rows(by_seed: dict) -> dict:
+    """The variants' scores averaged over the seeds (gates: the first seed's)."""
+    first = next(iter(by_seed.values()))
+    return {name: {k: (np.mean([by_seed[s][name][k] for s in by_seed], axis=0).tolist() if k != "gates"
+                       else first[name][k]) for k in first[name]} for name in first}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sensors", type=int, default=12)
+    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (data and training), averaged")
+    ap.add_argument("--incident-rate", type=float, default=1.5)
+    ap.add_argument("--work", default="/tmp/stgraph-bench-cross-modal")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cross_modal.md"))
+    args = ap.parse_args()
+    from stgraph.files import atomic_write
+
+    seeds = [int(x) for x in args.seeds.split(",")]
+    by_seed = {s: run_seed(args, s) for s in seeds}
+    rows = mean_rows(by_seed)
     load = os.getloadavg()
     r0 = rows["none"]
     lines = ["# Text reports beside the series: MAE with and without them (synthetic network)", "",
              f"Command: `python benchmarks/bench_cross_modal.py --sensors {args.sensors} --days {args.days} --epochs "
-             f"{args.epochs} --seed {args.seed} --incident-rate {args.incident_rate}` (stgt width 16, one encoder and "
-             f"one decoder block, batch 32, lr 3e-3, {args.epochs} epochs, seed {args.seed} for data and training, one "
-             f"CPU thread; {platform.processor() or platform.machine()}).", "",
-             f"Data: `stgraph data synth --sensors {args.sensors} --days {args.days} --incidents --reports` with "
+             f"{args.epochs} --seeds {args.seeds} --incident-rate {args.incident_rate}` (stgt width 16, one encoder and "
+             f"one decoder block, batch 32, lr 3e-3, {args.epochs} epochs; seeds {args.seeds}, each for its data and its "
+             f"training, figures the mean over them; one CPU thread; {platform.processor() or platform.machine()}).", "",
+             f"Data: `stgraph data synth --sensors {args.sensors} --days {args.days} --incidents --reports --seed S` with "
              f"{args.incident_rate} incidents per sensor per day (5-minute speeds in mph, split 0.7 / 0.1 / 0.2). Test "
-             f"split: {int(r0['count_all'][0])} valid forecast entries per step; affected by an incident or an event "
-             f"(its sensor and 2 hops upstream, from its start to 30 min after its end; an event's crowds): "
-             f"{int(r0['count_affected'][0])} / {int(r0['count_affected'][2])} at 15 / 60 min ahead, of which reported "
-             f"by the forecast origin (an incident from 10 min after its start, an event an hour before it ends): "
-             f"{int(r0['count_reported'][0])} / {int(r0['count_reported'][2])}.", ""] + table(rows)
-    lines += ["", "Fusion gates after training (sigmoid, start 0.12; input window / horizon steps):", "",
-              "| run | source | input | h3 | h6 | h12 |", "|---|---|---|---|---|---|"]
+             f"split (mean over the seeds): {int(r0['count_all'][0])} valid forecast entries per step; affected by an "
+             f"incident or an event (its sensor and 2 hops upstream, from its start to 30 min after its end; an event's "
+             f"crowds): {int(r0['count_affected'][0])} / {int(r0['count_affected'][2])} at 15 / 60 min ahead, of which "
+             f"reported by the forecast origin (an incident from 10 min after its start, an event an hour before it "
+             f"ends): {int(r0['count_reported'][0])} / {int(r0['count_reported'][2])}.", ""] + table(rows)
+    for seed, r in by_seed.items():
+        lines += ["", f"Seed {seed} alone:", ""] + table(r)
+    lines += ["", f"Fusion gates after training, seed {seeds[0]} (sigmoid, start 0.12; input window / horizon steps):",
+              "", "| run | source | input | h3 | h6 | h12 |", "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         for src, v in r["gates"].items():
             lines.append(f"| {name} | {src} | {v['input']:.3f} | "
