@@ -294,8 +294,8 @@ class ForecastData:
                      text=None if self.exogenous is None else self.exogenous.text(rows_in, rows_out),
                      graph=None if self.dynamic_graph is None else self.dynamic_graph.window_graphs(rows_in[:, -1]))
 
-    def window_at(self, series: Series, at: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor],
-                                                                        np.ndarray]:
+    def window_at(self, series: Series, at: str | None = None, exogenous: Exogenous | None = None
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], np.ndarray]:
         """The model input of a forecast issued at ``at``: the ``input_len`` steps of ``series`` that end there,
         scaled and masked as in every batch (:meth:`scale_inputs`), with their calendar covariates.
 
@@ -303,6 +303,8 @@ class ForecastData:
             series: a :class:`~stgraph.io.series.Series` ``[T, N, C]`` with this data's sensors and channels
                 (the series it was built from, or newer readings; ``T`` may be as short as ``input_len``).
             at: ISO timestamp of the last observed step; ``None``: the series' last step.
+            exogenous: covariates aligned to ``series``' steps and the ``horizon`` steps after its last one (a
+                request's, :mod:`stgraph.serve.covariates`); ``None``: this data's own, aligned to ``series``.
 
         Returns:
             ``(x, covariates, future)``: ``x`` ``[1, T_in, N, C_in]`` on :attr:`device`; ``covariates``
@@ -339,28 +341,30 @@ class ForecastData:
                "tod_out": time_of_day(future), "dow_out": day_of_week(future)}
         cov = {k: torch.as_tensor(v, device=self.device)[None] for k, v in cov.items()}
         if self.exogenous is not None:
-            cov["exo_in"], cov["exo_out"], text = self._exogenous_at(series, first, end)
+            cov["exo_in"], cov["exo_out"], text = self._exogenous_at(series, first, end, exogenous)
             if text is not None:
                 cov["text"] = text
         if self.dynamic_graph is not None:  # [1] the graph period at the last input step (Forecaster.graph_for)
             cov["graph_period"] = torch.tensor([self.dynamic_graph.period_at(ts[end])], device=self.device)
         return self.scale_inputs(raw), cov, future
 
-    def _exogenous_at(self, series: Series, first: int, end: int) -> tuple:
+    def _exogenous_at(self, series: Series, first: int, end: int, exogenous: Exogenous | None = None) -> tuple:
         """Covariate files' ``exo_in [1, T_in, N, C]``, ``exo_out [1, T_out, N, C]`` and text reports
         (:meth:`~stgraph.data.covariates.Exogenous.text`, ``None`` without; logged when none reaches it) for the window
         ``first..end`` of ``series``, which must be the series the covariates were aligned to. Forecast
         steps past the end of the data hold the last aligned reading (a weather forecast beyond the file
-        is not known)."""
-        ts = np.asarray(series.timestamps)
-        if len(ts) != self.num_steps or ts[0] != self.timestamps[0] or ts[-1] != self.timestamps[-1]:
+        is not known). ``exogenous``: as :meth:`window_at`."""
+        ts, exo = np.asarray(series.timestamps), self.exogenous if exogenous is None else exogenous
+        if exogenous is None and (len(ts) != self.num_steps or ts[0] != self.timestamps[0] or
+                                  ts[-1] != self.timestamps[-1]):
             raise ConfigError(f"{series.source}: this run's covariate files are aligned to its own data "
                               f"({self.timestamps[0]} .. {self.timestamps[-1]}, {self.num_steps} steps), not to this "
                               f"series ({ts[0]} .. {ts[-1]}, {len(ts)} steps); forecast from the run's data, or "
                               f"open the run with that data (stgraph predict RUN --data FILE)")
+        last = self.num_steps - 1 if exogenous is None else end + self.horizon
         rows_in = torch.arange(first, end + 1, device=self.device)[None]
-        rows_out = torch.arange(end + 1, end + 1 + self.horizon, device=self.device).clamp(max=self.num_steps - 1)[None]
-        return (*self.exogenous.gather(rows_in, rows_out), self.exogenous.text(rows_in, rows_out, note=True))
+        rows_out = torch.arange(end + 1, end + 1 + self.horizon, device=self.device).clamp(max=last)[None]
+        return (*exo.gather(rows_in, rows_out), exo.text(rows_in, rows_out, note=True))
 
     def loader(self, split_name: str, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                generator: torch.Generator | None = None, pin_memory: bool | None = None, start: int = 0,

@@ -44,7 +44,7 @@ from .read import read_series
 from .series import iso, parse_interval
 from .sniff import existing_file
 
-__all__ = ["KINDS", "Source", "align_times", "read_covariates"]
+__all__ = ["KINDS", "Source", "align_times", "read_covariates", "timed_source"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class Source:
         known: ``'forecast'`` / ``'observed'`` as the spec declared it, ``None``: the kind's default.
         table: for ``text`` sources, the :class:`~stgraph.io.reports.ReportTable` (``values`` is empty:
             :mod:`stgraph.data.reports` places the reports on the series' tokens).
+        tolerance: for ``shared`` / ``sensor`` sources, how old a reading could be at a series step when it was
+            aligned (:func:`align_times`); a request's covariates are aligned with it (:mod:`stgraph.serve`).
     """
 
     name: str
@@ -78,6 +80,7 @@ class Source:
     origin: str = ""
     known: str | None = None
     table: object = None
+    tolerance: np.timedelta64 | None = None
 
     @property
     def num_channels(self) -> int:
@@ -116,8 +119,7 @@ def align_times(file_times: np.ndarray, series_times: np.ndarray, tolerance: np.
         raise SeriesError(f"{where(origin)}: timestamps must be strictly increasing, but row {i + 2} "
                           f"({iso(np.datetime64(int(ft[i + 1]), 'ns'))}) follows "
                           f"{iso(np.datetime64(int(ft[i]), 'ns'))}; sort the file and drop duplicates")
-    tol = int(np.median(np.diff(ft))) if tolerance is None and ft.size > 1 else \
-        (0 if tolerance is None else int(np.timedelta64(tolerance, "ns").astype(np.int64)))
+    tol = _tolerance_ns(ft, tolerance)
     row = np.searchsorted(ft, st, side="right") - 1
     ok = row >= 0
     ok[ok] = st[ok] - ft[row[ok]] <= tol
@@ -131,6 +133,13 @@ def align_times(file_times: np.ndarray, series_times: np.ndarray, tolerance: np.
             f"series' time range (same clock, naive local time), or a larger tolerance "
             f"(data.covariate_tolerance)")
     return np.where(ok, row, -1)
+
+
+def _tolerance_ns(ft: np.ndarray, tolerance: np.timedelta64 | None) -> int:
+    """``tolerance`` in ns; ``None``: the median interval of the file's times ``ft`` (int64 ns; 0 for one row)."""
+    if tolerance is None:
+        return int(np.median(np.diff(ft))) if ft.size > 1 else 0
+    return int(np.timedelta64(tolerance, "ns").astype(np.int64))
 
 
 def _take(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -249,27 +258,53 @@ def _refuse_id_like(path: Path, columns, sensor_ids) -> None:
 
 def _read_timed(path: Path, series, tolerance, time_zone: str | None = None) -> Source:
     cov = read_series(path, null_value="nan")
-    ids = set(series.sensor_ids)
-    named = [s for s in cov.sensor_ids if s in ids]
-    names = [c if cov.num_channels == 1 else f"{c}:{ch}" for c in cov.sensor_ids for ch in cov.channels]
     times = cov.timestamps
     zone = zone_of_file(path)
     if zone is not None:
         times = to_series_clock(times, time_zone, zone, path)
-    rows = align_times(times, series.timestamps, tolerance, str(path))
+    return timed_source(cov, times, series.timestamps, series.sensor_ids, tolerance, str(path), path.stem)[0]
+
+
+def timed_source(cov, file_times: np.ndarray, series_times: np.ndarray, sensor_ids, tolerance, origin: str,
+                 name: str) -> tuple[Source, np.ndarray]:
+    """A covariate table read as a series (``cov``: ``[K, M, C]`` values, ``M`` columns as its sensor ids) as a
+    ``shared`` or ``sensor`` :class:`Source` aligned to ``series_times`` (columns naming sensors of
+    ``sensor_ids``: per-sensor; none: shared), and the file row each step took.
+
+    Args:
+        cov: the table (:class:`~stgraph.io.series.Series`, null NaN), e.g. :func:`~stgraph.io.read_series` of a
+            file, or a request's table (:mod:`stgraph.serve.covariates`).
+        file_times: ``[K]`` its timestamps on the series' clock.
+        series_times: ``[T]`` the steps to align to; ``sensor_ids``: the series' ``N`` sensors.
+        tolerance: as :func:`align_times`; ``origin``: the file, for messages; ``name``: the source's name.
+
+    Returns:
+        ``(source, rows)``: values ``[T, C]`` (shared) or ``[T, N, C]`` (sensor), NaN where no reading is
+        within the tolerance; ``rows`` ``[T]`` as :func:`align_times`.
+
+    Raises:
+        SeriesError: the columns mix sensors and other names, look like sensor ids of no sensor
+            (:func:`~stgraph.io.covariate_specs.id_like_columns`), or no step finds a reading.
+    """
+    ids = set(sensor_ids)
+    named = [s for s in cov.sensor_ids if s in ids]
+    names = [c if cov.num_channels == 1 else f"{c}:{ch}" for c in cov.sensor_ids for ch in cov.channels]
+    rows = align_times(file_times, series_times, tolerance, origin)
+    tol = np.timedelta64(_tolerance_ns(np.asarray(file_times).astype("datetime64[ns]").astype(np.int64), tolerance),
+                         "ns")
     if not named:  # shared: every column (x channel) is one covariate channel
-        _refuse_id_like(path, cov.sensor_ids, series.sensor_ids)
+        _refuse_id_like(origin, cov.sensor_ids, sensor_ids)
         flat = cov.values.reshape(cov.num_steps, -1)
-        return Source(path.stem, "shared", names, _take(flat, rows), str(path))
+        return Source(name, "shared", names, _take(flat, rows), origin, tolerance=tol), rows
     unknown = [s for s in cov.sensor_ids if s not in ids]
     if unknown:
-        raise SeriesError(f"{where(path)}: columns {unknown[:10]} are not sensors of the series while "
+        raise SeriesError(f"{where(origin)}: columns {unknown[:10]} are not sensors of the series while "
                           f"{named[:3]} are; a per-sensor covariate file has one column per sensor of the series "
                           f"(a shared one has none)")
-    full = np.full((cov.num_steps, series.num_nodes, cov.num_channels), np.nan, dtype=np.float32)
-    col = {s: i for i, s in enumerate(series.sensor_ids)}
+    full = np.full((cov.num_steps, len(sensor_ids), cov.num_channels), np.nan, dtype=np.float32)
+    col = {s: i for i, s in enumerate(sensor_ids)}
     full[:, [col[s] for s in cov.sensor_ids], :] = cov.values
-    return Source(path.stem, "sensor", list(cov.channels), _take(full, rows), str(path))
+    return Source(name, "sensor", list(cov.channels), _take(full, rows), origin, tolerance=tol), rows
 
 
 _KIND_TEXT = {"shared": "shared series", "sensor": "per-sensor series", "static": "static features",

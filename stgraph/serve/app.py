@@ -157,8 +157,8 @@ def _routes(app: FastAPI, engine: Engine, batcher: MicroBatcher, max_body: int) 
             if len(body) > max_body:
                 raise RequestError("body", f"over {max_body} bytes (the limit)", 413)
         body = bytes(body)
-        series = _parse(engine, request.headers.get("content-type", ""), body)
-        x, cov, future, issued = engine.window(series)
+        series, covariates = _parse(engine, request.headers.get("content-type", ""), body)
+        x, cov, future, issued = engine.window(series, covariates=covariates)
         return _json(engine.answer(await batcher.submit(x, cov), future, issued))
 
     @app.get("/forecast/latest", response_model=ForecastAnswer, responses=ERRORS)
@@ -208,35 +208,72 @@ async def _in_thread(batcher: MicroBatcher, fn, *args, **kwargs):
 
 
 def _parse(engine: Engine, content_type: str, body: bytes):
-    """The request's series: CSV (``text/csv``) or JSON (:class:`ForecastRequest`)."""
+    """``(series, covariates)`` of the request: CSV (``text/csv``; no covariates: ``None``) or JSON
+    (:class:`ForecastRequest`; ``covariates`` ``{name: {timestamps, columns, values}}`` or ``None``)."""
     kind = content_type.split(";")[0].strip().lower()
     if kind in ("text/csv", "application/csv", "text/plain"):
-        return engine.series_from_csv(body)
+        return engine.series_from_csv(body), None
     if kind not in ("application/json", ""):
         raise RequestError("body", f"Content-Type {kind!r}; send application/json or text/csv", 415)
+    constants: list[_Constant] = []
 
-    def reject(name):
-        raise RequestError("values", f"{name} is not allowed; send null for a missing reading")
+    def constant(name):
+        constants.append(_Constant(name))
+        return constants[-1]
 
     try:
-        payload = json.loads(body or b"null", parse_constant=reject)
+        payload = json.loads(body or b"null", parse_constant=constant)
     except json.JSONDecodeError as e:
         raise RequestError("body", f"not JSON ({e})") from None
+    if constants:
+        _refuse_constants(payload, constants[0])
     try:
         req = ForecastRequest.model_validate(payload)
     except ValidationError as e:
         err = e.errors()[0]
         field = _field(err["loc"])
         raise RequestError(field, f"{err['msg']} ({len(e.errors())} problem(s) in all)") from None
-    return engine.series_from_json(req.timestamps, req.sensors, req.values)
+    covariates = None if req.covariates is None else {k: t.model_dump() for k, t in req.covariates.items()}
+    return engine.series_from_json(req.timestamps, req.sensors, req.values), covariates
+
+
+class _Constant:
+    """A NaN / Infinity / -Infinity literal of a JSON body (refused, naming where it stands)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _refuse_constants(payload, first: _Constant) -> None:
+    """Refuse a body holding NaN or infinity: ``covariates.<name>.values[i][j]`` where one stands in a covariate
+    table, else ``values`` (the readings)."""
+    tables = payload.get("covariates") if isinstance(payload, dict) else None
+    for name, table in (tables.items() if isinstance(tables, dict) else ()):
+        found = _constant_in(table.get("values") if isinstance(table, dict) else None)
+        if found is not None:
+            raise RequestError(f"covariates.{name}.values{found[1]}", f"{found[0].name} is not allowed; send null "
+                                                                      f"for a missing value")
+    raise RequestError("values", f"{first.name} is not allowed; send null for a missing reading")
+
+
+def _constant_in(obj, path: str = ""):
+    """``(constant, '[i][j]')`` of the first :class:`_Constant` in nested lists ``obj``, or ``None``."""
+    if isinstance(obj, _Constant):
+        return obj, path
+    for i, v in enumerate(obj if isinstance(obj, list) else ()):
+        found = _constant_in(v, f"{path}[{i}]")
+        if found is not None:
+            return found
+    return None
 
 
 def _field(loc) -> str:
-    """A pydantic error location as a field name: ``('values', 'list[list[...]]', 3, 1)`` -> ``values[3][1]``."""
+    """A pydantic error location as a field name: ``('values', 'list[list[...]]', 3, 1)`` -> ``values[3][1]``,
+    ``('covariates', 'rain', 'values', 0, 0)`` -> ``covariates.rain.values[0][0]``."""
     parts = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float")))]
     if not parts:
         return "body"
-    return str(parts[0]) + "".join(f"[{p}]" for p in parts[1:])
+    return str(parts[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts[1:])
 
 
 def _json(obj) -> Response:

@@ -19,6 +19,7 @@ import numpy as np
 from ..data.fit import check_fits, parse_at
 from ..errors import RequestError, StgraphError
 from ..io.series import Series, format_interval, infer_interval, iso
+from .covariates import parse_stamps
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +133,7 @@ class Engine:
         if len(timestamps) < need:
             raise RequestError("timestamps", f"{len(timestamps)} step(s); the run needs the latest {need} "
                                              f"readings (one every {format_interval(self.interval)})")
-        out = np.empty(len(timestamps), dtype="datetime64[ns]")
-        for i, t in enumerate(timestamps):
-            try:
-                out[i] = parse_at(str(t))
-            except StgraphError as e:
-                raise RequestError(f"timestamps[{i}]", str(e)) from None
+        out = parse_stamps(timestamps, "timestamps", ordered=False)  # checked below against the run's interval
         steps = np.diff(out)
         bad = np.flatnonzero(steps != self.interval)
         if len(bad):
@@ -157,18 +153,26 @@ class Engine:
         return s
 
     # ------------------------------------------------------------------ series -> forecast
-    def window(self, series: Series, at: str | None = None):
+    def window(self, series: Series, at: str | None = None, covariates: dict | None = None):
         """``(x [1, T_in, N, C_in], covariates, future [T_out], issued_at)``: the model input ending at ``at``
-        (default the last step), as :func:`stgraph.forecast.forecast_at` builds it."""
-        d = self.run.data
-        if d.exogenous is not None:
+        (default the last step), as :func:`stgraph.forecast.forecast_at` builds it. ``covariates``: a request's
+        tables for a run trained with covariate files (:func:`stgraph.serve.covariates.posted_exogenous`);
+        ``None``: the run's own files, aligned to its own series (which ``series`` must then be)."""
+        d, exo = self.run.data, None
+        if d.exogenous is None and covariates:
+            raise RequestError("covariates", "the run was trained without covariate files; send none")
+        if d.exogenous is not None and covariates is not None:
+            from .covariates import posted_exogenous
+            exo = posted_exogenous(d, covariates, series, self.interval)
+        elif d.exogenous is not None:
             ts = series.timestamps
             if len(ts) != d.num_steps or ts[0] != d.timestamps[0] or ts[-1] != d.timestamps[-1]:
-                raise RequestError("covariates", "this run takes covariate files, aligned to its own series; a "
-                                                 "request cannot carry covariates yet: GET /forecast/latest forecasts "
+                raise RequestError("covariates", "this run takes covariate files: send them with the readings as "
+                                                 "JSON 'covariates' ({name: {timestamps, columns, values}}; a CSV "
+                                                 "body cannot carry them), or GET /forecast/latest, which forecasts "
                                                  "from the run's series (or --data with the same timestamps)")
         try:
-            x, cov, future = self.run.data.window_at(series, at)
+            x, cov, future = self.run.data.window_at(series, at, exogenous=exo)
         except StgraphError as e:
             raise RequestError("at" if at is not None else "values", str(e)) from None
         return x, cov, future, series.timestamps[-1] if at is None else parse_at(at)

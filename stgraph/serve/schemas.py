@@ -9,6 +9,21 @@ from pydantic import BaseModel, ConfigDict, Field
 Reading = Optional[float]
 
 
+class CovariateTable(BaseModel):
+    """One covariate source of the run over the request's window, laid out as its covariate CSV
+    (:mod:`stgraph.serve.covariates`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    timestamps: list[str] = Field(description="K ISO timestamps without UTC offset, oldest first, covering the input "
+                                              "steps (and the forecast steps for a source known ahead)", min_length=1)
+    columns: list[Union[str, int]] = Field(description="M columns: sensor ids (a per-sensor source; sensors left out "
+                                                       "are missing) or the source's series names (shared, events)",
+                                           min_length=1)
+    values: Union[list[list[Reading]], list[list[list[Reading]]]] = Field(
+        description="[K][M] values ([K][M][C] for a per-sensor source of C channels); null for a missing value; NaN "
+                    "and infinity are refused")
+
+
 class ForecastRequest(BaseModel):
     """The latest ``input_len`` (or more) readings of every sensor of the run."""
 
@@ -20,6 +35,9 @@ class ForecastRequest(BaseModel):
     values: Union[list[list[Reading]], list[list[list[Reading]]]] = Field(
         description="[T][N] readings (one channel) or [T][N][C]; null for a missing reading (the run's null "
                     "convention); NaN and infinity are refused")
+    covariates: Optional[dict[str, CovariateTable]] = Field(
+        None, description="for a run trained with covariate files: each time-varying source by name (its file's "
+                          "stem); static features are the run's own. JSON bodies only (not CSV)")
 
 
 class ForecastAnswer(BaseModel):
