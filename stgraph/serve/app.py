@@ -281,8 +281,21 @@ def _json(obj) -> Response:
 
 
 def _body_doc() -> dict:
-    schema = ForecastRequest.model_json_schema()
+    schema = _inline(ForecastRequest.model_json_schema())  # the covariate table in place: no $defs in /docs
     return {"requestBody": {"required": True, "content": {
         "application/json": {"schema": schema},
         "text/csv": {"schema": {"type": "string", "description": "a timestamp column, then one column per sensor "
                                                                  "(the layout stgraph reads)"}}}}}
+
+
+def _inline(schema: dict) -> dict:
+    """A pydantic JSON schema with its ``$defs`` references replaced by the definitions."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            return walk(defs[ref.rsplit("/", 1)[-1]]) if ref.startswith("#/$defs/") else \
+                {k: walk(v) for k, v in node.items()}
+        return [walk(v) for v in node] if isinstance(node, list) else node
+    return walk(schema)

@@ -57,6 +57,9 @@ def test_latest_forecasts_from_the_runs_series(rainy, window_body):
     assert np.array_equal(np.asarray(a["forecast"], np.float32), forecast_at(run).mean)
     field, msg = _fields(c.post("/forecast", json=window_body(run)))  # readings without the covariates
     assert field == "covariates" and "GET /forecast/latest" in msg and "'covariates'" in msg
+    schema = c.get("/openapi.json").json()["paths"]["/forecast"]["post"]["requestBody"]["content"]
+    text = json.dumps(schema["application/json"])  # the covariate table drawn in place at /docs
+    assert '"covariates"' in text and '"columns"' in text and "$ref" not in text
 
 
 def test_post_with_covariates_equals_forecast_at_and_predict(rainy, window_body, tmp_path):
@@ -156,3 +159,51 @@ def test_csv_body_and_runs_without_covariates(rainy, window_body, served):
         field, msg = _fields(c2.post("/forecast", json={**window_body(plain), "covariates": {
             "rain": {"timestamps": ["2012-03-01T00:00:00"], "columns": ["rain_mm_h"], "values": [[0.0]]}}}))
     assert field == "covariates" and "without covariate files" in msg
+
+
+def test_events_static_and_declared_known_ahead(rainy, tmp_path, window_body):
+    """Calendar events are posted as 0/1 flags, one row per step; static features are the run's own; a per-sensor
+    file declared ':forecast' needs its forecast-step rows, rain declared ':observed' only the input steps."""
+    from stgraph.forecast import forecast_at
+
+    _, files, _ = rainy
+    events = tmp_path / "events.csv"
+    events.write_text("start,end,kind\n2012-03-01T12:30:00,2012-03-01T14:00:00,game\n"
+                      "2012-03-01T13:40:00,2012-03-01T13:50:00,parade\n")
+    static = tmp_path / "road.csv"
+    static.write_text("sensor_id,lanes,road_class\n" + "".join(f"70000{i},{i % 3 + 1},{'ab'[i % 2]}\n"
+                                                                 for i in range(1, 7)))
+    run = stgraph.train(data=files["data"], graph=files["adj"], model="stgt", epochs=1, out=tmp_path / "run",
+                        covariates=[f"{files['rain']}:observed", f"{files['incidents']}:forecast", str(events),
+                                    str(static)], progress=False,
+                        overrides={"model.params.hidden": 16, "train.max_batches": 2, "train.patience": 0})
+    end, T, H = 160, run.data.input_len, run.data.horizon  # 13:20: the game and the parade in the horizon
+    times = run.series.timestamps[end - T + 1:end + H + 1]
+    flags = [[1.0 if np.datetime64("2012-03-01T12:30") <= t < np.datetime64("2012-03-01T14:00") else 0.0,
+              1.0 if np.datetime64("2012-03-01T13:40") <= t < np.datetime64("2012-03-01T13:50") else 0.0]
+             for t in times]
+    stamps = [str(np.datetime_as_string(t, unit="s")) for t in times]
+    body = {**window_body(run, end), "covariates": {
+        "rain": _table(files["rain"], end - T + 1, end), "incidents": _table(files["incidents"], end - T + 1, end + H),
+        "events": {"timestamps": stamps, "columns": ["game", "parade"], "values": flags}}}
+    with TestClient(create_app(run)) as c:
+        r = c.post("/forecast", json=body)
+        assert r.status_code == 200, r.text
+        at = str(np.datetime_as_string(run.series.timestamps[end], unit="s"))
+        assert np.array_equal(np.asarray(r.json()["forecast"], np.float32), forecast_at(run, at).mean)
+        calm = json.loads(json.dumps(body))  # the posted flags are what the forward reads
+        calm["covariates"]["events"]["values"] = [[0.0, 0.0]] * len(stamps)
+        assert c.post("/forecast", json=calm).json()["forecast"] != r.json()["forecast"]
+        short = json.loads(json.dumps(body))
+        short["covariates"]["incidents"] = _table(files["incidents"], end - T + 1, end)
+        field, msg = _fields(c.post("/forecast", json=short))
+        assert field == "covariates.incidents.timestamps" and "forecast step" in msg and "known ahead" in msg
+        gap = json.loads(json.dumps(body))
+        for k in ("timestamps", "values"):
+            del gap["covariates"]["events"][k][5]
+        field, msg = _fields(c.post("/forecast", json=gap))
+        assert field == "covariates.events.timestamps" and "a row at that time" in msg and stamps[5] in msg
+        extra = json.loads(json.dumps(body))
+        extra["covariates"]["road"] = {"timestamps": stamps[:1], "columns": ["lanes"], "values": [[2.0]]}
+        field, msg = _fields(c.post("/forecast", json=extra))
+        assert field == "covariates.road" and "static" in msg
