@@ -3,8 +3,9 @@ over HTTP, and the page at ``/``.
 
 Endpoints (schemas at ``/docs`` and ``/openapi.json``):
 
-* ``POST /forecast``: JSON ``{timestamps, sensors, values}`` or a CSV body (``Content-Type: text/csv``) ->
-  the forecast per step and sensor in data units (``q05``/``q50``/``q95`` for a probabilistic run);
+* ``POST /forecast``: JSON ``{timestamps, sensors, values}`` (with ``covariates`` for a run trained with
+  covariate files: :mod:`stgraph.serve.covariates`) or a CSV body (``Content-Type: text/csv``) -> the forecast
+  per step and sensor in data units (``q05``/``q50``/``q95`` for a probabilistic run);
 * ``GET /forecast/latest[?at=T]``: the forecast from the newest step of ``--data FILE`` (re-read when the file
   changes, cached per file version), or of the run's own series without ``--data``; with the input window
   (``history``) and, where the series already has them, the readings of the forecast steps (``truth``);

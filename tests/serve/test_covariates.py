@@ -207,3 +207,42 @@ def test_events_static_and_declared_known_ahead(rainy, tmp_path, window_body):
         extra["covariates"]["road"] = {"timestamps": stamps[:1], "columns": ["lanes"], "values": [[2.0]]}
         field, msg = _fields(c.post("/forecast", json=extra))
         assert field == "covariates.road" and "static" in msg
+
+
+def test_text_reports_cannot_be_posted(tmp_path, window_body):
+    from stgraph.synth.events import write_events
+
+    files = write_events(tmp_path / "ev", num_sensors=6, days=2, seed=3, rain=False, incidents=False, reports=True)
+    run = stgraph.train(data=files["data"], graph=files["adj"], model="stgt", epochs=1, out=tmp_path / "run",
+                        covariates=[str(files["reports"])], progress=False,
+                        overrides={"model.params.hidden": 16, "train.max_batches": 2, "train.patience": 0})
+    with TestClient(create_app(run)) as c:
+        assert c.get("/forecast/latest").status_code == 200
+        field, msg = _fields(c.post("/forecast", json={**window_body(run), "covariates": {}}))
+    assert field == "covariates" and "text reports" in msg and "GET /forecast/latest" in msg
+
+
+def test_concurrent_covariate_requests_batched(rainy, window_body):
+    """Windows with their own covariates share a forward and each gets its own window's forecast."""
+    import asyncio
+
+    import httpx
+
+    from stgraph.forecast import forecast_at
+
+    run, files, _ = rainy
+    ends = [200 + 9 * k for k in range(12)]
+    bodies = [_body(run, files, window_body, e) for e in ends]
+    app = create_app(run)
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            out = await asyncio.gather(*(c.post("/forecast", json=b) for b in bodies))
+        await app.state.batcher.stop()
+        return out
+
+    answers = asyncio.run(go())
+    assert max(app.state.batcher.batches) > 1
+    for r, e in zip(answers, ends):
+        at = str(np.datetime_as_string(run.series.timestamps[e], unit="s"))
+        np.testing.assert_allclose(r.json()["forecast"], forecast_at(run, at).mean, rtol=1e-5, atol=1e-4)
