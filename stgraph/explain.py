@@ -16,6 +16,7 @@ mixture's mean where its median (found by bisection) has no gradient.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from pathlib import Path
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 from torch.distributions import Distribution
 
+from .data.batches import each_tensor
+from .data.reports import join_text
 from .distributions import point
 from .errors import RequestError, StgraphError
 from .io.series import iso
@@ -98,6 +101,23 @@ def _graph_and_covariates(run, cov: dict, batch: int) -> tuple:
     return run.forecaster.graph_for(cov), cov
 
 
+def _on(cov: dict, device) -> dict:
+    """The window's covariates on ``device`` (tensors, and the text reports' dict of tensors)."""
+    return {k: each_tensor(v, lambda t: t.to(device)) for k, v in cov.items()}
+
+
+def _repeat(cov: dict, m: int) -> dict:
+    """One window's covariates (batch 1) as ``m`` copies of it (batch ``m``): tensors expanded along the batch,
+    the text reports joined ``m`` times (:func:`stgraph.data.reports.join_text`)."""
+    out = {}
+    for k, v in cov.items():
+        if isinstance(v, dict):
+            out[k] = functools.reduce(join_text, [v] * m)
+        else:
+            out[k] = v.expand(m, *v.shape[1:])
+    return out
+
+
 def _forecast(run, x: torch.Tensor, cov: dict) -> tuple[torch.Tensor, str]:
     """``[B, T_out, N, C_out]`` forecast in data units (differentiable) and what it is (median / mean)."""
     out = run.forecaster.in_units(run.model(x, *_graph_and_covariates(run, cov, x.shape[0])))
@@ -124,7 +144,7 @@ def integrated_gradients(run, x: torch.Tensor, cov: dict, target: tuple[int, int
     _drop_inference_caches(model)
     device = run.forecaster.device
     x = x.to(device).float()
-    cov = {k: v.to(device) for k, v in cov.items()}
+    cov = _on(cov, device)
     t, n, c = target
     base = torch.zeros_like(x)
     grad_sum = torch.zeros_like(x[0])
@@ -134,13 +154,13 @@ def integrated_gradients(run, x: torch.Tensor, cov: dict, target: tuple[int, int
         for chunk in mids.split(CHUNK):
             m = len(chunk)
             xs = (base + chunk[:, None, None, None] * (x - base)).detach().requires_grad_(True)
-            f, kind = _forecast(run, xs, {k: v.expand(m, *v.shape[1:]) for k, v in cov.items()})
+            f, kind = _forecast(run, xs, _repeat(cov, m))
             (g,) = torch.autograd.grad(f[:, t, n, c].sum(), xs, allow_unused=True)
             if g is not None:
                 grad_sum += g.sum(0)
     attr = ((x - base)[0] * grad_sum / alphas).detach().cpu().numpy()
     with torch.inference_mode():
-        both, _ = _forecast(run, torch.cat([x, base]), {k: torch.cat([v, v]) for k, v in cov.items()})
+        both, _ = _forecast(run, torch.cat([x, base]), _repeat(cov, 2))
         fx, f0 = (float(v) for v in both[:, t, n, c].float().cpu())
     return attr, fx, f0, kind
 
@@ -163,7 +183,7 @@ def attention_maps(run, x: torch.Tensor, cov: dict) -> dict | None:
         return None
     model.eval()
     device = run.forecaster.device
-    graph, cov = _graph_and_covariates(run, {k: v.to(device) for k, v in cov.items()}, 1)
+    graph, cov = _graph_and_covariates(run, _on(cov, device), 1)
     _, att = model(x.to(device), graph, cov, return_attention=True)
     return att
 

@@ -104,3 +104,25 @@ def test_cli_and_endpoint(runs, tmp_path, capsys):
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "sensor"
         assert c.get("/explain", params={"sensor": "700004", "step": 0}).status_code == 422
     assert torch.is_grad_enabled()
+
+
+def test_a_run_with_text_reports(tmp_path):
+    """A run with a report file: the window's text (a dict of tensors, not a tensor) goes to the device and is
+    repeated for the alpha steps by joining it (it failed on ``.to()`` of the dict); attributions stay complete."""
+    from stgraph.cli.main import main
+    from stgraph.forecast import forecast_at
+
+    d = tmp_path / "d"
+    assert main(["data", "synth", "--out", str(d), "--sensors", "6", "--days", "2", "--incidents", "--reports",
+                 "--seed", "5"]) == 0
+    run = stgraph.train(data=d / "synthetic.h5", graph=d / "adj_mx.pkl", model="stgt", out=tmp_path / "run", epochs=1,
+                        covariates=[str(d / "incidents.csv"), str(d / "reports.csv")], progress=False,
+                        overrides={"data.locations": str(d / "graph_sensor_locations.csv"), "model.params.hidden": 8,
+                                   "train.max_batches": 3})
+    x, cov, _ = run.data.window_at(run.series, None)
+    assert isinstance(cov.get("text"), dict)
+    sensor = str(run.data.sensor_ids[1])
+    r = explain(run, run.series, sensor=sensor, step=3, alphas=16)
+    c = r["completeness"]
+    assert abs(c["gap"]) <= 1e-2 * abs(c["difference"]) + 2e-3, c
+    assert r["forecast"] == pytest.approx(float(forecast_at(run).mean[2, 1, 0]), rel=1e-5, abs=1e-4)
