@@ -115,6 +115,9 @@ def _posted_source(src, table, times: np.ndarray, series: Series, data):
         raise RequestError(field, "expected {timestamps: [K], columns: [M], values: [K][M]}")
     stamps = parse_stamps(table["timestamps"], f"{field}.timestamps")
     columns = [str(c) for c in table["columns"]]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise RequestError(f"{field}.columns", f"given more than once: {twice[:10]}")
     values = _values(table["values"], len(stamps), columns, src, field)
     if src.kind == "sensor":
         known = set(series.sensor_ids)
@@ -135,13 +138,9 @@ def _posted_source(src, table, times: np.ndarray, series: Series, data):
         values, columns, channels = values[:, [columns.index(c) for c in src.channels]], list(src.channels), ["value"]
     tol = np.timedelta64(0, "ns") if src.kind == "event" else src.tolerance
     try:
-        if len(set(columns)) != len(columns):
-            raise RequestError(f"{field}.columns", "a column is given more than once")
         table_series = Series(values, stamps, columns, channels, float("nan"), field)
         got, rows = timed_source(table_series, stamps, times, series.sensor_ids, tol, field, src.name)
     except StgraphError as e:
-        if isinstance(e, RequestError):
-            raise
         raise RequestError(f"{field}.timestamps", str(e)) from None
     _check_covered(rows, times, series, data, src, tol, field)
     return dataclasses.replace(got, kind=src.kind, known=src.known)

@@ -161,7 +161,9 @@ class Engine:
         d, exo = self.run.data, None
         if d.exogenous is None and covariates:
             raise RequestError("covariates", "the run was trained without covariate files; send none")
-        if d.exogenous is not None and covariates is not None:
+        static = d.exogenous is not None and not d.exogenous.text_sources and all(
+            s.kind == "static" for s in d.exogenous.sources)  # nothing to send: the run's own features
+        if d.exogenous is not None and (covariates is not None or static):
             from .covariates import posted_exogenous
             exo = posted_exogenous(d, covariates, series, self.interval)
         elif d.exogenous is not None:

@@ -125,6 +125,8 @@ def test_bad_covariates_name_their_field(rainy, window_body, served):
     assert field == "covariates.incidents.timestamps" and "input step" in msg
     field, msg = post(lambda cov: cov["incidents"]["columns"].__setitem__(2, "999999"))
     assert field == "covariates.incidents.columns[2]" and "'999999'" in msg and "not a sensor" in msg
+    field, msg = post(lambda cov: cov["incidents"]["columns"].__setitem__(1, cov["incidents"]["columns"][0]))
+    assert field == "covariates.incidents.columns" and "more than once" in msg and "700001" in msg
     field, msg = post(lambda cov: cov["rain"]["columns"].__setitem__(0, "snow_cm"))
     assert field == "covariates.rain.columns[0]" and "rain_mm_h" in msg
     field, msg = post(lambda cov: cov["rain"]["timestamps"].__setitem__(3, cov["rain"]["timestamps"][1]))
@@ -246,3 +248,29 @@ def test_concurrent_covariate_requests_batched(rainy, window_body):
     for r, e in zip(answers, ends):
         at = str(np.datetime_as_string(run.series.timestamps[e], unit="s"))
         np.testing.assert_allclose(r.json()["forecast"], forecast_at(run, at).mean, rtol=1e-5, atol=1e-4)
+
+
+def test_static_features_only_need_nothing_posted(rainy, tmp_path, window_body):
+    from stgraph.forecast import forecast_at
+
+    _, files, _ = rainy
+    static = tmp_path / "road.csv"
+    static.write_text("sensor_id,lanes\n" + "".join(f"70000{i},{i % 3 + 1}\n" for i in range(1, 7)))
+    run = stgraph.train(data=files["data"], graph=files["adj"], model="stgt", epochs=1, out=tmp_path / "run",
+                        covariates=[str(static)], progress=False,
+                        overrides={"model.params.hidden": 16, "train.max_batches": 2, "train.patience": 0})
+    end = 300
+    at = str(np.datetime_as_string(run.series.timestamps[end], unit="s"))
+    with TestClient(create_app(run)) as c:
+        r = c.post("/forecast", json=window_body(run, end))
+        assert r.status_code == 200, r.text
+        assert np.array_equal(np.asarray(r.json()["forecast"], np.float32), forecast_at(run, at).mean)
+        body = window_body(run, end)
+        lines = ["timestamp," + ",".join(body["sensors"])] + [
+            t + "," + ",".join("" if v is None else repr(v) for v in row)
+            for t, row in zip(body["timestamps"], body["values"])]
+        assert c.post("/forecast", content="\n".join(lines).encode(), headers={"content-type": "text/csv"}).json() \
+            == r.json()
+        body["covariates"] = {"road": {"timestamps": body["timestamps"][:1], "columns": ["lanes"], "values": [[1]]}}
+        field, msg = _fields(c.post("/forecast", json=body))
+    assert field == "covariates.road" and "static" in msg
