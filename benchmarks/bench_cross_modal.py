@@ -14,12 +14,15 @@ block) for a fixed number of epochs, the same seed, once per variant:
 
 Each is scored on the test split (MAE at horizons 3 / 6 / 12 = 15 / 30 / 60 min) on all forecast steps, on the
 affected steps (:func:`stgraph.synth.reports.affected_mask`: an incident's sensor and the sensors upstream
-within 2 hops from its start to 30 minutes after its end, and an event's crowds) and on the other steps.
-Each variant trains in its own process, which reports its training time and peak resident memory.
+within 2 hops from its start to 30 minutes after its end, and an event's crowds), split into foreseeable (the
+incident started, or the event's notice published, by the forecast origin) and unforeseeable ones, and on the
+other steps.
+Each variant trains in its own fresh process (``--jobs`` of them at once), which reports its training time and peak
+resident memory.
 
 Usage (one command; about 10 minutes a seed on one core):
-``python benchmarks/bench_cross_modal.py [--sensors 12 --days 10 --epochs 12 --seeds 1,2,3 --incident-rate 1.5]
-[--out benchmarks/results/cross_modal.md]``
+``python benchmarks/bench_cross_modal.py [--sensors 16 --days 20 --epochs 10 --seeds 1,2,3 --incident-rate 1.5
+--jobs 2] [--out benchmarks/results/cross_modal.md]`` (about 15 minutes with two free cores)
 """
 from __future__ import annotations
 
@@ -39,9 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STEPS = (3, 6, 12)
-#: the forecast steps scored: all; affected by an incident or event; affected and already reported by the
-#: forecast origin (what words could tell); not affected
-GROUPS = ("all", "affected", "reported", "unaffected")
+#: the forecast steps scored: all; affected by an incident or event; of those, the foreseeable ones (the
+#: disruption started or announced by the forecast origin: what flags or words could tell) and the unforeseeable
+#: ones (an incident that starts after the origin: no input can know it); not affected
+GROUPS = ("all", "affected", "foreseeable", "unforeseeable", "unaffected")
 PARAMS = dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last")
 
 
@@ -60,16 +64,16 @@ def make_data(work: Path, sensors: int, days: int, seed: int, rate: float) -> di
     _, _, events = planned_events(series, graph, seed)
     affected = affected_mask(log.incidents, events, graph, series.num_steps, 5.0, reported=True)
     rows, _ = read_rows(paths["reports"])
-    texts = [r[4] for r in rows[1:]]
+    texts = [r[5] for r in rows[1:]]
     perm = np.random.default_rng([seed, 99]).permutation(len(texts))
     shuffled = work / "data" / "reports_shuffled.csv"
-    shuffled.write_text("timestamp,sensor,lat,lon,text\n" + "".join(
-        f"{r[0]},{r[1]},{r[2]},{r[3]},\"{texts[j]}\"\n" for r, j in zip(rows[1:], perm)))
+    shuffled.write_text("timestamp,sensor,lat,lon,end,text\n" + "".join(
+        f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},\"{texts[j]}\"\n" for r, j in zip(rows[1:], perm)))
     return {"paths": {k: str(v) for k, v in paths.items()} | {"shuffled": str(shuffled)}, "affected": affected}
 
 
 def scores(trainer, affected: np.ndarray) -> dict:
-    """MAE per horizon step in STEPS on all / affected / unaffected forecast steps of the test split."""
+    """MAE per horizon step in STEPS on each of GROUPS' forecast steps of the test split."""
     import torch
 
     sums = {k: np.zeros(len(STEPS)) for k in GROUPS}
@@ -81,7 +85,8 @@ def scores(trainer, affected: np.ndarray) -> dict:
         since = affected[rows]                                           # [B, T_out, N]
         hit = since < np.iinfo(np.int64).max // 2
         known = since <= (starts.cpu().numpy() + trainer.data.input_len - 1)[:, None, None]  # by the origin
-        masks = {"all": valid, "affected": valid & hit, "reported": valid & hit & known, "unaffected": valid & ~hit}
+        masks = {"all": valid, "affected": valid & hit, "foreseeable": valid & hit & known,
+                 "unforeseeable": valid & hit & ~known, "unaffected": valid & ~hit}
         for k, m in masks.items():
             for j, h in enumerate(STEPS):
                 sums[k][j] += err[:, h - 1][m[:, h - 1]].sum()
@@ -126,19 +131,25 @@ def table(rows: dict, base: str = "flags") -> list[str]:
     return head
 
 
-def run_seed(args, seed: int) -> dict:
-    """Every variant on the data of ``seed`` (also the training seed): ``{variant: scores}``."""
-    d = make_data(Path(args.work) / f"seed{seed}", args.sensors, args.days, seed, args.incident_rate)
-    p = d["paths"]
-    variants = {"none": [], "flags": [p["incidents"]], "flags + text": [p["incidents"], p["reports"]],
-                "text": [p["reports"]], "flags + shuffled text": [p["incidents"], p["shuffled"]]}
-    rows = {}
-    for name, cov in variants.items():
-        with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
-            rows[name] = ex.submit(run_variant, p, cov, d["affected"], args.epochs, seed).result()
-        print(f"seed {seed}", name, {k: np.round(v, 3).tolist() for k, v in rows[name].items()
-                                     if k in GROUPS + ("seconds", "peak_mb")}, flush=True)
-    return rows
+VARIANTS = {"none": (), "flags": ("incidents",), "flags + text": ("incidents", "reports"), "text": ("reports",),
+            "flags + shuffled text": ("incidents", "shuffled")}
+
+
+def run_all(args, seeds: list) -> dict:
+    """Every variant on the data of each seed (also the training seed), ``args.jobs`` training processes at
+    once (one torch thread each, a fresh process per run): ``{seed: {variant: scores}}``."""
+    data = {s: make_data(Path(args.work) / f"seed{s}", args.sensors, args.days, s, args.incident_rate)
+            for s in seeds}
+    with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
+        futs = {(s, name): ex.submit(run_variant, data[s]["paths"], [data[s]["paths"][k] for k in cov],
+                                     data[s]["affected"], args.epochs, s)
+                for s in seeds for name, cov in VARIANTS.items()}
+        by_seed = {s: {} for s in seeds}
+        for (s, name), f in futs.items():
+            by_seed[s][name] = f.result()
+            print(f"seed {s}", name, {k: np.round(v, 3).tolist() for k, v in by_seed[s][name].items()
+                                      if k in GROUPS + ("seconds", "peak_mb")}, flush=True)
+    return by_seed
 
 
 def mean_rows(by_seed: dict) -> dict:
@@ -150,33 +161,37 @@ def mean_rows(by_seed: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sensors", type=int, default=12)
-    ap.add_argument("--days", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--sensors", type=int, default=16)
+    ap.add_argument("--days", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (data and training), averaged")
     ap.add_argument("--incident-rate", type=float, default=1.5)
+    ap.add_argument("--jobs", type=int, default=2, help="training processes at once (one torch thread each)")
     ap.add_argument("--work", default="/tmp/stgraph-bench-cross-modal")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cross_modal.md"))
     args = ap.parse_args()
     from stgraph.files import atomic_write
 
     seeds = [int(x) for x in args.seeds.split(",")]
-    by_seed = {s: run_seed(args, s) for s in seeds}
+    by_seed = run_all(args, seeds)
     rows = mean_rows(by_seed)
     load = os.getloadavg()
     r0 = rows["none"]
     lines = ["# Text reports beside the series: MAE with and without them (synthetic network)", "",
              f"Command: `python benchmarks/bench_cross_modal.py --sensors {args.sensors} --days {args.days} --epochs "
-             f"{args.epochs} --seeds {args.seeds} --incident-rate {args.incident_rate}` (stgt width 16, one encoder and "
-             f"one decoder block, batch 32, lr 3e-3, {args.epochs} epochs; seeds {args.seeds}, each for its data and its "
-             f"training, figures the mean over them; one CPU thread; {platform.processor() or platform.machine()}).", "",
+             f"{args.epochs} --seeds {args.seeds} --incident-rate {args.incident_rate} --jobs {args.jobs}` (stgt width "
+             f"16, one encoder and one decoder block, batch 32, lr 3e-3, {args.epochs} epochs; seeds {args.seeds}, each "
+             f"for its data and its training, figures the mean over them; {args.jobs} runs at once, one CPU thread each; "
+             f"{platform.processor() or platform.machine()}).", "",
              f"Data: `stgraph data synth --sensors {args.sensors} --days {args.days} --incidents --reports --seed S` with "
              f"{args.incident_rate} incidents per sensor per day (5-minute speeds in mph, split 0.7 / 0.1 / 0.2). Test "
              f"split (mean over the seeds): {int(r0['count_all'][0])} valid forecast entries per step; affected by an "
              f"incident or an event (its sensor and 2 hops upstream, from its start to 30 min after its end; an event's "
-             f"crowds): {int(r0['count_affected'][0])} / {int(r0['count_affected'][2])} at 15 / 60 min ahead, of which "
-             f"reported by the forecast origin (an incident from 10 min after its start, an event an hour before it "
-             f"ends): {int(r0['count_reported'][0])} / {int(r0['count_reported'][2])}.", ""] + table(rows)
+             f"crowds): {int(r0['count_affected'][0])} / {int(r0['count_affected'][1])} / {int(r0['count_affected'][2])} "
+             f"at 15 / 30 / 60 min ahead, of which foreseeable (the incident started, or the event announced, by the "
+             f"forecast origin): {int(r0['count_foreseeable'][0])} / {int(r0['count_foreseeable'][1])} / "
+             f"{int(r0['count_foreseeable'][2])}; the others are unforeseeable (an incident that starts after the "
+             f"origin).", ""] + table(rows)
     for seed, r in by_seed.items():
         lines += ["", f"Seed {seed} alone:", ""] + table(r)
     lines += ["", f"Fusion gates after training, seed {seeds[0]} (sigmoid, start 0.12; input window / horizon steps):",

@@ -8,12 +8,14 @@
 * **Planned events** (:func:`planned_events`): a venue sensor; on about half of the evenings an event (a
   match or a concert) ends between 21:00 and 23:30 and raises demand near the venue: speeds at the venue and
   the sensors upstream within 2 hops drop by up to 45 % (big events) or 20 % (small) for 30-60 minutes
-  after the end. A notice is published 60 minutes before the end, placed by the venue's ``lat`` / ``lon``,
-  saying what, how big and when it ends.
+  after the end. A real event is on the schedule long before it happens, so its notice is published at the
+  start of its day (00:00), placed by the venue's ``lat`` / ``lon``, saying what, how big, when it ends and for
+  how long crowds are expected; its ``end`` is that stated end of the crowds (the notice's own words).
 * **Noise** (:func:`noise_reports`): irrelevant reports (road works next month, a lost dog, clear skies) at
   random sensors and times, some network-wide; about ``rate`` a day per 10 sensors.
 
-:func:`write_reports` writes ``reports.csv`` (``timestamp,sensor,lat,lon,text``; :mod:`stgraph.io.reports`).
+:func:`write_reports` writes ``reports.csv`` (``timestamp,sensor,lat,lon,end,text``; :mod:`stgraph.io.reports`;
+``end`` empty but for the event notices).
 :func:`affected_mask` gives the ``[T, N]`` steps an incident or event touches (the benchmark's "affected
 steps"). Everything is drawn from its own seeded stream: same seed, same reports.
 """
@@ -59,7 +61,7 @@ def _typos(text: str, rng: np.random.Generator, p: float = 1 / 12) -> str:
 
 
 def incident_reports(incidents, timestamps: np.ndarray, step_min: float, seed: int = 0) -> list[tuple]:
-    """``[(time, sensor, lat, lon, text), ...]``: one report per incident (module docstring)."""
+    """``[(time, sensor, lat, lon, end, text), ...]``: one report per incident (module docstring)."""
     rng = np.random.default_rng([int(seed), 2701])
     rows = []
     for inc in incidents:
@@ -70,13 +72,13 @@ def incident_reports(incidents, timestamps: np.ndarray, step_min: float, seed: i
         words = {"grade": g, "Grade": g.capitalize(), "cause": rng.choice(_CAUSE[g]), "lanes": rng.choice(_LANES[g])}
         text = rng.choice(_OPEN).format(**words) + ", " + rng.choice(_DURATION).format(m=int(5 * round(minutes / 5)))
         when = timestamps[max(0, inc.start_step)] + np.timedelta64(int(rng.integers(0, 11)), "m")
-        rows.append((when, inc.sensor_id, "", "", _typos(text, rng)))
+        rows.append((when, inc.sensor_id, "", "", "", _typos(text, rng)))
     return rows
 
 
 def planned_events(series: Series, graph, seed: int = 0) -> tuple[Series, list[tuple], list[tuple]]:
     """Evening events at a venue: ``(series with their demand, notices, [(venue node, first step, last step,
-    nodes reached), ...])`` (module docstring). ``graph``: the synthetic road network (node ``lat`` / ``lon``)."""
+    nodes reached, step the notice is published), ...])`` (module docstring). ``graph``: the synthetic road network (node ``lat`` / ``lon``)."""
     from .layout import node_order
 
     rng = np.random.default_rng([int(seed), 2702])
@@ -98,7 +100,7 @@ def planned_events(series: Series, graph, seed: int = 0) -> tuple[Series, list[t
         span = int(rng.integers(6, 13)) * 5                       # 30-60 minutes of leaving crowds
         a = int(np.searchsorted(ts, end))
         b = int(np.searchsorted(ts, end + np.timedelta64(span, "m")))
-        if a >= len(ts) or a - int(60 / step_min) < 0:
+        if a >= len(ts):
             continue
         u = (np.arange(a, b) - a + 0.5) / max(b - a, 1)
         shape = np.sin(np.pi * u) ** 0.5                          # [b - a]
@@ -113,8 +115,9 @@ def planned_events(series: Series, graph, seed: int = 0) -> tuple[Series, list[t
                            "stadium: {w} finishing {c}; expect crowds leaving for about {s} min",
                            "event notice - {w} ends {c}, congestion near the venue for {s} minutes"]).format(
             w=what, c=clock, s=span)
-        notices.append((end - np.timedelta64(60, "m"), "", f"{lat:.6f}", f"{lon:.6f}", _typos(text, rng)))
-        events.append((venue, a, b, [n for n, _ in reach]))
+        crowds_end = iso(end + np.timedelta64(span, "m")).replace("T", " ")[:16]
+        notices.append((day.astype("datetime64[ns]"), "", f"{lat:.6f}", f"{lon:.6f}", crowds_end, _typos(text, rng)))
+        events.append((venue, a, b, [n for n, _ in reach], int(np.searchsorted(ts, day.astype("datetime64[ns]")))))
     out = Series(values.astype(np.float32), series.timestamps, series.sensor_ids, series.channels,
                  series.null_value, source=series.source, null_origin=series.null_origin)
     return out, notices, events
@@ -129,17 +132,18 @@ def noise_reports(timestamps: np.ndarray, sensor_ids, seed: int = 0, rate: float
     for _ in range(n):
         t = timestamps[int(rng.integers(0, len(timestamps)))]
         s = "" if rng.random() < 0.2 else str(sensor_ids[int(rng.integers(0, len(sensor_ids)))])
-        rows.append((t, s, "", "", _typos(str(rng.choice(_NOISE)), rng)))
+        rows.append((t, s, "", "", "", _typos(str(rng.choice(_NOISE)), rng)))
     return rows
 
 
 def write_reports(path, rows: list[tuple]) -> None:
-    """``reports.csv``: ``timestamp,sensor,lat,lon,text``, rows in time order."""
+    """``reports.csv``: ``timestamp,sensor,lat,lon,end,text``, rows ``(time, sensor, lat, lon, end, text)`` in
+    time order."""
     rows = sorted(rows, key=lambda r: (r[0], r[1]))
     with atomic_open(path, "w", newline="") as fh:
-        fh.write("timestamp,sensor,lat,lon,text\n")
-        for t, s, la, lo, text in rows:
-            fh.write(f"{iso(t).replace('T', ' ')[:16]},{safe_cell(s)},{la},{lo},\"{text}\"\n")
+        fh.write("timestamp,sensor,lat,lon,end,text\n")
+        for t, s, la, lo, end, text in rows:
+            fh.write(f"{iso(t).replace('T', ' ')[:16]},{safe_cell(s)},{la},{lo},{end},\"{text}\"\n")
 
 
 def affected_mask(incidents, events, graph, T: int, step_min: float, hops: int = 2,
@@ -147,10 +151,10 @@ def affected_mask(incidents, events, graph, T: int, step_min: float, hops: int =
     """``[T, N]`` bool: steps at an incident's sensor and the sensors upstream within ``hops``, from its start
     to 30 minutes after its end, and the steps of each event's crowds at the sensors it reaches.
 
-    ``reported``: instead ``[T, N]`` int64, the step from which the disruption touching that step is reported
-    (an incident 10 minutes after its start, the latest its report comes; an event an hour before its end, its
-    notice), a large number where none touches it: a forecast issued at step ``o`` can know of the steps with
-    ``value <= o``."""
+    ``reported``: instead ``[T, N]`` int64, the step from which the disruption touching that step is foreseeable
+    (an incident from its start, which its flag shows and its report follows within 10 minutes; an event from its
+    notice's publication), a large number where none touches it: a forecast issued at step ``o`` can know of the
+    steps with ``value <= o``."""
     from .layout import node_order
 
     nodes = node_order(graph)
@@ -162,7 +166,7 @@ def affected_mask(incidents, events, graph, T: int, step_min: float, hops: int =
     for inc in incidents:
         a, b = max(0, inc.start_step), min(T, inc.start_step + inc.duration_steps + tail)
         for node, _ in upstream(against, pos[inc.sensor_id], hops):
-            since[a:b, node] = np.minimum(since[a:b, node], inc.start_step + int(math.ceil(10 / step_min)))
-    for _, a, b, reach in events:
-        since[a:b, reach] = np.minimum(since[a:b, reach], a - int(round(60 / step_min)))
+            since[a:b, node] = np.minimum(since[a:b, node], inc.start_step)
+    for _, a, b, reach, notice in events:
+        since[a:b, reach] = np.minimum(since[a:b, reach], notice)
     return since if reported else since < never

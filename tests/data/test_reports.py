@@ -138,7 +138,7 @@ def test_hashed_ngrams_and_pooled_encoder_by_hand():
     assert ids[0] == zlib.crc32(b"w:major") % (NGRAM_BUCKETS - 1) + 1 and ids[2] == zlib.crc32(b"b:major crash") % (
         NGRAM_BUCKETS - 1) + 1
     assert len(ids) == 2 + 1 + 5 + 5 and (hash_ngrams("major crash") == ids).all()  # <major> 5, <crash> 5
-    enc = ReportEncoder(2)
+    enc = ReportEncoder(2).eval()                           # no dropout of n-grams or embeddings in evaluation
     with torch.no_grad():
         enc.bag.weight.zero_()
         enc.bag.weight[1] = torch.tensor([1.0, 0.0])
