@@ -95,8 +95,10 @@ def scores(trainer, affected: np.ndarray) -> dict:
         "count_" + k: counts[k].tolist() for k in counts}
 
 
-def run_variant(paths: dict, covariates: list, affected: np.ndarray, epochs: int, seed: int) -> dict:
-    """Train one variant (in its own process) and score it; with its training time and peak RSS."""
+def run_variant(paths: dict, covariates: list, affected: np.ndarray, epochs: int, seed: int,
+                report_hours: float = 3.0) -> dict:
+    """Train one variant (in its own process) and score it; with its training time and peak RSS.
+    ``report_hours``: ``data.report_hours`` (how long a report without an end reaches the series)."""
     import torch
     torch.set_num_threads(1)
     from stgraph.config import RunConfig, with_fields
@@ -106,7 +108,7 @@ def run_variant(paths: dict, covariates: list, affected: np.ndarray, epochs: int
         "data.path": paths["data"], "data.graph": paths["adj"], "data.covariates": covariates,
         "data.locations": paths["locations"], "model.params": dict(PARAMS), "train.epochs": epochs,
         "train.batch_size": 32, "train.lr": 3e-3, "train.progress": False, "train.threads": 1,
-        "train.seed": seed, "train.patience": 0, "train.device": "cpu"})
+        "train.seed": seed, "train.patience": 0, "train.device": "cpu", "data.report_hours": report_hours})
     t0 = time.perf_counter()
     tr = train(cfg, None)
     seconds = time.perf_counter() - t0
@@ -142,7 +144,7 @@ def run_all(args, seeds: list) -> dict:
             for s in seeds}
     with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
         futs = {(s, name): ex.submit(run_variant, data[s]["paths"], [data[s]["paths"][k] for k in cov],
-                                     data[s]["affected"], args.epochs, s)
+                                     data[s]["affected"], args.epochs, s, args.report_hours)
                 for s in seeds for name, cov in VARIANTS.items()}
         by_seed = {s: {} for s in seeds}
         for (s, name), f in futs.items():
@@ -167,6 +169,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (data and training), averaged")
     ap.add_argument("--incident-rate", type=float, default=1.5)
     ap.add_argument("--jobs", type=int, default=2, help="training processes at once (one torch thread each)")
+    ap.add_argument("--report-hours", type=float, default=3.0,
+                    help="data.report_hours: how long a report without an end reaches the series (default 3)")
     ap.add_argument("--work", default="/tmp/stgraph-bench-cross-modal")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cross_modal.md"))
     args = ap.parse_args()
@@ -179,7 +183,8 @@ def main() -> None:
     r0 = rows["none"]
     lines = ["# Text reports beside the series: MAE with and without them (synthetic network)", "",
              f"Command: `python benchmarks/bench_cross_modal.py --sensors {args.sensors} --days {args.days} --epochs "
-             f"{args.epochs} --seeds {args.seeds} --incident-rate {args.incident_rate} --jobs {args.jobs}` (stgt width "
+             f"{args.epochs} --seeds {args.seeds} --incident-rate {args.incident_rate} --jobs {args.jobs} "
+             f"--report-hours {args.report_hours:g}` (stgt width "
              f"16, one encoder and one decoder block, batch 32, lr 3e-3, {args.epochs} epochs; seeds {args.seeds}, each "
              f"for its data and its training, figures the mean over them; {args.jobs} runs at once, one CPU thread each; "
              f"{platform.processor() or platform.machine()}).", "",

@@ -57,7 +57,7 @@ def test_synth_reports_cli_is_deterministic_and_a_text_run_is_re_read(tmp_path, 
         assert main(["data", "synth", "--out", str(tmp_path / out), "--sensors", "8", "--days", "2", "--incidents",
                      "--reports", "--seed", "5"]) == 0
     a, b = (tmp_path / x / "reports.csv" for x in "ab")
-    assert a.read_bytes() == b.read_bytes() and a.read_text().startswith("timestamp,sensor,lat,lon,text")
+    assert a.read_bytes() == b.read_bytes() and a.read_text().startswith("timestamp,sensor,lat,lon,end,text")
     d = tmp_path / "a"
     assert main(["train", "--data", str(d / "synthetic.h5"), "--graph", str(d / "adj_mx.pkl"), "--model", "stgt",
                  "--out", str(tmp_path / "run"), "--covariates", str(d / "incidents.csv"), "--covariates",
