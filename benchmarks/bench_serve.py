@@ -86,9 +86,9 @@ def cpu_cost(run_dir: Path, payloads: list[bytes], reps: int = 50) -> dict:
     stages = {"parse": 0.0, "window": 0.0, "forward": 0.0, "answer": 0.0}
     for k in range(reps + 3):
         t = [time.process_time()]
-        series = _parse(engine, "application/json", payloads[k % len(payloads)])
+        series, covariates = _parse(engine, "application/json", payloads[k % len(payloads)])
         t.append(time.process_time())
-        x, cov, future, issued = engine.window(series)
+        x, cov, future, issued = engine.window(series, covariates=covariates)
         t.append(time.process_time())
         arrays = tuple(None if a is None else a[0] for a in engine.forward(x, cov))
         t.append(time.process_time())
