@@ -2,6 +2,7 @@
 without a console error, the map shows every sensor, clicking one draws its forecast with the 90% band, the
 horizon control recolours the map; the report renders the same way from its one file. Skipped (with the
 reason) where the browser is absent, unless STGRAPH_REQUIRE_BROWSER=1 (CI) makes that a failure."""
+import contextlib
 import os
 import shutil
 import socket
@@ -41,25 +42,35 @@ def browser():
     d.quit()
 
 
-@pytest.fixture(scope="module")
-def server(stgt_run):
+@contextlib.contextmanager
+def _serving(app):
+    """``app`` served by uvicorn on a free port of 127.0.0.1 in a thread; yields its address."""
     import uvicorn
-
-    from stgraph.serve import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(stgt_run), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
-    for _ in range(100):
+    for _ in range(200):
         if srv.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    srv.should_exit = True
-    t.join(10)
+    assert srv.started, "the test server did not start within 10 s"
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        srv.should_exit = True
+        t.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(stgt_run):
+    from stgraph.serve import create_app
+
+    with _serving(create_app(stgt_run)) as url:
+        yield url
 
 
 def _ready(d, timeout=20):
@@ -138,7 +149,6 @@ def test_map_tiles_only_when_configured(browser, stgt_run, server):
     tiles behind the sensors are the Web Mercator tiles {z}/{x}/{y} covering them."""
     import math
 
-    import uvicorn
     from selenium.webdriver.common.by import By
 
     from stgraph.serve import create_app
@@ -149,17 +159,8 @@ def test_map_tiles_only_when_configured(browser, stgt_run, server):
     assert browser.find_elements(By.CSS_SELECTOR, "#map image") == []
     tile = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='256' height='256'%3E%3Crect "
             "width='256' height='256' fill='%23ddd'/%3E%3C/svg%3E#{z}/{x}/{y}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(stgt_run, tiles=tile), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    while not srv.started:
-        time.sleep(0.05)
-    try:
-        browser.get(f"http://127.0.0.1:{port}/")
+    with _serving(create_app(stgt_run, tiles=tile)) as url:
+        browser.get(url)
         _ready(browser)
         hrefs = [i.get_attribute("href") for i in browser.find_elements(By.CSS_SELECTOR, "#map image")]
         assert len(browser.find_elements(By.CSS_SELECTOR, "#map circle.sensor")) == 10
@@ -172,39 +173,25 @@ def test_map_tiles_only_when_configured(browser, stgt_run, server):
             y = int((1 - math.log(math.tan(r) + 1 / math.cos(r)) / math.pi) / 2 * 2 ** z)
             assert (z, x, y) in zxy
         assert _severe(browser) == []
-    finally:
-        srv.should_exit = True
-        t.join(10)
 
 
 def test_page_with_a_token(browser, stgt_run):
     """Off loopback the data needs a token: the page sends the one in its address (#token=...), and says what
     failed without it."""
-    import uvicorn
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     from stgraph.serve import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     token = "k" * 40
-    srv = uvicorn.Server(uvicorn.Config(create_app(stgt_run, token=token), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    while not srv.started:
-        time.sleep(0.05)
-    try:
-        browser.get(f"http://127.0.0.1:{port}/#token={token}")
-        _ready(browser)
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#map circle.sensor")) == 10
-        browser.get(f"http://127.0.0.1:{port}/?again#")
-        WebDriverWait(browser, 20).until(
-            lambda d: "could not load" in d.find_element(By.ID, "sensor-title").text)
-        assert "401" in browser.find_element(By.ID, "sensor-title").text
-    finally:
-        browser.get_log("browser")  # the 401s' console errors are this test's, not the next one's
-        srv.should_exit = True
-        t.join(10)
+    with _serving(create_app(stgt_run, token=token)) as url:
+        try:
+            browser.get(f"{url}#token={token}")
+            _ready(browser)
+            assert len(browser.find_elements(By.CSS_SELECTOR, "#map circle.sensor")) == 10
+            browser.get(f"{url}?again#")
+            WebDriverWait(browser, 20).until(
+                lambda d: "could not load" in d.find_element(By.ID, "sensor-title").text)
+            assert "401" in browser.find_element(By.ID, "sensor-title").text
+        finally:
+            browser.get_log("browser")  # the 401s' console errors are this test's, not the next one's
