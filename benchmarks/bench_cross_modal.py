@@ -74,25 +74,15 @@ def make_data(work: Path, sensors: int, days: int, seed: int, rate: float) -> di
 
 def scores(trainer, affected: np.ndarray) -> dict:
     """MAE per horizon step in STEPS on each of GROUPS' forecast steps of the test split."""
-    import torch
+    from benchmarks.masked_steps import masked_step_mae
 
-    sums = {k: np.zeros(len(STEPS)) for k in GROUPS}
-    counts = {k: np.zeros(len(STEPS)) for k in sums}
-    for out, y, starts in trainer.predictions("test"):
-        rows = (starts[:, None] + trainer.data.input_len + torch.arange(trainer.data.horizon)).cpu().numpy()
-        err = (out - y).abs()[..., 0].cpu().numpy()                     # [B, T_out, N]
-        valid = (y[..., 0] != 0).cpu().numpy()
+    def masks(valid, rows, starts):
         since = affected[rows]                                           # [B, T_out, N]
         hit = since < np.iinfo(np.int64).max // 2
-        known = since <= (starts.cpu().numpy() + trainer.data.input_len - 1)[:, None, None]  # by the origin
-        masks = {"all": valid, "affected": valid & hit, "foreseeable": valid & hit & known,
-                 "unforeseeable": valid & hit & ~known, "unaffected": valid & ~hit}
-        for k, m in masks.items():
-            for j, h in enumerate(STEPS):
-                sums[k][j] += err[:, h - 1][m[:, h - 1]].sum()
-                counts[k][j] += m[:, h - 1].sum()
-    return {k: (sums[k] / np.maximum(counts[k], 1)).tolist() for k in sums} | {
-        "count_" + k: counts[k].tolist() for k in counts}
+        known = since <= (starts + trainer.data.input_len - 1)[:, None, None]  # by the origin
+        return {"all": valid, "affected": valid & hit, "foreseeable": valid & hit & known,
+                "unforeseeable": valid & hit & ~known, "unaffected": valid & ~hit}
+    return masked_step_mae(trainer, masks, STEPS)
 
 
 def run_variant(paths: dict, covariates: list, affected: np.ndarray, epochs: int, seed: int,

@@ -37,19 +37,10 @@ STEPS = (3, 6, 12)
 
 def scores(trainer, rain: np.ndarray, flags: np.ndarray) -> dict:
     """MAE per horizon step in STEPS on all / rainy / incident forecast steps of the test split."""
-    sums = {k: np.zeros(len(STEPS)) for k in ("all", "rain", "incident")}
-    counts = {k: np.zeros(len(STEPS)) for k in sums}
-    for out, y, starts in trainer.predictions("test"):
-        rows = (starts[:, None] + trainer.data.input_len + torch.arange(trainer.data.horizon)).cpu().numpy()
-        err = (out - y).abs()[..., 0].cpu().numpy()                     # [B, T_out, N]
-        valid = (y[..., 0] != 0).cpu().numpy()
-        masks = {"all": valid, "rain": valid & (rain[rows] > 0.5)[..., None], "incident": valid & (flags[rows] > 0)}
-        for k, m in masks.items():
-            for j, h in enumerate(STEPS):
-                sums[k][j] += err[:, h - 1][m[:, h - 1]].sum()
-                counts[k][j] += m[:, h - 1].sum()
-    return {k: (sums[k] / np.maximum(counts[k], 1)).tolist() for k in sums} | {
-        "count_" + k: counts[k].tolist() for k in counts}
+    from benchmarks.masked_steps import masked_step_mae
+
+    return masked_step_mae(trainer, lambda valid, rows, starts: {
+        "all": valid, "rain": valid & (rain[rows] > 0.5)[..., None], "incident": valid & (flags[rows] > 0)}, STEPS)
 
 
 def main() -> None:
