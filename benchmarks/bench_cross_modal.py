@@ -85,10 +85,11 @@ def scores(trainer, affected: np.ndarray) -> dict:
     return masked_step_mae(trainer, masks, STEPS)
 
 
-def run_variant(paths: dict, covariates: list, affected: np.ndarray, epochs: int, seed: int,
-                report_hours: float = 3.0) -> dict:
-    """Train one variant (in its own process) and score it; with its training time and peak RSS.
-    ``report_hours``: ``data.report_hours`` (how long a report without an end reaches the series)."""
+def train_variant(paths: dict, covariates: list, epochs: int, seed: int, report_hours: float = 3.0,
+                  after_hours: float = 0.5):
+    """Train stgt (``PARAMS``) on ``paths['data']`` with ``covariates`` for ``epochs``: the trainer.
+    ``report_hours`` / ``after_hours``: ``data.report_hours`` / ``data.report_after_hours`` (how long a report
+    without an end, given or stated, reaches the series; how long one whose words state an end reaches past it)."""
     import torch
     torch.set_num_threads(1)
     from stgraph.config import RunConfig, with_fields
@@ -98,9 +99,17 @@ def run_variant(paths: dict, covariates: list, affected: np.ndarray, epochs: int
         "data.path": paths["data"], "data.graph": paths["adj"], "data.covariates": covariates,
         "data.locations": paths["locations"], "model.params": dict(PARAMS), "train.epochs": epochs,
         "train.batch_size": 32, "train.lr": 3e-3, "train.progress": False, "train.threads": 1,
-        "train.seed": seed, "train.patience": 0, "train.device": "cpu", "data.report_hours": report_hours})
+        "train.seed": seed, "train.patience": 0, "train.device": "cpu", "data.report_hours": report_hours,
+        "data.report_after_hours": after_hours})
+    return train(cfg, None)
+
+
+def run_variant(paths: dict, covariates: list, affected: np.ndarray, epochs: int, seed: int,
+                report_hours: float = 3.0, after_hours: float = 0.5) -> dict:
+    """Train one variant (:func:`train_variant`, in its own process) and score it; with its training time and
+    peak RSS."""
     t0 = time.perf_counter()
-    tr = train(cfg, None)
+    tr = train_variant(paths, covariates, epochs, seed, report_hours, after_hours)
     seconds = time.perf_counter() - t0
     return scores(tr, affected) | {"seconds": seconds, "gates": tr.model.gates() or {},
                                    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -134,8 +143,8 @@ def run_all(args, seeds: list) -> dict:
             for s in seeds}
     with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
         futs = {(s, name): ex.submit(run_variant, data[s]["paths"], [data[s]["paths"][k] for k in cov],
-                                     data[s]["affected"], args.epochs, s, args.report_hours)
-                for s in seeds for name, cov in VARIANTS.items()}
+                                     data[s]["affected"], args.epochs, s, args.report_hours, args.after_hours)
+                for s in seeds for name, cov in VARIANTS.items() if name in args.variants}
         by_seed = {s: {} for s in seeds}
         for (s, name), f in futs.items():
             by_seed[s][name] = f.result()
@@ -161,20 +170,31 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="training processes at once (one torch thread each)")
     ap.add_argument("--report-hours", type=float, default=3.0,
                     help="data.report_hours: how long a report without an end reaches the series (default 3)")
+    ap.add_argument("--after-hours", type=float, default=0.5,
+                    help="data.report_after_hours: how long a report whose words state an end reaches past it")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"comma-separated variants to run (default all: {', '.join(VARIANTS)}); 'flags' is the base")
     ap.add_argument("--work", default="/tmp/stgraph-bench-cross-modal")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cross_modal.md"))
     args = ap.parse_args()
+    args.variants = [v.strip() for v in args.variants.split(",")]
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown or "flags" not in args.variants:
+        ap.error(f"--variants {','.join(args.variants)}: unknown {unknown}, or no 'flags' (the base); "
+                 f"expected some of {', '.join(VARIANTS)}")
     from stgraph.files import atomic_write
 
     seeds = [int(x) for x in args.seeds.split(",")]
     by_seed = run_all(args, seeds)
     rows = mean_rows(by_seed)
     load = os.getloadavg()
-    r0 = rows["none"]
+    r0 = rows["flags"]
     lines = ["# Text reports beside the series: MAE with and without them (synthetic network)", "",
              f"Command: `python benchmarks/bench_cross_modal.py --sensors {args.sensors} --days {args.days} --epochs "
              f"{args.epochs} --seeds {args.seeds} --incident-rate {args.incident_rate} --jobs {args.jobs} "
-             f"--report-hours {args.report_hours:g}` (stgt width "
+             f"--report-hours {args.report_hours:g} --after-hours {args.after_hours:g}"
+             + (f" --variants '{','.join(args.variants)}'" if len(args.variants) < len(VARIANTS) else "")
+             + "` (stgt width "
              f"16, one encoder and one decoder block, batch 32, lr 3e-3, {args.epochs} epochs; seeds {args.seeds}, each "
              f"for its data and its training, figures the mean over them; {args.jobs} runs at once, one CPU thread each; "
              f"{platform.processor() or platform.machine()}).", "",

@@ -66,7 +66,8 @@ class DataConfig:
     covariate_tolerance: Optional[str] = None  #: how old a covariate reading may be, e.g. '10min' (None: its interval)
     time_zone: Optional[str] = None     #: the series' clock (UTC, +01:00, IANA): covariate files with UTC offsets go to it
     report_hops: int = 2                #: text reports reach the sensors upstream within this many hops (stgraph.data.reports)
-    report_hours: float = 3.0           #: how long a report without an end reaches the series
+    report_hours: float = 3.0           #: how long a report without an end (given or in its words) reaches the series
+    report_after_hours: float = 0.5     #: how long a report whose words state an end still reaches the series after it
     report_radius_km: float = 1.0       #: a report placed by lat/lon reaches the sensors within this distance
     locations: Optional[str] = None     #: sensor locations CSV, for reports placed by lat/lon (else the graph's node lat/lon)
     text_encoder: Optional[str] = None  #: a sentence-transformers folder on disk for report texts (None: hashed n-grams)
@@ -303,7 +304,8 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 ADDED_FIELDS = ("data.covariates", "data.covariate_tolerance", "model.distribution", "train.budget_minutes",
                 "train.budget_stop", "data.nonnegative", "data.time_zone", "data.split_gap", "data.graph_weights",
                 "data.graph_weight_column", "data.graph_aggregate", "data.report_hops", "data.report_hours",
-                "data.report_radius_km", "data.locations", "data.text_encoder", "data.skip_bad_rows")
+                "data.report_radius_km", "data.locations", "data.text_encoder", "data.skip_bad_rows",
+                "data.report_after_hours")
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -8,8 +8,10 @@ places each reports file (:mod:`stgraph.io.reports`) on the series as a :class:`
   Then, along the road graph, the sensors *upstream* within ``data.report_hops`` hops (``u`` is upstream of
   ``v`` when the graph has an edge ``u -> v``: where the queue will grow), each with its hop count.
 * **when**: from the first series step at or after its publication (never before: a report is observed,
-  not known ahead) until its ``end`` (exclusive), or for ``data.report_hours`` when it gives none (the model
-  then learns how fast such a report's weight decays with its age, :class:`stgraph.nn.text.ReportEncoder`).
+  not known ahead) until its ``end`` (exclusive); a report with no ``end`` whose words state one (below) until
+  ``data.report_after_hours`` past that stated end (the words' end is an estimate and traffic takes a while to
+  recover); one that states none for ``data.report_hours``. Without an ``end`` the model also learns how fast
+  such a report's weight decays with its age (:class:`stgraph.nn.text.ReportEncoder`).
 * **at the forecast steps** (``exo_out``): only the reports published by the last input step, at the age
   they will have then; a report published later is not seen.
 
@@ -90,16 +92,21 @@ class ReportOptions:
     radius_km: float = 1.0
     locations: str | None = None
     encoder: str | None = None
+    after_hours: float = 0.5
 
     @classmethod
     def of(cls, d) -> "ReportOptions":
         """The options of a ``DataConfig`` (checked: ``ConfigError`` naming the fields)."""
-        hops, hours, km = (getattr(d, f"report_{k}", v) for k, v in (("hops", 2), ("hours", 3.0), ("radius_km", 1.0)))
-        if not (isinstance(hops, int) and not isinstance(hops, bool) and 0 <= hops <= 64 and isinstance(
-                hours, (int, float)) and hours > 0 and isinstance(km, (int, float)) and km > 0):
+        hops, hours, km, after = (getattr(d, f"report_{k}", v) for k, v in (
+            ("hops", 2), ("hours", 3.0), ("radius_km", 1.0), ("after_hours", 0.5)))
+        num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
+        if not (isinstance(hops, int) and not isinstance(hops, bool) and 0 <= hops <= 64 and num(hours) and hours > 0
+                and num(km) and km > 0 and num(after) and after >= 0):
             raise ConfigError(f"data.report_hops = {hops!r}, data.report_hours = {hours!r}, data.report_radius_km = "
-                              f"{km!r}: expected 0 to 64 hops and a positive number of hours and of km")
-        return cls(hops, float(hours), float(km), getattr(d, "locations", None), getattr(d, "text_encoder", None))
+                              f"{km!r}, data.report_after_hours = {after!r}: expected 0 to 64 hops, a positive number "
+                              f"of hours and of km and hours after a stated end >= 0")
+        return cls(hops, float(hours), float(km), getattr(d, "locations", None), getattr(d, "text_encoder", None),
+                   float(after))
 
 
 def _coordinates(nx_graph, sensor_ids, opts: ReportOptions, origin) -> tuple[np.ndarray, np.ndarray]:
@@ -198,14 +205,16 @@ class ReportTokens:
         T, N = len(ts), at.shape[1]
         hop = _upstream(at, graph, opts.hops)
         first = np.searchsorted(ts, table.times, side="left")
-        stop = np.where(np.isnat(table.ends), table.times + np.timedelta64(int(opts.hours * 3600), "s"), table.ends)
+        said = np.array([stated_end(t, p) for t, p in zip(self.texts, table.times)], "datetime64[ns]")
+        stop = np.where(~np.isnat(table.ends), table.ends, np.where(
+            np.isnat(said), table.times + np.timedelta64(int(opts.hours * 3600), "s"),
+            said + np.timedelta64(int(opts.after_hours * 3600), "s")))
         last = np.searchsorted(ts, stop, side="left")  # steps < end
         self._place(first, np.maximum(last, first), hop, opts.hops, T, N)
         self.first = torch.from_numpy(first.astype(np.int64))
         self.published = torch.from_numpy(table.times.astype(np.int64) // 10**9)   # [R] seconds
         self.step_seconds = torch.from_numpy(ts.astype(np.int64) // 10**9)         # [T]
         self.open = torch.from_numpy(np.isnat(table.ends))
-        said = np.array([stated_end(t, p) for t, p in zip(self.texts, table.times)], "datetime64[ns]")
         self.stated = torch.from_numpy(~np.isnat(said))
         self.said_end = torch.from_numpy(np.where(np.isnat(said), table.times, said).astype(np.int64) // 10**9)
         grams = [hash_ngrams(t) for t in self.texts]

@@ -83,6 +83,24 @@ def test_placement_by_hand_upstream_hops_and_publication(tmp_path):
     assert hop[2, 1][s[2, 1] == 0].tolist() == [1] and hop[2, 2][s[2, 2] == 0].tolist() == [0]
 
 
+def test_reports_stating_an_end_reach_until_it_plus_after_hours(tmp_path):
+    p = _write(tmp_path, "2012-03-01 00:07,c,,,,,crash at c expect 20 minutes\n"         # said end 00:27
+                         "2012-03-01 00:02,d,,,,,stadium event ends 00:40\n"               # said end 00:40
+                         "2012-03-01 00:07,b,,,2012-03-01 00:20,,cleared by 01:30\n"        # the end column wins
+                         "2012-03-01 00:12,a,,,,,lane blocked\n")                          # states none: 1 h
+    opts = ReportOptions(hops=0, hours=1.0, after_hours=0.25)
+    tok = ReportTokens(read_reports(p), _series(), None, None, opts)
+    s = tok.slots.numpy()
+    steps = lambda r, n: [t for t in range(24) if r in s[t, IDS.index(n)]]  # noqa: E731
+    assert steps(0, "c") == list(range(2, 9))     # 00:10 .. 00:40 (< 00:27 + 15 min = 00:42)
+    assert steps(1, "d") == list(range(1, 11))    # 00:05 .. 00:50 (< 00:40 + 15 min = 00:55)
+    assert steps(2, "b") == [2, 3]                # 00:10, 00:15 (< the end column's 00:20)
+    assert steps(3, "a") == list(range(3, 15))    # 00:15 .. 01:10 (< 00:12 + 1 h)
+    assert tok.stated.tolist() == [True, True, True, False]
+    with pytest.raises(ConfigError, match=r"data.report_after_hours = -1"):
+        ReportOptions.of(type("D", (), {"report_after_hours": -1})())
+
+
 def test_bad_places_refused_or_skipped_and_counted(tmp_path, caplog):
     g = _chain()
     p = _write(tmp_path, "2012-03-01 00:07,zz,,,,,crash\n2012-03-01 00:07,c,,,,,crash\n"

@@ -1,12 +1,17 @@
-"""Text reports help where they should (issue 27): on a small synthetic network, incident flags + reports
-beat flags alone on the steps of disruptions foreseeable at the forecast time (started or announced), and do no
-harm elsewhere; the text source adds exactly nothing where no report reaches; n-gram dropout and the timing of
-relevance.
+"""Text reports help where they should (issue 27): a model trained with incident flags + reports forecasts the
+steps of disruptions foreseeable at the forecast time (started or announced) better with its reports than with
+them taken away, the same weights both times; the text source adds exactly nothing where no report reaches;
+n-gram dropout and the timing of relevance.
 
-The same data, model and scoring as ``benchmarks/bench_cross_modal.py`` (imported from it), smaller: 8 sensors x
-6 days with 3 incidents per sensor per day, 6 epochs, seed 3; the margin asserted is smaller than the
-benchmark's goal so the test stays fast and steady (measured: -6.1 % / -8.2 % on foreseeable steps at 15 / 30
-minutes, unaffected +0.4 % / -1.4 % / -5.3 %)."""
+The same data, model and scoring as ``benchmarks/bench_cross_modal.py`` (imported from it), smaller: 12 sensors x
+12 days with 3 incidents per sensor per day, 6 epochs, seed 3. Flags + text against a second training with flags
+alone is the benchmark's question (three seeds, 16 sensors x 20 days); on a network this small it measures
+training noise: two trainings differed by -19 % to +5 % on foreseeable steps at 30 minutes, and by up to 56 % on
+unaffected ones, from seed to seed (8 sensors x 6 or 10 days, seeds 3-5). Taking the reports away from one trained
+model has no such noise: foreseeable steps at 30 / 60 minutes 18 % / 15 % worse without them at seed 3, 18 % / 17 %
+at seed 4. Swapping the reports' words among them (times, places and stated ends kept) moved those steps by
+-3 % to +2 % there: at this size the model reads the reports' timing more than their other words; the benchmark's
+shuffled control measures the words at its size."""
 import importlib.util
 from pathlib import Path
 
@@ -28,17 +33,20 @@ def _bench():
     return mod
 
 
-def test_flags_and_text_beat_flags_on_reported_disruptions(tmp_path):
+def test_a_model_trained_with_reports_forecasts_disruptions_better_with_them(tmp_path):
     b = _bench()
-    d = b.make_data(tmp_path, 8, 6, 3, 3.0)
+    d = b.make_data(tmp_path, 12, 12, 3, 3.0)
     p = d["paths"]
-    flags = b.run_variant(p, [p["incidents"]], d["affected"], 6, 3)
-    text = b.run_variant(p, [p["incidents"], p["reports"]], d["affected"], 6, 3)
-    assert text["foreseeable"][0] < 0.97 * flags["foreseeable"][0]        # 15 min
-    assert text["foreseeable"][1] < 0.97 * flags["foreseeable"][1]        # 30 min
-    assert text["affected"][1] < 0.99 * flags["affected"][1]
-    assert all(t <= 1.01 * f for t, f in zip(text["unaffected"], flags["unaffected"]))
-    assert max(text["gates"]["reports"]["horizon"]) > 0.12          # the text gate opened from its start
+    tr = b.train_variant(p, [p["incidents"], p["reports"]], 6, 3)
+    full = b.scores(tr, d["affected"])
+    tok = tr.data.exogenous.reports["reports"]
+    tok.slots = torch.full_like(tok.slots, -1)                  # no report reaches any token
+    none = b.scores(tr, d["affected"])
+    assert full["count_foreseeable"][1] > 1000
+    # measured: 12.03 vs 14.69 at 30 min, 16.82 vs 19.88 at 60 min
+    assert full["foreseeable"][1] < 0.9 * none["foreseeable"][1]
+    assert full["foreseeable"][2] < 0.9 * none["foreseeable"][2]
+    assert max(tr.model.gates()["reports"]["horizon"]) > 0.12          # the text gate opened from its start
 
 
 def _text(slot_out):
