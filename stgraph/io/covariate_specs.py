@@ -126,9 +126,10 @@ def zone_of_file(path: Path, time_column: str | None = None) -> str | None:
     return m.group(1) if m else None
 
 
-def to_series_clock(times_utc: np.ndarray, zone: str | None, found: str, origin) -> np.ndarray:
+def to_series_clock(times_utc, zone: str | None, found: str, origin):
     """``[K]`` datetime64 read as UTC (the file carried the offset ``found``) on the series' clock ``zone``
-    (``data.time_zone``); logs the conversion.
+    (``data.time_zone``); logs the conversion once. A tuple of such arrays (a file's starts and ends) gives
+    the tuple of them converted.
 
     Raises:
         ConfigError: ``zone`` is ``None`` (the series' zone is not known: the file is not shifted silently)
@@ -138,10 +139,18 @@ def to_series_clock(times_utc: np.ndarray, zone: str | None, found: str, origin)
         raise ConfigError(f"{where(origin)}: its timestamps carry the UTC offset {found} but the series' carry "
                           f"none; set data.time_zone to the zone the series' clock is in (UTC, +01:00 or e.g. "
                           f"America/Los_Angeles: --set data.time_zone=UTC) and the file is converted to it")
-    t = np.asarray(times_utc).astype("datetime64[ns]")
-    out = t + utc_offsets(t, zone)
+    many = isinstance(times_utc, tuple)
+    out = tuple(_shifted(np.asarray(t).astype("datetime64[ns]"), zone) for t in (times_utc if many else (times_utc,)))
     log.info("%s: timestamps with UTC offset %s converted to the series' clock (data.time_zone = %s)",
              origin, found, zone)
+    return out if many else out[0]
+
+
+def _shifted(t: np.ndarray, zone: str) -> np.ndarray:
+    """``t`` (UTC) plus ``zone``'s offset at each time; ``NaT`` stays ``NaT``."""
+    ok = ~np.isnat(t)
+    out = t.copy()
+    out[ok] = t[ok] + utc_offsets(t[ok], zone)
     return out
 
 

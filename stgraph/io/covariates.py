@@ -171,7 +171,7 @@ def _read_events(path: Path, series_times: np.ndarray, time_zone: str | None = N
     end = _dates([r.get("end", "") for r in rows], "end", path)
     zone = zone_of_file(path, "start")
     if zone is not None:  # read as UTC (offsets applied), then on the series' clock
-        start, end = (to_series_clock(t, time_zone, zone, path) for t in (start, end))
+        start, end = to_series_clock((start, end), time_zone, zone, path)
     bad = np.flatnonzero(end <= start)
     if bad.size:
         i = int(bad[0])
@@ -317,8 +317,7 @@ def _read_reports(path: Path, time_zone, skip_bad_rows: bool) -> Source:
     table = read_reports(path, skip_bad_rows)
     zone = zone_of_file(path)
     if zone is not None:
-        table.times = to_series_clock(table.times, time_zone, zone, path)
-        table.ends = to_series_clock(table.ends, time_zone, zone, path)
+        table.times, table.ends = to_series_clock((table.times, table.ends), time_zone, zone, path)
     return Source(path.stem, "text", ["text"], np.zeros(0, np.float32), str(path), table=table)
 
 

@@ -129,6 +129,19 @@ def test_offsets_are_converted_to_the_series_clock_with_a_message(tmp_path, capl
         read_covariates([str(p)], s, time_zone="Mars/Olympus")
 
 
+def test_a_reports_file_with_offsets_is_converted_once_ends_too(tmp_path, caplog):
+    s = _series()
+    p = tmp_path / "notes.csv"
+    p.write_text("timestamp,sensor,end,text\n"
+                 f"2012-03-01 02:10+02:00,{s.sensor_ids[0]},2012-03-01 03:00+02:00,lane closed\n"
+                 f"2012-03-01 02:20+02:00,{s.sensor_ids[1]},,crash expect 20 minutes\n")
+    with caplog.at_level(logging.INFO, logger="stgraph"):
+        table = read_covariates([str(p)], s, time_zone="UTC")[0].table
+    assert caplog.text.count("converted to the series' clock") == 1
+    assert (table.times == np.array(["2012-03-01T00:10", "2012-03-01T00:20"], "datetime64[ns]")).all()
+    assert table.ends[0] == np.datetime64("2012-03-01T01:00", "ns") and np.isnat(table.ends[1])
+
+
 def test_values_that_overflow_the_scaler_are_refused_naming_file_column_and_row(tmp_path):
     s = _series()
     rows = [f"{x},{1e39 if i == 5 else 1}\n" for i, x in enumerate(_times(s))]
