@@ -27,7 +27,8 @@ issued; a graph of a later step would leak the future). :class:`WindowGraphs` ho
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -56,12 +57,17 @@ class WindowGraphs:
         edge_weight: ``[E_b]`` float32 similarities.
         num_nodes: ``N``, nodes of one window's graph.
         num_windows: ``B``.
+        periods: ``[B]`` int64 on the CPU, the period of the :class:`DynamicGraph` each window holds (``-1``:
+            none), and key: that graph's :attr:`DynamicGraph.key`; ``None`` when not known. A model may cache
+            what it computes from one period's graph under ``(key, period)`` (STGCN's ``lambda_max``).
     """
 
     edge_index: torch.Tensor
     edge_weight: torch.Tensor
     num_nodes: int
     num_windows: int
+    periods: torch.Tensor | None = None
+    key: str | None = None
 
     def to(self, device, non_blocking: bool = False) -> "WindowGraphs":
         return replace(self, edge_index=self.edge_index.to(device, non_blocking=non_blocking),
@@ -95,6 +101,8 @@ class DynamicGraph:
         ptr: ``[P + 1]`` int64 tensor: period ``p``'s edges are ``ptr[p]:ptr[p + 1]``.
         step_period: ``[T]`` int64 tensor, the period of each series step (``-1``: none), once aligned.
         source: the file it came from; weights_done: what was done to the weights.
+        key: a token for this graph's periods, for caches keyed by period (kept by :meth:`to` and
+            :meth:`aligned`, which do not change the periods).
     """
 
     sensor_ids: list
@@ -105,6 +113,7 @@ class DynamicGraph:
     step_period: torch.Tensor | None = None
     source: str = ""
     weights_done: str = ""
+    key: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
 
     @property
     def num_nodes(self) -> int:
@@ -182,7 +191,8 @@ class DynamicGraph:
         win = torch.repeat_interleave(torch.arange(B, device=self.device), counts)  # [E_b]
         first = torch.cumsum(counts, 0) - counts
         eid = lo[win] + torch.arange(win.numel(), device=self.device) - first[win]
-        return WindowGraphs(self.edge_index[:, eid] + win * N, self.edge_weight[eid], N, B)
+        return WindowGraphs(self.edge_index[:, eid] + win * N, self.edge_weight[eid], N, B,
+                            periods=periods if periods.device.type == "cpu" else None, key=self.key)
 
     def mean_graph(self, steps: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The static graph of the mean weights over series ``steps`` (default all aligned steps; a step

@@ -259,6 +259,7 @@ class STGCN(nn.Module):
         self.out_conv = TemporalConv(c, c, 1, activation="sigmoid")
         self.out_fc = nn.Linear(c, horizon * out_channels)
         self._laplacian = GraphCache(functools.partial(scaled_laplacian, lambda_max=lambda_max))
+        self._window_lambdas: dict = {}  # (dynamic graph key, period) -> estimated lambda_max
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -282,7 +283,8 @@ class STGCN(nn.Module):
             ``[B, T_out, N, C_out]``.
         """
         B, T, N, C = check_input(self, x)
-        lap = (window_laplacian(graph, self._laplacian.build.keywords["lambda_max"]) if per_window(graph)
+        lap = (window_laplacian(graph, self._laplacian.build.keywords["lambda_max"],
+                                cache=self._window_lambdas) if per_window(graph)
                else self._laplacian(graph, N))
         for block in self.blocks:
             x = block(x, lap)

@@ -14,7 +14,7 @@ them apart (duck typing: this module imports nothing of :mod:`stgraph.graph`).
   built by the model's own operator builder (degrees and normalisations are per node, hence per window) and
   applied to node-major features ``[N, B, ...]`` seen as ``[N B, ...]`` (:class:`WindowOperator`). No dense
   ``N x N`` per window. STGCN's ``lambda_max``, when estimated, is estimated per window
-  (:func:`window_laplacian`).
+  (:func:`window_laplacian`), once per period of a dynamic graph when the model keeps a cache.
 
 With every window's graph equal to the static graph these compute the static model's numbers (float rounding).
 """
@@ -98,25 +98,46 @@ class _WindowLaplacian:
         return self._scaled(x, self.neg_a.transpose_apply(x))
 
 
-def window_laplacian(graph, lambda_max: float | None = None, iterations: int = 200) -> WindowOperator:
+def window_laplacian(graph, lambda_max: float | None = None, iterations: int = 200,
+                     cache: dict | None = None) -> WindowOperator:
     """STGCN's Chebyshev operator per window (:func:`stgraph.nn.graph_ops.scaled_laplacian`) for features
     ``[N, B, *]``; ``lambda_max=None`` estimates each window's largest eigenvalue by power iteration from the
-    start vector the static path uses."""
+    start vector the static path uses.
+
+    ``cache``: a dict the caller keeps, ``{(graph key, period): lambda}``. When ``graph`` says which period of
+    which graph each window holds (``graph.key``, ``graph.periods [B]`` on the CPU, as
+    :meth:`stgraph.graph.dynamic.DynamicGraph.period_graphs` gives), a batch whose periods are all in it runs
+    no power iteration; one that is not estimates the batch's windows and stores each period's value (the same
+    numbers: each window's iteration is its own)."""
     if lambda_max is not None:
         return window_operators(graph, lambda ei, w, m: scaled_laplacian(ei, w, m, lambda_max=lambda_max))[0]
     N, B = graph.num_nodes, graph.num_windows
     ei, w, M = graph.node_major()
+    periods, key = getattr(graph, "periods", None), getattr(graph, "key", None)
+    keys = ([(key, p) for p in periods.tolist()] if cache is not None and key is not None and periods is not None
+            and periods.device.type == "cpu" else None)
     with torch.no_grad():
         neg_a = scaled_laplacian(ei, w.float(), M, lambda_max=2.0)  # 2 L / 2 - I = -A_norm
-        v = torch.cos(torch.arange(N, device=w.device, dtype=torch.float32) * 1.7 + 0.3)[:, None].expand(N, B)
-        v = v / v.norm(dim=0)
-        lam = torch.zeros(B, device=w.device)
-        done = torch.zeros(B, dtype=torch.bool, device=w.device)
-        for _ in range(iterations):
-            lv = v + neg_a(v.reshape(M, 1)).view(N, B)
-            lam = torch.where(done, lam, (v * lv).sum(0))
-            norm = lv.norm(dim=0)
-            done = done | (norm == 0)
-            v = torch.where(done, v, lv / norm.clamp(min=1e-30))
-        lam = torch.where(lam > 1e-6, lam, torch.full_like(lam, 2.0))
+        if keys is not None and all(k in cache for k in keys):
+            lam = torch.tensor([cache[k] for k in keys], dtype=torch.float32).to(w.device, non_blocking=True)
+        else:
+            lam = _power_lambdas(neg_a, N, B, M, w.device, iterations)
+            if keys is not None:
+                cache.update(zip(keys, lam.cpu().tolist()))
     return WindowOperator(_WindowLaplacian(neg_a, 2.0 / lam), N, B)
+
+
+def _power_lambdas(neg_a, N: int, B: int, M: int, device, iterations: int) -> torch.Tensor:
+    """``[B]`` the largest eigenvalue of each window's ``L = I - A_norm`` (``neg_a``: ``-A_norm`` on the
+    node-major union), by power iteration; 2 where a window has none above 0 (no edges)."""
+    v = torch.cos(torch.arange(N, device=device, dtype=torch.float32) * 1.7 + 0.3)[:, None].expand(N, B)
+    v = v / v.norm(dim=0)
+    lam = torch.zeros(B, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    for _ in range(iterations):
+        lv = v + neg_a(v.reshape(M, 1)).view(N, B)
+        lam = torch.where(done, lam, (v * lv).sum(0))
+        norm = lv.norm(dim=0)
+        done = done | (norm == 0)
+        v = torch.where(done, v, lv / norm.clamp(min=1e-30))
+    return torch.where(lam > 1e-6, lam, torch.full_like(lam, 2.0))

@@ -92,3 +92,50 @@ def test_per_window_laplacian_estimates_lambda_per_window():
     for b, (ei, w) in enumerate(graphs):
         ref = scaled_laplacian(ei, w, N)(v[:, b])
         torch.testing.assert_close(lap(v)[:, b], ref, atol=1e-5, rtol=1e-4)
+
+
+def test_lambda_is_estimated_once_per_period_of_a_dynamic_graph(monkeypatch):
+    import stgraph.nn.window_graphs as wgm
+    graphs = [graph(4), graph(5), graph(6)]
+    calls = []
+    real = wgm._power_lambdas
+    monkeypatch.setattr(wgm, "_power_lambdas", lambda *a: calls.append(a[2]) or real(*a))
+
+    def batch(periods, key="g1"):  # windows holding periods of one dynamic graph (keyed `key`)
+        wg = union([graphs[p] for p in periods])
+        return WindowGraphs(wg.edge_index, wg.edge_weight, N, len(periods), periods=torch.tensor(periods), key=key)
+
+    cache = {}
+    v = torch.randn(N, 2, 3)
+    first = window_laplacian(batch([0, 1]), cache=cache)(v)
+    assert calls == [2] and set(cache) == {("g1", 0), ("g1", 1)}
+    again = window_laplacian(batch([1, 0]), cache=cache)(v.flip(1))              # both cached: no iteration
+    assert calls == [2]
+    torch.testing.assert_close(again, first.flip(1), atol=1e-6, rtol=1e-6)
+    for b, p in enumerate((1, 0)):                                                # the periods' own operators
+        torch.testing.assert_close(again[:, b], scaled_laplacian(*graphs[p], N)(v.flip(1)[:, b]), atol=1e-5,
+                                   rtol=1e-4)
+    window_laplacian(batch([0, 2]), cache=cache)                                  # a new period: estimated
+    window_laplacian(batch([0, 1], key="g2"), cache=cache)                        # another graph: estimated
+    assert calls == [2, 2, 2] and len(cache) == 5
+    assert cache[("g1", 0)] == pytest.approx(cache[("g2", 0)])
+
+
+def test_stgcn_on_a_dynamic_graph_keeps_lambda_per_period():
+    from stgraph.graph.dynamic import DynamicGraph
+    import numpy as np
+    (e0, w0), (e1, w1) = graph(4), graph(5)
+    dg = DynamicGraph([str(i) for i in range(N)], np.array(["2012-03-01", "2012-03-02"], "datetime64[ns]"),
+                      torch.cat([e0, e1], 1), torch.cat([w0, w1]), torch.tensor([0, e0.size(1), e0.size(1) + e1.size(1)]))
+    dg = dg.aligned(np.array(["2012-03-01T12", "2012-03-02T12", "2012-03-03"], "datetime64[ns]"))
+    m = model("stgcn")
+    x = torch.randn(2, T_IN, N, C)
+    wg = dg.window_graphs(torch.tensor([0, 2]))
+    assert wg.periods.tolist() == [0, 1] and wg.key == dg.key == dg.to("cpu").key
+    with torch.no_grad():
+        out = m(x, wg)
+        assert set(m._window_lambdas) == {(dg.key, 0), (dg.key, 1)}
+        torch.testing.assert_close(m(x, wg), out)
+        static = [m(x[b:b + 1], Data(edge_index=e, edge_weight=w, num_nodes=N)) for b, (e, w) in
+                  enumerate(((e0, w0), (e1, w1)))]
+    torch.testing.assert_close(out, torch.cat(static), atol=1e-4, rtol=1e-3)
