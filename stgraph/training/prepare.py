@@ -28,7 +28,14 @@ class Prepared:
 
 
 def graph_fingerprint(graph) -> str:
-    """16 hex digits identifying a PyG graph (edges, weights, node count)."""
+    """16 hex digits identifying a PyG graph (edges, weights, node count); for a graph that changes over time
+    (``graph.dynamic``, :func:`dynamic_graph_data`) its periods: their start times, edges and weights, not the
+    mean graph (which two files can share, and which moves with the steps it is taken over)."""
+    dyn = getattr(graph, "dynamic", None)
+    if dyn is not None:
+        return fingerprint(dyn.times.astype("datetime64[ns]").astype(np.int64), dyn.ptr.cpu().numpy(),
+                           dyn.edge_index.cpu().numpy(), dyn.edge_weight.cpu().numpy().astype(np.float32),
+                           str(int(dyn.num_nodes)), "dynamic")
     return fingerprint(graph.edge_index.cpu().numpy(), graph.edge_weight.cpu().numpy().astype(np.float32),
                        str(int(graph.num_nodes)))
 

@@ -109,3 +109,21 @@ def test_stgt_predict_with_a_dynamic_graph(syn, tmp_path, capsys):
     with torch.no_grad():
         want = run.forecaster.in_units(run.forecaster.forward(batch))[0]
     assert np.allclose(fc.mean, want.numpy(), atol=1e-4) and np.array_equal(fc.mean, fc2.mean)
+
+
+def test_a_dynamic_graph_with_the_same_mean_but_other_periods_is_told_apart(syn, tmp_path):
+    from stgraph.errors import RunDirError
+    graph = tmp_path / "mobility.csv"
+    lines = open(syn["graph"]).read().splitlines()
+    graph.write_text("\n".join(lines) + "\n")
+    stgraph.train(data=syn["data"], graph=graph, model="gwnet", out=tmp_path / "run", epochs=1, overrides=SET)
+    days = sorted({ln.split(",")[0] for ln in lines[1:]})
+    a, b = days[10], days[11]               # two days' graphs swapped: every pair's mean weight is the same
+    swap = {a: b, b: a}
+    graph.write_text("\n".join([lines[0]] + sorted((",".join([swap.get(t, t)] + rest) for t, *rest in
+                                                     (ln.split(",") for ln in lines[1:])), key=lambda r: r[:10]))
+                     + "\n")
+    with pytest.raises(RunDirError, match=r"mobility.csv changed since"):
+        stgraph.open_run(tmp_path / "run")
+    graph.write_text("\n".join(lines) + "\n")
+    assert stgraph.open_run(tmp_path / "run").data.dynamic_graph.num_periods == 120
