@@ -27,7 +27,6 @@ issued; a graph of a later step would leak the future). :class:`WindowGraphs` ho
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import DataFormatError, GraphError, where
+from ..files import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,21 @@ class WindowGraphs:
     def pin_memory(self) -> "WindowGraphs":
         return replace(self, edge_index=self.edge_index.pin_memory(), edge_weight=self.edge_weight.pin_memory())
 
+    def join(self, other: "WindowGraphs") -> "WindowGraphs":
+        """This batch's windows then ``other``'s as one union (``other``'s nodes shifted past this one's);
+        the windows' periods are kept when both batches come from the same graph (the same :attr:`key`)."""
+        if other is None:
+            raise GraphError("joining per-window graphs with a batch that has none: replayed windows and new ones "
+                             "must both come with a graph that changes over time (data.graph), or neither")
+        if other.num_nodes != self.num_nodes:
+            raise GraphError(f"joining per-window graphs of {self.num_nodes} and {other.num_nodes} nodes")
+        same = self.key is not None and self.key == other.key and self.periods is not None and other.periods is not None
+        return WindowGraphs(torch.cat([self.edge_index, other.edge_index + self.num_windows * self.num_nodes], 1),
+                            torch.cat([self.edge_weight, other.edge_weight]), self.num_nodes,
+                            self.num_windows + other.num_windows,
+                            periods=torch.cat([self.periods, other.periods]) if same else None,
+                            key=self.key if same else None)
+
     def node_major(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """``(edge_index, edge_weight, N * B)`` with window ``b``'s node ``n`` renumbered ``n * B + b``:
         the row of node-major features ``[N, B, ...]`` viewed as ``[N * B, ...]``."""
@@ -101,8 +116,8 @@ class DynamicGraph:
         ptr: ``[P + 1]`` int64 tensor: period ``p``'s edges are ``ptr[p]:ptr[p + 1]``.
         step_period: ``[T]`` int64 tensor, the period of each series step (``-1``: none), once aligned.
         source: the file it came from; weights_done: what was done to the weights.
-        key: a token for this graph's periods, for caches keyed by period (kept by :meth:`to` and
-            :meth:`aligned`, which do not change the periods).
+        key: 16 hex digits of the periods (start times, edges, weights, node count): the run's graph
+            fingerprint, and the key of caches by period (the same file read twice gives the same key).
     """
 
     sensor_ids: list
@@ -113,7 +128,13 @@ class DynamicGraph:
     step_period: torch.Tensor | None = None
     source: str = ""
     weights_done: str = ""
-    key: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
+    key: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self):
+        if not self.key:  # replace() (to, aligned) passes the key on: the periods are the same
+            self.key = fingerprint(self.times.astype("datetime64[ns]").astype(np.int64), self.ptr.cpu().numpy(),
+                                   self.edge_index.cpu().numpy(), self.edge_weight.cpu().numpy().astype(np.float32),
+                                   str(len(self.sensor_ids)), "dynamic")
 
     @property
     def num_nodes(self) -> int:

@@ -116,7 +116,8 @@ def rolling_errors(run, period: str = "1D", stride: int = 1, batch_size: int = 2
     starts = starts[::stride]
     t_ns = data.timestamps.astype("datetime64[ns]").astype(np.int64)
     origin = t_ns[starts + data.input_len - 1]
-    first = (t_ns[0] // step) * step
+    first = (origin.min() // step) * step  # the period of the first forecast origin, not of the first reading:
+    # with daily data and a week of input the first week would be periods without a window (a NaN baseline)
     bins = (origin - first) // step
     P, N = int(bins.max()) + 1, data.num_nodes
     sums = torch.zeros(P, N, dtype=torch.float64)

@@ -58,6 +58,7 @@ class ReplayLoader:
                 old = self.old.batch(self.old_starts[pick])
                 batch = Batch(*(None if getattr(batch, f.name) is None else
                                 join_text(batch.text, old.text) if f.name == "text" else  # text reports: re-indexed
+                                batch.graph.join(old.graph) if f.name == "graph" else     # per-window graphs
                                 torch.cat([getattr(batch, f.name), getattr(old, f.name)])
                                 for f in fields(batch)))
             yield batch

@@ -144,18 +144,20 @@ def _check_arguments(run_dir: Path, out, replay: float, lr_scale: float, epochs:
 def _old_data(old_cfg, new_ids: list[str], ck: dict):
     """The run's own training data with its sensors in the new order (what replay draws from)."""
     from ..data import ForecastData
-    from ..training.prepare import load_series_and_graph
+    from ..training.prepare import dynamic_graph_data, load_series_and_graph
 
-    old_series, _, _ = load_series_and_graph(old_cfg)
+    old_series, _, graph = load_series_and_graph(old_cfg)
     d = old_cfg.data
     old_on_new = _old_on_new_sensors(old_series, new_ids)
+    # a graph that changes over time: its periods on the old steps, sensors in the new order
+    dynamic = None if getattr(graph, "dynamic", None) is None else dynamic_graph_data(d, old_on_new).dynamic
     covariates = None
     if d.covariates:
         from ..data.reports import read_sources
         covariates = read_sources(d.covariates, old_on_new, None, None, d)
     old_data = ForecastData.from_series(old_on_new, input_len=d.input_len, horizon=d.horizon, stride=d.stride,
                                         split=tuple(d.split), split_gap=d.split_gap, target=d.target,
-                                        covariates=covariates,
+                                        covariates=covariates, dynamic_graph=dynamic,
                                         covariate_stats=ck.get("covariates"))
     if ck.get("scaler"):
         old_data.set_scaler_state(ck["scaler"])

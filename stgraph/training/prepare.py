@@ -33,9 +33,7 @@ def graph_fingerprint(graph) -> str:
     mean graph (which two files can share, and which moves with the steps it is taken over)."""
     dyn = getattr(graph, "dynamic", None)
     if dyn is not None:
-        return fingerprint(dyn.times.astype("datetime64[ns]").astype(np.int64), dyn.ptr.cpu().numpy(),
-                           dyn.edge_index.cpu().numpy(), dyn.edge_weight.cpu().numpy().astype(np.float32),
-                           str(int(dyn.num_nodes)), "dynamic")
+        return dyn.key
     return fingerprint(graph.edge_index.cpu().numpy(), graph.edge_weight.cpu().numpy().astype(np.float32),
                        str(int(graph.num_nodes)))
 

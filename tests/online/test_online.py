@@ -155,3 +155,19 @@ def test_update_recovers_after_a_lane_closure_frozen_does_not_and_drift_flags_it
     assert (tmp_path / "drift" / "drift.png").stat().st_size > 0
     rows = (tmp_path / "drift" / "drift.csv").read_text().splitlines()
     assert rows[0].startswith("sensor_id,baseline_mae") and {r.split(",")[0] for r in rows[1:4]} == set(hit)
+
+
+def test_drift_on_daily_data_starts_at_the_first_forecast_origin(tmp_path):
+    import stgraph
+    from stgraph.online.drift import rolling_errors
+    days = np.datetime64("2012-03-05") + np.arange(60)
+    rng = np.random.default_rng(0)
+    vals = 50 + 10 * np.sin(np.arange(60)[:, None] * 2 * np.pi / 7) + rng.normal(0, 1, (60, 4))
+    p = tmp_path / "daily.csv"
+    p.write_text("timestamp,a,b,c,d\n" + "".join(f"{d},{','.join(f'{v:.2f}' for v in row)}\n"
+                                                for d, row in zip(days, vals)))
+    run = stgraph.train(data=p, model="stid", epochs=1, overrides={"data.input_len": 7, "data.horizon": 7,
+                                                                   "train.batch_size": 8}, progress=False)
+    starts, errors, counts = rolling_errors(run)
+    assert starts[0] == np.datetime64("2012-03-11")           # the first origin: day 7 (input 7 days)
+    assert len(starts) == 60 - 7 - 7 + 1 and (counts > 0).all() and np.isfinite(errors).all()

@@ -127,3 +127,39 @@ def test_a_dynamic_graph_with_the_same_mean_but_other_periods_is_told_apart(syn,
         stgraph.open_run(tmp_path / "run")
     graph.write_text("\n".join(lines) + "\n")
     assert stgraph.open_run(tmp_path / "run").data.dynamic_graph.num_periods == 120
+
+
+def test_update_a_dynamic_graph_run_on_new_days_with_replay(syn, tmp_path):
+    lines = open(syn["data"]).read().splitlines()
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    old.write_text("\n".join(lines[:81]) + "\n")                 # days 1-80
+    new.write_text("\n".join([lines[0]] + lines[81:]) + "\n")    # days 81-120
+    stgraph.train(data=old, graph=syn["graph"], model="stgcn", out=tmp_path / "run", epochs=1,
+                  overrides={k: v for k, v in SET.items() if k.startswith(("data.", "train."))}
+                  | {"model.params.channels": [8, 4, 8], "model.params.blocks": 1})
+    info = stgraph.update(tmp_path / "run", new, out=tmp_path / "run1", weeks=0, epochs=1, replay=0.5,
+                          progress=False)
+    again = stgraph.open_run(tmp_path / "run1")
+    dyn = again.data.dynamic_graph
+    assert dyn.num_periods == 120 and again.data.timestamps[0] == np.datetime64(lines[81].split(",")[0])
+    assert np.isfinite(stgraph.evaluate(again, "test")["average"]["mae"]) and info
+
+
+def test_window_graphs_join_shifts_the_second_batch_and_keeps_periods_of_one_graph(syn):
+    from stgraph.graph.dynamic import read_dynamic_graph
+    ids = open(syn["data"]).readline().strip().split(",")[1:]
+    dyn = read_dynamic_graph(syn["graph"], ids)
+    assert read_dynamic_graph(syn["graph"], ids).key == dyn.key     # the same file: the same key
+    a, b = dyn.period_graphs(torch.tensor([3, 5])), dyn.period_graphs(torch.tensor([7]))
+    j = a.join(b)
+    assert j.num_windows == 3 and j.periods.tolist() == [3, 5, 7] and j.key == dyn.key
+    ei, w = j.window(2)
+    e7, w7 = dyn.period(7)
+    assert torch.equal(ei, e7) and torch.equal(w, w7)
+    other = replace_key(b, "another")
+    assert a.join(other).periods is None and a.join(other).key is None
+
+
+def replace_key(wg, key):
+    from dataclasses import replace
+    return replace(wg, key=key)
