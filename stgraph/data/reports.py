@@ -220,9 +220,9 @@ class ReportTokens:
         grams = [hash_ngrams(t) for t in self.texts]
         self.lengths = torch.tensor([len(g) for g in grams], dtype=torch.long)
         self.starts = torch.cumsum(self.lengths, 0) - self.lengths
-        self.ngrams = torch.from_numpy(np.concatenate(grams))
+        self.ngrams = torch.from_numpy(np.concatenate(grams)) if grams else torch.zeros(0, dtype=torch.long)
         self.vectors = None if not opts.encoder else _encode_texts(self.texts, opts.encoder)
-        span = f"{iso(table.times.min())} .. {iso(table.times.max())}"
+        span = f"{iso(table.times.min())} .. {iso(table.times.max())}" if len(table) else "(none)"
         log.info("%s: %d report(s) published %s placed on %d token(s) (up to %d at one), %d hop(s) upstream; "
                  "steps outside get no text signal", self.origin, len(self.texts), span,
                  int((self.slots[..., 0] >= 0).sum()), self.slots.shape[-1], opts.hops)
@@ -268,7 +268,8 @@ class ReportTokens:
         s_in = self.slots[rows_in].long()
         s_out = self.slots[rows_out].long()
         origin = rows_in[:, -1].view(-1, 1, 1, 1)
-        s_out = torch.where((s_out >= 0) & (self.first[s_out.clamp(min=0)] <= origin), s_out, -1)
+        if self.first.numel():  # (no report at all: every slot is -1 already)
+            s_out = torch.where((s_out >= 0) & (self.first[s_out.clamp(min=0)] <= origin), s_out, -1)
         both = torch.cat([s_in.flatten(), s_out.flatten()])
         uniq, inv = torch.unique(both[both >= 0], return_inverse=True)
         compact = torch.full_like(both, -1)

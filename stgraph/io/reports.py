@@ -34,7 +34,7 @@ from .series import parse_interval
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportTable", "is_reports_header", "read_reports"]
+__all__ = ["ReportTable", "is_reports_header", "read_reports", "reports_from_records"]
 
 _TIME = ("timestamp", "time", "published", "datetime", "date")
 _SENSOR = ("sensor", "sensor_id", "id", "node")
@@ -162,6 +162,38 @@ def read_reports(path, skip_bad_rows: bool = False) -> ReportTable:
         log.warning("%s: %d bad report row(s) skipped (first: line %d, %s)", path, len(skipped), *skipped[0])
     if not good:
         raise DataFormatError(f"{where(path)}: no valid report row; expected rows 'timestamp,sensor,...,text'")
+    return _table(good, str(path), skipped)
+
+
+def _table(good: list[tuple], origin: str, skipped: list) -> ReportTable:
+    """A :class:`ReportTable` of rows ``(time, end, sensor, lat, lon, text, line)``."""
+    if not good:
+        return ReportTable(np.zeros(0, "datetime64[ns]"), np.zeros(0, "datetime64[ns]"), [], np.zeros(0),
+                           np.zeros(0), [], np.zeros(0, np.int64), origin, skipped)
     t, e, s, la, lo, x, ln = zip(*good)
     return ReportTable(np.array(t, "datetime64[ns]"), np.array(e, "datetime64[ns]"), list(s),
-                       np.array(la, np.float64), np.array(lo, np.float64), list(x), np.array(ln), str(path), skipped)
+                       np.array(la, np.float64), np.array(lo, np.float64), list(x), np.array(ln), origin, skipped)
+
+
+_RECORD_COLUMNS = ("timestamp", "text", "sensor", "lat", "lon", "end", "duration")
+
+
+def reports_from_records(records: list[dict], origin: str) -> ReportTable:
+    """Reports given as records (``{"timestamp", "text", "sensor"?, "lat"?, "lon"?, "end"?, "duration"?}``, e.g.
+    a forecast request's), read as the rows of a reports file (module docstring); ``lines`` are the records'
+    indices. May be empty (no report).
+
+    Raises:
+        DataFormatError: a bad record, with ``.row`` its index and the message naming ``origin[index]``.
+    """
+    cols = {"time": 0, "text": 1, "sensor": 2, "lat": 3, "lon": 4, "end": 5, "duration": 6}
+    good = []
+    for i, rec in enumerate(records):
+        cells = ["" if rec.get(k) is None else str(rec.get(k)) for k in _RECORD_COLUMNS]
+        try:
+            good.append((*_row(cells, cols, i), i))
+        except (ValueError, DataFormatError) as exc:
+            err = DataFormatError(f"{origin}[{i}]: {exc}")
+            err.row = i
+            raise err from None
+    return _table(good, origin, [])

@@ -271,7 +271,8 @@ def _constant_in(obj, path: str = ""):
 def _field(loc) -> str:
     """A pydantic error location as a field name: ``('values', 'list[list[...]]', 3, 1)`` -> ``values[3][1]``,
     ``('covariates', 'rain', 'values', 0, 0)`` -> ``covariates.rain.values[0][0]``."""
-    parts = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float")))]
+    parts = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "CovariateTable",
+                                                                            "ReportList")))]  # union members
     if not parts:
         return "body"
     return str(parts[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts[1:])

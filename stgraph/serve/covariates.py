@@ -7,7 +7,11 @@ of ``C`` channels), ``null`` for a missing value. Columns are the sensor ids of 
 named are missing throughout, as in the file) and the series names of a shared one (weather) or the kinds of a
 calendar-events one (0/1 flags, one row per step). The rows must cover the input steps and, for a source known
 ahead (``FILE:forecast``, and by default shared series and events), the ``horizon`` steps after them.
-Static features are the run's own (not posted); text reports cannot be posted.
+Static features are the run's own (not posted). A reports source (text reports) is posted as
+``{"reports": [{"timestamp", "text", "sensor"?, "lat"?, "lon"?, "end"?, "duration"?}, ...]}``: the rows of its
+reports file (:func:`stgraph.io.reports.reports_from_records`), placed on the request's steps as the file is on
+the run's series (:class:`stgraph.data.reports.ReportTokens`, the run's ``data.report_*``); at the forecast steps
+only those published by the last input step count, as always.
 
 The table goes through what reads a covariate file (:func:`stgraph.io.covariates.timed_source`: the same
 alignment, with the tolerance the run's file was aligned with; events with none: a row per step) and the
@@ -50,7 +54,7 @@ def parse_stamps(timestamps: list, field: str, ordered: bool = True) -> np.ndarr
     return out
 
 
-def posted_exogenous(data, posted: dict | None, series: Series, step: np.timedelta64):
+def posted_exogenous(data, posted: dict | None, series: Series, step: np.timedelta64, run=None):
     """The :class:`~stgraph.data.covariates.Exogenous` of a request: the run's covariate sources taken from
     ``posted`` (static ones from the run), aligned to ``series``' steps and the ``horizon`` steps after its
     last one (``step`` apart), scaled with the run's statistics (:meth:`stgraph.data.ForecastData.window_at`'s
@@ -61,6 +65,7 @@ def posted_exogenous(data, posted: dict | None, series: Series, step: np.timedel
         posted: ``{source name: {"timestamps", "columns", "values"}}`` (plain lists, ``None`` for null).
         series: the request's readings (the input window ends at its last step).
         step: the run's interval.
+        run: the run (its graph and ``data.report_*`` settings, for a reports source).
 
     Raises:
         RequestError: naming ``covariates`` or ``covariates.<name>[.timestamps[i] | .columns[j] | .values[i][j]]``:
@@ -70,11 +75,7 @@ def posted_exogenous(data, posted: dict | None, series: Series, step: np.timedel
     from ..data.covariates import Exogenous
 
     exo = data.exogenous
-    names = [s.name for s in exo.sources]
-    if exo.text_sources:
-        raise RequestError("covariates", f"the run reads text reports ('{exo.text_sources[0].name}'), which a request "
-                                         f"cannot carry yet; GET /forecast/latest forecasts from the run's series "
-                                         f"with its reports")
+    names = [s.name for s in exo.sources + exo.text_sources]
     posted = dict(posted or {})
     for name in posted:
         if name not in names:
@@ -95,10 +96,40 @@ def posted_exogenous(data, posted: dict | None, series: Series, step: np.timedel
                                f"each as {{timestamps, columns, values}} covering the {data.input_len} input steps"
                                f"{_ahead_note(exo.sources, data.horizon)}")
         sources.append(_posted_source(src, posted[src.name], times, series, data))
+    for src in exo.text_sources:
+        if src.name not in posted:
+            raise RequestError(f"covariates.{src.name}", f"source '{src.name}' (text reports) missing: send "
+                                                         f"{{reports: [{{timestamp, text, sensor ...}}]}}, [] for none")
+        sources.append(_posted_reports(src, posted[src.name], times, series, run))
     try:
         return Exogenous(sources, series.num_nodes, stats=exo.state_dict(), device=data.device)
     except StgraphError as e:
         raise RequestError("covariates", str(e)) from None
+
+
+def _posted_reports(src, table, times: np.ndarray, series: Series, run):
+    """A posted ``{reports: [...]}`` as the run's reports source ``src``, placed on ``times`` (``[T + horizon]``)."""
+    import re
+
+    from ..data.reports import ReportOptions, ReportTokens
+    from ..errors import DataFormatError
+    from ..io.reports import reports_from_records
+
+    field = f"covariates.{src.name}"
+    if not isinstance(table, dict) or set(table) != {"reports"} or not isinstance(table["reports"], list):
+        raise RequestError(field, "a reports source: expected {reports: [{timestamp, text, sensor ...}]}")
+    try:
+        reports = reports_from_records(table["reports"], f"{field}.reports")
+    except DataFormatError as e:
+        raise RequestError(f"{field}.reports[{e.row}]", str(e).split(": ", 1)[-1]) from None
+    on = Series(np.zeros((len(times), series.num_nodes, 1), np.float32), times, list(series.sensor_ids), ["r"], 0.0)
+    cfg = run.config.data
+    try:
+        tokens = ReportTokens(reports, on, run.prepared.nx_graph, run.graph, ReportOptions.of(cfg))
+    except StgraphError as e:
+        m = re.search(r"line (\d+): (.*?)(; fix the row.*)?$", str(e))
+        raise RequestError(f"{field}.reports[{m.group(1)}]" if m else field, m.group(2) if m else str(e)) from None
+    return dataclasses.replace(src, table=tokens)
 
 
 def _ahead_note(sources, horizon: int) -> str:

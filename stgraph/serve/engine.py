@@ -165,7 +165,7 @@ class Engine:
             s.kind == "static" for s in d.exogenous.sources)  # nothing to send: the run's own features
         if d.exogenous is not None and (covariates is not None or static):
             from .covariates import posted_exogenous
-            exo = posted_exogenous(d, covariates, series, self.interval)
+            exo = posted_exogenous(d, covariates, series, self.interval, self.run)
         elif d.exogenous is not None:
             ts = series.timestamps
             if len(ts) != d.num_steps or ts[0] != d.timestamps[0] or ts[-1] != d.timestamps[-1]:

@@ -24,6 +24,28 @@ class CovariateTable(BaseModel):
                     "and infinity are refused")
 
 
+class Report(BaseModel):
+    """One text report, as a row of a reports file (:mod:`stgraph.io.reports`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    timestamp: str = Field(description="when it was published (ISO, no UTC offset); it reaches the series from then")
+    text: str = Field(description="the words", min_length=1)
+    sensor: Optional[Union[str, int]] = Field(None, description="the sensor it concerns (else lat/lon, or neither: "
+                                                                "network-wide)")
+    lat: Optional[float] = None
+    lon: Optional[float] = None
+    end: Optional[str] = Field(None, description="until when it holds (ISO), optional")
+    duration: Optional[Union[str, float]] = Field(None, description="or for how long: minutes, or e.g. '90min'")
+
+
+class ReportList(BaseModel):
+    """The text reports of a run's reports source published up to the request's last step (older ones still
+    reach the window until their end)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reports: list[Report] = Field(description="the reports, any order; [] for none")
+
+
 class ForecastRequest(BaseModel):
     """The latest ``input_len`` (or more) readings of every sensor of the run."""
 
@@ -35,9 +57,10 @@ class ForecastRequest(BaseModel):
     values: Union[list[list[Reading]], list[list[list[Reading]]]] = Field(
         description="[T][N] readings (one channel) or [T][N][C]; null for a missing reading (the run's null "
                     "convention); NaN and infinity are refused")
-    covariates: Optional[dict[str, CovariateTable]] = Field(
+    covariates: Optional[dict[str, Union[CovariateTable, ReportList]]] = Field(
         None, description="for a run trained with covariate files: each time-varying source by name (its file's "
-                          "stem); static features are the run's own. JSON bodies only (not CSV)")
+                          "stem), a reports source as {reports: [...]}; static features are the run's own. JSON "
+                          "bodies only (not CSV)")
 
 
 class ForecastAnswer(BaseModel):

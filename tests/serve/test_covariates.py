@@ -211,19 +211,6 @@ def test_events_static_and_declared_known_ahead(rainy, tmp_path, window_body):
         assert field == "covariates.road" and "static" in msg
 
 
-def test_text_reports_cannot_be_posted(tmp_path, window_body):
-    from stgraph.synth.events import write_events
-
-    files = write_events(tmp_path / "ev", num_sensors=6, days=2, seed=3, rain=False, incidents=False, reports=True)
-    run = stgraph.train(data=files["data"], graph=files["adj"], model="stgt", epochs=1, out=tmp_path / "run",
-                        covariates=[str(files["reports"])], progress=False,
-                        overrides={"model.params.hidden": 16, "train.max_batches": 2, "train.patience": 0})
-    with TestClient(create_app(run)) as c:
-        assert c.get("/forecast/latest").status_code == 200
-        field, msg = _fields(c.post("/forecast", json={**window_body(run), "covariates": {}}))
-    assert field == "covariates" and "text reports" in msg and "GET /forecast/latest" in msg
-
-
 def test_concurrent_covariate_requests_batched(rainy, window_body):
     """Windows with their own covariates share a forward and each gets its own window's forecast."""
     import asyncio
