@@ -276,7 +276,8 @@ def attention_sample(run, max_nodes: int = 60) -> dict | None:
     """Attention maps averaged over one test batch, heads and sensors; ``None`` if the model has none.
 
     Returns numpy matrices: ``temporal`` ``[T_in, T_in]``, ``spatial`` ``[n, n]``
-    (the first ``max_nodes`` sensors, weights of existing edges), ``cross`` ``[T_out, T_in]``.
+    (the first ``max_nodes`` sensors, weights of existing edges; with a graph that changes over time, each
+    window's own graph and a pair's mean over the windows that have it), ``cross`` ``[T_out, T_in]``.
     """
     import inspect
 
@@ -285,7 +286,8 @@ def attention_sample(run, max_nodes: int = 60) -> dict | None:
         return None
     model.eval()
     batch = next(iter(run.data.loader("test", 16, shuffle=False))).to(run.forecaster.device)
-    _, att = model(batch.x, run.graph, batch.covariates, return_attention=True)
+    graph = run.graph if getattr(batch, "graph", None) is None else batch.graph  # a dynamic graph: each window's
+    _, att = model(batch.x, graph, batch.covariates, return_attention=True)
     out = {}
     if att.get("temporal") is not None:
         t = att["temporal"].float()
@@ -296,13 +298,15 @@ def attention_sample(run, max_nodes: int = 60) -> dict | None:
     if att.get("spatial") is not None:
         w = att["spatial"].float()
         w = w.mean(-1) if w.dim() > 1 else w
-        ei = att.get("spatial_edge_index", run.graph.edge_index)
-        n = min(run.data.num_nodes, max_nodes)
-        mat = np.full((n, n), np.nan)
-        src, dst = ei[0].cpu().numpy(), ei[1].cpu().numpy()
+        ei = att.get("spatial_edge_index", graph.edge_index)
+        N = run.data.num_nodes
+        n = min(N, max_nodes)
+        src, dst = ei[0].cpu().numpy() % N, ei[1].cpu().numpy() % N  # per-window graphs: window b's node b N + n
         keep = (src < n) & (dst < n)
-        mat[dst[keep], src[keep]] = w.cpu().numpy()[keep]
-        out["spatial"] = mat
+        sums, counts = np.zeros((n, n)), np.zeros((n, n))
+        np.add.at(sums, (dst[keep], src[keep]), w.cpu().numpy()[keep])
+        np.add.at(counts, (dst[keep], src[keep]), 1.0)
+        out["spatial"] = np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)  # mean over the windows
     return out or None
 
 

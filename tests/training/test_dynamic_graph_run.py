@@ -109,6 +109,19 @@ def test_stgt_predict_with_a_dynamic_graph(syn, tmp_path, capsys):
     with torch.no_grad():
         want = run.forecaster.in_units(run.forecaster.forward(batch))[0]
     assert np.allclose(fc.mean, want.numpy(), atol=1e-4) and np.array_equal(fc.mean, fc2.mean)
+    # plot's spatial attention reads each test window's own graph: a pair is drawn where one of them has it
+    from stgraph.plot import attention_sample
+    sp = attention_sample(run)["spatial"]
+    test16 = run.data.split_starts("test")[:16] + 6                      # the first test batch's last input steps
+    pairs = set()
+    for p in run.data.dynamic_graph.step_period[test16].tolist():
+        ei, _ = run.data.dynamic_graph.period(p)
+        pairs |= set(zip(ei[1].tolist(), ei[0].tolist()))
+    drawn = {tuple(ix) for ix in np.argwhere(np.isfinite(sp))}
+    loops = {(i, i) for i in range(sp.shape[0])}
+    mean_ei, _ = run.data.dynamic_graph.mean_graph()
+    assert set(zip(mean_ei[1].tolist(), mean_ei[0].tolist())) - loops - pairs    # the mean graph has more pairs
+    assert drawn - loops == pairs - loops and all(0 < sp[i] <= 1 for i in drawn)
 
 
 def test_a_dynamic_graph_with_the_same_mean_but_other_periods_is_told_apart(syn, tmp_path):
