@@ -199,6 +199,18 @@ def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
     return files.root
 
 
+def _refuse_dynamic_graph(run_cfg: RunConfig) -> None:
+    """A federation partitions one road graph into clients' subgraphs; a graph that changes over time has none."""
+    from ..graph.dynamic import is_dynamic_table
+
+    g = run_cfg.data.graph
+    if g and not run_cfg.data.dataset and is_dynamic_table(g):
+        raise ConfigError(f"data.graph = '{g}' changes over time (a time column, or one graph per period); a "
+                          f"federated run partitions one static graph into the clients' subgraphs and cannot take "
+                          f"it yet: pass a static graph (e.g. its mean over time: the mobility_mean.csv `stgraph data "
+                          f"synth --dynamic-graph` writes beside it), or train it centrally with stgraph train")
+
+
 def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: list[int] | None = None,
           keep_previous: bool = False) -> dict:
     """Partition the data and write the client folders (``clients``: only these, default all;
@@ -211,6 +223,7 @@ def setup(fed: FederatedConfig, run_cfg: RunConfig, out: str | Path, clients: li
     if fed.local_blend and run_cfg.model.probabilistic:
         raise ConfigError("federated.local_blend blends point forecasts, and model.probabilistic is on; drop one "
                           "of the two")
+    _refuse_dynamic_graph(run_cfg)
     files = FederationFiles(out)
     files.root.mkdir(parents=True, exist_ok=True)
     series, nx_graph, _ = load_series_and_graph(run_cfg)

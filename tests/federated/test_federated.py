@@ -464,3 +464,13 @@ def test_finetune_config_is_checked():
         FederatedConfig(finetune_epochs=-1).validate()
     with pytest.raises(ConfigError, match="finetune_lr"):
         FederatedConfig(finetune_lr=0.0).validate()
+
+
+def test_a_graph_that_changes_over_time_is_refused_naming_the_file(tmp_path, capsys):
+    from stgraph.synth.mobility import write_mobility
+    syn = write_mobility(tmp_path / "mob", num_regions=8, days=30, seed=1)
+    rc = main(["federated", "simulate", "--data", str(syn["data"]), "--graph", str(syn["graph"]), "--clients", "2",
+               "--rounds", "1", "--out", str(tmp_path / "fed")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "mobility.csv' changes over time" in err and "static graph" in err
+    assert not (tmp_path / "fed").exists()
