@@ -25,14 +25,17 @@ def test_non_loopback_needs_a_token(served, tmp_path, capsys):
     assert "--workers = 0" in capsys.readouterr().err
 
 
-def test_real_server_answers(served, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_real_server_answers(served, tmp_path, workers):
+    """``stgraph serve`` in its own process; with ``--workers 2`` uvicorn's processes each build the app from the
+    run (stgraph.serve.app's factory) and every answer is the same forecast."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     token = tmp_path / "token"
     token.write_text("0123456789abcdef0123\n")
     proc = subprocess.Popen([sys.executable, "-m", "stgraph", "serve", str(served["stid"]), "--port", str(port),
-                             "--token-file", str(token), "--threads", "1"],
+                             "--token-file", str(token), "--threads", "1", "--workers", str(workers)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -45,8 +48,10 @@ def test_real_server_answers(served, tmp_path):
         else:
             pytest.fail("server did not start: " + proc.stdout.read1().decode())
         assert httpx.get(url + "/sensors").status_code == 401
-        r = httpx.get(url + "/forecast/latest", headers={"Authorization": "Bearer 0123456789abcdef0123"})
-        assert r.status_code == 200 and len(r.json()["forecast"]) == 12
+        answers = [httpx.get(url + "/forecast/latest", headers={"Authorization": "Bearer 0123456789abcdef0123"})
+                   for _ in range(4 * workers)]
+        assert all(r.status_code == 200 for r in answers) and len(answers[0].json()["forecast"]) == 12
+        assert all(r.json()["forecast"] == answers[0].json()["forecast"] for r in answers)
     finally:
         proc.terminate()
         proc.wait(10)
