@@ -88,13 +88,42 @@ def create_app(run, *, data=None, token: str | None = None, locations=None, max_
         yield
         await batcher.stop()
 
-    app = FastAPI(title="stgraph serve", version="1", lifespan=lifespan,
+    assets = _swagger_assets()
+    app = FastAPI(title="stgraph serve", version="1", lifespan=lifespan, docs_url=None if assets else "/docs",
                   description=f"Forecasts of the {run.config.model.name} run over {len(engine.ids)} sensors")
     app.state.engine, app.state.batcher = engine, batcher
     _guards(app, token, max_body)
     _routes(app, engine, batcher, max_body)
+    if assets:
+        _offline_docs(app, assets)  # before /static, which would shadow /static/docs
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _swagger_assets() -> str | None:
+    """The folder of Swagger UI's files from the ``fastapi-offline`` package (the ``serve`` extra), or ``None``
+    without it (then ``/docs`` is FastAPI's, which loads Swagger UI from a CDN: blank offline)."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        log.info("/docs loads Swagger UI from its CDN (offline it stays blank; /openapi.json works): "
+                 "pip install fastapi-offline, or 'stgraph[serve]', serves it from this machine")
+        return None
+    return str(Path(fastapi_offline.__file__).with_name("static"))
+
+
+def _offline_docs(app: FastAPI, assets: str) -> None:
+    """``/docs``: Swagger UI from this machine's files (``/static/docs/...``): nothing loaded from elsewhere."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    app.mount("/static/docs", StaticFiles(directory=assets), name="docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API",
+                                   swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/docs/swagger-ui.css",
+                                   swagger_favicon_url="/static/docs/favicon.png")
 
 
 def app_from_settings(settings: dict) -> FastAPI:

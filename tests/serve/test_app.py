@@ -128,6 +128,9 @@ def test_sensors_model_health(stgt_run, client):
     assert m["fingerprint"]["data"] and m["trained_at"]
     assert client.get("/health").json() == {"status": "ok", "model": "stgt", "sensors": 10}
     assert "/forecast" in client.get("/openapi.json").json()["paths"]
+    docs = client.get("/docs").text                         # Swagger UI from this machine's files, not a CDN
+    assert "/static/docs/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    assert client.get("/static/docs/swagger-ui-bundle.js").status_code == 200
 
 
 def test_latest_rereads_the_file_when_it_changes(stgt_run, tmp_path):

@@ -195,3 +195,17 @@ def test_page_with_a_token(browser, stgt_run):
             assert "401" in browser.find_element(By.ID, "sensor-title").text
         finally:
             browser.get_log("browser")  # the 401s' console errors are this test's, not the next one's
+
+
+def test_api_docs_render_from_this_machine(browser, server):
+    """/docs draws Swagger UI from fastapi-offline's files served here: no request leaves the machine."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server + "docs")
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock-summary-path"))
+    paths = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")]
+    assert "/forecast" in paths and "/forecast/latest" in paths
+    requested = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert requested and all(u.startswith(server) for u in requested), requested
+    assert _severe(browser) == []
