@@ -180,6 +180,7 @@ class ReportTokens:
         opts: :class:`ReportOptions`.
         skip_bad_rows: reports at an unknown sensor or outside the network are skipped and counted
             instead of refused.
+        quiet: log the placement at debug level (a forecast request's reports), not info (a file's).
 
     Shapes: :attr:`slots` ``[T, N, M]`` int32, :attr:`hops` ``[T, N, M]`` uint8; per report ``[R]``
     publication time (s), first step, whether it gives an end, and its n-grams (:attr:`ngrams` flat,
@@ -187,7 +188,7 @@ class ReportTokens:
     """
 
     def __init__(self, table, series, nx_graph=None, graph=None, opts: ReportOptions = ReportOptions(),
-                 skip_bad_rows: bool = False):
+                 skip_bad_rows: bool = False, quiet: bool = False):
         at, bad = _places(table, list(series.sensor_ids), nx_graph, opts)
         if bad and not skip_bad_rows:
             r, why = bad[0]
@@ -223,9 +224,10 @@ class ReportTokens:
         self.ngrams = torch.from_numpy(np.concatenate(grams)) if grams else torch.zeros(0, dtype=torch.long)
         self.vectors = None if not opts.encoder else _encode_texts(self.texts, opts.encoder)
         span = f"{iso(table.times.min())} .. {iso(table.times.max())}" if len(table) else "(none)"
-        log.info("%s: %d report(s) published %s placed on %d token(s) (up to %d at one), %d hop(s) upstream; "
-                 "steps outside get no text signal", self.origin, len(self.texts), span,
-                 int((self.slots[..., 0] >= 0).sum()), self.slots.shape[-1], opts.hops)
+        log.log(logging.DEBUG if quiet else logging.INFO,
+                "%s: %d report(s) published %s placed on %d token(s) (up to %d at one), %d hop(s) upstream; "
+                "steps outside get no text signal", self.origin, len(self.texts), span,
+                int((self.slots[..., 0] >= 0).sum()), self.slots.shape[-1], opts.hops)
 
     def _place(self, first, last, hop, hops: int, T: int, N: int) -> None:
         pr, pn = np.nonzero(hop <= hops)                          # (report, sensor) pairs

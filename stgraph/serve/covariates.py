@@ -125,7 +125,7 @@ def _posted_reports(src, table, times: np.ndarray, series: Series, run):
     on = Series(np.zeros((len(times), series.num_nodes, 1), np.float32), times, list(series.sensor_ids), ["r"], 0.0)
     cfg = run.config.data
     try:
-        tokens = ReportTokens(reports, on, run.prepared.nx_graph, run.graph, ReportOptions.of(cfg))
+        tokens = ReportTokens(reports, on, run.prepared.nx_graph, run.graph, ReportOptions.of(cfg), quiet=True)
     except StgraphError as e:
         m = re.search(r"line (\d+): (.*?)(; fix the row.*)?$", str(e))
         raise RequestError(f"{field}.reports[{m.group(1)}]" if m else field, m.group(2) if m else str(e)) from None
