@@ -17,6 +17,15 @@ class DataFormatError(StgraphError, ValueError):
     """A data file has an unknown layout or inconsistent content."""
 
 
+class BadRowError(DataFormatError):
+    """One row of a table (a reports file's line, a request's record) is refused: ``row`` (its line or index)
+    and ``reason`` (what is wrong with it), beside the full message."""
+
+    def __init__(self, message: str, row: int, reason: str):
+        super().__init__(message)
+        self.row, self.reason = int(row), reason
+
+
 class SeriesError(StgraphError, ValueError):
     """A sensor series is invalid (timestamps, shapes, values, length)."""
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataFormatError, where
+from ..errors import BadRowError, ConfigError, DataFormatError, where
 from ..io.series import iso
 
 log = logging.getLogger(__name__)
@@ -192,8 +192,8 @@ class ReportTokens:
         at, bad = _places(table, list(series.sensor_ids), nx_graph, opts)
         if bad and not skip_bad_rows:
             r, why = bad[0]
-            raise DataFormatError(f"{where(table.origin)}: line {table.lines[r]}: {why}; fix the row or pass "
-                                  f"--skip-bad-rows (data.skip_bad_rows) to leave bad rows out")
+            raise BadRowError(f"{where(table.origin)}: line {table.lines[r]}: {why}; fix the row or pass "
+                              f"--skip-bad-rows (data.skip_bad_rows) to leave bad rows out", table.lines[r], why)
         if bad:
             log.warning("%s: %d report(s) skipped: unknown sensor or outside the network (first: line %d, %s)",
                         table.origin, len(bad), table.lines[bad[0][0]], bad[0][1])

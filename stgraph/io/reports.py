@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataFormatError, where
+from ..errors import BadRowError, DataFormatError, where
 from .csv import _TS, _timestamps, read_rows
 from .series import parse_interval
 
@@ -155,8 +155,8 @@ def read_reports(path, skip_bad_rows: bool = False) -> ReportTable:
             good.append((*_row(r, cols, line), line))
         except (ValueError, DataFormatError) as exc:
             if not skip_bad_rows:
-                raise DataFormatError(f"{where(path)}: line {line}: {exc}; fix the row or pass --skip-bad-rows "
-                                      f"(data.skip_bad_rows) to leave bad rows out") from None
+                raise BadRowError(f"{where(path)}: line {line}: {exc}; fix the row or pass --skip-bad-rows "
+                                  f"(data.skip_bad_rows) to leave bad rows out", line, str(exc)) from None
             skipped.append((line, str(exc)))
     if skipped:
         log.warning("%s: %d bad report row(s) skipped (first: line %d, %s)", path, len(skipped), *skipped[0])
@@ -184,7 +184,7 @@ def reports_from_records(records: list[dict], origin: str) -> ReportTable:
     indices. May be empty (no report).
 
     Raises:
-        DataFormatError: a bad record, with ``.row`` its index and the message naming ``origin[index]``.
+        BadRowError: a bad record (``.row`` its index, ``.reason``; the message names ``origin[index]``).
     """
     cols = {"time": 0, "text": 1, "sensor": 2, "lat": 3, "lon": 4, "end": 5, "duration": 6}
     good = []
@@ -193,7 +193,5 @@ def reports_from_records(records: list[dict], origin: str) -> ReportTable:
         try:
             good.append((*_row(cells, cols, i), i))
         except (ValueError, DataFormatError) as exc:
-            err = DataFormatError(f"{origin}[{i}]: {exc}")
-            err.row = i
-            raise err from None
+            raise BadRowError(f"{origin}[{i}]: {exc}", i, str(exc)) from None
     return _table(good, origin, [])

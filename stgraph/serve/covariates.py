@@ -109,26 +109,22 @@ def posted_exogenous(data, posted: dict | None, series: Series, step: np.timedel
 
 def _posted_reports(src, table, times: np.ndarray, series: Series, run):
     """A posted ``{reports: [...]}`` as the run's reports source ``src``, placed on ``times`` (``[T + horizon]``)."""
-    import re
-
     from ..data.reports import ReportOptions, ReportTokens
-    from ..errors import DataFormatError
+    from ..errors import BadRowError
     from ..io.reports import reports_from_records
 
     field = f"covariates.{src.name}"
     if not isinstance(table, dict) or set(table) != {"reports"} or not isinstance(table["reports"], list):
         raise RequestError(field, "a reports source: expected {reports: [{timestamp, text, sensor ...}]}")
+    on = Series(np.zeros((len(times), series.num_nodes, 1), np.float32), times, list(series.sensor_ids), ["r"], 0.0)
     try:
         reports = reports_from_records(table["reports"], f"{field}.reports")
-    except DataFormatError as e:
-        raise RequestError(f"{field}.reports[{e.row}]", str(e).split(": ", 1)[-1]) from None
-    on = Series(np.zeros((len(times), series.num_nodes, 1), np.float32), times, list(series.sensor_ids), ["r"], 0.0)
-    cfg = run.config.data
-    try:
-        tokens = ReportTokens(reports, on, run.prepared.nx_graph, run.graph, ReportOptions.of(cfg), quiet=True)
+        tokens = ReportTokens(reports, on, run.prepared.nx_graph, run.graph, ReportOptions.of(run.config.data),
+                              quiet=True)
+    except BadRowError as e:  # a record's index (reports_from_records, and ReportTokens' lines are the indices)
+        raise RequestError(f"{field}.reports[{e.row}]", e.reason) from None
     except StgraphError as e:
-        m = re.search(r"line (\d+): (.*?)(; fix the row.*)?$", str(e))
-        raise RequestError(f"{field}.reports[{m.group(1)}]" if m else field, m.group(2) if m else str(e)) from None
+        raise RequestError(field, str(e)) from None
     return dataclasses.replace(src, table=tokens)
 
 
