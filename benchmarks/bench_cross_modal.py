@@ -69,7 +69,11 @@ def make_data(work: Path, sensors: int, days: int, seed: int, rate: float) -> di
     shuffled = work / "data" / "reports_shuffled.csv"
     shuffled.write_text("timestamp,sensor,lat,lon,end,text\n" + "".join(
         f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},\"{texts[j]}\"\n" for r, j in zip(rows[1:], perm)))
-    return {"paths": {k: str(v) for k, v in paths.items()} | {"shuffled": str(shuffled)}, "affected": affected}
+    from benchmarks.cross_modal_oracles import parsed_files, truth_files
+    oracles = {"parsed": parsed_files(work / "data", series, graph, log, seed),
+               "truth": truth_files(work / "data", series, graph, log)}
+    return {"paths": {k: str(v) for k, v in paths.items()} | {"shuffled": str(shuffled)} | oracles,
+            "affected": affected}
 
 
 def scores(trainer, affected: np.ndarray) -> dict:
@@ -133,7 +137,16 @@ def table(rows: dict, base: str = "flags") -> list[str]:
 
 
 VARIANTS = {"none": (), "flags": ("incidents",), "flags + text": ("incidents", "reports"), "text": ("reports",),
-            "flags + shuffled text": ("incidents", "shuffled")}
+            "flags + shuffled text": ("incidents", "shuffled"),
+            "flags + text + parsed": ("incidents", "reports", "parsed"),
+            "flags + text + truth": ("incidents", "reports", "truth")}
+#: ceilings (:mod:`benchmarks.cross_modal_oracles`), run only when named in ``--variants``
+ORACLES = ("flags + text + parsed", "flags + text + truth")
+
+
+def covariate_paths(paths: dict, keys) -> list:
+    """The files of ``keys`` (a key may hold several)."""
+    return [f for k in keys for f in ([paths[k]] if isinstance(paths[k], str) else paths[k])]
 
 
 def run_all(args, seeds: list) -> dict:
@@ -142,7 +155,7 @@ def run_all(args, seeds: list) -> dict:
     data = {s: make_data(Path(args.work) / f"seed{s}", args.sensors, args.days, s, args.incident_rate)
             for s in seeds}
     with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
-        futs = {(s, name): ex.submit(run_variant, data[s]["paths"], [data[s]["paths"][k] for k in cov],
+        futs = {(s, name): ex.submit(run_variant, data[s]["paths"], covariate_paths(data[s]["paths"], cov),
                                      data[s]["affected"], args.epochs, s, args.report_hours, args.after_hours)
                 for s in seeds for name, cov in VARIANTS.items() if name in args.variants}
         by_seed = {s: {} for s in seeds}
@@ -172,8 +185,9 @@ def main() -> None:
                     help="data.report_hours: how long a report without an end reaches the series (default 3)")
     ap.add_argument("--after-hours", type=float, default=0.5,
                     help="data.report_after_hours: how long a report whose words state an end reaches past it")
-    ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help=f"comma-separated variants to run (default all: {', '.join(VARIANTS)}); 'flags' is the base")
+    ap.add_argument("--variants", default=",".join(v for v in VARIANTS if v not in ORACLES),
+                    help=f"comma-separated variants to run (default all but the ceilings: {', '.join(VARIANTS)}); "
+                         f"'flags' is the base")
     ap.add_argument("--work", default="/tmp/stgraph-bench-cross-modal")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cross_modal.md"))
     args = ap.parse_args()
@@ -193,7 +207,8 @@ def main() -> None:
              f"Command: `python benchmarks/bench_cross_modal.py --sensors {args.sensors} --days {args.days} --epochs "
              f"{args.epochs} --seeds {args.seeds} --incident-rate {args.incident_rate} --jobs {args.jobs} "
              f"--report-hours {args.report_hours:g} --after-hours {args.after_hours:g}"
-             + (f" --variants '{','.join(args.variants)}'" if len(args.variants) < len(VARIANTS) else "")
+             + (f" --variants '{','.join(args.variants)}'" if args.variants != [v for v in VARIANTS if v not in ORACLES]
+                else "")
              + "` (stgt width "
              f"16, one encoder and one decoder block, batch 32, lr 3e-3, {args.epochs} epochs; seeds {args.seeds}, each "
              f"for its data and its training, figures the mean over them; {args.jobs} runs at once, one CPU thread each; "

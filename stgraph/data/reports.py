@@ -55,7 +55,10 @@ TEXT_DIM = 16
 #: end, share of reports stating one, and the relevance (the share of the text embedding the token takes)
 TEXT_FEATURES = 6
 _CLOCK = re.compile(r"\b([01]?\d|2[0-3])[:.]([0-5]\d)\b")
-_SPAN = re.compile(r"\b(\d+(?:\.\d+)?)\s*(minutes?|mins?|hours?|hrs?|h)\b")
+_SPAN = re.compile(r"\b(\d+(?:\.\d+)?)\s*([a-z]+)\b")
+#: units of a stated duration, in minutes; a unit written with two letters swapped (``minuets``, ``huors``) is read
+#: as the unit (:func:`_unit`), others with the same letters are not units
+_UNITS = {"minutes": 1, "minute": 1, "mins": 1, "min": 1, "hours": 60, "hour": 60, "hrs": 60, "hr": 60, "h": 60}
 
 
 def hash_ngrams(text: str) -> np.ndarray:
@@ -69,18 +72,31 @@ def hash_ngrams(text: str) -> np.ndarray:
 
 def stated_end(text: str, published: np.datetime64) -> np.datetime64:
     """The time a report says things end: its first clock time (the next one after ``published``), else
-    ``published`` plus its first duration (minutes or hours); ``NaT`` when it states neither."""
+    ``published`` plus its first duration (a number then minutes or hours, the unit read through a swap of two
+    letters: ``90 minuets``); ``NaT`` when it states neither."""
     low = text.lower()
     m = _CLOCK.search(low)
     if m:
         day = np.datetime64(published, "D").astype("datetime64[ns]")
         t = day + np.timedelta64(int(m.group(1)) * 60 + int(m.group(2)), "m")
         return t if t > published else t + np.timedelta64(1, "D")
-    m = _SPAN.search(low)
-    if m:
-        minutes = float(m.group(1)) * (1 if m.group(2).startswith("m") else 60)
-        return published + np.timedelta64(int(round(minutes * 60)), "s")
+    for m in _SPAN.finditer(low):
+        per = _unit(m.group(2))
+        if per:
+            return published + np.timedelta64(int(round(float(m.group(1)) * per * 60)), "s")
     return np.datetime64("NaT", "ns")
+
+
+def _unit(word: str) -> int:
+    """Minutes per ``word`` as a unit of time (:data:`_UNITS`), also with two of its letters swapped; 0: none."""
+    if word in _UNITS:
+        return _UNITS[word]
+    for unit, per in _UNITS.items():
+        if len(unit) > 3 and len(word) == len(unit):
+            diff = [i for i, (a, b) in enumerate(zip(word, unit)) if a != b]
+            if len(diff) == 2 and word[diff[0]] == unit[diff[1]] and word[diff[1]] == unit[diff[0]]:
+                return per
+    return 0
 
 
 @dataclass(frozen=True)

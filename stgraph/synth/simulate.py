@@ -32,13 +32,15 @@ class SimulationLog:
 
     ``outage_mask`` (``[T, N]`` bool) is True exactly where the series holds
     the null value 0; ``incidents`` lists the random and the given incidents;
-    ``free_flow`` is each sensor's free-flow speed (mph).
+    ``free_flow`` is each sensor's free-flow speed (mph); ``hop_decay`` ``[len(incidents)]`` how much weaker
+    each incident's queue is per hop upstream.
     """
     incidents: list[Incident]
     outages: list[Outage]
     outage_mask: np.ndarray
     free_flow: np.ndarray
     upstream_lag_minutes: float = 8.0
+    hop_decay: np.ndarray | None = None
 
 
 def simulate_speeds(graph: nx.DiGraph, start="2012-03-01", days: float = 7, interval_minutes: float = 5,
@@ -96,6 +98,7 @@ def simulate_speeds(graph: nx.DiGraph, start="2012-03-01", days: float = 7, inte
     n_random = len(inc_list)
     inc_list += _given_incidents(incidents, id_pos)
     lag_min, decay = 8.0, 0.7
+    hop_decay = np.zeros(0)
     if inc_list:
         # random incidents get a random decay per hop; given ones the documented 0.7
         hop_decay = np.full(len(inc_list), decay)
@@ -114,7 +117,8 @@ def simulate_speeds(graph: nx.DiGraph, start="2012-03-01", days: float = 7, inte
     series = Series(speed[:, :, None], ts, ids, ["speed"], 0.0, source=None)
     if return_log:
         log = SimulationLog(incidents=inc_list, outages=outage_list, outage_mask=mask,
-                            free_flow=prof.free_flow.astype(np.float32), upstream_lag_minutes=lag_min)
+                            free_flow=prof.free_flow.astype(np.float32), upstream_lag_minutes=lag_min,
+                            hop_decay=hop_decay)
         return series, log
     return series
 

@@ -202,6 +202,12 @@ def test_stated_end_from_the_words():
     assert stated_end("two lanes blocked, expect 90 minutes", pub) == np.datetime64("2012-03-01T23:00")
     assert stated_end("closed for about 2 hours", pub) == np.datetime64("2012-03-01T23:30")
     assert np.isnat(stated_end("debris on the road", pub))
+    # a unit with two letters swapped is still the unit; a number before another word is skipped
+    assert stated_end("two lanes blocked, expetc 90 minuets", pub) == np.datetime64("2012-03-01T23:00")
+    assert stated_end("closed for about 2 huors", pub) == np.datetime64("2012-03-01T23:30")
+    assert stated_end("3 lanes closed, expect 40 mins", pub) == np.datetime64("2012-03-01T22:10")
+    assert np.isnat(stated_end("3 lanes closed, expect 40 nmiuets", pub))           # two swaps: not read
+    assert np.isnat(stated_end("3 lanes closed on 2nd street", pub))
 
 
 def test_sentence_encoder_from_disk_each_distinct_text_once_or_a_message(tmp_path, monkeypatch):
