@@ -12,6 +12,15 @@ block) for a fixed number of epochs, the same seed, once per variant:
 * ``flags + shuffled text``: ``incidents.csv`` and the reports with their texts shuffled among the rows
   (same times and places, words of another report): the control that words, not timing, carry the gain.
 
+and two ceilings, run only when named in ``--variants`` (:mod:`benchmarks.cross_modal_oracles`):
+
+* ``flags + text + parsed``: also what the words of each incident report say, read perfectly, as numbers (the
+  middle of its grade's severity band per hop, the minutes left until its stated end), placed as the reports are:
+  how much of what the words carry the encoder reads;
+* ``flags + text + truth``: also the share of the speed the incidents started by each step will take 15, 30 and
+  60 minutes later, at every sensor (the simulation's own queues): the most any input observed by the forecast
+  origin could tell, whatever its words.
+
 Each is scored on the test split (MAE at horizons 3 / 6 / 12 = 15 / 30 / 60 min) on all forecast steps, on the
 affected steps (:func:`stgraph.synth.reports.affected_mask`: an incident's sensor and the sensors upstream
 within 2 hops from its start to 30 minutes after its end, and an event's crowds), split into foreseeable (the
@@ -20,7 +29,7 @@ other steps.
 Each variant trains in its own fresh process (``--jobs`` of them at once), which reports its training time and peak
 resident memory.
 
-Usage (one command; about 10 minutes a seed on one core):
+Usage (one command; about 10 minutes a seed on one core; pool tables of other seeds with ``pool_cross_modal.py``):
 ``python benchmarks/bench_cross_modal.py [--sensors 16 --days 20 --epochs 10 --seeds 1,2,3 --incident-rate 1.5
 --jobs 2] [--out benchmarks/results/cross_modal.md]`` (about 15 minutes with two free cores)
 """
