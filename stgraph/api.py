@@ -51,8 +51,9 @@ def train(data: str | Path | None = None, graph: str | Path | None = None, *, mo
             ``lr``, ``seed``, ``device``, ``progress``.
 
     Returns:
-        the :class:`~stgraph.training.run.Run`: ``run.evaluate("test")``, ``run.model``, ``run.data``,
-        ``run.state`` (epoch, best epoch, best validation MAE, ...).
+        the :class:`~stgraph.training.run.Run` with the weights of its best validation epoch (what
+        :func:`open_run` loads later, so both give the same numbers): ``run.evaluate("test")``, ``run.model``,
+        ``run.data``, ``run.state`` (epoch, best epoch, best validation MAE, ...).
 
     Raises:
         ConfigError, RunDirError, MissingFileError: bad settings, a run directory holding another run, or a

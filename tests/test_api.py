@@ -88,3 +88,32 @@ def test_import_stays_cheap_and_the_api_is_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "False False"
     assert out[1].startswith("True [") and "'train'" in out[1] and "'update'" in out[1]
+
+
+@pytest.mark.parametrize("keep_folder", [True, False])
+def test_train_answers_with_its_best_epoch_as_open_run_does(tiny_synth, tmp_path, monkeypatch, keep_folder):
+    """Validation MAE scripted 3.0, 1.0, 2.0 over three epochs: the run returned by train() holds epoch 2's
+    weights (not the last epoch's), and scores what open_run() scores from best.pt."""
+    import torch
+
+    from stgraph.training.forecaster import Forecaster
+
+    real, seen, scripted = Forecaster.evaluate, [], [3.0, 1.0, 2.0]
+
+    def scored(self, split="test", horizons=None):
+        result = real(self, split, horizons)
+        if split == "val":
+            seen.append({k: v.clone() for k, v in self.model.state_dict().items()})
+            result["average"]["mae"] = scripted[len(seen) - 1]
+        return result
+
+    monkeypatch.setattr(Forecaster, "evaluate", scored)
+    out = tmp_path / "r" if keep_folder else None
+    run = stgraph.train(data=tiny_synth["data"], graph=tiny_synth["adj"], model="stid", epochs=3, out=out, lr=0.05)
+    assert len(seen) == 3 and run.state["best_epoch"] == 2 and run.state["epoch"] == 3
+    now = run.model.state_dict()
+    assert all(torch.equal(now[k], seen[1][k]) for k in now)                # epoch 2's weights
+    assert not all(torch.equal(now[k], seen[2][k]) for k in now)            # not the last epoch's
+    if keep_folder:
+        monkeypatch.setattr(Forecaster, "evaluate", real)
+        assert run.evaluate("test") == stgraph.open_run(out).evaluate("test")

@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 
 def train(cfg: RunConfig, out: str | Path | None, *, resume: bool = False, overwrite: bool = False,
           force: bool = False, given=None, snapshot_marks=None) -> "Run":
-    """Train ``cfg`` into run directory ``out`` (``None``: keep nothing on disk); returns the finished :class:`Run`.
+    """Train ``cfg`` into run directory ``out`` (``None``: keep nothing on disk); returns the finished :class:`Run`,
+    holding the weights of its best validation epoch (those :meth:`Run.open` loads from ``best.pt``; without ``out``
+    a copy kept in memory), not its last epoch's.
 
     Everything is checked (config, files, model) before the run directory changes: a failed start
     leaves it as it was. ``overwrite`` replaces an old run by renaming a new folder into place; files there that
@@ -123,9 +125,12 @@ def _train(cfg: RunConfig, out: Path | None, *, resume: bool, fresh: bool, snaps
             writer.write_start(info)
     forecaster = Forecaster(model, prep.data, prep.graph, cfg.train, cfg.model.distribution, cfg.data.nonnegative)
     configure_process(forecaster.device, cfg.train.threads)
-    trainer = Trainer(forecaster, cfg.train, writer=writer, record=record, snapshot_marks=snapshot_marks)
+    trainer = Trainer(forecaster, cfg.train, writer=writer, record=record, snapshot_marks=snapshot_marks,
+                      keep_best=out is None)
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
+    if trainer.restore_best():  # the run answers with its best validation epoch, as when it is reopened
+        log.debug(f"weights of the best validation epoch ({trainer.state['best_epoch']}) restored")
     if prep.data.exogenous is not None:
         report_gates(forecaster, out if writes else None)
     if writes:

@@ -79,6 +79,8 @@ class Trainer:
         record: the :class:`~stgraph.training.writer.RunRecord` checkpoint dicts carry (default the writer's).
         snapshot_marks: CPU minutes at which to keep a copy of ``best.pt`` (``checkpoints/best@<m>m.pt``),
             so that one run serves several budgets (:mod:`stgraph.training.budget`); ``None``: none.
+        keep_best: also keep a copy of the best validation epoch's weights in memory (for a run with no
+            folder to write ``best.pt`` to), for :meth:`restore_best`.
 
     Inside a ``torch.distributed`` process group (``torchrun``) the trainer is data parallel:
     ``cfg.batch_size`` is the global batch and must be divisible by the number of processes; there the loss
@@ -86,8 +88,10 @@ class Trainer:
     """
 
     def __init__(self, forecaster: Forecaster, cfg, *, loss=None, batches=None, writer=None, record=None,
-                 snapshot_marks=None):
+                 snapshot_marks=None, keep_best: bool = False):
         self.cfg = cfg
+        self.keep_best = bool(keep_best)
+        self.best_weights: dict | None = None  # with keep_best: the best epoch's state dict
         self.forecaster = f = forecaster
         self.model, self.data, self.dist, self.device = f.model, f.data, f.dist, f.device
         self.budget = CpuBudget(cfg.budget_minutes, check_marks(snapshot_marks, cfg), self.dist, self.device)
@@ -216,6 +220,22 @@ class Trainer:
             self._apply_lr(self.scheduler.last_epoch)
         if "rng" in ckpt:
             self._set_rng_state(ckpt["rng"])
+
+    def restore_best(self) -> bool:
+        """Load the best validation epoch's weights into the model: ``best.pt`` of the run's folder, or the copy
+        kept in memory (``keep_best``). A finished run then answers with the weights it is reopened with
+        (:meth:`stgraph.training.run.Run.open` loads ``best.pt``), not with its last epoch's. Whether weights
+        were loaded (``False``: a closed-form model, nothing validated, or a process other than rank 0)."""
+        if not self.trainable or not self.dist.is_main:
+            return False
+        if self.best_weights is not None:
+            state = self.best_weights
+        elif self.files is not None and self.files.best.is_file():
+            state = load_checkpoint(self.files.best, map_location=self.device)["model"]
+        else:
+            return False
+        self.model.load_state_dict(state)
+        return True
 
     def _epoch_generator(self, epoch: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
@@ -392,6 +412,8 @@ class Trainer:
             "skipped_batches": self.state["skipped"]})
         if improved:
             self.save(BEST)
+            if self.keep_best:
+                self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.budget.take_snapshots(self.state, self.files)
         self.save(LAST)
         if bar is not None:
