@@ -21,7 +21,8 @@ and two ceilings, run only when named in ``--variants`` (:mod:`benchmarks.cross_
   60 minutes later, at every sensor (the simulation's own queues): the most any input observed by the forecast
   origin could tell, whatever its words.
 
-Each is scored on the test split (MAE at horizons 3 / 6 / 12 = 15 / 30 / 60 min) on all forecast steps, on the
+Each is scored with the weights of its best validation epoch (what ``train`` returns; before 82d4e86 the last
+epoch's) on the test split (MAE at horizons 3 / 6 / 12 = 15 / 30 / 60 min) on all forecast steps, on the
 affected steps (:func:`stgraph.synth.reports.affected_mask`: an incident's sensor and the sensors upstream
 within 2 hops from its start to 30 minutes after its end, and an event's crowds), split into foreseeable (the
 incident started, or the event's notice published, by the forecast origin) and unforeseeable ones, and on the
