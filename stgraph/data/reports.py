@@ -55,7 +55,7 @@ TEXT_DIM = 16
 #: end, share of reports stating one, and the relevance (the share of the text embedding the token takes)
 TEXT_FEATURES = 6
 _CLOCK = re.compile(r"\b([01]?\d|2[0-3])[:.]([0-5]\d)\b")
-_SPAN = re.compile(r"\b(\d+(?:\.\d+)?)\s*([a-z]+)\b")
+_SPAN = re.compile(r"\b(\d+(?:\.\d+)?)[\s-]*([a-z]+)\b")
 #: units of a stated duration, in minutes; a unit written with two letters swapped (``minuets``, ``huors``) is read
 #: as the unit (:func:`_unit`), others with the same letters are not units
 _UNITS = {"minutes": 1, "minute": 1, "mins": 1, "min": 1, "hours": 60, "hour": 60, "hrs": 60, "hr": 60, "h": 60}

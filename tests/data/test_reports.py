@@ -208,6 +208,7 @@ def test_stated_end_from_the_words():
     assert stated_end("3 lanes closed, expect 40 mins", pub) == np.datetime64("2012-03-01T22:10")
     assert np.isnat(stated_end("3 lanes closed, expect 40 nmiuets", pub))           # two swaps: not read
     assert np.isnat(stated_end("3 lanes closed on 2nd street", pub))
+    assert stated_end("a 90-minute closure", pub) == np.datetime64("2012-03-01T23:00")
 
 
 def test_sentence_encoder_from_disk_each_distinct_text_once_or_a_message(tmp_path, monkeypatch):
