@@ -59,8 +59,9 @@ GROUPS = ("all", "affected", "foreseeable", "unforeseeable", "unaffected")
 PARAMS = dict(hidden=16, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0, residual="last")
 
 
-def make_data(work: Path, sensors: int, days: int, seed: int, rate: float) -> dict:
-    """Write the data and the shuffled-reports control; ``{'paths', 'affected' [T, N] bool}``."""
+def make_data(work: Path, sensors: int, days: int, seed: int, rate: float, oracles: bool = False) -> dict:
+    """Write the data and the shuffled-reports control (and with ``oracles`` the ceilings' files, paths
+    ``'parsed'`` and ``'truth'``); ``{'paths', 'affected' [T, N] bool}``."""
     from stgraph.io.csv import read_rows
     from stgraph.synth import make_road_network, simulate_speeds
     from stgraph.synth.events import write_events
@@ -79,10 +80,12 @@ def make_data(work: Path, sensors: int, days: int, seed: int, rate: float) -> di
     shuffled = work / "data" / "reports_shuffled.csv"
     shuffled.write_text("timestamp,sensor,lat,lon,end,text\n" + "".join(
         f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},\"{texts[j]}\"\n" for r, j in zip(rows[1:], perm)))
-    from benchmarks.cross_modal_oracles import parsed_files, truth_files
-    oracles = {"parsed": parsed_files(work / "data", series, graph, log, seed),
-               "truth": truth_files(work / "data", series, graph, log)}
-    return {"paths": {k: str(v) for k, v in paths.items()} | {"shuffled": str(shuffled)} | oracles,
+    ceilings = {}
+    if oracles:
+        from benchmarks.cross_modal_oracles import parsed_files, truth_files
+        ceilings = {"parsed": parsed_files(work / "data", series, graph, log, seed),
+                    "truth": truth_files(work / "data", series, graph, log)}
+    return {"paths": {k: str(v) for k, v in paths.items()} | {"shuffled": str(shuffled)} | ceilings,
             "affected": affected}
 
 
@@ -162,7 +165,8 @@ def covariate_paths(paths: dict, keys) -> list:
 def run_all(args, seeds: list) -> dict:
     """Every variant on the data of each seed (also the training seed), ``args.jobs`` training processes at
     once (one torch thread each, a fresh process per run): ``{seed: {variant: scores}}``."""
-    data = {s: make_data(Path(args.work) / f"seed{s}", args.sensors, args.days, s, args.incident_rate)
+    data = {s: make_data(Path(args.work) / f"seed{s}", args.sensors, args.days, s, args.incident_rate,
+                         oracles=any(v in ORACLES for v in args.variants))
             for s in seeds}
     with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as ex:
         futs = {(s, name): ex.submit(run_variant, data[s]["paths"], covariate_paths(data[s]["paths"], cov),

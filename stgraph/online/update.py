@@ -261,6 +261,7 @@ def _update(run_dir: Path, data_path, out: Path, cfg, old_cfg, ck: dict, ck_path
         trainer = Trainer(forecaster, cfg.train, batches=batches, writer=writer)
         t0 = time.perf_counter()
         trainer.fit()
+        trainer.restore_best()  # the best validation epoch's weights, as the updated run reopens with
         seconds = time.perf_counter() - t0
         summary = {"from_run": step["run"], "data": step["data"], "added_sensors": step["added_sensors"],
                    "dropped_sensors": step["dropped_sensors"], "update_windows": int(batches.update_starts.numel()),

@@ -13,7 +13,6 @@ import torch
 from ..config import RunConfig, with_fields
 from ..errors import ConfigError
 from ..files import atomic_write
-from .checkpoint import load_checkpoint
 from .layout import RunFiles
 from .prepare import closed_form_data, target_positions
 
@@ -85,15 +84,11 @@ def choose_defaults(cfg: RunConfig, data) -> RunConfig:
 
 
 def report_gates(forecaster, out: Path | None) -> dict | None:
-    """The fusion gates of the best weights (which covariate source mattered, per horizon step) of the
-    :class:`~stgraph.training.forecaster.Forecaster`'s model, logged and written to ``out/gates.json``;
-    ``None`` for a model without gates."""
+    """The fusion gates (which covariate source mattered, per horizon step) of the
+    :class:`~stgraph.training.forecaster.Forecaster`'s model as it is (after training, the best epoch's weights:
+    :meth:`~stgraph.training.trainer.Trainer.restore_best`), logged and written to ``out/gates.json``; ``None`` for
+    a model without gates."""
     model = forecaster.model
-    best = None if out is None else RunFiles(out).best
-    if best is not None and best.is_file() and hasattr(model, "gates"):
-        import copy
-        model = copy.deepcopy(model)
-        model.load_state_dict(load_checkpoint(best, map_location=forecaster.device)["model"])
     gates = model.gates() if hasattr(model, "gates") else None
     if not gates:
         return None
